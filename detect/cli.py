@@ -1,0 +1,131 @@
+"""The `detect` command line (typer). Thin: parse arguments, load the config, call into the modules.
+
+Errors a user can cause (DetectError) are printed as one line and exit with code 2; `--debug` shows
+the traceback instead.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from detect.errors import DetectError
+
+app = typer.Typer(
+    name="detect",
+    help="Object detection pipeline: data, training, evaluation (mAP), inference and export.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Show and check configurations.", no_args_is_help=True)
+data_app = typer.Typer(help="Make, check and look at datasets.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(data_app, name="data")
+
+_state = {"debug": False}
+
+ConfigOption = typer.Option(..., "--config", "-c", help="Config name (e.g. voc_faster_rcnn) or YAML path.")
+SetOption = typer.Option(None, "--set", help="Override a config key, e.g. --set train.epochs=20 (repeatable).")
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors.")) -> None:
+    _state["debug"] = debug
+
+
+def _load(config: str, overrides: Optional[List[str]]):
+    from detect.config import load_config
+
+    return load_config(config, overrides or [])
+
+
+# ---------------------------------------------------------------------------------------------------
+# detect config ...
+
+
+@config_app.command("show")
+def config_show(
+    name: str = typer.Argument(..., help="Config name or YAML path."),
+    overrides: Optional[List[str]] = SetOption,
+) -> None:
+    """Print the resolved configuration (base and overrides applied) as YAML."""
+    from detect.config import config_to_yaml
+
+    typer.echo(config_to_yaml(_load(name, overrides)), nl=False)
+
+
+@config_app.command("list")
+def config_list() -> None:
+    """List the built-in configurations."""
+    from detect.config import builtin_config_names
+
+    for name in builtin_config_names():
+        typer.echo(name)
+
+
+# ---------------------------------------------------------------------------------------------------
+# detect data ...
+
+
+@data_app.command("synth")
+def data_synth(
+    out: Path = typer.Argument(..., help="Folder to write the dataset into."),
+    format: str = typer.Option("voc", "--format", "-f", help="voc or coco."),
+    num_images: int = typer.Option(200, "--num-images", "-n", min=1, help="Number of images in all."),
+    image_size: int = typer.Option(320, "--image-size", "-s", min=32, help="Image side in pixels."),
+    seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same bytes."),
+    val_fraction: float = typer.Option(0.2, "--val-fraction", min=0.0, max=0.99, help="Share of images in val."),
+) -> None:
+    """Generate a synthetic shapes dataset (VOC or COCO layout), the offline default."""
+    from detect.data.synthetic import generate_synthetic
+
+    if format not in ("voc", "coco"):
+        raise DetectError(f"--format must be voc or coco, got '{format}'")
+    summary = generate_synthetic(
+        out, format=format, num_images=num_images, image_size=image_size, seed=seed, val_fraction=val_fraction
+    )
+    typer.echo(
+        f"wrote {summary['num_images']} images ({summary['num_train']} train, {summary['num_val']} val) "
+        f"with {summary['num_objects']} objects of {len(summary['classes'])} classes to {out} ({format})"
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """Console entry point: runs the typer app, turning user errors into one-line messages."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        exit_code = app(args=args, standalone_mode=False)
+    except DetectError as error:
+        if debug:
+            raise
+        typer.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as error:  # click's usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(error, click.exceptions.ClickException):
+            error.show()
+            sys.exit(error.exit_code)
+        if isinstance(error, click.exceptions.Abort):
+            sys.exit(1)
+        raise
+    # Without standalone mode click returns the code of `typer.Exit(code)` instead of exiting.
+    if isinstance(exit_code, int) and exit_code != 0:
+        sys.exit(exit_code)
+
+
+if __name__ == "__main__":
+    main()

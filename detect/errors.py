@@ -1,0 +1,17 @@
+"""Errors a user can cause. The CLI prints them as one line, without a traceback, and exits 2."""
+
+
+class DetectError(Exception):
+    """Base class: the message names the file (and key, line or object) and what is wrong."""
+
+
+class ConfigError(DetectError):
+    """A config file, key or value that cannot be used."""
+
+
+class DataError(DetectError):
+    """A dataset file (image, XML, JSON) that cannot be used."""
+
+
+class CheckpointError(DetectError):
+    """A checkpoint file that is missing or cannot be read."""

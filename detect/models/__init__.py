@@ -1,0 +1,20 @@
+"""Detection models.
+
+The contract every detector keeps (Faster R-CNN in faster_rcnn.py, SSD in ssd.py):
+
+    outputs = model(images, image_sizes, targets=None)
+        images       float32 [B, 3, H, W], normalised, padded (H, W multiples of input.size_divisible)
+        image_sizes  int64 [B, 2]: (h, w) of each image's valid (resized, unpadded) region
+        targets      None, or a list of B dicts, in the resized image's pixels:
+                       boxes  float32 [N, 4] xyxy;  labels int64 [N] in 1..C (0 is background)
+        returns      with targets: {"loss_<name>": scalar tensor, ...} (the training loss is their sum);
+                     without:      the raw head outputs, a dict that `postprocess` understands.
+
+    detections = model.postprocess(outputs, image_sizes, scales)
+        scales       float32 [B, 2]: (sx, sy) with resized = original * scale
+        returns      a list of B dicts {boxes float32 [K, 4] xyxy in original image pixels,
+                     scores float32 [K] descending, labels int64 [K] in 1..C}
+
+`model.num_classes` is C, the number of foreground classes. `build_model` (build.py) turns the config
+into a model.
+"""

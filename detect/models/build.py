@@ -1,0 +1,20 @@
+"""Config -> detector. One place that reads the model config; the models take explicit arguments."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from detect.config import InputConfig, ModelConfig
+
+
+def build_model(model_cfg: ModelConfig, input_cfg: InputConfig, num_classes: int) -> nn.Module:
+    """A detector for `num_classes` foreground classes (labels 1..num_classes; 0 is background)."""
+    if model_cfg.arch == "faster_rcnn":
+        from detect.models.faster_rcnn import build_faster_rcnn
+
+        return build_faster_rcnn(model_cfg, input_cfg, num_classes)
+    if model_cfg.arch == "ssd":
+        from detect.models.ssd import build_ssd
+
+        return build_ssd(model_cfg, input_cfg, num_classes)
+    raise ValueError(f"unknown model.arch {model_cfg.arch!r}")
