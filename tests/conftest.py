@@ -1,0 +1,29 @@
+"""Shared test fixtures: the small real datasets in ../shared/data, when present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    """`$DETECT_SHARED_DATA`, else `<repo>/../shared/data` (where the project's real datasets live)."""
+    env = os.environ.get("DETECT_SHARED_DATA")
+    return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_dataset():
+    """Returns a function: name -> path of ../shared/data/<name>, skipping the test when it is absent."""
+
+    def get(name: str) -> Path:
+        path = shared_data_dir() / name
+        if not path.is_dir():
+            pytest.skip(f"real dataset '{name}' not found at {path} (set DETECT_SHARED_DATA)")
+        return path
+
+    return get
