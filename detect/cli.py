@@ -100,31 +100,14 @@ def data_synth(
 def main(argv: Optional[List[str]] = None) -> None:
     """Console entry point: runs the typer app, turning user errors into one-line messages."""
     args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args
     try:
-        exit_code = app(args=args, standalone_mode=False)
+        # Standalone mode: click prints usage errors itself (exit 2) and exits with the command's code.
+        app(args=args, prog_name="detect")
     except DetectError as error:
-        if debug:
+        if "--debug" in args:
             raise
         typer.echo(f"error: {error}", err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
-    except SystemExit:
-        raise
-    except Exception as error:  # click's usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(error, click.exceptions.ClickException):
-            error.show()
-            sys.exit(error.exit_code)
-        if isinstance(error, click.exceptions.Abort):
-            sys.exit(1)
-        raise
-    # Without standalone mode click returns the code of `typer.Exit(code)` instead of exiting.
-    if isinstance(exit_code, int) and exit_code != 0:
-        sys.exit(exit_code)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,207 @@
+"""Config loading: built-in names, paths, `base:` inheritance, `--set` overrides and every error path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from detect.config import (
+    Config,
+    builtin_config_names,
+    config_to_dict,
+    config_to_yaml,
+    load_config,
+    parse_override,
+)
+from detect.errors import ConfigError
+
+REQUIRED_KEYS = [
+    "data.format",
+    "data.root",
+    "data.train_split",
+    "data.val_split",
+    "data.classes",
+    "model.arch",
+    "model.backbone",
+    "model.pretrained",
+    "train.epochs",
+    "train.batch_size",
+    "train.lr",
+    "train.amp",
+]
+
+
+def write(path: Path, data: dict | str) -> Path:
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("name", builtin_config_names())
+def test_every_builtin_config_validates(name):
+    config = load_config(name)
+    assert config.name == name
+    assert config.model.arch in ("faster_rcnn", "ssd")
+
+
+def test_builtin_configs_cover_the_named_models():
+    names = set(builtin_config_names())
+    assert {
+        "voc_faster_rcnn",
+        "voc_faster_rcnn_resnet50",
+        "coco_faster_rcnn",
+        "synthetic_faster_rcnn",
+        "voc_ssd300",
+        "voc_ssd512",
+        "coco_ssd300",
+        "synthetic_ssd",
+    } <= names
+
+
+@pytest.mark.parametrize("dotted", REQUIRED_KEYS)
+def test_required_keys_exist(dotted):
+    data = config_to_dict(Config())
+    for part in dotted.split("."):
+        assert part in data, dotted
+        data = data[part]
+
+
+def test_path_to_yaml_works_from_any_directory(tmp_path, monkeypatch):
+    path = write(tmp_path / "mine.yaml", {"train": {"epochs": 3}})
+    monkeypatch.chdir(tmp_path.parent)
+    config = load_config(str(path))
+    assert config.train.epochs == 3
+    assert config.name == "mine"
+
+
+def test_base_inheritance_merges_sections(tmp_path):
+    write(tmp_path / "parent.yaml", {"train": {"epochs": 5, "lr": 0.1}, "model": {"backbone": "resnet50"}})
+    child = write(tmp_path / "child.yaml", {"base": "parent.yaml", "train": {"lr": 0.5}})
+    config = load_config(str(child))
+    assert config.train.epochs == 5  # from the base
+    assert config.train.lr == 0.5  # the child wins
+    assert config.model.backbone == "resnet50"
+
+
+def test_base_may_name_a_builtin_config(tmp_path):
+    child = write(tmp_path / "child.yaml", {"base": "voc_ssd300", "train": {"epochs": 2}})
+    config = load_config(str(child))
+    assert config.model.arch == "ssd" and config.input.size == 300 and config.train.epochs == 2
+
+
+def test_builtin_inheritance_resolves():
+    config = load_config("voc_ssd512")
+    assert config.input.size == 512
+    assert config.data.classes is not None and len(config.data.classes) == 20
+
+
+def test_only_one_level_of_base(tmp_path):
+    write(tmp_path / "a.yaml", {"train": {"epochs": 1}})
+    write(tmp_path / "b.yaml", {"base": "a.yaml"})
+    c = write(tmp_path / "c.yaml", {"base": "b.yaml"})
+    with pytest.raises(ConfigError, match="only one level"):
+        load_config(str(c))
+
+
+def test_overrides_are_parsed_as_yaml():
+    config = load_config(
+        "voc_faster_rcnn",
+        ["train.epochs=20", "data.classes=[a, b]", "train.lr=1e-3", "train.amp=false", "data.root=/x/y"],
+    )
+    assert config.train.epochs == 20
+    assert config.data.classes == ["a", "b"]
+    assert config.train.lr == pytest.approx(1e-3)
+    assert config.train.amp is False
+    assert config.data.root == "/x/y"
+
+
+def test_override_null_and_nested_section():
+    config = load_config("voc_faster_rcnn", ["data.classes=null", "model.rpn.nms_thresh=0.6"])
+    assert config.data.classes is None
+    assert config.model.rpn.nms_thresh == pytest.approx(0.6)
+
+
+def test_later_override_wins():
+    config = load_config("synthetic_ssd", ["train.epochs=3", "train.epochs=4"])
+    assert config.train.epochs == 4
+
+
+def test_unknown_key_names_key_file_and_nearest(tmp_path):
+    path = write(tmp_path / "typo.yaml", {"train": {"epoch": 3}})
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path))
+    message = str(info.value)
+    assert "train.epoch" in message and str(path) in message and "train.epochs" in message
+    assert "\n" not in message
+
+
+def test_unknown_key_from_override_names_the_override():
+    with pytest.raises(ConfigError) as info:
+        load_config("voc_faster_rcnn", ["model.backbon=resnet50"])
+    message = str(info.value)
+    assert "model.backbon" in message and "--set model.backbon=resnet50" in message
+    assert "model.backbone" in message
+
+
+def test_unknown_top_level_section(tmp_path):
+    path = write(tmp_path / "x.yaml", {"trian": {"epochs": 3}})
+    with pytest.raises(ConfigError, match="unknown key 'trian'.*did you mean 'train'"):
+        load_config(str(path))
+
+
+def test_wrong_type_names_key_and_file(tmp_path):
+    path = write(tmp_path / "bad.yaml", {"train": {"batch_size": "many"}})
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path))
+    assert "train.batch_size" in str(info.value) and str(path) in str(info.value)
+
+
+def test_bad_choice_lists_what_is_allowed():
+    with pytest.raises(ConfigError) as info:
+        load_config("voc_faster_rcnn", ["data.format=pascal"])
+    message = str(info.value)
+    assert "data.format" in message and "voc" in message and "coco" in message and "synthetic" in message
+
+
+def test_out_of_range_value():
+    with pytest.raises(ConfigError, match="train.epochs"):
+        load_config("voc_faster_rcnn", ["train.epochs=0"])
+
+
+def test_error_in_base_names_the_base_file(tmp_path):
+    base = write(tmp_path / "base.yaml", {"model": {"arch": "yolo"}})
+    child = write(tmp_path / "child.yaml", {"base": "base.yaml"})
+    with pytest.raises(ConfigError) as info:
+        load_config(str(child))
+    assert str(base) in str(info.value) and "model.arch" in str(info.value)
+
+
+def test_missing_config_suggests_nearest():
+    with pytest.raises(ConfigError, match="did you mean 'voc_faster_rcnn'"):
+        load_config("voc_faster_rnn")
+
+
+def test_invalid_yaml_names_file_and_line(tmp_path):
+    path = write(tmp_path / "broken.yaml", "train:\n  epochs: [1,\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path))
+    assert str(path) in str(info.value) and "invalid YAML" in str(info.value)
+
+
+def test_non_mapping_yaml(tmp_path):
+    path = write(tmp_path / "list.yaml", "- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(str(path))
+
+
+@pytest.mark.parametrize("text", ["train.epochs", "=3", "train..epochs=3"])
+def test_malformed_override(text):
+    with pytest.raises(ConfigError, match="key.sub=value"):
+        parse_override(text)
+
+
+def test_yaml_round_trip_of_resolved_config():
+    config = load_config("voc_faster_rcnn_resnet50", ["train.epochs=7"])
+    again = Config.model_validate(yaml.safe_load(config_to_yaml(config)))
+    assert again == config
