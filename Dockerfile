@@ -1,0 +1,22 @@
+# detect on CUDA. Build:  docker build -t detect .
+# Run:    docker run --gpus all --shm-size 8g -v $PWD/data:/data -v $PWD/runs:/runs detect \
+#             train --config voc_faster_rcnn --set data.root=/data/VOCdevkit --output-dir /runs/voc
+# The base image brings CUDA, cuDNN, torch and torchvision; pip keeps them and adds the rest.
+FROM pytorch/pytorch:2.9.1-cuda12.8-cudnn9-runtime
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    NO_ALBUMENTATIONS_UPDATE=1 \
+    TORCH_HOME=/weights
+
+WORKDIR /opt/detect
+COPY pyproject.toml README.md ./
+COPY detect ./detect
+COPY tools ./tools
+RUN pip install --no-cache-dir ".[export]"
+
+# Datasets, run folders and cached ImageNet weights live outside the image.
+VOLUME ["/data", "/runs", "/weights"]
+WORKDIR /runs
+ENTRYPOINT ["detect"]
+CMD ["--help"]
