@@ -93,10 +93,11 @@ def read_split_ids(folder: Path, split_name: str) -> list[str]:
 
 
 def parse_split(folder: Path, split_name: str, log: ProblemLog) -> list[tuple]:
+    image_ids = read_split_ids(folder, split_name)
     image_dir = folder / "JPEGImages"
     images_by_stem = index_images(image_dir)
     entries = []
-    for image_id in read_split_ids(folder, split_name):
+    for image_id in image_ids:
         xml_path = folder / "Annotations" / f"{image_id}.xml"
         image_path = images_by_stem.get(image_id)
         if image_path is None:
