@@ -55,10 +55,28 @@ def read_image_bytes(path: Path) -> bytes:
 def check_complete(data: bytes, path: Path) -> None:
     """DataError when JPEG or PNG bytes lack their end marker (a truncated file)."""
     tail = data[-_TAIL_BYTES:]
-    if data.startswith(_JPEG_START) and _JPEG_END not in tail:
+    if data.startswith(_JPEG_START) and _JPEG_END not in tail and not decodes_fully(data):
         raise DataError(f"{path}: truncated JPEG (no end-of-image marker)")
-    if data.startswith(_PNG_START) and b"IEND" not in tail:
+    if data.startswith(_PNG_START) and b"IEND" not in tail and not decodes_fully(data):
         raise DataError(f"{path}: truncated PNG (no IEND chunk)")
+
+
+def decodes_fully(data: bytes) -> bool:
+    """Second opinion for a file without its end marker near the end (some cameras append kilobytes
+    of their own data after it): Pillow raises on truncated image data where OpenCV does not.
+    Without Pillow the marker check stands."""
+    try:
+        from PIL import Image
+    except ImportError:
+        return False
+    import io
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+    except Exception:  # Pillow raises OSError, SyntaxError or ValueError on broken data
+        return False
+    return True
 
 
 def to_rgb8(image: np.ndarray, path: Path | str = "<image>") -> np.ndarray:

@@ -99,3 +99,10 @@ def test_jpeg_with_padding_after_end_marker_reads(tmp_path: Path):
     path = tmp_path / "padded.jpg"
     path.write_bytes(encode(noise, ".jpg") + b"\x00" * 100)
     assert read_image(path).shape == (16, 16, 3)
+
+
+def test_jpeg_with_long_trailer_after_end_marker_reads(tmp_path: Path):
+    noise = np.random.default_rng(3).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    path = tmp_path / "trailer.jpg"
+    path.write_bytes(encode(noise, ".jpg") + b"camera maker data " * 200)  # 3.6 kB past the end marker
+    assert read_image(path).shape == (16, 16, 3)
