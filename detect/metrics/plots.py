@@ -69,7 +69,9 @@ def _style(axes, title: str) -> None:
     axes.grid(alpha=0.3)
 
 
-def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: str | Path) -> Path:
+def plot_confusion_matrix(
+    matrix: np.ndarray, class_names: Sequence[str], path: str | Path, score_thresh: float | None = None
+) -> Path:
     """Writes the confusion matrix (rows true, columns predicted, index 0 background) as a PNG.
 
     Each row is normalised to sum 1 for the colours; cells show the counts."""
@@ -85,7 +87,8 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: 
     axes.set_yticks(range(size), names, fontsize=8)
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
-    axes.set_title("confusion matrix (counts; colour: row share)")
+    scores = f", scores >= {score_thresh:g}" if score_thresh is not None else ""
+    axes.set_title(f"confusion matrix (counts; colour: row share{scores})")
     if size <= 30:
         for row in range(size):
             for column in range(size):
