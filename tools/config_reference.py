@@ -1,0 +1,87 @@
+"""Write the configuration reference (docs/config.md) from the typed config in detect/config.py.
+
+    python tools/config_reference.py            # print it
+    python tools/config_reference.py --write    # update docs/config.md
+
+Every key's description is the docstring written under its field in detect/config.py; the test
+tests/test_config_reference.py keeps docs/config.md in step with the code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from detect.config import Config  # noqa: E402
+
+DOC_PATH = Path(__file__).resolve().parents[1] / "docs" / "config.md"
+
+HEADER = """# Configuration reference
+
+Generated from `detect/config.py` by `python tools/config_reference.py --write`; do not edit by hand.
+Every key can be set in a YAML config or with `--set key.sub=value`. Defaults are those of the code;
+the built-in configs in `detect/configs/` override many of them.
+"""
+
+
+def _type_name(annotation: Any) -> str:
+    text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
+    text = text or str(annotation)
+    return text.replace("typing.", "").replace("NoneType", "None").replace("Literal", "one of ")
+
+
+def _default(value: Any) -> str:
+    if isinstance(value, BaseModel):
+        return ""
+    return json.dumps(value if not isinstance(value, tuple) else list(value))
+
+
+def _section(model: type[BaseModel], prefix: str, out: list[str]) -> None:
+    rows, subsections = [], []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            subsections.append((annotation, f"{prefix}{name}"))
+            continue
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, list) and default and isinstance(default[0], BaseModel):
+            default = [item.model_dump(mode="json") for item in default]
+        description = (field.description or "").replace("\n", " ").replace("|", "\\|")
+        rows.append(f"| `{prefix}{name}` | {_type_name(annotation).replace('|', 'or')} | "
+                    f"`{_default(default)}` | {description} |")
+    if rows:
+        title = prefix.rstrip(".") or "top level"
+        out += [f"\n## `{title}`\n", model.__doc__.strip().splitlines()[0] if model.__doc__ else "", "",
+                "| key | type | default | meaning |", "|---|---|---|---|", *rows]
+    for sub_model, sub_prefix in subsections:
+        _section(sub_model, f"{sub_prefix}.", out)
+
+
+def render() -> str:
+    out = [HEADER]
+    _section(Config, "", out)
+    return "\n".join(out).rstrip() + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help=f"write {DOC_PATH}")
+    args = parser.parse_args()
+    text = render()
+    if args.write:
+        DOC_PATH.parent.mkdir(parents=True, exist_ok=True)
+        DOC_PATH.write_text(text)
+        print(f"wrote {DOC_PATH}")
+    else:
+        sys.stdout.write(text)
+
+
+if __name__ == "__main__":
+    main()
