@@ -137,7 +137,7 @@ def fast_rcnn_losses(class_logits, box_deltas, roi_valid, roi_labels, roi_target
     count = roi_valid.sum().clamp(min=1)
     ce = F.cross_entropy(class_logits.flatten(0, 1), roi_labels.flatten(), reduction="none")
     loss_classifier = (ce * roi_valid.flatten()).sum() / count
-    is_foreground = roi_labels > 0
+    is_foreground = (roi_labels > 0) & roi_valid
     class_index = (roi_labels - 1).clamp(min=0)
     predicted = box_deltas.gather(2, class_index[..., None, None].expand(-1, -1, 1, 4)).squeeze(2)
     box = F.smooth_l1_loss(predicted, roi_targets, beta=1.0, reduction="none").sum(dim=-1)
