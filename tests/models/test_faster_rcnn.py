@@ -150,3 +150,19 @@ def test_a_few_training_steps_reduce_the_loss():
         optimizer.step()
         history.append(loss.item())
     assert min(history[-3:]) < 0.75 * history[0], history
+
+
+def test_bf16_autocast_and_a_single_copy_of_the_head():
+    model = _small_model().train()
+    assert not any(key.startswith("backbone.head.") for key in model.state_dict())
+    assert any(key.startswith("roi_heads.box_head.") for key in model.state_dict())
+    images, targets = shapes_batch(2, 64)
+    sizes = torch.tensor([[64, 64]] * 2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        losses = model(images, sizes, targets)
+        model.eval()
+        outputs = model(images, sizes)
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert outputs["rois"].dtype == torch.float32  # proposals stay in float32 pixels
+    detections = model.postprocess(outputs, sizes, torch.ones(2, 2))
+    assert all(d["boxes"].dtype == torch.float32 for d in detections)
