@@ -166,3 +166,20 @@ def test_bf16_autocast_and_a_single_copy_of_the_head():
     assert outputs["rois"].dtype == torch.float32  # proposals stay in float32 pixels
     detections = model.postprocess(outputs, sizes, torch.ones(2, 2))
     assert all(d["boxes"].dtype == torch.float32 for d in detections)
+
+
+def test_torchvision_peer_keeps_our_model_contract():
+    from detect.models.torchvision_peer import build_torchvision_peer
+
+    torch.manual_seed(0)
+    peer = build_torchvision_peer(ModelConfig.model_validate(SMALL), InputConfig(min_size=64, max_size=64), 2)
+    images, targets = shapes_batch(2, 64)
+    sizes = torch.tensor([[64, 64], [48, 64]])
+    peer.train()
+    assert set(peer(images, sizes, targets)) == LOSS_KEYS
+    peer.eval()
+    with torch.no_grad():
+        outputs = peer(images, sizes)
+    detections = peer.postprocess(outputs, sizes, torch.tensor([[0.5, 0.5], [1.0, 1.0]]))
+    assert len(detections) == 2 and set(detections[0]) == {"boxes", "scores", "labels"}
+    assert not peer.training
