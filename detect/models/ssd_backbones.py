@@ -11,7 +11,7 @@ convolution, both 1024 wide; with ImageNet weights their kernels are subsampled 
 SSD300 layers for 6 maps, SSD512's for 7.
 
 `resnet18/34/50/101`: conv1..layer3 with layer3 at stride 1, so the first map is at stride 8 (the
-layout of NVIDIA's SSD300 ResNet-50), then extra layers with BatchNorm. Their sizes follow the input:
+layout of NVIDIA's SSD300 ResNet-50), then extra layers with GroupNorm. Their sizes follow the input:
 3 x 3 stride 2 while a map is larger than 3, then a valid 3 x 3 (3 -> 1) or 2 x 2 (2 -> 1).
 
 ImageNet or local weights come from detect.models.backbones (`load_classifier_weights`).
@@ -61,9 +61,10 @@ def _conv_out(size: int, kernel: int, stride: int, padding: int, ceil: bool = Fa
 
 def _extra_block(in_ch: int, mid: int, out: int, kernel: int, stride: int, padding: int, norm: bool) -> nn.Sequential:
     layers: list[nn.Module] = [nn.Conv2d(in_ch, mid, 1, bias=not norm)]
-    layers += [nn.BatchNorm2d(mid)] if norm else []
+    # GroupNorm, not BatchNorm: the last maps are 1 x 1, where BatchNorm fails on a batch of one.
+    layers += [nn.GroupNorm(32, mid)] if norm else []
     layers += [nn.ReLU(inplace=True), nn.Conv2d(mid, out, kernel, stride=stride, padding=padding, bias=not norm)]
-    layers += [nn.BatchNorm2d(out)] if norm else []
+    layers += [nn.GroupNorm(32, out)] if norm else []
     layers += [nn.ReLU(inplace=True)]
     return nn.Sequential(*layers)
 
