@@ -21,64 +21,82 @@ from detect.errors import ConfigError
 class Section(BaseModel):
     """A config section: unknown keys are errors, values are checked on assignment too."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
 
 
 class SynthConfig(Section):
     """How the synthetic dataset is generated when `data.format: synthetic` and `data.root` is empty."""
 
     num_images: int = Field(200, ge=1)
+    """Number of images in all (train and val)."""
     image_size: int = Field(320, ge=32)
+    """Side of the square images, in pixels."""
     seed: int = 0
+    """Random seed: the same seed gives the same bytes."""
     val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    """Share of the images listed in the val split."""
 
 
 class DataConfig(Section):
+    """Where the dataset is, which splits and classes, and how bad samples are handled."""
+
     format: Literal["voc", "coco", "synthetic"] = "synthetic"
+    """Dataset format: Pascal VOC XML, COCO JSON, or the generated synthetic shapes."""
     root: str = "data/shapes"
+    """Dataset folder (see "Dataset layouts" in the README)."""
     train_split: str = "train"
+    """Training split: VOC `trainval` or `VOC2007/trainval+VOC2012/trainval`; COCO `train2017`."""
     val_split: str = "val"
-    # Foreground class names in label order (label 1 is the first). None: take them from the data.
+    """Validation split, evaluated during training and by `detect eval`."""
     classes: list[str] | None = None
-    # COCO only: the image folder, when it is not `root/<split>/`.
+    """Foreground class names in label order (label 1 is the first). None: take them from the data."""
     image_dir: str | None = None
-    # Train on objects marked difficult (VOC); evaluation always ignores them.
+    """COCO only: the image folder, when it is not `root/<split>/`."""
     use_difficult: bool = False
-    # An object whose class is not in `classes`: stop, or skip that object.
+    """Train on objects marked difficult (VOC); evaluation always ignores them."""
     unknown_class: Literal["raise", "skip"] = "raise"
-    # A bad sample (unreadable image, malformed annotation): stop, or skip it and count it.
+    """An object whose class is not in `classes`: stop, or skip that object."""
     on_error: Literal["raise", "skip"] = "raise"
+    """A bad sample (unreadable image, malformed annotation): stop, or skip it and count it."""
     num_workers: int = Field(2, ge=0)
+    """DataLoader worker processes."""
     pin_memory: bool = True
+    """Pin batches in page-locked memory (CUDA only)."""
     persistent_workers: bool = True
-    # Batch images of similar aspect ratio together (less padding for keep-ratio resizing).
+    """Keep workers alive between epochs (when num_workers > 0)."""
     aspect_ratio_grouping: bool = False
+    """Batch images of similar aspect ratio together (less padding for keep-ratio resizing)."""
     synth: SynthConfig = SynthConfig()
 
 
 class InputConfig(Section):
     """How images become the model's input: resize, pad, normalise (the eval pipeline is exactly this)."""
 
-    # keep_ratio: shorter side `min_size`, longer side at most `max_size` (Faster R-CNN).
-    # fixed: every image resized to `size` x `size` (SSD).
     resize: Literal["keep_ratio", "fixed"] = "keep_ratio"
+    """keep_ratio: shorter side `min_size`, longer side at most `max_size` (Faster R-CNN); fixed: every image
+    resized to `size` x `size` (SSD)."""
     min_size: int = Field(600, ge=16)
+    """keep_ratio: target of the shorter side, in pixels."""
     max_size: int = Field(1000, ge=16)
+    """keep_ratio: cap of the longer side, in pixels."""
     size: int = Field(300, ge=16)
-    # Batches are padded so that both sides are multiples of this.
+    """fixed: the square input side, in pixels (300 for SSD300)."""
     size_divisible: int = Field(32, ge=1)
-    # ImageNet mean and std on 0..1 pixel values (torchvision's classification weights use these).
+    """Batches are padded so that both sides are multiples of this."""
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    """Per-channel mean subtracted from 0..1 RGB pixels (ImageNet's, as torchvision's weights expect)."""
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    """Per-channel std that pixels are divided by after the mean."""
 
 
 class TransformSpec(BaseModel):
     """One named augmentation: `{name: horizontal_flip, p: 0.5, ...parameters}`."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", use_attribute_docstrings=True)
 
     name: str
     p: float = Field(1.0, ge=0.0, le=1.0)
+    """Probability of applying it."""
 
     def params(self) -> dict[str, Any]:
         """The transform's own parameters (everything but `name` and `p`)."""
@@ -89,80 +107,131 @@ class AugmentConfig(Section):
     """Training augmentations, in order, before the resize and normalisation of `input`."""
 
     train: list[TransformSpec] = Field(default_factory=lambda: [TransformSpec(name="horizontal_flip", p=0.5)])
-    # Boxes keeping less than this fraction of their area after a transform are dropped.
+    """Ordered list of named transforms, each `{name, p, ...parameters}`: horizontal_flip, random_crop,
+    iou_random_crop, shift, scale, shear, rotate, brightness_contrast, photometric_distort, expand."""
     min_visibility: float = Field(0.3, ge=0.0, le=1.0)
-    # Boxes smaller than this many pixels of area after a transform are dropped.
+    """Boxes keeping less than this fraction of their area after a transform are dropped."""
     min_area: float = Field(1.0, ge=0.0)
+    """Boxes smaller than this many square pixels after a transform are dropped."""
 
 
 class AnchorConfig(Section):
-    # Defaults from the Faster R-CNN paper (Ren et al., 2015): 3 scales x 3 ratios at stride 16.
+    """Faster R-CNN anchors. Defaults from the Faster R-CNN paper (Ren et al., 2015): 3 sizes x 3 ratios at
+    stride 16."""
+
     sizes: list[float] = [128.0, 256.0, 512.0]
+    """Anchor sides in pixels (square-equivalent), at every feature-map location."""
     aspect_ratios: list[float] = [0.5, 1.0, 2.0]
+    """Anchor height / width ratios; k = len(sizes) * len(aspect_ratios) anchors per location."""
 
 
 class RPNConfig(Section):
-    conv_channels: int | None = None  # None: the backbone's out_channels
+    """Faster R-CNN region proposal network: anchor matching, sampling and proposals."""
+
+    conv_channels: int | None = None
+    """Channels of the RPN 3x3 conv; null: the backbone's out_channels. None: the backbone's out_channels"""
     fg_iou_thresh: float = Field(0.7, ge=0.0, le=1.0)
+    """Anchors with IoU >= this with a ground-truth box are positive."""
     bg_iou_thresh: float = Field(0.3, ge=0.0, le=1.0)
+    """Anchors whose best IoU is below this are negative (between: ignored)."""
     batch_size_per_image: int = Field(256, ge=1)
+    """Anchors sampled per image for the RPN loss."""
     positive_fraction: float = Field(0.5, gt=0.0, le=1.0)
+    """Largest share of positives among the sampled anchors."""
     pre_nms_top_n_train: int = Field(12000, ge=1)
+    """Proposals kept per image before NMS, training."""
     pre_nms_top_n_test: int = Field(6000, ge=1)
+    """Proposals kept per image before NMS, inference."""
     post_nms_top_n_train: int = Field(2000, ge=1)
+    """Proposals kept per image after NMS, training."""
     post_nms_top_n_test: int = Field(300, ge=1)
+    """Proposals kept per image after NMS, inference."""
     nms_thresh: float = Field(0.7, ge=0.0, le=1.0)
-    min_box_size: float = Field(1.0, ge=0.0)  # proposals smaller than this (pixels) are dropped
+    """IoU threshold of the proposal NMS."""
+    min_box_size: float = Field(1.0, ge=0.0)
+    """Proposals with a side smaller than this (pixels) are dropped. proposals smaller than this (pixels) are
+    dropped"""
     loss_box_weight: float = 1.0
+    """Weight of the RPN box regression loss."""
 
 
 class RoIHeadsConfig(Section):
+    """Faster R-CNN box head: RoI sampling, box regression and postprocess."""
+
     batch_size_per_image: int = Field(512, ge=1)
+    """RoIs sampled per image for the box head loss."""
     positive_fraction: float = Field(0.25, gt=0.0, le=1.0)
+    """Largest share of foreground RoIs among those sampled."""
     fg_iou_thresh: float = Field(0.5, ge=0.0, le=1.0)
+    """RoIs with IoU >= this with a ground-truth box are foreground."""
     bg_iou_thresh_hi: float = Field(0.5, ge=0.0, le=1.0)
+    """RoIs with best IoU below this (and at least `bg_iou_thresh_lo`) are background."""
     bg_iou_thresh_lo: float = Field(0.0, ge=0.0, le=1.0)
-    # Target normalisation: deltas are multiplied by these (1/0.1, 1/0.1, 1/0.2, 1/0.2).
+    """Lower IoU bound of background RoIs."""
     box_weights: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0)
-    representation_size: int = Field(4096, ge=1)  # fc6/fc7 width for VGG
+    """Target normalisation: regression deltas are multiplied by these (1/0.1, 1/0.1, 1/0.2, 1/0.2)."""
+    representation_size: int = Field(4096, ge=1)
+    """Width of the fc6/fc7 box head (VGG). fc6/fc7 width for VGG"""
     score_thresh: float = Field(0.05, ge=0.0, le=1.0)
+    """Detections scoring below this are dropped in postprocess."""
     nms_thresh: float = Field(0.3, ge=0.0, le=1.0)
+    """IoU threshold of the class-wise NMS in postprocess (0.3 in VOC configs)."""
     detections_per_img: int = Field(100, ge=1)
+    """At most this many detections per image."""
     loss_box_weight: float = 1.0
+    """Weight of the box head's regression loss."""
 
 
 class SSDConfig(Section):
-    # Defaults from the SSD paper (Liu et al., 2016) for SSD300: 6 feature maps, 8,732 default boxes.
-    # Sizes of the feature maps; None: read off the trunk for `input.size` (given: checked against it).
+    """SSD default boxes, loss and postprocess. Defaults from the SSD paper (Liu et al., 2016) for SSD300:
+    6 feature maps, 8,732 default boxes."""
+
     feature_maps: list[int] | None = None
-    steps: list[int] | None = None  # None: input size / feature map size
+    """Sizes of the feature maps; null: read off the trunk for `input.size` (given: checked against it)."""
+    steps: list[int] | None = None
+    """Default-box centre steps in pixels per map; null: input size / map size."""
     min_scale: float = Field(0.2, gt=0.0, le=1.0)
+    """Default-box scale of the second map (as a fraction of the input side)."""
     max_scale: float = Field(0.9, gt=0.0, le=1.0)
-    # Scale of the first map (conv4_3); the paper uses 0.1 on VOC (0.07 on COCO).
+    """Default-box scale of the last map."""
     first_scale: float | None = 0.1
-    # One list per feature map (so its length is the number of maps: 6 SSD300, 7 SSD512); each ratio
-    # a adds boxes a:1 and 1:a to the two square boxes.
+    """Scale of the first map (conv4_3); the paper uses 0.1 on VOC (0.07 on COCO)."""
     aspect_ratios: list[list[float]] = [[2.0], [2.0, 3.0], [2.0, 3.0], [2.0, 3.0], [2.0], [2.0]]
+    """One list per feature map (so its length is the number of maps: 6 SSD300, 7 SSD512); each ratio a adds
+    boxes a:1 and 1:a to the two square boxes."""
     variances: tuple[float, float] = (0.1, 0.2)
+    """Box encoding variances for centre and size."""
     iou_thresh: float = Field(0.5, ge=0.0, le=1.0)
+    """Default boxes with IoU >= this with a ground truth are positive (and each ground truth's best)."""
     neg_pos_ratio: float = Field(3.0, gt=0.0)
-    # Hard negatives mined in an image without ground truth (no positives to count 3:1 from).
+    """Hard negatives kept per positive in the confidence loss."""
     empty_image_negatives: int = Field(24, ge=0)
+    """Hard negatives mined in an image without ground truth (no positives to count 3:1 from)."""
     score_thresh: float = Field(0.01, ge=0.0, le=1.0)
+    """Per-class score threshold in postprocess."""
     top_k_per_class: int = Field(200, ge=1)
+    """Candidates per class kept before NMS."""
     nms_thresh: float = Field(0.45, ge=0.0, le=1.0)
+    """IoU threshold of the per-class NMS."""
     detections_per_img: int = Field(200, ge=1)
+    """At most this many detections per image."""
 
 
 class ModelConfig(Section):
+    """The detector and its backbone."""
+
     arch: Literal["faster_rcnn", "ssd"] = "faster_rcnn"
+    """Detector: the two-stage Faster R-CNN or the one-stage SSD."""
     backbone: str = "vgg16"
-    # none | imagenet | path to a local torchvision classification state dict
+    """vgg16, vgg16_bn, resnet18, resnet34, resnet50 or resnet101."""
     pretrained: str = "none"
-    # How many backbone stages train (the rest are frozen); None: the backbone's default.
+    """none | imagenet | path to a local torchvision classification state dict"""
     trainable_layers: int | None = None
+    """How many backbone stages train (the rest are frozen); None: the backbone's default."""
     roi_pool: Literal["roi_pool", "roi_align"] = "roi_pool"
-    roi_output_size: int | None = None  # None: 7 for VGG, 14 for ResNet (then res5)
+    """Faster R-CNN RoI pooling: torchvision's roi_pool or roi_align."""
+    roi_output_size: int | None = None
+    """None: 7 for VGG, 14 for ResNet (then res5)"""
     anchors: AnchorConfig = AnchorConfig()
     rpn: RPNConfig = RPNConfig()
     roi_heads: RoIHeadsConfig = RoIHeadsConfig()
@@ -175,53 +244,88 @@ class ModelConfig(Section):
 
 
 class TrainConfig(Section):
+    """Optimiser, schedule, precision and the training loop."""
+
     epochs: int = Field(12, ge=1)
+    """Passes over the training split."""
     batch_size: int = Field(8, ge=1)
-    # Learning rate for the whole batch (not per image).
+    """Images per step (per process under torchrun)."""
     lr: float = Field(0.01, gt=0.0)
+    """Learning rate for the whole batch (not per image)."""
     optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    """sgd (with momentum), adam or adamw."""
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    """SGD momentum (Adam: beta1)."""
     nesterov: bool = False
+    """Nesterov momentum for SGD."""
     weight_decay: float = Field(5e-4, ge=0.0)
-    # Apply weight decay to normalisation layers and biases too (off by default).
+    """L2 weight decay (decoupled for adamw)."""
     decay_norm_and_bias: bool = False
+    """Apply weight decay to normalisation layers and biases too (off by default)."""
     backbone_lr_mult: float = Field(1.0, ge=0.0)
+    """The backbone trunk's learning rate is `lr` times this."""
     scheduler: Literal["multistep", "step", "cosine", "constant"] = "multistep"
-    milestones: list[int] = [8, 11]  # epochs, for multistep
-    step_size: int = Field(1, ge=1)  # epochs, for step
+    """Learning-rate schedule after warmup, stepped every iteration."""
+    milestones: list[int] = [8, 11]
+    """epochs, for multistep"""
+    step_size: int = Field(1, ge=1)
+    """epochs, for step"""
     gamma: float = Field(0.1, gt=0.0)
-    min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0)  # cosine floor, as a fraction of lr
+    """Factor applied at each step / milestone."""
+    min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0)
+    """cosine floor, as a fraction of lr"""
     warmup_iters: int = Field(500, ge=0)
+    """Iterations of linear warmup from `warmup_factor * lr` to `lr`."""
     warmup_factor: float = Field(0.001, gt=0.0, le=1.0)
+    """Starting fraction of the learning rate during warmup."""
     clip_grad_norm: float | None = None
+    """Clip the gradients' global norm to this; null: no clipping."""
     accumulate: int = Field(1, ge=1)
-    # Mixed precision on CUDA (ignored on CPU): bf16 autocast, or fp16 with a gradient scaler.
+    """Accumulate gradients over this many batches per optimiser step."""
     amp: bool = True
+    """Mixed precision on CUDA (ignored on CPU): bf16 autocast, or fp16 with a gradient scaler."""
     amp_dtype: Literal["bf16", "fp16"] = "bf16"
+    """Autocast type on CUDA: bf16, or fp16 with a gradient scaler."""
     ema: bool = False
+    """Keep an exponential moving average of the weights, used for evaluation and saved."""
     ema_decay: float = Field(0.9998, gt=0.0, lt=1.0)
+    """Decay of the weight average."""
     seed: int = 0
+    """Random seed for weights, sampling and augmentation."""
     deterministic: bool = False
+    """Ask torch for deterministic kernels (slower)."""
     channels_last: bool = False
+    """Run the model in channels_last memory format (faster convolutions on CUDA)."""
     compile: bool = False
+    """Compile the model with torch.compile."""
     sync_bn: bool = False
-    eval_every: int = Field(1, ge=0)  # epochs; 0: only at the end
-    log_every: int = Field(20, ge=1)  # steps
-    # A non-finite loss: stop the run, or skip that step and count it.
+    """Convert BatchNorm to SyncBatchNorm under torchrun."""
+    eval_every: int = Field(1, ge=0)
+    """epochs; 0: only at the end"""
+    log_every: int = Field(20, ge=1)
+    """steps"""
     nonfinite: Literal["stop", "skip"] = "stop"
+    """A non-finite loss: stop the run, or skip that step and count it."""
     output_dir: str = "runs"
+    """Run folders go to `<output_dir>/<config name>/<timestamp>/`."""
 
 
 class EvalConfig(Section):
+    """Validation during training and `detect eval`."""
+
     metric: Literal["voc07", "voc12", "coco", "all"] = "voc07"
+    """Metric for validation and `detect eval`: voc07 (11-point), voc12 (all-point), coco, or all."""
     batch_size: int = Field(8, ge=1)
+    """Images per batch during evaluation."""
     iou_thresh: float = Field(0.5, gt=0.0, lt=1.0)
+    """IoU threshold of the VOC metrics."""
 
 
 class Config(Section):
     """The whole resolved configuration; saved inside every checkpoint."""
 
     name: str = "config"
+    """Name of the config (the file's stem); names the run folder."""
     data: DataConfig = DataConfig()
     input: InputConfig = InputConfig()
     augment: AugmentConfig = AugmentConfig()
