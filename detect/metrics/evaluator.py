@@ -11,7 +11,8 @@ ground_truths: list of per-image {boxes [M, 4], labels [M], difficult bool [M], 
 evaluate() -> {"voc07": {"map": float|None, "ap": {class: float|None}, "num_gt": {class: int}},
                "voc12": {...same...}, "coco": {"AP": ..., "AP50": ..., ... see detect.metrics.coco},
                "num_images": int}
-An image id seen twice (a distributed sampler pads its last batch with repeats) counts once.
+An image id seen twice (a distributed sampler pads its last batch with repeats) counts once. Images are
+evaluated in image-id order, so ties in score break the same way on one process or many.
 """
 
 from __future__ import annotations
@@ -126,13 +127,18 @@ class DetectionEvaluator:
     # -- results ------------------------------------------------------------------------------------
 
     def images(self) -> list[tuple]:
-        """The collected (image_id, prediction, ground truth), each image id once (the first seen)."""
+        """The collected (image_id, prediction, ground truth), each image id once (the first seen),
+        sorted by image id: equal scores then rank the same however images were split over batches
+        or ranks (when ids are of mixed types, the order of arrival is kept)."""
         seen, unique = set(), []
         for entry in self._images:
             if entry[0] not in seen:
                 seen.add(entry[0])
                 unique.append(entry)
-        return unique
+        try:
+            return sorted(unique, key=lambda entry: entry[0])
+        except TypeError:
+            return unique
 
     def voc_inputs(self) -> VOCInputs:
         images = self.images()

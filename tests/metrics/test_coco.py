@@ -147,3 +147,16 @@ def test_bad_results_file_names_file_and_problem(tmp_path, text, message):
     assert str(path) in str(error.value)
     with pytest.raises(DataError, match="not found"):
         read_coco_results(tmp_path / "missing.json")
+
+
+def test_difficult_objects_are_ignored_in_coco_conversion():
+    boxes = np.array([[0, 0, 50, 50], [100, 100, 150, 160]], np.float32)
+    target = {"boxes": boxes, "labels": np.array([1, 1]), "difficult": np.array([False, True]),
+              "iscrowd": np.zeros(2, bool), "image_id": "img", "orig_size": (200, 200)}
+    # The higher-scored detection lies on the difficult object: ignored, not a false positive.
+    prediction = {"boxes": boxes[::-1].copy(), "scores": np.array([0.95, 0.9]), "labels": np.array([1, 1])}
+    evaluator = DetectionEvaluator(NAMES, metrics=("coco", "voc12"))
+    evaluator.process([prediction], [target])
+    results = evaluator.evaluate()
+    assert results["coco"]["AP50"] == pytest.approx(1.0)
+    assert results["voc12"]["map"] == pytest.approx(1.0)

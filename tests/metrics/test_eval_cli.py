@@ -96,3 +96,10 @@ def test_coco_layout_uses_category_ids(tmp_path, capsys):
     assert code == 0, err
     coco = json.loads(out_json.read_text())["coco"]
     assert coco["AP"] == pytest.approx(1.0) and coco["AP50"] == pytest.approx(1.0)
+
+
+def test_numeric_stems_accept_int_image_ids():
+    from detect.metrics.detections_file import image_lookup
+
+    lookup = image_lookup(["000005", "cat_1"])
+    assert lookup[5] == "000005" and lookup["000005"] == "000005" and lookup["cat_1"] == "cat_1"

@@ -24,6 +24,8 @@ def evaluate_in_calls(preds, gts, splits, metrics="all"):
 def test_several_process_calls_equal_one():
     preds, gts = random_case(5)
     assert evaluate_in_calls(preds, gts, [3, 10, 11, 25]) == evaluate_in_calls(preds, gts, [])
+    # Ties in score (scores are rounded here) rank by image id, not by arrival order.
+    assert evaluate_in_calls(preds[::-1], gts[::-1], [7]) == evaluate_in_calls(preds, gts, [])
 
 
 def test_merge_of_two_halves_equals_the_whole_and_repeats_count_once():
@@ -89,3 +91,27 @@ def test_plots_write_pngs(tmp_path):
     assert len(paths) == len(NAMES) + 2
     for path in paths:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _gather_worker(rank: int, world_size: int, init_file: str, queue) -> None:
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    preds, gts = random_case(9)
+    evaluator = DetectionEvaluator(NAMES, metrics=("voc07", "voc12"))
+    evaluator.process(preds[rank::world_size], gts[rank::world_size])
+    evaluator.synchronize()
+    queue.put((rank, evaluator.evaluate()))
+    torch.distributed.destroy_process_group()
+
+
+def test_synchronize_gathers_all_ranks(tmp_path):
+    context = torch.multiprocessing.get_context("fork")  # spawn would import torch again (slow)
+    queue = context.Queue()
+    processes = [context.Process(target=_gather_worker, args=(rank, 2, str(tmp_path / "init"), queue)) for rank in range(2)]
+    for process in processes:
+        process.start()
+    outputs = dict(queue.get(timeout=60) for _ in processes)
+    for process in processes:
+        process.join(timeout=30)
+    preds, gts = random_case(9)
+    whole = evaluate_in_calls(preds, gts, [], metrics=("voc07", "voc12"))
+    assert outputs[0] == outputs[1] == whole
