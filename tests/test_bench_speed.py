@@ -1,0 +1,133 @@
+"""tools/bench_speed.py on the CPU with tiny models: JSON rows, shared weights, the host-sync finder."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from detect import bench
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Tiny but complete: a ResNet-18 trunk, few anchors, RoIs and proposals, 2 images, 1 warm-up, 2 repeats.
+# One thread: on a CPU shared with other jobs, torch's thread pool can run 20x slower than one thread.
+TINY = ["--device", "cpu", "--dtype", "fp32", "--batch-size", "2", "--warmup", "1", "--repeats", "2", "--threads", "1"]
+TINY_FASTER_RCNN = TINY + [
+    "--model", "faster_rcnn_vgg16", "--image-size", "96", "128",
+    "--set", "model.backbone=resnet18", "--set", "model.roi_pool=roi_align", "--set", "model.roi_output_size=4",
+    "--set", "model.anchors.sizes=[16,32,64]", "--set", "model.roi_heads.batch_size_per_image=16",
+    "--set", "model.rpn.pre_nms_top_n_train=300", "--set", "model.rpn.post_nms_top_n_train=64",
+    "--set", "model.rpn.post_nms_top_n_test=16",
+]
+TINY_SSD = TINY + [
+    "--model", "ssd300", "--image-size", "160",
+    "--set", "model.backbone=resnet18", "--set", "model.ssd.aspect_ratios=[[2],[2,3],[2,3],[2],[2]]",
+    "--set", "model.ssd.top_k_per_class=20",
+]
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def bench_speed():
+    spec = importlib.util.spec_from_file_location("bench_speed", ROOT / "tools" / "bench_speed.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("argv", [TINY_FASTER_RCNN, TINY_SSD], ids=["faster_rcnn", "ssd"])
+def test_benchmark_writes_rows_for_both_modes(bench_speed, argv, tmp_path, capsys, one_thread):
+    out = tmp_path / "speed.json"
+    assert bench_speed.main(argv + ["--mode", "all", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["command"].startswith("python tools/bench_speed.py")
+    assert report["environment"]["torch"] == torch.__version__
+    rows = report["rows"]
+    assert [row["mode"] for row in rows] == ["infer", "train"]
+    for row in rows:
+        assert row["shared_weights"] is True
+        assert row["batch_size"] == 2 and row["dtype"] == "fp32" and row["device"] == "cpu"
+        for side in ("ours", "torchvision"):
+            result = row[side]
+            assert result["ms_per_iter"] > 0 and result["images_per_s"] > 0
+            assert len(result["ms_all"]) == 2
+            assert result["peak_mem_mib"] is None  # CUDA only
+        assert row["ratio"] == pytest.approx(row["ours"]["images_per_s"] / row["torchvision"]["images_per_s"])
+    infer = rows[0]
+    # Identical weights: both models put the same candidates through their postprocess.
+    assert infer["ours"]["candidates_per_image"] == infer["torchvision"]["candidates_per_image"] > 0
+    table = capsys.readouterr().out
+    assert table.count("\n| ") == 2 and "ours/tv" in table
+
+
+def test_profile_writes_op_tables(bench_speed, tmp_path, one_thread):
+    argv = TINY_SSD + ["--mode", "infer", "--repeats", "1", "--warmup", "0", "--profile", str(tmp_path)]
+    assert bench_speed.main(argv) == 0
+    tables = sorted(p.name for p in tmp_path.glob("*.txt"))
+    assert tables == ["ssd300_infer_ours.txt", "ssd300_infer_torchvision.txt"]
+    assert "Self CPU" in (tmp_path / "ssd300_infer_ours.txt").read_text()
+
+
+def test_faster_rcnn_peer_gives_our_detections_with_shared_weights(bench_speed, one_thread):
+    args = bench_speed.parse_args(TINY_FASTER_RCNN + ["--score-thresh", "0.0"])
+    _, ours, peer, shared = bench_speed.build_pair("faster_rcnn_vgg16", args)
+    assert shared
+    batch = bench.make_batches(1, 2, 96, 128, 20, vary_sizes=True, seed=1)[0]
+    ours.eval()
+    peer.eval()
+    with torch.no_grad():
+        mine = ours.postprocess(ours(batch["images"], batch["image_sizes"]), batch["image_sizes"], batch["scales"])
+        theirs = peer(batch["image_list"])
+    for a, b in zip(mine, theirs):
+        assert len(a["boxes"]) == len(b["boxes"]) > 0
+        torch.testing.assert_close(a["scores"], b["scores"], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(a["boxes"], b["boxes"], atol=1e-3, rtol=1e-4)
+
+
+def test_batches_are_padded_and_hold_several_boxes():
+    batches = bench.make_batches(2, 3, 100, 130, num_classes=5, vary_sizes=True, size_divisible=32, seed=0)
+    assert len(batches) == 2
+    for batch in batches:
+        assert batch["images"].shape == (3, 3, 128, 160)
+        sizes = batch["image_sizes"]
+        assert sizes[0].tolist() == [100, 130] and (sizes[:, 0] == 100).all() and (sizes[:, 1] <= 130).all()
+        for (h, w), image, target in zip(sizes.tolist(), batch["image_list"], batch["targets"]):
+            assert image.shape == (3, h, w)
+            assert 2 <= len(target["boxes"]) <= 8 and target["labels"].min() >= 1 and target["labels"].max() <= 5
+            boxes = target["boxes"]
+            assert (boxes[:, 2:] > boxes[:, :2]).all() and (boxes[:, 2] <= w).all() and (boxes[:, 3] <= h).all()
+        assert (batch["images"][1:, :, :, 130:] == 0).all()  # padding
+
+
+def test_time_steps_counts_warmup_and_repeats():
+    calls = []
+    times = bench.time_steps(calls.append, [{"a": 1}, {"b": 2}], warmup=2, repeats=3, device=torch.device("cpu"))
+    assert len(calls) == 5 and calls[1] == {"b": 2} and len(times) == 3 and all(t >= 0 for t in times)
+    summary = bench.summarise([3.0, 1.0, 2.0], batch_size=4)
+    assert summary["ms_per_iter"] == 2.0 and summary["images_per_s"] == pytest.approx(2000.0)
+
+
+def test_find_host_syncs_names_the_line():
+    def step():
+        x = torch.arange(6.0)
+        mask = x > 2
+        x[mask] = 0.0  # bool-mask indexing: nonzero on CUDA
+        return x.sum().item(), x.masked_fill(mask, 1.0)  # masked_fill: no sync
+
+    first = step.__code__.co_firstlineno
+    found = bench.find_host_syncs(step, path_filter="tests/")
+    assert found == {
+        f"test_bench_speed.py:{first + 3} __setitem__[bool mask]": 1,
+        f"test_bench_speed.py:{first + 4} item": 1,
+    }

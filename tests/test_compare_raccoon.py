@@ -1,0 +1,79 @@
+"""tools/compare_raccoon.py: ours and torchvision's SSD train and evaluate through the real engine
+(tiny in-memory data; the raccoon run itself is for the GPU machine)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from detect.config import Config
+from tests.engine import doubles
+
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "compare_raccoon.py"
+
+
+def _load_tool():
+    spec = importlib.util.spec_from_file_location("compare_raccoon", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One thread: on a CPU shared with other jobs, torch's thread pool can run far slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _loaders(config, distributed):
+    train, val = doubles.TinyDataset(12, size=96, seed=0), doubles.TinyDataset(12, size=96, seed=1)
+    return (DataLoader(train, batch_size=config.train.batch_size, collate_fn=doubles.collate),
+            DataLoader(val, batch_size=config.eval.batch_size, collate_fn=doubles.collate))
+
+
+def test_ssd_pair_trains_and_evaluates_through_the_engine(tmp_path):
+    tool = _load_tool()
+    torch.manual_seed(0)
+    config = Config.model_validate({
+        "name": "compare_ssd",
+        "input": {"resize": "fixed", "size": 96, "size_divisible": 1},
+        "model": {"arch": "ssd", "backbone": "resnet18",
+                  "ssd": {"aspect_ratios": [[2.0], [2.0], [2.0], [2.0]], "top_k_per_class": 20}},
+        "train": {"epochs": 1, "batch_size": 4, "optimizer": "adam", "lr": 1e-4, "warmup_iters": 0, "amp": False},
+        "eval": {"batch_size": 4},
+    })
+    loaders = tool.first_images(_loaders, max_images=8)
+    assert [len(loader.dataset) for loader in loaders(config, False)] == [8, 8]
+    summary = tool.train_both(config, tmp_path, device="cpu", build_loaders_fn=loaders)
+    for name in ("ours", "torchvision"):
+        assert (Path(summary[name]["run_dir"]) / "metrics.jsonl").is_file()
+        assert summary[name]["last_map"] is not None and 0.0 <= summary[name]["last_map"] <= 1.0
+
+
+def test_ssd_peer_keeps_the_model_contract():
+    tool = _load_tool()
+    config = Config.model_validate({
+        "input": {"resize": "fixed", "size": 96, "size_divisible": 1},
+        "model": {"arch": "ssd", "backbone": "resnet18", "ssd": {"aspect_ratios": [[2.0], [2.0], [2.0], [2.0]]}},
+    })
+    peer = tool.build_peer(config, num_classes=2)
+    images = torch.rand(2, 3, 96, 96)
+    sizes = torch.tensor([[96, 96], [96, 80]])
+    targets = [{"boxes": torch.tensor([[10.0, 10.0, 50.0, 60.0]]), "labels": torch.tensor([1])},
+               {"boxes": torch.tensor([[5.0, 20.0, 40.0, 90.0]]), "labels": torch.tensor([2])}]
+    losses = peer(images, sizes, targets)
+    assert set(losses) == {"loss_box", "loss_cls"} and all(torch.isfinite(v) for v in losses.values())
+    peer.eval()
+    detections = peer.postprocess(peer(images, sizes), sizes, torch.tensor([[0.5, 0.5], [1.0, 2.0]]))
+    assert len(detections) == 2
+    for found, (h, w), (sx, sy) in zip(detections, [(96, 96), (96, 80)], [(0.5, 0.5), (1.0, 2.0)]):
+        assert set(found) == {"boxes", "scores", "labels"}
+        if len(found["boxes"]):
+            assert (found["boxes"][:, 2] <= w / sx + 1e-3).all() and (found["boxes"][:, 3] <= h / sy + 1e-3).all()

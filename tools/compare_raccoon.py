@@ -1,0 +1,180 @@
+"""Train ours and torchvision's detector of the same shape on the same data, report both VOC07 mAP@0.5.
+
+    python tools/compare_raccoon.py --arch faster_rcnn|ssd|both [--data ../shared/data/raccoon]
+        [--epochs N] [--max-images N] [--device auto|cuda|cpu] [--out runs/compare_raccoon] [--set a.b=c ...]
+
+Faster R-CNN: `voc_faster_rcnn_resnet50` against torchvision's FasterRCNN on the same trunk
+(detect.models.torchvision_peer.build_torchvision_peer). SSD: `voc_ssd300` against torchvision's SSD300
+VGG16 with our default boxes (detect.models.torchvision_ssd_peer), or torchvision's SSD on our trunk
+for other backbones (detect.bench.torchvision_ssd_on_trunk). Both runs go through the project's
+engine (`detect.engine.train.run_training`) with one config, so data, augmentation, image size,
+batches, optimizer and schedule are the same; only the model differs. torchvision's SSD gets our
+already resized and normalised batches (its own resize and normalisation are switched off).
+Weights are random (`model.pretrained=none`) unless overridden. `--max-images N` trains and
+evaluates on the first N images of each split (a quick check). Writes `<out>/compare.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from detect import bench  # noqa: E402
+from detect.config import Config, load_config  # noqa: E402
+
+CONFIGS = {"faster_rcnn": "voc_faster_rcnn_resnet50", "ssd": "voc_ssd300"}
+
+
+class TorchvisionSSDPeer(nn.Module):
+    """torchvision's SSD behind our model contract (detect/models/__init__.py): images are cropped to
+    their valid regions and handed over as a list; losses renamed to ours; detections divided by the
+    scale in `postprocess`."""
+
+    LOSS_NAMES = {"bbox_regression": "loss_box", "classification": "loss_cls"}
+
+    def __init__(self, model: nn.Module, num_classes: int):
+        super().__init__()
+        self.model = bench.skip_input_transform(model)
+        self.num_classes = num_classes
+
+    def forward(self, images: torch.Tensor, image_sizes: torch.Tensor, targets: list[dict] | None = None):
+        crops = [image[:, :h, :w] for image, (h, w) in zip(images, image_sizes.tolist())]
+        was_training = self.model.training
+        try:
+            if targets is None:
+                self.model.eval()  # torchvision's train mode insists on targets
+                return {"detections": self.model(crops)}
+            self.model.train()  # losses only in train mode (the validation loss too)
+            plain = [{"boxes": t["boxes"].to(images.device), "labels": t["labels"].to(images.device)} for t in targets]
+            losses = self.model(crops, plain)
+            return {self.LOSS_NAMES[k]: v for k, v in losses.items()}
+        finally:
+            self.model.train(was_training)
+
+    @torch.no_grad()
+    def postprocess(self, outputs: dict, image_sizes: torch.Tensor, scales: torch.Tensor) -> list[dict]:
+        results = []
+        for found, (sx, sy) in zip(outputs["detections"], scales.tolist()):
+            boxes = found["boxes"] / found["boxes"].new_tensor([sx, sy, sx, sy])
+            results.append({"boxes": boxes, "scores": found["scores"], "labels": found["labels"]})
+        return results
+
+
+def build_peer(config: Config, num_classes: int) -> nn.Module:
+    """torchvision's counterpart of the configured model."""
+    if config.model.arch == "faster_rcnn":
+        from detect.models.torchvision_peer import build_torchvision_peer
+
+        return build_torchvision_peer(config.model, config.input, num_classes)
+    if config.model.backbone == "vgg16" and len(config.model.ssd.aspect_ratios) == 6:
+        from detect.models.torchvision_ssd_peer import torchvision_ssd300
+
+        return TorchvisionSSDPeer(torchvision_ssd300(num_classes, config.model.ssd, config.input), num_classes)
+    from detect.models.build import build_model
+
+    ours = build_model(config.model, config.input, num_classes)
+    return TorchvisionSSDPeer(bench.torchvision_ssd_on_trunk(ours, config.model.ssd, config.input.size), num_classes)
+
+
+def first_images(build_loaders_fn, max_images: int | None):
+    """`build_loaders_fn` with each split cut to its first `max_images` images (same batch sizes)."""
+    if max_images is None:
+        return build_loaders_fn
+
+    def build(config: Config, distributed: bool):
+        loaders = build_loaders_fn(config, distributed)
+        sizes = (config.train.batch_size, config.eval.batch_size)
+        return tuple(
+            DataLoader(_Subset(loader.dataset, range(min(max_images, len(loader.dataset)))),
+                       batch_size=size, shuffle=index == 0, collate_fn=loader.collate_fn)
+            for index, (loader, size) in enumerate(zip(loaders, sizes))
+        )
+
+    return build
+
+
+class _Subset(Subset):
+    """A Subset that keeps the dataset's `class_names` (the engine reads them)."""
+
+    @property
+    def class_names(self):
+        return self.dataset.class_names
+
+
+def train_both(config: Config, out: Path, device: str = "auto", build_loaders_fn=None) -> dict:
+    """Train ours, then torchvision's, with `config`; each run's folder and best / last mAP."""
+    from detect.engine.train import build_loaders, run_training
+
+    loaders = build_loaders_fn or build_loaders
+    summary = {}
+    for name, build_model_fn in (("ours", None), ("torchvision", build_peer)):
+        torch.manual_seed(config.train.seed)
+        run_dir = run_training(config, output_dir=out / name, device=device,
+                               build_loaders_fn=loaders, build_model_fn=build_model_fn)
+        records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        maps = [r["map"] for r in records if r.get("type") == "eval" and r.get("map") is not None]
+        summary[name] = {"run_dir": str(run_dir), "best_map": max(maps, default=None),
+                         "last_map": maps[-1] if maps else None}
+    return summary
+
+
+def dataset_overrides(data_root: Path) -> list[str]:
+    return [f"data.root={data_root}", "data.format=voc", "data.train_split=train", "data.val_split=val",
+            "data.classes=null", "model.pretrained=none", "eval.metric=voc07"]
+
+
+def default_data() -> Path:
+    shared = os.environ.get("DETECT_SHARED_DATA")
+    root = Path(shared) if shared else Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+    return root / "raccoon"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--arch", choices=["faster_rcnn", "ssd", "both"], default="both")
+    parser.add_argument("--data", type=Path, default=None, help="a Pascal VOC folder (default: shared raccoon)")
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--max-images", type=int, default=None)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", type=Path, default=Path("runs/compare_raccoon"))
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+    data = (args.data or default_data()).resolve()
+    archs = ["faster_rcnn", "ssd"] if args.arch == "both" else [args.arch]
+    report = {}
+    for arch in archs:
+        overrides = dataset_overrides(data) + ([f"train.epochs={args.epochs}"] if args.epochs else []) + args.overrides
+        config = load_config(CONFIGS[arch], overrides)
+        loaders = None if args.max_images is None else first_images(_engine_loaders(), args.max_images)
+        report[arch] = train_both(config, args.out / arch, args.device, loaders)
+        report[arch]["overrides"] = overrides
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "compare.json").write_text(json.dumps(report, indent=2))
+    print("| arch | ours mAP@0.5 best (last) | torchvision mAP@0.5 best (last) |\n|---|---|---|")
+    for arch, result in report.items():
+        cells = [f"{_fmt(result[n]['best_map'])} ({_fmt(result[n]['last_map'])})" for n in ("ours", "torchvision")]
+        print(f"| {arch} | {cells[0]} | {cells[1]} |")
+    return 0
+
+
+def _engine_loaders():
+    from detect.engine.train import build_loaders
+
+    return build_loaders
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
