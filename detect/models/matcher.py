@@ -68,14 +68,15 @@ def match(
     iou = iou.masked_fill(~gt_valid[:, None, :], -1.0)
     best_iou, matched = iou.max(dim=2)
     best_iou = best_iou.clamp(min=0)  # an image without ground truth: IoU 0 with everything
+    # masked_fill, not boolean-index assignment: the latter runs nonzero(), a host sync on CUDA.
     labels = torch.full_like(matched, IGNORE, dtype=torch.int8)
-    labels[(best_iou >= bg_thresh_lo) & (best_iou < bg_thresh_hi)] = NEGATIVE
-    labels[best_iou >= fg_thresh] = POSITIVE
+    labels = labels.masked_fill((best_iou >= bg_thresh_lo) & (best_iou < bg_thresh_hi), NEGATIVE)
+    is_positive = best_iou >= fg_thresh
     if best_match_positive:
         best_per_gt = iou.max(dim=1, keepdim=True).values  # [B, 1, G]
         is_best = (iou == best_per_gt) & (best_per_gt > 0) & gt_valid[:, None, :]
-        labels[is_best.any(dim=2)] = POSITIVE
-    return matched, labels
+        is_positive = is_positive | is_best.any(dim=2)
+    return matched, labels.masked_fill(is_positive, POSITIVE)
 
 
 def sample_balanced(
