@@ -77,3 +77,24 @@ def test_ssd_peer_keeps_the_model_contract():
         assert set(found) == {"boxes", "scores", "labels"}
         if len(found["boxes"]):
             assert (found["boxes"][:, 2] <= w / sx + 1e-3).all() and (found["boxes"][:, 3] <= h / sy + 1e-3).all()
+
+
+def test_faster_rcnn_pair_trains_and_evaluates_through_the_engine(tmp_path):
+    tool = _load_tool()
+    torch.manual_seed(0)
+    config = Config.model_validate({
+        "name": "compare",
+        "input": {"min_size": 32, "max_size": 32},
+        "model": {"backbone": "resnet18", "roi_pool": "roi_align", "roi_output_size": 4,
+                  "anchors": {"sizes": [8, 16]},
+                  "rpn": {"batch_size_per_image": 32, "pre_nms_top_n_train": 50, "post_nms_top_n_train": 16,
+                          "pre_nms_top_n_test": 50, "post_nms_top_n_test": 8},
+                  "roi_heads": {"batch_size_per_image": 8}},
+        "train": {"epochs": 1, "batch_size": 4, "optimizer": "adam", "lr": 1e-4, "warmup_iters": 0, "amp": False},
+        "eval": {"batch_size": 4},
+    })
+    loaders = lambda cfg, distributed: doubles.build_loaders(cfg, distributed, num_images=8)  # noqa: E731
+    summary = tool.train_both(config, tmp_path, device="cpu", build_loaders_fn=loaders)
+    for name in ("ours", "torchvision"):
+        assert (Path(summary[name]["run_dir"]) / "metrics.jsonl").is_file()
+        assert summary[name]["last_map"] is not None and 0.0 <= summary[name]["last_map"] <= 1.0
