@@ -23,6 +23,9 @@ from detect.models.rpn import RegionProposalNetwork, RPNHead
 class FasterRCNN(nn.Module):
     def __init__(self, backbone: Backbone, rpn: RegionProposalNetwork, roi_heads: RoIHeads, num_classes: int):
         super().__init__()
+        # The per-RoI head (res5, or fc6/fc7) lives in roi_heads only: one copy in the state dict.
+        if roi_heads.box_head is backbone.head:
+            backbone.head = None
         self.backbone = backbone
         self.rpn = rpn
         self.roi_heads = roi_heads

@@ -28,7 +28,9 @@ def pool_rois(
     """features [B, C, Hf, Wf], rois [B, R, 4] image pixels -> [B * R, C, s, s] (image-major order)."""
     batch, count = rois.shape[:2]
     image_index = torch.arange(batch, device=rois.device, dtype=rois.dtype).repeat_interleave(count)
-    indexed = torch.cat([image_index[:, None], rois.reshape(-1, 4)], dim=1).to(features.dtype)
+    indexed = torch.cat([image_index[:, None], rois.reshape(-1, 4)], dim=1)
+    if features.dtype != indexed.dtype:  # bf16 coordinates would be off by pixels: pool in float32
+        features = features.to(indexed.dtype)
     if method == "roi_pool":
         return roi_pool(features, indexed, output_size, spatial_scale=1.0 / stride)
     if method == "roi_align":

@@ -91,3 +91,55 @@ def build_torchvision_faster_rcnn(model_cfg: ModelConfig, input_cfg: InputConfig
     )
     model.rpn.min_size = rpn.min_box_size  # torchvision's default drops only boxes under 1e-3 pixels
     return model
+
+
+class TorchvisionFasterRCNN(nn.Module):
+    """torchvision's FasterRCNN behind our model contract (detect/models/__init__.py), so the same
+    training engine, evaluation and benchmarks run it unchanged.
+
+    forward(images [B, 3, H, W], image_sizes [B, 2], targets=None): each image is cropped to its valid
+    region and handed to torchvision as a list; with targets, its loss dict (renamed to our keys);
+    without, {"detections": its per-image list, in resized pixels}. postprocess divides by the scale.
+    """
+
+    LOSS_NAMES = {"loss_objectness": "loss_rpn_objectness", "loss_rpn_box_reg": "loss_rpn_box",
+                  "loss_classifier": "loss_classifier", "loss_box_reg": "loss_box_reg"}
+
+    def __init__(self, model: FasterRCNN, num_classes: int):
+        super().__init__()
+        self.model = model
+        self.num_classes = num_classes
+
+    def forward(self, images: torch.Tensor, image_sizes: torch.Tensor, targets: list[dict] | None = None):
+        sizes = image_sizes.tolist()  # torchvision's transform works per image on the host anyway
+        crops = [image[:, :h, :w] for image, (h, w) in zip(images, sizes)]
+        if targets is None:
+            if self.model.training:  # torchvision's train mode insists on targets
+                self.model.eval()
+                try:
+                    return {"detections": self.model(crops)}
+                finally:
+                    self.model.train()
+            return {"detections": self.model(crops)}
+        plain = [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets]
+        was_training = self.model.training
+        self.model.train()  # torchvision computes losses only in train mode (validation loss included)
+        try:
+            losses = self.model(crops, plain)
+        finally:
+            self.model.train(was_training)
+        return {self.LOSS_NAMES[k]: v for k, v in losses.items()}
+
+    @torch.no_grad()
+    def postprocess(self, outputs: dict, image_sizes: torch.Tensor, scales: torch.Tensor) -> list[dict]:
+        results = []
+        for found, scale in zip(outputs["detections"], scales.tolist()):  # already per image: a list
+            sx, sy = scale
+            boxes = found["boxes"] / found["boxes"].new_tensor([sx, sy, sx, sy])
+            results.append({"boxes": boxes, "scores": found["scores"], "labels": found["labels"]})
+        return results
+
+
+def build_torchvision_peer(model_cfg: ModelConfig, input_cfg: InputConfig, num_classes: int) -> TorchvisionFasterRCNN:
+    """`build_torchvision_faster_rcnn` behind our model contract."""
+    return TorchvisionFasterRCNN(build_torchvision_faster_rcnn(model_cfg, input_cfg, num_classes), num_classes)

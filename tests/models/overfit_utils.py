@@ -1,9 +1,11 @@
-"""Helpers for the overfit test: a few synthetic images with drawn shapes, and a small VOC-style AP."""
+"""Helpers for the overfit test: a few synthetic images with drawn shapes, and their VOC mAP."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+from detect.metrics.voc import VOCInputs, voc_average_precision
 
 
 def shapes_batch(count: int = 4, size: int = 128, seed: int = 0):
@@ -34,45 +36,19 @@ def shapes_batch(count: int = 4, size: int = 128, seed: int = 0):
     return tensor.contiguous(), targets
 
 
-def _iou(box, boxes):
-    top_left = np.maximum(box[:2], boxes[:, :2])
-    bottom_right = np.minimum(box[2:], boxes[:, 2:])
-    inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=1)
-    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
-    return inter / (area(box) + area(boxes) - inter)
-
-
 def mean_ap(detections: list[dict], targets: list[dict], num_classes: int, iou_thresh: float = 0.5) -> float:
-    """All-point interpolated AP at `iou_thresh`, averaged over classes (greedy matching by score)."""
-    aps = []
-    for label in range(1, num_classes + 1):
-        records, total = [], 0
-        for image, (found, truth) in enumerate(zip(detections, targets)):
-            total += int((truth["labels"] == label).sum())
-            keep = found["labels"] == label
-            records += [(float(s), image, b.numpy()) for s, b in zip(found["scores"][keep], found["boxes"][keep])]
-        if total == 0:
-            continue
-        records.sort(key=lambda r: -r[0])
-        used = [np.zeros(int((t["labels"] == label).sum()), dtype=bool) for t in targets]
-        hits = []
-        for _, image, box in records:
-            gt = targets[image]["boxes"][targets[image]["labels"] == label].numpy()
-            if len(gt) == 0:
-                hits.append(0)
-                continue
-            overlaps = _iou(box, gt)
-            best = int(overlaps.argmax())
-            hit = overlaps[best] >= iou_thresh and not used[image][best]
-            if hit:
-                used[image][best] = True
-            hits.append(int(hit))
-        tp = np.cumsum(hits)
-        recall = tp / total
-        precision = tp / np.arange(1, len(hits) + 1)
-        recall = np.concatenate([[0.0], recall, [1.0]])
-        precision = np.concatenate([[0.0], precision, [0.0]])
-        precision = np.maximum.accumulate(precision[::-1])[::-1]
-        changes = np.where(recall[1:] != recall[:-1])[0]
-        aps.append(float(np.sum((recall[changes + 1] - recall[changes]) * precision[changes + 1])))
-    return float(np.mean(aps))
+    """VOC all-point mAP at `iou_thresh` (detect.metrics.voc) of per-image detections against targets."""
+    def flat(items, key):
+        return np.concatenate([np.asarray(item[key]) for item in items]) if items else np.zeros(0)
+
+    inputs = VOCInputs(
+        det_image=np.concatenate([np.full(len(d["scores"]), i) for i, d in enumerate(detections)]).astype(np.int64),
+        det_boxes=flat(detections, "boxes").reshape(-1, 4),
+        det_scores=flat(detections, "scores"),
+        det_labels=flat(detections, "labels").astype(np.int64),
+        gt_image=np.concatenate([np.full(len(t["labels"]), i) for i, t in enumerate(targets)]).astype(np.int64),
+        gt_boxes=flat(targets, "boxes").reshape(-1, 4),
+        gt_labels=flat(targets, "labels").astype(np.int64),
+        gt_ignore=np.zeros(sum(len(t["labels"]) for t in targets), dtype=bool),
+    )
+    return voc_average_precision(inputs, num_classes, iou_thresh)[1] or 0.0
