@@ -31,7 +31,8 @@ def _model(backbone: str, size: int, num_classes: int = 3, **ssd) -> torch.nn.Mo
     [
         ("voc_ssd300", 300, [38, 19, 10, 5, 3, 1], 8732),
         ("voc_ssd512", 512, [64, 32, 16, 8, 4, 2, 1], 24564),
-        ("synthetic_ssd", 256, [32, 16, 8, 4, 2, 1], 6132),
+        ("coco_ssd300", 300, [38, 19, 10, 5, 3, 1], 8732),
+        ("synthetic_ssd", 192, [24, 12, 6, 3, 1], 3424),
     ],
 )
 def test_output_shapes_of_the_shipped_configs(config, size, maps, num_priors):
