@@ -14,7 +14,8 @@ the same way on the same images:
                    `latency_images` images), after `warmup` untimed calls
     peak memory    torch.cuda.max_memory_allocated over the model-only and end-to-end passes (MiB);
                    None on CPU
-Every row runs under the same autocast (the data config's train.amp / amp_dtype, as `detect eval`).
+Every row runs under the same autocast: the data config's train.amp / amp_dtype (bf16 on CUDA by
+default, fp32 on CPU); `--set train.amp=false` measures fp32 on CUDA.
 Each checkpoint sees its own input pipeline (the one it was trained with); torchvision rows see the
 data config's (see detect/models/torchvision_detector.py for how their resize is switched off).
 Results are a list of row dicts (ROW_KEYS); `format_table` makes the markdown.
