@@ -14,6 +14,7 @@ import torch
 from detect.config import config_to_dict, load_config
 from detect.data.synthetic import SYNTHETIC_CLASSES, generate_synthetic
 from detect.engine.checkpoint import save_checkpoint
+from detect.errors import CheckpointError
 from detect.models.build import build_model
 from detect.models.torchvision_detector import build_torchvision_detector
 
@@ -136,3 +137,33 @@ def test_torchvision_wrapper_sees_our_pixels_unresized():
     detections = wrapper.postprocess(outputs, image_sizes, scales)
     for found, raw, (sx, sy) in zip(detections, outputs["detections"], scales.tolist()):
         torch.testing.assert_close(found["boxes"], raw["boxes"] / torch.tensor([sx, sy, sx, sy]))
+
+
+def test_torchvision_weights_from_a_local_state_dict(tmp_path):
+    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+    torch.manual_seed(0)
+    trained = build_torchvision_detector("fasterrcnn_mobilenet_v3_large_320_fpn", 2, mean, std)
+    path = tmp_path / "weights.pth"
+    torch.save(trained.model.state_dict(), path)
+    torch.manual_seed(1)
+    loaded = build_torchvision_detector("fasterrcnn_mobilenet_v3_large_320_fpn", 2, mean, std, weights_path=path)
+    for key, value in trained.model.state_dict().items():
+        torch.testing.assert_close(loaded.model.state_dict()[key], value)
+    # Weights for another class count do not fit: one line naming the file and the first misfit.
+    with pytest.raises(CheckpointError, match=r"weights\.pth: weights do not fit FasterRCNN .*misshapen"):
+        build_torchvision_detector("fasterrcnn_mobilenet_v3_large_320_fpn", 3, mean, std, weights_path=path)
+
+
+def test_data_from_config_and_split(tiny_setup, tmp_path, capsys):
+    root, checkpoints = tiny_setup
+    out_json = tmp_path / "bench.json"
+    args = [str(checkpoints[0]), "--config", "synthetic_faster_rcnn", "--split", "train", "--device", "cpu",
+            "--max-images", "2", "--batch-size", "1", "--model-images", "1", "--latency-images", "1",
+            "--warmup", "0", "--json", str(out_json)]
+    for override in [f"data.root={root}", "data.num_workers=0"]:
+        args += ["--set", override]
+    assert load_tool().main(args) == 0, capsys.readouterr().err
+    report = json.loads(out_json.read_text())
+    assert (report["config"], report["split"], report["num_images"], report["batch_size"]) == \
+        ("synthetic_faster_rcnn", "train", 2, 1)
+    assert report["rows"][0]["num_images"] == 2 and _finite_positive(report["rows"][0]["images_per_s_model"])
