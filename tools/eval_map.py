@@ -40,9 +40,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--model-images", type=int, default=64, help="images timed model-only (default 64)")
     parser.add_argument("--latency-images", type=int, default=32, help="images timed at batch 1 (default 32)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls before timing (default 2)")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads on CPU (default: torch's)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     args = parser.parse_args(argv)
-    for name in ("batch_size", "max_images", "model_images", "latency_images"):
+    for name in ("batch_size", "max_images", "model_images", "latency_images", "threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
@@ -53,6 +54,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         report = run_benchmark(args.checkpoints, args.config, args.overrides, args.split, args.device,
                                args.batch_size, args.torchvision, args.max_images, args.model_images,

@@ -13,6 +13,7 @@ import torch
 
 from detect.config import config_to_dict, load_config
 from detect.data.synthetic import SYNTHETIC_CLASSES, generate_synthetic
+from detect.engine.benchmark import ROW_KEYS
 from detect.engine.checkpoint import save_checkpoint
 from detect.errors import CheckpointError
 from detect.models.build import build_model
@@ -87,7 +88,7 @@ def test_table_and_json_for_two_checkpoints_and_torchvision(tiny_setup, tmp_path
     assert {"config", "split", "num_images", "batch_size", "device", "precision", "rows"} <= set(report)
     assert report["split"] == "val" and report["num_images"] == 4 and report["precision"] == "fp32"
     for row in report["rows"]:
-        assert row["num_images"] == 4
+        assert set(row) == set(ROW_KEYS) and row["num_images"] == 4
         for key in ("images_per_s_end_to_end", "images_per_s_model", "latency_ms_p50", "latency_ms_p95"):
             assert _finite_positive(row[key]), (row["name"], key, row[key])
         assert row["latency_ms_p95"] >= row["latency_ms_p50"]
