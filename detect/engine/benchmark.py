@@ -84,20 +84,27 @@ def torchvision_candidate(spec: str, data_config: Config, class_names: Sequence[
     if path is not None and not Path(path).is_file():
         raise CheckpointError(f"{path}: weights for --torchvision {name} not found")
     if name == "peer":
-        build = lambda device: _build_peer(path, data_config, class_names, device)  # noqa: E731
+        build_on_cpu = lambda: _build_peer(path, data_config, class_names)  # noqa: E731
     elif name in torchvision_detection_names():
-        def build(device):
+        def build_on_cpu():
             model = build_torchvision_detector(name, len(class_names), data_config.input.mean,
                                                data_config.input.std, path)
-            return model.to(device).eval(), data_config.input, list(class_names)
+            return model, data_config.input, list(class_names)
     else:
         names = ", ".join(["peer"] + torchvision_detection_names())
         raise ConfigError(f"--torchvision {name}: not a torchvision detection model; choose from {names}")
+
+    def build(device):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)  # random weights: the same on every run (the caller's RNG untouched)
+            model, input_cfg, names = build_on_cpu()
+        return model.to(device).eval(), input_cfg, names
+
     label = f"torchvision {name}" + (f" ({Path(path).name})" if path else " (random weights)")
     return Candidate(label, "torchvision", spec, build)
 
 
-def _build_peer(path, data_config: Config, class_names, device):
+def _build_peer(path, data_config: Config, class_names):
     from detect.engine.checkpoint import config_from_checkpoint, load_checkpoint
     from detect.models.torchvision_detector import keep_input_size
     from detect.models.torchvision_peer import build_torchvision_peer
@@ -116,7 +123,7 @@ def _build_peer(path, data_config: Config, class_names, device):
         except RuntimeError as error:
             raise CheckpointError(f"{path}: weights do not fit torchvision's FasterRCNN peer "
                                   f"({str(error).splitlines()[0]})") from None
-    return model.to(device).eval(), config.input, list(class_names)
+    return model, config.input, list(class_names)
 
 
 def resolve_data_config(config_name: str | None, overrides: Sequence[str], checkpoints: Sequence[str | Path]) -> Config:
@@ -287,7 +294,8 @@ def run_benchmark(checkpoints: Sequence[str | Path], config_name: str | None = N
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"cpu ({threads} thread{'s' if threads != 1 else ''})"
 
 
 def _percent(value) -> str:
