@@ -1,0 +1,328 @@
+"""The benchmark behind tools/eval_map.py: accuracy and speed of several detectors on one split.
+
+One row per detector (a checkpoint, or a torchvision model wrapped to our contract), each measured
+the same way on the same images:
+    mAP            VOC07 (11-point) and VOC12 (all-point) at eval.iou_thresh, COCO AP and AP50
+                   (pycocotools), from the end-to-end pass (detect.engine.evaluate.run_detector)
+    end to end     images/s from creating the loader's iterator to the last batch's detections on the
+                   host: reading and decoding images, the eval transforms, collate, host-to-device copy,
+                   forward, postprocess (loader workers as data.num_workers; their start is included)
+    model only     images/s of forward + postprocess on batches prepared beforehand (at most
+                   `model_images` images), each batch copied to the device before its clock starts;
+                   CUDA-synchronised before and after
+    latency        p50 / p95 milliseconds of forward + postprocess at batch 1 (at most
+                   `latency_images` images), after `warmup` untimed calls
+    peak memory    torch.cuda.max_memory_allocated over the model-only and end-to-end passes (MiB);
+                   None on CPU
+Every row runs under the same autocast: the data config's train.amp / amp_dtype (bf16 on CUDA by
+default, fp32 on CPU); `--set train.amp=false` measures fp32 on CUDA.
+Each checkpoint sees its own input pipeline (the one it was trained with); torchvision rows see the
+data config's (see detect/models/torchvision_detector.py for how their resize is switched off).
+Results are a list of row dicts (ROW_KEYS); `format_table` makes the markdown.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Subset
+
+from detect.config import Config, InputConfig, load_config
+from detect.errors import CheckpointError, ConfigError, DetectError
+from detect.metrics.evaluator import DetectionEvaluator
+
+METRICS = ("voc07", "voc12", "coco")
+ROW_KEYS = ("name", "kind", "source", "num_images", "num_params", "voc07_map", "voc12_map", "coco_ap",
+            "coco_ap50", "images_per_s_end_to_end", "images_per_s_model", "latency_ms_p50",
+            "latency_ms_p95", "peak_gpu_mib", "voc07_ap", "voc12_ap")
+
+
+@dataclass
+class Candidate:
+    """One row to measure. `build(device)` -> (model in eval mode on device, its InputConfig, class names)."""
+
+    name: str
+    kind: str  # "checkpoint" or "torchvision"
+    source: str
+    build: Callable[[torch.device], tuple[nn.Module, InputConfig, list[str]]]
+
+
+# ---------------------------------------------------------------------------------------------------
+# What to run
+
+
+def checkpoint_candidate(path: str | Path) -> Candidate:
+    from detect.engine.checkpoint import build_model_from_checkpoint
+
+    path = Path(path)
+    if not path.is_file():  # checked before any row runs, so a typo does not waste the others' time
+        raise CheckpointError(f"{path}: checkpoint not found")
+
+    def build(device):
+        model, config, class_names = build_model_from_checkpoint(path, device)
+        return model, config.input, class_names
+
+    return Candidate(str(path), "checkpoint", str(path), build)
+
+
+def torchvision_candidate(spec: str, data_config: Config, class_names: Sequence[str]) -> Candidate:
+    """`NAME` (random weights) or `NAME=PATH` (a local state dict). NAME is a torchvision detection
+    builder (fasterrcnn_resnet50_fpn, retinanet_resnet50_fpn, ssd300_vgg16, ...) or `peer`:
+    torchvision's FasterRCNN on our backbone (detect.models.torchvision_peer), with the data config's
+    model settings, or, given PATH, a detect checkpoint trained with the peer (its own config)."""
+    from detect.models.torchvision_detector import build_torchvision_detector, torchvision_detection_names
+
+    name, _, path = spec.partition("=")
+    name, path = name.strip(), path.strip() or None
+    if path is not None and not Path(path).is_file():
+        raise CheckpointError(f"{path}: weights for --torchvision {name} not found")
+    if name == "peer":
+        build_on_cpu = lambda: _build_peer(path, data_config, class_names)  # noqa: E731
+    elif name in torchvision_detection_names():
+        def build_on_cpu():
+            model = build_torchvision_detector(name, len(class_names), data_config.input.mean,
+                                               data_config.input.std, path)
+            return model, data_config.input, list(class_names)
+    else:
+        names = ", ".join(["peer"] + torchvision_detection_names())
+        raise ConfigError(f"--torchvision {name}: not a torchvision detection model; choose from {names}")
+
+    def build(device):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)  # random weights: the same on every run (the caller's RNG untouched)
+            model, input_cfg, names = build_on_cpu()
+        return model.to(device).eval(), input_cfg, names
+
+    label = f"torchvision {name}" + (f" ({Path(path).name})" if path else " (random weights)")
+    return Candidate(label, "torchvision", spec, build)
+
+
+def _build_peer(path, data_config: Config, class_names):
+    from detect.engine.checkpoint import config_from_checkpoint, load_checkpoint
+    from detect.models.torchvision_detector import keep_input_size
+    from detect.models.torchvision_peer import build_torchvision_peer
+
+    config, state = data_config, None
+    if path is not None:
+        state = load_checkpoint(path)
+        config = config_from_checkpoint(state, path)
+        class_names = list(state["class_names"])
+    model_cfg = config.model.model_copy(update={"pretrained": "none"})  # never fetch backbone weights here
+    model = build_torchvision_peer(model_cfg, config.input, len(class_names))
+    keep_input_size(model.model)  # our pipeline resized already; its own resize would be a scale of 1
+    if state is not None:
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as error:
+            raise CheckpointError(f"{path}: weights do not fit torchvision's FasterRCNN peer "
+                                  f"({str(error).splitlines()[0]})") from None
+    return model, config.input, list(class_names)
+
+
+def resolve_data_config(config_name: str | None, overrides: Sequence[str], checkpoints: Sequence[str | Path]) -> Config:
+    """`--config` with `--set` applied, else the first checkpoint's own config with them."""
+    from detect.engine.checkpoint import config_from_checkpoint, load_checkpoint
+    from detect.engine.eval_checkpoint import _with_overrides
+
+    if config_name:
+        return load_config(config_name, list(overrides))
+    if not checkpoints:
+        raise DetectError("eval_map: give --config (the data to run on) when no checkpoint is given")
+    first = checkpoints[0]
+    return _with_overrides(config_from_checkpoint(load_checkpoint(first), first), list(overrides))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Measuring one row
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _to_device(batch, device: torch.device):
+    images, targets = batch
+    image_sizes = torch.stack([torch.as_tensor(t["image_size"]) for t in targets])
+    scales = torch.stack([torch.as_tensor(t["scale"], dtype=torch.float32) for t in targets])
+    return (images.to(device, non_blocking=True), image_sizes.to(device), scales.to(device))
+
+
+def _detect(model: nn.Module, images, image_sizes, scales, autocast):
+    with autocast():
+        outputs = model(images, image_sizes)
+    if isinstance(outputs, dict):  # postprocess in float32, as run_detector does
+        outputs = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in outputs.items()}
+    return model.postprocess(outputs, image_sizes, scales)
+
+
+def _timed_detect(model, device_batch, device, autocast) -> float:
+    """Seconds of one forward + postprocess, the device synchronised before and after."""
+    _sync(device)
+    start = time.perf_counter()
+    _detect(model, *device_batch, autocast)
+    _sync(device)
+    return time.perf_counter() - start
+
+
+@torch.no_grad()
+def model_only_images_per_s(model, batches: list, device, autocast) -> float:
+    seconds = 0.0
+    for batch in batches:
+        seconds += _timed_detect(model, _to_device(batch, device), device, autocast)
+    return sum(len(targets) for _, targets in batches) / seconds
+
+
+@torch.no_grad()
+def batch1_latencies_ms(model, items: list, collate, device, autocast, warmup: int) -> np.ndarray:
+    """Milliseconds per image at batch 1 over `items` (transformed dataset items)."""
+    batches = [_to_device(collate([item]), device) for item in items]
+    for _ in range(warmup):
+        _detect(model, *batches[0], autocast)
+    return np.array([1000.0 * _timed_detect(model, batch, device, autocast) for batch in batches])
+
+
+def end_to_end(model, loader, class_names, device, autocast, iou_thresh: float) -> tuple[float, dict]:
+    """(images/s over the whole loader, the evaluator's results over the same pass)."""
+    from detect.engine.evaluate import run_detector
+
+    collected = []
+    start = time.perf_counter()
+    for detections, ground_truths in run_detector(model, loader, device, autocast):
+        collected.append((detections, ground_truths))  # scored after the clock stops
+    seconds = time.perf_counter() - start
+    evaluator = DetectionEvaluator(class_names, metrics=METRICS, iou_thresh=iou_thresh)
+    for detections, ground_truths in collected:
+        evaluator.process(detections, ground_truths)
+    num_images = sum(len(detections) for detections, _ in collected)
+    return num_images / seconds, evaluator.evaluate()
+
+
+def measure(candidate: Candidate, data_config: Config, raw_dataset, split: str, device: torch.device,
+            batch_size: int, model_images: int = 64, latency_images: int = 32, warmup: int = 2) -> dict:
+    """One row (ROW_KEYS) for `candidate` on `raw_dataset` (see the module docstring)."""
+    from detect.data.loader import build_dataloader
+    from detect.engine.train import autocast_context
+
+    model, input_cfg, class_names = candidate.build(device)
+    data_classes = list(getattr(raw_dataset, "class_names", None) or class_names)
+    if list(class_names) != data_classes:
+        raise DetectError(f"{candidate.source}: its classes {list(class_names)} differ from the data's {data_classes} "
+                          f"(split '{split}' of {data_config.data.root})")
+    autocast = lambda: autocast_context(data_config, device)  # noqa: E731
+    loader = build_dataloader(data_config.data, input_cfg, data_config.augment, split, train=False,
+                              batch_size=batch_size, raw_dataset=raw_dataset)
+    dataset, collate = loader.dataset, loader.collate_fn
+    first = [dataset[i] for i in range(min(len(dataset), max(model_images, latency_images)))]
+    first = [item for item in first if item is not None]  # a sample skipped under data.on_error=skip
+    if not first:
+        raise DetectError(f"split '{split}' of {data_config.data.root}: no images to run on")
+    batches = [collate(first[i:i + batch_size]) for i in range(0, min(len(first), model_images), batch_size)]
+    with torch.no_grad():  # untimed warm-up at the benchmark's batch size (allocator, cudnn, lazy init)
+        for _ in range(warmup):
+            _detect(model, *_to_device(batches[0], device), autocast)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    model_ips = model_only_images_per_s(model, batches, device, autocast)
+    e2e_ips, results = end_to_end(model, loader, class_names, device, autocast, data_config.eval.iou_thresh)
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    latencies = batch1_latencies_ms(model, first[:latency_images], collate, device, autocast, warmup)
+    row = {
+        "name": candidate.name, "kind": candidate.kind, "source": candidate.source,
+        "num_images": results["num_images"], "num_params": sum(p.numel() for p in model.parameters()),
+        "voc07_map": results["voc07"]["map"], "voc12_map": results["voc12"]["map"],
+        "coco_ap": results["coco"]["AP"], "coco_ap50": results["coco"]["AP50"],
+        "images_per_s_end_to_end": e2e_ips, "images_per_s_model": model_ips,
+        "latency_ms_p50": float(np.percentile(latencies, 50)), "latency_ms_p95": float(np.percentile(latencies, 95)),
+        "peak_gpu_mib": peak, "voc07_ap": results["voc07"]["ap"], "voc12_ap": results["voc12"]["ap"],
+    }
+    del model, loader
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return row
+
+
+# ---------------------------------------------------------------------------------------------------
+# The whole table
+
+
+def run_benchmark(checkpoints: Sequence[str | Path], config_name: str | None = None, overrides: Sequence[str] = (),
+                  split: str | None = None, device: str = "auto", batch_size: int | None = None,
+                  torchvision: Sequence[str] = (), max_images: int | None = None, model_images: int = 64,
+                  latency_images: int = 32, warmup: int = 2, progress: Callable[[str], None] | None = None) -> dict:
+    """Measure every checkpoint, then every torchvision spec, on one split -> the report dict:
+    {config, split, device, batch_size, precision, num_images, rows: [row dict (ROW_KEYS)], torch}."""
+    from detect.data.build import build_dataset
+    from detect.engine.train import resolve_device
+
+    torch_device = resolve_device(device)
+    candidates = [checkpoint_candidate(path) for path in checkpoints]  # every path checked up front
+    data_config = resolve_data_config(config_name, overrides, checkpoints)
+    split = split or data_config.data.val_split
+    raw_dataset = build_dataset(data_config.data, split, training=False)
+    class_names = list(raw_dataset.class_names)
+    if max_images is not None and max_images < len(raw_dataset):
+        subset = Subset(raw_dataset, range(max_images))
+        subset.class_names = class_names
+        raw_dataset = subset
+    candidates += [torchvision_candidate(spec, data_config, class_names) for spec in torchvision]
+    if not candidates:
+        raise DetectError("eval_map: nothing to measure (give checkpoints and/or --torchvision NAME)")
+    batch_size = batch_size or data_config.eval.batch_size
+    rows = []
+    for candidate in candidates:
+        if progress is not None:
+            progress(f"measuring {candidate.name} ...")
+        rows.append(measure(candidate, data_config, raw_dataset, split, torch_device, batch_size,
+                            model_images, latency_images, warmup))
+    amp = torch_device.type == "cuda" and data_config.train.amp
+    return {
+        "config": data_config.name, "data_root": data_config.data.root, "split": split,
+        "num_images": len(raw_dataset), "batch_size": batch_size, "device": _device_name(torch_device),
+        "precision": data_config.train.amp_dtype if amp else "fp32", "torch": torch.__version__,
+        "model_images": model_images, "latency_images": latency_images, "rows": rows,
+    }
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    threads = torch.get_num_threads()
+    return f"cpu ({threads} thread{'s' if threads != 1 else ''})"
+
+
+def _percent(value) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def _number(value, digits: int = 1) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+TABLE_COLUMNS = (
+    ("model", lambda r: r["name"]), ("VOC07 mAP", lambda r: _percent(r["voc07_map"])),
+    ("VOC12 mAP", lambda r: _percent(r["voc12_map"])), ("COCO AP", lambda r: _percent(r["coco_ap"])),
+    ("AP50", lambda r: _percent(r["coco_ap50"])), ("img/s end-to-end", lambda r: _number(r["images_per_s_end_to_end"])),
+    ("img/s model", lambda r: _number(r["images_per_s_model"])), ("p50 ms (b1)", lambda r: _number(r["latency_ms_p50"])),
+    ("p95 ms (b1)", lambda r: _number(r["latency_ms_p95"])), ("peak GPU MiB", lambda r: _number(r["peak_gpu_mib"], 0)),
+)
+
+
+def format_table(report: dict) -> str:
+    """The report as a markdown table, one row per model, under a line naming the data and device."""
+    header = [name for name, _ in TABLE_COLUMNS]
+    cells = [[cell(row) for _, cell in TABLE_COLUMNS] for row in report["rows"]]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
+    lines = [f"{report['config']} split '{report['split']}': {report['num_images']} images, batch "
+             f"{report['batch_size']}, {report['device']}, {report['precision']}, torch {report['torch']}", ""]
+    lines.append("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |")
+    lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in cells]
+    return "\n".join(lines)

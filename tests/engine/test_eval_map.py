@@ -1,0 +1,170 @@
+"""tools/eval_map.py and detect.engine.benchmark: tiny random-weight Faster R-CNN checkpoints on a
+handful of synthetic images, plus one torchvision row."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from detect.config import config_to_dict, load_config
+from detect.data.synthetic import SYNTHETIC_CLASSES, generate_synthetic
+from detect.engine.benchmark import ROW_KEYS
+from detect.engine.checkpoint import save_checkpoint
+from detect.errors import CheckpointError
+from detect.models.build import build_model
+from detect.models.torchvision_detector import build_torchvision_detector
+
+TOOL = Path(__file__).resolve().parents[2] / "tools" / "eval_map.py"
+
+# resnet18 at 96..128 px with 4 proposals per image (its per-RoI head is res5): about 0.1 s a forward on a CPU.
+TINY_OVERRIDES = ["input.min_size=96", "input.max_size=128", "model.anchors.sizes=[16,32,64]",
+                  "model.rpn.pre_nms_top_n_test=200", "model.rpn.post_nms_top_n_test=4",
+                  "model.roi_heads.detections_per_img=20", "model.roi_heads.score_thresh=0.0",
+                  "data.num_workers=0", "eval.batch_size=2"]
+
+
+def load_tool():
+    spec = importlib.util.spec_from_file_location("eval_map_tool", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: the timings run on a small shared machine, where more threads only wait."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_setup(tmp_path_factory):
+    """(data root, two checkpoint paths): the same tiny model with different random weights."""
+    folder = tmp_path_factory.mktemp("eval_map")
+    root = folder / "shapes"
+    generate_synthetic(root, format="voc", num_images=10, image_size=128, seed=3, val_fraction=0.5)
+    overrides = TINY_OVERRIDES + [f"data.root={root}"]
+    config = load_config("synthetic_faster_rcnn", overrides)
+    checkpoints = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = build_model(config.model, config.input, len(SYNTHETIC_CLASSES))
+        state = {"model": model.state_dict(), "config": config_to_dict(config),
+                 "class_names": list(SYNTHETIC_CLASSES), "optimizer": None, "scheduler": None,
+                 "scaler": None, "ema": None, "epoch": 1, "step": 1, "batch_in_epoch": 0,
+                 "best_metric": None, "nonfinite_skipped": 0, "rng": None}
+        checkpoints.append(save_checkpoint(state, folder / f"model{seed}.pt"))
+    return root, checkpoints
+
+
+def _finite_positive(value) -> bool:
+    return value is not None and math.isfinite(value) and value > 0
+
+
+def test_table_and_json_for_two_checkpoints_and_torchvision(tiny_setup, tmp_path, capsys):
+    root, checkpoints = tiny_setup
+    out_json = tmp_path / "bench.json"
+    code = load_tool().main([str(checkpoints[0]), str(checkpoints[1]), "--device", "cpu", "--json", str(out_json),
+                             "--torchvision", "fasterrcnn_mobilenet_v3_large_320_fpn", "--torchvision", "peer",
+                             "--max-images", "4",
+                             "--latency-images", "3", "--model-images", "4", "--warmup", "1"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    table = [line for line in captured.out.splitlines() if line.startswith("|")]
+    assert len(table) == 2 + 4  # header, rule, one row per model
+    assert "VOC07 mAP" in table[0] and "img/s model" in table[0] and "p95 ms (b1)" in table[0]
+    assert str(checkpoints[0]) in table[2] and str(checkpoints[1]) in table[3]
+    assert "torchvision fasterrcnn_mobilenet_v3_large_320_fpn (random weights)" in table[4]
+    assert "torchvision peer (random weights)" in table[5]
+    assert all(line.rstrip(" |").endswith("-") for line in table[2:])  # no GPU memory on a CPU
+    report = json.loads(out_json.read_text())
+    assert {"config", "split", "num_images", "batch_size", "device", "precision", "rows"} <= set(report)
+    assert report["split"] == "val" and report["num_images"] == 4 and report["precision"] == "fp32"
+    for row in report["rows"]:
+        assert set(row) == set(ROW_KEYS) and row["num_images"] == 4
+        for key in ("images_per_s_end_to_end", "images_per_s_model", "latency_ms_p50", "latency_ms_p95"):
+            assert _finite_positive(row[key]), (row["name"], key, row[key])
+        assert row["latency_ms_p95"] >= row["latency_ms_p50"]
+        for key in ("voc07_map", "voc12_map", "coco_ap", "coco_ap50"):
+            assert row[key] is None or 0.0 <= row[key] <= 1.0
+        assert row["peak_gpu_mib"] is None
+        assert set(row["voc07_ap"]) == set(SYNTHETIC_CLASSES)
+    assert report["rows"][0]["num_params"] == report["rows"][1]["num_params"]  # same architecture
+    assert [row["kind"] for row in report["rows"]] == ["checkpoint", "checkpoint", "torchvision", "torchvision"]
+
+
+def test_missing_checkpoint_is_a_one_line_error(tiny_setup, tmp_path, capsys):
+    _, checkpoints = tiny_setup
+    missing = tmp_path / "nope.pt"
+    code = load_tool().main([str(checkpoints[0]), str(missing), "--device", "cpu"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err == f"error: {missing}: checkpoint not found"
+
+
+def test_unknown_torchvision_model_is_a_one_line_error(tiny_setup, capsys):
+    _, checkpoints = tiny_setup
+    code = load_tool().main([str(checkpoints[0]), "--device", "cpu", "--torchvision", "yolo_v99"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "yolo_v99" in err[0] and "fasterrcnn_resnet50_fpn" in err[0]
+
+
+def test_torchvision_wrapper_sees_our_pixels_unresized():
+    """The wrapper hands torchvision the valid region in 0..1 pixels at our size; detections come
+    back divided by the scale."""
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    torch.manual_seed(0)
+    wrapper = build_torchvision_detector("fasterrcnn_mobilenet_v3_large_320_fpn", 2, mean, std).eval()
+    seen = []
+    wrapper.model.transform.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    sizes_seen = []
+    wrapper.model.backbone.register_forward_pre_hook(lambda module, args: sizes_seen.append(args[0].shape))
+    pixels = torch.rand(2, 3, 64, 96)
+    images = (pixels - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    image_sizes = torch.tensor([[64, 96], [50, 70]])
+    with torch.no_grad():
+        outputs = wrapper(images, image_sizes)
+    torch.testing.assert_close(seen[0][0], pixels[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(seen[0][1], pixels[1, :, :50, :70], rtol=1e-5, atol=1e-5)
+    assert tuple(sizes_seen[0][-2:]) == (64, 96)  # padded to 32, never resized to its 320 px
+    scales = torch.tensor([[0.5, 0.5], [2.0, 1.0]])
+    detections = wrapper.postprocess(outputs, image_sizes, scales)
+    for found, raw, (sx, sy) in zip(detections, outputs["detections"], scales.tolist()):
+        torch.testing.assert_close(found["boxes"], raw["boxes"] / torch.tensor([sx, sy, sx, sy]))
+
+
+def test_torchvision_weights_from_a_local_state_dict(tmp_path):
+    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+    torch.manual_seed(0)
+    trained = build_torchvision_detector("fasterrcnn_mobilenet_v3_large_320_fpn", 2, mean, std)
+    path = tmp_path / "weights.pth"
+    torch.save(trained.model.state_dict(), path)
+    torch.manual_seed(1)
+    loaded = build_torchvision_detector("fasterrcnn_mobilenet_v3_large_320_fpn", 2, mean, std, weights_path=path)
+    for key, value in trained.model.state_dict().items():
+        torch.testing.assert_close(loaded.model.state_dict()[key], value)
+    # Weights for another class count do not fit: one line naming the file and the first misfit.
+    with pytest.raises(CheckpointError, match=r"weights\.pth: weights do not fit FasterRCNN .*misshapen"):
+        build_torchvision_detector("fasterrcnn_mobilenet_v3_large_320_fpn", 3, mean, std, weights_path=path)
+
+
+def test_data_from_config_and_split(tiny_setup, tmp_path, capsys):
+    root, checkpoints = tiny_setup
+    out_json = tmp_path / "bench.json"
+    args = [str(checkpoints[0]), "--config", "synthetic_faster_rcnn", "--split", "train", "--device", "cpu",
+            "--max-images", "2", "--batch-size", "1", "--model-images", "1", "--latency-images", "1",
+            "--warmup", "0", "--json", str(out_json)]
+    for override in [f"data.root={root}", "data.num_workers=0"]:
+        args += ["--set", override]
+    assert load_tool().main(args) == 0, capsys.readouterr().err
+    report = json.loads(out_json.read_text())
+    assert (report["config"], report["split"], report["num_images"], report["batch_size"]) == \
+        ("synthetic_faster_rcnn", "train", 2, 1)
+    assert report["rows"][0]["num_images"] == 2 and _finite_positive(report["rows"][0]["images_per_s_model"])
