@@ -133,16 +133,21 @@ class RoIHeadsConfig(Section):
 
 class SSDConfig(Section):
     # Defaults from the SSD paper (Liu et al., 2016) for SSD300: 6 feature maps, 8,732 default boxes.
-    feature_maps: list[int] | None = None  # None: read off the backbone for `input.size`
+    # Sizes of the feature maps; None: read off the trunk for `input.size` (given: checked against it).
+    feature_maps: list[int] | None = None
     steps: list[int] | None = None  # None: input size / feature map size
     min_scale: float = Field(0.2, gt=0.0, le=1.0)
     max_scale: float = Field(0.9, gt=0.0, le=1.0)
     # Scale of the first map (conv4_3); the paper uses 0.1 on VOC (0.07 on COCO).
     first_scale: float | None = 0.1
+    # One list per feature map (so its length is the number of maps: 6 SSD300, 7 SSD512); each ratio
+    # a adds boxes a:1 and 1:a to the two square boxes.
     aspect_ratios: list[list[float]] = [[2.0], [2.0, 3.0], [2.0, 3.0], [2.0, 3.0], [2.0], [2.0]]
     variances: tuple[float, float] = (0.1, 0.2)
     iou_thresh: float = Field(0.5, ge=0.0, le=1.0)
     neg_pos_ratio: float = Field(3.0, gt=0.0)
+    # Hard negatives mined in an image without ground truth (no positives to count 3:1 from).
+    empty_image_negatives: int = Field(24, ge=0)
     score_thresh: float = Field(0.01, ge=0.0, le=1.0)
     top_k_per_class: int = Field(200, ge=1)
     nms_thresh: float = Field(0.45, ge=0.0, le=1.0)

@@ -1,0 +1,271 @@
+"""Backbone factory: a plain dict from name to builder, for the two-stage detector (and SSD's weights).
+
+Every builder takes `(pretrained, trainable_layers)` and returns a `Backbone`:
+
+    backbone.trunk             nn.Module: images float32 [B, 3, H, W] -> features [B, out_channels, H/16, W/16]
+    backbone.head              nn.Module: pooled RoIs [R, out_channels, s, s] -> [R, head_out_channels]
+    backbone.out_channels      channels of the trunk's feature map
+    backbone.stride            16 for every backbone here
+    backbone.head_out_channels width of the per-RoI feature
+    backbone.roi_output_size   the RoI pooling size the head was designed for (7 VGG, 14 ResNet C4)
+
+`vgg16`, `vgg16_bn`: conv1_1..conv5_3 (the last max pool dropped) as trunk; fc6, fc7 as head (after an
+adaptive pool to 7 x 7, which is the identity for 7 x 7 RoIs, as in torchvision's VGG).
+`resnet18/34/50/101`: the C4 layout of the Faster R-CNN paper's ResNet variant (He et al., 2016):
+conv1..layer3 (res4) as trunk, layer4 (res5) + global average pool as head; BatchNorm frozen.
+
+`pretrained`: "none" (random init), "imagenet" (torchvision's weight enum; the file is taken from the
+torch hub cache, downloaded there when missing), or the path of a torchvision classification state dict.
+`trainable_layers`: how many stages, counted from the top, keep `requires_grad`; the rest are frozen.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+from detect.errors import CheckpointError, ConfigError
+
+# The ImageNet weights used for `pretrained: imagenet`: torchvision's V1 enums, as in its detectors.
+IMAGENET_WEIGHTS = {
+    "vgg16": torchvision.models.VGG16_Weights.IMAGENET1K_V1,
+    "vgg16_bn": torchvision.models.VGG16_BN_Weights.IMAGENET1K_V1,
+    "resnet18": torchvision.models.ResNet18_Weights.IMAGENET1K_V1,
+    "resnet34": torchvision.models.ResNet34_Weights.IMAGENET1K_V1,
+    "resnet50": torchvision.models.ResNet50_Weights.IMAGENET1K_V1,
+    "resnet101": torchvision.models.ResNet101_Weights.IMAGENET1K_V1,
+}
+
+# Stages counted for `trainable_layers`, bottom to top, and how many train by default with weights.
+# VGG16: the five conv blocks (the fc6/fc7 head always trains); 3 trains conv3_1 and up, as the paper.
+# ResNet: conv1, layer1..layer4 (layer4 is the head); 3 is torchvision's default for its detectors.
+VGG_STAGES = 5
+RESNET_STAGES = ("conv1", "layer1", "layer2", "layer3", "layer4")
+DEFAULT_TRAINABLE = 3
+
+
+class Backbone(nn.Module):
+    """A stride-16 trunk and its per-RoI head, with the numbers the detector needs to wire them."""
+
+    def __init__(
+        self,
+        trunk: nn.Module,
+        head: nn.Module,
+        out_channels: int,
+        head_out_channels: int,
+        roi_output_size: int,
+        stride: int = 16,
+    ):
+        super().__init__()
+        self.trunk = trunk
+        self.head = head
+        self.out_channels = out_channels
+        self.head_out_channels = head_out_channels
+        self.roi_output_size = roi_output_size
+        self.stride = stride
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.trunk(images)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Weights
+
+
+def imagenet_weight_file(name: str) -> Path:
+    """Where torchvision caches the ImageNet weights of backbone `name`: <hub dir>/checkpoints/<file>."""
+    url = IMAGENET_WEIGHTS[name].url
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+
+
+def _imagenet_state_dict(name: str) -> dict:
+    """The cached ImageNet state dict of `name`, downloading it only when it is not cached."""
+    cached = imagenet_weight_file(name)
+    if cached.is_file():
+        return _read_state_dict(cached)
+    url = IMAGENET_WEIGHTS[name].url
+    try:
+        return torch.hub.load_state_dict_from_url(url, progress=True, map_location="cpu")
+    except (urllib.error.URLError, OSError, RuntimeError) as error:
+        reason = str(getattr(error, "reason", error)).splitlines()[0] if str(error) else type(error).__name__
+        raise ConfigError(
+            f"model.pretrained=imagenet: ImageNet weights for '{name}' are not cached and could not be "
+            f"downloaded ({reason}); download {url} to {cached}, or set model.pretrained to the path "
+            f"of a local torchvision state dict"
+        ) from None
+
+
+def _read_state_dict(path: Path) -> dict:
+    """A state dict from a file; a checkpoint dict holding it under `model`/`state_dict` works too."""
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unreadable file is the same user problem
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CheckpointError(f"{path}: cannot read weights: {first_line}") from None
+    for key in ("model", "state_dict"):
+        if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
+            loaded = loaded[key]
+    if not isinstance(loaded, dict):
+        raise CheckpointError(f"{path}: expected a state dict, got {type(loaded).__name__}")
+    return loaded
+
+
+def load_classifier_weights(model: nn.Module, name: str, pretrained: str) -> nn.Module:
+    """Load torchvision classifier weights for backbone `name` into `model` (a torchvision classifier).
+
+    `pretrained`: "none" (leave as is), "imagenet", or a path to a state dict. Returns `model`.
+    """
+    if pretrained == "none":
+        return model
+    if pretrained == "imagenet":
+        state_dict, source = _imagenet_state_dict(name), str(imagenet_weight_file(name))
+    else:
+        path = Path(pretrained).expanduser()
+        if not path.is_file():
+            raise ConfigError(
+                f"model.pretrained: '{pretrained}' is not a file (use none, imagenet, or a path to a "
+                f"torchvision {name} state dict)"
+            )
+        state_dict, source = _read_state_dict(path), str(path)
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as error:
+        first_line = " ".join(str(error).split("\n\t")[:2]).splitlines()[0]
+        raise CheckpointError(f"{source}: not a torchvision {name} state dict: {first_line}") from None
+    return model
+
+
+def classifier_model(name: str, pretrained: str = "none") -> nn.Module:
+    """torchvision's classifier `name` with its weights loaded (ResNets with FrozenBatchNorm2d)."""
+    if name not in IMAGENET_WEIGHTS:
+        raise ConfigError(f"model.backbone: unknown backbone '{name}' (allowed: {', '.join(BACKBONES)})")
+    constructor = getattr(torchvision.models, name)
+    if name.startswith("resnet"):
+        model = constructor(weights=None, norm_layer=FrozenBatchNorm2d)
+    else:
+        model = constructor(weights=None)
+    return load_classifier_weights(model, name, pretrained)
+
+
+def vgg16_features(pretrained: str = "none", batch_norm: bool = False) -> tuple[nn.Sequential, nn.Sequential]:
+    """torchvision's VGG16 `features` (all 5 pools) and `classifier` (fc6, fc7, fc8) with weights loaded.
+
+    For SSD's VGG trunk, which reshapes pool5 and turns fc6/fc7 into (dilated) convolutions.
+    """
+    model = classifier_model("vgg16_bn" if batch_norm else "vgg16", pretrained)
+    return model.features, model.classifier
+
+
+# ---------------------------------------------------------------------------------------------------
+# Freezing
+
+
+def _check_trainable_layers(name: str, trainable_layers: int | None, stages: int, pretrained: str) -> int:
+    if trainable_layers is None:
+        # Random weights: freezing random stages would only hurt, so all stages train.
+        return stages if pretrained == "none" else DEFAULT_TRAINABLE
+    if not isinstance(trainable_layers, int) or not 0 <= trainable_layers <= stages:
+        raise ConfigError(
+            f"model.trainable_layers: {trainable_layers!r} is out of range for {name} (allowed: 0..{stages})"
+        )
+    return trainable_layers
+
+
+def _freeze(module: nn.Module) -> None:
+    for parameter in module.parameters():
+        parameter.requires_grad_(False)
+
+
+def frozen_batchnorm(module: nn.Module) -> nn.Module:
+    """Replace every BatchNorm2d in `module` by a FrozenBatchNorm2d holding the same statistics."""
+    for child_name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
+            frozen.weight.copy_(child.weight.detach())
+            frozen.bias.copy_(child.bias.detach())
+            frozen.running_mean.copy_(child.running_mean)
+            frozen.running_var.copy_(child.running_var)
+            setattr(module, child_name, frozen)
+        else:
+            frozen_batchnorm(child)
+    return module
+
+
+# ---------------------------------------------------------------------------------------------------
+# Builders
+
+
+def _vgg_stages(features: nn.Sequential) -> list[nn.Sequential]:
+    """The five conv blocks of VGG's `features`, each ending with its max pool."""
+    stages, current = [], []
+    for layer in features:
+        current.append(layer)
+        if isinstance(layer, nn.MaxPool2d):
+            stages.append(nn.Sequential(*current))
+            current = []
+    return stages
+
+
+def _build_vgg(name: str, pretrained: str, trainable_layers: int | None) -> Backbone:
+    trainable = _check_trainable_layers(name, trainable_layers, VGG_STAGES, pretrained)
+    model = frozen_batchnorm(classifier_model(name, pretrained))
+    stages = _vgg_stages(model.features)
+    stages[-1] = stages[-1][:-1]  # conv5_3 at stride 16: pool5 dropped
+    for stage in stages[: VGG_STAGES - trainable]:
+        _freeze(stage)
+    trunk = nn.Sequential(*[layer for stage in stages for layer in stage])
+    # fc6, relu, dropout, fc7, relu, dropout: fc8 (the 1000-way classifier) is dropped.
+    head = nn.Sequential(nn.AdaptiveAvgPool2d((7, 7)), nn.Flatten(1), *model.classifier[:-1])
+    fc7 = model.classifier[3]
+    return Backbone(trunk, head, out_channels=512, head_out_channels=fc7.out_features, roi_output_size=7)
+
+
+def _build_resnet(name: str, pretrained: str, trainable_layers: int | None) -> Backbone:
+    trainable = _check_trainable_layers(name, trainable_layers, len(RESNET_STAGES), pretrained)
+    model = classifier_model(name, pretrained)
+    for stage_name in RESNET_STAGES[: len(RESNET_STAGES) - trainable]:
+        _freeze(getattr(model, stage_name))  # conv1's norm is frozen BatchNorm: nothing to train there
+    trunk = nn.Sequential(
+        model.conv1, model.bn1, model.relu, model.maxpool, model.layer1, model.layer2, model.layer3
+    )
+    head = nn.Sequential(model.layer4, nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+    out_channels = _last_channels(model.layer3)
+    head_out_channels = _last_channels(model.layer4)
+    return Backbone(trunk, head, out_channels, head_out_channels, roi_output_size=14)
+
+
+def _last_channels(layer: nn.Sequential) -> int:
+    block = layer[-1]
+    last_norm = block.bn3 if hasattr(block, "bn3") else block.bn2
+    return last_norm.weight.shape[0]
+
+
+def _named(builder: Callable[..., Backbone], name: str) -> Callable[[str, int | None], Backbone]:
+    def build(pretrained: str = "none", trainable_layers: int | None = None) -> Backbone:
+        return builder(name, pretrained, trainable_layers)
+
+    build.__name__ = f"build_{name}"
+    return build
+
+
+BACKBONES: dict[str, Callable[[str, int | None], Backbone]] = {
+    "vgg16": _named(_build_vgg, "vgg16"),
+    "vgg16_bn": _named(_build_vgg, "vgg16_bn"),
+    "resnet18": _named(_build_resnet, "resnet18"),
+    "resnet34": _named(_build_resnet, "resnet34"),
+    "resnet50": _named(_build_resnet, "resnet50"),
+    "resnet101": _named(_build_resnet, "resnet101"),
+}
+
+
+def build_backbone(name: str, pretrained: str = "none", trainable_layers: int | None = None) -> Backbone:
+    """The backbone `name` (a key of BACKBONES); see the module docstring for the arguments."""
+    if name not in BACKBONES:
+        raise ConfigError(f"model.backbone: unknown backbone '{name}' (allowed: {', '.join(BACKBONES)})")
+    return BACKBONES[name](pretrained, trainable_layers)

@@ -1,0 +1,161 @@
+"""SSD: Single Shot MultiBox Detector (Liu et al., 2016), batched end to end.
+
+    model = build_ssd(model_cfg, input_cfg, num_classes)
+    losses = model(images, image_sizes, targets)     # {"loss_cls", "loss_box"}
+    outputs = model(images, image_sizes)             # {"cls_logits" [B, A, C + 1],
+                                                     #  "box_regression" [B, A, 4], "priors" [A, 4]}
+    detections = model.postprocess(outputs, image_sizes, scales)
+
+Parts: a trunk giving the feature maps (ssd_backbones.py), a 3 x 3 convolution per map predicting
+each default box's class scores and encoded offsets, default boxes (default_boxes.py), the multibox
+loss (ssd_loss.py) and the batched postprocess (ssd_postprocess.py). Default boxes are made for the
+input tensor's actual feature map sizes and scaled to its pixels (H, W), so padding the batch is
+harmless; SSD configs use `input.size_divisible: 1` so that a 300 px input gives the paper's maps.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from detect.config import InputConfig, ModelConfig
+from detect.errors import ConfigError
+from detect.models.default_boxes import box_scales, boxes_per_location, cached_default_boxes
+from detect.models.ssd_backbones import build_ssd_trunk
+from detect.models.ssd_loss import MultiBoxLoss
+from detect.models.ssd_postprocess import postprocess_detections
+
+
+class SSDHead(nn.Module):
+    """One 3 x 3 classification and one box convolution per feature map.
+
+    forward(maps) -> cls_logits [B, A, C + 1], box_regression [B, A, 4], in the default boxes' order
+    (map, then cell row-major, then the cell's boxes).
+    """
+
+    def __init__(self, in_channels: list[int], boxes_per_cell: list[int], num_classes: int):
+        super().__init__()
+        self.num_outputs = num_classes + 1
+        self.cls_convs = nn.ModuleList(
+            nn.Conv2d(c, n * self.num_outputs, 3, padding=1) for c, n in zip(in_channels, boxes_per_cell)
+        )
+        self.box_convs = nn.ModuleList(nn.Conv2d(c, n * 4, 3, padding=1) for c, n in zip(in_channels, boxes_per_cell))
+        for conv in [*self.cls_convs, *self.box_convs]:
+            nn.init.xavier_uniform_(conv.weight)
+            nn.init.zeros_(conv.bias)
+
+    @staticmethod
+    def _flatten(x: torch.Tensor, width: int) -> torch.Tensor:
+        batch, _, height, map_width = x.shape
+        return x.view(batch, -1, width, height, map_width).permute(0, 3, 4, 1, 2).reshape(batch, -1, width)
+
+    def forward(self, maps: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        cls_logits = torch.cat([self._flatten(conv(x), self.num_outputs) for conv, x in zip(self.cls_convs, maps)], 1)
+        box_regression = torch.cat([self._flatten(conv(x), 4) for conv, x in zip(self.box_convs, maps)], 1)
+        return cls_logits, box_regression
+
+
+class SSD(nn.Module):
+    """The detector; see the module docstring and detect/models/__init__.py for the contract."""
+
+    def __init__(
+        self,
+        trunk: nn.Module,
+        num_classes: int,
+        aspect_ratios: list[list[float]],
+        scales: list[float],
+        steps: list[float] | None = None,
+        variances: tuple[float, float] = (0.1, 0.2),
+        loss: MultiBoxLoss | None = None,
+        score_thresh: float = 0.01,
+        top_k_per_class: int = 200,
+        nms_thresh: float = 0.45,
+        detections_per_img: int = 200,
+    ):
+        super().__init__()
+        self.trunk = trunk
+        self.num_classes = num_classes
+        self.aspect_ratios = [list(r) for r in aspect_ratios]
+        self.scales = list(scales)
+        self.steps = list(steps) if steps is not None else None
+        self.variances = tuple(variances)
+        self.head = SSDHead(trunk.out_channels, boxes_per_location(aspect_ratios), num_classes)
+        self.loss = loss or MultiBoxLoss(variances)
+        self.score_thresh = score_thresh
+        self.top_k_per_class = top_k_per_class
+        self.nms_thresh = nms_thresh
+        self.detections_per_img = detections_per_img
+        self._priors: dict[tuple, torch.Tensor] = {}  # per (map sizes, input size, device): not state
+
+    def priors(self, maps: list[torch.Tensor], images: torch.Tensor) -> torch.Tensor:
+        """Default boxes [A, 4] xyxy in the input tensor's pixels, on its device (cached)."""
+        height, width = images.shape[-2:]
+        map_sizes = tuple(tuple(x.shape[-2:]) for x in maps)
+        key = (map_sizes, height, width, images.device)
+        if key not in self._priors:
+            normalised = cached_default_boxes(
+                map_sizes, self.scales, self.aspect_ratios, self.steps, (height, width) if self.steps else None
+            )
+            pixels = normalised * torch.tensor([width, height, width, height], dtype=torch.float32)
+            self._priors[key] = pixels.to(images.device)
+        return self._priors[key]
+
+    def forward(
+        self, images: torch.Tensor, image_sizes: torch.Tensor, targets: list[dict] | None = None
+    ) -> dict[str, torch.Tensor]:
+        maps = self.trunk(images)
+        cls_logits, box_regression = self.head(maps)
+        priors = self.priors(maps, images)
+        if targets is not None:
+            return self.loss(cls_logits, box_regression, priors, targets)
+        return {"cls_logits": cls_logits, "box_regression": box_regression, "priors": priors}
+
+    @torch.no_grad()
+    def postprocess(
+        self, outputs: dict[str, torch.Tensor], image_sizes: torch.Tensor, scales: torch.Tensor
+    ) -> list[dict[str, torch.Tensor]]:
+        return postprocess_detections(
+            outputs["cls_logits"],
+            outputs["box_regression"],
+            outputs["priors"],
+            image_sizes.to(outputs["priors"].device),
+            scales.to(outputs["priors"].device),
+            score_thresh=self.score_thresh,
+            top_k=self.top_k_per_class,
+            nms_thresh=self.nms_thresh,
+            detections_per_img=self.detections_per_img,
+            variances=self.variances,
+        )
+
+
+def build_ssd(model_cfg: ModelConfig, input_cfg: InputConfig, num_classes: int) -> SSD:
+    """SSD from the config: trunk `model.backbone`, `model.ssd` settings, square `input.size` input."""
+    ssd_cfg = model_cfg.ssd
+    if input_cfg.resize != "fixed":
+        raise ConfigError(f"input.resize: SSD needs 'fixed' (every image input.size square), got '{input_cfg.resize}'")
+    num_maps = len(ssd_cfg.aspect_ratios)
+    trunk = build_ssd_trunk(model_cfg.backbone, num_maps, input_cfg.size, model_cfg.pretrained, model_cfg.trainable_layers)
+    sizes = [size for size, _ in trunk.feature_map_sizes(input_cfg.size)]
+    if ssd_cfg.feature_maps is not None and list(ssd_cfg.feature_maps) != sizes:
+        raise ConfigError(
+            f"model.ssd.feature_maps: {ssd_cfg.feature_maps} does not match the {model_cfg.backbone} trunk's "
+            f"maps at input.size {input_cfg.size}: {sizes}"
+        )
+    if ssd_cfg.steps is not None and len(ssd_cfg.steps) != num_maps:
+        raise ConfigError(f"model.ssd.steps: {len(ssd_cfg.steps)} values for {num_maps} feature maps")
+    loss = MultiBoxLoss(
+        ssd_cfg.variances, ssd_cfg.iou_thresh, ssd_cfg.neg_pos_ratio, ssd_cfg.empty_image_negatives
+    )
+    return SSD(
+        trunk,
+        num_classes,
+        ssd_cfg.aspect_ratios,
+        box_scales(num_maps, ssd_cfg.min_scale, ssd_cfg.max_scale, ssd_cfg.first_scale),
+        steps=ssd_cfg.steps,
+        variances=ssd_cfg.variances,
+        loss=loss,
+        score_thresh=ssd_cfg.score_thresh,
+        top_k_per_class=ssd_cfg.top_k_per_class,
+        nms_thresh=ssd_cfg.nms_thresh,
+        detections_per_img=ssd_cfg.detections_per_img,
+    )

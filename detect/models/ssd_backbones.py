@@ -1,0 +1,231 @@
+"""SSD trunks: a classification network cut for dense prediction, plus the extra feature layers.
+
+Every trunk maps images [B, 3, H, W] to a list of feature maps, largest first, and declares
+`out_channels` (one per map) and `feature_map_sizes(input_size)` (their (h, w) for a square input).
+
+`vgg16` (Liu et al., 2016): conv1_1..conv5_3 with pool3 rounding up (so 300 px gives 38 x 38) and
+pool5 made 3 x 3 stride 1; fc6 becomes a 3 x 3 convolution with dilation 6 and fc7 a 1 x 1
+convolution, both 1024 wide; with ImageNet weights their kernels are subsampled from fc6/fc7 (every
+4th unit; every 3rd of fc6's 7 x 7 positions, which the dilation compensates). The maps are conv4_3
+(after a learned L2 normalisation, scale initialised to 20), fc7, then the extra layers: the paper's
+SSD300 layers for 6 maps, SSD512's for 7.
+
+`resnet18/34/50/101`: conv1..layer3 with layer3 at stride 1, so the first map is at stride 8 (the
+layout of NVIDIA's SSD300 ResNet-50), then extra layers with BatchNorm. Their sizes follow the input:
+3 x 3 stride 2 while a map is larger than 3, then a valid 3 x 3 (3 -> 1) or 2 x 2 (2 -> 1).
+
+ImageNet or local weights come from detect.models.backbones (`load_classifier_weights`).
+`trainable_layers` counts stages from the top (VGG: 5 conv blocks; ResNet: conv1, layer1..layer3);
+None trains everything with random weights, and all but the first stage with loaded weights.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torchvision
+from torch import nn
+
+from detect.errors import ConfigError
+from detect.models.backbones import load_classifier_weights
+
+# (middle channels, out channels, kernel, stride, padding) of each extra layer pair (1x1, then kxk).
+# From the SSD paper's Caffe models: SSD300's conv8_2..conv11_2 and SSD512's conv8_2..conv12_2.
+VGG_EXTRAS = {
+    4: [(256, 512, 3, 2, 1), (128, 256, 3, 2, 1), (128, 256, 3, 1, 0), (128, 256, 3, 1, 0)],
+    5: [(256, 512, 3, 2, 1), (128, 256, 3, 2, 1), (128, 256, 3, 2, 1), (128, 256, 3, 2, 1), (128, 256, 4, 1, 1)],
+}
+VGG_POOL_INDICES = (4, 9, 16, 23, 30)  # max pools in torchvision's vgg16().features
+VGG_CONV4_3_END = 23  # features[:23] ends with conv4_3's ReLU
+L2NORM_SCALE = 20.0
+
+
+class L2Norm(nn.Module):
+    """Per-position L2 normalisation over channels with a learned per-channel scale (ParseNet)."""
+
+    def __init__(self, channels: int, scale: float = L2NORM_SCALE, eps: float = 1e-10):
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((channels,), scale))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        norm = x.float().pow(2).sum(dim=1, keepdim=True).sqrt().add(self.eps)
+        return (x.float() / norm * self.weight.view(1, -1, 1, 1)).to(x.dtype)
+
+
+def _conv_out(size: int, kernel: int, stride: int, padding: int, ceil: bool = False) -> int:
+    span = size + 2 * padding - kernel
+    return (math.ceil(span / stride) if ceil else span // stride) + 1
+
+
+def _extra_block(in_ch: int, mid: int, out: int, kernel: int, stride: int, padding: int, norm: bool) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Conv2d(in_ch, mid, 1, bias=not norm)]
+    layers += [nn.BatchNorm2d(mid)] if norm else []
+    layers += [nn.ReLU(inplace=True), nn.Conv2d(mid, out, kernel, stride=stride, padding=padding, bias=not norm)]
+    layers += [nn.BatchNorm2d(out)] if norm else []
+    layers += [nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers)
+
+
+def size_driven_extras(first_size: int, count: int) -> list[tuple[int, int, int, int, int]]:
+    """Extra-layer specs that halve the map while it is larger than 3, then shrink it to 1."""
+    specs, size = [], first_size
+    for index in range(count):
+        mid, out = (256, 512) if index < 2 else (128, 256)
+        if size > 3:
+            spec = (mid, out, 3, 2, 1)
+        elif size in (2, 3):
+            spec = (mid, out, size, 1, 0)
+        else:
+            raise ConfigError(
+                f"model.ssd: the input is too small for {count} extra feature maps (map {index + 2} would "
+                f"be smaller than 1 x 1); raise input.size or use fewer aspect_ratios entries"
+            )
+        specs.append(spec)
+        size = _conv_out(size, *spec[2:])
+    return specs
+
+
+def _xavier_init(module: nn.Module) -> None:
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d):
+            nn.init.xavier_uniform_(layer.weight)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+
+
+def _freeze(modules: list[nn.Module]) -> None:
+    for module in modules:
+        for parameter in module.parameters():
+            parameter.requires_grad_(False)
+
+
+def _trainable(name: str, trainable_layers: int | None, stages: int, pretrained: str) -> int:
+    if trainable_layers is None:
+        return stages if pretrained == "none" else stages - 1
+    if not 0 <= trainable_layers <= stages:
+        raise ConfigError(f"model.trainable_layers: {trainable_layers} is out of range for SSD {name} (0..{stages})")
+    return trainable_layers
+
+
+class VGGTrunk(nn.Module):
+    """SSD's VGG16: conv4_3 (L2-normalised), fc7, and the extra layers."""
+
+    def __init__(self, num_maps: int, input_size: int, pretrained: str = "none", trainable_layers: int | None = None):
+        super().__init__()
+        if num_maps < 2:
+            raise ConfigError(f"model.ssd: VGG16 SSD needs at least 2 feature maps (conv4_3, fc7), got {num_maps}")
+        vgg = load_classifier_weights(torchvision.models.vgg16(weights=None), "vgg16", pretrained)
+        features = vgg.features
+        features[VGG_POOL_INDICES[2]].ceil_mode = True  # 75 -> 38 at 300 px, as Caffe rounds
+        features[VGG_POOL_INDICES[4]] = nn.MaxPool2d(kernel_size=3, stride=1, padding=1)
+        fc6 = nn.Conv2d(512, 1024, kernel_size=3, padding=6, dilation=6)
+        fc7 = nn.Conv2d(1024, 1024, kernel_size=1)
+        if pretrained == "none":
+            _xavier_init(nn.ModuleList([fc6, fc7]))
+        else:
+            _subsample_fc_weights(vgg.classifier, fc6, fc7)
+        self.conv4_3 = features[:VGG_CONV4_3_END]
+        self.l2norm = L2Norm(512)
+        self.fc7 = nn.Sequential(*features[VGG_CONV4_3_END:], fc6, nn.ReLU(inplace=True), fc7, nn.ReLU(inplace=True))
+        fc7_size = self._trunk_sizes(input_size)[1]
+        specs = VGG_EXTRAS.get(num_maps - 2) or size_driven_extras(fc7_size, num_maps - 2)
+        self.extras = nn.ModuleList()
+        in_channels = 1024
+        for spec in specs:
+            self.extras.append(_extra_block(in_channels, *spec, norm=False))
+            in_channels = spec[1]
+        _xavier_init(self.extras)
+        self.specs = specs
+        self.out_channels = [512, 1024] + [spec[1] for spec in specs]
+
+        blocks = [range(0, 5), range(5, 10), range(10, 17), range(17, 24), range(24, 31)]
+        trainable = _trainable("vgg16", trainable_layers, len(blocks), pretrained)
+        _freeze([features[i] for block in blocks[: len(blocks) - trainable] for i in block])
+
+    @staticmethod
+    def _trunk_sizes(input_size: int) -> list[int]:
+        """conv4_3 and fc7 sizes: pools 1, 2 round down, pool 3 up, pool 4 down, pool 5 keeps the size."""
+        size = _conv_out(_conv_out(_conv_out(input_size, 2, 2, 0), 2, 2, 0), 2, 2, 0, ceil=True)
+        return [size, _conv_out(size, 2, 2, 0)]
+
+    def feature_map_sizes(self, input_size: int) -> list[tuple[int, int]]:
+        sizes = self._trunk_sizes(input_size)
+        for spec in self.specs:
+            sizes.append(_conv_out(sizes[-1], *spec[2:]))
+        return [(s, s) for s in sizes]
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        conv4_3 = self.conv4_3(images)
+        maps = [self.l2norm(conv4_3), self.fc7(conv4_3)]
+        for extra in self.extras:
+            maps.append(extra(maps[-1]))
+        return maps
+
+
+def _subsample_fc_weights(classifier: nn.Sequential, fc6: nn.Conv2d, fc7: nn.Conv2d) -> None:
+    """fc6 (4096 x 512*7*7) and fc7 (4096 x 4096) -> the 1024-wide convolutions, by decimation."""
+    fc6_linear, fc7_linear = classifier[0], classifier[3]
+    with torch.no_grad():
+        fc6.weight.copy_(fc6_linear.weight.view(4096, 512, 7, 7)[::4, :, ::3, ::3])
+        fc6.bias.copy_(fc6_linear.bias[::4])
+        fc7.weight.copy_(fc7_linear.weight.view(4096, 4096, 1, 1)[::4, ::4])
+        fc7.bias.copy_(fc7_linear.bias[::4])
+
+
+class ResNetTrunk(nn.Module):
+    """conv1..layer3 of a torchvision ResNet at stride 8 (layer3 not downsampling), then extras."""
+
+    def __init__(self, name: str, num_maps: int, input_size: int, pretrained: str = "none", trainable_layers: int | None = None):
+        super().__init__()
+        resnet = load_classifier_weights(getattr(torchvision.models, name)(weights=None), name, pretrained)
+        for layer in resnet.layer3[0].modules():  # the first block's stride-2 conv and its shortcut
+            if isinstance(layer, nn.Conv2d) and layer.stride == (2, 2):
+                layer.stride = (1, 1)
+        stem = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool)
+        self.body = nn.Sequential(stem, resnet.layer1, resnet.layer2, resnet.layer3)
+        last_block = resnet.layer3[-1]
+        channels = (last_block.bn3 if hasattr(last_block, "bn3") else last_block.bn2).num_features
+        self.specs = size_driven_extras(self._first_size(input_size), num_maps - 1)
+        self.extras = nn.ModuleList()
+        in_channels = channels
+        for spec in self.specs:
+            self.extras.append(_extra_block(in_channels, *spec, norm=True))
+            in_channels = spec[1]
+        _xavier_init(self.extras)
+        self.out_channels = [channels] + [spec[1] for spec in self.specs]
+        trainable = _trainable(name, trainable_layers, len(self.body), pretrained)
+        _freeze(list(self.body[: len(self.body) - trainable]))
+
+    @staticmethod
+    def _first_size(input_size: int) -> int:
+        size = _conv_out(input_size, 7, 2, 3)  # conv1
+        size = _conv_out(size, 3, 2, 1)  # max pool
+        return _conv_out(size, 3, 2, 1)  # layer2
+
+    def feature_map_sizes(self, input_size: int) -> list[tuple[int, int]]:
+        sizes = [self._first_size(input_size)]
+        for spec in self.specs:
+            sizes.append(_conv_out(sizes[-1], *spec[2:]))
+        return [(s, s) for s in sizes]
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        maps = [self.body(images)]
+        for extra in self.extras:
+            maps.append(extra(maps[-1]))
+        return maps
+
+
+SSD_TRUNKS = ("vgg16", "resnet18", "resnet34", "resnet50", "resnet101")
+
+
+def build_ssd_trunk(
+    name: str, num_maps: int, input_size: int, pretrained: str = "none", trainable_layers: int | None = None
+) -> nn.Module:
+    """The SSD trunk `name` giving `num_maps` feature maps for a square input of `input_size` pixels."""
+    if name == "vgg16":
+        return VGGTrunk(num_maps, input_size, pretrained, trainable_layers)
+    if name in SSD_TRUNKS:
+        return ResNetTrunk(name, num_maps, input_size, pretrained, trainable_layers)
+    raise ConfigError(f"model.backbone: '{name}' has no SSD trunk (allowed for SSD: {', '.join(SSD_TRUNKS)})")

@@ -1,0 +1,101 @@
+"""SSD detections from the head's outputs, for the whole batch at once.
+
+Per image and class: softmax score, the `top_k` best default boxes by that score, those above
+`score_thresh`, greedy NMS at `nms_thresh`; then per image the `detections_per_img` best across
+classes, mapped back to the original image's pixels.
+
+All images and classes go through one set of tensor operations over [B * C, K] candidates (K =
+top_k). NMS is our own (`grouped_nms`): torchvision's batched_nms falls back to a Python loop over the
+distinct ids above a few thousand boxes, which is every SSD batch (B x C x 200 candidates), and its
+single-call path would need an n x n bitmask over all of them. Grouped NMS works on each group's own
+K x K IoU matrix instead, with the exact greedy result of torchvision.ops.nms.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from detect.models.default_boxes import decode_boxes
+
+
+def pairwise_iou(boxes: torch.Tensor) -> torch.Tensor:
+    """IoU of every pair of boxes within each group: boxes [G, K, 4] xyxy -> [G, K, K]."""
+    area = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+    top_left = torch.maximum(boxes[:, :, None, :2], boxes[:, None, :, :2])
+    bottom_right = torch.minimum(boxes[:, :, None, 2:], boxes[:, None, :, 2:])
+    size = (bottom_right - top_left).clamp(min=0)
+    inter = size[..., 0] * size[..., 1]
+    return inter / (area[:, :, None] + area[:, None, :] - inter)
+
+
+def grouped_nms(boxes: torch.Tensor, valid: torch.Tensor, iou_thresh: float) -> torch.Tensor:
+    """Greedy NMS inside each group, all groups at once.
+
+    boxes [G, K, 4] xyxy, each group sorted by descending score; valid [G, K] (candidates that take
+    part). Returns keep [G, K] bool: what torchvision.ops.nms keeps for each group's valid boxes.
+
+    A box is kept iff it is valid and no kept, higher-scoring box of its group overlaps it by more
+    than `iou_thresh`. That rule has one solution (decided rank by rank), which greedy NMS computes;
+    here it is reached by iterating keep <- valid & not suppressed(keep) from keep = valid, as in
+    Cluster-NMS (Zheng et al., 2021). After t rounds the first t ranks are final, so it ends within
+    K rounds, in practice a handful; each round is one [G, K, K] reduction.
+    """
+    num = boxes.shape[1]
+    if num == 0:
+        return valid.clone()
+    higher = torch.ones(num, num, dtype=torch.bool, device=boxes.device).triu(diagonal=1)  # i before j
+    overlaps = (pairwise_iou(boxes.float()) > iou_thresh) & higher  # [G, K, K]: i would suppress j
+    keep = valid
+    for _ in range(num):
+        suppressed = (overlaps & keep.unsqueeze(2)).any(dim=1)
+        new_keep = valid & ~suppressed
+        if torch.equal(new_keep, keep):
+            break
+        keep = new_keep
+    return keep
+
+
+def postprocess_detections(
+    cls_logits: torch.Tensor,
+    box_regression: torch.Tensor,
+    priors: torch.Tensor,
+    image_sizes: torch.Tensor,
+    scales: torch.Tensor,
+    score_thresh: float = 0.01,
+    top_k: int = 200,
+    nms_thresh: float = 0.45,
+    detections_per_img: int = 200,
+    variances: tuple[float, float] = (0.1, 0.2),
+) -> list[dict[str, torch.Tensor]]:
+    """Detections per image.
+
+    cls_logits [B, A, C + 1] (index 0 background); box_regression [B, A, 4]; priors [A, 4] xyxy in
+    the input's pixels; image_sizes int [B, 2] (h, w) of the valid region; scales [B, 2] (sx, sy)
+    with resized = original * scale. Returns B dicts {boxes [K, 4] original pixels, scores [K]
+    descending, labels int64 [K] in 1..C}.
+    """
+    batch, num_priors, num_classes = cls_logits.shape[0], cls_logits.shape[1], cls_logits.shape[2] - 1
+    scores = cls_logits.float().softmax(dim=-1)[..., 1:].transpose(1, 2)  # [B, C, A]
+    boxes = decode_boxes(box_regression.float(), priors.unsqueeze(0), variances)  # [B, A, 4]
+    size_xyxy = image_sizes.flip(-1).repeat(1, 2).to(boxes.dtype).unsqueeze(1)  # (w, h, w, h)
+    boxes = torch.minimum(boxes.clamp(min=0), size_xyxy)
+
+    k = min(top_k, num_priors)
+    top_scores, top_index = scores.topk(k, dim=2)  # [B, C, K], sorted
+    candidate_boxes = torch.gather(
+        boxes.unsqueeze(1).expand(-1, num_classes, -1, -1), 2, top_index.unsqueeze(-1).expand(-1, -1, -1, 4)
+    )  # [B, C, K, 4]
+    valid = top_scores > score_thresh
+    keep = grouped_nms(candidate_boxes.reshape(-1, k, 4), valid.reshape(-1, k), nms_thresh).view(batch, num_classes, k)
+
+    # Best detections per image across classes; dropped candidates sort last with score -1.
+    kept_scores = top_scores.masked_fill(~keep, -1.0).reshape(batch, -1)
+    final_scores, final_index = kept_scores.topk(min(detections_per_img, kept_scores.shape[1]), dim=1)
+    final_boxes = torch.gather(candidate_boxes.reshape(batch, -1, 4), 1, final_index.unsqueeze(-1).expand(-1, -1, 4))
+    final_boxes = final_boxes / scales.to(final_boxes.dtype).repeat(1, 2).unsqueeze(1)
+    final_labels = final_index // k + 1
+    counts = (final_scores >= 0).sum(dim=1).tolist()  # kept ones come first: one sync for the batch
+    return [
+        {"boxes": final_boxes[i, :n], "scores": final_scores[i, :n], "labels": final_labels[i, :n]}
+        for i, n in enumerate(counts)
+    ]

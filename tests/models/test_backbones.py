@@ -1,0 +1,167 @@
+"""Backbone factory: shapes, offline weight loading, freezing, and the errors a user can cause."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import torch
+import torchvision
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+from detect.errors import ConfigError
+from detect.models import backbones
+from detect.models.backbones import BACKBONES, build_backbone, classifier_model, vgg16_features
+
+EXPECTED = {
+    # name: (out_channels, head_out_channels, roi_output_size)
+    "vgg16": (512, 4096, 7),
+    "vgg16_bn": (512, 4096, 7),
+    "resnet18": (256, 512, 14),
+    "resnet34": (256, 512, 14),
+    "resnet50": (1024, 2048, 14),
+    "resnet101": (1024, 2048, 14),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_trunk_and_head_shapes(name):
+    torch.manual_seed(0)
+    backbone = build_backbone(name).eval()
+    out_channels, head_out_channels, roi_size = EXPECTED[name]
+    assert (backbone.out_channels, backbone.head_out_channels) == (out_channels, head_out_channels)
+    assert backbone.stride == 16 and backbone.roi_output_size == roi_size
+    with torch.no_grad():
+        features = backbone.trunk(torch.randn(1, 3, 64, 96))
+        assert features.shape == (1, out_channels, 4, 6)
+        pooled = torch.randn(2, out_channels, roi_size, roi_size)
+        assert backbone.head(pooled).shape == (2, head_out_channels)
+
+
+def test_registry_is_a_plain_dict_of_builders():
+    assert isinstance(BACKBONES, dict) and set(BACKBONES) == set(EXPECTED)
+    with pytest.raises(ConfigError, match="model.backbone.*resnet18"):
+        build_backbone("resnet19")
+
+
+def test_resnet_uses_frozen_batchnorm():
+    backbone = build_backbone("resnet18")
+    norms = [m for m in backbone.modules() if isinstance(m, (torch.nn.BatchNorm2d, FrozenBatchNorm2d))]
+    assert norms and all(isinstance(m, FrozenBatchNorm2d) for m in norms)
+
+
+def test_offline_loading_from_a_saved_state_dict(tmp_path):
+    torch.manual_seed(1)
+    reference = torchvision.models.resnet18(weights=None)
+    # Non-trivial statistics, so the check covers BatchNorm buffers too.
+    for module in reference.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+    path = tmp_path / "resnet18.pth"
+    torch.save(reference.state_dict(), path)
+
+    backbone = build_backbone("resnet18", pretrained=str(path))
+    assert torch.equal(backbone.trunk[0].weight, reference.conv1.weight)
+    assert torch.equal(backbone.trunk[6][1].conv2.weight, reference.layer3[1].conv2.weight)
+    assert torch.equal(backbone.trunk[1].running_var, reference.bn1.running_var)
+    assert torch.equal(backbone.head[0][0].conv1.weight, reference.layer4[0].conv1.weight)
+    # And the whole trunk computes what torchvision's model computes up to layer3 (eval mode).
+    reference.eval()
+    images = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        x = reference.maxpool(reference.relu(reference.bn1(reference.conv1(images))))
+        expected = reference.layer3(reference.layer2(reference.layer1(x)))
+        torch.testing.assert_close(backbone.trunk(images), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_classifier_weights_for_ssd_come_from_the_same_file(tmp_path):
+    torch.manual_seed(2)
+    reference = torchvision.models.resnet18(weights=None)
+    path = tmp_path / "r18.pth"
+    torch.save({"model": reference.state_dict()}, path)  # a checkpoint wrapping the state dict works too
+    model = classifier_model("resnet18", str(path))
+    assert torch.equal(model.fc.weight, reference.fc.weight)
+
+
+def test_vgg16_features_has_all_pools_and_the_classifier():
+    features, classifier = vgg16_features("none")
+    assert sum(isinstance(m, torch.nn.MaxPool2d) for m in features) == 5
+    assert classifier[0].in_features == 512 * 7 * 7 and classifier[3].out_features == 4096
+
+
+def test_bad_path_and_bad_file(tmp_path):
+    with pytest.raises(ConfigError, match="model.pretrained.*not a file"):
+        build_backbone("resnet18", pretrained=str(tmp_path / "missing.pth"))
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"conv1.weight": torch.zeros(1)}, wrong)
+    with pytest.raises(Exception, match="wrong.pth.*not a torchvision resnet18 state dict"):
+        build_backbone("resnet18", pretrained=str(wrong))
+
+
+def _trainable_stage_names(backbone):
+    return {name for name, p in backbone.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("trainable", [0, 1, 3, 5])
+def test_resnet_trainable_layers_freezes_exactly_the_bottom_stages(trainable):
+    backbone = build_backbone("resnet18", trainable_layers=trainable)
+    model_stage = {  # module prefix inside the backbone -> torchvision stage name
+        "trunk.0.": "conv1", "trunk.4.": "layer1", "trunk.5.": "layer2", "trunk.6.": "layer3", "head.0.": "layer4",
+    }
+    expected_trainable = set(backbones.RESNET_STAGES[len(backbones.RESNET_STAGES) - trainable :])
+    for name, parameter in backbone.named_parameters():
+        stage = next(stage for prefix, stage in model_stage.items() if name.startswith(prefix))
+        assert parameter.requires_grad == (stage in expected_trainable), name
+
+
+@pytest.mark.parametrize("trainable", [0, 3])
+def test_vgg_trainable_layers_freezes_the_bottom_conv_blocks(trainable):
+    backbone = build_backbone("vgg16", trainable_layers=trainable)
+    convs = [m for m in backbone.trunk if isinstance(m, torch.nn.Conv2d)]
+    blocks = [0, 0, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]  # conv1_1 .. conv5_3 -> block index
+    for conv, block in zip(convs, blocks, strict=True):
+        assert conv.weight.requires_grad == (block >= 5 - trainable)
+    assert all(p.requires_grad for p in backbone.head.parameters())  # fc6/fc7 always train
+
+
+def test_default_trainable_layers():
+    # Random init: everything trains; with weights: the top 3 stages.
+    assert all(p.requires_grad for p in build_backbone("resnet18").parameters())
+
+
+@pytest.mark.parametrize("bad", [-1, 6])
+def test_bad_trainable_layers_names_the_key_and_range(bad):
+    with pytest.raises(ConfigError, match=r"model.trainable_layers.*resnet18.*0\.\.5"):
+        build_backbone("resnet18", trainable_layers=bad)
+
+
+def test_imagenet_not_cached_and_offline_says_what_to_download(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+
+    def no_network(*args, **kwargs):
+        raise OSError("network blocked by the test")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    with pytest.raises(ConfigError) as error:
+        build_backbone("resnet18", pretrained="imagenet")
+    message = str(error.value)
+    assert "\n" not in message
+    assert "https://download.pytorch.org/models/resnet18-f37072fd.pth" in message
+    assert str(tmp_path / "checkpoints" / "resnet18-f37072fd.pth") in message
+    assert "model.pretrained" in message
+    assert not (tmp_path / "checkpoints" / "resnet18-f37072fd.pth").exists()
+
+
+def test_imagenet_cached_file_is_used_without_network(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", pytest.fail)
+    torch.manual_seed(3)
+    reference = torchvision.models.resnet18(weights=None)
+    (tmp_path / "checkpoints").mkdir()
+    torch.save(reference.state_dict(), tmp_path / "checkpoints" / "resnet18-f37072fd.pth")
+    backbone = build_backbone("resnet18", pretrained="imagenet")
+    assert torch.equal(backbone.trunk[0].weight, reference.conv1.weight)
+    # With weights, the default is the top 3 stages trainable: conv1 and layer1 frozen.
+    assert not backbone.trunk[0].weight.requires_grad and backbone.trunk[5][0].conv1.weight.requires_grad
