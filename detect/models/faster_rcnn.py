@@ -1,0 +1,99 @@
+"""Faster R-CNN (Ren et al., 2015): a stride-16 backbone, the RPN, and Fast R-CNN heads on its proposals.
+
+Keeps the model contract of detect/models/__init__.py:
+    model(images [B, 3, H, W], image_sizes [B, 2], targets=None) -> losses dict, or raw outputs
+    model.postprocess(outputs, image_sizes, scales) -> per image {boxes (original pixels), scores, labels}
+Losses: loss_rpn_objectness, loss_rpn_box, loss_classifier, loss_box_reg.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from detect.config import InputConfig, ModelConfig
+from detect.errors import ConfigError
+from detect.models.anchors import AnchorGenerator
+from detect.models.backbones import Backbone, build_backbone
+from detect.models.matcher import pad_ground_truth
+from detect.models.roi_heads import RoIHeads
+from detect.models.rpn import RegionProposalNetwork, RPNHead
+
+
+class FasterRCNN(nn.Module):
+    def __init__(self, backbone: Backbone, rpn: RegionProposalNetwork, roi_heads: RoIHeads, num_classes: int):
+        super().__init__()
+        self.backbone = backbone
+        self.rpn = rpn
+        self.roi_heads = roi_heads
+        self.num_classes = num_classes
+
+    def forward(self, images: torch.Tensor, image_sizes: torch.Tensor, targets: list[dict] | None = None):
+        features = self.backbone(images)
+        image_sizes = image_sizes.to(images.device)
+        if targets is None:
+            proposals, proposal_valid, _ = self.rpn(features, image_sizes)
+            return self.roi_heads(features, proposals, proposal_valid)
+        gt_boxes, gt_labels, gt_valid = pad_ground_truth(targets, images.device)
+        proposals, proposal_valid, rpn_losses = self.rpn(features, image_sizes, gt_boxes, gt_valid)
+        roi_losses = self.roi_heads(features, proposals, proposal_valid, gt_boxes, gt_labels, gt_valid)
+        return {**rpn_losses, **roi_losses}
+
+    @torch.no_grad()
+    def postprocess(self, outputs: dict, image_sizes: torch.Tensor, scales: torch.Tensor) -> list[dict]:
+        device = outputs["rois"].device
+        return self.roi_heads.postprocess(outputs, image_sizes.to(device), scales.to(device))
+
+
+def _vgg_head(in_channels: int, pool_size: int, width: int) -> nn.Module:
+    """fc6/fc7 of a chosen width (random init), for `representation_size` other than VGG16's 4096."""
+    return nn.Sequential(
+        nn.AdaptiveAvgPool2d((pool_size, pool_size)), nn.Flatten(1),
+        nn.Linear(in_channels * pool_size * pool_size, width), nn.ReLU(inplace=True), nn.Dropout(),
+        nn.Linear(width, width), nn.ReLU(inplace=True), nn.Dropout(),
+    )
+
+
+def build_faster_rcnn(model_cfg: ModelConfig, input_cfg: InputConfig, num_classes: int) -> FasterRCNN:
+    """Faster R-CNN from the `model` config section (`input` is not needed: resizing is the data's job)."""
+    if num_classes < 1:
+        raise ConfigError(f"Faster R-CNN needs at least one foreground class, got {num_classes}")
+    backbone = build_backbone(model_cfg.backbone, model_cfg.pretrained, model_cfg.trainable_layers)
+    representation = model_cfg.roi_heads.representation_size
+    if model_cfg.backbone.startswith("vgg") and representation != backbone.head_out_channels:
+        backbone.head = _vgg_head(backbone.out_channels, 7, representation)
+        backbone.head_out_channels = representation
+    anchors = AnchorGenerator(model_cfg.anchors.sizes, model_cfg.anchors.aspect_ratios, backbone.stride)
+    rpn_cfg, roi_cfg = model_cfg.rpn, model_cfg.roi_heads
+    rpn = RegionProposalNetwork(
+        anchors,
+        RPNHead(backbone.out_channels, rpn_cfg.conv_channels or backbone.out_channels, anchors.num_anchors),
+        fg_iou_thresh=rpn_cfg.fg_iou_thresh,
+        bg_iou_thresh=rpn_cfg.bg_iou_thresh,
+        batch_size_per_image=rpn_cfg.batch_size_per_image,
+        positive_fraction=rpn_cfg.positive_fraction,
+        pre_nms_top_n=(rpn_cfg.pre_nms_top_n_train, rpn_cfg.pre_nms_top_n_test),
+        post_nms_top_n=(rpn_cfg.post_nms_top_n_train, rpn_cfg.post_nms_top_n_test),
+        nms_thresh=rpn_cfg.nms_thresh,
+        min_box_size=rpn_cfg.min_box_size,
+        loss_box_weight=rpn_cfg.loss_box_weight,
+    )
+    roi_heads = RoIHeads(
+        backbone.head,
+        backbone.head_out_channels,
+        num_classes,
+        pool=model_cfg.roi_pool,
+        output_size=model_cfg.roi_output_size or backbone.roi_output_size,
+        stride=backbone.stride,
+        fg_iou_thresh=roi_cfg.fg_iou_thresh,
+        bg_iou_thresh_hi=roi_cfg.bg_iou_thresh_hi,
+        bg_iou_thresh_lo=roi_cfg.bg_iou_thresh_lo,
+        batch_size_per_image=roi_cfg.batch_size_per_image,
+        positive_fraction=roi_cfg.positive_fraction,
+        box_weights=roi_cfg.box_weights,
+        score_thresh=roi_cfg.score_thresh,
+        nms_thresh=roi_cfg.nms_thresh,
+        detections_per_img=roi_cfg.detections_per_img,
+        loss_box_weight=roi_cfg.loss_box_weight,
+    )
+    return FasterRCNN(backbone, rpn, roi_heads, num_classes)

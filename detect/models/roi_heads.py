@@ -1,0 +1,189 @@
+"""Fast R-CNN heads on the RPN's proposals (Girshick, 2015), batched over images.
+
+Training:  roi_heads(features [B, C, Hf, Wf], proposals [B, P, 4], proposal_valid [B, P],
+                     gt_boxes [B, G, 4], gt_labels [B, G], gt_valid [B, G])
+           -> {"loss_classifier", "loss_box_reg"}
+Inference: roi_heads(features, proposals, proposal_valid)
+           -> {"rois" [B, P, 4], "roi_valid" [B, P], "class_logits" [B, P, C+1], "box_deltas" [B, P, C, 4]}
+           roi_heads.postprocess(outputs, image_sizes, scales) -> per image {boxes, scores, labels}
+
+Class 0 is background; box regression is class-specific for the C foreground classes.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.ops import roi_align, roi_pool
+
+from detect.models.box_coder import clip_boxes, decode, encode
+from detect.models.matcher import POSITIVE, batched_box_iou, match, sample_balanced
+from detect.models.nms import grouped_nms
+
+
+def pool_rois(
+    features: torch.Tensor, rois: torch.Tensor, method: str, output_size: int, stride: int, sampling_ratio: int = 2
+) -> torch.Tensor:
+    """features [B, C, Hf, Wf], rois [B, R, 4] image pixels -> [B * R, C, s, s] (image-major order)."""
+    batch, count = rois.shape[:2]
+    image_index = torch.arange(batch, device=rois.device, dtype=rois.dtype).repeat_interleave(count)
+    indexed = torch.cat([image_index[:, None], rois.reshape(-1, 4)], dim=1).to(features.dtype)
+    if method == "roi_pool":
+        return roi_pool(features, indexed, output_size, spatial_scale=1.0 / stride)
+    if method == "roi_align":
+        return roi_align(features, indexed, output_size, spatial_scale=1.0 / stride, sampling_ratio=sampling_ratio)
+    raise ValueError(f"unknown RoI pooling {method!r} (roi_pool or roi_align)")
+
+
+class RoIHeads(nn.Module):
+    def __init__(
+        self,
+        box_head: nn.Module,
+        head_out_channels: int,
+        num_classes: int,
+        pool: str = "roi_pool",
+        output_size: int = 7,
+        stride: int = 16,
+        fg_iou_thresh: float = 0.5,
+        bg_iou_thresh_hi: float = 0.5,
+        bg_iou_thresh_lo: float = 0.0,
+        batch_size_per_image: int = 512,
+        positive_fraction: float = 0.25,
+        box_weights: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0),
+        score_thresh: float = 0.05,
+        nms_thresh: float = 0.3,
+        detections_per_img: int = 100,
+        loss_box_weight: float = 1.0,
+    ):
+        super().__init__()
+        self.box_head = box_head
+        self.num_classes = num_classes
+        self.cls_score = nn.Linear(head_out_channels, num_classes + 1)
+        self.bbox_pred = nn.Linear(head_out_channels, num_classes * 4)
+        nn.init.normal_(self.cls_score.weight, std=0.01)
+        nn.init.normal_(self.bbox_pred.weight, std=0.001)
+        nn.init.zeros_(self.cls_score.bias)
+        nn.init.zeros_(self.bbox_pred.bias)
+        self.pool = pool
+        self.output_size = output_size
+        self.stride = stride
+        self.fg_iou_thresh = fg_iou_thresh
+        self.bg_iou_thresh_hi = bg_iou_thresh_hi
+        self.bg_iou_thresh_lo = bg_iou_thresh_lo
+        self.batch_size_per_image = batch_size_per_image
+        self.positive_fraction = positive_fraction
+        self.box_weights = tuple(box_weights)
+        self.score_thresh = score_thresh
+        self.nms_thresh = nms_thresh
+        self.detections_per_img = detections_per_img
+        self.loss_box_weight = loss_box_weight
+
+    def predict(self, features: torch.Tensor, rois: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """rois [B, R, 4] -> class_logits [B, R, C+1], box_deltas [B, R, C, 4]."""
+        batch, count = rois.shape[:2]
+        pooled = pool_rois(features, rois, self.pool, self.output_size, self.stride)
+        hidden = self.box_head(pooled)
+        class_logits = self.cls_score(hidden).reshape(batch, count, -1)
+        box_deltas = self.bbox_pred(hidden).reshape(batch, count, self.num_classes, 4)
+        return class_logits, box_deltas
+
+    def forward(self, features, proposals, proposal_valid, gt_boxes=None, gt_labels=None, gt_valid=None):
+        if gt_boxes is None:
+            class_logits, box_deltas = self.predict(features, proposals)
+            return {"rois": proposals, "roi_valid": proposal_valid, "class_logits": class_logits, "box_deltas": box_deltas}
+        rois, roi_valid, roi_labels, roi_targets = self.select_training_samples(
+            proposals, proposal_valid, gt_boxes, gt_labels, gt_valid
+        )
+        class_logits, box_deltas = self.predict(features, rois)
+        losses = fast_rcnn_losses(class_logits, box_deltas, roi_valid, roi_labels, roi_targets)
+        losses["loss_box_reg"] = losses["loss_box_reg"] * self.loss_box_weight
+        return losses
+
+    def select_training_samples(self, proposals, proposal_valid, gt_boxes, gt_labels, gt_valid):
+        """Add the ground truth to the proposals, match, sample. Returns rois [B, S, 4], roi_valid [B, S],
+        roi_labels int64 [B, S] (0 background), roi_targets [B, S, 4] (encoded, 0 where not foreground)."""
+        candidates = torch.cat([proposals, gt_boxes], dim=1)
+        candidate_valid = torch.cat([proposal_valid, gt_valid], dim=1)
+        iou = batched_box_iou(candidates, gt_boxes)
+        matched, labels = match(iou, gt_valid, self.fg_iou_thresh, self.bg_iou_thresh_hi, self.bg_iou_thresh_lo)
+        labels = labels.masked_fill(~candidate_valid, -1)
+        sampled, roi_valid = sample_balanced(labels, self.batch_size_per_image, self.positive_fraction)
+        return sample_targets(candidates, labels, matched, gt_boxes, gt_labels, sampled, roi_valid, self.box_weights)
+
+    def postprocess(self, outputs: dict, image_sizes: torch.Tensor, scales: torch.Tensor) -> list[dict]:
+        return postprocess_detections(
+            outputs, image_sizes, scales, self.box_weights, self.score_thresh, self.nms_thresh, self.detections_per_img
+        )
+
+
+def sample_targets(candidates, labels, matched, gt_boxes, gt_labels, sampled, roi_valid, box_weights):
+    """Gather the sampled RoIs with their class labels and encoded regression targets."""
+    rois = candidates.gather(1, sampled[..., None].expand(-1, -1, 4))
+    is_positive = (labels.gather(1, sampled) == POSITIVE) & roi_valid
+    gt_index = matched.gather(1, sampled)
+    roi_labels = torch.where(is_positive, gt_labels.gather(1, gt_index), torch.zeros_like(gt_index))
+    targets = encode(gt_boxes.gather(1, gt_index[..., None].expand(-1, -1, 4)), rois, box_weights)
+    roi_targets = torch.where(is_positive[..., None], targets, torch.zeros_like(targets))
+    return rois, roi_valid, roi_labels, roi_targets
+
+
+def fast_rcnn_losses(class_logits, box_deltas, roi_valid, roi_labels, roi_targets) -> dict[str, torch.Tensor]:
+    """Cross-entropy over the sampled RoIs, smooth L1 on the true class's deltas of the foreground ones;
+    both divided by the number of sampled RoIs in the batch.
+
+    class_logits [B, S, C+1], box_deltas [B, S, C, 4], roi_valid [B, S], roi_labels [B, S], roi_targets [B, S, 4].
+    """
+    count = roi_valid.sum().clamp(min=1)
+    ce = F.cross_entropy(class_logits.flatten(0, 1), roi_labels.flatten(), reduction="none")
+    loss_classifier = (ce * roi_valid.flatten()).sum() / count
+    is_foreground = roi_labels > 0
+    class_index = (roi_labels - 1).clamp(min=0)
+    predicted = box_deltas.gather(2, class_index[..., None, None].expand(-1, -1, 1, 4)).squeeze(2)
+    box = F.smooth_l1_loss(predicted, roi_targets, beta=1.0, reduction="none").sum(dim=-1)
+    loss_box_reg = (box * is_foreground).sum() / count
+    return {"loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg}
+
+
+def postprocess_detections(
+    outputs: dict,
+    image_sizes: torch.Tensor,
+    scales: torch.Tensor,
+    box_weights,
+    score_thresh: float,
+    nms_thresh: float,
+    detections_per_img: int,
+) -> list[dict]:
+    """Decode per class, clip, threshold, class-wise NMS and top-k for the whole batch; boxes are
+    returned in original image pixels (resized / scale, clipped to the original size)."""
+    rois, roi_valid = outputs["rois"], outputs["roi_valid"]
+    class_logits, box_deltas = outputs["class_logits"].float(), outputs["box_deltas"].float()
+    batch, count, num_classes = box_deltas.shape[:3]
+    scores = F.softmax(class_logits, dim=-1)[..., 1:]  # [B, R, C]
+    boxes = decode(box_deltas, rois[:, :, None, :].float(), box_weights)  # [B, R, C, 4]
+    boxes = clip_boxes(boxes, image_sizes[:, 0], image_sizes[:, 1])
+    sizes = boxes[..., 2:] - boxes[..., :2]
+    candidate = roi_valid[..., None] & (scores > score_thresh) & (sizes >= 1e-2).all(dim=-1)
+
+    flat_boxes, flat_scores, flat_candidate = boxes.reshape(-1, 4), scores.reshape(-1), candidate.reshape(-1)
+    image_index = torch.arange(batch, device=rois.device).repeat_interleave(count * num_classes)
+    class_index = torch.arange(num_classes, device=rois.device).repeat(batch * count)
+    index = flat_candidate.nonzero().squeeze(1)  # the one sync: NMS needs the candidates' count anyway
+    max_coordinate = float(image_sizes.max()) if index.numel() else 0.0
+    keep = index[grouped_nms(flat_boxes[index], flat_scores[index], image_index[index] * num_classes
+                             + class_index[index], nms_thresh, max_coordinate)]
+    kept_scores = torch.full_like(flat_scores, float("-inf"))
+    kept_scores[keep] = flat_scores[keep]
+
+    top_scores, top = kept_scores.reshape(batch, -1).topk(min(detections_per_img, count * num_classes), dim=1)
+    top_boxes = boxes.reshape(batch, -1, 4).gather(1, top[..., None].expand(-1, -1, 4))
+    top_labels = top % num_classes + 1
+    scale = scales.to(top_boxes.dtype)
+    top_boxes = top_boxes / scale.repeat(1, 2)[:, None, :]
+    orig_sizes = image_sizes.to(top_boxes.dtype) / scale.flip(1)  # (h, w) = resized (h, w) / (sy, sx)
+    top_boxes = clip_boxes(top_boxes, orig_sizes[:, 0], orig_sizes[:, 1])
+    counts = torch.isfinite(top_scores).sum(dim=1).tolist()
+    return [
+        {"boxes": top_boxes[i, :n], "scores": top_scores[i, :n], "labels": top_labels[i, :n]}
+        for i, n in enumerate(counts)
+    ]
