@@ -1,0 +1,526 @@
+"""Run a trained detector on images and video: the `Detector` API and what `detect infer` writes.
+
+    from detect import Detector
+    detector = Detector.from_checkpoint("runs/.../best.pt", device="auto")
+    found = detector("photo.jpg")                      # one input -> one Detections
+    found = detector([array_rgb, pil_image, "b.png"])  # a list -> a list of Detections
+
+Preprocessing is the checkpoint config's eval pipeline (resize and normalise, as in `detect eval`),
+batched with the training collate; detections come from `model.postprocess`, so boxes are xyxy in the
+original image's pixels. `run_inference` (the CLI) writes annotated images, annotated videos, and the
+detections as JSON (images) and JSONL (video frames).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from detect.errors import DataError, DetectError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SCORE_THRESHOLD = 0.5
+
+
+@dataclass
+class Detections:
+    """One image's detections, in the original image's pixels.
+
+    boxes float32 [K, 4] xyxy; scores float32 [K] descending; labels int64 [K] in 1..C;
+    class_names: K names (label i is the checkpoint's class_names[i - 1]); image_size (h, w).
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    class_names: list[str]
+    image_size: tuple[int, int]
+    source: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def to_list(self) -> list[dict[str, Any]]:
+        """[{box: [x1, y1, x2, y2], score, label, class_name}, ...] (JSON-ready)."""
+        return [
+            {
+                "box": [round(float(v), 2) for v in box],
+                "score": round(float(score), 5),
+                "label": int(label),
+                "class_name": name,
+            }
+            for box, score, label, name in zip(self.boxes, self.scores, self.labels, self.class_names)
+        ]
+
+    def to_coco(self, image_id: int | str) -> list[dict[str, Any]]:
+        """COCO results format: [{image_id, category_id (= label), bbox [x, y, w, h], score}, ...]."""
+        return [
+            {
+                "image_id": image_id,
+                "category_id": int(label),
+                "bbox": [round(float(x1), 2), round(float(y1), 2), round(float(x2 - x1), 2), round(float(y2 - y1), 2)],
+                "score": round(float(score), 5),
+            }
+            for (x1, y1, x2, y2), score, label in zip(self.boxes, self.scores, self.labels)
+        ]
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """`auto`: CUDA when available, else CPU; otherwise any torch device string (`cpu`, `cuda:1`)."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as error:
+        raise DetectError(f"--device '{device}': {error}") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise DetectError(f"--device '{device}': CUDA is not available on this machine")
+    return resolved
+
+
+class Detector:
+    """A detector ready for inference: model, eval preprocessing, class names, thresholds.
+
+    Call it on an image path, an HxWx3 uint8 RGB numpy array, a PIL image, or a list of them.
+    `score_threshold` keeps detections scoring at least this; `classes` (names) keeps only those
+    classes; `batch_size` images go through the model at once. Each may be overridden per call.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        config,
+        class_names: Sequence[str],
+        device: str | torch.device = "auto",
+        score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+        classes: Sequence[str] | None = None,
+        batch_size: int = 8,
+    ):
+        from detect.config import Config, validate_config
+
+        self.config = config if isinstance(config, Config) else validate_config(dict(config))
+        self.class_names = list(class_names)
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.score_threshold = float(score_threshold)
+        self.classes = self._class_filter(classes)
+        self.batch_size = int(batch_size)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto", **options) -> "Detector":
+        """Load a checkpoint written by `detect train` (weights, resolved config, class names)."""
+        resolved = resolve_device(device)
+        model, config, class_names = load_model_from_checkpoint(Path(path), resolved)
+        return cls(model, config, class_names, device=resolved, **options)
+
+    # -----------------------------------------------------------------------------------------------
+
+    def __call__(self, inputs, score_threshold: float | None = None, classes: Sequence[str] | None = None,
+                 batch_size: int | None = None):
+        """Detections for one input, or a list of Detections for a list (or tuple) of inputs."""
+        single = not isinstance(inputs, (list, tuple))
+        items = [inputs] if single else list(inputs)
+        images = [as_rgb_array(item) for item in items]
+        sources = [str(item) if isinstance(item, (str, Path)) else None for item in items]
+        results = self.detect_arrays(images, score_threshold, classes, batch_size)
+        for result, source in zip(results, sources):
+            result.source = source
+        return results[0] if single else results
+
+    def detect_arrays(self, images: list[np.ndarray], score_threshold: float | None = None,
+                      classes: Sequence[str] | None = None, batch_size: int | None = None) -> list[Detections]:
+        """HxWx3 uint8 RGB arrays -> one Detections each, `batch_size` images per model call."""
+        threshold = self.score_threshold if score_threshold is None else float(score_threshold)
+        keep_labels = self.classes if classes is None else self._class_filter(classes)
+        step = self.batch_size if batch_size is None else int(batch_size)
+        if step < 1:
+            raise DetectError(f"batch size must be at least 1, got {step}")
+        results: list[Detections] = []
+        for start in range(0, len(images), step):
+            results.extend(self._detect_batch(images[start:start + step], threshold, keep_labels))
+        return results
+
+    @torch.inference_mode()
+    def _detect_batch(self, images: list[np.ndarray], threshold: float, keep_labels) -> list[Detections]:
+        batch, image_sizes, scales = self.preprocess(images)
+        outputs = self.model(batch.to(self.device), image_sizes.to(self.device))
+        predictions = self.model.postprocess(outputs, image_sizes.to(self.device), scales.to(self.device))
+        return [self._to_detections(pred, image.shape[:2], threshold, keep_labels)
+                for pred, image in zip(predictions, images)]
+
+    def preprocess(self, images: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The eval pipeline and collate: (images float32 [B, 3, H, W], image_sizes int64 [B, 2], scales [B, 2])."""
+        return preprocess_images(images, self.config.input)
+
+    def _to_detections(self, prediction: dict, image_size, threshold: float, keep_labels) -> Detections:
+        scores = prediction["scores"].float()
+        labels = prediction["labels"]
+        keep = scores >= threshold
+        if keep_labels is not None:
+            keep &= torch.isin(labels, torch.as_tensor(sorted(keep_labels), device=labels.device))
+        boxes = prediction["boxes"][keep].float().cpu().numpy()
+        labels = labels[keep].cpu().numpy().astype(np.int64)
+        names = [self.class_names[label - 1] if 0 < label <= len(self.class_names) else str(label) for label in labels]
+        return Detections(boxes, scores[keep].cpu().numpy(), labels, names, (int(image_size[0]), int(image_size[1])))
+
+    def _class_filter(self, classes: Sequence[str] | str | None) -> set[int] | None:
+        """Class names -> the set of their labels (1..C); unknown names are a DetectError."""
+        if classes is None:
+            return None
+        if isinstance(classes, str):
+            classes = [name for name in classes.split(",")]
+        names = [name.strip() for name in classes if name.strip()]
+        unknown = [name for name in names if name not in self.class_names]
+        if unknown:
+            raise DetectError(f"unknown class(es) {', '.join(unknown)}; the checkpoint has: {', '.join(self.class_names)}")
+        return {self.class_names.index(name) + 1 for name in names}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Inputs, checkpoints, eval preprocessing
+
+
+def as_rgb_array(item) -> np.ndarray:
+    """A path, an HxWx3 (or HxW) uint8 numpy array, or a PIL image -> HxWx3 uint8 RGB array."""
+    from detect.sources import read_image
+
+    if isinstance(item, (str, Path)):
+        return read_image(Path(item))
+    if isinstance(item, np.ndarray):
+        array = item
+    elif hasattr(item, "convert") and hasattr(item, "size"):  # PIL.Image.Image, without importing PIL
+        array = np.asarray(item.convert("RGB"))
+    else:
+        raise DetectError(f"cannot run the detector on a {type(item).__name__}: give a path, a numpy RGB array or a PIL image")
+    if array.ndim == 2:
+        array = np.repeat(array[:, :, None], 3, axis=2)
+    if array.ndim != 3 or array.shape[2] not in (3, 4):
+        raise DetectError(f"an image array must be HxWx3 RGB, got shape {tuple(array.shape)}")
+    if array.dtype != np.uint8:
+        raise DetectError(f"an image array must be uint8 (0..255), got {array.dtype}")
+    return np.ascontiguousarray(array[:, :, :3])
+
+
+def load_model_from_checkpoint(path: Path, device: torch.device):
+    """(model in eval mode on `device`, Config, class names) from a checkpoint file.
+
+    A checkpoint is a dict with `model` (state dict), `config` (the resolved config as a mapping) and
+    `class_names`; anything else in it (optimizer, epoch, ...) is not needed here. The model is built
+    with `model.pretrained: none`: the checkpoint's weights replace any ImageNet start anyway.
+    """
+    from detect.config import validate_config
+    from detect.errors import CheckpointError
+    from detect.models.build import build_model
+
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # pickle, zip and torch errors alike: the file is not a checkpoint
+        raise CheckpointError(f"{path}: cannot read the checkpoint ({type(error).__name__}: {error})") from None
+    missing = [key for key in ("model", "config", "class_names") if not isinstance(checkpoint, dict) or key not in checkpoint]
+    if missing:
+        raise CheckpointError(f"{path}: not a detect checkpoint (missing {', '.join(missing)})")
+    config = validate_config(dict(checkpoint["config"]))
+    config.model.pretrained = "none"
+    class_names = list(checkpoint["class_names"])
+    model = build_model(config.model, config.input, len(class_names))
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except RuntimeError as error:
+        first = str(error).splitlines()[1].strip() if len(str(error).splitlines()) > 1 else str(error)
+        raise CheckpointError(f"{path}: weights do not fit the model of its config: {first}") from None
+    return model.to(device).eval(), config, class_names
+
+
+def eval_resize_shape(height: int, width: int, input_cfg) -> tuple[int, int]:
+    """The (h, w) the eval pipeline resizes an image to: keep_ratio (shorter side min_size, longer at
+    most max_size) or fixed (size x size)."""
+    if input_cfg.resize == "fixed":
+        return input_cfg.size, input_cfg.size
+    factor = min(input_cfg.min_size / min(height, width), input_cfg.max_size / max(height, width))
+    return max(1, round(height * factor)), max(1, round(width * factor))
+
+
+def preprocess_images(images: list[np.ndarray], input_cfg) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """HxWx3 uint8 RGB arrays -> (batch float32 [B, 3, H, W] normalised, zero-padded to multiples of
+    input.size_divisible; image_sizes int64 [B, 2] (h, w) resized; scales float32 [B, 2] (sx, sy))."""
+    import cv2
+
+    mean = torch.tensor(input_cfg.mean, dtype=torch.float32).view(3, 1, 1)
+    std = torch.tensor(input_cfg.std, dtype=torch.float32).view(3, 1, 1)
+    resized, image_sizes, scales = [], [], []
+    for image in images:
+        height, width = image.shape[:2]
+        new_h, new_w = eval_resize_shape(height, width, input_cfg)
+        pixels = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR) if (new_h, new_w) != (height, width) else image
+        tensor = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float().div_(255.0)
+        resized.append((tensor - mean) / std)
+        image_sizes.append((new_h, new_w))
+        scales.append((new_w / width, new_h / height))
+    divisor = input_cfg.size_divisible
+    pad_h = -(-max(h for h, _ in image_sizes) // divisor) * divisor
+    pad_w = -(-max(w for _, w in image_sizes) // divisor) * divisor
+    batch = torch.zeros(len(images), 3, pad_h, pad_w)
+    for index, tensor in enumerate(resized):
+        batch[index, :, : tensor.shape[1], : tensor.shape[2]] = tensor
+    return batch, torch.tensor(image_sizes, dtype=torch.int64), torch.tensor(scales, dtype=torch.float32)
+
+
+# ---------------------------------------------------------------------------------------------------
+# detect infer: write annotated images, videos, JSON and JSONL
+
+
+@dataclass
+class InferenceSummary:
+    images: int = 0
+    skipped: list[str] = field(default_factory=list)
+    videos: int = 0
+    frames: int = 0
+    detections: int = 0
+    outputs: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def run_inference(
+    detector: Detector,
+    specs: list[str],
+    out_dir: Path,
+    write_json: bool = False,
+    max_frames: int | None = None,
+    progress: bool = True,
+) -> InferenceSummary:
+    """Run `detector` on every SOURCE in `specs` and write the results under `out_dir`.
+
+    Images: `out_dir/<name>` annotated (names relative to the folder or glob they came from), and
+    with `write_json` `out_dir/detections.json` (per image: file, size, detections in original pixels,
+    xyxy) and `out_dir/detections_coco.json` (COCO results; image_id = the index in detections.json,
+    category_id = label). Videos, cameras, streams: `out_dir/<name>.mp4` annotated at the input's
+    frame rate and size, and `out_dir/<name>.jsonl`, one line per frame.
+    """
+    from detect.sources import parse_sources
+
+    images, videos = parse_sources(specs)  # every path checked before any work starts
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = InferenceSummary()
+    started = time.perf_counter()
+    if images:
+        _infer_images(detector, images, out_dir, write_json, summary, progress)
+    for video in videos:
+        _infer_video(detector, video, out_dir, summary, max_frames, progress)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _infer_images(detector: Detector, images, out_dir: Path, write_json: bool, summary: InferenceSummary,
+                  progress: bool) -> None:
+    from tqdm import tqdm
+
+    from detect.sources import read_image
+
+    records, coco_results = [], []
+    names = _unique_names([source.name for source in images])
+    bar = tqdm(total=len(images), unit="img", disable=not progress, desc="images")
+    for chunk_start in range(0, len(images), detector.batch_size):
+        chunk = list(zip(images[chunk_start:chunk_start + detector.batch_size],
+                         names[chunk_start:chunk_start + detector.batch_size]))
+        arrays, readable = [], []
+        for source, name in chunk:
+            try:
+                arrays.append(read_image(source.path))
+                readable.append((source, name))
+            except DataError as error:
+                log.warning("skipping %s", error)
+                summary.skipped.append(str(source.path))
+        for (source, name), array, found in zip(readable, arrays, detector.detect_arrays(arrays) if arrays else []):
+            target = out_dir / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_image(target, draw_detections(array, found))
+            summary.outputs.append(target)
+            summary.images += 1
+            summary.detections += len(found)
+            image_id = len(records)
+            records.append({
+                "id": image_id, "file": str(source.path), "output": str(target),
+                "height": found.image_size[0], "width": found.image_size[1], "detections": found.to_list(),
+            })
+            coco_results.extend(found.to_coco(image_id))
+        bar.update(len(chunk))
+    bar.close()
+    if write_json:
+        categories = [{"id": i + 1, "name": name} for i, name in enumerate(detector.class_names)]
+        json_path = out_dir / "detections.json"
+        json_path.write_text(json.dumps({"categories": categories, "images": records}))
+        coco_path = out_dir / "detections_coco.json"
+        coco_path.write_text(json.dumps(coco_results))
+        summary.outputs += [json_path, coco_path]
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    """Output names, with `_1`, `_2` ... before the extension where two sources share one."""
+    seen: dict[str, int] = {}
+    unique = []
+    for name in names:
+        count = seen.get(name, 0)
+        seen[name] = count + 1
+        if count:
+            path = Path(name)
+            name = str(path.with_name(f"{path.stem}_{count}{path.suffix}"))
+        unique.append(name)
+    return unique
+
+
+def _infer_video(detector: Detector, video, out_dir: Path, summary: InferenceSummary, max_frames: int | None,
+                 progress: bool) -> None:
+    import cv2
+    from tqdm import tqdm
+
+    from detect.sources import capture_properties, open_capture
+
+    capture = open_capture(video)
+    fps, frame_count = capture_properties(capture)
+    if max_frames is not None and frame_count is not None:
+        frame_count = min(frame_count, max_frames)
+    video_path = out_dir / f"{video.name}.mp4"
+    jsonl_path = out_dir / f"{video.name}.jsonl"
+    video_path.parent.mkdir(parents=True, exist_ok=True)
+    writer = None
+    frames_done = 0
+    bar = tqdm(total=frame_count, unit="frame", disable=not progress, desc=video.name)
+    try:
+        with open(jsonl_path, "w") as jsonl:
+            for frames in _batched(_prefetch(capture, max_frames), detector.batch_size):
+                results = detector.detect_arrays(frames)
+                for frame, found in zip(frames, results):
+                    if writer is None:
+                        writer = _open_writer(video_path, fps, frame.shape[1], frame.shape[0])
+                    writer.write(cv2.cvtColor(draw_detections(frame, found), cv2.COLOR_RGB2BGR))
+                    jsonl.write(json.dumps({"frame": frames_done, "time": round(frames_done / fps, 4),
+                                            "detections": found.to_list()}) + "\n")
+                    frames_done += 1
+                    summary.detections += len(found)
+                bar.update(len(frames))
+    except KeyboardInterrupt:  # a live stream ends when the user says so; keep what was written
+        log.warning("%s: stopped after %d frames", video.target, frames_done)
+    finally:
+        bar.close()
+        capture.release()
+        if writer is not None:
+            writer.release()
+    if frames_done == 0:
+        raise DetectError(f"{video.target}: opened, but no frame could be read")
+    summary.videos += 1
+    summary.frames += frames_done
+    summary.outputs += [video_path, jsonl_path]
+
+
+def _open_writer(path: Path, fps: float, width: int, height: int):
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    if not writer.isOpened():
+        raise DetectError(f"{path}: cannot open a video writer (mp4v, {width}x{height} at {fps:g} fps)")
+    return writer
+
+
+def _prefetch(capture, max_frames: int | None, depth: int = 64) -> Iterator[np.ndarray]:
+    """Frames decoded on a background thread, so decoding overlaps the model and the encoder."""
+    from detect.sources import read_frames
+
+    frames: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def reader() -> None:
+        try:
+            for frame in read_frames(capture, max_frames):
+                while not stop.is_set():
+                    try:
+                        frames.put(frame, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        finally:
+            frames.put(end)
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    try:
+        while (frame := frames.get()) is not end:
+            yield frame
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a reader waiting on a full queue
+            try:
+                frames.get_nowait()
+            except queue.Empty:
+                pass
+            thread.join(timeout=0.05)
+
+
+def _batched(items: Iterable, size: int) -> Iterator[list]:
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def write_image(path: Path, image_rgb: np.ndarray) -> None:
+    import cv2
+
+    ok, encoded = cv2.imencode(path.suffix if path.suffix else ".png", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise DetectError(f"{path}: cannot encode the annotated image")
+    encoded.tofile(str(path))
+
+
+def class_colour(label: int) -> tuple[int, int, int]:
+    """A stable, well-separated RGB colour for a label: hues spaced by the golden angle."""
+    import colorsys
+
+    hue = (int(label) * 0.618033988749895) % 1.0
+    red, green, blue = colorsys.hsv_to_rgb(hue, 0.85, 0.95)
+    return int(red * 255), int(green * 255), int(blue * 255)
+
+
+def draw_detections(image_rgb: np.ndarray, found: Detections) -> np.ndarray:
+    """A copy of the image with boxes and `name score` labels on filled backgrounds, a colour per class."""
+    import cv2
+
+    canvas = np.ascontiguousarray(image_rgb).copy()
+    height, width = canvas.shape[:2]
+    thickness = max(1, round(min(height, width) / 300))
+    font_scale = max(0.4, min(height, width) / 900)
+    for box, score, label, name in zip(found.boxes, found.scores, found.labels, found.class_names):
+        colour = class_colour(label)
+        x1, y1, x2, y2 = (int(round(float(v))) for v in box)
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness)
+        text = f"{name} {score:.2f}"
+        (text_w, text_h), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
+        top = y1 - text_h - baseline - 2 if y1 - text_h - baseline - 2 >= 0 else y1  # inside when no room
+        left = min(max(x1, 0), max(width - text_w - 2, 0))
+        cv2.rectangle(canvas, (left, top), (left + text_w + 2, top + text_h + baseline + 2), colour, cv2.FILLED)
+        # Black or white text, whichever reads better on the label's colour.
+        text_colour = (0, 0, 0) if sum(colour) / 3 > 140 else (255, 255, 255)
+        cv2.putText(canvas, text, (left + 1, top + text_h + 1), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
+                    text_colour, 1, cv2.LINE_AA)
+    return canvas
