@@ -25,6 +25,7 @@ that onnxruntime gives the PyTorch model's detections.
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -224,21 +225,37 @@ def export_onnx(
     image_size: tuple[int, int] | None = None,
     batch_size: int = 1,
 ) -> dict:
-    """Write the checkpoint's model and postprocess as ONNX; returns {height, width, max_detections, ...}.
-
-    The file's metadata holds the class names (comma-separated, label order), the input mean and
-    std, and the resize mode, so a deployment needs nothing but the .onnx file.
-    """
-    import onnx
-
+    """Write a checkpoint's model and postprocess as ONNX (see `export_model`)."""
     from detect.infer import load_model_from_checkpoint
 
     if opset < 11:
         raise DetectError(f"--opset {opset}: NonMaxSuppression with these inputs needs opset 11 or later")
     model, config, class_names = load_model_from_checkpoint(Path(checkpoint), torch.device("cpu"))
-    module = build_export_module(model)
+    return export_model(model, config, class_names, output, opset, dynamic_batch, image_size, batch_size)
+
+
+def export_model(
+    model: nn.Module,
+    config,
+    class_names: list[str],
+    output: str | Path,
+    opset: int = 17,
+    dynamic_batch: bool = False,
+    image_size: tuple[int, int] | None = None,
+    batch_size: int = 1,
+) -> dict:
+    """Write `model` with its postprocess as ONNX; returns {height, width, max_detections, class_names}.
+
+    The file's metadata (JSON strings) holds the class names (label order), the input mean and std,
+    the resize mode and the input size, so a deployment needs nothing but the .onnx file.
+    """
+    import onnx
+
+    if opset < 11:
+        raise DetectError(f"--opset {opset}: NonMaxSuppression with these inputs needs opset 11 or later")
+    module = build_export_module(model.cpu().eval())
     height, width = export_input_size(config.input, image_size)
-    images = torch.randn(batch_size, 3, height, width)
+    images = torch.randn(batch_size, 3, height, width, generator=torch.Generator().manual_seed(0))
     image_sizes = torch.tensor([[height, width]] * batch_size, dtype=torch.int64)
     scales = torch.ones(batch_size, 2)
     with torch.no_grad():
@@ -259,14 +276,14 @@ def export_onnx(
         )
     graph = onnx.load(str(output))
     metadata = {
-        "class_names": ",".join(class_names),
-        "mean": ",".join(str(v) for v in config.input.mean),
-        "std": ",".join(str(v) for v in config.input.std),
+        "class_names": json.dumps(list(class_names)),
+        "mean": json.dumps(list(config.input.mean)),
+        "std": json.dumps(list(config.input.std)),
         "resize": config.input.resize,
-        "input_size": f"{height},{width}",
+        "input_size": json.dumps([height, width]),
         "arch": config.model.arch,
     }
     for key, value in metadata.items():
         graph.metadata_props.add(key=key, value=value)
     onnx.save(graph, str(output))
-    return {"height": height, "width": width, "max_detections": max_detections, "class_names": class_names}
+    return {"height": height, "width": width, "max_detections": max_detections, "class_names": list(class_names)}
