@@ -94,6 +94,27 @@ def data_synth(
     )
 
 
+@data_app.command("check")
+def data_check(
+    config: str = ConfigOption,
+    split: Optional[str] = typer.Option(None, "--split", help="Split to scan (default: train and val splits)."),
+    overrides: Optional[List[str]] = SetOption,
+) -> None:
+    """Read every image and annotation of a split; print a summary and every problem (exit 1 on errors)."""
+    from detect.data.check import check_split, format_report
+
+    cfg = _load(config, overrides)
+    splits = [split] if split else list(dict.fromkeys([cfg.data.train_split, cfg.data.val_split]))
+    num_errors = 0
+    for name in splits:
+        report = check_split(cfg.data, name)
+        typer.echo(format_report(report))
+        num_errors += report.num_errors
+    if num_errors:
+        typer.echo(f"{num_errors} error(s) found", err=True)
+        raise typer.Exit(1)
+
+
 # ---------------------------------------------------------------------------------------------------
 # detect infer / export
 

@@ -1,0 +1,48 @@
+"""`build_dataset(data_cfg, split)`: the config's `data` section -> a raw detection dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from detect.config import DataConfig
+from detect.data.coco import COCODataset
+from detect.data.dataset import DetectionDataset
+from detect.data.synthetic import SYNTHETIC_CLASSES, generate_synthetic
+from detect.data.voc import VOCDataset
+
+
+def build_dataset(data_cfg: DataConfig, split: str, training: bool = False) -> DetectionDataset:
+    """The raw dataset of `split` (e.g. data_cfg.train_split).
+
+    `training=True` leaves VOC `difficult` objects out of the targets unless `data.use_difficult`;
+    evaluation datasets keep them (flagged) so the VOC metric can ignore them.
+    """
+    keep_difficult = data_cfg.use_difficult or not training
+    if data_cfg.format == "coco":
+        return COCODataset(
+            data_cfg.root, split, classes=data_cfg.classes, image_dir=data_cfg.image_dir, on_error=data_cfg.on_error
+        )
+    classes = data_cfg.classes
+    if data_cfg.format == "synthetic":
+        ensure_synthetic(data_cfg)
+        classes = classes or list(SYNTHETIC_CLASSES)
+    return VOCDataset(
+        data_cfg.root,
+        split,
+        classes=classes,
+        unknown_class=data_cfg.unknown_class,
+        on_error=data_cfg.on_error,
+        keep_difficult=keep_difficult,
+    )
+
+
+def ensure_synthetic(data_cfg: DataConfig) -> None:
+    """Generates the synthetic dataset (VOC layout) in `data.root` unless one is already there."""
+    root = Path(data_cfg.root)
+    if (root / "ImageSets" / "Main").is_dir() and (root / "Annotations").is_dir():
+        return
+    synth = data_cfg.synth
+    generate_synthetic(
+        root, format="voc", num_images=synth.num_images, image_size=synth.image_size, seed=synth.seed,
+        val_fraction=synth.val_fraction,
+    )

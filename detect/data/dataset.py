@@ -1,0 +1,150 @@
+"""The raw detection dataset shared by the VOC and COCO loaders.
+
+A loader parses its annotation files into `Sample`s (boxes already in the pipeline's xyxy pixels);
+`DetectionDataset` reads the pixels, checks the boxes against the real image, and returns the raw
+item of the data contract:
+
+    image:  uint8 RGB numpy [H, W, 3]
+    target: boxes float32 [N, 4] (xyxy, original pixels), labels int64 [N] (1..C),
+            difficult bool [N], iscrowd bool [N], image_id (VOC: file stem str; COCO: int),
+            orig_size int64 [2] (h, w)
+
+Bad samples under `on_error: skip`: `__getitem__` returns the next readable sample instead (so a
+DataLoader worker never hands the collate a hole and batches keep their size), and records the
+problem in `self.problems` (per process: `data check` scans in the main process and sees them all).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from detect.data.image_io import read_image
+from detect.data.problems import Problem, ProblemLog
+from detect.errors import DataError
+
+
+@dataclass
+class Sample:
+    """One image and its objects, as parsed from the annotation files."""
+
+    image_path: Path
+    source: str  # what to name in an object's problem: the XML file, or the JSON file and image
+    image_id: str | int
+    boxes: np.ndarray  # float32 [N, 4] xyxy pixels
+    labels: np.ndarray  # int64 [N], 1..C
+    difficult: np.ndarray  # bool [N]
+    iscrowd: np.ndarray  # bool [N]
+    annotated_size: tuple[int, int] | None = None  # (h, w) the annotation claims, if it does
+
+
+def empty_objects() -> dict[str, np.ndarray]:
+    return {
+        "boxes": np.zeros((0, 4), np.float32),
+        "labels": np.zeros((0,), np.int64),
+        "difficult": np.zeros((0,), bool),
+        "iscrowd": np.zeros((0,), bool),
+    }
+
+
+class DetectionDataset(torch.utils.data.Dataset):
+    """Raw (untransformed) items from a list of samples; see the module docstring for the item."""
+
+    def __init__(
+        self,
+        samples: list[Sample],
+        class_names: list[str],
+        log: ProblemLog,
+        keep_difficult: bool = True,
+    ) -> None:
+        self.samples = samples
+        self.class_names = list(class_names)
+        self.log = log
+        # False for training targets: VOC trains without the objects marked difficult by default.
+        self.keep_difficult = keep_difficult
+
+    @property
+    def on_error(self) -> Literal["raise", "skip"]:
+        return self.log.on_error
+
+    @property
+    def problems(self) -> list[Problem]:
+        return self.log.problems
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, dict]:
+        if self.on_error == "raise":
+            return self.load(index)
+        for attempt in range(len(self.samples)):
+            position = (index + attempt) % len(self.samples)
+            try:
+                return self.load(position)
+            except DataError as error:
+                self.record_unreadable(position, error)
+        raise DataError(f"no readable image among the {len(self.samples)} samples of this dataset")
+
+    def record_unreadable(self, index: int, error: DataError) -> None:
+        path = str(self.samples[index].image_path)
+        message = str(error).removeprefix(f"{path}: ")
+        self.log.add(Problem(path, message, "error", "unreadable_image"))
+
+    def load(self, index: int) -> tuple[np.ndarray, dict]:
+        """Reads sample `index`; DataError when its image cannot be used (whatever on_error says)."""
+        sample = self.samples[index]
+        image = read_image(sample.image_path)
+        height, width = image.shape[:2]
+        if sample.annotated_size is not None and tuple(sample.annotated_size) != (height, width):
+            self.log.warning(
+                sample.source,
+                f"annotated size {sample.annotated_size[1]}x{sample.annotated_size[0]} (w x h) differs from "
+                f"the image's {width}x{height} ({sample.image_path.name}); using the image's",
+                "size_mismatch",
+            )
+        boxes, keep = self.clip_boxes(sample, width, height)
+        if not self.keep_difficult:
+            keep &= ~sample.difficult
+        target = {
+            "boxes": boxes[keep],
+            "labels": sample.labels[keep],
+            "difficult": sample.difficult[keep],
+            "iscrowd": sample.iscrowd[keep],
+            "image_id": sample.image_id,
+            "orig_size": np.array([height, width], dtype=np.int64),
+        }
+        return image, target
+
+    def clip_boxes(self, sample: Sample, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+        """The sample's boxes clipped to the image (each clip reported) and a mask of those to keep."""
+        boxes = sample.boxes
+        clipped = boxes.copy()
+        clipped[:, 0::2] = clipped[:, 0::2].clip(0, width)
+        clipped[:, 1::2] = clipped[:, 1::2].clip(0, height)
+        keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+        for i in np.flatnonzero((clipped != boxes).any(axis=1)):
+            where = f"object {i} box {_fmt_box(boxes[i])} ({sample.image_path.name})"
+            if keep[i]:
+                self.log.warning(sample.source, f"{where} extends outside the {width}x{height} image; clipped", "clipped_box")
+            else:
+                self.log.error(sample.source, f"{where} lies outside the {width}x{height} image", "box_outside")
+        return clipped, keep
+
+    def scan(self):
+        """Yields (index, target or None) for every sample, recording every problem (for data check)."""
+        for index in range(len(self.samples)):
+            try:
+                yield index, self.load(index)[1]
+            except DataError as error:
+                if self.on_error == "raise":
+                    raise
+                self.record_unreadable(index, error)
+                yield index, None
+
+
+def _fmt_box(box: np.ndarray) -> str:
+    return "(" + ", ".join(f"{value:g}" for value in box.tolist()) + ")"

@@ -1,0 +1,243 @@
+"""A synthetic shapes dataset, the offline default: coloured shapes on textured, noisy backgrounds.
+
+`generate_synthetic(out, format="voc"|"coco", ...)` writes
+- VOC:  out/Annotations/<id>.xml, out/JPEGImages/<id>.jpg, out/ImageSets/Main/{train,val}.txt
+- COCO: out/annotations/instances_{train,val}.json, images in out/train/ and out/val/
+
+Five classes (SYNTHETIC_CLASSES) with varied colour, aspect (0.5..2), rotation and size (about 5% to
+60% of the image side); shapes may overlap (an object keeps at least half of its pixels visible);
+about one image in ten has no objects. Each box is the tight box of the object's visible pixels, taken
+from the drawn mask. Everything comes from one numpy Generator seeded with `seed`, and JPEGs are
+written by OpenCV at a fixed quality, so the same seed writes the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+SYNTHETIC_CLASSES = ["circle", "square", "triangle", "star", "ring"]
+
+JPEG_QUALITY = 90
+EMPTY_IMAGE_FRACTION = 0.1
+MAX_OBJECTS = 6
+MIN_VISIBLE_FRACTION = 0.5  # an earlier shape may be covered, but never by more than half
+SIZE_RANGE = (0.05, 0.6)  # shape size as a fraction of the image side
+
+
+def generate_synthetic(
+    out: str | Path,
+    format: str = "voc",
+    num_images: int = 200,
+    image_size: int = 320,
+    seed: int = 0,
+    val_fraction: float = 0.2,
+) -> dict:
+    """Writes the dataset; returns {num_images, num_train, num_val, num_objects, classes}."""
+    if format not in ("voc", "coco"):
+        raise ValueError(f"format must be 'voc' or 'coco', got {format!r}")
+    out = Path(out)
+    rng = np.random.default_rng(seed)
+    num_val = int(round(num_images * val_fraction))
+    val_indices = set(rng.permutation(num_images)[:num_val].tolist())
+    splits: dict[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]] = {"train": [], "val": []}
+    for index in range(num_images):
+        image, boxes, labels, areas = draw_image(rng, image_size)
+        split = "val" if index in val_indices else "train"
+        splits[split].append((f"{index:06d}", image, boxes, labels, areas))
+    writer = write_voc if format == "voc" else write_coco
+    writer(out, splits, image_size)
+    return {
+        "num_images": num_images,
+        "num_train": len(splits["train"]),
+        "num_val": len(splits["val"]),
+        "num_objects": sum(len(item[2]) for items in splits.values() for item in items),
+        "classes": list(SYNTHETIC_CLASSES),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# drawing
+
+
+def draw_image(rng: np.random.Generator, size: int):
+    """-> (image uint8 BGR [S, S, 3], boxes float32 [N, 4] xyxy, labels int64 [N] 1..5, areas int [N])."""
+    image = draw_background(rng, size)
+    owner = np.full((size, size), -1, dtype=np.int16)  # which object each pixel shows, -1: background
+    full_areas: list[int] = []
+    labels: list[int] = []
+    num_objects = 0 if rng.random() < EMPTY_IMAGE_FRACTION else int(rng.integers(1, MAX_OBJECTS + 1))
+    for _ in range(num_objects):
+        for _attempt in range(10):
+            label = int(rng.integers(1, len(SYNTHETIC_CLASSES) + 1))
+            mask = draw_shape_mask(rng, SYNTHETIC_CLASSES[label - 1], size)
+            if mask.any() and leaves_others_visible(owner, mask, full_areas):
+                break
+        else:
+            continue
+        colour = pick_colour(rng, image, mask)
+        image[mask] = colour
+        owner[mask] = len(labels)
+        full_areas.append(int(mask.sum()))
+        labels.append(label)
+    add_noise(rng, image)
+    boxes, areas = visible_boxes(owner, len(labels))
+    return image, boxes, np.array(labels, dtype=np.int64), areas
+
+
+def draw_background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Smooth colour blotches plus a few thin distractor lines (texture that is not an object)."""
+    coarse = rng.integers(40, 216, size=(4, 4, 3), dtype=np.uint8)
+    image = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
+    for _ in range(int(rng.integers(0, 6))):
+        start = tuple(int(v) for v in rng.integers(0, size, 2))
+        end = tuple(int(v) for v in rng.integers(0, size, 2))
+        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+        cv2.line(image, start, end, colour, thickness=int(rng.integers(1, 3)))
+    return image
+
+
+def draw_shape_mask(rng: np.random.Generator, name: str, size: int) -> np.ndarray:
+    """A bool [S, S] mask of one shape with random size, aspect, rotation and position."""
+    extent = size * np.exp(rng.uniform(np.log(SIZE_RANGE[0]), np.log(SIZE_RANGE[1])))
+    aspect = np.exp(rng.uniform(np.log(0.5), np.log(2.0)))
+    half_w, half_h = extent * np.sqrt(aspect) / 2, extent / np.sqrt(aspect) / 2
+    # The centre keeps most of the shape inside; a shape may still be cut by the border.
+    centre = rng.uniform(0.1 * size, 0.9 * size, 2)
+    angle = rng.uniform(0, 2 * np.pi) if name in ("triangle", "star") else rng.uniform(-0.4, 0.4)
+    mask = np.zeros((size, size), dtype=np.uint8)
+    if name in ("circle", "ring"):
+        axes = (max(1, int(half_w)), max(1, int(half_h)))
+        centre_px = (int(centre[0]), int(centre[1]))
+        degrees = float(np.degrees(angle))
+        cv2.ellipse(mask, centre_px, axes, degrees, 0, 360, 1, thickness=-1)
+        if name == "ring":
+            inner = (max(1, int(axes[0] * 0.55)), max(1, int(axes[1] * 0.55)))
+            cv2.ellipse(mask, centre_px, inner, degrees, 0, 360, 0, thickness=-1)
+    else:
+        points = unit_polygon(name)
+        points = points * np.array([half_w, half_h])
+        rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        points = points @ rotation.T + centre
+        cv2.fillPoly(mask, [np.round(points).astype(np.int32)], 1)
+    return mask.astype(bool)
+
+
+def unit_polygon(name: str) -> np.ndarray:
+    """Corners of the shape in [-1, 1]^2, float [K, 2]."""
+    if name == "square":
+        return np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], dtype=float)
+    if name == "triangle":
+        angles = np.pi / 2 + np.arange(3) * 2 * np.pi / 3
+        return np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    if name == "star":
+        angles = np.pi / 2 + np.arange(10) * np.pi / 5
+        radii = np.where(np.arange(10) % 2 == 0, 1.0, 0.45)
+        return np.stack([radii * np.cos(angles), radii * np.sin(angles)], axis=1)
+    raise ValueError(f"unknown shape {name!r}")
+
+
+def leaves_others_visible(owner: np.ndarray, mask: np.ndarray, full_areas: list[int]) -> bool:
+    """True when drawing `mask` on top keeps at least MIN_VISIBLE_FRACTION of every earlier object."""
+    if not full_areas:
+        return True
+    visible = np.bincount(owner[owner >= 0], minlength=len(full_areas))
+    covered = np.bincount(owner[mask & (owner >= 0)], minlength=len(full_areas))
+    return bool(np.all(visible - covered >= MIN_VISIBLE_FRACTION * np.array(full_areas)))
+
+
+def pick_colour(rng: np.random.Generator, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """A random colour that stands out from what lies under the shape."""
+    under = image[mask].mean(axis=0)
+    colour = rng.integers(0, 256, 3)
+    for _ in range(10):
+        if np.abs(colour - under).sum() >= 120:
+            break
+        colour = rng.integers(0, 256, 3)
+    return colour.astype(np.uint8)
+
+
+def add_noise(rng: np.random.Generator, image: np.ndarray) -> None:
+    sigma = rng.uniform(3.0, 12.0)
+    noisy = image.astype(np.int16) + rng.normal(0.0, sigma, image.shape).astype(np.int16)
+    np.clip(noisy, 0, 255, out=noisy)
+    image[:] = noisy
+
+
+def visible_boxes(owner: np.ndarray, num_objects: int) -> tuple[np.ndarray, np.ndarray]:
+    """Tight xyxy box (pixel edges: last pixel + 1) and pixel count of each object's visible pixels."""
+    boxes = np.zeros((num_objects, 4), dtype=np.float32)
+    areas = np.zeros(num_objects, dtype=np.int64)
+    for index in range(num_objects):
+        rows, cols = np.nonzero(owner == index)
+        boxes[index] = (cols.min(), rows.min(), cols.max() + 1, rows.max() + 1)
+        areas[index] = len(rows)
+    return boxes, areas
+
+
+# ---------------------------------------------------------------------------------------------------
+# writing
+
+
+def encode_jpeg(image: np.ndarray) -> bytes:
+    ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise RuntimeError("OpenCV failed to encode a JPEG")
+    return buffer.tobytes()
+
+
+def write_voc(out: Path, splits: dict, image_size: int) -> None:
+    for folder in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        (out / folder).mkdir(parents=True, exist_ok=True)
+    for split, items in splits.items():
+        for image_id, image, boxes, labels, _areas in items:
+            (out / "JPEGImages" / f"{image_id}.jpg").write_bytes(encode_jpeg(image))
+            (out / "Annotations" / f"{image_id}.xml").write_text(voc_xml(image_id, boxes, labels, image_size))
+        ids = "".join(f"{item[0]}\n" for item in items)
+        (out / "ImageSets" / "Main" / f"{split}.txt").write_text(ids)
+    trainval = sorted(item[0] for items in splits.values() for item in items)
+    (out / "ImageSets" / "Main" / "trainval.txt").write_text("".join(f"{i}\n" for i in trainval))
+
+
+def voc_xml(image_id: str, boxes: np.ndarray, labels: np.ndarray, image_size: int) -> str:
+    """VOC XML; corners 1-based inclusive (xmin = first pixel + 1, xmax = last pixel + 1)."""
+    objects = []
+    for box, label in zip(boxes.astype(int).tolist(), labels.tolist()):
+        x0, y0, x1, y1 = box
+        objects.append(
+            "  <object>\n"
+            f"    <name>{SYNTHETIC_CLASSES[label - 1]}</name>\n"
+            "    <pose>Unspecified</pose>\n    <truncated>0</truncated>\n    <difficult>0</difficult>\n"
+            f"    <bndbox><xmin>{x0 + 1}</xmin><ymin>{y0 + 1}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox>\n"
+            "  </object>\n"
+        )
+    return (
+        "<annotation>\n  <folder>JPEGImages</folder>\n"
+        f"  <filename>{image_id}.jpg</filename>\n"
+        f"  <size><width>{image_size}</width><height>{image_size}</height><depth>3</depth></size>\n"
+        "  <segmented>0</segmented>\n" + "".join(objects) + "</annotation>\n"
+    )
+
+
+def write_coco(out: Path, splits: dict, image_size: int) -> None:
+    (out / "annotations").mkdir(parents=True, exist_ok=True)
+    categories = [{"id": i, "name": name, "supercategory": "shape"} for i, name in enumerate(SYNTHETIC_CLASSES, 1)]
+    annotation_id = 1
+    for split, items in splits.items():
+        (out / split).mkdir(parents=True, exist_ok=True)
+        images, annotations = [], []
+        for image_id, image, boxes, labels, areas in items:
+            (out / split / f"{image_id}.jpg").write_bytes(encode_jpeg(image))
+            images.append({"id": int(image_id), "file_name": f"{image_id}.jpg", "width": image_size, "height": image_size})
+            for box, label, area in zip(boxes.astype(int).tolist(), labels.tolist(), areas.tolist()):
+                x0, y0, x1, y1 = box
+                annotations.append({
+                    "id": annotation_id, "image_id": int(image_id), "category_id": label,
+                    "bbox": [x0, y0, x1 - x0, y1 - y0], "area": area, "iscrowd": 0,
+                })
+                annotation_id += 1
+        data = {"images": images, "annotations": annotations, "categories": categories}
+        (out / "annotations" / f"instances_{split}.json").write_text(json.dumps(data, indent=1) + "\n")

@@ -1,0 +1,210 @@
+"""Pascal VOC loader: XML annotations, JPEG images, ImageSets split lists.
+
+Two layouts:
+- a single dataset folder: `root/Annotations/<id>.xml`, `root/JPEGImages/<id>.jpg`,
+  `root/ImageSets/Main/<split>.txt`; split such as `trainval`;
+- a VOCdevkit: `root/VOC2007/...` with the same inside; split such as `VOC2007/trainval`, and
+  several joined with `+` (`VOC2007/trainval+VOC2012/trainval`) are concatenated.
+
+Annotations are parsed and validated when the dataset is built (missing files, malformed XML,
+missing fields, degenerate boxes, unknown classes); pixels are read and checked per item (see
+detect/data/dataset.py).
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from detect.data.dataset import DetectionDataset, Sample
+from detect.data.problems import ProblemLog
+from detect.errors import DataError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def voc_to_xyxy(voc_boxes: np.ndarray) -> np.ndarray:
+    """VOC (xmin, ymin, xmax, ymax), 1-based inclusive pixel corners -> pipeline xyxy float32 [N, 4].
+
+    We subtract 1 from xmin and ymin and keep xmax and ymax, as is common practice: a box covering
+    pixel columns 1..10 (1-based) becomes x from 0 to 10, its width 10 pixels in 0-based edges.
+    """
+    boxes = np.asarray(voc_boxes, dtype=np.float32).reshape(-1, 4).copy()
+    boxes[:, :2] -= 1.0
+    return boxes
+
+
+def xyxy_to_voc(boxes: np.ndarray) -> np.ndarray:
+    """Inverse of `voc_to_xyxy`: pipeline xyxy -> VOC 1-based corners [N, 4]."""
+    voc_boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4).copy()
+    voc_boxes[:, :2] += 1.0
+    return voc_boxes
+
+
+class VOCDataset(DetectionDataset):
+    """Raw VOC items (see DetectionDataset). `class_names` from `classes`, or sorted from the XML."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        classes: list[str] | None = None,
+        unknown_class: Literal["raise", "skip"] = "raise",
+        on_error: Literal["raise", "skip"] = "raise",
+        keep_difficult: bool = True,
+    ) -> None:
+        log = ProblemLog(on_error)
+        parsed = []  # (image_path, xml_path, image_id, size, names, voc_boxes, difficult)
+        for folder, split_name in split_parts(Path(root), split):
+            parsed.extend(parse_split(folder, split_name, log))
+        if classes is None:
+            classes = sorted({name for *_, names, _, _ in parsed for name in names})
+        samples = [to_sample(entry, classes, unknown_class, log) for entry in parsed]
+        super().__init__(samples, classes, log, keep_difficult)
+        self.root = Path(root)
+        self.split = split
+
+
+def split_parts(root: Path, split: str) -> list[tuple[Path, str]]:
+    """`VOC2007/trainval+VOC2012/trainval` -> [(root/VOC2007, trainval), ...]; `trainval` -> [(root, trainval)]."""
+    parts = []
+    for part in split.split("+"):
+        part = part.strip().strip("/")
+        if not part:
+            raise DataError(f"{root}: empty part in VOC split '{split}'")
+        folder, _, name = part.rpartition("/")
+        parts.append((root / folder if folder else root, name))
+    return parts
+
+
+def read_split_ids(folder: Path, split_name: str) -> list[str]:
+    split_file = folder / "ImageSets" / "Main" / f"{split_name}.txt"
+    if not split_file.is_file():
+        available = sorted(p.stem for p in (folder / "ImageSets" / "Main").glob("*.txt") if "_" not in p.stem)
+        hint = f" (splits there: {', '.join(available)})" if available else ""
+        if not folder.is_dir():
+            raise DataError(f"{folder}: VOC dataset folder not found")
+        raise DataError(f"{split_file}: VOC split file not found{hint}")
+    # A line may carry a second column (the per-class lists do); the id is the first word.
+    return [line.split()[0] for line in split_file.read_text().splitlines() if line.strip()]
+
+
+def parse_split(folder: Path, split_name: str, log: ProblemLog) -> list[tuple]:
+    image_ids = read_split_ids(folder, split_name)
+    image_dir = folder / "JPEGImages"
+    images_by_stem = index_images(image_dir)
+    entries = []
+    for image_id in image_ids:
+        xml_path = folder / "Annotations" / f"{image_id}.xml"
+        image_path = images_by_stem.get(image_id)
+        if image_path is None:
+            log.error(image_dir / f"{image_id}.jpg", "image file not found", "missing_image")
+            continue
+        entry = parse_voc_xml(xml_path, log)
+        if entry is not None:
+            entries.append((image_path, xml_path, image_id, *entry))
+    return entries
+
+
+def index_images(image_dir: Path) -> dict[str, Path]:
+    """Stem -> image file (prefers .jpg; other extensions work, the bytes decide the format)."""
+    if not image_dir.is_dir():
+        raise DataError(f"{image_dir}: VOC image folder not found")
+    found: dict[str, Path] = {}
+    for path in sorted(image_dir.iterdir()):
+        if path.suffix.lower() in IMAGE_EXTENSIONS and (path.stem not in found or path.suffix == ".jpg"):
+            found[path.stem] = path
+    return found
+
+
+def parse_voc_xml(xml_path: Path, log: ProblemLog):
+    """-> (size (h, w) or None, names [N], voc_boxes float [N, 4], difficult bool [N]), or None when skipped."""
+    try:
+        root = ET.parse(xml_path).getroot()
+    except FileNotFoundError:
+        log.error(xml_path, "annotation file not found", "missing_annotation")
+        return None
+    except ET.ParseError as error:
+        log.error(xml_path, f"malformed XML: {error}", "malformed_annotation")
+        return None
+    size = parse_size(root, xml_path, log)
+    names, boxes, difficult = [], [], []
+    for index, obj in enumerate(root.findall("object")):
+        parsed = parse_object(obj, index, xml_path, log)
+        if parsed is not None:
+            names.append(parsed[0])
+            boxes.append(parsed[1])
+            difficult.append(parsed[2])
+    return size, names, np.array(boxes, np.float32).reshape(-1, 4), np.array(difficult, bool)
+
+
+def parse_size(root: ET.Element, xml_path: Path, log: ProblemLog) -> tuple[int, int] | None:
+    """The annotated (h, w), or None where absent or unusable (the pixels decide the size anyway)."""
+    size = root.find("size")
+    if size is None:
+        return None
+    try:
+        width, height = int(float(size.findtext("width"))), int(float(size.findtext("height")))
+    except (TypeError, ValueError):
+        log.warning(xml_path, "<size> lacks a numeric width or height; using the image's", "bad_size")
+        return None
+    if width <= 0 or height <= 0:
+        log.warning(xml_path, f"<size> is {width}x{height}; using the image's", "bad_size")
+        return None
+    return height, width
+
+
+def parse_object(obj: ET.Element, index: int, xml_path: Path, log: ProblemLog):
+    """One <object> -> (name, voc_box [4], difficult), or None when skipped (error recorded)."""
+    name = (obj.findtext("name") or "").strip()
+    if not name:
+        log.error(xml_path, f"object {index}: missing <name>", "missing_field")
+        return None
+    box = obj.find("bndbox")
+    if box is None:
+        log.error(xml_path, f"object {index} ({name}): missing <bndbox>", "missing_field")
+        return None
+    values = []
+    for key in ("xmin", "ymin", "xmax", "ymax"):
+        text = box.findtext(key)
+        try:
+            values.append(float(text))
+        except (TypeError, ValueError):
+            problem = "missing" if text is None else f"non-numeric ({text!r})"
+            log.error(xml_path, f"object {index} ({name}): <bndbox> {key} {problem}", "missing_field")
+            return None
+    xmin, ymin, xmax, ymax = values
+    if xmax <= xmin or ymax <= ymin:
+        log.error(
+            xml_path,
+            f"object {index} ({name}): degenerate box xmin={xmin:g} ymin={ymin:g} xmax={xmax:g} ymax={ymax:g}",
+            "degenerate_box",
+        )
+        return None
+    difficult = (obj.findtext("difficult") or "0").strip() in ("1", "true", "True")
+    return name, values, difficult
+
+
+def to_sample(entry: tuple, classes: list[str], unknown_class: str, log: ProblemLog) -> Sample:
+    image_path, xml_path, image_id, size, names, voc_boxes, difficult = entry
+    label_of = {name: label for label, name in enumerate(classes, start=1)}
+    known = np.array([name in label_of for name in names], dtype=bool)
+    for name in sorted({name for name in names if name not in label_of}):
+        message = f"class '{name}' is not in data.classes ({', '.join(classes)})"
+        if unknown_class == "skip":
+            log.warning(xml_path, message + "; skipped (unknown_class: skip)", "unknown_class")
+        else:
+            log.error(xml_path, message + "; set data.classes, or data.unknown_class: skip", "unknown_class")
+    return Sample(
+        image_path=image_path,
+        source=str(xml_path),
+        image_id=image_id,
+        boxes=voc_to_xyxy(voc_boxes[known]),
+        labels=np.array([label_of[name] for name in names if name in label_of], dtype=np.int64),
+        difficult=difficult[known],
+        iscrowd=np.zeros(int(known.sum()), dtype=bool),
+        annotated_size=size,
+    )

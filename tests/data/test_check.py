@@ -1,0 +1,61 @@
+from pathlib import Path
+
+import pytest
+
+from detect.cli import main
+from detect.config import load_config
+from detect.data.build import build_dataset
+from detect.data.coco import COCODataset
+from detect.data.synthetic import SYNTHETIC_CLASSES
+from detect.data.voc import VOCDataset
+from tests.data.conftest import write_voc
+
+
+def run_cli(args: list[str]) -> int:
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+        raise SystemExit(0)
+    return exit_info.value.code
+
+
+def test_build_synthetic_generates_once_then_loads(tmp_path: Path):
+    root = tmp_path / "shapes"
+    cfg = load_config("synthetic_faster_rcnn", [f"data.root={root}", "data.synth.num_images=10", "data.synth.image_size=64"])
+    train = build_dataset(cfg.data, cfg.data.train_split, training=True)
+    assert isinstance(train, VOCDataset) and train.class_names == SYNTHETIC_CLASSES
+    assert len(train) == 8 and len(build_dataset(cfg.data, "val")) == 2
+    stamp = (root / "JPEGImages" / "000000.jpg").stat().st_mtime_ns
+    build_dataset(cfg.data, "train")
+    assert (root / "JPEGImages" / "000000.jpg").stat().st_mtime_ns == stamp
+
+
+def test_build_dispatches_on_format(voc_root: Path, coco_root: Path):
+    voc = load_config("voc_faster_rcnn", [f"data.root={voc_root}", "data.classes=[cat,dog]"])
+    dataset = build_dataset(voc.data, "train", training=True)
+    assert isinstance(dataset, VOCDataset) and dataset[0][1]["labels"].tolist() == [1]  # difficult left out
+    assert build_dataset(voc.data, "train")[0][1]["labels"].tolist() == [1, 2]
+    coco = load_config("coco_faster_rcnn", [f"data.root={coco_root}"])
+    assert isinstance(build_dataset(coco.data, "train"), COCODataset)
+
+
+def test_data_check_lists_every_problem_and_exits_non_zero(tmp_path: Path, capsys):
+    samples = {"a": [("cat", 5, 1, 5, 9)], "b": [("cat", 50, 40, 80, 60)], "c": []}
+    root = write_voc(tmp_path, samples, {"train": ["a", "b"], "val": ["c"]})
+    (root / "JPEGImages" / "c.jpg").write_bytes(b"")
+    code = run_cli(["data", "check", "--config", "voc_faster_rcnn", "--set", f"data.root={root}",
+                    "--set", "data.classes=[cat]", "--set", "data.train_split=train", "--set", "data.val_split=val"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert f"error: {root / 'Annotations' / 'a.xml'}: object 0 (cat): degenerate box" in out
+    assert f"warning: {root / 'Annotations' / 'b.xml'}: object 0 box (49, 39, 80, 60)" in out
+    assert f"error: {root / 'JPEGImages' / 'c.jpg'}: image file is empty" in out
+    assert "split train: 2 images" in out and "split val: 1 images (1 unreadable)" in out
+
+
+def test_data_check_clean_split_exits_zero(voc_root: Path, capsys):
+    code = run_cli(["data", "check", "--config", "voc_faster_rcnn", "--split", "train", "--set", f"data.root={voc_root}",
+                    "--set", "data.classes=[cat,dog]"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "split train: 3 images (0 unreadable)" in out and "objects: 4 (1 difficult, 0 crowd)" in out
+    assert "problems: 0" in out
