@@ -10,7 +10,8 @@ A SOURCE is one of
 
 `parse_sources(specs)` returns the image files and the video sources, in the order given; a missing
 path, an empty folder or glob, or an unknown extension is a one-line DetectError. `open_capture` opens
-a video source and `read_frames` yields its frames as HxWx3 uint8 RGB arrays.
+a video source and `read_frames` yields its frames as HxWx3 uint8 RGB arrays; images are read by
+detect.data.image_io.read_image (corrupt and truncated files are DataErrors naming the file).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from detect.errors import DataError, DetectError
+from detect.data.image_io import read_image  # noqa: F401  (re-exported: the one image reader)
+from detect.errors import DetectError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
@@ -144,17 +146,6 @@ def _stream_name(url: str) -> str:
 
 # ---------------------------------------------------------------------------------------------------
 # Reading
-
-
-def read_image(path: Path) -> np.ndarray:
-    """An image file -> HxWx3 uint8 RGB. Unreadable or corrupt: DataError naming the file."""
-    data = np.fromfile(str(path), dtype=np.uint8) if Path(path).is_file() else None
-    if data is None:
-        raise DataError(f"{path}: no such image file")
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise DataError(f"{path}: cannot decode the image (corrupt or not an image)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def open_capture(source: VideoSource) -> cv2.VideoCapture:

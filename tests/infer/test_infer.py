@@ -92,7 +92,7 @@ def test_bad_inputs(detectors, tmp_path):
         detector(42)
     with pytest.raises(DetectError, match="must be uint8"):
         detector(np.zeros((8, 8, 3), np.float32))
-    with pytest.raises(DetectError, match="missing.png: no such image file"):
+    with pytest.raises(DetectError, match="missing.png: image file not found"):
         detector(tmp_path / "missing.png")
     assert len(detector(np.full((30, 40), 200, np.uint8)).image_size) == 2  # grey images become RGB
 
