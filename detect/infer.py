@@ -385,7 +385,6 @@ def _unique_names(names: list[str]) -> list[str]:
 
 def _infer_video(detector: Detector, video, out_dir: Path, summary: InferenceSummary, max_frames: int | None,
                  progress: bool) -> None:
-    import cv2
     from tqdm import tqdm
 
     from detect.sources import capture_properties, open_capture
@@ -394,37 +393,81 @@ def _infer_video(detector: Detector, video, out_dir: Path, summary: InferenceSum
     fps, frame_count = capture_properties(capture)
     if max_frames is not None and frame_count is not None:
         frame_count = min(frame_count, max_frames)
-    video_path = out_dir / f"{video.name}.mp4"
-    jsonl_path = out_dir / f"{video.name}.jsonl"
-    video_path.parent.mkdir(parents=True, exist_ok=True)
-    writer = None
-    frames_done = 0
+    output = _VideoOutput(out_dir / f"{video.name}.mp4", out_dir / f"{video.name}.jsonl", fps)
     bar = tqdm(total=frame_count, unit="frame", disable=not progress, desc=video.name)
     try:
-        with open(jsonl_path, "w") as jsonl:
-            for frames in _batched(_prefetch(capture, max_frames), detector.batch_size):
-                results = detector.detect_arrays(frames)
-                for frame, found in zip(frames, results):
-                    if writer is None:
-                        writer = _open_writer(video_path, fps, frame.shape[1], frame.shape[0])
-                    writer.write(cv2.cvtColor(draw_detections(frame, found), cv2.COLOR_RGB2BGR))
-                    jsonl.write(json.dumps({"frame": frames_done, "time": round(frames_done / fps, 4),
-                                            "detections": found.to_list()}) + "\n")
-                    frames_done += 1
-                    summary.detections += len(found)
-                bar.update(len(frames))
+        for frames in _batched(_prefetch(capture, max_frames), detector.batch_size):
+            results = detector.detect_arrays(frames)
+            output.put(frames, results)
+            summary.detections += sum(len(found) for found in results)
+            bar.update(len(frames))
     except KeyboardInterrupt:  # a live stream ends when the user says so; keep what was written
-        log.warning("%s: stopped after %d frames", video.target, frames_done)
+        log.warning("%s: stopped after %d frames", video.target, bar.n)
     finally:
         bar.close()
         capture.release()
-        if writer is not None:
-            writer.release()
+        frames_done = output.close()
     if frames_done == 0:
         raise DetectError(f"{video.target}: opened, but no frame could be read")
     summary.videos += 1
     summary.frames += frames_done
-    summary.outputs += [video_path, jsonl_path]
+    summary.outputs += [output.video_path, output.jsonl_path]
+
+
+class _VideoOutput:
+    """Draws, encodes and logs frames on a background thread, so the model never waits for the encoder.
+
+    `put(frames, results)` queues a batch; `close()` waits for the queue to drain, closes the files
+    and returns the number of frames written (errors on the thread are raised there). The files are
+    opened with the first frame: the writer needs its size, and a video that yields no frame leaves
+    nothing behind.
+    """
+
+    def __init__(self, video_path: Path, jsonl_path: Path, fps: float, depth: int = 4):
+        self.video_path, self.jsonl_path, self.fps = video_path, jsonl_path, fps
+        self.frames_done = 0
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def put(self, frames: list[np.ndarray], results: list[Detections]) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put((frames, results))
+
+    def close(self) -> int:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self.frames_done
+
+    def _run(self) -> None:
+        import cv2
+
+        writer, jsonl = None, None
+        try:
+            while (item := self._queue.get()) is not None:
+                for frame, found in zip(*item):
+                    if writer is None:
+                        self.video_path.parent.mkdir(parents=True, exist_ok=True)
+                        writer = _open_writer(self.video_path, self.fps, frame.shape[1], frame.shape[0])
+                        jsonl = open(self.jsonl_path, "w")
+                    writer.write(cv2.cvtColor(draw_detections(frame, found), cv2.COLOR_RGB2BGR))
+                    record = {"frame": self.frames_done, "time": round(self.frames_done / self.fps, 4),
+                              "detections": found.to_list()}
+                    jsonl.write(json.dumps(record) + "\n")
+                    self.frames_done += 1
+        except BaseException as error:  # handed to the main thread by put() / close()
+            self._error = error
+            while self._queue.get() is not None:  # drain, so that put() never blocks after a failure
+                pass
+        finally:
+            if writer is not None:
+                writer.release()
+            if jsonl is not None:
+                jsonl.close()
 
 
 def _open_writer(path: Path, fps: float, width: int, height: int):
