@@ -18,7 +18,7 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -155,8 +155,11 @@ class Detector:
     @torch.inference_mode()
     def _detect_batch(self, images: list[np.ndarray], threshold: float, keep_labels) -> list[Detections]:
         batch, image_sizes, scales = self.preprocess(images)
-        outputs = self.model(batch.to(self.device), image_sizes.to(self.device))
-        predictions = self.model.postprocess(outputs, image_sizes.to(self.device), scales.to(self.device))
+        if self.device.type == "cuda":  # page-locked memory: the copy overlaps the host's next steps
+            batch = batch.pin_memory()
+        batch = batch.to(self.device, non_blocking=True)
+        image_sizes, scales = image_sizes.to(self.device), scales.to(self.device)
+        predictions = self.model.postprocess(self.model(batch, image_sizes), image_sizes, scales)
         return [self._to_detections(pred, image.shape[:2], threshold, keep_labels)
                 for pred, image in zip(predictions, images)]
 
@@ -314,6 +317,9 @@ def run_inference(
 
     images, videos = parse_sources(specs)  # every path checked before any work starts
     out_dir = Path(out_dir)
+    images = [replace(source, name=name) for source, name in zip(images, _unique_names([s.name for s in images]))]
+    videos = [replace(video, name=name) for video, name in zip(videos, _unique_names([v.name for v in videos]))]
+    _refuse_to_overwrite_inputs(images, videos, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = InferenceSummary()
     started = time.perf_counter()
@@ -325,6 +331,16 @@ def run_inference(
     return summary
 
 
+def _refuse_to_overwrite_inputs(images, videos, out_dir: Path) -> None:
+    """`--out` pointing at the input folder would write annotated copies over the originals."""
+    inputs = {source.path.resolve(): source.path for source in images}
+    inputs.update({Path(v.target).resolve(): v.target for v in videos if v.kind == "file"})
+    outputs = [out_dir / source.name for source in images] + [out_dir / f"{v.name}.mp4" for v in videos]
+    for output in outputs:
+        if output.resolve() in inputs:
+            raise DetectError(f"--out {out_dir}: would overwrite the input {inputs[output.resolve()]}; choose another folder")
+
+
 def _infer_images(detector: Detector, images, out_dir: Path, write_json: bool, summary: InferenceSummary,
                   progress: bool) -> None:
     from tqdm import tqdm
@@ -332,7 +348,7 @@ def _infer_images(detector: Detector, images, out_dir: Path, write_json: bool, s
     from detect.sources import read_image
 
     records, coco_results = [], []
-    names = _unique_names([source.name for source in images])
+    names = [source.name for source in images]
     bar = tqdm(total=len(images), unit="img", disable=not progress, desc="images")
     for chunk_start in range(0, len(images), detector.batch_size):
         chunk = list(zip(images[chunk_start:chunk_start + detector.batch_size],

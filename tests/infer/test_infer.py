@@ -206,7 +206,20 @@ def test_cli_infer_errors_are_one_line(checkpoints, tmp_path, capsys):
         ([str(tmp_path / "none.pt"), str(broken)], "none.pt: no such checkpoint file"),
         ([str(checkpoints["ssd"]), str(broken), "--out", str(tmp_path / "o")], "broken.mp4: cannot open the video file"),
         ([str(checkpoints["ssd"]), str(broken), "--classes", "hexagon"], "unknown class(es) hexagon"),
+        ([str(checkpoints["ssd"]), "rtsp://127.0.0.1:1/none"], "rtsp://127.0.0.1:1/none: cannot open the stream"),
     ]
     for args, message in cases:
         code, _, stderr = run_cli(["infer", *args, "-q"], capsys)
         assert code == 2 and message in stderr and stderr.count("\n") == 1, stderr
+
+
+def test_outputs_never_overwrite_inputs_and_names_stay_unique(detectors, tmp_path):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        cv2.imwrite(str(tmp_path / folder / "same.png"), noise_image(20, 20, seed=0))
+    with pytest.raises(DetectError, match="would overwrite the input .*same.png; choose another folder"):
+        run_inference(detectors["ssd"], [str(tmp_path / "a")], tmp_path / "a", progress=False)
+    out = tmp_path / "out"
+    run_inference(detectors["ssd"], [str(tmp_path / "a" / "same.png"), str(tmp_path / "b" / "same.png")], out,
+                  progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["same.png", "same_1.png"]
