@@ -116,6 +116,93 @@ def data_check(
 
 
 # ---------------------------------------------------------------------------------------------------
+# detect eval
+
+
+@app.command("train")
+def train_command(
+    config: str = ConfigOption,
+    overrides: Optional[List[str]] = SetOption,
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="Run folder (default: runs/<config>/<timestamp>/)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    resume: Optional[str] = typer.Option(None, "--resume", help="last.pt path, or 'auto': the run folder's last.pt."),
+) -> None:
+    """Train a detector; under torchrun, on every process (DistributedDataParallel)."""
+    from detect.engine.train import run_training
+
+    cfg = _load(config, overrides)
+    run_training(cfg, output_dir=output_dir, device=device, resume=resume)
+
+
+# ---------------------------------------------------------------------------------------------------
+# detect eval
+
+
+@app.command("eval")
+def eval_command(
+    checkpoint: Optional[Path] = typer.Argument(None, help="A checkpoint (best.pt / last.pt) to run on the split."),
+    detections: Optional[Path] = typer.Option(None, "--detections", help="Instead of a checkpoint: a COCO results JSON (image_id, category_id, bbox xywh, score)."),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="Config name or YAML path (default with a checkpoint: its own config)."),
+    split: Optional[str] = typer.Option(None, "--split", help="Split to evaluate on (default: data.val_split)."),
+    metric: Optional[str] = typer.Option(None, "--metric", help="voc07, voc12, coco or all (default: eval.metric)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the numbers to this JSON file."),
+    plots: Optional[Path] = typer.Option(None, "--plots", help="Write PR curves and a confusion matrix (PNG) here."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (with a checkpoint)."),
+    overrides: Optional[List[str]] = SetOption,
+) -> None:
+    """Evaluate a checkpoint (or a detections file) on a split; print per-class AP and mAP.
+
+    With --detections, for VOC data image_id is the file stem and category_id the class name or its
+    1-based index in data.classes; for COCO data, the COCO image and category ids.
+    """
+    import json
+
+    from detect.metrics.evaluator import format_results, parse_metrics
+
+    if (checkpoint is None) == (detections is None):
+        raise DetectError("detect eval: give a checkpoint or --detections FILE (one of them)")
+    if checkpoint is not None:
+        from detect.engine.eval_checkpoint import evaluate_checkpoint
+
+        cfg, class_names, split, metrics, evaluator, results = evaluate_checkpoint(
+            checkpoint, config, overrides or [], split, metric, device)
+        source = str(checkpoint)
+    else:
+        from detect.data.build import build_dataset
+        from detect.metrics.detections_file import evaluate_detections_file
+
+        if config is None:
+            raise DetectError("detect eval --detections needs --config (the dataset to score against)")
+        cfg = _load(config, overrides)
+        try:
+            metrics = parse_metrics(metric or cfg.eval.metric)
+        except ValueError as error:
+            raise DetectError(f"--metric: {error}") from None
+        split = split or cfg.data.val_split
+        dataset = build_dataset(cfg.data, split, training=False)
+        class_names = dataset.class_names
+        evaluator, results = evaluate_detections_file(detections, dataset, metrics, cfg.eval.iou_thresh)
+        source = str(detections)
+    typer.echo(f"{source} on {cfg.data.format} split '{split}' ({results['num_images']} images)")
+    typer.echo(format_results(results, class_names))
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        key = "checkpoint" if checkpoint is not None else "detections"
+        record = {key: source, "config": cfg.name, "split": split, **results}
+        json_out.write_text(json.dumps(record, indent=2))
+        typer.echo(f"wrote {json_out}")
+    if plots is not None:
+        from detect.metrics.confusion import confusion_matrix
+        from detect.metrics.plots import plot_confusion_matrix, plot_pr_curves
+
+        plot_pr_curves(evaluator.class_curves(), class_names, plots)
+        score_thresh = 0.25
+        matrix = confusion_matrix(evaluator.voc_inputs(), len(class_names), cfg.eval.iou_thresh, score_thresh)
+        plot_confusion_matrix(matrix, class_names, plots / "confusion_matrix.png", score_thresh)
+        typer.echo(f"wrote plots to {plots}")
+
+
+# ---------------------------------------------------------------------------------------------------
 # detect infer / export
 
 

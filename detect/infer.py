@@ -217,35 +217,11 @@ def as_rgb_array(item) -> np.ndarray:
 
 
 def load_model_from_checkpoint(path: Path, device: torch.device):
-    """(model in eval mode on `device`, Config, class names) from a checkpoint file.
+    """(model in eval mode on `device`, Config, class names) from a checkpoint written by `detect train`
+    (its EMA weights when it has them); a bad file is a one-line CheckpointError."""
+    from detect.engine.checkpoint import build_model_from_checkpoint
 
-    A checkpoint is a dict with `model` (state dict), `config` (the resolved config as a mapping) and
-    `class_names`; anything else in it (optimizer, epoch, ...) is not needed here. The model is built
-    with `model.pretrained: none`: the checkpoint's weights replace any ImageNet start anyway.
-    """
-    from detect.config import validate_config
-    from detect.errors import CheckpointError
-    from detect.models.build import build_model
-
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # pickle, zip and torch errors alike: the file is not a checkpoint
-        raise CheckpointError(f"{path}: cannot read the checkpoint ({type(error).__name__}: {error})") from None
-    missing = [key for key in ("model", "config", "class_names") if not isinstance(checkpoint, dict) or key not in checkpoint]
-    if missing:
-        raise CheckpointError(f"{path}: not a detect checkpoint (missing {', '.join(missing)})")
-    config = validate_config(dict(checkpoint["config"]))
-    config.model.pretrained = "none"
-    class_names = list(checkpoint["class_names"])
-    model = build_model(config.model, config.input, len(class_names))
-    try:
-        model.load_state_dict(checkpoint["model"])
-    except RuntimeError as error:
-        first = str(error).splitlines()[1].strip() if len(str(error).splitlines()) > 1 else str(error)
-        raise CheckpointError(f"{path}: weights do not fit the model of its config: {first}") from None
-    return model.to(device).eval(), config, class_names
+    return build_model_from_checkpoint(path, device)
 
 
 def eval_resize_shape(height: int, width: int, input_cfg) -> tuple[int, int]:

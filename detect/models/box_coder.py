@@ -35,7 +35,10 @@ def encode(boxes: torch.Tensor, references: torch.Tensor, weights=(1.0, 1.0, 1.0
 def decode(deltas: torch.Tensor, references: torch.Tensor, weights=(1.0, 1.0, 1.0, 1.0)) -> torch.Tensor:
     """Boxes from `deltas` applied to `references` (broadcasting over leading dims)."""
     wx, wy, ww, wh = weights
-    rx, ry, rw, rh = _centres_and_sizes(references.to(deltas.dtype))
+    # Half-precision deltas (autocast) are decoded in the references' precision: pixels need float32.
+    dtype = torch.promote_types(deltas.dtype, references.dtype)
+    deltas = deltas.to(dtype)
+    rx, ry, rw, rh = _centres_and_sizes(references.to(dtype))
     cx = deltas[..., 0] / wx * rw + rx
     cy = deltas[..., 1] / wy * rh + ry
     w = torch.exp((deltas[..., 2] / ww).clamp(max=DELTA_CLAMP)) * rw

@@ -23,6 +23,9 @@ from detect.models.rpn import RegionProposalNetwork, RPNHead
 class FasterRCNN(nn.Module):
     def __init__(self, backbone: Backbone, rpn: RegionProposalNetwork, roi_heads: RoIHeads, num_classes: int):
         super().__init__()
+        # The per-RoI head (res5, or fc6/fc7) lives in roi_heads only: one copy in the state dict.
+        if roi_heads.box_head is backbone.head:
+            backbone.head = None
         self.backbone = backbone
         self.rpn = rpn
         self.roi_heads = roi_heads
@@ -54,15 +57,21 @@ def _vgg_head(in_channels: int, pool_size: int, width: int) -> nn.Module:
     )
 
 
-def build_faster_rcnn(model_cfg: ModelConfig, input_cfg: InputConfig, num_classes: int) -> FasterRCNN:
-    """Faster R-CNN from the `model` config section (`input` is not needed: resizing is the data's job)."""
-    if num_classes < 1:
-        raise ConfigError(f"Faster R-CNN needs at least one foreground class, got {num_classes}")
+def build_detector_backbone(model_cfg: ModelConfig) -> Backbone:
+    """The configured backbone; VGG's fc6/fc7 are rebuilt (random) if `representation_size` is not 4096."""
     backbone = build_backbone(model_cfg.backbone, model_cfg.pretrained, model_cfg.trainable_layers)
     representation = model_cfg.roi_heads.representation_size
     if model_cfg.backbone.startswith("vgg") and representation != backbone.head_out_channels:
         backbone.head = _vgg_head(backbone.out_channels, 7, representation)
         backbone.head_out_channels = representation
+    return backbone
+
+
+def build_faster_rcnn(model_cfg: ModelConfig, input_cfg: InputConfig, num_classes: int) -> FasterRCNN:
+    """Faster R-CNN from the `model` config section (`input` is not needed: resizing is the data's job)."""
+    if num_classes < 1:
+        raise ConfigError(f"Faster R-CNN needs at least one foreground class, got {num_classes}")
+    backbone = build_detector_backbone(model_cfg)
     anchors = AnchorGenerator(model_cfg.anchors.sizes, model_cfg.anchors.aspect_ratios, backbone.stride)
     rpn_cfg, roi_cfg = model_cfg.rpn, model_cfg.roi_heads
     rpn = RegionProposalNetwork(

@@ -23,15 +23,17 @@ def pad_ground_truth(targets: list[dict], device: torch.device) -> tuple[torch.T
     """Per-image `boxes` [N_i, 4] and `labels` [N_i] -> padded [B, G, 4], [B, G], valid [B, G]."""
     per_image_boxes = [_as(t["boxes"], torch.float32, device).reshape(-1, 4) for t in targets]
     per_image_labels = [_as(t["labels"], torch.int64, device).reshape(-1) for t in targets]
-    counts = [len(boxes) for boxes in per_image_boxes]  # shapes: known on the host, no sync
-    count = max(counts + [1])
+    # Shapes are known on the host; validity comes from padding labels with -1, so that nothing is
+    # copied from the host (no sync on CUDA).
+    count = max([len(boxes) for boxes in per_image_boxes] + [1])
     boxes = torch.zeros(len(targets), count, 4, dtype=torch.float32, device=device)
-    labels = torch.zeros(len(targets), count, dtype=torch.int64, device=device)
-    if max(counts + [0]) > 0:
-        boxes[:, : max(counts)] = pad_sequence(per_image_boxes, batch_first=True)
-        labels[:, : max(counts)] = pad_sequence(per_image_labels, batch_first=True)
-    valid = torch.arange(count, device=device)[None, :] < torch.tensor(counts, device=device)[:, None]
-    return boxes, labels, valid
+    labels = torch.full((len(targets), count), -1, dtype=torch.int64, device=device)
+    longest = max(len(boxes) for boxes in per_image_boxes)
+    if longest > 0:
+        boxes[:, :longest] = pad_sequence(per_image_boxes, batch_first=True)
+        labels[:, :longest] = pad_sequence(per_image_labels, batch_first=True, padding_value=-1)
+    valid = labels >= 0
+    return boxes, labels.clamp(min=0), valid
 
 
 def _as(values, dtype: torch.dtype, device: torch.device) -> torch.Tensor:

@@ -28,7 +28,9 @@ def pool_rois(
     """features [B, C, Hf, Wf], rois [B, R, 4] image pixels -> [B * R, C, s, s] (image-major order)."""
     batch, count = rois.shape[:2]
     image_index = torch.arange(batch, device=rois.device, dtype=rois.dtype).repeat_interleave(count)
-    indexed = torch.cat([image_index[:, None], rois.reshape(-1, 4)], dim=1).to(features.dtype)
+    indexed = torch.cat([image_index[:, None], rois.reshape(-1, 4)], dim=1)
+    if features.dtype != indexed.dtype:  # bf16 coordinates would be off by pixels: pool in float32
+        features = features.to(indexed.dtype)
     if method == "roi_pool":
         return roi_pool(features, indexed, output_size, spatial_scale=1.0 / stride)
     if method == "roi_align":
@@ -137,7 +139,7 @@ def fast_rcnn_losses(class_logits, box_deltas, roi_valid, roi_labels, roi_target
     count = roi_valid.sum().clamp(min=1)
     ce = F.cross_entropy(class_logits.flatten(0, 1), roi_labels.flatten(), reduction="none")
     loss_classifier = (ce * roi_valid.flatten()).sum() / count
-    is_foreground = roi_labels > 0
+    is_foreground = (roi_labels > 0) & roi_valid
     class_index = (roi_labels - 1).clamp(min=0)
     predicted = box_deltas.gather(2, class_index[..., None, None].expand(-1, -1, 1, 4)).squeeze(2)
     box = F.smooth_l1_loss(predicted, roi_targets, beta=1.0, reduction="none").sum(dim=-1)

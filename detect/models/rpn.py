@@ -81,7 +81,7 @@ class RegionProposalNetwork(nn.Module):
         mode = 0 if self.training else 1
         max_coordinate = max(features.shape[-2:]) * self.anchor_generator.stride
         proposals, proposal_valid = select_proposals(
-            anchors, objectness.detach(), deltas.detach(), image_sizes,
+            anchors, objectness.detach().float(), deltas.detach().float(), image_sizes,
             self.pre_nms_top_n[mode], self.post_nms_top_n[mode], self.nms_thresh, self.min_box_size, max_coordinate,
         )
         losses: dict[str, torch.Tensor] = {}

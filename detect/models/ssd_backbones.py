@@ -10,9 +10,10 @@ convolution, both 1024 wide; with ImageNet weights their kernels are subsampled 
 (after a learned L2 normalisation, scale initialised to 20), fc7, then the extra layers: the paper's
 SSD300 layers for 6 maps, SSD512's for 7.
 
-`resnet18/34/50/101`: conv1..layer3 with layer3 at stride 1, so the first map is at stride 8 (the
-layout of NVIDIA's SSD300 ResNet-50), then extra layers with BatchNorm. Their sizes follow the input:
-3 x 3 stride 2 while a map is larger than 3, then a valid 3 x 3 (3 -> 1) or 2 x 2 (2 -> 1).
+`resnet18/34/50/101`: layer2 (stride 8) and layer3 (stride 16) as the first two maps, like VGG's
+conv4_3 and fc7, then extra layers with GroupNorm. (NVIDIA's SSD300 ResNet-50 instead runs layer3 at
+stride 8, which costs about twice the trunk compute.) Extra-layer sizes follow the input: 3 x 3
+stride 2 while a map is larger than 3, then a valid 3 x 3 (3 -> 1) or 2 x 2 (2 -> 1).
 
 ImageNet or local weights come from detect.models.backbones (`load_classifier_weights`).
 `trainable_layers` counts stages from the top (VGG: 5 conv blocks; ResNet: conv1, layer1..layer3);
@@ -61,9 +62,10 @@ def _conv_out(size: int, kernel: int, stride: int, padding: int, ceil: bool = Fa
 
 def _extra_block(in_ch: int, mid: int, out: int, kernel: int, stride: int, padding: int, norm: bool) -> nn.Sequential:
     layers: list[nn.Module] = [nn.Conv2d(in_ch, mid, 1, bias=not norm)]
-    layers += [nn.BatchNorm2d(mid)] if norm else []
+    # GroupNorm, not BatchNorm: the last maps are 1 x 1, where BatchNorm fails on a batch of one.
+    layers += [nn.GroupNorm(32, mid)] if norm else []
     layers += [nn.ReLU(inplace=True), nn.Conv2d(mid, out, kernel, stride=stride, padding=padding, bias=not norm)]
-    layers += [nn.BatchNorm2d(out)] if norm else []
+    layers += [nn.GroupNorm(32, out)] if norm else []
     layers += [nn.ReLU(inplace=True)]
     return nn.Sequential(*layers)
 
@@ -175,46 +177,56 @@ def _subsample_fc_weights(classifier: nn.Sequential, fc6: nn.Conv2d, fc7: nn.Con
 
 
 class ResNetTrunk(nn.Module):
-    """conv1..layer3 of a torchvision ResNet at stride 8 (layer3 not downsampling), then extras."""
+    """A torchvision ResNet's layer2 (stride 8) and layer3 (stride 16) maps, then extra layers.
+
+    The same layout as VGG's conv4_3 and fc7: at 300 px the maps are 38, 19, 10, 5, 3, 1.
+    """
 
     def __init__(self, name: str, num_maps: int, input_size: int, pretrained: str = "none", trainable_layers: int | None = None):
         super().__init__()
+        if num_maps < 2:
+            raise ConfigError(f"model.ssd: ResNet SSD needs at least 2 feature maps (layer2, layer3), got {num_maps}")
         resnet = load_classifier_weights(getattr(torchvision.models, name)(weights=None), name, pretrained)
-        for layer in resnet.layer3[0].modules():  # the first block's stride-2 conv and its shortcut
-            if isinstance(layer, nn.Conv2d) and layer.stride == (2, 2):
-                layer.stride = (1, 1)
         stem = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool)
-        self.body = nn.Sequential(stem, resnet.layer1, resnet.layer2, resnet.layer3)
-        last_block = resnet.layer3[-1]
-        channels = (last_block.bn3 if hasattr(last_block, "bn3") else last_block.bn2).num_features
-        self.specs = size_driven_extras(self._first_size(input_size), num_maps - 1)
+        self.layer2 = nn.Sequential(stem, resnet.layer1, resnet.layer2)
+        self.layer3 = resnet.layer3
+        channels = [_block_channels(resnet.layer2), _block_channels(resnet.layer3)]
+        self.specs = size_driven_extras(self._trunk_sizes(input_size)[1], num_maps - 2)
         self.extras = nn.ModuleList()
-        in_channels = channels
+        in_channels = channels[-1]
         for spec in self.specs:
             self.extras.append(_extra_block(in_channels, *spec, norm=True))
             in_channels = spec[1]
         _xavier_init(self.extras)
-        self.out_channels = [channels] + [spec[1] for spec in self.specs]
-        trainable = _trainable(name, trainable_layers, len(self.body), pretrained)
-        _freeze(list(self.body[: len(self.body) - trainable]))
+        self.out_channels = channels + [spec[1] for spec in self.specs]
+        stages = [stem, resnet.layer1, resnet.layer2, resnet.layer3]
+        trainable = _trainable(name, trainable_layers, len(stages), pretrained)
+        _freeze(stages[: len(stages) - trainable])
 
     @staticmethod
-    def _first_size(input_size: int) -> int:
+    def _trunk_sizes(input_size: int) -> list[int]:
         size = _conv_out(input_size, 7, 2, 3)  # conv1
         size = _conv_out(size, 3, 2, 1)  # max pool
-        return _conv_out(size, 3, 2, 1)  # layer2
+        size = _conv_out(size, 3, 2, 1)  # layer2
+        return [size, _conv_out(size, 3, 2, 1)]  # layer3
 
     def feature_map_sizes(self, input_size: int) -> list[tuple[int, int]]:
-        sizes = [self._first_size(input_size)]
+        sizes = self._trunk_sizes(input_size)
         for spec in self.specs:
             sizes.append(_conv_out(sizes[-1], *spec[2:]))
         return [(s, s) for s in sizes]
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        maps = [self.body(images)]
+        layer2 = self.layer2(images)
+        maps = [layer2, self.layer3(layer2)]
         for extra in self.extras:
             maps.append(extra(maps[-1]))
         return maps
+
+
+def _block_channels(layer: nn.Sequential) -> int:
+    block = layer[-1]
+    return (block.bn3 if hasattr(block, "bn3") else block.bn2).num_features
 
 
 SSD_TRUNKS = ("vgg16", "resnet18", "resnet34", "resnet50", "resnet101")

@@ -112,7 +112,9 @@ class MultiBoxLoss(nn.Module):
         box_targets = encode_boxes(matched_boxes, priors.unsqueeze(0), self.variances)
         box_loss = F.smooth_l1_loss(box_regression.float(), box_targets, reduction="none").sum(-1)
 
-        cls_loss = F.cross_entropy(cls_logits.float().transpose(1, 2), labels, reduction="none")  # [B, A]
+        cls_loss = F.cross_entropy(
+            cls_logits.float().flatten(0, 1), labels.flatten(), reduction="none"
+        ).view_as(labels)  # [B, A]
         num_positive = positive.sum(dim=1)
         num_negatives = self.negatives_per_image(num_positive, gt_valid.any(dim=1), positive.shape[1])
         negative = hard_negative_mask(cls_loss, positive, num_negatives)

@@ -20,11 +20,11 @@ from detect.models.default_boxes import decode_boxes
 
 def pairwise_iou(boxes: torch.Tensor) -> torch.Tensor:
     """IoU of every pair of boxes within each group: boxes [G, K, 4] xyxy -> [G, K, K]."""
-    area = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
-    top_left = torch.maximum(boxes[:, :, None, :2], boxes[:, None, :, :2])
-    bottom_right = torch.minimum(boxes[:, :, None, 2:], boxes[:, None, :, 2:])
-    size = (bottom_right - top_left).clamp(min=0)
-    inter = size[..., 0] * size[..., 1]
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    area = (x2 - x1) * (y2 - y1)
+    width = (torch.minimum(x2[:, :, None], x2[:, None, :]) - torch.maximum(x1[:, :, None], x1[:, None, :])).clamp_(min=0)
+    height = (torch.minimum(y2[:, :, None], y2[:, None, :]) - torch.maximum(y1[:, :, None], y1[:, None, :])).clamp_(min=0)
+    inter = width.mul_(height)
     return inter / (area[:, :, None] + area[:, None, :] - inter)
 
 
@@ -38,16 +38,19 @@ def grouped_nms(boxes: torch.Tensor, valid: torch.Tensor, iou_thresh: float) -> 
     than `iou_thresh`. That rule has one solution (decided rank by rank), which greedy NMS computes;
     here it is reached by iterating keep <- valid & not suppressed(keep) from keep = valid, as in
     Cluster-NMS (Zheng et al., 2021). After t rounds the first t ranks are final, so it ends within
-    K rounds, in practice a handful; each round is one [G, K, K] reduction.
+    K rounds, in practice a handful (6 on random SSD300 outputs); each round is one batched
+    matrix-vector product.
     """
     num = boxes.shape[1]
     if num == 0:
         return valid.clone()
     higher = torch.ones(num, num, dtype=torch.bool, device=boxes.device).triu(diagonal=1)  # i before j
-    overlaps = (pairwise_iou(boxes.float()) > iou_thresh) & higher  # [G, K, K]: i would suppress j
+    # overlaps[g, i, j] = 1 where i would suppress j; as floats, "suppressed by a kept box" is one
+    # batched matrix-vector product (sums of 0/1 terms: any float type is exact enough).
+    overlaps = ((pairwise_iou(boxes.float()) > iou_thresh) & higher).float()
     keep = valid
     for _ in range(num):
-        suppressed = (overlaps & keep.unsqueeze(2)).any(dim=1)
+        suppressed = torch.bmm(keep.to(overlaps.dtype).unsqueeze(1), overlaps).squeeze(1) > 0
         new_keep = valid & ~suppressed
         if torch.equal(new_keep, keep):
             break

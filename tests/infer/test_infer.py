@@ -118,11 +118,11 @@ def test_from_checkpoint_matches_the_model(checkpoints, tiny_models):
 
 
 def test_bad_checkpoints(tmp_path):
-    with pytest.raises(CheckpointError, match="no such checkpoint"):
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
         Detector.from_checkpoint(tmp_path / "none.pt")
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="garbage.pt: cannot read the checkpoint"):
+    with pytest.raises(CheckpointError, match="garbage.pt: not a readable checkpoint"):
         Detector.from_checkpoint(garbage)
     partial = tmp_path / "partial.pt"
     torch.save({"model": {}}, partial)
@@ -203,7 +203,7 @@ def test_cli_infer_errors_are_one_line(checkpoints, tmp_path, capsys):
     broken.write_bytes(b"\x00" * 100)
     cases = [
         ([str(checkpoints["ssd"]), str(tmp_path / "missing.jpg")], "missing.jpg: no such file or folder"),
-        ([str(tmp_path / "none.pt"), str(broken)], "none.pt: no such checkpoint file"),
+        ([str(tmp_path / "none.pt"), str(broken)], "none.pt: checkpoint not found"),
         ([str(checkpoints["ssd"]), str(broken), "--out", str(tmp_path / "o")], "broken.mp4: cannot open the video file"),
         ([str(checkpoints["ssd"]), str(broken), "--classes", "hexagon"], "unknown class(es) hexagon"),
         ([str(checkpoints["ssd"]), "rtsp://127.0.0.1:1/none"], "rtsp://127.0.0.1:1/none: cannot open the stream"),

@@ -1,0 +1,107 @@
+"""Checkpoints: everything `detect eval/infer/export` need, and everything a resume needs.
+
+A checkpoint is a dict saved with torch.save:
+    model          state dict of the (unwrapped) model
+    config         the resolved config as a plain dict (detect.config.config_to_dict)
+    class_names    list[str]; label i is class_names[i - 1]
+    optimizer, scheduler, scaler, ema    state dicts, or None
+    epoch          epochs completed; step: optimiser steps done; batch_in_epoch: batches of the
+                   interrupted epoch already trained (0 at an epoch's end)
+    best_metric    best validation mAP so far (or None); nonfinite_skipped: steps skipped
+    rng            python, numpy, torch and cuda RNG states
+Files are written to a temporary name and renamed into place, so a kill never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from detect.errors import CheckpointError
+
+REQUIRED_KEYS = ("model", "config", "class_names")
+
+
+def rng_states() -> dict:
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
+
+
+def restore_rng_states(states: dict) -> None:
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if states.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def save_checkpoint(state: dict, path: str | Path) -> Path:
+    """Atomic write: a temporary file in the same folder, then os.replace."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """The checkpoint dict; a missing, unreadable or foreign file is a one-line CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        # weights_only=False: the checkpoint holds numpy RNG states and plain Python objects we wrote.
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as error:  # torch raises many types for truncated or foreign files
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint ({first_line})") from None
+    if not isinstance(state, dict) or any(key not in state for key in REQUIRED_KEYS):
+        missing = [key for key in REQUIRED_KEYS if not isinstance(state, dict) or key not in state]
+        raise CheckpointError(f"{path}: not a detect checkpoint (missing {', '.join(missing)})")
+    return state
+
+
+def config_from_checkpoint(state: dict, path: str | Path = "checkpoint"):
+    from detect.config import validate_config
+    from detect.errors import ConfigError
+
+    try:
+        return validate_config(state["config"])
+    except ConfigError as error:
+        raise CheckpointError(f"{path}: its config is not valid for this version: {error}") from None
+
+
+def build_model_from_checkpoint(path: str | Path, device: str | torch.device = "cpu",
+                                use_ema: bool = True) -> tuple[nn.Module, object, list[str]]:
+    """(model in eval mode on `device`, its Config, class names). The EMA weights are used when the
+    checkpoint has them and `use_ema` (they are what training evaluated)."""
+    from detect.models.build import build_model
+
+    state = load_checkpoint(path)
+    config = config_from_checkpoint(state, path)
+    class_names = list(state["class_names"])
+    # The checkpoint has all the weights: never fetch or read the pretrained backbone again.
+    model_cfg = config.model.model_copy(update={"pretrained": "none"})
+    model = build_model(model_cfg, config.input, len(class_names))
+    weights = state["model"]
+    if use_ema and state.get("ema") is not None:
+        weights = state["ema"]["module"]
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as error:
+        raise CheckpointError(f"{path}: weights do not fit the model of its config ({str(error).splitlines()[0]})") from None
+    return model.to(device).eval(), config, class_names

@@ -1,0 +1,77 @@
+"""Run a detector over a loader and score its detections (VOC / COCO mAP).
+
+Works under torch.distributed: each rank runs its shard of the loader (a DistributedSampler), and
+the evaluator gathers every rank's images before computing the metrics (the same on every rank).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from detect.metrics.evaluator import DetectionEvaluator
+
+GT_KEYS = ("labels", "difficult", "iscrowd", "image_id", "orig_size")
+
+
+def ground_truth_in_original_pixels(targets: Sequence[dict]) -> list[dict]:
+    """Transformed targets (boxes in resized pixels, `scale` = (sx, sy)) -> evaluator ground truths."""
+    ground_truths = []
+    for target in targets:
+        scale = torch.as_tensor(target["scale"], dtype=torch.float32).reshape(2)
+        boxes = torch.as_tensor(target["boxes"], dtype=torch.float32).reshape(-1, 4) / scale.repeat(2)
+        num = boxes.shape[0]
+        gt = {"boxes": boxes}
+        for key in GT_KEYS:
+            if key in target:
+                gt[key] = target[key]
+        gt.setdefault("difficult", torch.zeros(num, dtype=torch.bool))
+        gt.setdefault("iscrowd", torch.zeros(num, dtype=torch.bool))
+        ground_truths.append(gt)
+    return ground_truths
+
+
+@torch.no_grad()
+def run_detector(model: nn.Module, loader, device: torch.device, autocast=None):
+    """Yields (detections, ground truths) per batch, both lists of per-image dicts in original pixels."""
+    was_training = model.training
+    model.eval()
+    postprocess = getattr(model, "module", model).postprocess
+    autocast = autocast or contextlib.nullcontext
+    try:
+        for images, targets in loader:
+            images = images.to(device, non_blocking=True)
+            image_sizes = torch.stack([torch.as_tensor(t["image_size"]) for t in targets]).to(device)
+            scales = torch.stack([torch.as_tensor(t["scale"], dtype=torch.float32) for t in targets]).to(device)
+            with autocast():
+                outputs = model(images, image_sizes)
+            outputs = {key: value.float() if torch.is_tensor(value) and value.is_floating_point() else value
+                       for key, value in outputs.items()} if isinstance(outputs, dict) else outputs
+            detections = postprocess(outputs, image_sizes, scales)
+            detections = [{key: value.detach().cpu() for key, value in det.items()} for det in detections]
+            yield detections, ground_truth_in_original_pixels(targets)
+    finally:
+        model.train(was_training)
+
+
+def evaluate(model: nn.Module, loader, class_names: Sequence[str], device: torch.device,
+             metrics="voc07", iou_thresh: float = 0.5, autocast=None) -> dict:
+    """The evaluator's results dict (see detect.metrics.evaluator), gathered over all ranks."""
+    evaluator = DetectionEvaluator(class_names, metrics=metrics, iou_thresh=iou_thresh)
+    for detections, ground_truths in run_detector(model, loader, device, autocast):
+        evaluator.process(detections, ground_truths)
+    evaluator.synchronize()
+    return evaluator.evaluate()
+
+
+def headline_map(results: dict) -> float | None:
+    """The one number used to pick best.pt: VOC07 mAP, else VOC12, else COCO AP50."""
+    for name in ("voc07", "voc12"):
+        if name in results:
+            return results[name]["map"]
+    if "coco" in results:
+        return results["coco"].get("AP50")
+    return None

@@ -1,0 +1,58 @@
+"""The run folder's logs: train.log (and the console), metrics.jsonl, TensorBoard events.
+
+Only rank 0 writes; on other ranks every method does nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+
+class RunLogger:
+    def __init__(self, run_dir: Path | None, enabled: bool = True, tensorboard: bool = True) -> None:
+        self.enabled = enabled and run_dir is not None
+        self.run_dir = run_dir
+        self._log = self._jsonl = self._tb = None
+        if not self.enabled:
+            return
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self._log = open(run_dir / "train.log", "a", buffering=1)
+        self._jsonl = open(run_dir / "metrics.jsonl", "a", buffering=1)
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(log_dir=str(run_dir))
+
+    def info(self, message: str) -> None:
+        if not self.enabled:
+            return
+        tqdm.write(message)
+        self._log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+
+    def record(self, record: dict) -> None:
+        """One JSON line in metrics.jsonl."""
+        if self.enabled:
+            self._jsonl.write(json.dumps(record) + "\n")
+
+    def scalars(self, values: dict[str, float], step: int, prefix: str) -> None:
+        if self._tb is not None:
+            for key, value in values.items():
+                if value is not None:
+                    self._tb.add_scalar(f"{prefix}/{key}", value, step)
+
+    def image(self, tag: str, image_chw, step: int) -> None:
+        if self._tb is not None:
+            self._tb.add_image(tag, image_chw, step)
+
+    def close(self) -> None:
+        for handle in (self._log, self._jsonl):
+            if handle is not None:
+                handle.close()
+        if self._tb is not None:
+            self._tb.close()
+        self._log = self._jsonl = self._tb = None
+        self.enabled = False

@@ -1,0 +1,88 @@
+"""Optimiser and per-iteration learning-rate schedule from the `train` config section.
+
+Parameter groups. Weight decay is not applied to normalisation weights and biases (any parameter
+with fewer than 2 dimensions) unless `train.decay_norm_and_bias`. The backbone learning rate is
+`lr * train.backbone_lr_mult`; a parameter belongs to the backbone when one of the components of its
+dotted name is `backbone` or `trunk` (Faster R-CNN: `backbone.trunk.*`, `backbone.head.*`; SSD:
+`trunk.*`). Frozen parameters (requires_grad False) are left out.
+
+The schedule is a LambdaLR stepped once per optimiser step: linear warmup from `warmup_factor` to 1
+over `warmup_iters` steps, multiplied by the decay (multistep/step with milestones in epochs,
+cosine down to `min_lr_ratio`, or constant).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from detect.config import TrainConfig
+
+BACKBONE_NAMES = ("backbone", "trunk")
+
+
+def is_backbone_parameter(name: str) -> bool:
+    return any(part in BACKBONE_NAMES for part in name.split("."))
+
+
+def parameter_groups(model: nn.Module, lr: float, weight_decay: float, decay_norm_and_bias: bool,
+                     backbone_lr_mult: float) -> list[dict]:
+    """Up to four groups: (backbone or not) x (decayed or not); empty groups are dropped."""
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        decayed = decay_norm_and_bias or param.ndim > 1
+        groups.setdefault((is_backbone_parameter(name), decayed), []).append(param)
+    result = []
+    for (in_backbone, decayed), params in sorted(groups.items()):
+        result.append({
+            "params": params,
+            "lr": lr * (backbone_lr_mult if in_backbone else 1.0),
+            "weight_decay": weight_decay if decayed else 0.0,
+            "name": f"{'backbone' if in_backbone else 'heads'}{'' if decayed else '_no_decay'}",
+        })
+    return result
+
+
+def build_optimizer(model: nn.Module, train_cfg: TrainConfig) -> torch.optim.Optimizer:
+    groups = parameter_groups(model, train_cfg.lr, train_cfg.weight_decay, train_cfg.decay_norm_and_bias,
+                              train_cfg.backbone_lr_mult)
+    if train_cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=train_cfg.lr, momentum=train_cfg.momentum,
+                               nesterov=train_cfg.nesterov and train_cfg.momentum > 0)
+    if train_cfg.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=train_cfg.lr)
+    return torch.optim.AdamW(groups, lr=train_cfg.lr)
+
+
+def lr_factor(step: int, train_cfg: TrainConfig, steps_per_epoch: int) -> float:
+    """The multiplier of the base learning rate after `step` optimiser steps."""
+    warmup = 1.0
+    if step < train_cfg.warmup_iters:
+        alpha = step / train_cfg.warmup_iters
+        warmup = train_cfg.warmup_factor * (1 - alpha) + alpha
+    if train_cfg.scheduler == "multistep":
+        passed = sum(step >= milestone * steps_per_epoch for milestone in train_cfg.milestones)
+        decay = train_cfg.gamma ** passed
+    elif train_cfg.scheduler == "step":
+        decay = train_cfg.gamma ** (step // (train_cfg.step_size * steps_per_epoch))
+    elif train_cfg.scheduler == "cosine":
+        total = max(1, train_cfg.epochs * steps_per_epoch)
+        progress = min(step, total) / total
+        floor = train_cfg.min_lr_ratio
+        decay = floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    else:
+        decay = 1.0
+    return warmup * decay
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, train_cfg: TrainConfig,
+                    steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Stepped after every optimiser step; its `last_epoch` is the step count (saved in checkpoints)."""
+    steps_per_epoch = max(1, steps_per_epoch)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, train_cfg, steps_per_epoch)
+    )

@@ -1,0 +1,173 @@
+"""COCO box metrics through pycocotools, and COCO results JSON files.
+
+- `coco_ground_truth(ground_truths, class_names)`: an in-memory pycocotools `COCO` built from per-image
+  ground-truth dicts (VOC data, or COCO data without its annotation file). Image ids become 1..N in
+  the given order; category ids are the labels 1..C. `area` is the box area (COCO's own files use the
+  mask area; pass the dataset's `COCO` object to `coco_evaluate` for official numbers).
+  Choice for VOC `difficult` objects: they are written as `iscrowd: 1`, which pycocotools ignores:
+  a detection on a difficult object is neither true nor false positive, as in the VOC devkit (crowd
+  regions match by intersection over the detection's area, a little more lenient than IoU; several
+  detections may fall on one). Dropping them instead would turn detections of them into false positives.
+- `coco_evaluate(coco_gt, results)`: AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl
+  as a dict, pycocotools' prints silenced (`print_summary=True` prints its summary table). A value
+  pycocotools reports as -1 (no ground truth in that area range) is None.
+- `predictions_to_coco_results`, `write_coco_results`, `read_coco_results`: the results JSON
+  (`image_id`, `category_id`, `bbox` as xywh, `score`), one entry per detection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+from typing import Callable, Hashable, Sequence
+
+import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from detect.errors import DataError
+
+COCO_METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+
+
+def xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
+    """Pipeline xyxy [N, 4] -> COCO (x, y, width, height) float64 [N, 4]."""
+    xywh = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
+    xywh[:, 2:] -= xywh[:, :2]
+    return xywh
+
+
+def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
+    """COCO (x, y, width, height) [N, 4] -> pipeline xyxy float64 [N, 4]."""
+    xyxy = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
+    xyxy[:, 2:] += xyxy[:, :2]
+    return xyxy
+
+
+def coco_ground_truth(ground_truths: Sequence[dict], class_names: Sequence[str]) -> COCO:
+    """Per-image ground truth {boxes, labels, difficult, iscrowd, orig_size} -> in-memory COCO.
+
+    Image i of the list gets id i + 1; difficult and crowd objects get iscrowd 1 (ignored).
+    """
+    images, annotations = [], []
+    for index, target in enumerate(ground_truths):
+        height, width = (int(v) for v in np.asarray(target["orig_size"]).reshape(2))
+        images.append({"id": index + 1, "height": height, "width": width})
+        boxes = xyxy_to_xywh(target["boxes"])
+        ignore = np.asarray(target.get("difficult", np.zeros(len(boxes), bool)), bool) | np.asarray(
+            target.get("iscrowd", np.zeros(len(boxes), bool)), bool
+        )
+        for box, label, crowd in zip(boxes.tolist(), np.asarray(target["labels"]).tolist(), ignore.tolist()):
+            annotations.append(
+                {"id": len(annotations) + 1, "image_id": index + 1, "category_id": int(label), "bbox": box,
+                 "area": box[2] * box[3], "iscrowd": int(crowd)}
+            )
+    categories = [{"id": label, "name": name} for label, name in enumerate(class_names, start=1)]
+    return index_coco({"images": images, "annotations": annotations, "categories": categories})
+
+
+def index_coco(dataset: dict) -> COCO:
+    coco = COCO()
+    coco.dataset = dataset
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def load_results(coco_gt: COCO, results: list[dict]) -> COCO:
+    """pycocotools' loadRes, also for an empty list (which loadRes cannot take)."""
+    if results:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return coco_gt.loadRes([dict(r) for r in results])  # loadRes writes into the dicts
+    return index_coco({"images": list(coco_gt.dataset["images"]), "categories": list(coco_gt.dataset["categories"]),
+                       "annotations": []})
+
+
+def coco_evaluate(
+    coco_gt: COCO,
+    results: list[dict],
+    image_ids: Sequence[int] | None = None,
+    category_ids: Sequence[int] | None = None,
+    print_summary: bool = False,
+) -> dict[str, float | None]:
+    """COCO box metrics of `results` (COCO results entries) against `coco_gt`.
+
+    image_ids / category_ids restrict the evaluation (default: all of coco_gt's). -> dict with the
+    keys of COCO_METRIC_NAMES, floats in 0..1, None where pycocotools reports -1.
+    """
+    coco_dt = load_results(coco_gt, results)
+    evaluation = COCOeval(coco_gt, coco_dt, iouType="bbox")
+    if image_ids is not None:
+        evaluation.params.imgIds = sorted(int(i) for i in image_ids)
+    if category_ids is not None:
+        evaluation.params.catIds = sorted(int(c) for c in category_ids)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    if print_summary:
+        print("\n".join(line for line in printed.getvalue().splitlines() if line.lstrip().startswith("Average")))
+    return {name: (float(value) if value >= 0 else None) for name, value in zip(COCO_METRIC_NAMES, evaluation.stats)}
+
+
+def predictions_to_coco_results(
+    predictions: Sequence[dict],
+    image_ids: Sequence[Hashable],
+    label_to_category_id: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> list[dict]:
+    """Per-image predictions {boxes xyxy [N, 4], scores [N], labels [N]} -> COCO results entries.
+
+    image_ids: the id written for each image. label_to_category_id maps an int array of labels to
+    category ids (e.g. a COCO dataset's `category_map.labels_to_category_ids`); default: the label.
+    """
+    results = []
+    for prediction, image_id in zip(predictions, image_ids):
+        labels = np.asarray(prediction["labels"], dtype=np.int64).reshape(-1)
+        category_ids = label_to_category_id(labels) if label_to_category_id is not None else labels
+        boxes = xyxy_to_xywh(prediction["boxes"]).tolist()
+        scores = np.asarray(prediction["scores"], dtype=np.float64).reshape(-1).tolist()
+        image_id = image_id.item() if isinstance(image_id, np.generic) else image_id
+        for box, score, category_id in zip(boxes, scores, np.asarray(category_ids).tolist()):
+            results.append({"image_id": image_id, "category_id": category_id, "bbox": box, "score": score})
+    return results
+
+
+def write_coco_results(path: str | Path, results: list[dict]) -> None:
+    """Writes COCO results entries as a JSON list."""
+    Path(path).write_text(json.dumps(results))
+
+
+def read_coco_results(path: str | Path) -> list[dict]:
+    """Reads and checks a COCO results JSON: a list of {image_id, category_id, bbox [4 numbers], score}."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path}: detections file not found") from None
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}: malformed JSON at line {error.lineno} column {error.colno}: {error.msg}") from None
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a JSON list of detections (COCO results format)")
+    for index, entry in enumerate(data):
+        check_result_entry(entry, index, path)
+    return data
+
+
+def check_result_entry(entry, index: int, path: Path) -> None:
+    if not isinstance(entry, dict):
+        raise DataError(f"{path}: entry {index} is not an object")
+    missing = [key for key in ("image_id", "category_id", "bbox", "score") if key not in entry]
+    if missing:
+        raise DataError(f"{path}: entry {index} lacks {', '.join(missing)}")
+    bbox = entry["bbox"]
+    if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+        raise DataError(f"{path}: entry {index}: bbox must be 4 numbers [x, y, w, h], got {bbox!r}")
+    if not _is_number(entry["score"]):
+        raise DataError(f"{path}: entry {index}: score must be a number, got {entry['score']!r}")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)

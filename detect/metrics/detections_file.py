@@ -1,0 +1,120 @@
+"""Evaluating a COCO results JSON from any detector against a dataset split's ground truth.
+
+The results' `image_id` names the image: the file stem for VOC-layout data (an int matches a
+numeric stem, e.g. 5 -> "000005"), the COCO image id for COCO data. `category_id`: for VOC-layout
+data the class name or its 1-based index in the dataset's `class_names`; for COCO data the COCO
+category id (ids of categories left out by `data.classes` are dropped).
+
+The dataset is duck-typed (detect/data's datasets): `class_names`, `len`, items `(image, target)`;
+optionally `get_target(i)` (ground truth without reading pixels), `category_map` and `coco` (COCO data).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from detect.errors import DataError
+from detect.metrics.coco import read_coco_results, xywh_to_xyxy
+from detect.metrics.evaluator import DetectionEvaluator
+
+
+def dataset_ground_truths(dataset) -> list[dict]:
+    """Every item's target dict, without decoding images where the dataset offers `get_target`."""
+    get_target = getattr(dataset, "get_target", None)
+    if get_target is not None:
+        return [get_target(index) for index in range(len(dataset))]
+    return [dataset[index][1] for index in range(len(dataset))]
+
+
+class LabelResolver:
+    """Results `category_id` -> label 1..C (0: a known category left out of the evaluation)."""
+
+    def __init__(self, dataset, path: Path) -> None:
+        self.class_names = list(dataset.class_names)
+        self.category_map = getattr(dataset, "category_map", None)
+        coco = getattr(dataset, "coco", None)
+        self.known_category_ids = set(coco.cats) if coco is not None else set()
+        self.path = path
+
+    def __call__(self, category_id, index: int) -> int:
+        if self.category_map is not None:
+            label = int(self.category_map.category_ids_to_labels([category_id])[0]) if _is_int(category_id) else 0
+            if label == 0 and category_id not in self.known_category_ids:
+                raise DataError(f"{self.path}: entry {index}: category_id {category_id!r} is not a category of the dataset")
+            return label
+        if isinstance(category_id, str):
+            if category_id not in self.class_names:
+                raise DataError(f"{self.path}: entry {index}: class '{category_id}' is not in data.classes "
+                                f"({', '.join(self.class_names)})")
+            return self.class_names.index(category_id) + 1
+        if _is_int(category_id) and 1 <= category_id <= len(self.class_names):
+            return int(category_id)
+        raise DataError(f"{self.path}: entry {index}: category_id {category_id!r} must be a class name or 1..{len(self.class_names)}")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def image_lookup(image_ids: Iterable) -> dict:
+    """Results image id -> dataset image id: the id itself, its string, and ints for numeric stems."""
+    lookup = {}
+    for image_id in image_ids:
+        lookup[image_id] = image_id
+        if isinstance(image_id, str) and image_id.isdigit():
+            lookup.setdefault(int(image_id), image_id)
+    return lookup
+
+
+def predictions_from_results(results: list[dict], image_ids: list, resolver: LabelResolver, path: Path) -> list[dict]:
+    """COCO results entries -> per-image predictions {boxes xyxy, scores, labels}, in `image_ids` order."""
+    lookup = image_lookup(image_ids)
+    by_image = defaultdict(list)
+    for index, entry in enumerate(results):
+        image_id = lookup.get(entry["image_id"])
+        if image_id is None:
+            example = ", ".join(repr(i) for i in image_ids[:3])
+            raise DataError(f"{path}: entry {index}: image_id {entry['image_id']!r} is not in this split (ids such as {example})")
+        label = resolver(entry["category_id"], index)
+        if label > 0:
+            by_image[image_id].append((entry["bbox"], float(entry["score"]), label))
+    predictions = []
+    for image_id in image_ids:
+        entries = by_image.get(image_id, [])
+        predictions.append({
+            "boxes": xywh_to_xyxy([e[0] for e in entries]).astype(np.float32).reshape(-1, 4),
+            "scores": np.array([e[1] for e in entries], dtype=np.float32),
+            "labels": np.array([e[2] for e in entries], dtype=np.int64),
+        })
+    return predictions
+
+
+def evaluator_for_dataset(dataset, metrics, iou_thresh: float = 0.5) -> DetectionEvaluator:
+    """An evaluator for a dataset: COCO data is scored against its own annotation file (official areas)."""
+    coco = getattr(dataset, "coco", None)
+    category_map = getattr(dataset, "category_map", None)
+    if coco is not None and category_map is not None:
+        return DetectionEvaluator(dataset.class_names, metrics, iou_thresh, coco_gt=coco,
+                                  label_to_category_id=category_map.labels_to_category_ids)
+    return DetectionEvaluator(dataset.class_names, metrics, iou_thresh)
+
+
+def evaluate_detections_file(path: str | Path, dataset, metrics, iou_thresh: float = 0.5) -> tuple[DetectionEvaluator, dict]:
+    """Reads the results JSON, matches it to the dataset's images, and evaluates. -> (evaluator, results)."""
+    path = Path(path)
+    results = read_coco_results(path)
+    ground_truths = dataset_ground_truths(dataset)
+    image_ids = list(dict.fromkeys(_plain(target["image_id"]) for target in ground_truths))
+    predictions = predictions_from_results(results, image_ids, LabelResolver(dataset, path), path)
+    by_id = dict(zip(image_ids, predictions))
+    evaluator = evaluator_for_dataset(dataset, metrics, iou_thresh)
+    evaluator.process([by_id[_plain(t["image_id"])] for t in ground_truths], ground_truths)
+    return evaluator, evaluator.evaluate()
+
+
+def _plain(image_id):
+    return image_id.item() if isinstance(image_id, np.generic) else image_id
