@@ -6,8 +6,9 @@
     found = detector([array_rgb, pil_image, "b.png"])  # a list -> a list of Detections
 
 Preprocessing is the checkpoint config's eval pipeline (resize and normalise, as in `detect eval`),
-batched with the training collate; detections come from `model.postprocess`, so boxes are xyxy in the
-original image's pixels. `run_inference` (the CLI) writes annotated images, annotated videos, and the
+padded to multiples of `input.size_divisible` like a training batch; the model runs under the same
+autocast as `detect eval` (bf16 or fp16 on CUDA when `train.amp`, float32 on CPU); detections come
+from `model.postprocess`, so boxes are xyxy in the original image's pixels. `run_inference` (the CLI) writes annotated images, annotated videos, and the
 detections as JSON (images) and JSONL (video frames).
 """
 
@@ -154,12 +155,18 @@ class Detector:
 
     @torch.inference_mode()
     def _detect_batch(self, images: list[np.ndarray], threshold: float, keep_labels) -> list[Detections]:
+        from detect.engine.train import autocast_context
+
         batch, image_sizes, scales = self.preprocess(images)
         if self.device.type == "cuda":  # page-locked memory: the copy overlaps the host's next steps
             batch = batch.pin_memory()
         batch = batch.to(self.device, non_blocking=True)
         image_sizes, scales = image_sizes.to(self.device), scales.to(self.device)
-        predictions = self.model.postprocess(self.model(batch, image_sizes), image_sizes, scales)
+        with autocast_context(self.config, self.device):  # as `detect eval`: bf16/fp16 on CUDA with train.amp
+            outputs = self.model(batch, image_sizes)
+        outputs = {key: value.float() if torch.is_tensor(value) and value.is_floating_point() else value
+                   for key, value in outputs.items()}
+        predictions = self.model.postprocess(outputs, image_sizes, scales)
         return [self._to_detections(pred, image.shape[:2], threshold, keep_labels)
                 for pred, image in zip(predictions, images)]
 
