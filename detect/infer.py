@@ -8,8 +8,9 @@
 Preprocessing is the checkpoint config's eval pipeline (resize and normalise, as in `detect eval`),
 padded to multiples of `input.size_divisible` like a training batch; the model runs under the same
 autocast as `detect eval` (bf16 or fp16 on CUDA when `train.amp`, float32 on CPU); detections come
-from `model.postprocess`, so boxes are xyxy in the original image's pixels. `run_inference` (the CLI) writes annotated images, annotated videos, and the
-detections as JSON (images) and JSONL (video frames).
+from `model.postprocess`, so boxes are xyxy in the original image's pixels. `run_inference` (the
+CLI) writes annotated images, annotated videos, and the detections as JSON (images) and JSONL
+(video frames).
 """
 
 from __future__ import annotations
@@ -133,11 +134,14 @@ class Detector:
         """Detections for one input, or a list of Detections for a list (or tuple) of inputs."""
         single = not isinstance(inputs, (list, tuple))
         items = [inputs] if single else list(inputs)
-        images = [as_rgb_array(item) for item in items]
-        sources = [str(item) if isinstance(item, (str, Path)) else None for item in items]
-        results = self.detect_arrays(images, score_threshold, classes, batch_size)
-        for result, source in zip(results, sources):
-            result.source = source
+        step = self.batch_size if batch_size is None else int(batch_size)
+        results: list[Detections] = []
+        for start in range(0, len(items), max(step, 1)):  # read one batch at a time: memory stays flat
+            chunk = items[start:start + step]
+            found = self.detect_arrays([as_rgb_array(item) for item in chunk], score_threshold, classes, step)
+            for result, item in zip(found, chunk):
+                result.source = str(item) if isinstance(item, (str, Path)) else None
+            results.extend(found)
         return results[0] if single else results
 
     def detect_arrays(self, images: list[np.ndarray], score_threshold: float | None = None,
