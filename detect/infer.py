@@ -111,6 +111,7 @@ class Detector:
         batch_size: int = 8,
     ):
         from detect.config import Config, validate_config
+        from detect.data.transforms import build_transforms
 
         self.config = config if isinstance(config, Config) else validate_config(dict(config))
         self.class_names = list(class_names)
@@ -119,6 +120,7 @@ class Detector:
         self.score_threshold = float(score_threshold)
         self.classes = self._class_filter(classes)
         self.batch_size = int(batch_size)
+        self._transform = build_transforms(self.config.input, self.config.augment, train=False)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto", **options) -> "Detector":
@@ -145,8 +147,13 @@ class Detector:
         return results[0] if single else results
 
     def detect_arrays(self, images: list[np.ndarray], score_threshold: float | None = None,
-                      classes: Sequence[str] | None = None, batch_size: int | None = None) -> list[Detections]:
-        """HxWx3 uint8 RGB arrays -> one Detections each, `batch_size` images per model call."""
+                      classes: Sequence[str] | None = None, batch_size: int | None = None,
+                      samples: list | None = None) -> list[Detections]:
+        """HxWx3 uint8 RGB arrays -> one Detections each, `batch_size` images per model call.
+
+        `samples`: the images already through `prepare` (the video reader does that on its own
+        thread, so preprocessing overlaps the model); None: prepared here.
+        """
         threshold = self.score_threshold if score_threshold is None else float(score_threshold)
         keep_labels = self.classes if classes is None else self._class_filter(classes)
         step = self.batch_size if batch_size is None else int(batch_size)
@@ -154,14 +161,35 @@ class Detector:
             raise DetectError(f"batch size must be at least 1, got {step}")
         results: list[Detections] = []
         for start in range(0, len(images), step):
-            results.extend(self._detect_batch(images[start:start + step], threshold, keep_labels))
+            chunk = images[start:start + step]
+            prepared = samples[start:start + step] if samples is not None else [self.prepare(i) for i in chunk]
+            results.extend(self._detect_batch(chunk, prepared, threshold, keep_labels))
         return results
 
+    def prepare(self, image: np.ndarray) -> tuple[torch.Tensor, dict]:
+        """One HxWx3 uint8 RGB array through the eval pipeline: (image float32 [3, h, w], target with
+        image_size and scale)."""
+        return self._transform(image, _no_objects(image))
+
+    def preprocess(self, images: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The eval pipeline and the collate of `detect eval`: HxWx3 uint8 RGB arrays ->
+        (images float32 [B, 3, H, W] normalised, zero-padded to multiples of input.size_divisible;
+        image_sizes int64 [B, 2] (h, w) after resize; scales float32 [B, 2] (sx, sy))."""
+        return self._collate([self.prepare(image) for image in images])
+
+    def _collate(self, samples: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        from detect.data.loader import collate
+
+        batch, targets = collate(samples, self.config.input.size_divisible)
+        image_sizes = torch.stack([target["image_size"] for target in targets])
+        scales = torch.stack([target["scale"] for target in targets])
+        return batch, image_sizes, scales
+
     @torch.inference_mode()
-    def _detect_batch(self, images: list[np.ndarray], threshold: float, keep_labels) -> list[Detections]:
+    def _detect_batch(self, images: list[np.ndarray], samples: list, threshold: float, keep_labels) -> list[Detections]:
         from detect.engine.train import autocast_context
 
-        batch, image_sizes, scales = self.preprocess(images)
+        batch, image_sizes, scales = self._collate(samples)
         if self.device.type == "cuda":  # page-locked memory: the copy overlaps the host's next steps
             batch = batch.pin_memory()
         batch = batch.to(self.device, non_blocking=True)
@@ -173,10 +201,6 @@ class Detector:
         predictions = self.model.postprocess(outputs, image_sizes, scales)
         return [self._to_detections(pred, image.shape[:2], threshold, keep_labels)
                 for pred, image in zip(predictions, images)]
-
-    def preprocess(self, images: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The eval pipeline and collate: (images float32 [B, 3, H, W], image_sizes int64 [B, 2], scales [B, 2])."""
-        return preprocess_images(images, self.config.input)
 
     def _to_detections(self, prediction: dict, image_size, threshold: float, keep_labels) -> Detections:
         scores = prediction["scores"].float()
@@ -235,38 +259,11 @@ def load_model_from_checkpoint(path: Path, device: torch.device):
     return build_model_from_checkpoint(path, device)
 
 
-def eval_resize_shape(height: int, width: int, input_cfg) -> tuple[int, int]:
-    """The (h, w) the eval pipeline resizes an image to: keep_ratio (shorter side min_size, longer at
-    most max_size) or fixed (size x size)."""
-    if input_cfg.resize == "fixed":
-        return input_cfg.size, input_cfg.size
-    factor = min(input_cfg.min_size / min(height, width), input_cfg.max_size / max(height, width))
-    return max(1, round(height * factor)), max(1, round(width * factor))
-
-
-def preprocess_images(images: list[np.ndarray], input_cfg) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """HxWx3 uint8 RGB arrays -> (batch float32 [B, 3, H, W] normalised, zero-padded to multiples of
-    input.size_divisible; image_sizes int64 [B, 2] (h, w) resized; scales float32 [B, 2] (sx, sy))."""
-    import cv2
-
-    mean = torch.tensor(input_cfg.mean, dtype=torch.float32).view(3, 1, 1)
-    std = torch.tensor(input_cfg.std, dtype=torch.float32).view(3, 1, 1)
-    resized, image_sizes, scales = [], [], []
-    for image in images:
-        height, width = image.shape[:2]
-        new_h, new_w = eval_resize_shape(height, width, input_cfg)
-        pixels = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR) if (new_h, new_w) != (height, width) else image
-        tensor = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float().div_(255.0)
-        resized.append((tensor - mean) / std)
-        image_sizes.append((new_h, new_w))
-        scales.append((new_w / width, new_h / height))
-    divisor = input_cfg.size_divisible
-    pad_h = -(-max(h for h, _ in image_sizes) // divisor) * divisor
-    pad_w = -(-max(w for _, w in image_sizes) // divisor) * divisor
-    batch = torch.zeros(len(images), 3, pad_h, pad_w)
-    for index, tensor in enumerate(resized):
-        batch[index, :, : tensor.shape[1], : tensor.shape[2]] = tensor
-    return batch, torch.tensor(image_sizes, dtype=torch.int64), torch.tensor(scales, dtype=torch.float32)
+def _no_objects(image: np.ndarray) -> dict:
+    """A raw target with no boxes: what the eval pipeline needs besides the image."""
+    height, width = image.shape[:2]
+    return {"boxes": np.zeros((0, 4), np.float32), "labels": np.zeros(0, np.int64), "difficult": np.zeros(0, bool),
+            "iscrowd": np.zeros(0, bool), "image_id": None, "orig_size": (height, width)}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -351,7 +348,7 @@ def _infer_images(detector: Detector, images, out_dir: Path, write_json: bool, s
         for (source, name), array, found in zip(readable, arrays, detector.detect_arrays(arrays) if arrays else []):
             target = out_dir / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            write_image(target, draw_detections(array, found))
+            write_image(target, draw_detections(array, found, detector.class_names))
             summary.outputs.append(target)
             summary.images += 1
             summary.detections += len(found)
@@ -396,11 +393,12 @@ def _infer_video(detector: Detector, video, out_dir: Path, summary: InferenceSum
     fps, frame_count = capture_properties(capture)
     if max_frames is not None and frame_count is not None:
         frame_count = min(frame_count, max_frames)
-    output = _VideoOutput(out_dir / f"{video.name}.mp4", out_dir / f"{video.name}.jsonl", fps)
+    output = _VideoOutput(out_dir / f"{video.name}.mp4", out_dir / f"{video.name}.jsonl", fps, detector.class_names)
     bar = tqdm(total=frame_count, unit="frame", disable=not progress, desc=video.name)
     try:
-        for frames in _batched(_prefetch(capture, max_frames), detector.batch_size):
-            results = detector.detect_arrays(frames)
+        for pairs in _batched(_prefetch(capture, max_frames, detector.prepare), detector.batch_size):
+            frames, samples = [frame for frame, _ in pairs], [sample for _, sample in pairs]
+            results = detector.detect_arrays(frames, samples=samples)
             output.put(frames, results)
             summary.detections += sum(len(found) for found in results)
             bar.update(len(frames))
@@ -426,8 +424,8 @@ class _VideoOutput:
     nothing behind.
     """
 
-    def __init__(self, video_path: Path, jsonl_path: Path, fps: float, depth: int = 4):
-        self.video_path, self.jsonl_path, self.fps = video_path, jsonl_path, fps
+    def __init__(self, video_path: Path, jsonl_path: Path, fps: float, class_names: Sequence[str], depth: int = 4):
+        self.video_path, self.jsonl_path, self.fps, self.class_names = video_path, jsonl_path, fps, list(class_names)
         self.frames_done = 0
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
@@ -457,7 +455,7 @@ class _VideoOutput:
                         self.video_path.parent.mkdir(parents=True, exist_ok=True)
                         writer = _open_writer(self.video_path, self.fps, frame.shape[1], frame.shape[0])
                         jsonl = open(self.jsonl_path, "w")
-                    writer.write(cv2.cvtColor(draw_detections(frame, found), cv2.COLOR_RGB2BGR))
+                    writer.write(cv2.cvtColor(draw_detections(frame, found, self.class_names), cv2.COLOR_RGB2BGR))
                     record = {"frame": self.frames_done, "time": round(self.frames_done / self.fps, 4),
                               "detections": found.to_list()}
                     jsonl.write(json.dumps(record) + "\n")
@@ -482,38 +480,45 @@ def _open_writer(path: Path, fps: float, width: int, height: int):
     return writer
 
 
-def _prefetch(capture, max_frames: int | None, depth: int = 64) -> Iterator[np.ndarray]:
-    """Frames decoded on a background thread, so decoding overlaps the model and the encoder."""
+def _prefetch(capture, max_frames: int | None, prepare, depth: int = 32) -> Iterator[tuple[np.ndarray, Any]]:
+    """(frame, prepare(frame)) pairs, decoded and preprocessed on a background thread, so that both
+    overlap the model (OpenCV and the resize release the GIL)."""
     from detect.sources import read_frames
 
-    frames: queue.Queue = queue.Queue(maxsize=depth)
+    items: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
     end = object()
+    failure: list[BaseException] = []
 
     def reader() -> None:
         try:
             for frame in read_frames(capture, max_frames):
+                item = (frame, prepare(frame))
                 while not stop.is_set():
                     try:
-                        frames.put(frame, timeout=0.1)
+                        items.put(item, timeout=0.1)
                         break
                     except queue.Full:
                         continue
                 if stop.is_set():
                     return
+        except BaseException as error:  # handed to the consumer below
+            failure.append(error)
         finally:
-            frames.put(end)
+            items.put(end)
 
     thread = threading.Thread(target=reader, daemon=True)
     thread.start()
     try:
-        while (frame := frames.get()) is not end:
-            yield frame
+        while (item := items.get()) is not end:
+            yield item
+        if failure:
+            raise failure[0]
     finally:
         stop.set()
         while thread.is_alive():  # unblock a reader waiting on a full queue
             try:
-                frames.get_nowait()
+                items.get_nowait()
             except queue.Empty:
                 pass
             thread.join(timeout=0.05)
@@ -539,34 +544,9 @@ def write_image(path: Path, image_rgb: np.ndarray) -> None:
     encoded.tofile(str(path))
 
 
-def class_colour(label: int) -> tuple[int, int, int]:
-    """A stable, well-separated RGB colour for a label: hues spaced by the golden angle."""
-    import colorsys
+def draw_detections(image_rgb: np.ndarray, found: Detections, class_names: Sequence[str]) -> np.ndarray:
+    """A copy of the image with boxes, class names and scores drawn (detect.draw: a colour per class,
+    labels on filled backgrounds)."""
+    from detect.draw import draw_boxes
 
-    hue = (int(label) * 0.618033988749895) % 1.0
-    red, green, blue = colorsys.hsv_to_rgb(hue, 0.85, 0.95)
-    return int(red * 255), int(green * 255), int(blue * 255)
-
-
-def draw_detections(image_rgb: np.ndarray, found: Detections) -> np.ndarray:
-    """A copy of the image with boxes and `name score` labels on filled backgrounds, a colour per class."""
-    import cv2
-
-    canvas = np.ascontiguousarray(image_rgb).copy()
-    height, width = canvas.shape[:2]
-    thickness = max(1, round(min(height, width) / 300))
-    font_scale = max(0.4, min(height, width) / 900)
-    for box, score, label, name in zip(found.boxes, found.scores, found.labels, found.class_names):
-        colour = class_colour(label)
-        x1, y1, x2, y2 = (int(round(float(v))) for v in box)
-        cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness)
-        text = f"{name} {score:.2f}"
-        (text_w, text_h), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
-        top = y1 - text_h - baseline - 2 if y1 - text_h - baseline - 2 >= 0 else y1  # inside when no room
-        left = min(max(x1, 0), max(width - text_w - 2, 0))
-        cv2.rectangle(canvas, (left, top), (left + text_w + 2, top + text_h + baseline + 2), colour, cv2.FILLED)
-        # Black or white text, whichever reads better on the label's colour.
-        text_colour = (0, 0, 0) if sum(colour) / 3 > 140 else (255, 255, 255)
-        cv2.putText(canvas, text, (left + 1, top + text_h + 1), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
-                    text_colour, 1, cv2.LINE_AA)
-    return canvas
+    return draw_boxes(image_rgb, found.boxes, found.labels, class_names, found.scores)

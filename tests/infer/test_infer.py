@@ -225,16 +225,15 @@ def test_outputs_never_overwrite_inputs_and_names_stay_unique(detectors, tmp_pat
     assert sorted(p.name for p in out.iterdir()) == ["same.png", "same_1.png"]
 
 
-def test_drawing_boxes_labels_and_stable_colours():
-    from detect.infer import class_colour, draw_detections
+def test_drawing_uses_the_class_colour_and_leaves_the_input_alone():
+    from detect.draw import class_colour
+    from detect.infer import draw_detections
 
-    colours = [class_colour(label) for label in range(1, 21)]
-    assert len(set(colours)) == 20 and class_colour(3) == colours[2]
     image = np.full((60, 80, 3), 128, np.uint8)
     found = Detections(np.array([[10, 20, 50, 55]], np.float32), np.array([0.9], np.float32),
                        np.array([2]), ["square"], (60, 80))
-    drawn = draw_detections(image, found)
-    assert drawn.shape == image.shape and (image == 128).all()  # the input is left alone
-    assert tuple(drawn[40, 10]) == colours[1]  # the box's left edge, in its class's colour
+    drawn = draw_detections(image, found, CLASS_NAMES)
+    assert drawn.shape == image.shape and (image == 128).all()
+    assert tuple(drawn[40, 10]) == class_colour(2)  # the box's left edge, in its class's colour
     assert (drawn[5:20, 10:40] != 128).any(axis=2).mean() > 0.5  # a filled label background above the box
     assert (drawn[30:50, 20:45] == 128).all()  # inside the box: untouched
