@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,6 +14,9 @@ from detect.export import export_input_size, export_model, parse_image_size
 from detect.infer import Detector
 from tests.infer.conftest import CLASS_NAMES, dark_image, noise_image, rigged
 from tests.infer.test_infer import run_cli
+
+onnx = pytest.importorskip("onnx", reason="ONNX export needs the export extra: pip install -e '.[export]'")
+ort = pytest.importorskip("onnxruntime", reason="ONNX export needs the export extra: pip install -e '.[export]'")
 
 
 def padded_batch(detector: Detector, images: list[np.ndarray], height: int, width: int):
