@@ -237,3 +237,11 @@ def test_drawing_uses_the_class_colour_and_leaves_the_input_alone():
     assert tuple(drawn[40, 10]) == class_colour(2)  # the box's left edge, in its class's colour
     assert (drawn[5:20, 10:40] != 128).any(axis=2).mean() > 0.5  # a filled label background above the box
     assert (drawn[30:50, 20:45] == 128).all()  # inside the box: untouched
+
+
+def test_a_failing_video_writer_is_a_one_line_error(detectors, tmp_path):
+    clip = write_video(tmp_path / "clip.mp4", frames=3)
+    out = tmp_path / "out"
+    (out / "clip.mp4").mkdir(parents=True)  # a folder where the annotated video should go
+    with pytest.raises(DetectError, match="clip.mp4: cannot open a video writer"):
+        run_inference(detectors["ssd"], [str(clip)], out, progress=False)

@@ -142,3 +142,11 @@ def test_unreadable_video_camera_and_stream_are_one_line_errors(tmp_path):
         with pytest.raises(DetectError, match=message) as error:
             open_capture(source)
         assert "\n" not in str(error.value)
+
+
+def test_streams_without_a_frame_rate_get_the_default():
+    class NoFps:
+        def get(self, prop):
+            return 0.0
+
+    assert capture_properties(NoFps(), default_fps=25.0) == (25.0, None)
