@@ -8,10 +8,11 @@
 The run folder holds config.yaml, train.log, metrics.jsonl, TensorBoard events, last.pt (every
 epoch, and on Ctrl-C) and best.pt (best validation mAP). See checkpoint.py for what a checkpoint holds.
 
-Exactness of resume: every epoch's data order and augmentation come from the global RNG seeded with
-`train.seed + epoch` just before the epoch's iterator is made (DistributedSampler: set_epoch), so a run
-resumed mid-epoch replays the same batches, skips those already trained, then restores the RNG states
-saved at the interruption.
+Exactness of resume: every epoch's data order and augmentation are reseeded from `train.seed + epoch`
+just before the epoch's iterator is made (`seed_epoch`), so a run resumed mid-epoch replays the same
+batches, skips those already trained, then restores the RNG states saved at the interruption. (With
+`data.persistent_workers` the workers keep their first epoch's seeds, so augmentation after a resume
+is equally random but not bit-identical.)
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import contextlib
 import math
 import os
 import random
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -269,6 +272,23 @@ def optimizer_step(session: TrainSession) -> None:
     session.state.step += 1
 
 
+def seed_epoch(loader, epoch: int, seed: int) -> None:
+    """Makes the epoch's data order and augmentation a function of (seed, epoch) alone: the
+    DistributedSampler's epoch, the loader's generator (sampler order and worker seeds), the main
+    process's transform stream, and the global RNG. A resumed run then replays the same epoch."""
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    for sampler in (getattr(loader, "sampler", None), batch_sampler, getattr(batch_sampler, "sampler", None)):
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+    generator = getattr(loader, "generator", None)
+    if isinstance(generator, torch.Generator):
+        generator.manual_seed(seed)
+    transforms = getattr(getattr(loader, "dataset", None), "transforms", None)
+    if hasattr(transforms, "set_seed"):
+        transforms.set_seed(seed)
+    torch.manual_seed(seed)
+
+
 def train_one_epoch(session: TrainSession, loader) -> dict[str, float]:
     """One epoch (or the rest of an interrupted one). Returns the epoch's mean loss terms.
 
@@ -280,13 +300,7 @@ def train_one_epoch(session: TrainSession, loader) -> dict[str, float]:
     train_cfg = config.train
     epoch = state.epoch
     session.model.train()
-    sampler = getattr(loader, "sampler", None)
-    if hasattr(sampler, "set_epoch"):
-        sampler.set_epoch(epoch)
-    batch_sampler = getattr(loader, "batch_sampler", None)
-    if hasattr(batch_sampler, "set_epoch"):
-        batch_sampler.set_epoch(epoch)
-    torch.manual_seed(train_cfg.seed + epoch)  # this epoch's order and augmentation (see module doc)
+    seed_epoch(loader, epoch, train_cfg.seed + epoch)
     skip = state.batch_in_epoch
     num_batches = len(loader)
     accumulate = train_cfg.accumulate
@@ -492,6 +506,7 @@ def run_training(config: Config, output_dir: str | Path | None = None, device: s
     """Trains from a config; returns the run folder. `build_loaders_fn(config, distributed)` and
     `build_model_fn(config, num_classes)` replace the real data and model (tests)."""
     torch_device = dist_utils.init_distributed(resolve_device(device))
+    previous_handler = stop_on_sigterm()
     try:
         return _run(config, output_dir, torch_device, resume, interrupt_after_steps,
                     build_loaders_fn or build_loaders, build_model_fn)
@@ -503,7 +518,21 @@ def run_training(config: Config, output_dir: str | Path | None = None, device: s
             f"lower train.batch_size (train.accumulate keeps the effective batch) or the input size"
         ) from None
     finally:
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
         dist_utils.shutdown()
+
+
+def stop_on_sigterm():
+    """SIGTERM (a cluster's scheduler, `kill`) stops like Ctrl-C: last.pt is written. Returns the
+    previous handler (None when not in the main thread, where handlers cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)
 
 
 def _run(config, output_dir, device, resume, interrupt_after_steps, build_loaders_fn, build_model_fn) -> Path:
