@@ -115,6 +115,24 @@ def data_check(
         raise typer.Exit(1)
 
 
+@data_app.command("show")
+def data_show(
+    config: str = ConfigOption,
+    split: Optional[str] = typer.Option(None, "--split", help="Split to draw from (default: the train split)."),
+    num: int = typer.Option(16, "--num", "-n", min=1, help="Number of samples."),
+    out: Path = typer.Option(Path("grid.png"), "--out", "-o", help="Image file to write (PNG)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for picking samples and augmenting them."),
+    eval_pipeline: bool = typer.Option(False, "--eval", help="Use the eval pipeline (resize only) instead."),
+    overrides: Optional[List[str]] = SetOption,
+) -> None:
+    """Draw augmented samples with their boxes and class names into a grid image."""
+    from detect.data.show import show_samples
+
+    cfg = _load(config, overrides)
+    path = show_samples(cfg, split or cfg.data.train_split, num, out, seed=seed, train=not eval_pipeline)
+    typer.echo(f"wrote {path}")
+
+
 # ---------------------------------------------------------------------------------------------------
 # detect eval
 

@@ -1,0 +1,180 @@
+"""Batches: transformed datasets, the padding collate, aspect-ratio grouping and the DataLoader.
+
+    images, targets = batch
+        images   float32 [B, 3, H, W]: each image top-left, zeros (the mean, once normalised) after it;
+                 H and W multiples of `size_divisible`
+        targets  list of B transformed target dicts (see transforms.py): image_size, scale, boxes ...
+
+A raw dataset may return None for a sample it skipped; the collate drops such items (a batch may then
+be smaller, and an all-None batch is `None`). Aspect-ratio grouping needs each image's size without
+decoding it: the raw dataset should offer `image_size(index) -> (h, w)`; without it the loader falls
+back to the samples' annotated sizes (`dataset.samples[i].annotated_size`), else reads every image once.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Iterator, Sequence
+
+import cv2
+import torch
+from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler, SequentialSampler
+
+from detect.config import AugmentConfig, DataConfig, InputConfig
+
+
+class TransformedDataset(Dataset):
+    """`raw_dataset[i]` passed through `transforms`; None (a skipped sample) stays None."""
+
+    def __init__(self, raw_dataset, transforms) -> None:
+        self.raw = raw_dataset
+        self.transforms = transforms
+        self.class_names = list(getattr(raw_dataset, "class_names", []))
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def __getitem__(self, index: int):
+        item = self.raw[index]
+        if item is None:
+            return None
+        image, target = item
+        return self.transforms(image, target)
+
+
+def collate(batch: Sequence, size_divisible: int = 32):
+    """List of (image [3, h, w], target) -> (images [B, 3, H, W] zero-padded, list of targets)."""
+    batch = [item for item in batch if item is not None]
+    if not batch:
+        return None
+    images = [image for image, _ in batch]
+    height = _round_up(max(image.shape[1] for image in images), size_divisible)
+    width = _round_up(max(image.shape[2] for image in images), size_divisible)
+    padded = images[0].new_zeros((len(images), 3, height, width))
+    for slot, image in zip(padded, images):
+        slot[:, : image.shape[1], : image.shape[2]].copy_(image)
+    return padded, [target for _, target in batch]
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return int(math.ceil(value / multiple) * multiple)
+
+
+class Collate:
+    """`collate` with a fixed `size_divisible` (a picklable callable for worker processes)."""
+
+    def __init__(self, size_divisible: int) -> None:
+        self.size_divisible = size_divisible
+
+    def __call__(self, batch):
+        return collate(batch, self.size_divisible)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Aspect-ratio grouping
+
+
+def aspect_ratios(raw_dataset) -> list[float]:
+    """Width / height of every image, as cheaply as the dataset allows (see the module docstring)."""
+    if hasattr(raw_dataset, "image_size"):
+        sizes = [raw_dataset.image_size(i) for i in range(len(raw_dataset))]
+    elif hasattr(raw_dataset, "samples") and all(
+        getattr(s, "annotated_size", None) for s in raw_dataset.samples
+    ):
+        sizes = [s.annotated_size for s in raw_dataset.samples]
+    else:
+        sizes = [raw_dataset[i][0].shape[:2] for i in range(len(raw_dataset))]
+    return [w / h for h, w in sizes]
+
+
+class GroupedBatchSampler(BatchSampler):
+    """Batches of indices from `sampler` whose images share an aspect-ratio group (landscape vs.
+    portrait by default: `boundaries` split width/height), so padding wastes little. Each group fills
+    its own batch; leftovers are emitted at the end (unless drop_last), grouped as far as possible."""
+
+    def __init__(self, sampler: Sampler, ratios: Sequence[float], batch_size: int, drop_last: bool = False,
+                 boundaries: Sequence[float] = (1.0,)) -> None:
+        self.sampler = sampler
+        self.groups = [sum(r > b for b in boundaries) for r in ratios]
+        self.batch_size = batch_size
+        self.drop_last = drop_last
+
+    def __iter__(self) -> Iterator[list[int]]:
+        buckets: dict[int, list[int]] = {}
+        for index in self.sampler:
+            bucket = buckets.setdefault(self.groups[index], [])
+            bucket.append(index)
+            if len(bucket) == self.batch_size:
+                yield list(bucket)
+                bucket.clear()
+        leftovers = [index for group in sorted(buckets) for index in buckets[group]]
+        for start in range(0, len(leftovers), self.batch_size):
+            batch = leftovers[start : start + self.batch_size]
+            if len(batch) == self.batch_size or not self.drop_last:
+                yield batch
+
+    def __len__(self) -> int:
+        count = len(self.sampler)
+        return count // self.batch_size if self.drop_last else math.ceil(count / self.batch_size)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The DataLoader
+
+
+class WorkerInit:
+    """Seeds each worker's augmentations from the worker's own torch seed (differs per worker and per
+    epoch), and keeps OpenCV single-threaded there: the workers are the parallelism."""
+
+    def __call__(self, worker_id: int) -> None:
+        info = torch.utils.data.get_worker_info()
+        seed = info.seed % 2**32
+        random.seed(seed)
+        cv2.setNumThreads(1)
+        transforms = getattr(info.dataset, "transforms", None)
+        if hasattr(transforms, "set_seed"):
+            transforms.set_seed(seed)
+
+
+def build_dataloader(data_cfg: DataConfig, input_cfg: InputConfig, augment_cfg: AugmentConfig, split: str,
+                     train: bool, batch_size: int, distributed: bool = False, seed: int = 0,
+                     raw_dataset=None) -> DataLoader:
+    """The DataLoader of `split`: shuffled, augmented and (optionally) aspect-grouped when `train`.
+
+    `distributed` (or a running torch.distributed group) shards the data with a DistributedSampler;
+    call `loader.sampler.set_epoch(epoch)` (or `loader.batch_sampler.sampler`) each epoch then.
+    `raw_dataset` replaces `build_dataset(data_cfg, split)` (tests, in-memory data).
+    """
+    from detect.data.transforms import build_transforms
+
+    if raw_dataset is None:
+        from detect.data.build import build_dataset
+
+        raw_dataset = build_dataset(data_cfg, split, training=train)
+    transforms = build_transforms(input_cfg, augment_cfg, train=train)
+    transforms.set_seed(seed)  # the main process's stream, used when num_workers == 0
+    dataset = TransformedDataset(raw_dataset, transforms)
+    generator = torch.Generator().manual_seed(seed)
+    distributed = distributed or (torch.distributed.is_available() and torch.distributed.is_initialized())
+    if distributed:
+        sampler = DistributedSampler(dataset, shuffle=train, seed=seed, drop_last=False)
+    elif train:
+        sampler = RandomSampler(dataset, generator=generator)
+    else:
+        sampler = SequentialSampler(dataset)
+    if train and data_cfg.aspect_ratio_grouping:
+        batch_sampler = GroupedBatchSampler(sampler, aspect_ratios(raw_dataset), batch_size, drop_last=False)
+    else:
+        batch_sampler = BatchSampler(sampler, batch_size, drop_last=False)
+    workers = data_cfg.num_workers
+    return DataLoader(
+        dataset,
+        batch_sampler=batch_sampler,
+        num_workers=workers,
+        collate_fn=Collate(input_cfg.size_divisible),
+        pin_memory=data_cfg.pin_memory and torch.cuda.is_available(),
+        persistent_workers=data_cfg.persistent_workers and workers > 0,
+        worker_init_fn=WorkerInit() if workers > 0 else None,
+        generator=generator,
+    )

@@ -1,0 +1,53 @@
+"""`detect data show`: augmented training samples, de-normalised, with their boxes, in one grid image."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from detect.config import Config
+from detect.draw import draw_boxes, make_grid
+from detect.errors import DataError
+
+
+def denormalise(image: torch.Tensor, mean, std) -> np.ndarray:
+    """float32 [3, h, w] normalised -> uint8 RGB [h, w, 3]."""
+    mean_t = torch.tensor(mean).view(3, 1, 1)
+    std_t = torch.tensor(std).view(3, 1, 1)
+    pixels = ((image * std_t + mean_t) * 255).clamp(0, 255).round().to(torch.uint8)
+    return pixels.permute(1, 2, 0).contiguous().numpy()
+
+
+def show_samples(cfg: Config, split: str, num: int, out: Path, seed: int = 0, train: bool = True,
+                 raw_dataset=None) -> Path:
+    """Draws `num` samples of `split` through the training (or eval) pipeline into a PNG at `out`."""
+    from detect.data.transforms import build_transforms
+
+    if raw_dataset is None:
+        from detect.data.build import build_dataset
+
+        raw_dataset = build_dataset(cfg.data, split, training=train)
+    if len(raw_dataset) == 0:
+        raise DataError(f"split '{split}' of {cfg.data.root} has no images")
+    transforms = build_transforms(cfg.input, cfg.augment, train=train)
+    transforms.set_seed(seed)
+    indices = np.random.default_rng(seed).permutation(len(raw_dataset))[:num]
+    tiles = []
+    for index in indices.tolist():
+        item = raw_dataset[index]
+        if item is None:
+            continue
+        image, target = transforms(*item)
+        h, w = target["image_size"].tolist()
+        picture = denormalise(image[:, :h, :w], cfg.input.mean, cfg.input.std)
+        tiles.append(draw_boxes(picture, target["boxes"].numpy(), target["labels"].numpy(), raw_dataset.class_names))
+    grid = make_grid(tiles, columns=math.ceil(math.sqrt(len(tiles))))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(out), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)):
+        raise DataError(f"{out}: cannot write the image (is the extension .png or .jpg?)")
+    return out

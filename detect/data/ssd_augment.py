@@ -1,0 +1,233 @@
+"""The SSD paper's augmentations (Liu et al., 2016, section 2.2 and the "zoom out" trick of section 3.6)
+written as albumentations transforms, so they compose with the library's own under one `BboxParams`.
+
+albumentations has no IoU-constrained crop of the SSD kind (RandomSizedBBoxSafeCrop keeps every box
+instead), no zoom-out filled with the mean, and no photometric distortion in the SSD's random order, so
+these three are ours. They draw their randomness from `self.py_random`, which `Compose.set_random_seed`
+seeds: that keeps DataLoader workers apart and runs reproducible.
+
+Boxes reach `apply_to_bboxes` in albumentations' internal format: float [N, 4 + extra] with x_min,
+y_min, x_max, y_max normalised to 0..1 by the image's width and height; extra columns carry labels.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import albumentations as A
+import cv2
+import numpy as np
+from albumentations.augmentations.crops.transforms import BaseCrop
+
+
+class PhotometricDistort(A.ImageOnlyTransform):
+    """SSD photometric distortions on uint8 RGB: each of brightness, contrast, saturation, hue and a
+    channel-order shuffle is applied with probability 1/2; contrast comes either first or last (chosen
+    at random), as in the SSD reference implementation.
+
+    Brightness and contrast are one lookup table each (fast on uint8); saturation and hue go through
+    OpenCV's HSV (hue in 0..179 there, so `hue_delta` is in degrees and halved).
+    """
+
+    def __init__(
+        self,
+        brightness_delta: float = 32.0,
+        contrast_range: tuple[float, float] = (0.5, 1.5),
+        saturation_range: tuple[float, float] = (0.5, 1.5),
+        hue_delta: float = 18.0,
+        p: float = 0.5,
+    ) -> None:
+        super().__init__(p=p)
+        if not 0 <= brightness_delta <= 255:
+            raise ValueError(f"brightness_delta must be in 0..255, got {brightness_delta}")
+        if not 0 <= hue_delta <= 180:
+            raise ValueError(f"hue_delta must be in 0..180 degrees, got {hue_delta}")
+        for name, (low, high) in (("contrast_range", contrast_range), ("saturation_range", saturation_range)):
+            if not 0 <= low <= high:
+                raise ValueError(f"{name} must be [low, high] with 0 <= low <= high, got {[low, high]}")
+        self.brightness_delta = float(brightness_delta)
+        self.contrast_range = tuple(contrast_range)
+        self.saturation_range = tuple(saturation_range)
+        self.hue_delta = float(hue_delta)
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        rnd = self.py_random
+        coin = lambda: rnd.random() < 0.5  # noqa: E731
+        order = list(range(3))
+        rnd.shuffle(order)
+        return {
+            "brightness": rnd.uniform(-self.brightness_delta, self.brightness_delta) if coin() else 0.0,
+            "contrast": rnd.uniform(*self.contrast_range) if coin() else 1.0,
+            "contrast_first": coin(),
+            "saturation": rnd.uniform(*self.saturation_range) if coin() else 1.0,
+            "hue": rnd.uniform(-self.hue_delta, self.hue_delta) if coin() else 0.0,
+            "channel_order": order if coin() else [0, 1, 2],
+        }
+
+    def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
+        if img.dtype != np.uint8:
+            raise TypeError("PhotometricDistort expects a uint8 image")
+        # Brightness then (optionally) contrast are both affine in the pixel value: one LUT.
+        contrast_first = params["contrast_first"]
+        gain = params["contrast"] if contrast_first else 1.0
+        img = _affine_lut(img, gain, params["brightness"] * gain)
+        img = _saturation_hue(img, params["saturation"], params["hue"])
+        if not contrast_first:
+            img = _affine_lut(img, params["contrast"], 0.0)
+        if params["channel_order"] != [0, 1, 2]:
+            img = np.ascontiguousarray(img[..., params["channel_order"]])
+        return img
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("brightness_delta", "contrast_range", "saturation_range", "hue_delta")
+
+
+def _affine_lut(img: np.ndarray, gain: float, offset: float) -> np.ndarray:
+    """value -> clip(value * gain + offset) through a 256-entry table; a no-op skips the work."""
+    if gain == 1.0 and offset == 0.0:
+        return img
+    table = np.clip(np.arange(256, dtype=np.float32) * gain + offset, 0, 255).round().astype(np.uint8)
+    return cv2.LUT(img, table)
+
+
+def _saturation_hue(img: np.ndarray, saturation: float, hue_degrees: float) -> np.ndarray:
+    if saturation == 1.0 and hue_degrees == 0.0:
+        return img
+    hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
+    if hue_degrees != 0.0:
+        hue_table = ((np.arange(256) + round(hue_degrees / 2)) % 180).astype(np.uint8)
+        hsv[..., 0] = cv2.LUT(hsv[..., 0], hue_table)
+    if saturation != 1.0:
+        sat_table = np.clip(np.arange(256) * saturation, 0, 255).round().astype(np.uint8)
+        hsv[..., 1] = cv2.LUT(hsv[..., 1], sat_table)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+
+class Expand(A.DualTransform):
+    """Zoom out: place the image at a random spot on a canvas `ratio` times its size (ratio uniform in
+    [1, max_ratio]) filled with `fill` (the dataset mean, in 0..255), so objects become smaller."""
+
+    def __init__(self, max_ratio: float = 4.0, fill: tuple[float, float, float] = (124, 116, 104), p: float = 0.5):
+        super().__init__(p=p)
+        if not max_ratio >= 1.0:
+            raise ValueError(f"max_ratio must be >= 1, got {max_ratio}")
+        self.max_ratio = float(max_ratio)
+        self.fill = tuple(float(v) for v in fill)
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        height, width = params["shape"][:2]
+        ratio = self.py_random.uniform(1.0, self.max_ratio)
+        out_h, out_w = int(height * ratio), int(width * ratio)
+        top = self.py_random.randint(0, out_h - height)
+        left = self.py_random.randint(0, out_w - width)
+        return {"canvas": (out_h, out_w), "offset": (top, left), "in_shape": (height, width)}
+
+    def apply(self, img: np.ndarray, canvas=(0, 0), offset=(0, 0), **params: Any) -> np.ndarray:
+        (out_h, out_w), (top, left) = canvas, offset
+        height, width = img.shape[:2]
+        # copyMakeBorder fills the margin in one pass (faster than allocating and pasting).
+        return cv2.copyMakeBorder(
+            img, top, out_h - height - top, left, out_w - width - left, cv2.BORDER_CONSTANT,
+            value=self.fill[: img.shape[2]] if img.ndim == 3 else self.fill[0],
+        )
+
+    def apply_to_bboxes(self, bboxes: np.ndarray, canvas=(0, 0), offset=(0, 0), in_shape=(0, 0), **params):
+        (out_h, out_w), (top, left), (height, width) = canvas, offset, in_shape
+        out = bboxes.copy()
+        out[:, [0, 2]] = (bboxes[:, [0, 2]] * width + left) / out_w
+        out[:, [1, 3]] = (bboxes[:, [1, 3]] * height + top) / out_h
+        return out
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("max_ratio", "fill")
+
+
+class IoURandomCrop(BaseCrop):
+    """The SSD crop: pick a minimum IoU from `min_ious` (None: keep the whole image); try up to
+    `max_trials` patches of side `min_scale`..1 of the image and aspect ratio (w/h) within
+    `aspect_range`; accept the first whose IoU with some box is at least that minimum and that holds
+    at least one box centre. Boxes whose centre falls outside the patch are dropped (the paper's rule);
+    the rest are clipped to it. An image without boxes gets an unconstrained patch. When no trial
+    succeeds, the image is left whole.
+    """
+
+    def __init__(
+        self,
+        min_ious: tuple[float | None, ...] = (None, 0.1, 0.3, 0.5, 0.7, 0.9),
+        min_scale: float = 0.3,
+        aspect_range: tuple[float, float] = (0.5, 2.0),
+        max_trials: int = 50,
+        p: float = 1.0,
+    ) -> None:
+        super().__init__(p=p)
+        if not min_ious:
+            raise ValueError("min_ious must list at least one value (null keeps the whole image)")
+        for value in min_ious:
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"min_ious values must be null or in 0..1, got {value}")
+        if not 0.0 < min_scale <= 1.0:
+            raise ValueError(f"min_scale must be in (0, 1], got {min_scale}")
+        if not 0.0 < aspect_range[0] <= aspect_range[1]:
+            raise ValueError(f"aspect_range must be [low, high] with 0 < low <= high, got {list(aspect_range)}")
+        if max_trials < 1:
+            raise ValueError(f"max_trials must be >= 1, got {max_trials}")
+        self.min_ious = tuple(min_ious)
+        self.min_scale = float(min_scale)
+        self.aspect_range = (float(aspect_range[0]), float(aspect_range[1]))
+        self.max_trials = int(max_trials)
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        height, width = params["shape"][:2]
+        whole = (0, 0, width, height)
+        min_iou = self.py_random.choice(self.min_ious)
+        if min_iou is None:
+            return {"crop_coords": whole}
+        bboxes = np.asarray(data.get("bboxes", np.zeros((0, 4))), dtype=np.float64)
+        boxes = bboxes[:, :4] * np.array([width, height, width, height])
+        for _ in range(self.max_trials):
+            crop = self._sample_patch(height, width)
+            if crop is None:
+                continue
+            if len(boxes) == 0:
+                return {"crop_coords": crop}
+            if _iou_with_patch(boxes, crop).max() >= min_iou and _centres_inside(boxes, crop).any():
+                return {"crop_coords": crop}
+        return {"crop_coords": whole}
+
+    def _sample_patch(self, height: int, width: int) -> tuple[int, int, int, int] | None:
+        rnd = self.py_random
+        crop_w = rnd.uniform(self.min_scale, 1.0) * width
+        crop_h = rnd.uniform(self.min_scale, 1.0) * height
+        if not self.aspect_range[0] <= crop_w / crop_h <= self.aspect_range[1]:
+            return None
+        crop_w, crop_h = max(1, int(crop_w)), max(1, int(crop_h))
+        left = rnd.randint(0, width - crop_w)
+        top = rnd.randint(0, height - crop_h)
+        return (left, top, left + crop_w, top + crop_h)
+
+    def apply_to_bboxes(self, bboxes: np.ndarray, crop_coords=(0, 0, 0, 0), **params: Any) -> np.ndarray:
+        height, width = params["shape"][:2]
+        if len(bboxes) and tuple(crop_coords) != (0, 0, width, height):
+            boxes = bboxes[:, :4] * np.array([width, height, width, height])
+            bboxes = bboxes[_centres_inside(boxes, crop_coords)]
+        return super().apply_to_bboxes(bboxes, crop_coords=crop_coords, **params)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("min_ious", "min_scale", "aspect_range", "max_trials")
+
+
+def _iou_with_patch(boxes: np.ndarray, patch: tuple[int, int, int, int]) -> np.ndarray:
+    """IoU of each box [N, 4] (pixels) with one patch (x0, y0, x1, y1) -> [N]."""
+    x0, y0, x1, y1 = patch
+    inter_w = (np.minimum(boxes[:, 2], x1) - np.maximum(boxes[:, 0], x0)).clip(min=0)
+    inter_h = (np.minimum(boxes[:, 3], y1) - np.maximum(boxes[:, 1], y0)).clip(min=0)
+    inter = inter_w * inter_h
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / (areas + (x1 - x0) * (y1 - y0) - inter)
+
+
+def _centres_inside(boxes: np.ndarray, patch: tuple[int, int, int, int]) -> np.ndarray:
+    x0, y0, x1, y1 = patch
+    cx = (boxes[:, 0] + boxes[:, 2]) / 2
+    cy = (boxes[:, 1] + boxes[:, 3]) / 2
+    return (cx > x0) & (cx < x1) & (cy > y0) & (cy < y1)

@@ -1,0 +1,93 @@
+"""Collate padding, dropped samples, aspect-ratio grouping and the DataLoader on an in-memory dataset."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from detect.config import AugmentConfig, DataConfig, InputConfig
+from detect.data.loader import GroupedBatchSampler, aspect_ratios, build_dataloader, collate
+
+
+class TinyDataset:
+    """Raw items per the dataset contract: landscape and portrait images with one box each."""
+
+    class_names = ["thing"]
+
+    def __init__(self, sizes):
+        self.sizes = sizes
+
+    def __len__(self):
+        return len(self.sizes)
+
+    def image_size(self, index):
+        return self.sizes[index]
+
+    def __getitem__(self, index):
+        h, w = self.sizes[index]
+        image = np.full((h, w, 3), index, np.uint8)
+        target = {"boxes": np.array([[1, 1, w - 1, h - 1]], np.float32), "labels": np.array([1]),
+                  "difficult": np.zeros(1, bool), "iscrowd": np.zeros(1, bool), "image_id": index,
+                  "orig_size": np.array([h, w])}
+        return image, target
+
+
+def item(h, w, value=1.0):
+    return torch.full((3, h, w), value), {"image_size": torch.tensor([h, w])}
+
+
+def test_collate_pads_to_multiples_with_zeros():
+    images, targets = collate([item(50, 70, 1.0), item(65, 33, 2.0)], size_divisible=32)
+    assert images.shape == (2, 3, 96, 96)
+    assert torch.all(images[0, :, :50, :70] == 1.0) and images[0, :, 50:].abs().sum() == 0
+    assert images[0, :, :, 70:].abs().sum() == 0
+    assert torch.all(images[1, :, :65, :33] == 2.0) and images[1, :, :, 33:].abs().sum() == 0
+    assert len(targets) == 2
+    images, _ = collate([item(64, 32)], size_divisible=1)
+    assert images.shape == (1, 3, 64, 32)
+
+
+def test_collate_drops_skipped_samples():
+    images, targets = collate([None, item(10, 10), None], size_divisible=8)
+    assert images.shape == (1, 3, 16, 16) and len(targets) == 1
+    assert collate([None, None]) is None
+
+
+def test_grouped_batches_share_orientation():
+    sizes = [(100, 200), (200, 100)] * 10 + [(120, 160)] * 3
+    ratios = aspect_ratios(TinyDataset(sizes))
+    sampler = torch.utils.data.RandomSampler(range(len(sizes)), generator=torch.Generator().manual_seed(0))
+    batches = list(GroupedBatchSampler(sampler, ratios, batch_size=4))
+    full = [b for b in batches if len(b) == 4]
+    for batch in full[:-1]:  # the leftovers at the end may mix
+        assert len({ratios[i] > 1 for i in batch}) == 1
+    assert sorted(i for b in batches for i in b) == list(range(len(sizes)))
+    assert len(batches) <= len(GroupedBatchSampler(sampler, ratios, batch_size=4)) + 1
+
+
+def test_dataloader_batches_and_targets():
+    sizes = [(60, 80), (80, 60), (50, 50), (70, 90), (90, 40)]
+    data_cfg = DataConfig(num_workers=0, aspect_ratio_grouping=True)
+    input_cfg = InputConfig(resize="keep_ratio", min_size=64, max_size=96, size_divisible=32)
+    loader = build_dataloader(data_cfg, input_cfg, AugmentConfig(), "train", train=True, batch_size=2,
+                              raw_dataset=TinyDataset(sizes))
+    seen = []
+    for images, targets in loader:
+        assert images.dim() == 4 and images.shape[2] % 32 == 0 and images.shape[3] % 32 == 0
+        sizes_b = torch.stack([t["image_size"] for t in targets])
+        assert (sizes_b[:, 0] <= images.shape[2]).all() and (sizes_b[:, 1] <= images.shape[3]).all()
+        seen += [t["image_id"] for t in targets]
+    assert sorted(seen) == list(range(len(sizes)))
+
+
+def test_dataloader_with_workers_gives_workers_different_augmentations():
+    sizes = [(40, 40)] * 8
+    data_cfg = DataConfig(num_workers=2, persistent_workers=True)
+    from detect.config import TransformSpec
+
+    augment = AugmentConfig(train=[TransformSpec(name="shift", p=1.0, limit=0.3)], min_visibility=0.0)
+    input_cfg = InputConfig(resize="fixed", size=40, size_divisible=8)
+    loader = build_dataloader(data_cfg, input_cfg, augment, "train", train=True, batch_size=1,
+                              raw_dataset=TinyDataset(sizes), seed=3)
+    boxes = [tuple(targets[0]["boxes"][0].tolist()) for _, targets in loader]
+    assert len(boxes) == 8 and len(set(boxes)) > 4
