@@ -76,6 +76,10 @@ class TrainSession:
     resume_rng: dict | None = None  # RNG states to restore after skipping the trained batches
     # Test hook: behave as Ctrl-C once this many optimiser steps are done.
     interrupt_after_steps: int | None = None
+    # Buffers (BatchNorm statistics) and RNG states as they were after the last optimiser step: a
+    # Ctrl-C between steps saves these, so the batches replayed on resume start from the same state.
+    boundary_buffers: list[torch.Tensor] | None = None
+    boundary_rng: dict | None = None
 
     def autocast(self):
         return autocast_context(self.config, self.device)
@@ -185,7 +189,7 @@ def make_session(config: Config, model: nn.Module, class_names: Sequence[str], d
 # Checkpoints
 
 
-def checkpoint_state(session: TrainSession) -> dict:
+def checkpoint_state(session: TrainSession, rng: dict | None = None) -> dict:
     state = session.state
     return {
         "model": session.module.state_dict(),
@@ -200,15 +204,15 @@ def checkpoint_state(session: TrainSession) -> dict:
         "batch_in_epoch": state.batch_in_epoch,
         "best_metric": state.best_metric,
         "nonfinite_skipped": state.nonfinite_skipped,
-        "rng": rng_states(),
+        "rng": rng if rng is not None else rng_states(),
     }
 
 
-def save(session: TrainSession, name: str) -> Path | None:
+def save(session: TrainSession, name: str, rng: dict | None = None) -> Path | None:
     """Writes `name` (last.pt / best.pt) in the run folder, on rank 0 only."""
     if session.run_dir is None or not dist_utils.is_main():
         return None
-    return save_checkpoint(checkpoint_state(session), session.run_dir / name)
+    return save_checkpoint(checkpoint_state(session, rng), session.run_dir / name)
 
 
 def restore(session: TrainSession, checkpoint: dict) -> None:
@@ -252,6 +256,24 @@ def current_lr(session: TrainSession) -> float:
     return max(group["lr"] for group in session.optimizer.param_groups if group.get("name", "").startswith("heads")) \
         if any(group.get("name", "").startswith("heads") for group in session.optimizer.param_groups) \
         else session.optimizer.param_groups[0]["lr"]
+
+
+def remember_boundary(session: TrainSession) -> None:
+    """Copies the buffers (device to device, no host sync) and the RNG states (a few kB on the host)."""
+    buffers = [buffer.detach() for buffer in session.module.buffers()]
+    if session.boundary_buffers is None:
+        session.boundary_buffers = [buffer.clone() for buffer in buffers]
+    elif buffers:
+        torch._foreach_copy_(session.boundary_buffers, buffers)
+    session.boundary_rng = rng_states()
+
+
+def rewind_to_boundary(session: TrainSession) -> None:
+    """Puts back the buffers of the last optimiser step (before saving an interrupted run)."""
+    if session.boundary_buffers is not None:
+        with torch.no_grad():
+            for buffer, saved in zip(session.module.buffers(), session.boundary_buffers):
+                buffer.copy_(saved)
 
 
 def optimizer_step(session: TrainSession) -> None:
@@ -313,9 +335,11 @@ def train_one_epoch(session: TrainSession, loader) -> dict[str, float]:
         for index, (images, targets) in enumerate(loader):
             if index < skip:
                 continue
-            if index == skip and session.resume_rng is not None:
-                restore_rng_states(session.resume_rng)
-                session.resume_rng = None
+            if index == skip:
+                if session.resume_rng is not None:
+                    restore_rng_states(session.resume_rng)
+                    session.resume_rng = None
+                remember_boundary(session)
             images = images.to(device, non_blocking=True)
             if train_cfg.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
@@ -334,6 +358,8 @@ def train_one_epoch(session: TrainSession, loader) -> dict[str, float]:
                 # so every rank takes the same branch.
                 if not dist_utils.all_finite(loss):
                     handle_nonfinite(session, losses, targets, index)
+                    state.batch_in_epoch = index + 1
+                    progress.update(1)
                     continue
                 scaled = loss / accumulate
                 if session.scaler is not None:
@@ -343,11 +369,14 @@ def train_one_epoch(session: TrainSession, loader) -> dict[str, float]:
                 sums[key] = sums.get(key, 0) + value.detach().float()
             counted += 1
             window_images += images.shape[0] * dist_utils.world_size()
-            state.batch_in_epoch = index + 1
             progress.update(1)
             if not boundary:
                 continue
             optimizer_step(session)
+            # Counted only once the step is taken: an interruption inside an accumulation group
+            # replays the whole group on resume (its gradients were not saved).
+            state.batch_in_epoch = index + 1
+            remember_boundary(session)
             if state.step % train_cfg.log_every == 0:
                 rate = window_images / max(time.perf_counter() - window_start, 1e-9)
                 log_step(session, losses, rate, progress)
@@ -472,7 +501,8 @@ def fit(session: TrainSession, train_loader, val_loader=None) -> dict | None:
                     save(session, "best.pt")
             save(session, "last.pt")
     except KeyboardInterrupt:
-        path = save(session, "last.pt")
+        rewind_to_boundary(session)
+        path = save(session, "last.pt", rng=session.boundary_rng)
         if path is not None:
             session.logger.info(f"interrupted at step {state.step} (epoch {state.epoch + 1}, batch "
                                 f"{state.batch_in_epoch}); wrote {path}; continue with --resume auto")

@@ -68,6 +68,24 @@ def test_interrupt_and_resume_continue_exactly(tmp_path, stop_at):
     assert f"interrupted at step {stop_at}" in log and "resumed from" in log
 
 
+def test_ctrl_c_inside_an_accumulation_group_replays_the_group(tmp_path):
+    config = doubles.tiny_config(epochs=2, accumulate=2, warmup_iters=2)
+    straight = load_checkpoint(train(config, tmp_path / "straight") / "last.pt")
+
+    def interrupted_model(config, num_classes):
+        model = doubles.TinyDetector(num_classes)
+        model.interrupt_at_call = 6  # epoch 2, the second batch of its first group
+        return model
+
+    with pytest.raises(KeyboardInterrupt):
+        run_training(config, output_dir=tmp_path / "cut", device="cpu", build_loaders_fn=doubles.build_loaders,
+                     build_model_fn=interrupted_model)
+    cut = load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert (cut["epoch"], cut["step"], cut["batch_in_epoch"]) == (1, 2, 0)
+    resumed = load_checkpoint(train(config, tmp_path / "cut", resume="auto") / "last.pt")
+    _assert_same_training_state(straight, resumed)
+
+
 def test_nonfinite_loss_stops_naming_step_and_images(tmp_path, monkeypatch):
     def nan_model(config, num_classes):
         model = doubles.TinyDetector(num_classes)
