@@ -252,10 +252,10 @@ def image_ids(targets: Sequence[dict]) -> list:
 
 
 def current_lr(session: TrainSession) -> float:
-    """The heads' learning rate (the base lr of the schedule; the backbone's may be a multiple)."""
-    return max(group["lr"] for group in session.optimizer.param_groups if group.get("name", "").startswith("heads")) \
-        if any(group.get("name", "").startswith("heads") for group in session.optimizer.param_groups) \
-        else session.optimizer.param_groups[0]["lr"]
+    """The heads' learning rate (the schedule's base; the backbone's may be a multiple of it)."""
+    groups = session.optimizer.param_groups
+    heads = [group["lr"] for group in groups if group.get("name", "").startswith("heads")]
+    return max(heads) if heads else groups[0]["lr"]
 
 
 def remember_boundary(session: TrainSession) -> None:
@@ -452,7 +452,7 @@ def run_evaluation(session: TrainSession, val_loader, final: bool = False) -> di
 
 def log_val_images(session: TrainSession, val_loader, count: int = 4) -> None:
     """A few validation images with their detections drawn, to TensorBoard."""
-    if session.logger._tb is None:
+    if not session.logger.has_tensorboard:
         return
     from detect.engine.visualize import draw_batch_detections
 
