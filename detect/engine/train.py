@@ -40,7 +40,7 @@ from detect.engine.ema import ModelEMA
 from detect.engine.evaluate import evaluate, headline_map, run_detector
 from detect.engine.logger import RunLogger
 from detect.engine.optim import build_optimizer, build_scheduler
-from detect.errors import DetectError
+from detect.errors import CheckpointError, DetectError
 
 
 class NonFiniteLossError(DetectError):
@@ -217,8 +217,12 @@ def save(session: TrainSession, name: str, rng: dict | None = None) -> Path | No
 
 def restore(session: TrainSession, checkpoint: dict) -> None:
     """Loads everything a checkpoint holds into the session (the inverse of checkpoint_state)."""
-    session.module.load_state_dict(checkpoint["model"])
-    session.optimizer.load_state_dict(checkpoint["optimizer"])
+    try:
+        session.module.load_state_dict(checkpoint["model"])
+        session.optimizer.load_state_dict(checkpoint["optimizer"])
+    except (RuntimeError, ValueError) as error:
+        raise CheckpointError(f"the checkpoint to resume does not fit this config's model "
+                              f"({str(error).strip().splitlines()[0]}); resume with the config it was trained with") from None
     session.scheduler.load_state_dict(checkpoint["scheduler"])
     if session.scaler is not None and checkpoint.get("scaler") is not None:
         session.scaler.load_state_dict(checkpoint["scaler"])

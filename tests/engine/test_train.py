@@ -9,6 +9,7 @@ import torch
 
 from detect.engine.checkpoint import load_checkpoint
 from detect.engine.train import NonFiniteLossError, run_training
+from detect.errors import CheckpointError
 from tests.engine import doubles
 
 
@@ -115,6 +116,18 @@ def test_nonfinite_loss_skip_counts_and_continues(tmp_path):
 
 
 def test_gradient_accumulation_counts_optimizer_steps(tmp_path):
-    run_dir = train(doubles.tiny_config(epochs=1, accumulate=2, clip_grad_norm=1.0, optimizer="adamw"), tmp_path)
+    run_dir = train(doubles.tiny_config(epochs=1, accumulate=2, clip_grad_norm=1.0, optimizer="adamw", channels_last=True), tmp_path)
     checkpoint = load_checkpoint(run_dir / "last.pt")
     assert checkpoint["step"] == 2 and checkpoint["scheduler"]["last_epoch"] == 2
+
+
+def test_resume_with_another_model_is_a_one_line_error(tmp_path):
+    train(doubles.tiny_config(epochs=1), tmp_path)
+
+    def wider_model(config, num_classes):
+        return doubles.TinyDetector(num_classes + 1)
+
+    with pytest.raises(CheckpointError) as raised:
+        run_training(doubles.tiny_config(epochs=2), output_dir=tmp_path, device="cpu", resume="auto",
+                     build_loaders_fn=doubles.build_loaders, build_model_fn=wider_model)
+    assert "does not fit this config's model" in str(raised.value) and "\n" not in str(raised.value)
