@@ -14,7 +14,7 @@ from detect.models.build import build_model
 from detect.models.default_boxes import box_scales
 from detect.models.ssd import SSD, build_ssd
 
-STEPS_TINY = 60
+STEPS_TINY = 40
 
 
 # A 160 px input gives 20, 10, 5, 3, 1 maps on a ResNet trunk (stride 8 first).
@@ -31,7 +31,6 @@ def _model(backbone: str, size: int, num_classes: int = 3, **ssd) -> torch.nn.Mo
     [
         ("voc_ssd300", 300, [38, 19, 10, 5, 3, 1], 8732),
         ("voc_ssd512", 512, [64, 32, 16, 8, 4, 2, 1], 24564),
-        ("coco_ssd300", 300, [38, 19, 10, 5, 3, 1], 8732),
         ("synthetic_ssd", 192, [24, 12, 6, 3, 1], 3424),
     ],
 )
