@@ -6,3 +6,14 @@ import os
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 __version__ = "0.1.0"
+
+__all__ = ["Detector", "Detections", "__version__"]
+
+
+def __getattr__(name: str):
+    """`from detect import Detector` imports torch only when asked (keeps `import detect` light)."""
+    if name in ("Detector", "Detections"):
+        from detect import infer
+
+        return getattr(infer, name)
+    raise AttributeError(f"module 'detect' has no attribute {name!r}")

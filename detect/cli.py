@@ -221,6 +221,73 @@ def eval_command(
 
 
 # ---------------------------------------------------------------------------------------------------
+# detect infer / export
+
+
+@app.command("infer")
+def infer(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint written by detect train (.pt)."),
+    sources: List[str] = typer.Argument(
+        ..., help="Image files, folders (recursive), globs (quoted), videos, a camera index, rtsp/http URLs."
+    ),
+    out: Path = typer.Option(Path("runs/infer"), "--out", "-o", help="Folder for annotated images, videos, JSON."),
+    score_threshold: float = typer.Option(0.5, "--score-threshold", "-t", min=0.0, max=1.0, help="Keep detections scoring at least this."),
+    classes: Optional[str] = typer.Option(None, "--classes", help="Keep only these classes, comma-separated names."),
+    json_out: bool = typer.Option(False, "--json", help="Also write detections.json and detections_coco.json (images)."),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Images or video frames per model call."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Stop each video or stream after this many frames."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Detect objects in images, folders, globs, videos, cameras and streams; write annotated copies."""
+    import logging
+
+    from detect.infer import Detector, run_inference
+    from detect.sources import parse_sources
+
+    parse_sources(sources)  # a missing path fails now, before the model loads
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
+    detector = Detector.from_checkpoint(
+        checkpoint, device=device, score_threshold=score_threshold, classes=classes, batch_size=batch_size
+    )
+    summary = run_inference(detector, sources, out, write_json=json_out, max_frames=max_frames, progress=not quiet)
+    parts = []
+    if summary.images or summary.skipped:
+        parts.append(f"{summary.images} images" + (f" ({len(summary.skipped)} skipped)" if summary.skipped else ""))
+    if summary.videos:
+        parts.append(f"{summary.videos} videos ({summary.frames} frames)")
+    typer.echo(f"{', '.join(parts)}: {summary.detections} detections in {summary.seconds:.1f} s; results in {out}")
+
+
+@app.command("export")
+def export(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint written by detect train (.pt)."),
+    format: str = typer.Option("onnx", "--format", "-f", help="Export format (onnx)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file (default: next to the checkpoint, .onnx)."),
+    dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="Let the batch size vary at run time."),
+    opset: int = typer.Option(17, "--opset", min=11, help="ONNX opset (NonMaxSuppression needs 11 or later)."),
+    image_size: Optional[str] = typer.Option(
+        None, "--image-size", help="Input H,W (or one side) for keep-ratio configs; default: the padded max size."
+    ),
+    batch_size: int = typer.Option(1, "--batch-size", min=1, help="Batch size traced (fixed unless --dynamic-batch)."),
+) -> None:
+    """Export the model with its postprocess (NMS included) to ONNX; see docs/export.md for running it."""
+    from detect.export import export_onnx, parse_image_size
+
+    if format != "onnx":
+        raise DetectError(f"--format: only 'onnx' is supported, got '{format}'")
+    target = output or checkpoint.with_suffix(".onnx")
+    info = export_onnx(
+        checkpoint, target, opset=opset, dynamic_batch=dynamic_batch, image_size=parse_image_size(image_size),
+        batch_size=batch_size,
+    )
+    typer.echo(
+        f"wrote {target}: input images [{'B' if dynamic_batch else batch_size}, 3, {info['height']}, {info['width']}], "
+        f"outputs boxes/scores/labels padded to {info['max_detections']} per image, num_detections"
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
 
 
 def main(argv: Optional[List[str]] = None) -> None:

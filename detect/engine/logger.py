@@ -27,6 +27,10 @@ class RunLogger:
 
             self._tb = SummaryWriter(log_dir=str(run_dir))
 
+    @property
+    def has_tensorboard(self) -> bool:
+        return self._tb is not None
+
     def info(self, message: str) -> None:
         if not self.enabled:
             return

@@ -8,10 +8,11 @@
 The run folder holds config.yaml, train.log, metrics.jsonl, TensorBoard events, last.pt (every
 epoch, and on Ctrl-C) and best.pt (best validation mAP). See checkpoint.py for what a checkpoint holds.
 
-Exactness of resume: every epoch's data order and augmentation come from the global RNG seeded with
-`train.seed + epoch` just before the epoch's iterator is made (DistributedSampler: set_epoch), so a run
-resumed mid-epoch replays the same batches, skips those already trained, then restores the RNG states
-saved at the interruption.
+Exactness of resume: every epoch's data order and augmentation are reseeded from `train.seed + epoch`
+just before the epoch's iterator is made (`seed_epoch`), so a run resumed mid-epoch replays the same
+batches, skips those already trained, then restores the RNG states saved at the interruption. (With
+`data.persistent_workers` the workers keep their first epoch's seeds, so augmentation after a resume
+is equally random but not bit-identical.)
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import contextlib
 import math
 import os
 import random
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +40,7 @@ from detect.engine.ema import ModelEMA
 from detect.engine.evaluate import evaluate, headline_map, run_detector
 from detect.engine.logger import RunLogger
 from detect.engine.optim import build_optimizer, build_scheduler
-from detect.errors import DetectError
+from detect.errors import CheckpointError, DetectError
 
 
 class NonFiniteLossError(DetectError):
@@ -73,6 +76,10 @@ class TrainSession:
     resume_rng: dict | None = None  # RNG states to restore after skipping the trained batches
     # Test hook: behave as Ctrl-C once this many optimiser steps are done.
     interrupt_after_steps: int | None = None
+    # Buffers (BatchNorm statistics) and RNG states as they were after the last optimiser step: a
+    # Ctrl-C between steps saves these, so the batches replayed on resume start from the same state.
+    boundary_buffers: list[torch.Tensor] | None = None
+    boundary_rng: dict | None = None
 
     def autocast(self):
         return autocast_context(self.config, self.device)
@@ -182,7 +189,7 @@ def make_session(config: Config, model: nn.Module, class_names: Sequence[str], d
 # Checkpoints
 
 
-def checkpoint_state(session: TrainSession) -> dict:
+def checkpoint_state(session: TrainSession, rng: dict | None = None) -> dict:
     state = session.state
     return {
         "model": session.module.state_dict(),
@@ -197,21 +204,25 @@ def checkpoint_state(session: TrainSession) -> dict:
         "batch_in_epoch": state.batch_in_epoch,
         "best_metric": state.best_metric,
         "nonfinite_skipped": state.nonfinite_skipped,
-        "rng": rng_states(),
+        "rng": rng if rng is not None else rng_states(),
     }
 
 
-def save(session: TrainSession, name: str) -> Path | None:
+def save(session: TrainSession, name: str, rng: dict | None = None) -> Path | None:
     """Writes `name` (last.pt / best.pt) in the run folder, on rank 0 only."""
     if session.run_dir is None or not dist_utils.is_main():
         return None
-    return save_checkpoint(checkpoint_state(session), session.run_dir / name)
+    return save_checkpoint(checkpoint_state(session, rng), session.run_dir / name)
 
 
 def restore(session: TrainSession, checkpoint: dict) -> None:
     """Loads everything a checkpoint holds into the session (the inverse of checkpoint_state)."""
-    session.module.load_state_dict(checkpoint["model"])
-    session.optimizer.load_state_dict(checkpoint["optimizer"])
+    try:
+        session.module.load_state_dict(checkpoint["model"])
+        session.optimizer.load_state_dict(checkpoint["optimizer"])
+    except (RuntimeError, ValueError) as error:
+        raise CheckpointError(f"the checkpoint to resume does not fit this config's model "
+                              f"({str(error).strip().splitlines()[0]}); resume with the config it was trained with") from None
     session.scheduler.load_state_dict(checkpoint["scheduler"])
     if session.scaler is not None and checkpoint.get("scaler") is not None:
         session.scaler.load_state_dict(checkpoint["scaler"])
@@ -245,10 +256,28 @@ def image_ids(targets: Sequence[dict]) -> list:
 
 
 def current_lr(session: TrainSession) -> float:
-    """The heads' learning rate (the base lr of the schedule; the backbone's may be a multiple)."""
-    return max(group["lr"] for group in session.optimizer.param_groups if group.get("name", "").startswith("heads")) \
-        if any(group.get("name", "").startswith("heads") for group in session.optimizer.param_groups) \
-        else session.optimizer.param_groups[0]["lr"]
+    """The heads' learning rate (the schedule's base; the backbone's may be a multiple of it)."""
+    groups = session.optimizer.param_groups
+    heads = [group["lr"] for group in groups if group.get("name", "").startswith("heads")]
+    return max(heads) if heads else groups[0]["lr"]
+
+
+def remember_boundary(session: TrainSession) -> None:
+    """Copies the buffers (device to device, no host sync) and the RNG states (a few kB on the host)."""
+    buffers = [buffer.detach() for buffer in session.module.buffers()]
+    if session.boundary_buffers is None:
+        session.boundary_buffers = [buffer.clone() for buffer in buffers]
+    elif buffers:
+        torch._foreach_copy_(session.boundary_buffers, buffers)
+    session.boundary_rng = rng_states()
+
+
+def rewind_to_boundary(session: TrainSession) -> None:
+    """Puts back the buffers of the last optimiser step (before saving an interrupted run)."""
+    if session.boundary_buffers is not None:
+        with torch.no_grad():
+            for buffer, saved in zip(session.module.buffers(), session.boundary_buffers):
+                buffer.copy_(saved)
 
 
 def optimizer_step(session: TrainSession) -> None:
@@ -269,6 +298,23 @@ def optimizer_step(session: TrainSession) -> None:
     session.state.step += 1
 
 
+def seed_epoch(loader, epoch: int, seed: int) -> None:
+    """Makes the epoch's data order and augmentation a function of (seed, epoch) alone: the
+    DistributedSampler's epoch, the loader's generator (sampler order and worker seeds), the main
+    process's transform stream, and the global RNG. A resumed run then replays the same epoch."""
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    for sampler in (getattr(loader, "sampler", None), batch_sampler, getattr(batch_sampler, "sampler", None)):
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+    generator = getattr(loader, "generator", None)
+    if isinstance(generator, torch.Generator):
+        generator.manual_seed(seed)
+    transforms = getattr(getattr(loader, "dataset", None), "transforms", None)
+    if hasattr(transforms, "set_seed"):
+        transforms.set_seed(seed)
+    torch.manual_seed(seed)
+
+
 def train_one_epoch(session: TrainSession, loader) -> dict[str, float]:
     """One epoch (or the rest of an interrupted one). Returns the epoch's mean loss terms.
 
@@ -280,13 +326,7 @@ def train_one_epoch(session: TrainSession, loader) -> dict[str, float]:
     train_cfg = config.train
     epoch = state.epoch
     session.model.train()
-    sampler = getattr(loader, "sampler", None)
-    if hasattr(sampler, "set_epoch"):
-        sampler.set_epoch(epoch)
-    batch_sampler = getattr(loader, "batch_sampler", None)
-    if hasattr(batch_sampler, "set_epoch"):
-        batch_sampler.set_epoch(epoch)
-    torch.manual_seed(train_cfg.seed + epoch)  # this epoch's order and augmentation (see module doc)
+    seed_epoch(loader, epoch, train_cfg.seed + epoch)
     skip = state.batch_in_epoch
     num_batches = len(loader)
     accumulate = train_cfg.accumulate
@@ -299,9 +339,11 @@ def train_one_epoch(session: TrainSession, loader) -> dict[str, float]:
         for index, (images, targets) in enumerate(loader):
             if index < skip:
                 continue
-            if index == skip and session.resume_rng is not None:
-                restore_rng_states(session.resume_rng)
-                session.resume_rng = None
+            if index == skip:
+                if session.resume_rng is not None:
+                    restore_rng_states(session.resume_rng)
+                    session.resume_rng = None
+                remember_boundary(session)
             images = images.to(device, non_blocking=True)
             if train_cfg.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
@@ -320,6 +362,8 @@ def train_one_epoch(session: TrainSession, loader) -> dict[str, float]:
                 # so every rank takes the same branch.
                 if not dist_utils.all_finite(loss):
                     handle_nonfinite(session, losses, targets, index)
+                    state.batch_in_epoch = index + 1
+                    progress.update(1)
                     continue
                 scaled = loss / accumulate
                 if session.scaler is not None:
@@ -329,11 +373,14 @@ def train_one_epoch(session: TrainSession, loader) -> dict[str, float]:
                 sums[key] = sums.get(key, 0) + value.detach().float()
             counted += 1
             window_images += images.shape[0] * dist_utils.world_size()
-            state.batch_in_epoch = index + 1
             progress.update(1)
             if not boundary:
                 continue
             optimizer_step(session)
+            # Counted only once the step is taken: an interruption inside an accumulation group
+            # replays the whole group on resume (its gradients were not saved).
+            state.batch_in_epoch = index + 1
+            remember_boundary(session)
             if state.step % train_cfg.log_every == 0:
                 rate = window_images / max(time.perf_counter() - window_start, 1e-9)
                 log_step(session, losses, rate, progress)
@@ -409,7 +456,7 @@ def run_evaluation(session: TrainSession, val_loader, final: bool = False) -> di
 
 def log_val_images(session: TrainSession, val_loader, count: int = 4) -> None:
     """A few validation images with their detections drawn, to TensorBoard."""
-    if session.logger._tb is None:
+    if not session.logger.has_tensorboard:
         return
     from detect.engine.visualize import draw_batch_detections
 
@@ -458,7 +505,8 @@ def fit(session: TrainSession, train_loader, val_loader=None) -> dict | None:
                     save(session, "best.pt")
             save(session, "last.pt")
     except KeyboardInterrupt:
-        path = save(session, "last.pt")
+        rewind_to_boundary(session)
+        path = save(session, "last.pt", rng=session.boundary_rng)
         if path is not None:
             session.logger.info(f"interrupted at step {state.step} (epoch {state.epoch + 1}, batch "
                                 f"{state.batch_in_epoch}); wrote {path}; continue with --resume auto")
@@ -492,6 +540,7 @@ def run_training(config: Config, output_dir: str | Path | None = None, device: s
     """Trains from a config; returns the run folder. `build_loaders_fn(config, distributed)` and
     `build_model_fn(config, num_classes)` replace the real data and model (tests)."""
     torch_device = dist_utils.init_distributed(resolve_device(device))
+    previous_handler = stop_on_sigterm()
     try:
         return _run(config, output_dir, torch_device, resume, interrupt_after_steps,
                     build_loaders_fn or build_loaders, build_model_fn)
@@ -503,7 +552,21 @@ def run_training(config: Config, output_dir: str | Path | None = None, device: s
             f"lower train.batch_size (train.accumulate keeps the effective batch) or the input size"
         ) from None
     finally:
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
         dist_utils.shutdown()
+
+
+def stop_on_sigterm():
+    """SIGTERM (a cluster's scheduler, `kill`) stops like Ctrl-C: last.pt is written. Returns the
+    previous handler (None when not in the main thread, where handlers cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)
 
 
 def _run(config, output_dir, device, resume, interrupt_after_steps, build_loaders_fn, build_model_fn) -> Path:

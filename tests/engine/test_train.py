@@ -9,6 +9,7 @@ import torch
 
 from detect.engine.checkpoint import load_checkpoint
 from detect.engine.train import NonFiniteLossError, run_training
+from detect.errors import CheckpointError
 from tests.engine import doubles
 
 
@@ -68,6 +69,24 @@ def test_interrupt_and_resume_continue_exactly(tmp_path, stop_at):
     assert f"interrupted at step {stop_at}" in log and "resumed from" in log
 
 
+def test_ctrl_c_inside_an_accumulation_group_replays_the_group(tmp_path):
+    config = doubles.tiny_config(epochs=2, accumulate=2, warmup_iters=2)
+    straight = load_checkpoint(train(config, tmp_path / "straight") / "last.pt")
+
+    def interrupted_model(config, num_classes):
+        model = doubles.TinyDetector(num_classes)
+        model.interrupt_at_call = 6  # epoch 2, the second batch of its first group
+        return model
+
+    with pytest.raises(KeyboardInterrupt):
+        run_training(config, output_dir=tmp_path / "cut", device="cpu", build_loaders_fn=doubles.build_loaders,
+                     build_model_fn=interrupted_model)
+    cut = load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert (cut["epoch"], cut["step"], cut["batch_in_epoch"]) == (1, 2, 0)
+    resumed = load_checkpoint(train(config, tmp_path / "cut", resume="auto") / "last.pt")
+    _assert_same_training_state(straight, resumed)
+
+
 def test_nonfinite_loss_stops_naming_step_and_images(tmp_path, monkeypatch):
     def nan_model(config, num_classes):
         model = doubles.TinyDetector(num_classes)
@@ -97,6 +116,18 @@ def test_nonfinite_loss_skip_counts_and_continues(tmp_path):
 
 
 def test_gradient_accumulation_counts_optimizer_steps(tmp_path):
-    run_dir = train(doubles.tiny_config(epochs=1, accumulate=2, clip_grad_norm=1.0, optimizer="adamw"), tmp_path)
+    run_dir = train(doubles.tiny_config(epochs=1, accumulate=2, clip_grad_norm=1.0, optimizer="adamw", channels_last=True), tmp_path)
     checkpoint = load_checkpoint(run_dir / "last.pt")
     assert checkpoint["step"] == 2 and checkpoint["scheduler"]["last_epoch"] == 2
+
+
+def test_resume_with_another_model_is_a_one_line_error(tmp_path):
+    train(doubles.tiny_config(epochs=1), tmp_path)
+
+    def wider_model(config, num_classes):
+        return doubles.TinyDetector(num_classes + 1)
+
+    with pytest.raises(CheckpointError) as raised:
+        run_training(doubles.tiny_config(epochs=2), output_dir=tmp_path, device="cpu", resume="auto",
+                     build_loaders_fn=doubles.build_loaders, build_model_fn=wider_model)
+    assert "does not fit this config's model" in str(raised.value) and "\n" not in str(raised.value)

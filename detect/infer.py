@@ -1,0 +1,552 @@
+"""Run a trained detector on images and video: the `Detector` API and what `detect infer` writes.
+
+    from detect import Detector
+    detector = Detector.from_checkpoint("runs/.../best.pt", device="auto")
+    found = detector("photo.jpg")                      # one input -> one Detections
+    found = detector([array_rgb, pil_image, "b.png"])  # a list -> a list of Detections
+
+Preprocessing is the checkpoint config's eval pipeline (resize and normalise, as in `detect eval`),
+padded to multiples of `input.size_divisible` like a training batch; the model runs under the same
+autocast as `detect eval` (bf16 or fp16 on CUDA when `train.amp`, float32 on CPU); detections come
+from `model.postprocess`, so boxes are xyxy in the original image's pixels. `run_inference` (the
+CLI) writes annotated images, annotated videos, and the detections as JSON (images) and JSONL
+(video frames).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from detect.errors import DataError, DetectError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SCORE_THRESHOLD = 0.5
+
+
+@dataclass
+class Detections:
+    """One image's detections, in the original image's pixels.
+
+    boxes float32 [K, 4] xyxy; scores float32 [K] descending; labels int64 [K] in 1..C;
+    class_names: K names (label i is the checkpoint's class_names[i - 1]); image_size (h, w).
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    class_names: list[str]
+    image_size: tuple[int, int]
+    source: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def to_list(self) -> list[dict[str, Any]]:
+        """[{box: [x1, y1, x2, y2], score, label, class_name}, ...] (JSON-ready)."""
+        return [
+            {
+                "box": [round(float(v), 2) for v in box],
+                "score": round(float(score), 5),
+                "label": int(label),
+                "class_name": name,
+            }
+            for box, score, label, name in zip(self.boxes, self.scores, self.labels, self.class_names)
+        ]
+
+    def to_coco(self, image_id: int | str) -> list[dict[str, Any]]:
+        """COCO results format: [{image_id, category_id (= label), bbox [x, y, w, h], score}, ...]."""
+        return [
+            {
+                "image_id": image_id,
+                "category_id": int(label),
+                "bbox": [round(float(x1), 2), round(float(y1), 2), round(float(x2 - x1), 2), round(float(y2 - y1), 2)],
+                "score": round(float(score), 5),
+            }
+            for (x1, y1, x2, y2), score, label in zip(self.boxes, self.scores, self.labels)
+        ]
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """`auto`: CUDA when available, else CPU; otherwise any torch device string (`cpu`, `cuda:1`)."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as error:
+        raise DetectError(f"--device '{device}': {error}") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise DetectError(f"--device '{device}': CUDA is not available on this machine")
+    return resolved
+
+
+class Detector:
+    """A detector ready for inference: model, eval preprocessing, class names, thresholds.
+
+    Call it on an image path, an HxWx3 uint8 RGB numpy array, a PIL image, or a list of them.
+    `score_threshold` keeps detections scoring at least this; `classes` (names) keeps only those
+    classes; `batch_size` images go through the model at once. Each may be overridden per call.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        config,
+        class_names: Sequence[str],
+        device: str | torch.device = "auto",
+        score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+        classes: Sequence[str] | None = None,
+        batch_size: int = 8,
+    ):
+        from detect.config import Config, validate_config
+        from detect.data.transforms import build_transforms
+
+        self.config = config if isinstance(config, Config) else validate_config(dict(config))
+        self.class_names = list(class_names)
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.score_threshold = float(score_threshold)
+        self.classes = self._class_filter(classes)
+        self.batch_size = int(batch_size)
+        self._transform = build_transforms(self.config.input, self.config.augment, train=False)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto", **options) -> "Detector":
+        """Load a checkpoint written by `detect train` (weights, resolved config, class names)."""
+        resolved = resolve_device(device)
+        model, config, class_names = load_model_from_checkpoint(Path(path), resolved)
+        return cls(model, config, class_names, device=resolved, **options)
+
+    # -----------------------------------------------------------------------------------------------
+
+    def __call__(self, inputs, score_threshold: float | None = None, classes: Sequence[str] | None = None,
+                 batch_size: int | None = None):
+        """Detections for one input, or a list of Detections for a list (or tuple) of inputs."""
+        single = not isinstance(inputs, (list, tuple))
+        items = [inputs] if single else list(inputs)
+        step = self.batch_size if batch_size is None else int(batch_size)
+        results: list[Detections] = []
+        for start in range(0, len(items), max(step, 1)):  # read one batch at a time: memory stays flat
+            chunk = items[start:start + step]
+            found = self.detect_arrays([as_rgb_array(item) for item in chunk], score_threshold, classes, step)
+            for result, item in zip(found, chunk):
+                result.source = str(item) if isinstance(item, (str, Path)) else None
+            results.extend(found)
+        return results[0] if single else results
+
+    def detect_arrays(self, images: list[np.ndarray], score_threshold: float | None = None,
+                      classes: Sequence[str] | None = None, batch_size: int | None = None,
+                      samples: list | None = None) -> list[Detections]:
+        """HxWx3 uint8 RGB arrays -> one Detections each, `batch_size` images per model call.
+
+        `samples`: the images already through `prepare` (the video reader does that on its own
+        thread, so preprocessing overlaps the model); None: prepared here.
+        """
+        threshold = self.score_threshold if score_threshold is None else float(score_threshold)
+        keep_labels = self.classes if classes is None else self._class_filter(classes)
+        step = self.batch_size if batch_size is None else int(batch_size)
+        if step < 1:
+            raise DetectError(f"batch size must be at least 1, got {step}")
+        results: list[Detections] = []
+        for start in range(0, len(images), step):
+            chunk = images[start:start + step]
+            prepared = samples[start:start + step] if samples is not None else [self.prepare(i) for i in chunk]
+            results.extend(self._detect_batch(chunk, prepared, threshold, keep_labels))
+        return results
+
+    def prepare(self, image: np.ndarray) -> tuple[torch.Tensor, dict]:
+        """One HxWx3 uint8 RGB array through the eval pipeline: (image float32 [3, h, w], target with
+        image_size and scale)."""
+        return self._transform(image, _no_objects(image))
+
+    def preprocess(self, images: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The eval pipeline and the collate of `detect eval`: HxWx3 uint8 RGB arrays ->
+        (images float32 [B, 3, H, W] normalised, zero-padded to multiples of input.size_divisible;
+        image_sizes int64 [B, 2] (h, w) after resize; scales float32 [B, 2] (sx, sy))."""
+        return self._collate([self.prepare(image) for image in images])
+
+    def _collate(self, samples: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        from detect.data.loader import collate
+
+        batch, targets = collate(samples, self.config.input.size_divisible)
+        image_sizes = torch.stack([target["image_size"] for target in targets])
+        scales = torch.stack([target["scale"] for target in targets])
+        return batch, image_sizes, scales
+
+    @torch.inference_mode()
+    def _detect_batch(self, images: list[np.ndarray], samples: list, threshold: float, keep_labels) -> list[Detections]:
+        from detect.engine.train import autocast_context
+
+        batch, image_sizes, scales = self._collate(samples)
+        if self.device.type == "cuda":  # page-locked memory: the copy overlaps the host's next steps
+            batch = batch.pin_memory()
+        batch = batch.to(self.device, non_blocking=True)
+        image_sizes, scales = image_sizes.to(self.device), scales.to(self.device)
+        with autocast_context(self.config, self.device):  # as `detect eval`: bf16/fp16 on CUDA with train.amp
+            outputs = self.model(batch, image_sizes)
+        outputs = {key: value.float() if torch.is_tensor(value) and value.is_floating_point() else value
+                   for key, value in outputs.items()}
+        predictions = self.model.postprocess(outputs, image_sizes, scales)
+        return [self._to_detections(pred, image.shape[:2], threshold, keep_labels)
+                for pred, image in zip(predictions, images)]
+
+    def _to_detections(self, prediction: dict, image_size, threshold: float, keep_labels) -> Detections:
+        scores = prediction["scores"].float()
+        labels = prediction["labels"]
+        keep = scores >= threshold
+        if keep_labels is not None:
+            keep &= torch.isin(labels, torch.as_tensor(sorted(keep_labels), device=labels.device))
+        boxes = prediction["boxes"][keep].float().cpu().numpy()
+        labels = labels[keep].cpu().numpy().astype(np.int64)
+        names = [self.class_names[label - 1] if 0 < label <= len(self.class_names) else str(label) for label in labels]
+        return Detections(boxes, scores[keep].cpu().numpy(), labels, names, (int(image_size[0]), int(image_size[1])))
+
+    def _class_filter(self, classes: Sequence[str] | str | None) -> set[int] | None:
+        """Class names -> the set of their labels (1..C); unknown names are a DetectError."""
+        if classes is None:
+            return None
+        if isinstance(classes, str):
+            classes = [name for name in classes.split(",")]
+        names = [name.strip() for name in classes if name.strip()]
+        unknown = [name for name in names if name not in self.class_names]
+        if unknown:
+            raise DetectError(f"unknown class(es) {', '.join(unknown)}; the checkpoint has: {', '.join(self.class_names)}")
+        return {self.class_names.index(name) + 1 for name in names}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Inputs, checkpoints, eval preprocessing
+
+
+def as_rgb_array(item) -> np.ndarray:
+    """A path, an HxWx3 (or HxW) uint8 numpy array, or a PIL image -> HxWx3 uint8 RGB array."""
+    from detect.sources import read_image
+
+    if isinstance(item, (str, Path)):
+        return read_image(Path(item))
+    if isinstance(item, np.ndarray):
+        array = item
+    elif hasattr(item, "convert") and hasattr(item, "size"):  # PIL.Image.Image, without importing PIL
+        array = np.asarray(item.convert("RGB"))
+    else:
+        raise DetectError(f"cannot run the detector on a {type(item).__name__}: give a path, a numpy RGB array or a PIL image")
+    if array.ndim == 2:
+        array = np.repeat(array[:, :, None], 3, axis=2)
+    if array.ndim != 3 or array.shape[2] not in (3, 4):
+        raise DetectError(f"an image array must be HxWx3 RGB, got shape {tuple(array.shape)}")
+    if array.dtype != np.uint8:
+        raise DetectError(f"an image array must be uint8 (0..255), got {array.dtype}")
+    return np.ascontiguousarray(array[:, :, :3])
+
+
+def load_model_from_checkpoint(path: Path, device: torch.device):
+    """(model in eval mode on `device`, Config, class names) from a checkpoint written by `detect train`
+    (its EMA weights when it has them); a bad file is a one-line CheckpointError."""
+    from detect.engine.checkpoint import build_model_from_checkpoint
+
+    return build_model_from_checkpoint(path, device)
+
+
+def _no_objects(image: np.ndarray) -> dict:
+    """A raw target with no boxes: what the eval pipeline needs besides the image."""
+    height, width = image.shape[:2]
+    return {"boxes": np.zeros((0, 4), np.float32), "labels": np.zeros(0, np.int64), "difficult": np.zeros(0, bool),
+            "iscrowd": np.zeros(0, bool), "image_id": None, "orig_size": (height, width)}
+
+
+# ---------------------------------------------------------------------------------------------------
+# detect infer: write annotated images, videos, JSON and JSONL
+
+
+@dataclass
+class InferenceSummary:
+    images: int = 0
+    skipped: list[str] = field(default_factory=list)
+    videos: int = 0
+    frames: int = 0
+    detections: int = 0
+    outputs: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def run_inference(
+    detector: Detector,
+    specs: list[str],
+    out_dir: Path,
+    write_json: bool = False,
+    max_frames: int | None = None,
+    progress: bool = True,
+) -> InferenceSummary:
+    """Run `detector` on every SOURCE in `specs` and write the results under `out_dir`.
+
+    Images: `out_dir/<name>` annotated (names relative to the folder or glob they came from), and
+    with `write_json` `out_dir/detections.json` (per image: file, size, detections in original pixels,
+    xyxy) and `out_dir/detections_coco.json` (COCO results; image_id = the index in detections.json,
+    category_id = label). Videos, cameras, streams: `out_dir/<name>.mp4` annotated at the input's
+    frame rate and size, and `out_dir/<name>.jsonl`, one line per frame.
+    """
+    from detect.sources import parse_sources
+
+    images, videos = parse_sources(specs)  # every path checked before any work starts
+    out_dir = Path(out_dir)
+    images = [replace(source, name=name) for source, name in zip(images, _unique_names([s.name for s in images]))]
+    videos = [replace(video, name=name) for video, name in zip(videos, _unique_names([v.name for v in videos]))]
+    _refuse_to_overwrite_inputs(images, videos, out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = InferenceSummary()
+    started = time.perf_counter()
+    if images:
+        _infer_images(detector, images, out_dir, write_json, summary, progress)
+    for video in videos:
+        _infer_video(detector, video, out_dir, summary, max_frames, progress)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _refuse_to_overwrite_inputs(images, videos, out_dir: Path) -> None:
+    """`--out` pointing at the input folder would write annotated copies over the originals."""
+    inputs = {source.path.resolve(): source.path for source in images}
+    inputs.update({Path(v.target).resolve(): v.target for v in videos if v.kind == "file"})
+    outputs = [out_dir / source.name for source in images] + [out_dir / f"{v.name}.mp4" for v in videos]
+    for output in outputs:
+        if output.resolve() in inputs:
+            raise DetectError(f"--out {out_dir}: would overwrite the input {inputs[output.resolve()]}; choose another folder")
+
+
+def _infer_images(detector: Detector, images, out_dir: Path, write_json: bool, summary: InferenceSummary,
+                  progress: bool) -> None:
+    from tqdm import tqdm
+
+    from detect.sources import read_image
+
+    records, coco_results = [], []
+    names = [source.name for source in images]
+    bar = tqdm(total=len(images), unit="img", disable=not progress, desc="images")
+    for chunk_start in range(0, len(images), detector.batch_size):
+        chunk = list(zip(images[chunk_start:chunk_start + detector.batch_size],
+                         names[chunk_start:chunk_start + detector.batch_size]))
+        arrays, readable = [], []
+        for source, name in chunk:
+            try:
+                arrays.append(read_image(source.path))
+                readable.append((source, name))
+            except DataError as error:
+                log.warning("skipping %s", error)
+                summary.skipped.append(str(source.path))
+        for (source, name), array, found in zip(readable, arrays, detector.detect_arrays(arrays) if arrays else []):
+            target = out_dir / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_image(target, draw_detections(array, found, detector.class_names))
+            summary.outputs.append(target)
+            summary.images += 1
+            summary.detections += len(found)
+            image_id = len(records)
+            records.append({
+                "id": image_id, "file": str(source.path), "output": str(target),
+                "height": found.image_size[0], "width": found.image_size[1], "detections": found.to_list(),
+            })
+            coco_results.extend(found.to_coco(image_id))
+        bar.update(len(chunk))
+    bar.close()
+    if write_json:
+        categories = [{"id": i + 1, "name": name} for i, name in enumerate(detector.class_names)]
+        json_path = out_dir / "detections.json"
+        json_path.write_text(json.dumps({"categories": categories, "images": records}))
+        coco_path = out_dir / "detections_coco.json"
+        coco_path.write_text(json.dumps(coco_results))
+        summary.outputs += [json_path, coco_path]
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    """Output names, with `_1`, `_2` ... before the extension where two sources share one."""
+    seen: dict[str, int] = {}
+    unique = []
+    for name in names:
+        count = seen.get(name, 0)
+        seen[name] = count + 1
+        if count:
+            path = Path(name)
+            name = str(path.with_name(f"{path.stem}_{count}{path.suffix}"))
+        unique.append(name)
+    return unique
+
+
+def _infer_video(detector: Detector, video, out_dir: Path, summary: InferenceSummary, max_frames: int | None,
+                 progress: bool) -> None:
+    from tqdm import tqdm
+
+    from detect.sources import capture_properties, open_capture
+
+    capture = open_capture(video)
+    fps, frame_count = capture_properties(capture)
+    if max_frames is not None and frame_count is not None:
+        frame_count = min(frame_count, max_frames)
+    output = _VideoOutput(out_dir / f"{video.name}.mp4", out_dir / f"{video.name}.jsonl", fps, detector.class_names)
+    bar = tqdm(total=frame_count, unit="frame", disable=not progress, desc=video.name)
+    try:
+        for pairs in _batched(_prefetch(capture, max_frames, detector.prepare), detector.batch_size):
+            frames, samples = [frame for frame, _ in pairs], [sample for _, sample in pairs]
+            results = detector.detect_arrays(frames, samples=samples)
+            output.put(frames, results)
+            summary.detections += sum(len(found) for found in results)
+            bar.update(len(frames))
+    except KeyboardInterrupt:  # a live stream ends when the user says so; keep what was written
+        log.warning("%s: stopped after %d frames", video.target, bar.n)
+    finally:
+        bar.close()
+        capture.release()
+        frames_done = output.close()
+    if frames_done == 0:
+        raise DetectError(f"{video.target}: opened, but no frame could be read")
+    summary.videos += 1
+    summary.frames += frames_done
+    summary.outputs += [output.video_path, output.jsonl_path]
+
+
+class _VideoOutput:
+    """Draws, encodes and logs frames on a background thread, so the model never waits for the encoder.
+
+    `put(frames, results)` queues a batch; `close()` waits for the queue to drain, closes the files
+    and returns the number of frames written (errors on the thread are raised there). The files are
+    opened with the first frame: the writer needs its size, and a video that yields no frame leaves
+    nothing behind.
+    """
+
+    def __init__(self, video_path: Path, jsonl_path: Path, fps: float, class_names: Sequence[str], depth: int = 4):
+        self.video_path, self.jsonl_path, self.fps, self.class_names = video_path, jsonl_path, fps, list(class_names)
+        self.frames_done = 0
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def put(self, frames: list[np.ndarray], results: list[Detections]) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put((frames, results))
+
+    def close(self) -> int:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self.frames_done
+
+    def _run(self) -> None:
+        import cv2
+
+        writer, jsonl = None, None
+        try:
+            while (item := self._queue.get()) is not None:
+                for frame, found in zip(*item):
+                    if writer is None:
+                        self.video_path.parent.mkdir(parents=True, exist_ok=True)
+                        writer = _open_writer(self.video_path, self.fps, frame.shape[1], frame.shape[0])
+                        jsonl = open(self.jsonl_path, "w")
+                    writer.write(cv2.cvtColor(draw_detections(frame, found, self.class_names), cv2.COLOR_RGB2BGR))
+                    record = {"frame": self.frames_done, "time": round(self.frames_done / self.fps, 4),
+                              "detections": found.to_list()}
+                    jsonl.write(json.dumps(record) + "\n")
+                    self.frames_done += 1
+        except BaseException as error:  # handed to the main thread by put() / close()
+            self._error = error
+            while self._queue.get() is not None:  # drain, so that put() never blocks after a failure
+                pass
+        finally:
+            if writer is not None:
+                writer.release()
+            if jsonl is not None:
+                jsonl.close()
+
+
+def _open_writer(path: Path, fps: float, width: int, height: int):
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    if not writer.isOpened():
+        raise DetectError(f"{path}: cannot open a video writer (mp4v, {width}x{height} at {fps:g} fps)")
+    return writer
+
+
+def _prefetch(capture, max_frames: int | None, prepare, depth: int = 32) -> Iterator[tuple[np.ndarray, Any]]:
+    """(frame, prepare(frame)) pairs, decoded and preprocessed on a background thread, so that both
+    overlap the model (OpenCV and the resize release the GIL)."""
+    from detect.sources import read_frames
+
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+    failure: list[BaseException] = []
+
+    def reader() -> None:
+        try:
+            for frame in read_frames(capture, max_frames):
+                item = (frame, prepare(frame))
+                while not stop.is_set():
+                    try:
+                        items.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except BaseException as error:  # handed to the consumer below
+            failure.append(error)
+        finally:
+            items.put(end)
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    try:
+        while (item := items.get()) is not end:
+            yield item
+        if failure:
+            raise failure[0]
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a reader waiting on a full queue
+            try:
+                items.get_nowait()
+            except queue.Empty:
+                pass
+            thread.join(timeout=0.05)
+
+
+def _batched(items: Iterable, size: int) -> Iterator[list]:
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def write_image(path: Path, image_rgb: np.ndarray) -> None:
+    import cv2
+
+    ok, encoded = cv2.imencode(path.suffix if path.suffix else ".png", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise DetectError(f"{path}: cannot encode the annotated image")
+    encoded.tofile(str(path))
+
+
+def draw_detections(image_rgb: np.ndarray, found: Detections, class_names: Sequence[str]) -> np.ndarray:
+    """A copy of the image with boxes, class names and scores drawn (detect.draw: a colour per class,
+    labels on filled backgrounds)."""
+    from detect.draw import draw_boxes
+
+    return draw_boxes(image_rgb, found.boxes, found.labels, class_names, found.scores)

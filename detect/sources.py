@@ -1,0 +1,193 @@
+"""What `detect infer` reads: turn SOURCE strings into image files and video captures.
+
+A SOURCE is one of
+    an image file            photo.jpg            (extension in IMAGE_EXTENSIONS)
+    a folder                 photos/              (recursive; images and videos by extension)
+    a glob                   'shots/**/*.png'     (quoted, so the shell leaves it alone)
+    a video file             clip.mp4             (extension in VIDEO_EXTENSIONS)
+    a camera index           0                    (cv2.VideoCapture(0))
+    a stream URL             rtsp://host/path     (rtsp, rtmp, http(s), udp, tcp; cv2.VideoCapture)
+
+`parse_sources(specs)` returns the image files and the video sources, in the order given; a missing
+path, an empty folder or glob, or an unknown extension is a one-line DetectError. `open_capture` opens
+a video source and `read_frames` yields its frames as HxWx3 uint8 RGB arrays; images are read by
+detect.data.image_io.read_image (corrupt and truncated files are DataErrors naming the file).
+"""
+
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from detect.data.image_io import read_image  # noqa: F401  (re-exported: the one image reader)
+from detect.errors import DetectError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
+STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+_GLOB_CHARACTERS = "*?["
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """An image file; `name` is its path relative to the folder or glob root it was found under."""
+
+    path: Path
+    name: str
+
+
+@dataclass(frozen=True)
+class VideoSource:
+    """A video file (`target` a path string), a camera (`target` an int) or a stream (`target` a URL)."""
+
+    target: str | int
+    kind: str  # "file" | "camera" | "stream"
+    name: str  # a file-name-safe stem for the outputs
+
+    @property
+    def is_live(self) -> bool:
+        """Cameras and streams have no end and no frame count."""
+        return self.kind != "file"
+
+
+def parse_sources(specs: list[str]) -> tuple[list[ImageSource], list[VideoSource]]:
+    """All SOURCE strings -> (image files, video sources), each in the order found (folders sorted)."""
+    if not specs:
+        raise DetectError("no SOURCE given: pass image files, folders, globs, videos, a camera index or a URL")
+    images: list[ImageSource] = []
+    videos: list[VideoSource] = []
+    seen: set = set()  # a file named twice (`dir/` and `dir/a.jpg`) is read once
+    for spec in specs:
+        found_images, found_videos = parse_source(spec)
+        for found in [*found_images, *found_videos]:
+            key = found.path.resolve() if isinstance(found, ImageSource) else _video_key(found)
+            if key in seen:
+                continue
+            seen.add(key)
+            (images if isinstance(found, ImageSource) else videos).append(found)
+    return images, videos
+
+
+def _video_key(source: VideoSource):
+    return Path(source.target).resolve() if source.kind == "file" else source.target
+
+
+def parse_source(spec: str) -> tuple[list[ImageSource], list[VideoSource]]:
+    """One SOURCE string -> (image files, video sources). See the module docstring for the kinds."""
+    text = str(spec).strip()
+    if text.isdigit():
+        return [], [VideoSource(int(text), "camera", f"camera{text}")]
+    if text.lower().startswith(STREAM_SCHEMES):
+        return [], [VideoSource(text, "stream", _stream_name(text))]
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return _classify(sorted(p for p in path.rglob("*") if p.is_file()), root=path, origin=f"folder {path}")
+    if path.is_file():
+        return _classify([path], root=path.parent, origin=None)
+    if any(char in text for char in _GLOB_CHARACTERS):
+        matches = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
+        files = [m for m in matches if m.is_file()]
+        for folder in (m for m in matches if m.is_dir()):
+            files.extend(sorted(p for p in folder.rglob("*") if p.is_file()))
+        if not files:
+            raise DetectError(f"{text}: the glob matches no files")
+        return _classify(files, root=_glob_root(path), origin=f"glob {text}")
+    raise DetectError(f"{text}: no such file or folder (nor a camera index or stream URL)")
+
+
+def _classify(files: list[Path], root: Path, origin: str | None) -> tuple[list[ImageSource], list[VideoSource]]:
+    """Sort files into images and videos by extension; `origin` set: skip other files silently."""
+    images, videos = [], []
+    for file in files:
+        suffix = file.suffix.lower()
+        name = _relative_name(file, root)
+        if suffix in IMAGE_EXTENSIONS:
+            images.append(ImageSource(file, name))
+        elif suffix in VIDEO_EXTENSIONS:
+            videos.append(VideoSource(str(file), "file", str(Path(name).with_suffix(""))))
+        elif origin is None:
+            raise DetectError(
+                f"{file}: unsupported file type '{file.suffix}' "
+                f"(images: {' '.join(IMAGE_EXTENSIONS)}; videos: {' '.join(VIDEO_EXTENSIONS)})"
+            )
+    if origin is not None and not images and not videos:
+        raise DetectError(f"{origin}: no images or videos in it (by extension)")
+    return images, videos
+
+
+def _relative_name(file: Path, root: Path) -> str:
+    try:
+        return file.relative_to(root).as_posix()
+    except ValueError:
+        return file.name
+
+
+def _glob_root(pattern: Path) -> Path:
+    """The longest leading part of a glob pattern without glob characters: outputs keep paths below it."""
+    parts = []
+    for part in pattern.parts:
+        if any(char in part for char in _GLOB_CHARACTERS):
+            break
+        parts.append(part)
+    return Path(*parts) if parts else Path(".")
+
+
+def _stream_name(url: str) -> str:
+    """`rtsp://cam.local:554/live/1` -> `cam.local_554_live_1` (a file-name-safe stem)."""
+    rest = url.split("://", 1)[1].split("?", 1)[0]
+    safe = "".join(char if char.isalnum() or char in "-." else "_" for char in rest).strip("_")
+    return safe or "stream"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reading
+
+
+def open_capture(source: VideoSource) -> cv2.VideoCapture:
+    """Open a video file, camera or stream; one that cannot be opened is a one-line DetectError."""
+    if source.kind == "file" and not Path(str(source.target)).is_file():
+        raise DetectError(f"{source.target}: no such video file")
+    capture = _quietly(cv2.VideoCapture, source.target)
+    if not capture.isOpened():
+        capture.release()
+        what = {"file": "video file", "camera": "camera", "stream": "stream"}[source.kind]
+        raise DetectError(f"{source.target}: cannot open the {what} (OpenCV VideoCapture failed)")
+    return capture
+
+
+def _quietly(function, *args):
+    """Call an OpenCV function with its own warnings muted (a failed open is reported by us, in one line)."""
+    logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging is None:
+        return function(*args)
+    previous = logging.getLogLevel()
+    logging.setLogLevel(logging.LOG_LEVEL_ERROR)
+    try:
+        return function(*args)
+    finally:
+        logging.setLogLevel(previous)
+
+
+def capture_properties(capture: cv2.VideoCapture, default_fps: float = 25.0) -> tuple[float, int | None]:
+    """(frames per second, frame count or None when unknown). Streams often report 0 fps: use the default."""
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    if not np.isfinite(fps) or fps <= 0 or fps > 1000:
+        fps = default_fps
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    return float(fps), (count if count > 0 else None)
+
+
+def read_frames(capture: cv2.VideoCapture, max_frames: int | None = None) -> Iterator[np.ndarray]:
+    """Frames of an open capture as HxWx3 uint8 RGB, until the end (or `max_frames`)."""
+    count = 0
+    while max_frames is None or count < max_frames:
+        ok, frame = capture.read()
+        if not ok or frame is None:
+            return
+        count += 1
+        yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)

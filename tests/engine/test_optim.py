@@ -1,0 +1,81 @@
+"""Optimiser parameter groups and the per-iteration learning-rate schedule."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from detect.config import TrainConfig
+from detect.engine.optim import build_optimizer, build_scheduler, is_backbone_parameter, lr_factor
+from tests.engine.doubles import TinyDetector
+
+
+def groups_by_name(optimizer):
+    return {group["name"]: group for group in optimizer.param_groups}
+
+
+def test_no_decay_on_norms_and_biases_and_backbone_lr_multiplier():
+    model = TinyDetector(2)
+    model.backbone[1].weight.requires_grad_(False)  # frozen parameters are left out
+    cfg = TrainConfig(lr=0.1, weight_decay=1e-4, backbone_lr_mult=0.5, optimizer="sgd", nesterov=True)
+    groups = groups_by_name(build_optimizer(model, cfg))
+    assert groups["backbone"]["lr"] == pytest.approx(0.05) and groups["backbone"]["weight_decay"] == 1e-4
+    assert groups["backbone_no_decay"]["weight_decay"] == 0.0
+    assert groups["heads"]["lr"] == pytest.approx(0.1) and groups["heads_no_decay"]["weight_decay"] == 0.0
+    backbone_no_decay = {id(p) for p in groups["backbone_no_decay"]["params"]}
+    assert id(model.backbone[1].bias) in backbone_no_decay and id(model.backbone[0].bias) in backbone_no_decay
+    all_params = [p for g in groups.values() for p in g["params"]]
+    assert id(model.backbone[1].weight) not in {id(p) for p in all_params}
+    assert len(all_params) == sum(1 for p in model.parameters() if p.requires_grad)
+    decayed = groups_by_name(build_optimizer(model, cfg.model_copy(update={"decay_norm_and_bias": True})))
+    assert set(decayed) == {"backbone", "heads"}
+
+
+@pytest.mark.parametrize("name,cls", [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)])
+def test_optimizer_kinds(name, cls):
+    assert isinstance(build_optimizer(nn.Linear(2, 2), TrainConfig(optimizer=name)), cls)
+
+
+def test_backbone_names_follow_the_models():
+    assert is_backbone_parameter("backbone.trunk.layer1.0.conv1.weight")  # Faster R-CNN
+    assert is_backbone_parameter("trunk.extras.0.weight")  # SSD
+    assert not is_backbone_parameter("roi_heads.box_predictor.weight")
+    assert not is_backbone_parameter("head.trunked.weight")
+
+
+def test_warmup_then_multistep_in_epochs():
+    cfg = TrainConfig(warmup_iters=10, warmup_factor=0.1, scheduler="multistep", milestones=[2, 3], gamma=0.1)
+    assert lr_factor(0, cfg, 10) == pytest.approx(0.1)
+    assert lr_factor(5, cfg, 10) == pytest.approx(0.55)
+    assert lr_factor(10, cfg, 10) == pytest.approx(1.0)
+    assert lr_factor(19, cfg, 10) == pytest.approx(1.0)
+    assert lr_factor(20, cfg, 10) == pytest.approx(0.1)
+    assert lr_factor(30, cfg, 10) == pytest.approx(0.01)
+
+
+def test_step_cosine_constant():
+    step = TrainConfig(warmup_iters=0, scheduler="step", step_size=2, gamma=0.5)
+    assert [lr_factor(s, step, 5) for s in (0, 9, 10, 20)] == pytest.approx([1, 1, 0.5, 0.25])
+    cosine = TrainConfig(warmup_iters=0, scheduler="cosine", epochs=2, min_lr_ratio=0.1)
+    assert lr_factor(0, cosine, 10) == pytest.approx(1.0)
+    assert lr_factor(10, cosine, 10) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert lr_factor(20, cosine, 10) == pytest.approx(0.1)
+    assert lr_factor(5, TrainConfig(warmup_iters=0, scheduler="constant"), 10) == 1.0
+
+
+def test_scheduler_steps_per_iteration():
+    model = nn.Linear(2, 2)
+    cfg = TrainConfig(lr=1.0, warmup_iters=4, warmup_factor=0.0 + 1e-3, scheduler="cosine", epochs=1)
+    optimizer = build_optimizer(model, cfg)
+    scheduler = build_scheduler(optimizer, cfg, steps_per_epoch=8)
+    lrs = []
+    for _ in range(8):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    expected = [lr_factor(s, cfg, 8) for s in range(8)]
+    assert lrs == pytest.approx(expected)
+    assert lrs[4] == pytest.approx(0.5 * (1 + math.cos(math.pi * 4 / 8)))

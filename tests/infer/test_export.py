@@ -1,0 +1,110 @@
+"""ONNX export: onnxruntime gives the PyTorch model's detections, for both heads, dark image included."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from detect.errors import DetectError
+from detect.export import export_input_size, export_model, parse_image_size
+from detect.infer import Detector
+from tests.infer.conftest import CLASS_NAMES, dark_image, noise_image, rigged
+from tests.infer.test_infer import run_cli
+
+onnx = pytest.importorskip("onnx", reason="ONNX export needs the export extra: pip install -e '.[export]'")
+ort = pytest.importorskip("onnxruntime", reason="ONNX export needs the export extra: pip install -e '.[export]'")
+
+
+def padded_batch(detector: Detector, images: list[np.ndarray], height: int, width: int):
+    """The eval pipeline's batch, zero-padded to the exported H x W (what a deployment feeds)."""
+    batch, image_sizes, scales = detector.preprocess(images)
+    batch = F.pad(batch, (0, width - batch.shape[3], 0, height - batch.shape[2]))
+    return batch, image_sizes, scales
+
+
+@pytest.mark.parametrize("arch", ["ssd", "faster_rcnn"])
+def test_onnxruntime_matches_pytorch(tiny_models, tmp_path, arch):
+    model, config = tiny_models[arch]
+    model = rigged(model)
+    path = tmp_path / f"{arch}.onnx"
+    info = export_model(model, config, CLASS_NAMES, path, dynamic_batch=True)
+    detector = Detector(model, config, CLASS_NAMES, device="cpu", score_threshold=0.0)
+    images = [noise_image(60, 80, seed=1), dark_image(40, 40), noise_image(90, 50, seed=2)]
+    batch, image_sizes, scales = padded_batch(detector, images, info["height"], info["width"])
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    boxes, scores, labels, counts = session.run(
+        None, {"images": batch.numpy(), "image_sizes": image_sizes.numpy(), "scales": scales.numpy()}
+    )
+    with torch.no_grad():
+        expected = model.postprocess(model(batch, image_sizes), image_sizes, scales)
+
+    max_detections = info["max_detections"]
+    assert boxes.shape == (3, max_detections, 4) and scores.shape == labels.shape == (3, max_detections)
+    assert counts.tolist() == [len(e["scores"]) for e in expected]
+    assert counts[1] == 0 and counts[0] > 0 and counts[2] > 0  # the dark image has no detections
+    for index, reference in enumerate(expected):
+        count = counts[index]
+        np.testing.assert_allclose(boxes[index, :count], reference["boxes"].numpy(), atol=1e-3, rtol=1e-4)
+        np.testing.assert_allclose(scores[index, :count], reference["scores"].numpy(), atol=1e-5)
+        np.testing.assert_array_equal(labels[index, :count], reference["labels"].numpy())
+        # Empty slots are zero.
+        assert not boxes[index, count:].any() and not scores[index, count:].any() and not labels[index, count:].any()
+
+    # Batch of one (the dynamic batch axis) gives the same as in the batch of three.
+    single = session.run(None, {"images": batch[:1].numpy(), "image_sizes": image_sizes[:1].numpy(),
+                                "scales": scales[:1].numpy()})
+    np.testing.assert_allclose(single[0][0], boxes[0], atol=1e-3)
+
+
+def test_ssd_onnx_equals_the_detector_api(tiny_models, tmp_path):
+    """SSD's input is a fixed square: the Detector's own batch is exactly what the ONNX model takes."""
+    model, config = tiny_models["ssd"]
+    path = tmp_path / "ssd.onnx"
+    export_model(model, config, CLASS_NAMES, path, batch_size=2)
+    detector = Detector(model, config, CLASS_NAMES, device="cpu", score_threshold=0.0)
+    images = [noise_image(50, 70, seed=3), noise_image(64, 64, seed=4)]
+    batch, image_sizes, scales = detector.preprocess(images)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    boxes, scores, labels, counts = session.run(
+        None, {"images": batch.numpy(), "image_sizes": image_sizes.numpy(), "scales": scales.numpy()})
+    for index, found in enumerate(detector(images)):
+        assert counts[index] == len(found)
+        np.testing.assert_allclose(boxes[index, : len(found)], found.boxes, atol=1e-3)
+        np.testing.assert_array_equal(labels[index, : len(found)], found.labels)
+    metadata = {prop.key: prop.value for prop in onnx.load(str(path)).metadata_props}
+    assert json.loads(metadata["class_names"]) == CLASS_NAMES
+    assert json.loads(metadata["input_size"]) == [64, 64] and metadata["resize"] == "fixed"
+    assert json.loads(metadata["mean"]) == pytest.approx(list(config.input.mean))
+
+
+def test_input_size_rules(tiny_models):
+    ssd_input, frcnn_input = tiny_models["ssd"][1].input, tiny_models["faster_rcnn"][1].input
+    assert export_input_size(ssd_input) == (64, 64)
+    assert export_input_size(frcnn_input) == (96, 96)  # max_size 96, padded to 32
+    assert export_input_size(frcnn_input, (70, 100)) == (96, 128)
+    with pytest.raises(DetectError, match="fixed-size config takes input.size 64 x 64"):
+        export_input_size(ssd_input, (100, 100))
+    assert parse_image_size("608,1024") == (608, 1024) and parse_image_size("640") == (640, 640)
+    assert parse_image_size(None) is None
+    with pytest.raises(DetectError, match="--image-size 'big'"):
+        parse_image_size("big")
+
+
+def test_cli_export(checkpoints, tmp_path, capsys):
+    output = tmp_path / "frcnn.onnx"
+    code, stdout, _ = run_cli(["export", str(checkpoints["faster_rcnn"]), "--output", str(output),
+                               "--image-size", "64,96", "--opset", "17"], capsys)
+    assert code == 0 and "[1, 3, 64, 96]" in stdout and output.is_file()
+    inputs = onnx.load(str(output)).graph.input
+    assert [dim.dim_value for dim in inputs[0].type.tensor_type.shape.dim] == [1, 3, 64, 96]
+    for args, message in [
+        (["--opset", "10"], "greater than or equal to 11"),
+        (["--format", "tflite"], "only 'onnx'"),
+    ]:
+        code, _, stderr = run_cli(["export", str(checkpoints["ssd"]), *args, "--output", str(tmp_path / "x.onnx")], capsys)
+        assert code == 2 and message in stderr, stderr

@@ -1,0 +1,247 @@
+"""The Detector API and `detect infer`: every input kind, batching, filters, outputs, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from detect import Detector
+from detect.cli import main
+from detect.errors import CheckpointError, DetectError
+from detect.infer import Detections, run_inference
+from tests.infer.conftest import CLASS_NAMES, dark_image, noise_image, rigged
+from tests.infer.test_sources import write_video
+
+
+@pytest.fixture(scope="module")
+def detectors(tiny_models):
+    """arch -> Detector on the rigged tiny model (nothing in dark images), threshold 0: keep all."""
+    return {
+        arch: Detector(rigged(model), config, CLASS_NAMES, device="cpu", score_threshold=0.0, batch_size=4)
+        for arch, (model, config) in tiny_models.items()
+    }
+
+
+def run_cli(args, capsys):
+    """Run `detect ...` in-process: (exit code, stdout, stderr)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+@pytest.mark.parametrize("arch", ["ssd", "faster_rcnn"])
+def test_every_input_kind_gives_the_same_detections(detectors, tmp_path, arch):
+    detector = detectors[arch]
+    array = noise_image(70, 110, seed=1)
+    path = tmp_path / "noise.png"
+    cv2.imwrite(str(path), cv2.cvtColor(array, cv2.COLOR_RGB2BGR))
+    from_array = detector(array)
+    assert isinstance(from_array, Detections) and len(from_array) > 0
+    for other in (detector(str(path)), detector(path), detector(Image.fromarray(array))):
+        np.testing.assert_allclose(other.boxes, from_array.boxes, atol=1e-4)
+        np.testing.assert_array_equal(other.labels, from_array.labels)
+    assert detector(str(path)).source == str(path)
+    # Boxes are in the original image's pixels, named after their labels.
+    boxes = from_array.boxes
+    assert boxes.dtype == np.float32 and boxes.shape == (len(from_array), 4)
+    assert (boxes[:, 0] >= 0).all() and (boxes[:, 2] <= 110 + 1e-3).all() and (boxes[:, 3] <= 70 + 1e-3).all()
+    assert (boxes[:, 2:] >= boxes[:, :2]).all()
+    assert np.all(np.diff(from_array.scores) <= 0)
+    assert from_array.class_names == [CLASS_NAMES[label - 1] for label in from_array.labels]
+    assert from_array.image_size == (70, 110)
+
+
+@pytest.mark.parametrize("arch", ["ssd", "faster_rcnn"])
+def test_a_list_is_batched_and_a_dark_image_has_no_detections(detectors, arch):
+    detector = detectors[arch]
+    # Same-size images: batching adds no padding, so batched equals one by one.
+    images = [noise_image(64, 96, seed=s) for s in range(3)] + [dark_image(64, 96)]
+    batched = detector(images, batch_size=4)
+    single = [detector(image) for image in images]
+    assert len(batched) == 4 and len(batched[3]) == 0 and all(len(found) > 0 for found in batched[:3])
+    for one, many in zip(single, batched):
+        np.testing.assert_allclose(one.boxes, many.boxes, atol=1e-3)
+        np.testing.assert_allclose(one.scores, many.scores, atol=1e-5)
+    assert batched[3].boxes.shape == (0, 4) and batched[3].to_list() == [] and batched[3].to_coco(3) == []
+
+
+def test_score_threshold_and_class_filter(detectors):
+    detector = detectors["ssd"]
+    image = noise_image(64, 64, seed=5)
+    everything = detector(image)
+    threshold = float(np.median(everything.scores))
+    high = detector(image, score_threshold=threshold)
+    assert 0 < len(high) < len(everything) and (high.scores >= threshold).all()
+    label = int(everything.labels[0])
+    only = detector(image, classes=[CLASS_NAMES[label - 1]])
+    assert len(only) == int((everything.labels == label).sum()) and set(only.labels) == {label}
+    assert len(detector(image, classes=f"{CLASS_NAMES[0]},{CLASS_NAMES[1]}").labels) > 0
+    with pytest.raises(DetectError, match="unknown class.*hexagon.*circle, square, triangle"):
+        detector(image, classes=["hexagon"])
+
+
+def test_bad_inputs(detectors, tmp_path):
+    detector = detectors["ssd"]
+    with pytest.raises(DetectError, match="give a path, a numpy RGB array or a PIL image"):
+        detector(42)
+    with pytest.raises(DetectError, match="must be uint8"):
+        detector(np.zeros((8, 8, 3), np.float32))
+    with pytest.raises(DetectError, match="missing.png: image file not found"):
+        detector(tmp_path / "missing.png")
+    assert len(detector(np.full((30, 40), 200, np.uint8)).image_size) == 2  # grey images become RGB
+
+
+def test_to_coco_is_xywh_of_the_xyxy_boxes(detectors):
+    found = detectors["faster_rcnn"](noise_image(50, 60, seed=2))
+    coco = found.to_coco(image_id=7)
+    assert len(coco) == len(found)
+    for entry, box, score in zip(coco, found.boxes, found.scores):
+        x, y, w, h = entry["bbox"]
+        assert entry["image_id"] == 7 and entry["category_id"] in (1, 2, 3)
+        np.testing.assert_allclose([x, y, x + w, y + h], box, atol=0.02)
+        assert entry["score"] == pytest.approx(float(score), abs=1e-5)
+
+
+def test_from_checkpoint_matches_the_model(checkpoints, tiny_models):
+    model, config = tiny_models["faster_rcnn"]
+    loaded = Detector.from_checkpoint(checkpoints["faster_rcnn"], device="cpu", score_threshold=0.0)
+    direct = Detector(model, config, CLASS_NAMES, device="cpu", score_threshold=0.0)
+    image = noise_image(80, 60, seed=3)
+    np.testing.assert_allclose(loaded(image).boxes, direct(image).boxes, atol=1e-5)
+    assert loaded.class_names == CLASS_NAMES and loaded.config.input.min_size == 64
+
+
+def test_bad_checkpoints(tmp_path):
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        Detector.from_checkpoint(tmp_path / "none.pt")
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="garbage.pt: not a readable checkpoint"):
+        Detector.from_checkpoint(garbage)
+    partial = tmp_path / "partial.pt"
+    torch.save({"model": {}}, partial)
+    with pytest.raises(CheckpointError, match="partial.pt: not a detect checkpoint \\(missing config, class_names\\)"):
+        Detector.from_checkpoint(partial)
+
+
+def test_run_inference_writes_images_json_and_skips_corrupt_files(detectors, tmp_path, caplog):
+    source = tmp_path / "in"
+    (source / "sub").mkdir(parents=True)
+    cv2.imwrite(str(source / "noise.jpg"), noise_image(60, 80, seed=4))
+    cv2.imwrite(str(source / "sub" / "dark.png"), dark_image(50, 40))
+    (source / "corrupt.png").write_bytes(b"\x89PNG broken")
+    out = tmp_path / "out"
+    summary = run_inference(detectors["faster_rcnn"], [str(source)], out, write_json=True, progress=False)
+
+    assert summary.images == 2 and summary.skipped == [str(source / "corrupt.png")]
+    assert "corrupt.png: cannot decode" in caplog.text
+    assert cv2.imread(str(out / "noise.jpg")).shape == (60, 80, 3)
+    assert cv2.imread(str(out / "sub" / "dark.png")).shape == (50, 40, 3)
+    # The dark image's copy is untouched (nothing drawn); the noisy one has boxes drawn on it.
+    np.testing.assert_array_equal(cv2.imread(str(out / "sub" / "dark.png")), dark_image(50, 40))
+
+    report = json.loads((out / "detections.json").read_text())
+    assert report["categories"] == [{"id": i + 1, "name": name} for i, name in enumerate(CLASS_NAMES)]
+    by_file = {record["file"]: record for record in report["images"]}
+    noisy, dark = by_file[str(source / "noise.jpg")], by_file[str(source / "sub" / "dark.png")]
+    assert (noisy["height"], noisy["width"]) == (60, 80) and dark["detections"] == []
+    assert len(noisy["detections"]) > 0
+    for detection in noisy["detections"]:
+        x1, y1, x2, y2 = detection["box"]
+        assert 0 <= x1 <= x2 <= 80 and 0 <= y1 <= y2 <= 60
+        assert detection["class_name"] == CLASS_NAMES[detection["label"] - 1] and 0 <= detection["score"] <= 1
+    coco = json.loads((out / "detections_coco.json").read_text())
+    assert len(coco) == len(noisy["detections"]) and {entry["image_id"] for entry in coco} == {noisy["id"]}
+
+
+def test_run_inference_on_a_video_writes_video_and_jsonl(detectors, tmp_path):
+    clip = write_video(tmp_path / "clip.avi", frames=7, fps=15.0, size=(64, 48))
+    out = tmp_path / "out"
+    summary = run_inference(detectors["ssd"], [str(clip)], out, progress=False)
+    assert summary.videos == 1 and summary.frames == 7
+    capture = cv2.VideoCapture(str(out / "clip.mp4"))
+    assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(15.0)
+    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    capture.release()
+    assert size == (64, 48) and frames == 7
+    lines = [json.loads(line) for line in (out / "clip.jsonl").read_text().splitlines()]
+    assert [line["frame"] for line in lines] == list(range(7))
+    assert lines[1]["time"] == pytest.approx(1 / 15, abs=1e-3)
+    # Frame 0 is black (write_video's first frame): the rigged model finds nothing in it.
+    assert lines[0]["detections"] == [] and all(line["detections"] for line in lines[1:])
+    # --max-frames stops early.
+    assert run_inference(detectors["ssd"], [str(clip)], tmp_path / "short", max_frames=3, progress=False).frames == 3
+
+
+def test_cli_infer_images_glob_and_video(checkpoints, tmp_path, capsys):
+    for index in range(2):
+        cv2.imwrite(str(tmp_path / f"img{index}.png"), noise_image(40, 50, seed=index))
+    clip = write_video(tmp_path / "clip.mp4", frames=4)
+    out = tmp_path / "out"
+    code, stdout, _ = run_cli(
+        ["infer", str(checkpoints["ssd"]), str(tmp_path / "img*.png"), str(clip), "--out", str(out), "--json",
+         "--score-threshold", "0.3", "--classes", "circle,square", "--batch-size", "3", "--device", "cpu", "-q"],
+        capsys,
+    )
+    assert code == 0 and "2 images, 1 videos (4 frames)" in stdout
+    assert sorted(p.name for p in out.iterdir()) == [
+        "clip.jsonl", "clip.mp4", "detections.json", "detections_coco.json", "img0.png", "img1.png"]
+    detections = [d for image in json.loads((out / "detections.json").read_text())["images"] for d in image["detections"]]
+    assert detections and {d["class_name"] for d in detections} <= {"circle", "square"}
+    assert min(d["score"] for d in detections) >= 0.3
+
+
+def test_cli_infer_errors_are_one_line(checkpoints, tmp_path, capsys):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00" * 100)
+    cases = [
+        ([str(checkpoints["ssd"]), str(tmp_path / "missing.jpg")], "missing.jpg: no such file or folder"),
+        ([str(tmp_path / "none.pt"), str(broken)], "none.pt: checkpoint not found"),
+        ([str(checkpoints["ssd"]), str(broken), "--out", str(tmp_path / "o")], "broken.mp4: cannot open the video file"),
+        ([str(checkpoints["ssd"]), str(broken), "--classes", "hexagon"], "unknown class(es) hexagon"),
+        ([str(checkpoints["ssd"]), "rtsp://127.0.0.1:1/none"], "rtsp://127.0.0.1:1/none: cannot open the stream"),
+    ]
+    for args, message in cases:
+        code, _, stderr = run_cli(["infer", *args, "-q"], capsys)
+        assert code == 2 and message in stderr and stderr.count("\n") == 1, stderr
+
+
+def test_outputs_never_overwrite_inputs_and_names_stay_unique(detectors, tmp_path):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        cv2.imwrite(str(tmp_path / folder / "same.png"), noise_image(20, 20, seed=0))
+    with pytest.raises(DetectError, match="would overwrite the input .*same.png; choose another folder"):
+        run_inference(detectors["ssd"], [str(tmp_path / "a")], tmp_path / "a", progress=False)
+    out = tmp_path / "out"
+    run_inference(detectors["ssd"], [str(tmp_path / "a" / "same.png"), str(tmp_path / "b" / "same.png")], out,
+                  progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["same.png", "same_1.png"]
+
+
+def test_drawing_uses_the_class_colour_and_leaves_the_input_alone():
+    from detect.draw import class_colour
+    from detect.infer import draw_detections
+
+    image = np.full((60, 80, 3), 128, np.uint8)
+    found = Detections(np.array([[10, 20, 50, 55]], np.float32), np.array([0.9], np.float32),
+                       np.array([2]), ["square"], (60, 80))
+    drawn = draw_detections(image, found, CLASS_NAMES)
+    assert drawn.shape == image.shape and (image == 128).all()
+    assert tuple(drawn[40, 10]) == class_colour(2)  # the box's left edge, in its class's colour
+    assert (drawn[5:20, 10:40] != 128).any(axis=2).mean() > 0.5  # a filled label background above the box
+    assert (drawn[30:50, 20:45] == 128).all()  # inside the box: untouched
+
+
+def test_a_failing_video_writer_is_a_one_line_error(detectors, tmp_path):
+    clip = write_video(tmp_path / "clip.mp4", frames=3)
+    out = tmp_path / "out"
+    (out / "clip.mp4").mkdir(parents=True)  # a folder where the annotated video should go
+    with pytest.raises(DetectError, match="clip.mp4: cannot open a video writer"):
+        run_inference(detectors["ssd"], [str(clip)], out, progress=False)
