@@ -33,9 +33,16 @@ def nms_mask(
     thread: 5.3 s grouped against 1.4 s per image; on CUDA the grouped call's suppression mask alone
     would take (B*K)^2/8 bytes). Each call keeps the same boxes the grouped call would.
     """
-    del max_coordinate  # images are apart already: each call sees one image
     flat_boxes = torch.where(valid[..., None], boxes, torch.zeros_like(boxes))
     masked_scores = scores.masked_fill(~valid, float("-inf"))
+    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        # A traced loop would be unrolled for the traced batch size: export uses the grouped call,
+        # which keeps the same boxes for any batch size.
+        groups = torch.arange(scores.shape[0], device=boxes.device)[:, None].expand_as(scores).reshape(-1)
+        keep = grouped_nms(flat_boxes.reshape(-1, 4), masked_scores.reshape(-1), groups, iou_thresh, max_coordinate)
+        kept = torch.zeros(scores.numel(), dtype=torch.bool, device=boxes.device)
+        kept[keep] = True
+        return kept.reshape(scores.shape) & valid
     kept = torch.zeros_like(valid)
     for image in range(scores.shape[0]):
         kept[image, nms(flat_boxes[image], masked_scores[image], iou_thresh)] = True
