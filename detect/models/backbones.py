@@ -12,7 +12,7 @@ Every builder takes `(pretrained, trainable_layers)` and returns a `Backbone`:
 `vgg16`, `vgg16_bn`: conv1_1..conv5_3 (the last max pool dropped) as trunk; fc6, fc7 as head (after an
 adaptive pool to 7 x 7, which is the identity for 7 x 7 RoIs, as in torchvision's VGG).
 `resnet18/34/50/101`: the C4 layout of the Faster R-CNN paper's ResNet variant (He et al., 2016):
-conv1..layer3 (res4) as trunk, layer4 (res5) + global average pool as head; BatchNorm frozen.
+conv1..layer3 (res4) as trunk, layer4 (res5) + global average pool as head; BatchNorm frozen when trained weights are loaded, trainable from random weights.
 
 `pretrained`: "none" (random init), "imagenet" (torchvision's weight enum; the file is taken from the
 torch hub cache, downloaded there when missing), or the path of a torchvision classification state dict.
@@ -142,15 +142,25 @@ def load_classifier_weights(model: nn.Module, name: str, pretrained: str) -> nn.
 
 
 def classifier_model(name: str, pretrained: str = "none") -> nn.Module:
-    """torchvision's classifier `name` with its weights loaded (ResNets with FrozenBatchNorm2d)."""
+    """torchvision's classifier `name` with its weights loaded.
+
+    BatchNorm: with loaded weights, ResNets get FrozenBatchNorm2d (ImageNet statistics; detection
+    batches are too small to re-estimate them). From random weights there are no statistics to keep,
+    and a frozen identity norm leaves a deep ResNet unnormalised, so ordinary BatchNorm2d trains.
+    """
     if name not in IMAGENET_WEIGHTS:
         raise ConfigError(f"model.backbone: unknown backbone '{name}' (allowed: {', '.join(BACKBONES)})")
     constructor = getattr(torchvision.models, name)
-    if name.startswith("resnet"):
+    if name.startswith("resnet") and uses_frozen_batchnorm(pretrained):
         model = constructor(weights=None, norm_layer=FrozenBatchNorm2d)
     else:
         model = constructor(weights=None)
     return load_classifier_weights(model, name, pretrained)
+
+
+def uses_frozen_batchnorm(pretrained: str) -> bool:
+    """Backbones freeze BatchNorm when they start from trained weights (imagenet or a file)."""
+    return pretrained != "none"
 
 
 def vgg16_features(pretrained: str = "none", batch_norm: bool = False) -> tuple[nn.Sequential, nn.Sequential]:
@@ -214,7 +224,9 @@ def _vgg_stages(features: nn.Sequential) -> list[nn.Sequential]:
 
 def _build_vgg(name: str, pretrained: str, trainable_layers: int | None) -> Backbone:
     trainable = _check_trainable_layers(name, trainable_layers, VGG_STAGES, pretrained)
-    model = frozen_batchnorm(classifier_model(name, pretrained))
+    model = classifier_model(name, pretrained)
+    if uses_frozen_batchnorm(pretrained):
+        model = frozen_batchnorm(model)
     stages = _vgg_stages(model.features)
     stages[-1] = stages[-1][:-1]  # conv5_3 at stride 16: pool5 dropped
     for stage in stages[: VGG_STAGES - trainable]:
@@ -230,7 +242,9 @@ def _build_resnet(name: str, pretrained: str, trainable_layers: int | None) -> B
     trainable = _check_trainable_layers(name, trainable_layers, len(RESNET_STAGES), pretrained)
     model = classifier_model(name, pretrained)
     for stage_name in RESNET_STAGES[: len(RESNET_STAGES) - trainable]:
-        _freeze(getattr(model, stage_name))  # conv1's norm is frozen BatchNorm: nothing to train there
+        _freeze(getattr(model, stage_name))
+        if stage_name == "conv1":
+            _freeze(model.bn1)  # the stem's norm goes with it (trainable BatchNorm from random weights)
     trunk = nn.Sequential(
         model.conv1, model.bn1, model.relu, model.maxpool, model.layer1, model.layer2, model.layer3
     )

@@ -44,10 +44,21 @@ def test_registry_is_a_plain_dict_of_builders():
         build_backbone("resnet19")
 
 
-def test_resnet_uses_frozen_batchnorm():
-    backbone = build_backbone("resnet18")
-    norms = [m for m in backbone.modules() if isinstance(m, (torch.nn.BatchNorm2d, FrozenBatchNorm2d))]
+def _norms(backbone):
+    return [m for m in backbone.modules() if isinstance(m, (torch.nn.BatchNorm2d, FrozenBatchNorm2d))]
+
+
+def test_resnet_uses_frozen_batchnorm_with_loaded_weights(tmp_path):
+    path = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
+    norms = _norms(build_backbone("resnet18", pretrained=str(path)))
     assert norms and all(isinstance(m, FrozenBatchNorm2d) for m in norms)
+
+
+def test_resnet_from_scratch_trains_its_batchnorm():
+    norms = _norms(build_backbone("resnet18"))
+    assert norms and all(type(m) is torch.nn.BatchNorm2d for m in norms)
+    assert all(m.weight.requires_grad for m in norms)
 
 
 def test_offline_loading_from_a_saved_state_dict(tmp_path):
@@ -107,7 +118,7 @@ def _trainable_stage_names(backbone):
 def test_resnet_trainable_layers_freezes_exactly_the_bottom_stages(trainable):
     backbone = build_backbone("resnet18", trainable_layers=trainable)
     model_stage = {  # module prefix inside the backbone -> torchvision stage name
-        "trunk.0.": "conv1", "trunk.4.": "layer1", "trunk.5.": "layer2", "trunk.6.": "layer3", "head.0.": "layer4",
+        "trunk.0.": "conv1", "trunk.1.": "conv1", "trunk.4.": "layer1", "trunk.5.": "layer2", "trunk.6.": "layer3", "head.0.": "layer4",
     }
     expected_trainable = set(backbones.RESNET_STAGES[len(backbones.RESNET_STAGES) - trainable :])
     for name, parameter in backbone.named_parameters():
