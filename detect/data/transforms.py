@@ -26,25 +26,16 @@ import inspect
 from typing import Any, Callable
 
 import albumentations as A
-import cv2
 import numpy as np
 import torch
 
 from detect.config import AugmentConfig, InputConfig, TransformSpec
+from detect.data.prepare import ResizeNormalize, resize_image, resized_shape
 from detect.data.ssd_augment import Expand, IoURandomCrop, PhotometricDistort
 from detect.errors import ConfigError
 
 # ---------------------------------------------------------------------------------------------------
 # Resize: shared by the `resize` transform and the final step of both pipelines.
-
-
-def resized_shape(height: int, width: int, mode: str, min_size: int, max_size: int, size: int) -> tuple[int, int]:
-    """(h, w) after resizing: keep_ratio scales the shorter side to `min_size` unless the longer side
-    would then exceed `max_size` (then the longer side is `max_size`); fixed gives `size` x `size`."""
-    if mode == "fixed":
-        return size, size
-    factor = min(min_size / min(height, width), max_size / max(height, width))
-    return max(1, round(height * factor)), max(1, round(width * factor))
 
 
 class ResizeTo(A.DualTransform):
@@ -63,9 +54,7 @@ class ResizeTo(A.DualTransform):
         return {"out_shape": resized_shape(height, width, self.mode, self.min_size, self.max_size, self.size)}
 
     def apply(self, img: np.ndarray, out_shape=(1, 1), **params: Any) -> np.ndarray:
-        if tuple(img.shape[:2]) == tuple(out_shape):
-            return img
-        return cv2.resize(img, (out_shape[1], out_shape[0]), interpolation=cv2.INTER_LINEAR)
+        return resize_image(img, out_shape)
 
     def apply_to_bboxes(self, bboxes: np.ndarray, **params: Any) -> np.ndarray:
         return bboxes
@@ -208,7 +197,7 @@ def _bbox_params(min_visibility: float = 0.0, min_area: float = 0.0) -> A.BboxPa
 class DetectionTransform:
     """Callable `(image, raw target) -> (image tensor, target)`; see the module docstring."""
 
-    def __init__(self, augment: A.Compose | None, finish: A.Compose) -> None:
+    def __init__(self, augment: A.Compose | None, finish: ResizeNormalize) -> None:
         self.augment = augment
         self.finish = finish
 
@@ -227,7 +216,7 @@ class DetectionTransform:
         in_h, in_w = image.shape[:2]
         out = self.finish(image=image, bboxes=boxes, box_index=box_index)
         image, boxes, box_index = out["image"], out["bboxes"], np.asarray(out["box_index"], dtype=np.int64)
-        out_h, out_w = image.shape[:2]
+        out_h, out_w = image.shape[1:]
         result = {
             "boxes": torch.as_tensor(np.asarray(boxes, dtype=np.float32).reshape(-1, 4)),
             "labels": _gather(target, "labels", box_index, torch.int64),
@@ -238,7 +227,7 @@ class DetectionTransform:
             "image_size": torch.tensor([out_h, out_w], dtype=torch.int64),
             "scale": torch.tensor([out_w / in_w, out_h / in_h], dtype=torch.float32),
         }
-        return torch.from_numpy(image).permute(2, 0, 1).contiguous(), result
+        return image, result
 
 
 def _gather(target: dict, key: str, index: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
@@ -259,8 +248,4 @@ def build_transforms(input_cfg: InputConfig, augment_cfg: AugmentConfig, train: 
             build_augmentation(spec, input_cfg, f"augment.train[{i}]") for i, spec in enumerate(augment_cfg.train)
         ]
         augment = A.Compose(steps, bbox_params=_bbox_params(augment_cfg.min_visibility, augment_cfg.min_area))
-    finish = A.Compose(
-        [TRANSFORMS["resize"](input_cfg, 1.0), TRANSFORMS["normalize"](input_cfg, 1.0)],
-        bbox_params=_bbox_params(),
-    )
-    return DetectionTransform(augment, finish)
+    return DetectionTransform(augment, ResizeNormalize(input_cfg))
