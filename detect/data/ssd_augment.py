@@ -91,15 +91,14 @@ def _affine_lut(img: np.ndarray, gain: float, offset: float) -> np.ndarray:
 
 
 def _saturation_hue(img: np.ndarray, saturation: float, hue_degrees: float) -> np.ndarray:
+    """Hue shift and saturation gain in OpenCV's HSV: one 3-channel table pass (H, S, V unchanged)."""
     if saturation == 1.0 and hue_degrees == 0.0:
         return img
-    hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
-    if hue_degrees != 0.0:
-        hue_table = ((np.arange(256) + round(hue_degrees / 2)) % 180).astype(np.uint8)
-        hsv[..., 0] = cv2.LUT(hsv[..., 0], hue_table)
-    if saturation != 1.0:
-        sat_table = np.clip(np.arange(256) * saturation, 0, 255).round().astype(np.uint8)
-        hsv[..., 1] = cv2.LUT(hsv[..., 1], sat_table)
+    values = np.arange(256)
+    hue_table = (values + round(hue_degrees / 2)) % 180
+    sat_table = np.clip(values * saturation, 0, 255).round()
+    table = np.stack([hue_table, sat_table, values], axis=1).astype(np.uint8).reshape(256, 1, 3)
+    hsv = cv2.LUT(cv2.cvtColor(img, cv2.COLOR_RGB2HSV), table)
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
 
 
@@ -231,3 +230,69 @@ def _centres_inside(boxes: np.ndarray, patch: tuple[int, int, int, int]) -> np.n
     cx = (boxes[:, 0] + boxes[:, 2]) / 2
     cy = (boxes[:, 1] + boxes[:, 3]) / 2
     return (cx > x0) & (cx < x1) & (cy > y0) & (cy < y1)
+
+
+class ExpandThenCrop(A.DualTransform):
+    """`Expand` followed by `IoURandomCrop` as one step, with the same parameters, randomness and
+    result (pixel for pixel), but without building the zoomed-out canvas: only the crop window is
+    made, from the part of the image inside it plus the fill around it. The canvas is up to
+    `max_ratio`^2 (16) times the image's area; the window is on average well under half of it.
+    `build_transforms` puts this in place of the pair wherever a config lists them in this order.
+    """
+
+    def __init__(self, expand: Expand, crop: IoURandomCrop) -> None:
+        self.expand, self.crop = expand, crop  # first: the base __init__ seeds them through set_random_seed
+        super().__init__(p=1.0)
+
+    def set_random_state(self, random_generator, py_random) -> None:
+        super().set_random_state(random_generator, py_random)
+        self.expand.set_random_state(random_generator, py_random)
+        self.crop.set_random_state(random_generator, py_random)
+
+    def set_random_seed(self, seed) -> None:
+        super().set_random_seed(seed)
+        self.expand.set_random_state(self.random_generator, self.py_random)
+        self.crop.set_random_state(self.random_generator, self.py_random)
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        height, width = params["shape"][:2]
+        expand = {"canvas": (height, width), "offset": (0, 0), "in_shape": (height, width)}
+        bboxes = data.get("bboxes", np.zeros((0, 4)))
+        if self.expand.should_apply():
+            expand = self.expand.get_params_dependent_on_data(params, data)
+            if len(bboxes):
+                bboxes = self.expand.apply_to_bboxes(np.asarray(bboxes), **expand)
+        canvas_h, canvas_w = expand["canvas"]
+        crop = {"crop_coords": (0, 0, canvas_w, canvas_h)}
+        if self.crop.should_apply():
+            crop_params = {**params, "shape": (canvas_h, canvas_w)}
+            crop = self.crop.get_params_dependent_on_data(crop_params, {**data, "bboxes": bboxes})
+        return {**expand, **crop}
+
+    def apply(self, img: np.ndarray, canvas=(0, 0), offset=(0, 0), crop_coords=(0, 0, 0, 0), **params: Any):
+        (top, left), (x0, y0, x1, y1) = offset, crop_coords
+        height, width = img.shape[:2]
+        # The window in the image's own coordinates, and how far it reaches past each side.
+        wx0, wy0, wx1, wy1 = x0 - left, y0 - top, x1 - left, y1 - top
+        pad_top, pad_left = max(0, -wy0), max(0, -wx0)
+        pad_bottom, pad_right = max(0, wy1 - height), max(0, wx1 - width)
+        inside = img[_clamp(wy0, height) : _clamp(wy1, height), _clamp(wx0, width) : _clamp(wx1, width)]
+        fill = self.expand.fill[: img.shape[2]] if img.ndim == 3 else self.expand.fill[0]
+        if inside.size == 0:  # a window on the fill alone (possible for an image without boxes)
+            return np.full((y1 - y0, x1 - x0, *img.shape[2:]), fill, dtype=img.dtype)
+        if pad_top == pad_left == pad_bottom == pad_right == 0:
+            return np.ascontiguousarray(inside)
+        return cv2.copyMakeBorder(inside, pad_top, pad_bottom, pad_left, pad_right, cv2.BORDER_CONSTANT, value=fill)
+
+    def apply_to_bboxes(self, bboxes: np.ndarray, canvas=(0, 0), offset=(0, 0), in_shape=(0, 0),
+                        crop_coords=(0, 0, 0, 0), **params: Any) -> np.ndarray:
+        bboxes = self.expand.apply_to_bboxes(bboxes, canvas=canvas, offset=offset, in_shape=in_shape)
+        return self.crop.apply_to_bboxes(bboxes, crop_coords=crop_coords, **{**params, "shape": canvas})
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("expand", "crop")
+
+
+def _clamp(value: int, limit: int) -> int:
+    """`value` limited to 0..limit (a negative slice bound would count from the end)."""
+    return min(max(value, 0), limit)

@@ -23,6 +23,7 @@ the original pixels; after training augmentations (crops, zoom-out) there is no 
 from __future__ import annotations
 
 import inspect
+import random
 from typing import Any, Callable
 
 import albumentations as A
@@ -31,7 +32,7 @@ import torch
 
 from detect.config import AugmentConfig, InputConfig, TransformSpec
 from detect.data.prepare import ResizeNormalize, resize_image, resized_shape
-from detect.data.ssd_augment import Expand, IoURandomCrop, PhotometricDistort
+from detect.data.ssd_augment import Expand, ExpandThenCrop, IoURandomCrop, PhotometricDistort
 from detect.errors import ConfigError
 
 # ---------------------------------------------------------------------------------------------------
@@ -203,8 +204,10 @@ class DetectionTransform:
 
     def set_seed(self, seed: int) -> None:
         """Reseed the random augmentations (each DataLoader worker does, see loader.py)."""
+        # One stream shared by every transform: Compose.set_random_seed would give each transform its
+        # own generator with the same seed, so their draws (e.g. two p=0.5 coins) would coincide.
         if self.augment is not None:
-            self.augment.set_random_seed(seed)
+            self.augment.set_random_state(np.random.default_rng(seed), random.Random(seed))
 
     def __call__(self, image: np.ndarray, target: dict) -> tuple[torch.Tensor, dict]:
         boxes = np.asarray(target["boxes"], dtype=np.float32).reshape(-1, 4)
@@ -240,6 +243,18 @@ def _gather(target: dict, key: str, index: np.ndarray, dtype: torch.dtype) -> to
     return torch.as_tensor(np.asarray(values)[index], dtype=dtype)
 
 
+def fuse_expand_crop(steps: list[A.BasicTransform]) -> list[A.BasicTransform]:
+    """`expand` directly followed by `iou_random_crop` -> one ExpandThenCrop (same result, without
+    the zoomed-out canvas; see ssd_augment.py). Other steps are kept as they are."""
+    fused: list[A.BasicTransform] = []
+    for step in steps:
+        if isinstance(step, IoURandomCrop) and fused and type(fused[-1]) is Expand:
+            fused[-1] = ExpandThenCrop(fused[-1], step)
+        else:
+            fused.append(step)
+    return fused
+
+
 def build_transforms(input_cfg: InputConfig, augment_cfg: AugmentConfig, train: bool) -> DetectionTransform:
     """The training pipeline (augment.train, then resize + normalise) or the eval one (resize + normalise)."""
     augment = None
@@ -247,5 +262,5 @@ def build_transforms(input_cfg: InputConfig, augment_cfg: AugmentConfig, train: 
         steps = [
             build_augmentation(spec, input_cfg, f"augment.train[{i}]") for i, spec in enumerate(augment_cfg.train)
         ]
-        augment = A.Compose(steps, bbox_params=_bbox_params(augment_cfg.min_visibility, augment_cfg.min_area))
+        augment = A.Compose(fuse_expand_crop(steps), bbox_params=_bbox_params(augment_cfg.min_visibility, augment_cfg.min_area))
     return DetectionTransform(augment, ResizeNormalize(input_cfg))
