@@ -183,26 +183,27 @@ class IoURandomCrop(BaseCrop):
             return {"crop_coords": whole}
         bboxes = np.asarray(data.get("bboxes", np.zeros((0, 4))), dtype=np.float64)
         boxes = bboxes[:, :4] * np.array([width, height, width, height])
-        for _ in range(self.max_trials):
-            crop = self._sample_patch(height, width)
-            if crop is None:
-                continue
-            if len(boxes) == 0:
-                return {"crop_coords": crop}
-            if _iou_with_patch(boxes, crop).max() >= min_iou and _centres_inside(boxes, crop).any():
-                return {"crop_coords": crop}
-        return {"crop_coords": whole}
+        # All trials at once (numpy) rather than one Python iteration each; the first trial that
+        # passes is taken, so the accepted patch has the same distribution as with a loop.
+        patches = self._sample_patches(height, width)
+        if len(boxes):
+            passes = (_iou_with_patches(boxes, patches).max(axis=1) >= min_iou) & _centres_inside_patches(boxes, patches)
+            patches = patches[passes]
+        if len(patches) == 0:
+            return {"crop_coords": whole}
+        return {"crop_coords": tuple(int(v) for v in patches[0])}
 
-    def _sample_patch(self, height: int, width: int) -> tuple[int, int, int, int] | None:
-        rnd = self.py_random
-        crop_w = rnd.uniform(self.min_scale, 1.0) * width
-        crop_h = rnd.uniform(self.min_scale, 1.0) * height
-        if not self.aspect_range[0] <= crop_w / crop_h <= self.aspect_range[1]:
-            return None
-        crop_w, crop_h = max(1, int(crop_w)), max(1, int(crop_h))
-        left = rnd.randint(0, width - crop_w)
-        top = rnd.randint(0, height - crop_h)
-        return (left, top, left + crop_w, top + crop_h)
+    def _sample_patches(self, height: int, width: int) -> np.ndarray:
+        """`max_trials` random patches [T, 4] (x0, y0, x1, y1) ints, those of a bad aspect ratio left out."""
+        rng, trials = self.random_generator, self.max_trials
+        crop_w = rng.uniform(self.min_scale, 1.0, trials) * width
+        crop_h = rng.uniform(self.min_scale, 1.0, trials) * height
+        aspect_ok = (crop_w / crop_h >= self.aspect_range[0]) & (crop_w / crop_h <= self.aspect_range[1])
+        crop_w = np.maximum(1, crop_w[aspect_ok].astype(np.int64))
+        crop_h = np.maximum(1, crop_h[aspect_ok].astype(np.int64))
+        left = rng.integers(0, width - crop_w + 1)
+        top = rng.integers(0, height - crop_h + 1)
+        return np.stack([left, top, left + crop_w, top + crop_h], axis=1)
 
     def apply_to_bboxes(self, bboxes: np.ndarray, crop_coords=(0, 0, 0, 0), **params: Any) -> np.ndarray:
         height, width = params["shape"][:2]
@@ -215,14 +216,23 @@ class IoURandomCrop(BaseCrop):
         return ("min_ious", "min_scale", "aspect_range", "max_trials")
 
 
-def _iou_with_patch(boxes: np.ndarray, patch: tuple[int, int, int, int]) -> np.ndarray:
-    """IoU of each box [N, 4] (pixels) with one patch (x0, y0, x1, y1) -> [N]."""
-    x0, y0, x1, y1 = patch
-    inter_w = (np.minimum(boxes[:, 2], x1) - np.maximum(boxes[:, 0], x0)).clip(min=0)
-    inter_h = (np.minimum(boxes[:, 3], y1) - np.maximum(boxes[:, 1], y0)).clip(min=0)
+def _iou_with_patches(boxes: np.ndarray, patches: np.ndarray) -> np.ndarray:
+    """IoU of each patch [T, 4] with each box [N, 4] (pixels, xyxy) -> [T, N]."""
+    p = patches[:, None, :].astype(np.float64)
+    inter_w = (np.minimum(boxes[:, 2], p[..., 2]) - np.maximum(boxes[:, 0], p[..., 0])).clip(min=0)
+    inter_h = (np.minimum(boxes[:, 3], p[..., 3]) - np.maximum(boxes[:, 1], p[..., 1])).clip(min=0)
     inter = inter_w * inter_h
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / (areas + (x1 - x0) * (y1 - y0) - inter)
+    box_areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    patch_areas = (p[..., 2] - p[..., 0]) * (p[..., 3] - p[..., 1])
+    return inter / (box_areas + patch_areas - inter)
+
+
+def _centres_inside_patches(boxes: np.ndarray, patches: np.ndarray) -> np.ndarray:
+    """[T]: whether patch t holds the centre of at least one box."""
+    cx = (boxes[:, 0] + boxes[:, 2]) / 2
+    cy = (boxes[:, 1] + boxes[:, 3]) / 2
+    p = patches[:, None, :]
+    return ((cx > p[..., 0]) & (cx < p[..., 2]) & (cy > p[..., 1]) & (cy < p[..., 3])).any(axis=1)
 
 
 def _centres_inside(boxes: np.ndarray, patch: tuple[int, int, int, int]) -> np.ndarray:
