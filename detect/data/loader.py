@@ -51,10 +51,23 @@ def collate(batch: Sequence, size_divisible: int = 32):
     images = [image for image, _ in batch]
     height = _round_up(max(image.shape[1] for image in images), size_divisible)
     width = _round_up(max(image.shape[2] for image in images), size_divisible)
-    padded = images[0].new_zeros((len(images), 3, height, width))
+    padded = _new_batch(images[0], (len(images), 3, height, width))
     for slot, image in zip(padded, images):
-        slot[:, : image.shape[1], : image.shape[2]].copy_(image)
+        h, w = image.shape[1:]
+        slot[:, :h, :w].copy_(image)
+        slot[:, h:, :].zero_()
+        slot[:, :h, w:].zero_()
     return padded, [target for _, target in batch]
+
+
+def _new_batch(like: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """An uninitialised tensor for the batch; in a DataLoader worker, in shared memory from the start
+    (as torch's default_collate does), so sending it to the main process copies nothing. Otherwise
+    the batch (60 MB for 8 images of 600 x 1000) would be copied once more into shared memory."""
+    if torch.utils.data.get_worker_info() is None:
+        return like.new_empty(shape)
+    storage = like._typed_storage()._new_shared(math.prod(shape), device=like.device)
+    return like.new(storage).view(shape)
 
 
 def _round_up(value: int, multiple: int) -> int:

@@ -91,15 +91,14 @@ def _affine_lut(img: np.ndarray, gain: float, offset: float) -> np.ndarray:
 
 
 def _saturation_hue(img: np.ndarray, saturation: float, hue_degrees: float) -> np.ndarray:
+    """Hue shift and saturation gain in OpenCV's HSV: one 3-channel table pass (H, S, V unchanged)."""
     if saturation == 1.0 and hue_degrees == 0.0:
         return img
-    hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
-    if hue_degrees != 0.0:
-        hue_table = ((np.arange(256) + round(hue_degrees / 2)) % 180).astype(np.uint8)
-        hsv[..., 0] = cv2.LUT(hsv[..., 0], hue_table)
-    if saturation != 1.0:
-        sat_table = np.clip(np.arange(256) * saturation, 0, 255).round().astype(np.uint8)
-        hsv[..., 1] = cv2.LUT(hsv[..., 1], sat_table)
+    values = np.arange(256)
+    hue_table = (values + round(hue_degrees / 2)) % 180
+    sat_table = np.clip(values * saturation, 0, 255).round()
+    table = np.stack([hue_table, sat_table, values], axis=1).astype(np.uint8).reshape(256, 1, 3)
+    hsv = cv2.LUT(cv2.cvtColor(img, cv2.COLOR_RGB2HSV), table)
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
 
 
@@ -184,26 +183,27 @@ class IoURandomCrop(BaseCrop):
             return {"crop_coords": whole}
         bboxes = np.asarray(data.get("bboxes", np.zeros((0, 4))), dtype=np.float64)
         boxes = bboxes[:, :4] * np.array([width, height, width, height])
-        for _ in range(self.max_trials):
-            crop = self._sample_patch(height, width)
-            if crop is None:
-                continue
-            if len(boxes) == 0:
-                return {"crop_coords": crop}
-            if _iou_with_patch(boxes, crop).max() >= min_iou and _centres_inside(boxes, crop).any():
-                return {"crop_coords": crop}
-        return {"crop_coords": whole}
+        # All trials at once (numpy) rather than one Python iteration each; the first trial that
+        # passes is taken, so the accepted patch has the same distribution as with a loop.
+        patches = self._sample_patches(height, width)
+        if len(boxes):
+            passes = (_iou_with_patches(boxes, patches).max(axis=1) >= min_iou) & _centres_inside_patches(boxes, patches)
+            patches = patches[passes]
+        if len(patches) == 0:
+            return {"crop_coords": whole}
+        return {"crop_coords": tuple(int(v) for v in patches[0])}
 
-    def _sample_patch(self, height: int, width: int) -> tuple[int, int, int, int] | None:
-        rnd = self.py_random
-        crop_w = rnd.uniform(self.min_scale, 1.0) * width
-        crop_h = rnd.uniform(self.min_scale, 1.0) * height
-        if not self.aspect_range[0] <= crop_w / crop_h <= self.aspect_range[1]:
-            return None
-        crop_w, crop_h = max(1, int(crop_w)), max(1, int(crop_h))
-        left = rnd.randint(0, width - crop_w)
-        top = rnd.randint(0, height - crop_h)
-        return (left, top, left + crop_w, top + crop_h)
+    def _sample_patches(self, height: int, width: int) -> np.ndarray:
+        """`max_trials` random patches [T, 4] (x0, y0, x1, y1) ints, those of a bad aspect ratio left out."""
+        rng, trials = self.random_generator, self.max_trials
+        crop_w = rng.uniform(self.min_scale, 1.0, trials) * width
+        crop_h = rng.uniform(self.min_scale, 1.0, trials) * height
+        aspect_ok = (crop_w / crop_h >= self.aspect_range[0]) & (crop_w / crop_h <= self.aspect_range[1])
+        crop_w = np.maximum(1, crop_w[aspect_ok].astype(np.int64))
+        crop_h = np.maximum(1, crop_h[aspect_ok].astype(np.int64))
+        left = rng.integers(0, width - crop_w + 1)
+        top = rng.integers(0, height - crop_h + 1)
+        return np.stack([left, top, left + crop_w, top + crop_h], axis=1)
 
     def apply_to_bboxes(self, bboxes: np.ndarray, crop_coords=(0, 0, 0, 0), **params: Any) -> np.ndarray:
         height, width = params["shape"][:2]
@@ -216,14 +216,23 @@ class IoURandomCrop(BaseCrop):
         return ("min_ious", "min_scale", "aspect_range", "max_trials")
 
 
-def _iou_with_patch(boxes: np.ndarray, patch: tuple[int, int, int, int]) -> np.ndarray:
-    """IoU of each box [N, 4] (pixels) with one patch (x0, y0, x1, y1) -> [N]."""
-    x0, y0, x1, y1 = patch
-    inter_w = (np.minimum(boxes[:, 2], x1) - np.maximum(boxes[:, 0], x0)).clip(min=0)
-    inter_h = (np.minimum(boxes[:, 3], y1) - np.maximum(boxes[:, 1], y0)).clip(min=0)
+def _iou_with_patches(boxes: np.ndarray, patches: np.ndarray) -> np.ndarray:
+    """IoU of each patch [T, 4] with each box [N, 4] (pixels, xyxy) -> [T, N]."""
+    p = patches[:, None, :].astype(np.float64)
+    inter_w = (np.minimum(boxes[:, 2], p[..., 2]) - np.maximum(boxes[:, 0], p[..., 0])).clip(min=0)
+    inter_h = (np.minimum(boxes[:, 3], p[..., 3]) - np.maximum(boxes[:, 1], p[..., 1])).clip(min=0)
     inter = inter_w * inter_h
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / (areas + (x1 - x0) * (y1 - y0) - inter)
+    box_areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    patch_areas = (p[..., 2] - p[..., 0]) * (p[..., 3] - p[..., 1])
+    return inter / (box_areas + patch_areas - inter)
+
+
+def _centres_inside_patches(boxes: np.ndarray, patches: np.ndarray) -> np.ndarray:
+    """[T]: whether patch t holds the centre of at least one box."""
+    cx = (boxes[:, 0] + boxes[:, 2]) / 2
+    cy = (boxes[:, 1] + boxes[:, 3]) / 2
+    p = patches[:, None, :]
+    return ((cx > p[..., 0]) & (cx < p[..., 2]) & (cy > p[..., 1]) & (cy < p[..., 3])).any(axis=1)
 
 
 def _centres_inside(boxes: np.ndarray, patch: tuple[int, int, int, int]) -> np.ndarray:
@@ -231,3 +240,69 @@ def _centres_inside(boxes: np.ndarray, patch: tuple[int, int, int, int]) -> np.n
     cx = (boxes[:, 0] + boxes[:, 2]) / 2
     cy = (boxes[:, 1] + boxes[:, 3]) / 2
     return (cx > x0) & (cx < x1) & (cy > y0) & (cy < y1)
+
+
+class ExpandThenCrop(A.DualTransform):
+    """`Expand` followed by `IoURandomCrop` as one step, with the same parameters, randomness and
+    result (pixel for pixel), but without building the zoomed-out canvas: only the crop window is
+    made, from the part of the image inside it plus the fill around it. The canvas is up to
+    `max_ratio`^2 (16) times the image's area; the window is on average well under half of it.
+    `build_transforms` puts this in place of the pair wherever a config lists them in this order.
+    """
+
+    def __init__(self, expand: Expand, crop: IoURandomCrop) -> None:
+        self.expand, self.crop = expand, crop  # first: the base __init__ seeds them through set_random_seed
+        super().__init__(p=1.0)
+
+    def set_random_state(self, random_generator, py_random) -> None:
+        super().set_random_state(random_generator, py_random)
+        self.expand.set_random_state(random_generator, py_random)
+        self.crop.set_random_state(random_generator, py_random)
+
+    def set_random_seed(self, seed) -> None:
+        super().set_random_seed(seed)
+        self.expand.set_random_state(self.random_generator, self.py_random)
+        self.crop.set_random_state(self.random_generator, self.py_random)
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        height, width = params["shape"][:2]
+        expand = {"canvas": (height, width), "offset": (0, 0), "in_shape": (height, width)}
+        bboxes = data.get("bboxes", np.zeros((0, 4)))
+        if self.expand.should_apply():
+            expand = self.expand.get_params_dependent_on_data(params, data)
+            if len(bboxes):
+                bboxes = self.expand.apply_to_bboxes(np.asarray(bboxes), **expand)
+        canvas_h, canvas_w = expand["canvas"]
+        crop = {"crop_coords": (0, 0, canvas_w, canvas_h)}
+        if self.crop.should_apply():
+            crop_params = {**params, "shape": (canvas_h, canvas_w)}
+            crop = self.crop.get_params_dependent_on_data(crop_params, {**data, "bboxes": bboxes})
+        return {**expand, **crop}
+
+    def apply(self, img: np.ndarray, canvas=(0, 0), offset=(0, 0), crop_coords=(0, 0, 0, 0), **params: Any):
+        (top, left), (x0, y0, x1, y1) = offset, crop_coords
+        height, width = img.shape[:2]
+        # The window in the image's own coordinates, and how far it reaches past each side.
+        wx0, wy0, wx1, wy1 = x0 - left, y0 - top, x1 - left, y1 - top
+        pad_top, pad_left = max(0, -wy0), max(0, -wx0)
+        pad_bottom, pad_right = max(0, wy1 - height), max(0, wx1 - width)
+        inside = img[_clamp(wy0, height) : _clamp(wy1, height), _clamp(wx0, width) : _clamp(wx1, width)]
+        fill = self.expand.fill[: img.shape[2]] if img.ndim == 3 else self.expand.fill[0]
+        if inside.size == 0:  # a window on the fill alone (possible for an image without boxes)
+            return np.full((y1 - y0, x1 - x0, *img.shape[2:]), fill, dtype=img.dtype)
+        if pad_top == pad_left == pad_bottom == pad_right == 0:
+            return np.ascontiguousarray(inside)
+        return cv2.copyMakeBorder(inside, pad_top, pad_bottom, pad_left, pad_right, cv2.BORDER_CONSTANT, value=fill)
+
+    def apply_to_bboxes(self, bboxes: np.ndarray, canvas=(0, 0), offset=(0, 0), in_shape=(0, 0),
+                        crop_coords=(0, 0, 0, 0), **params: Any) -> np.ndarray:
+        bboxes = self.expand.apply_to_bboxes(bboxes, canvas=canvas, offset=offset, in_shape=in_shape)
+        return self.crop.apply_to_bboxes(bboxes, crop_coords=crop_coords, **{**params, "shape": canvas})
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("expand", "crop")
+
+
+def _clamp(value: int, limit: int) -> int:
+    """`value` limited to 0..limit (a negative slice bound would count from the end)."""
+    return min(max(value, 0), limit)

@@ -23,28 +23,20 @@ the original pixels; after training augmentations (crops, zoom-out) there is no 
 from __future__ import annotations
 
 import inspect
+import random
 from typing import Any, Callable
 
 import albumentations as A
-import cv2
 import numpy as np
 import torch
 
 from detect.config import AugmentConfig, InputConfig, TransformSpec
-from detect.data.ssd_augment import Expand, IoURandomCrop, PhotometricDistort
+from detect.data.prepare import ResizeNormalize, resize_image, resized_shape
+from detect.data.ssd_augment import Expand, ExpandThenCrop, IoURandomCrop, PhotometricDistort
 from detect.errors import ConfigError
 
 # ---------------------------------------------------------------------------------------------------
 # Resize: shared by the `resize` transform and the final step of both pipelines.
-
-
-def resized_shape(height: int, width: int, mode: str, min_size: int, max_size: int, size: int) -> tuple[int, int]:
-    """(h, w) after resizing: keep_ratio scales the shorter side to `min_size` unless the longer side
-    would then exceed `max_size` (then the longer side is `max_size`); fixed gives `size` x `size`."""
-    if mode == "fixed":
-        return size, size
-    factor = min(min_size / min(height, width), max_size / max(height, width))
-    return max(1, round(height * factor)), max(1, round(width * factor))
 
 
 class ResizeTo(A.DualTransform):
@@ -63,9 +55,7 @@ class ResizeTo(A.DualTransform):
         return {"out_shape": resized_shape(height, width, self.mode, self.min_size, self.max_size, self.size)}
 
     def apply(self, img: np.ndarray, out_shape=(1, 1), **params: Any) -> np.ndarray:
-        if tuple(img.shape[:2]) == tuple(out_shape):
-            return img
-        return cv2.resize(img, (out_shape[1], out_shape[0]), interpolation=cv2.INTER_LINEAR)
+        return resize_image(img, out_shape)
 
     def apply_to_bboxes(self, bboxes: np.ndarray, **params: Any) -> np.ndarray:
         return bboxes
@@ -208,14 +198,16 @@ def _bbox_params(min_visibility: float = 0.0, min_area: float = 0.0) -> A.BboxPa
 class DetectionTransform:
     """Callable `(image, raw target) -> (image tensor, target)`; see the module docstring."""
 
-    def __init__(self, augment: A.Compose | None, finish: A.Compose) -> None:
+    def __init__(self, augment: A.Compose | None, finish: ResizeNormalize) -> None:
         self.augment = augment
         self.finish = finish
 
     def set_seed(self, seed: int) -> None:
         """Reseed the random augmentations (each DataLoader worker does, see loader.py)."""
+        # One stream shared by every transform: Compose.set_random_seed would give each transform its
+        # own generator with the same seed, so their draws (e.g. two p=0.5 coins) would coincide.
         if self.augment is not None:
-            self.augment.set_random_seed(seed)
+            self.augment.set_random_state(np.random.default_rng(seed), random.Random(seed))
 
     def __call__(self, image: np.ndarray, target: dict) -> tuple[torch.Tensor, dict]:
         boxes = np.asarray(target["boxes"], dtype=np.float32).reshape(-1, 4)
@@ -227,7 +219,7 @@ class DetectionTransform:
         in_h, in_w = image.shape[:2]
         out = self.finish(image=image, bboxes=boxes, box_index=box_index)
         image, boxes, box_index = out["image"], out["bboxes"], np.asarray(out["box_index"], dtype=np.int64)
-        out_h, out_w = image.shape[:2]
+        out_h, out_w = image.shape[1:]
         result = {
             "boxes": torch.as_tensor(np.asarray(boxes, dtype=np.float32).reshape(-1, 4)),
             "labels": _gather(target, "labels", box_index, torch.int64),
@@ -238,7 +230,7 @@ class DetectionTransform:
             "image_size": torch.tensor([out_h, out_w], dtype=torch.int64),
             "scale": torch.tensor([out_w / in_w, out_h / in_h], dtype=torch.float32),
         }
-        return torch.from_numpy(image).permute(2, 0, 1).contiguous(), result
+        return image, result
 
 
 def _gather(target: dict, key: str, index: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
@@ -251,6 +243,18 @@ def _gather(target: dict, key: str, index: np.ndarray, dtype: torch.dtype) -> to
     return torch.as_tensor(np.asarray(values)[index], dtype=dtype)
 
 
+def fuse_expand_crop(steps: list[A.BasicTransform]) -> list[A.BasicTransform]:
+    """`expand` directly followed by `iou_random_crop` -> one ExpandThenCrop (same result, without
+    the zoomed-out canvas; see ssd_augment.py). Other steps are kept as they are."""
+    fused: list[A.BasicTransform] = []
+    for step in steps:
+        if isinstance(step, IoURandomCrop) and fused and type(fused[-1]) is Expand:
+            fused[-1] = ExpandThenCrop(fused[-1], step)
+        else:
+            fused.append(step)
+    return fused
+
+
 def build_transforms(input_cfg: InputConfig, augment_cfg: AugmentConfig, train: bool) -> DetectionTransform:
     """The training pipeline (augment.train, then resize + normalise) or the eval one (resize + normalise)."""
     augment = None
@@ -258,9 +262,5 @@ def build_transforms(input_cfg: InputConfig, augment_cfg: AugmentConfig, train: 
         steps = [
             build_augmentation(spec, input_cfg, f"augment.train[{i}]") for i, spec in enumerate(augment_cfg.train)
         ]
-        augment = A.Compose(steps, bbox_params=_bbox_params(augment_cfg.min_visibility, augment_cfg.min_area))
-    finish = A.Compose(
-        [TRANSFORMS["resize"](input_cfg, 1.0), TRANSFORMS["normalize"](input_cfg, 1.0)],
-        bbox_params=_bbox_params(),
-    )
-    return DetectionTransform(augment, finish)
+        augment = A.Compose(fuse_expand_crop(steps), bbox_params=_bbox_params(augment_cfg.min_visibility, augment_cfg.min_area))
+    return DetectionTransform(augment, ResizeNormalize(input_cfg))

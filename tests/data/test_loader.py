@@ -91,3 +91,27 @@ def test_dataloader_with_workers_gives_workers_different_augmentations():
                               raw_dataset=TinyDataset(sizes), seed=3)
     boxes = [tuple(targets[0]["boxes"][0].tolist()) for _, targets in loader]
     assert len(boxes) == 8 and len(set(boxes)) > 4
+
+
+class _Items(torch.utils.data.Dataset):
+    def __init__(self, shapes):
+        self.shapes = shapes
+
+    def __len__(self):
+        return len(self.shapes)
+
+    def __getitem__(self, index):
+        return item(*self.shapes[index], value=float(index + 1))
+
+
+def test_collate_in_a_worker_pads_with_zeros():
+    """In a worker the batch is made in shared memory, uninitialised: the padding must be zeroed."""
+    from detect.data.loader import Collate
+
+    loader = torch.utils.data.DataLoader(_Items([(50, 70), (65, 33), (20, 90)]), batch_size=3, num_workers=1,
+                                         collate_fn=Collate(32))
+    images, _ = next(iter(loader))
+    assert images.shape == (3, 3, 96, 96)
+    for index, (h, w) in enumerate([(50, 70), (65, 33), (20, 90)]):
+        assert torch.all(images[index, :, :h, :w] == index + 1)
+        assert images[index].sum() == (index + 1) * 3 * h * w

@@ -178,3 +178,18 @@ def test_bad_parameters_are_config_errors():
         build_augmentation(TransformSpec(name="expand", max_ratio=0.5), InputConfig(), "augment.train[2]")
     with pytest.raises(ConfigError, match=r"normalize"):
         build_augmentation(TransformSpec(name="normalize"), InputConfig(), "augment.train[0]")
+
+
+def test_expand_and_iou_crop_are_fused_and_boxes_follow_the_pixels():
+    from detect.data.ssd_augment import ExpandThenCrop
+
+    box = [60, 50, 130, 140]
+    augment = AugmentConfig(train=[TransformSpec(name="expand", p=1.0, max_ratio=3.0),
+                                   TransformSpec(name="iou_random_crop", min_ious=[0.3, 0.5])], min_visibility=0.0)
+    transform = build_transforms(PLAIN_INPUT, augment, train=True)
+    assert [type(t) for t in transform.augment.transforms] == [ExpandThenCrop]
+    for seed in range(8):
+        transform.set_seed(seed)
+        image, target = transform(box_image(box), raw_target([box]))
+        assert target["boxes"].shape == (1, 4)
+        np.testing.assert_allclose(target["boxes"][0].numpy(), mask_box(image), atol=2.0)
