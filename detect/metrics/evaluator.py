@@ -201,7 +201,7 @@ def format_results(results: dict, class_names: Sequence[str] | None = None) -> s
     if voc_names:
         first = results[voc_names[0]]
         classes = list(class_names) if class_names is not None else list(first["ap"])
-        header = ["class", "gt"] + [f"AP {name}" for name in voc_names]
+        header = ["class", "gt"] + [f"AP {name} (%)" for name in voc_names]
         rows = [[name, str(first["num_gt"].get(name, 0))] + [_fmt(results[v]["ap"].get(name)) for v in voc_names]
                 for name in classes]
         rows.append(["**mAP**", str(sum(first["num_gt"].values()))] + [_fmt(results[v]["map"]) for v in voc_names])
@@ -212,7 +212,7 @@ def format_results(results: dict, class_names: Sequence[str] | None = None) -> s
     if "coco" in results:
         coco = results["coco"]
         lines.append("")
-        lines.append("COCO  " + "  ".join(f"{name} {_fmt(value)}" for name, value in coco.items()))
+        lines.append("COCO (%)  " + "  ".join(f"{name} {_fmt(value)}" for name, value in coco.items()))
     lines.append(f"({results.get('num_images', 0)} images)")
     return "\n".join(lines).lstrip("\n")
 
