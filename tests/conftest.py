@@ -27,3 +27,25 @@ def shared_dataset():
         return path
 
     return get
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op torch thread for the test: on a small machine shared with other jobs, more threads
+    only wait on each other (timing-heavy tests use it)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def load_tool(name: str):
+    """Import tools/<name>.py (the tools are scripts, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"tool_{name}", REPO_ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -11,25 +10,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from detect.config import Config
+from tests.conftest import load_tool
 from tests.engine import doubles
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "compare_raccoon.py"
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location("compare_raccoon", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One thread: on a CPU shared with other jobs, torch's thread pool can run far slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _loaders(config, distributed):
@@ -39,7 +26,7 @@ def _loaders(config, distributed):
 
 
 def test_ssd_pair_trains_and_evaluates_through_the_engine(tmp_path):
-    tool = _load_tool()
+    tool = load_tool("compare_raccoon")
     torch.manual_seed(0)
     config = Config.model_validate({
         "name": "compare_ssd",
@@ -58,7 +45,7 @@ def test_ssd_pair_trains_and_evaluates_through_the_engine(tmp_path):
 
 
 def test_ssd_peer_keeps_the_model_contract():
-    tool = _load_tool()
+    tool = load_tool("compare_raccoon")
     config = Config.model_validate({
         "input": {"resize": "fixed", "size": 96, "size_divisible": 1},
         "model": {"arch": "ssd", "backbone": "resnet18", "ssd": {"aspect_ratios": [[2.0], [2.0], [2.0], [2.0]]}},
@@ -80,7 +67,7 @@ def test_ssd_peer_keeps_the_model_contract():
 
 
 def test_faster_rcnn_pair_trains_and_evaluates_through_the_engine(tmp_path):
-    tool = _load_tool()
+    tool = load_tool("compare_raccoon")
     torch.manual_seed(0)
     config = Config.model_validate({
         "name": "compare",

@@ -3,10 +3,8 @@ handful of synthetic images, plus one torchvision row."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,8 +16,8 @@ from detect.engine.checkpoint import save_checkpoint
 from detect.errors import CheckpointError
 from detect.models.build import build_model
 from detect.models.torchvision_detector import build_torchvision_detector
+from tests.conftest import load_tool
 
-TOOL = Path(__file__).resolve().parents[2] / "tools" / "eval_map.py"
 
 # resnet18 at 96..128 px with 4 proposals per image (its per-RoI head is res5): about 0.1 s a forward on a CPU.
 TINY_OVERRIDES = ["input.min_size=96", "input.max_size=128", "model.anchors.sizes=[16,32,64]",
@@ -27,21 +25,9 @@ TINY_OVERRIDES = ["input.min_size=96", "input.max_size=128", "model.anchors.size
                   "model.roi_heads.detections_per_img=20", "model.roi_heads.score_thresh=0.0",
                   "data.num_workers=0", "eval.batch_size=2"]
 
-
-def load_tool():
-    spec = importlib.util.spec_from_file_location("eval_map_tool", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: the timings run on a small shared machine, where more threads only wait."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +57,7 @@ def _finite_positive(value) -> bool:
 def test_table_and_json_for_two_checkpoints_and_torchvision(tiny_setup, tmp_path, capsys):
     root, checkpoints = tiny_setup
     out_json = tmp_path / "bench.json"
-    code = load_tool().main([str(checkpoints[0]), str(checkpoints[1]), "--device", "cpu", "--json", str(out_json),
+    code = load_tool("eval_map").main([str(checkpoints[0]), str(checkpoints[1]), "--device", "cpu", "--json", str(out_json),
                              "--torchvision", "fasterrcnn_mobilenet_v3_large_320_fpn", "--torchvision", "peer",
                              "--max-images", "4",
                              "--latency-images", "3", "--model-images", "4", "--warmup", "1"])
@@ -103,7 +89,7 @@ def test_table_and_json_for_two_checkpoints_and_torchvision(tiny_setup, tmp_path
 def test_missing_checkpoint_is_a_one_line_error(tiny_setup, tmp_path, capsys):
     _, checkpoints = tiny_setup
     missing = tmp_path / "nope.pt"
-    code = load_tool().main([str(checkpoints[0]), str(missing), "--device", "cpu"])
+    code = load_tool("eval_map").main([str(checkpoints[0]), str(missing), "--device", "cpu"])
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert err == f"error: {missing}: checkpoint not found"
@@ -111,7 +97,7 @@ def test_missing_checkpoint_is_a_one_line_error(tiny_setup, tmp_path, capsys):
 
 def test_unknown_torchvision_model_is_a_one_line_error(tiny_setup, capsys):
     _, checkpoints = tiny_setup
-    code = load_tool().main([str(checkpoints[0]), "--device", "cpu", "--torchvision", "yolo_v99"])
+    code = load_tool("eval_map").main([str(checkpoints[0]), "--device", "cpu", "--torchvision", "yolo_v99"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "yolo_v99" in err[0] and "fasterrcnn_resnet50_fpn" in err[0]
 
@@ -163,7 +149,7 @@ def test_data_from_config_and_split(tiny_setup, tmp_path, capsys):
             "--warmup", "0", "--json", str(out_json)]
     for override in [f"data.root={root}", "data.num_workers=0"]:
         args += ["--set", override]
-    assert load_tool().main(args) == 0, capsys.readouterr().err
+    assert load_tool("eval_map").main(args) == 0, capsys.readouterr().err
     report = json.loads(out_json.read_text())
     assert (report["config"], report["split"], report["num_images"], report["batch_size"]) == \
         ("synthetic_faster_rcnn", "train", 2, 1)
