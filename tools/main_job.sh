@@ -3,13 +3,13 @@
 # data/shapes (when absent), train a small detector on the CPU, evaluate it (per-class AP and mAP
 # printed) and draw its detections on one validation image.
 #
-#   bash tools/main_job.sh                          # synthetic_faster_rcnn; outputs in runs/main_job/
-#   CONFIG=synthetic_ssd bash tools/main_job.sh     # the SSD instead
+#   bash tools/main_job.sh                                  # synthetic_ssd; outputs in runs/main_job/
+#   CONFIG=synthetic_faster_rcnn bash tools/main_job.sh     # the Faster R-CNN instead
 #   bash tools/main_job.sh --set train.epochs=20    # extra `detect train` options
 # Environment: CONFIG, OUT (default runs/main_job), DEVICE (default cpu).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CONFIG=${CONFIG:-synthetic_faster_rcnn}
+CONFIG=${CONFIG:-synthetic_ssd}
 OUT=${OUT:-runs/main_job}
 DEVICE=${DEVICE:-cpu}
 export NO_ALBUMENTATIONS_UPDATE=1
