@@ -27,5 +27,5 @@ root=$("$PYTHON" -m detect config show "$CONFIG" "$@" | "$PYTHON" -c "import sys
 image_id=$(head -n 1 "$root/ImageSets/Main/val.txt")
 echo "== drawing detections on $root/JPEGImages/$image_id.jpg"
 "$PYTHON" -m detect infer "$OUT/train/best.pt" "$root/JPEGImages/$image_id.jpg" --device "$DEVICE" \
-    --out "$OUT/detections" --json --quiet
+    --out "$OUT/detections" --score-threshold 0.3 --json --quiet
 echo "== done in $(( $(date +%s) - start )) s: $OUT/eval.json, $OUT/detections/$image_id.jpg, curves: .venv/bin/tensorboard --logdir $OUT/train"
