@@ -111,7 +111,24 @@ def _trainable(name: str, trainable_layers: int | None, stages: int, pretrained:
     return trainable_layers
 
 
-class VGGTrunk(nn.Module):
+class _TrunkWithExtras(nn.Module):
+    """Shared by the SSD trunks: two maps from the classification network (`_base_maps`), then the
+    extra layers, each on the previous map. Subclasses set `specs`, `extras` and `_trunk_sizes`."""
+
+    def feature_map_sizes(self, input_size: int) -> list[tuple[int, int]]:
+        sizes = self._trunk_sizes(input_size)
+        for spec in self.specs:
+            sizes.append(_conv_out(sizes[-1], *spec[2:]))
+        return [(s, s) for s in sizes]
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        maps = self._base_maps(images)
+        for extra in self.extras:
+            maps.append(extra(maps[-1]))
+        return maps
+
+
+class VGGTrunk(_TrunkWithExtras):
     """SSD's VGG16: conv4_3 (L2-normalised), fc7, and the extra layers."""
 
     def __init__(self, num_maps: int, input_size: int, pretrained: str = "none", trainable_layers: int | None = None):
@@ -152,18 +169,9 @@ class VGGTrunk(nn.Module):
         size = _conv_out(_conv_out(_conv_out(input_size, 2, 2, 0), 2, 2, 0), 2, 2, 0, ceil=True)
         return [size, _conv_out(size, 2, 2, 0)]
 
-    def feature_map_sizes(self, input_size: int) -> list[tuple[int, int]]:
-        sizes = self._trunk_sizes(input_size)
-        for spec in self.specs:
-            sizes.append(_conv_out(sizes[-1], *spec[2:]))
-        return [(s, s) for s in sizes]
-
-    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+    def _base_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
         conv4_3 = self.conv4_3(images)
-        maps = [self.l2norm(conv4_3), self.fc7(conv4_3)]
-        for extra in self.extras:
-            maps.append(extra(maps[-1]))
-        return maps
+        return [self.l2norm(conv4_3), self.fc7(conv4_3)]
 
 
 def _subsample_fc_weights(classifier: nn.Sequential, fc6: nn.Conv2d, fc7: nn.Conv2d) -> None:
@@ -176,7 +184,7 @@ def _subsample_fc_weights(classifier: nn.Sequential, fc6: nn.Conv2d, fc7: nn.Con
         fc7.bias.copy_(fc7_linear.bias[::4])
 
 
-class ResNetTrunk(nn.Module):
+class ResNetTrunk(_TrunkWithExtras):
     """A torchvision ResNet's layer2 (stride 8) and layer3 (stride 16) maps, then extra layers.
 
     The same layout as VGG's conv4_3 and fc7: at 300 px the maps are 38, 19, 10, 5, 3, 1.
@@ -210,18 +218,9 @@ class ResNetTrunk(nn.Module):
         size = _conv_out(size, 3, 2, 1)  # layer2
         return [size, _conv_out(size, 3, 2, 1)]  # layer3
 
-    def feature_map_sizes(self, input_size: int) -> list[tuple[int, int]]:
-        sizes = self._trunk_sizes(input_size)
-        for spec in self.specs:
-            sizes.append(_conv_out(sizes[-1], *spec[2:]))
-        return [(s, s) for s in sizes]
-
-    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+    def _base_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
         layer2 = self.layer2(images)
-        maps = [layer2, self.layer3(layer2)]
-        for extra in self.extras:
-            maps.append(extra(maps[-1]))
-        return maps
+        return [layer2, self.layer3(layer2)]
 
 
 def _block_channels(layer: nn.Sequential) -> int:
