@@ -226,12 +226,13 @@ def export_onnx(
     batch_size: int = 1,
 ) -> dict:
     """Write a checkpoint's model and postprocess as ONNX (see `export_model`)."""
-    from detect.infer import load_model_from_checkpoint
+    from detect.engine.checkpoint import load_trained_model
 
     if opset < 11:
         raise DetectError(f"--opset {opset}: NonMaxSuppression with these inputs needs opset 11 or later")
-    model, config, class_names = load_model_from_checkpoint(Path(checkpoint), torch.device("cpu"))
-    return export_model(model, config, class_names, output, opset, dynamic_batch, image_size, batch_size)
+    model, config, class_names, category_ids = load_trained_model(Path(checkpoint), torch.device("cpu"))
+    return export_model(model, config, class_names, output, opset, dynamic_batch, image_size, batch_size,
+                        category_ids)
 
 
 def export_model(
@@ -243,11 +244,13 @@ def export_model(
     dynamic_batch: bool = False,
     image_size: tuple[int, int] | None = None,
     batch_size: int = 1,
+    category_ids: list[int] | None = None,
 ) -> dict:
     """Write `model` with its postprocess as ONNX; returns {height, width, max_detections, class_names}.
 
     The file's metadata (JSON strings) holds the class names (label order), the input mean and std,
-    the resize mode and the input size, so a deployment needs nothing but the .onnx file.
+    the resize mode and the input size (and, for COCO-trained models, `category_ids`: the COCO id of
+    each label), so a deployment needs nothing but the .onnx file.
     """
     import onnx
 
@@ -283,6 +286,8 @@ def export_model(
         "input_size": json.dumps([height, width]),
         "arch": config.model.arch,
     }
+    if category_ids is not None:
+        metadata["category_ids"] = json.dumps([int(i) for i in category_ids])
     for key, value in metadata.items():
         graph.metadata_props.add(key=key, value=value)
     onnx.save(graph, str(output))

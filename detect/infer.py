@@ -64,12 +64,13 @@ class Detections:
             for box, score, label, name in zip(self.boxes, self.scores, self.labels, self.class_names)
         ]
 
-    def to_coco(self, image_id: int | str) -> list[dict[str, Any]]:
-        """COCO results format: [{image_id, category_id (= label), bbox [x, y, w, h], score}, ...]."""
+    def to_coco(self, image_id: int | str, category_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
+        """COCO results format: [{image_id, category_id, bbox [x, y, w, h], score}, ...]; category_id is
+        category_ids[label - 1] (a COCO-trained checkpoint's own ids), else the label itself."""
         return [
             {
                 "image_id": image_id,
-                "category_id": int(label),
+                "category_id": int(category_ids[label - 1]) if category_ids else int(label),
                 "bbox": [round(float(x1), 2), round(float(y1), 2), round(float(x2 - x1), 2), round(float(y2 - y1), 2)],
                 "score": round(float(score), 5),
             }
@@ -109,12 +110,15 @@ class Detector:
         score_threshold: float = DEFAULT_SCORE_THRESHOLD,
         classes: Sequence[str] | None = None,
         batch_size: int = 8,
+        category_ids: Sequence[int] | None = None,
     ):
         from detect.config import Config, validate_config
         from detect.data.transforms import build_transforms
 
         self.config = config if isinstance(config, Config) else validate_config(dict(config))
         self.class_names = list(class_names)
+        # COCO-trained checkpoints: the dataset's category id of each label, for COCO results files.
+        self.category_ids = list(category_ids) if category_ids is not None else None
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.score_threshold = float(score_threshold)
@@ -124,10 +128,13 @@ class Detector:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto", **options) -> "Detector":
-        """Load a checkpoint written by `detect train` (weights, resolved config, class names)."""
+        """Load a checkpoint written by `detect train` (weights, resolved config, class names and, for
+        COCO data, the category ids)."""
+        from detect.engine.checkpoint import load_trained_model
+
         resolved = resolve_device(device)
-        model, config, class_names = load_model_from_checkpoint(Path(path), resolved)
-        return cls(model, config, class_names, device=resolved, **options)
+        model, config, class_names, category_ids = load_trained_model(Path(path), resolved)
+        return cls(model, config, class_names, device=resolved, category_ids=category_ids, **options)
 
     # -----------------------------------------------------------------------------------------------
 
@@ -251,14 +258,6 @@ def as_rgb_array(item) -> np.ndarray:
     return np.ascontiguousarray(array[:, :, :3])
 
 
-def load_model_from_checkpoint(path: Path, device: torch.device):
-    """(model in eval mode on `device`, Config, class names) from a checkpoint written by `detect train`
-    (its EMA weights when it has them); a bad file is a one-line CheckpointError."""
-    from detect.engine.checkpoint import build_model_from_checkpoint
-
-    return build_model_from_checkpoint(path, device)
-
-
 def _no_objects(image: np.ndarray) -> dict:
     """A raw target with no boxes: what the eval pipeline needs besides the image."""
     height, width = image.shape[:2]
@@ -357,11 +356,13 @@ def _infer_images(detector: Detector, images, out_dir: Path, write_json: bool, s
                 "id": image_id, "file": str(source.path), "output": str(target),
                 "height": found.image_size[0], "width": found.image_size[1], "detections": found.to_list(),
             })
-            coco_results.extend(found.to_coco(image_id))
+            coco_results.extend(found.to_coco(image_id, detector.category_ids))
         bar.update(len(chunk))
     bar.close()
     if write_json:
-        categories = [{"id": i + 1, "name": name} for i, name in enumerate(detector.class_names)]
+        ids = detector.category_ids or range(1, len(detector.class_names) + 1)
+        categories = [{"id": int(category_id), "label": label, "name": name}
+                      for label, (category_id, name) in enumerate(zip(ids, detector.class_names), start=1)]
         json_path = out_dir / "detections.json"
         json_path.write_text(json.dumps({"categories": categories, "images": records}))
         coco_path = out_dir / "detections_coco.json"

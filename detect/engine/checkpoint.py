@@ -4,6 +4,7 @@ A checkpoint is a dict saved with torch.save:
     model          state dict of the (unwrapped) model
     config         the resolved config as a plain dict (detect.config.config_to_dict)
     class_names    list[str]; label i is class_names[i - 1]
+    category_ids   COCO data: list[int], label i is COCO category category_ids[i - 1]; None otherwise
     optimizer, scheduler, scaler, ema    state dicts, or None
     epoch          epochs completed; step: optimiser steps done; batch_in_epoch: batches of the
                    interrupted epoch already trained (0 at an epoch's end)
@@ -89,6 +90,14 @@ def build_model_from_checkpoint(path: str | Path, device: str | torch.device = "
                                 use_ema: bool = True) -> tuple[nn.Module, object, list[str]]:
     """(model in eval mode on `device`, its Config, class names). The EMA weights are used when the
     checkpoint has them and `use_ema` (they are what training evaluated)."""
+    model, config, class_names, _ = load_trained_model(path, device, use_ema)
+    return model, config, class_names
+
+
+def load_trained_model(path: str | Path, device: str | torch.device = "cpu",
+                       use_ema: bool = True) -> tuple[nn.Module, object, list[str], list[int] | None]:
+    """build_model_from_checkpoint's three, plus the COCO category ids of the labels (None when the
+    model was not trained on COCO data, or by a version that did not store them)."""
     from detect.models.build import build_model
 
     state = load_checkpoint(path)
@@ -104,4 +113,13 @@ def build_model_from_checkpoint(path: str | Path, device: str | torch.device = "
         model.load_state_dict(weights)
     except RuntimeError as error:
         raise CheckpointError(f"{path}: weights do not fit the model of its config ({str(error).splitlines()[0]})") from None
-    return model.to(device).eval(), config, class_names
+    return model.to(device).eval(), config, class_names, category_ids_of(state, path, len(class_names))
+
+
+def category_ids_of(state: dict, path: str | Path, num_classes: int) -> list[int] | None:
+    category_ids = state.get("category_ids")
+    if category_ids is None:
+        return None
+    if len(category_ids) != num_classes:
+        raise CheckpointError(f"{path}: {len(category_ids)} category ids for {num_classes} classes")
+    return [int(i) for i in category_ids]

@@ -74,6 +74,9 @@ class TrainSession:
     run_dir: Path | None = None
     state: TrainState = field(default_factory=TrainState)
     resume_rng: dict | None = None  # RNG states to restore after skipping the trained batches
+    # COCO data: the category id of each label (label i is category_ids[i - 1]), kept in checkpoints
+    # so that inference writes COCO results with the dataset's own ids.
+    category_ids: list[int] | None = None
     # Test hook: behave as Ctrl-C once this many optimiser steps are done.
     interrupt_after_steps: int | None = None
     # Buffers (BatchNorm statistics) and RNG states as they were after the last optimiser step: a
@@ -153,10 +156,22 @@ def find_resume_checkpoint(config: Config, resume: str, output_dir: str | Path |
 
 def dataset_class_names(loader) -> list[str]:
     """Class names of the dataset behind a loader (walking through wrapper datasets)."""
-    dataset = loader.dataset
-    while not hasattr(dataset, "class_names") and hasattr(dataset, "dataset"):
-        dataset = dataset.dataset
-    return list(dataset.class_names)
+    return list(_dataset_attribute(loader.dataset, "class_names"))
+
+
+def dataset_category_ids(loader) -> list[int] | None:
+    """COCO data: the category id of each label 1..C; None for data without category ids (VOC)."""
+    category_map = _dataset_attribute(loader.dataset, "category_map")
+    return None if category_map is None else [int(i) for i in category_map.category_ids]
+
+
+def _dataset_attribute(dataset, name: str):
+    """`name` of the first dataset that has it, down through wrappers (Subset's `dataset`,
+    TransformedDataset's `raw`); None when none has it."""
+    while dataset is not None and not hasattr(dataset, name):
+        inner = getattr(dataset, "dataset", None)  # not `or`: an empty dataset is falsy
+        dataset = inner if inner is not None else getattr(dataset, "raw", None)
+    return getattr(dataset, name, None)
 
 
 def make_session(config: Config, model: nn.Module, class_names: Sequence[str], device: torch.device,
@@ -195,6 +210,7 @@ def checkpoint_state(session: TrainSession, rng: dict | None = None) -> dict:
         "model": session.module.state_dict(),
         "config": config_to_dict(session.config),
         "class_names": session.class_names,
+        "category_ids": session.category_ids,
         "optimizer": session.optimizer.state_dict(),
         "scheduler": session.scheduler.state_dict(),
         "scaler": session.scaler.state_dict() if session.scaler is not None else None,
@@ -591,6 +607,7 @@ def _run(config, output_dir, device, resume, interrupt_after_steps, build_loader
     steps_per_epoch = math.ceil(len(train_loader) / config.train.accumulate)
     session = make_session(config, model, class_names, device, steps_per_epoch, run_dir, logger)
     session.interrupt_after_steps = interrupt_after_steps
+    session.category_ids = dataset_category_ids(train_loader)
     if dist_utils.is_main():
         (run_dir / "config.yaml").write_text(config_to_yaml(config))
     if checkpoint is not None:

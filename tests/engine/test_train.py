@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from detect.engine.checkpoint import load_checkpoint
-from detect.engine.train import NonFiniteLossError, run_training
+from detect.data.coco import CategoryMap
+from detect.data.loader import TransformedDataset
+from detect.engine.train import NonFiniteLossError, dataset_category_ids, dataset_class_names, run_training
 from detect.errors import CheckpointError
 from tests.engine import doubles
 
@@ -31,6 +33,7 @@ def test_run_folder_has_everything(tmp_path):
     checkpoint = load_checkpoint(run_dir / "last.pt")
     assert checkpoint["epoch"] == 2 and checkpoint["step"] == 8  # 16 images / batch 4, 2 epochs
     assert checkpoint["class_names"] == doubles.CLASS_NAMES
+    assert checkpoint["category_ids"] is None  # not COCO data
     assert checkpoint["config"]["name"] == "tiny" and checkpoint["ema"] is not None
     assert set(checkpoint["rng"]) == {"python", "numpy", "torch", "cuda"}
     best = load_checkpoint(run_dir / "best.pt")
@@ -40,6 +43,21 @@ def test_run_folder_has_everything(tmp_path):
     assert "epoch 2/2: loss" in log and "val mAP@0.5 (voc07)" in log
     assert "| red " in log and "| green " in log and "**mAP**" in log  # the per-class table at the end
     assert not list(run_dir.glob(".*tmp*"))
+
+
+def test_category_ids_come_from_the_dataset_behind_the_loader():
+    class CocoLike(torch.utils.data.Dataset):
+        class_names = ["cat", "dog"]
+        category_map = CategoryMap([17, 18])
+
+        def __len__(self):
+            return 2
+
+    wrapped = torch.utils.data.Subset(TransformedDataset(CocoLike(), transforms=None), [0, 1])
+    assert dataset_category_ids(torch.utils.data.DataLoader(wrapped)) == [17, 18]
+    assert dataset_class_names(torch.utils.data.DataLoader(wrapped)) == ["cat", "dog"]
+    plain = TransformedDataset(torch.utils.data.TensorDataset(torch.zeros(2)), transforms=None)
+    assert dataset_category_ids(torch.utils.data.DataLoader(plain)) is None
 
 
 def _assert_same_training_state(a: dict, b: dict):

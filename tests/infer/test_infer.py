@@ -117,6 +117,28 @@ def test_from_checkpoint_matches_the_model(checkpoints, tiny_models):
     assert loaded.class_names == CLASS_NAMES and loaded.config.input.min_size == 64
 
 
+def test_coco_checkpoint_writes_its_category_ids(checkpoints, tmp_path):
+    """A checkpoint trained on COCO data stores each label's category id; COCO results use them."""
+    state = torch.load(checkpoints["ssd"], weights_only=False)
+    coco_ids = [3, 17, 90]
+    torch.save({**state, "category_ids": coco_ids}, tmp_path / "coco.pt")
+    detector = Detector.from_checkpoint(tmp_path / "coco.pt", device="cpu", score_threshold=0.0)
+    assert detector.category_ids == coco_ids
+    cv2.imwrite(str(tmp_path / "noise.png"), noise_image(64, 64, seed=5))
+    run_inference(detector, [str(tmp_path / "noise.png")], tmp_path / "out", write_json=True, progress=False)
+    report = json.loads((tmp_path / "out" / "detections.json").read_text())
+    assert report["categories"] == [{"id": i, "label": label, "name": name}
+                                    for label, (i, name) in enumerate(zip(coco_ids, CLASS_NAMES), start=1)]
+    detections = report["images"][0]["detections"]
+    coco = json.loads((tmp_path / "out" / "detections_coco.json").read_text())
+    assert len(coco) == len(detections) > 0
+    assert [entry["category_id"] for entry in coco] == [coco_ids[d["label"] - 1] for d in detections]
+
+    torch.save({**state, "category_ids": [1, 2]}, tmp_path / "mismatch.pt")
+    with pytest.raises(CheckpointError, match="mismatch.pt: 2 category ids for 3 classes"):
+        Detector.from_checkpoint(tmp_path / "mismatch.pt", device="cpu")
+
+
 def test_bad_checkpoints(tmp_path):
     with pytest.raises(CheckpointError, match="checkpoint not found"):
         Detector.from_checkpoint(tmp_path / "none.pt")
@@ -147,7 +169,7 @@ def test_run_inference_writes_images_json_and_skips_corrupt_files(detectors, tmp
     np.testing.assert_array_equal(cv2.imread(str(out / "sub" / "dark.png")), dark_image(50, 40))
 
     report = json.loads((out / "detections.json").read_text())
-    assert report["categories"] == [{"id": i + 1, "name": name} for i, name in enumerate(CLASS_NAMES)]
+    assert report["categories"] == [{"id": i + 1, "label": i + 1, "name": name} for i, name in enumerate(CLASS_NAMES)]
     by_file = {record["file"]: record for record in report["images"]}
     noisy, dark = by_file[str(source / "noise.jpg")], by_file[str(source / "sub" / "dark.png")]
     assert (noisy["height"], noisy["width"]) == (60, 80) and dark["detections"] == []
