@@ -33,7 +33,8 @@ def test_ssd_pair_trains_and_evaluates_through_the_engine(tmp_path):
         "input": {"resize": "fixed", "size": 96, "size_divisible": 1},
         "model": {"arch": "ssd", "backbone": "resnet18",
                   "ssd": {"aspect_ratios": [[2.0], [2.0], [2.0], [2.0]], "top_k_per_class": 20}},
-        "train": {"epochs": 1, "batch_size": 4, "optimizer": "adam", "lr": 1e-4, "warmup_iters": 0, "amp": False},
+        "train": {"epochs": 1, "batch_size": 4, "optimizer": "adam", "lr": 1e-4, "warmup_iters": 0, "amp": False,
+                  "log_every": 1},
         "eval": {"batch_size": 4},
     })
     loaders = tool.first_images(_loaders, max_images=8)
@@ -42,6 +43,14 @@ def test_ssd_pair_trains_and_evaluates_through_the_engine(tmp_path):
     for name in ("ours", "torchvision"):
         assert (Path(summary[name]["run_dir"]) / "metrics.jsonl").is_file()
         assert summary[name]["last_map"] is not None and 0.0 <= summary[name]["last_map"] <= 1.0
+        assert summary[name]["wall_s"] > 0 and summary[name]["train_images_per_s"] > 0
+
+
+def test_a_config_of_the_other_arch_is_refused(capsys):
+    tool = load_tool("compare_raccoon")
+    with pytest.raises(SystemExit):
+        tool.main(["--arch", "ssd", "--ssd-config", "voc_faster_rcnn", "--data", "nowhere"])
+    assert "--ssd-config voc_faster_rcnn is a faster_rcnn config" in capsys.readouterr().err
 
 
 def test_ssd_peer_keeps_the_model_contract():

@@ -2,16 +2,18 @@
 
     python tools/compare_raccoon.py --arch faster_rcnn|ssd|both [--data ../shared/data/raccoon]
         [--epochs N] [--max-images N] [--device auto|cuda|cpu] [--out runs/compare_raccoon] [--set a.b=c ...]
+        [--faster-rcnn-config voc_faster_rcnn_resnet50] [--ssd-config voc_ssd300]
 
-Faster R-CNN: `voc_faster_rcnn_resnet50` against torchvision's FasterRCNN on the same trunk
-(detect.models.torchvision_peer.build_torchvision_peer). SSD: `voc_ssd300` against torchvision's SSD300
+Faster R-CNN: `voc_faster_rcnn_resnet50` (or `--faster-rcnn-config`, e.g. `voc_faster_rcnn` for VGG16)
+against torchvision's FasterRCNN on the same trunk (detect.models.torchvision_peer.build_torchvision_peer). SSD: `voc_ssd300` against torchvision's SSD300
 VGG16 with our default boxes (detect.models.torchvision_ssd_peer), or torchvision's SSD on our trunk
 for other backbones (detect.bench.torchvision_ssd_on_trunk). Both runs go through the project's
 engine (`detect.engine.train.run_training`) with one config, so data, augmentation, image size,
 batches, optimizer and schedule are the same; only the model differs. torchvision's SSD gets our
 already resized and normalised batches (its own resize and normalisation are switched off).
 Weights are random (`model.pretrained=none`) unless overridden. `--max-images N` trains and
-evaluates on the first N images of each split (a quick check). Writes `<out>/compare.json`.
+evaluates on the first N images of each split (a quick check). Writes `<out>/compare.json`: per
+arch and model, the run folder, best and last mAP, wall seconds and the median training images/s.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -118,12 +122,16 @@ def train_both(config: Config, out: Path, device: str = "auto", build_loaders_fn
     summary = {}
     for name, build_model_fn in (("ours", None), ("torchvision", build_peer)):
         torch.manual_seed(config.train.seed)
+        start = time.perf_counter()
         run_dir = run_training(config, output_dir=out / name, device=device,
                                build_loaders_fn=loaders, build_model_fn=build_model_fn)
+        seconds = time.perf_counter() - start
         records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         maps = [r["map"] for r in records if r.get("type") == "eval" and r.get("map") is not None]
+        rates = [r["images_per_s"] for r in records if r.get("type") == "train" and "images_per_s" in r]
         summary[name] = {"run_dir": str(run_dir), "best_map": max(maps, default=None),
-                         "last_map": maps[-1] if maps else None}
+                         "last_map": maps[-1] if maps else None, "wall_s": round(seconds, 1),
+                         "train_images_per_s": round(statistics.median(rates), 1) if rates else None}
     return summary
 
 
@@ -147,22 +155,29 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=Path("runs/compare_raccoon"))
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--faster-rcnn-config", default=CONFIGS["faster_rcnn"])
+    parser.add_argument("--ssd-config", default=CONFIGS["ssd"])
     args = parser.parse_args(argv)
+    configs = {"faster_rcnn": args.faster_rcnn_config, "ssd": args.ssd_config}
     data = (args.data or default_data()).resolve()
     archs = ["faster_rcnn", "ssd"] if args.arch == "both" else [args.arch]
     report = {}
     for arch in archs:
         overrides = dataset_overrides(data) + ([f"train.epochs={args.epochs}"] if args.epochs else []) + args.overrides
-        config = load_config(CONFIGS[arch], overrides)
+        config = load_config(configs[arch], overrides)
+        if config.model.arch != arch:
+            parser.error(f"--{arch.replace('_', '-')}-config {configs[arch]} is a {config.model.arch} config")
         loaders = None if args.max_images is None else first_images(_engine_loaders(), args.max_images)
         report[arch] = train_both(config, args.out / arch, args.device, loaders)
         report[arch]["overrides"] = overrides
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "compare.json").write_text(json.dumps(report, indent=2))
-    print("| arch | ours mAP@0.5 best (last) | torchvision mAP@0.5 best (last) |\n|---|---|---|")
+    print("| arch | model | mAP@0.5 best (last) | wall s | train images/s |\n|---|---|---|---|---|")
     for arch, result in report.items():
-        cells = [f"{_fmt(result[n]['best_map'])} ({_fmt(result[n]['last_map'])})" for n in ("ours", "torchvision")]
-        print(f"| {arch} | {cells[0]} | {cells[1]} |")
+        for name in ("ours", "torchvision"):
+            run = result[name]
+            print(f"| {arch} | {name} | {_fmt(run['best_map'])} ({_fmt(run['last_map'])}) | {run['wall_s']} "
+                  f"| {run['train_images_per_s']} |")
     return 0
 
 
