@@ -37,16 +37,18 @@ class _Trunk(nn.Module):
         return self.body(images)
 
 
-class _RoIPool(nn.Module):
-    """RoIPool (torchvision only ships MultiScaleRoIAlign) with torchvision's box_roi_pool interface."""
+class _RoIPool(MultiScaleRoIAlign):
+    """RoIPool with torchvision's box_roi_pool interface. torchvision ships only MultiScaleRoIAlign and
+    its FasterRCNN accepts nothing else (an isinstance check), hence the subclass; only the single
+    feature map "0" and the pooling itself are used."""
 
     def __init__(self, output_size: int, stride: int):
-        super().__init__()
-        self.output_size = output_size
+        super().__init__(["0"], output_size, sampling_ratio=0)
+        self.pool_size = output_size
         self.spatial_scale = 1.0 / stride
 
     def forward(self, features: dict, proposals: list[torch.Tensor], image_shapes) -> torch.Tensor:
-        return roi_pool(features["0"], proposals, self.output_size, self.spatial_scale)
+        return roi_pool(features["0"], proposals, self.pool_size, self.spatial_scale)
 
 
 def build_torchvision_faster_rcnn(model_cfg: ModelConfig, input_cfg: InputConfig, num_classes: int) -> FasterRCNN:

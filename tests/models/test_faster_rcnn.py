@@ -91,10 +91,11 @@ def test_bad_class_count():
         build_model(ModelConfig.model_validate(SMALL), InputConfig(), 0)
 
 
-def test_torchvision_peer_runs_a_forward_pass():
+@pytest.mark.parametrize("pool", ["roi_align", "roi_pool"])
+def test_torchvision_peer_runs_a_forward_pass(pool):
     torch.manual_seed(0)
     input_cfg = InputConfig(min_size=64, max_size=96)
-    peer = build_torchvision_faster_rcnn(ModelConfig.model_validate(SMALL), input_cfg, 2).train()
+    peer = build_torchvision_faster_rcnn(ModelConfig.model_validate({**SMALL, "roi_pool": pool}), input_cfg, 2).train()
     images, targets = shapes_batch(2, 64)
     losses = peer(list(images), targets)
     assert {"loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"} == set(losses)
@@ -102,6 +103,19 @@ def test_torchvision_peer_runs_a_forward_pass():
     with torch.no_grad():
         detections = peer(list(images))
     assert len(detections) == 2 and len(detections[0]["boxes"]) <= 10
+
+
+def test_torchvision_peer_roi_pool_is_torchvision_ops_roi_pool():
+    """torchvision's FasterRCNN accepts only a MultiScaleRoIAlign: the RoIPool peer passes as one."""
+    from torchvision.ops import roi_pool
+
+    peer = build_torchvision_faster_rcnn(ModelConfig.model_validate({**SMALL, "roi_pool": "roi_pool"}),
+                                         InputConfig(min_size=64, max_size=96), 2)
+    pooler = peer.roi_heads.box_roi_pool
+    features = torch.randn(2, 8, 6, 6, generator=torch.Generator().manual_seed(1))
+    boxes = [torch.tensor([[0.0, 0.0, 40.0, 30.0]]), torch.tensor([[8.0, 16.0, 90.0, 90.0], [1.0, 1.0, 5.0, 5.0]])]
+    expected = roi_pool(features, boxes, pooler.pool_size, 1.0 / 16)
+    torch.testing.assert_close(pooler({"0": features}, boxes, [(96, 96)] * 2), expected)
 
 
 def _overfit(steps: int, eval_every: int, target: float) -> float:
