@@ -376,13 +376,16 @@ def main(argv=None) -> int:
             print(json.dumps({name: sync_report(name, args)}, indent=2))
         return 0
     rows = []
+    command = "python tools/bench_speed.py " + " ".join(sys.argv[1:] if argv is None else argv)
     for name in names:
         rows.extend(measure(name, args, device))
+        # Each model's rows as soon as they are measured: a run cut short keeps what it finished.
+        print(f"{name}: measured ({len(rows)} rows so far)", file=sys.stderr, flush=True)
+        if args.json is not None:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps({"command": command, "environment": environment(device), "rows": rows},
+                                            indent=2))
     print(markdown_table(rows))
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        command = "python tools/bench_speed.py " + " ".join(sys.argv[1:] if argv is None else argv)
-        args.json.write_text(json.dumps({"command": command, "environment": environment(device), "rows": rows}, indent=2))
     return 0
 
 
