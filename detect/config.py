@@ -87,6 +87,10 @@ class InputConfig(Section):
     """Per-channel mean subtracted from 0..1 RGB pixels (ImageNet's, as torchvision's weights expect)."""
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     """Per-channel std that pixels are divided by after the mean."""
+    normalize_on: Literal["device", "loader"] = "device"
+    """Where mean / std are applied. device: the loader's workers only resize and send uint8 batches (a
+    quarter of float32's bytes through shared and pinned memory), normalised after the copy to the model's
+    device (detect/data/normalise.py); loader: the workers send normalised float32 batches."""
 
 
 class TransformSpec(BaseModel):

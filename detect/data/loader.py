@@ -1,8 +1,10 @@
 """Batches: transformed datasets, the padding collate, aspect-ratio grouping and the DataLoader.
 
     images, targets = batch
-        images   float32 [B, 3, H, W]: each image top-left, zeros (the mean, once normalised) after it;
-                 H and W multiples of `size_divisible`
+        images   uint8 [B, 3, H, W] pixels (input.normalize_on device, the default) or float32
+                 [B, 3, H, W] normalised (normalize_on loader): each image top-left, zeros after it;
+                 H and W multiples of `size_divisible`. Consumers move it to their device and call
+                 detect.data.normalise.normalise_batch, which gives float32 either way.
         targets  list of B transformed target dicts (see transforms.py): image_size, scale, boxes ...
 
 A raw dataset may return None for a sample it skipped; the collate drops such items (a batch may then
@@ -44,11 +46,15 @@ class TransformedDataset(Dataset):
 
 
 def collate(batch: Sequence, size_divisible: int = 32):
-    """List of (image [3, h, w], target) -> (images [B, 3, H, W] zero-padded, list of targets)."""
+    """List of (image [3, h, w], target) -> (images [B, 3, H, W] zero-padded, list of targets).
+    The batch has the images' dtype (uint8 pixels or normalised float32; all the same)."""
     batch = [item for item in batch if item is not None]
     if not batch:
         return None
     images = [image for image, _ in batch]
+    dtypes = {image.dtype for image in images}
+    if len(dtypes) > 1:  # copying into one batch tensor would silently convert some of them
+        raise TypeError(f"collate: images of different dtypes in one batch: {sorted(map(str, dtypes))}")
     height = _round_up(max(image.shape[1] for image in images), size_divisible)
     width = _round_up(max(image.shape[2] for image in images), size_divisible)
     padded = _new_batch(images[0], (len(images), 3, height, width))

@@ -1,11 +1,14 @@
-"""The last step of every pipeline: resize as `input` says, then normalise into a CHW float tensor.
+"""The last step of every pipeline: resize as `input` says, then either normalise into a CHW float
+tensor (`input.normalize_on: loader`) or keep the uint8 pixels in CHW order (`device`, the default: the
+consumer normalises the batch on its device, see normalise.py).
 
     prepare = ResizeNormalize(input_cfg)
     out = prepare(image=image, bboxes=boxes, box_index=box_index)
         in:   image uint8 RGB numpy [h, w, 3]; bboxes float [N, 4] xyxy pixels of `image`;
               box_index int [N] (the rows of the raw target the boxes came from)
-        out:  {image: float32 tensor [3, H, W] ((pixel / 255 - mean) / std), bboxes float32 [M, 4]
-               xyxy pixels of the resized image, box_index int64 [M]}
+        out:  {image: uint8 tensor [3, H, W] (normalize_on device) or float32 tensor [3, H, W]
+               ((pixel / 255 - mean) / std, normalize_on loader), bboxes float32 [M, 4] xyxy pixels
+               of the resized image, box_index int64 [M]}
 
 Why not an albumentations Compose: this step runs on every item of every epoch, and a Compose spends
 more time on its box bookkeeping (format checks, normalised boxes, filtering) than the resize takes on
@@ -64,13 +67,20 @@ def normalise_to_chw(image: np.ndarray, mean, std, tables: list[np.ndarray] | No
     return torch.from_numpy(out)
 
 
+def uint8_to_chw(image: np.ndarray) -> torch.Tensor:
+    """uint8 [h, w, 3] -> uint8 tensor [3, h, w] (the pixels, channel planes one after another)."""
+    return torch.from_numpy(np.stack(cv2.split(image)))
+
+
 class ResizeNormalize:
-    """The pipelines' final resize + normalisation (see the module docstring); called like a Compose."""
+    """The pipelines' final resize, and normalisation unless `input.normalize_on` is device (see the
+    module docstring); called like a Compose."""
 
     def __init__(self, input_cfg: InputConfig) -> None:
         self.mode = input_cfg.resize
         self.min_size, self.max_size, self.size = input_cfg.min_size, input_cfg.max_size, input_cfg.size
         self.mean, self.std = tuple(input_cfg.mean), tuple(input_cfg.std)
+        self.normalize = input_cfg.normalize_on == "loader"
         self.tables = normalisation_tables(self.mean, self.std)
 
     def __call__(self, image: np.ndarray, bboxes, box_index) -> dict:
@@ -81,8 +91,18 @@ class ResizeNormalize:
         boxes = boxes.clip(0, np.array([in_w, in_h, in_w, in_h], np.float32))
         keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
         scale = np.array([out_w / in_w, out_h / in_h, out_w / in_w, out_h / in_h], np.float32)
+        resized = resize_image(image, (out_h, out_w))
         return {
-            "image": normalise_to_chw(resize_image(image, (out_h, out_w)), self.mean, self.std, self.tables),
+            "image": self.to_tensor(resized),
             "bboxes": boxes[keep] * scale,
             "box_index": box_index[keep],
         }
+
+    def to_tensor(self, image: np.ndarray) -> torch.Tensor:
+        """The resized HWC image as the batch carries it: normalised float32 or uint8, both CHW."""
+        if self.normalize:
+            return normalise_to_chw(image, self.mean, self.std, self.tables)
+        if image.dtype != np.uint8:  # a float image would reach the model unnormalised
+            raise TypeError(f"input.normalize_on=device sends uint8 pixels, but the augmentations gave "
+                            f"{image.dtype}; use input.normalize_on=loader")
+        return uint8_to_chw(image)

@@ -5,7 +5,8 @@
 
     in:   image uint8 RGB numpy [H, W, 3]; target {boxes float32 [N, 4] xyxy (original pixels),
           labels int64 [N], difficult bool [N], iscrowd bool [N], image_id, orig_size (h, w)}
-    out:  image float32 tensor [3, h, w], normalised with input.mean / input.std;
+    out:  image uint8 tensor [3, h, w] (input.normalize_on device, the default), or float32 tensor
+          [3, h, w] normalised with input.mean / input.std (normalize_on loader);
           target {boxes float32 [M, 4] xyxy in the resized image's pixels, labels int64 [M],
                   difficult bool [M], iscrowd bool [M] (the rows of the M boxes kept),
                   image_id (unchanged), orig_size int64 [2] (h, w of the raw image),
@@ -14,8 +15,9 @@
 The training pipeline is `augment.train` (an ordered list of named transforms, see TRANSFORMS) under
 one `A.BboxParams` (boxes leaving the image are clipped; boxes keeping less than `min_visibility` of
 their area, or under `min_area` pixels, are dropped with their labels and flags), then the resize and
-normalisation of `input`. The eval pipeline is the resize and normalisation alone, so it is
-deterministic. `scale` is the resize's factor: the image entering the resize times `scale` is the
+normalisation of `input` (the normalisation there only with `normalize_on: loader`; otherwise it
+happens on the device, see normalise.py). The eval pipeline is the resize and normalisation alone, so
+it is deterministic. `scale` is the resize's factor: the image entering the resize times `scale` is the
 output. For the eval pipeline that image is the raw one, so `boxes / scale` maps predictions back to
 the original pixels; after training augmentations (crops, zoom-out) there is no such map, nor need.
 """

@@ -91,16 +91,20 @@ def test_keep_ratio_caps_the_longer_side():
     assert target["image_size"].tolist() == [250, 1000]
 
 
-def test_eval_pipeline_is_deterministic_and_normalised():
-    input_cfg = InputConfig(resize="keep_ratio", min_size=64, max_size=128)
+@pytest.mark.parametrize("normalize_on", ["loader", "device"])
+def test_eval_pipeline_is_deterministic_and_normalised(normalize_on):
+    from detect.data.normalise import normalise_batch
+
+    input_cfg = InputConfig(resize="keep_ratio", min_size=64, max_size=128, normalize_on=normalize_on)
     image = np.random.default_rng(1).integers(0, 255, (50, 70, 3), dtype=np.uint8)
     transform = build_transforms(input_cfg, AugmentConfig(), train=False)
     a, ta = transform(image, raw_target([[1, 2, 30, 40]]))
     b, tb = transform(image, raw_target([[1, 2, 30, 40]]))
     assert torch.equal(a, b) and torch.equal(ta["boxes"], tb["boxes"])
-    assert a.dtype == torch.float32
+    assert a.dtype == (torch.float32 if normalize_on == "loader" else torch.uint8)
     grey = np.full((50, 70, 3), np.round(np.array(input_cfg.mean) * 255), np.uint8)
-    c, _ = transform(grey, raw_target([]))
+    c, tc = transform(grey, raw_target([]))
+    c = normalise_batch(c[None], tc["image_size"][None], input_cfg.mean, input_cfg.std)
     assert c.abs().max() < 0.02  # the mean maps to about zero
 
 
