@@ -11,6 +11,11 @@ The ONNX graph (see docs/export.md for running it with onnxruntime):
              labels          int64   [B, D]        1..C; 0 (background) in empty slots
              num_detections  int64   [B]           how many of the D slots hold a detection
 
+`images` is normalised whatever `input.normalize_on` says: that setting only decides where training
+and `detect eval` normalise (in the loader, or on the device after a uint8 copy); the values are the
+same, and `Detector.preprocess` gives exactly this batch. The normalisation stays outside the graph,
+so the contract does not depend on the checkpoint's setting.
+
 D is the model's `detections_per_img`. H and W are fixed at export: SSD's `input.size` square;
 for keep-ratio configs (Faster R-CNN) `--image-size H,W`, by default the padded max size
 (`input.max_size` rounded up to `input.size_divisible`, square), which holds any resized image.

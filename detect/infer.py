@@ -6,7 +6,9 @@
     found = detector([array_rgb, pil_image, "b.png"])  # a list -> a list of Detections
 
 Preprocessing is the checkpoint config's eval pipeline (resize and normalise, as in `detect eval`),
-padded to multiples of `input.size_divisible` like a training batch; the model runs under the same
+padded to multiples of `input.size_divisible` like a training batch; with `input.normalize_on: device`
+(the default) the batch travels to the device as uint8 and is normalised there, as in training and
+`detect eval` (detect.data.normalise), so both settings give the model the same input; the model runs under the same
 autocast as `detect eval` (bf16 or fp16 on CUDA when `train.amp`, float32 on CPU); detections come
 from `model.postprocess`, so boxes are xyxy in the original image's pixels. `run_inference` (the
 CLI) writes annotated images, annotated videos, and the detections as JSON (images) and JSONL
@@ -27,6 +29,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
+from detect.data.normalise import normalise_batch
 from detect.errors import DataError, DetectError
 
 log = logging.getLogger(__name__)
@@ -174,15 +177,20 @@ class Detector:
         return results
 
     def prepare(self, image: np.ndarray) -> tuple[torch.Tensor, dict]:
-        """One HxWx3 uint8 RGB array through the eval pipeline: (image float32 [3, h, w], target with
-        image_size and scale)."""
+        """One HxWx3 uint8 RGB array through the eval pipeline: (image [3, h, w], uint8 pixels or
+        float32 normalised as input.normalize_on says, target with image_size and scale)."""
         return self._transform(image, _no_objects(image))
 
     def preprocess(self, images: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The eval pipeline and the collate of `detect eval`: HxWx3 uint8 RGB arrays ->
         (images float32 [B, 3, H, W] normalised, zero-padded to multiples of input.size_divisible;
-        image_sizes int64 [B, 2] (h, w) after resize; scales float32 [B, 2] (sx, sy))."""
-        return self._collate([self.prepare(image) for image in images])
+        image_sizes int64 [B, 2] (h, w) after resize; scales float32 [B, 2] (sx, sy)), on the host.
+        This is the exported ONNX model's input (detect/export.py), whatever input.normalize_on says."""
+        batch, image_sizes, scales = self._collate([self.prepare(image) for image in images])
+        return self._normalise(batch, image_sizes), image_sizes, scales
+
+    def _normalise(self, batch: torch.Tensor, image_sizes: torch.Tensor) -> torch.Tensor:
+        return normalise_batch(batch, image_sizes, self.config.input.mean, self.config.input.std)
 
     def _collate(self, samples: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         from detect.data.loader import collate
@@ -201,6 +209,7 @@ class Detector:
             batch = batch.pin_memory()
         batch = batch.to(self.device, non_blocking=True)
         image_sizes, scales = image_sizes.to(self.device), scales.to(self.device)
+        batch = self._normalise(batch, image_sizes)
         with autocast_context(self.config, self.device):  # as `detect eval`: bf16/fp16 on CUDA with train.amp
             outputs = self.model(batch, image_sizes)
         outputs = {key: value.float() if torch.is_tensor(value) and value.is_floating_point() else value

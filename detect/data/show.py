@@ -1,4 +1,5 @@
-"""`detect data show`: augmented training samples, de-normalised, with their boxes, in one grid image."""
+"""`detect data show`: augmented training samples as pixels (uint8, or de-normalised float), with their boxes,
+in one grid image."""
 
 from __future__ import annotations
 
@@ -7,19 +8,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
 from detect.config import Config
+from detect.data.normalise import to_pixels
 from detect.draw import draw_boxes, make_grid
 from detect.errors import DataError
-
-
-def denormalise(image: torch.Tensor, mean, std) -> np.ndarray:
-    """float32 [3, h, w] normalised -> uint8 RGB [h, w, 3]."""
-    mean_t = torch.tensor(mean).view(3, 1, 1)
-    std_t = torch.tensor(std).view(3, 1, 1)
-    pixels = ((image * std_t + mean_t) * 255).clamp(0, 255).round().to(torch.uint8)
-    return pixels.permute(1, 2, 0).contiguous().numpy()
 
 
 def show_samples(cfg: Config, split: str, num: int, out: Path, seed: int = 0, train: bool = True,
@@ -43,7 +36,7 @@ def show_samples(cfg: Config, split: str, num: int, out: Path, seed: int = 0, tr
             continue
         image, target = transforms(*item)
         h, w = target["image_size"].tolist()
-        picture = denormalise(image[:, :h, :w], cfg.input.mean, cfg.input.std)
+        picture = to_pixels(image[:, :h, :w], cfg.input.mean, cfg.input.std).permute(1, 2, 0).contiguous().numpy()
         tiles.append(draw_boxes(picture, target["boxes"].numpy(), target["labels"].numpy(), raw_dataset.class_names))
     grid = make_grid(tiles, columns=math.ceil(math.sqrt(len(tiles))))
     out = Path(out)

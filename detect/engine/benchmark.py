@@ -6,10 +6,10 @@ the same way on the same images:
                    (pycocotools), from the end-to-end pass (detect.engine.evaluate.run_detector)
     end to end     images/s from creating the loader's iterator to the last batch's detections on the
                    host: reading and decoding images, the eval transforms, collate, host-to-device copy,
-                   forward, postprocess (loader workers as data.num_workers; their start is included)
+                   normalisation on the device (uint8 batches), forward, postprocess (loader workers as data.num_workers; their start is included)
     model only     images/s of forward + postprocess on batches prepared beforehand (at most
-                   `model_images` images), each batch copied to the device before its clock starts;
-                   CUDA-synchronised before and after
+                   `model_images` images), each batch copied to the device and normalised there
+                   (detect.data.normalise) before its clock starts; CUDA-synchronised before and after
     latency        p50 / p95 milliseconds of forward + postprocess at batch 1 (at most
                    `latency_images` images), after `warmup` untimed calls
     peak memory    torch.cuda.max_memory_allocated over the model-only and end-to-end passes (MiB);
@@ -35,6 +35,7 @@ from torch import nn
 from torch.utils.data import Subset
 
 from detect.config import Config, InputConfig, load_config
+from detect.data.normalise import normalise_batch
 from detect.errors import CheckpointError, ConfigError, DetectError
 from detect.metrics.evaluator import DetectionEvaluator
 
@@ -148,11 +149,13 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _to_device(batch, device: torch.device):
+def _to_device(batch, device: torch.device, input_cfg: InputConfig):
+    """A loader batch -> (images float32 normalised, image_sizes, scales), all on `device`."""
     images, targets = batch
-    image_sizes = torch.stack([torch.as_tensor(t["image_size"]) for t in targets])
-    scales = torch.stack([torch.as_tensor(t["scale"], dtype=torch.float32) for t in targets])
-    return (images.to(device, non_blocking=True), image_sizes.to(device), scales.to(device))
+    image_sizes = torch.stack([torch.as_tensor(t["image_size"]) for t in targets]).to(device)
+    scales = torch.stack([torch.as_tensor(t["scale"], dtype=torch.float32) for t in targets]).to(device)
+    images = normalise_batch(images.to(device, non_blocking=True), image_sizes, input_cfg.mean, input_cfg.std)
+    return images, image_sizes, scales
 
 
 def _detect(model: nn.Module, images, image_sizes, scales, autocast):
@@ -173,29 +176,31 @@ def _timed_detect(model, device_batch, device, autocast) -> float:
 
 
 @torch.no_grad()
-def model_only_images_per_s(model, batches: list, device, autocast) -> float:
+def model_only_images_per_s(model, batches: list, device, autocast, input_cfg: InputConfig) -> float:
     seconds = 0.0
     for batch in batches:
-        seconds += _timed_detect(model, _to_device(batch, device), device, autocast)
+        seconds += _timed_detect(model, _to_device(batch, device, input_cfg), device, autocast)
     return sum(len(targets) for _, targets in batches) / seconds
 
 
 @torch.no_grad()
-def batch1_latencies_ms(model, items: list, collate, device, autocast, warmup: int) -> np.ndarray:
+def batch1_latencies_ms(model, items: list, collate, device, autocast, warmup: int,
+                        input_cfg: InputConfig) -> np.ndarray:
     """Milliseconds per image at batch 1 over `items` (transformed dataset items)."""
-    batches = [_to_device(collate([item]), device) for item in items]
+    batches = [_to_device(collate([item]), device, input_cfg) for item in items]
     for _ in range(warmup):
         _detect(model, *batches[0], autocast)
     return np.array([1000.0 * _timed_detect(model, batch, device, autocast) for batch in batches])
 
 
-def end_to_end(model, loader, class_names, device, autocast, iou_thresh: float) -> tuple[float, dict]:
+def end_to_end(model, loader, class_names, device, autocast, iou_thresh: float,
+               input_cfg: InputConfig) -> tuple[float, dict]:
     """(images/s over the whole loader, the evaluator's results over the same pass)."""
     from detect.engine.evaluate import run_detector
 
     collected = []
     start = time.perf_counter()
-    for detections, ground_truths in run_detector(model, loader, device, autocast):
+    for detections, ground_truths in run_detector(model, loader, device, autocast, input_cfg.mean, input_cfg.std):
         collected.append((detections, ground_truths))  # scored after the clock stops
     seconds = time.perf_counter() - start
     evaluator = DetectionEvaluator(class_names, metrics=METRICS, iou_thresh=iou_thresh)
@@ -227,13 +232,14 @@ def measure(candidate: Candidate, data_config: Config, raw_dataset, split: str, 
     batches = [collate(first[i:i + batch_size]) for i in range(0, min(len(first), model_images), batch_size)]
     with torch.no_grad():  # untimed warm-up at the benchmark's batch size (allocator, cudnn, lazy init)
         for _ in range(warmup):
-            _detect(model, *_to_device(batches[0], device), autocast)
+            _detect(model, *_to_device(batches[0], device, input_cfg), autocast)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    model_ips = model_only_images_per_s(model, batches, device, autocast)
-    e2e_ips, results = end_to_end(model, loader, class_names, device, autocast, data_config.eval.iou_thresh)
+    model_ips = model_only_images_per_s(model, batches, device, autocast, input_cfg)
+    e2e_ips, results = end_to_end(model, loader, class_names, device, autocast, data_config.eval.iou_thresh,
+                                  input_cfg)
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-    latencies = batch1_latencies_ms(model, first[:latency_images], collate, device, autocast, warmup)
+    latencies = batch1_latencies_ms(model, first[:latency_images], collate, device, autocast, warmup, input_cfg)
     row = {
         "name": candidate.name, "kind": candidate.kind, "source": candidate.source,
         "num_images": results["num_images"], "num_params": sum(p.numel() for p in model.parameters()),

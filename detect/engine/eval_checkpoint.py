@@ -41,7 +41,8 @@ def evaluate_checkpoint(checkpoint: Path, config_name: str | None, overrides: li
     loader = build_dataloader(config.data, ckpt_config.input, config.augment, split, train=False,
                               batch_size=config.eval.batch_size)
     evaluator = DetectionEvaluator(class_names, metrics=metrics, iou_thresh=config.eval.iou_thresh)
-    for detections, ground_truths in run_detector(model, loader, torch_device,
-                                                  lambda: autocast_context(ckpt_config, torch_device)):
+    autocast = lambda: autocast_context(ckpt_config, torch_device)  # noqa: E731
+    input_cfg = ckpt_config.input
+    for detections, ground_truths in run_detector(model, loader, torch_device, autocast, input_cfg.mean, input_cfg.std):
         evaluator.process(detections, ground_truths)
     return config, class_names, split, metrics, evaluator, evaluator.evaluate()

@@ -12,6 +12,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from detect.data.normalise import normalise_batch
 from detect.metrics.evaluator import DetectionEvaluator
 
 GT_KEYS = ("labels", "difficult", "iscrowd", "image_id", "orig_size")
@@ -35,8 +36,12 @@ def ground_truth_in_original_pixels(targets: Sequence[dict]) -> list[dict]:
 
 
 @torch.no_grad()
-def run_detector(model: nn.Module, loader, device: torch.device, autocast=None):
-    """Yields (detections, ground truths) per batch, both lists of per-image dicts in original pixels."""
+def run_detector(model: nn.Module, loader, device: torch.device, autocast=None,
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None):
+    """Yields (detections, ground truths) per batch, both lists of per-image dicts in original pixels.
+
+    The loader's batches are uint8 pixels (normalised here on `device` with `mean` / `std`, the
+    model's input.mean / input.std) or float32 already normalised (see detect.data.normalise)."""
     was_training = model.training
     model.eval()
     postprocess = getattr(model, "module", model).postprocess
@@ -46,6 +51,7 @@ def run_detector(model: nn.Module, loader, device: torch.device, autocast=None):
             images = images.to(device, non_blocking=True)
             image_sizes = torch.stack([torch.as_tensor(t["image_size"]) for t in targets]).to(device)
             scales = torch.stack([torch.as_tensor(t["scale"], dtype=torch.float32) for t in targets]).to(device)
+            images = normalise_batch(images, image_sizes, mean, std)
             with autocast():
                 outputs = model(images, image_sizes)
             outputs = {key: value.float() if torch.is_tensor(value) and value.is_floating_point() else value
@@ -58,10 +64,12 @@ def run_detector(model: nn.Module, loader, device: torch.device, autocast=None):
 
 
 def evaluate(model: nn.Module, loader, class_names: Sequence[str], device: torch.device,
-             metrics="voc07", iou_thresh: float = 0.5, autocast=None) -> dict:
-    """The evaluator's results dict (see detect.metrics.evaluator), gathered over all ranks."""
+             metrics="voc07", iou_thresh: float = 0.5, autocast=None,
+             mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> dict:
+    """The evaluator's results dict (see detect.metrics.evaluator), gathered over all ranks;
+    `mean` / `std` normalise uint8 batches as in run_detector."""
     evaluator = DetectionEvaluator(class_names, metrics=metrics, iou_thresh=iou_thresh)
-    for detections, ground_truths in run_detector(model, loader, device, autocast):
+    for detections, ground_truths in run_detector(model, loader, device, autocast, mean, std):
         evaluator.process(detections, ground_truths)
     evaluator.synchronize()
     return evaluator.evaluate()

@@ -34,6 +34,7 @@ from torch import nn
 from tqdm import tqdm
 
 from detect.config import Config, config_to_dict, config_to_yaml
+from detect.data.normalise import normalise_batch
 from detect.engine import distributed as dist_utils
 from detect.engine.checkpoint import (load_checkpoint, restore_rng_states, rng_states, save_checkpoint)
 from detect.engine.ema import ModelEMA
@@ -361,9 +362,10 @@ def train_one_epoch(session: TrainSession, loader) -> dict[str, float]:
                     session.resume_rng = None
                 remember_boundary(session)
             images = images.to(device, non_blocking=True)
-            if train_cfg.channels_last:
+            if train_cfg.channels_last:  # before normalising: a uint8 batch is a quarter of the bytes to reorder
                 images = images.contiguous(memory_format=torch.channels_last)
             image_sizes = torch.stack([torch.as_tensor(t["image_size"]) for t in targets]).to(device)
+            images = normalise_batch(images, image_sizes, config.input.mean, config.input.std)
             boundary = (index + 1) % accumulate == 0 or index + 1 == num_batches
             sync_context = contextlib.nullcontext()
             if not boundary and isinstance(session.model, nn.parallel.DistributedDataParallel):
@@ -451,7 +453,8 @@ def run_evaluation(session: TrainSession, val_loader, final: bool = False) -> di
     dist_utils.broadcast_buffers(model)
     started = time.perf_counter()
     results = evaluate(model, val_loader, session.class_names, session.device, metrics=config.eval.metric,
-                       iou_thresh=config.eval.iou_thresh, autocast=session.autocast)
+                       iou_thresh=config.eval.iou_thresh, autocast=session.autocast,
+                       mean=config.input.mean, std=config.input.std)
     score = headline_map(results)
     seconds = time.perf_counter() - started
     record = {"type": "eval", "epoch": state.epoch, "step": state.step, "map": score, "seconds": seconds}
@@ -484,7 +487,7 @@ def log_val_images(session: TrainSession, val_loader, count: int = 4) -> None:
     except StopIteration:
         return
     images, targets = images[:count], targets[:count]
-    for detections, _ in run_detector(model, [(images, targets)], session.device, session.autocast):
+    for detections, _ in run_detector(model, [(images, targets)], session.device, session.autocast, mean, std):
         drawn = draw_batch_detections(images, targets, detections, mean, std, session.class_names)
         for i, image in enumerate(drawn):
             session.logger.image(f"val/detections_{i}", image, session.state.step)

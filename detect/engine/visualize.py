@@ -6,26 +6,21 @@ from typing import Sequence
 
 import torch
 
+from detect.data.normalise import to_pixels
 from detect.draw import draw_boxes
-
-
-def denormalise(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """float [3, h, w] normalised -> uint8 [3, h, w]."""
-    mean_t = torch.tensor(mean, dtype=image.dtype).view(3, 1, 1)
-    std_t = torch.tensor(std, dtype=image.dtype).view(3, 1, 1)
-    return ((image * std_t + mean_t).clamp(0, 1) * 255).round().to(torch.uint8)
 
 
 def draw_batch_detections(images: torch.Tensor, targets: Sequence[dict], detections: Sequence[dict],
                           mean, std, class_names: Sequence[str], score_thresh: float = 0.3) -> list[torch.Tensor]:
-    """Batch images (padded, normalised) and detections in original pixels -> uint8 [3, h, w] images of
-    each valid (resized) region with the detections scoring at least `score_thresh` scaled onto it."""
+    """Loader batch images (padded; uint8 pixels, or float32 normalised with mean / std) and detections
+    in original pixels -> uint8 [3, h, w] images of each valid (resized) region with the detections
+    scoring at least `score_thresh` scaled onto it."""
     drawn = []
-    for image, target, detection in zip(images.cpu().float(), targets, detections):
+    for image, target, detection in zip(images.cpu(), targets, detections):
         height, width = (int(v) for v in target["image_size"])
         scale = torch.as_tensor(target["scale"], dtype=torch.float32).repeat(2)
         keep = detection["scores"] >= score_thresh
-        pixels = denormalise(image[:, :height, :width], mean, std).permute(1, 2, 0).numpy()
+        pixels = to_pixels(image[:, :height, :width], mean, std).permute(1, 2, 0).contiguous().numpy()
         picture = draw_boxes(pixels, (detection["boxes"][keep].float() * scale).numpy(),
                              detection["labels"][keep].numpy(), class_names, detection["scores"][keep].numpy())
         drawn.append(torch.from_numpy(picture).permute(2, 0, 1))
