@@ -164,6 +164,15 @@ def test_bad_choice_lists_what_is_allowed():
     assert "data.format" in message and "voc" in message and "coco" in message and "synthetic" in message
 
 
+def test_normalize_on_defaults_to_device_and_takes_loader():
+    assert load_config("voc_faster_rcnn").input.normalize_on == "device"
+    assert load_config("voc_ssd300", ["input.normalize_on=loader"]).input.normalize_on == "loader"
+    with pytest.raises(ConfigError) as info:
+        load_config("voc_ssd300", ["input.normalize_on=gpu"])
+    message = str(info.value)
+    assert "input.normalize_on" in message and "device" in message and "loader" in message
+
+
 def test_out_of_range_value():
     with pytest.raises(ConfigError, match="train.epochs"):
         load_config("voc_faster_rcnn", ["train.epochs=0"])

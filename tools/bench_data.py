@@ -1,10 +1,17 @@
-"""Throughput of the training data pipeline (decode + augment + resize + normalise + collate).
+"""Throughput of the training data pipeline (decode + augment + resize [+ normalise] + collate [+ pin]).
 
-    python tools/bench_data.py --config voc_ssd300 --set data.root=... --workers 2 --num-batches 20
+    python tools/bench_data.py --config voc_ssd300 --set data.root=... --workers 2 --num-batches 20 [--pin]
 
-Prints images/s over `--num-batches` batches after `--warmup` batches, and images/s per worker
-process. The warm-up defaults to two batches per worker: each worker prefetches two batches at start,
-and counting those would credit the pipeline with work done before the clock started.
+Prints images/s over `--num-batches` batches after `--warmup` batches, images/s per worker process,
+and the batch's dtype and size. The warm-up defaults to two batches per worker: each worker prefetches
+two batches at start, and counting those would credit the pipeline with work done before the clock
+started.
+
+`--set input.normalize_on=loader` measures the float32 batches normalised in the workers, `device`
+(the default) the uint8 ones (their normalisation happens on the GPU, after this pipeline). `--pin`
+adds the DataLoader's pin-memory thread (page-locked copies of each batch in the main process),
+which needs CUDA: torch cannot pin memory without an accelerator, so on a CPU-only machine the flag
+is reported and ignored.
 
 `--repeat N` lists the dataset N times in one epoch. A small dataset (raccoon: 160 training images,
 five SSD batches of 32) has fewer batches per epoch than many workers can work on at once, and each
@@ -55,12 +62,17 @@ def main(argv=None) -> None:
     parser.add_argument("--warmup", type=int, default=None, help="batches before the clock starts (default: 2 per worker, at least 2)")
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--repeat", type=int, default=1, help="list the dataset this many times per epoch")
+    parser.add_argument("--pin", action="store_true", help="pin each batch (the DataLoader's pin-memory thread)")
     args = parser.parse_args(argv)
     if args.warmup is None:
         args.warmup = max(2, 2 * args.workers)
 
     cfg = load_config(args.config, args.overrides)
     cfg.data.num_workers = args.workers
+    pin = args.pin and torch.cuda.is_available()
+    if args.pin and not pin:
+        print("--pin: no CUDA device, and torch pins memory only for one; measured without pinning", file=sys.stderr)
+    cfg.data.pin_memory = pin  # build_dataloader pins only when asked and CUDA is there
     batch_size = args.batch_size or cfg.train.batch_size
     raw = build_dataset(cfg.data, cfg.data.train_split, training=True)
     if args.repeat > 1:
@@ -80,8 +92,11 @@ def main(argv=None) -> None:
     elapsed = time.perf_counter() - (start or time.perf_counter())
     rate = images / elapsed
     per_worker = rate / max(1, args.workers)
+    last = batch[0]
+    megabytes = last.numel() * last.element_size() / 2**20
     print(f"{cfg.name}: {images} images in {elapsed:.2f} s: {rate:.1f} images/s with {args.workers} workers "
-          f"({per_worker:.1f} per worker), batch {batch_size}, input {tuple(batch[0].shape[2:])} last batch, "
+          f"({per_worker:.1f} per worker), batch {batch_size}, input {tuple(last.shape[2:])} last batch, "
+          f"{last.dtype} ({megabytes:.1f} MiB, normalize_on {cfg.input.normalize_on}), pinned {'yes' if pin else 'no'}, "
           f"{len(loader)} batches per epoch, cpus {os.cpu_count()}")
 
 
