@@ -32,9 +32,10 @@ def normalise_batch(images: torch.Tensor, image_sizes: torch.Tensor, mean: Seque
     if mean is None or std is None:
         raise ValueError("a uint8 batch needs input.mean and input.std to be normalised")
     scale, offset = _affine(tuple(float(m) for m in mean), tuple(float(s) for s in std), images.device)
-    # One pass reading uint8 and writing float32 (type promotion), then one in place: the result keeps
-    # the input's memory format (channels_last stays channels_last).
-    normalised = images.mul(scale).add_(offset)
+    # Convert, then scale and shift in place: on the CPU this is about twice as fast as one
+    # type-promoting multiply (whose uint8 -> float32 cast is not vectorised there); on CUDA both cost
+    # next to nothing. `float()` keeps the memory format (channels_last stays channels_last).
+    normalised = images.float().mul_(scale).add_(offset)
     image_sizes = torch.as_tensor(image_sizes, device=images.device)
     return normalised.masked_fill_(~valid_mask(image_sizes, images.shape[-2:]), 0.0)
 
