@@ -248,7 +248,7 @@ class Detector:
 
 def as_rgb_array(item) -> np.ndarray:
     """A path, an HxWx3 (or HxW) uint8 numpy array, or a PIL image -> HxWx3 uint8 RGB array."""
-    from detect.sources import read_image
+    from detect.data.image_io import read_image
 
     if isinstance(item, (str, Path)):
         return read_image(Path(item))
@@ -337,7 +337,7 @@ def _infer_images(detector: Detector, images, out_dir: Path, write_json: bool, s
                   progress: bool) -> None:
     from tqdm import tqdm
 
-    from detect.sources import read_image
+    from detect.data.image_io import read_image
 
     records, coco_results = [], []
     names = [source.name for source in images]

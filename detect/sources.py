@@ -24,7 +24,6 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from detect.data.image_io import read_image  # noqa: F401  (re-exported: the one image reader)
 from detect.errors import DetectError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")

@@ -12,6 +12,9 @@ Every consumer of loader batches calls `normalise_batch` right after moving the 
 
 which is what the loader's float32 path gives (within float32 rounding): there the padding is zero
 after normalisation, not a zero pixel, so the region outside each image is masked here.
+
+`batch_to_device(images, targets, device, mean, std)` does the whole move for a loader batch: images
+(optionally channels_last), each image's valid size and scale, with no copy that waits for the GPU.
 """
 
 from __future__ import annotations
@@ -38,6 +41,25 @@ def normalise_batch(images: torch.Tensor, image_sizes: torch.Tensor, mean: Seque
     normalised = images.float().mul_(scale).add_(offset)
     image_sizes = torch.as_tensor(image_sizes, device=images.device)
     return normalised.masked_fill_(~valid_mask(image_sizes, images.shape[-2:]), 0.0)
+
+
+def batch_to_device(images: torch.Tensor, targets: Sequence[dict], device: torch.device,
+                    mean: Sequence[float] | None, std: Sequence[float] | None,
+                    channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A loader batch on `device`: (images float32 normalised [B, 3, H, W], image_sizes int64 [B, 2]
+    (h, w), scales float32 [B, 2] (sx, sy)).
+
+    Every copy is non_blocking: a blocking host-to-device copy waits for the GPU's queued work, a
+    host sync in every training step. Sizes and scales come from pageable memory, which CUDA stages
+    at once, so the host tensors may be freed right after.
+    """
+    images = images.to(device, non_blocking=True)
+    if channels_last:  # before normalising: a uint8 batch is a quarter of the bytes to reorder
+        images = images.contiguous(memory_format=torch.channels_last)
+    image_sizes = torch.stack([torch.as_tensor(t["image_size"]) for t in targets]).to(device, non_blocking=True)
+    scales = torch.stack([torch.as_tensor(t["scale"], dtype=torch.float32) for t in targets])
+    scales = scales.to(device, non_blocking=True)
+    return normalise_batch(images, image_sizes, mean, std), image_sizes, scales
 
 
 def valid_mask(image_sizes: torch.Tensor, padded_size: Sequence[int]) -> torch.Tensor:

@@ -35,7 +35,7 @@ from torch import nn
 from torch.utils.data import Subset
 
 from detect.config import Config, InputConfig, load_config
-from detect.data.normalise import normalise_batch
+from detect.data.normalise import batch_to_device
 from detect.errors import CheckpointError, ConfigError, DetectError
 from detect.metrics.evaluator import DetectionEvaluator
 
@@ -152,10 +152,7 @@ def _sync(device: torch.device) -> None:
 def _to_device(batch, device: torch.device, input_cfg: InputConfig):
     """A loader batch -> (images float32 normalised, image_sizes, scales), all on `device`."""
     images, targets = batch
-    image_sizes = torch.stack([torch.as_tensor(t["image_size"]) for t in targets]).to(device)
-    scales = torch.stack([torch.as_tensor(t["scale"], dtype=torch.float32) for t in targets]).to(device)
-    images = normalise_batch(images.to(device, non_blocking=True), image_sizes, input_cfg.mean, input_cfg.std)
-    return images, image_sizes, scales
+    return batch_to_device(images, targets, device, input_cfg.mean, input_cfg.std)
 
 
 def _detect(model: nn.Module, images, image_sizes, scales, autocast):

@@ -12,7 +12,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from detect.data.normalise import normalise_batch
+from detect.data.normalise import batch_to_device
 from detect.metrics.evaluator import DetectionEvaluator
 
 GT_KEYS = ("labels", "difficult", "iscrowd", "image_id", "orig_size")
@@ -48,10 +48,7 @@ def run_detector(model: nn.Module, loader, device: torch.device, autocast=None,
     autocast = autocast or contextlib.nullcontext
     try:
         for images, targets in loader:
-            images = images.to(device, non_blocking=True)
-            image_sizes = torch.stack([torch.as_tensor(t["image_size"]) for t in targets]).to(device)
-            scales = torch.stack([torch.as_tensor(t["scale"], dtype=torch.float32) for t in targets]).to(device)
-            images = normalise_batch(images, image_sizes, mean, std)
+            images, image_sizes, scales = batch_to_device(images, targets, device, mean, std)
             with autocast():
                 outputs = model(images, image_sizes)
             outputs = {key: value.float() if torch.is_tensor(value) and value.is_floating_point() else value

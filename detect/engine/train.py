@@ -34,7 +34,7 @@ from torch import nn
 from tqdm import tqdm
 
 from detect.config import Config, config_to_dict, config_to_yaml
-from detect.data.normalise import normalise_batch
+from detect.data.normalise import batch_to_device
 from detect.engine import distributed as dist_utils
 from detect.engine.checkpoint import (load_checkpoint, restore_rng_states, rng_states, save_checkpoint)
 from detect.engine.ema import ModelEMA
@@ -361,11 +361,8 @@ def train_one_epoch(session: TrainSession, loader) -> dict[str, float]:
                     restore_rng_states(session.resume_rng)
                     session.resume_rng = None
                 remember_boundary(session)
-            images = images.to(device, non_blocking=True)
-            if train_cfg.channels_last:  # before normalising: a uint8 batch is a quarter of the bytes to reorder
-                images = images.contiguous(memory_format=torch.channels_last)
-            image_sizes = torch.stack([torch.as_tensor(t["image_size"]) for t in targets]).to(device)
-            images = normalise_batch(images, image_sizes, config.input.mean, config.input.std)
+            images, image_sizes, _ = batch_to_device(images, targets, device, config.input.mean, config.input.std,
+                                                     channels_last=train_cfg.channels_last)
             boundary = (index + 1) % accumulate == 0 or index + 1 == num_batches
             sync_context = contextlib.nullcontext()
             if not boundary and isinstance(session.model, nn.parallel.DistributedDataParallel):

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from detect.data.image_io import read_image
 from detect.errors import DataError, DetectError
 from detect.sources import (
     ImageSource,
@@ -17,7 +18,6 @@ from detect.sources import (
     parse_source,
     parse_sources,
     read_frames,
-    read_image,
 )
 
 

@@ -13,7 +13,6 @@ from pycocotools.cocoeval import COCOeval
 from detect.errors import DataError
 from detect.metrics.coco import (
     COCO_METRIC_NAMES,
-    coco_evaluate,
     predictions_to_coco_results,
     read_coco_results,
     write_coco_results,
