@@ -123,3 +123,14 @@ def test_pinned_uint8_batch_moves_non_blocking_and_normalises_on_cuda():
     sizes = torch.tensor([[64, 96], [40, 70]])
     on_cuda = normalise_batch(pixels.to("cuda", non_blocking=True), sizes.to("cuda", non_blocking=True), MEAN, STD)
     torch.testing.assert_close(on_cuda.cpu(), normalise_batch(pixels, sizes, MEAN, STD), atol=1e-6, rtol=0)
+
+
+def test_batch_to_device_gives_images_sizes_and_scales(synthetic_train):
+    from detect.data.normalise import batch_to_device
+
+    images, targets = batch_through("device", synthetic_train)
+    moved, sizes, scales = batch_to_device(images, targets, torch.device("cpu"), MEAN, STD, channels_last=True)
+    assert moved.dtype == torch.float32 and moved.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(moved, normalise_batch(images, image_sizes_of(targets), MEAN, STD))
+    assert torch.equal(sizes, image_sizes_of(targets)) and sizes.dtype == torch.int64
+    assert torch.equal(scales, torch.stack([torch.as_tensor(t["scale"], dtype=torch.float32) for t in targets]))
