@@ -72,6 +72,17 @@ def test_grouped_nms_equals_torchvision_nms_per_group():
         assert sorted(keep[group].nonzero().flatten().tolist()) == sorted(expected.tolist())
 
 
+def test_grouped_nms_on_a_chain_needing_many_rounds():
+    """Boxes in a row, each overlapping only its neighbours, by descending score: greedy NMS keeps every
+    other box, and each decision waits for the one before (one rank per round, many convergence checks)."""
+    count = 15
+    x = torch.arange(count, dtype=torch.float32) * 4.0
+    boxes = torch.stack([x, torch.zeros(count), x + 10.0, torch.full((count,), 10.0)], dim=-1)[None]
+    keep = grouped_nms(boxes, torch.ones(1, count, dtype=torch.bool), 0.4)  # neighbours: IoU 6/14 = 0.43
+    expected = nms(boxes[0], torch.linspace(1.0, 0.5, count), 0.4)
+    assert keep[0].nonzero().flatten().tolist() == sorted(expected.tolist()) == list(range(0, count, 2))
+
+
 def test_postprocess_equals_a_per_class_loop_over_torchvision_nms():
     priors = _priors()
     cls_logits, box_regression = _head_outputs(1, 3, priors.shape[0])
