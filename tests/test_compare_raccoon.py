@@ -46,6 +46,28 @@ def test_ssd_pair_trains_and_evaluates_through_the_engine(tmp_path):
         assert summary[name]["wall_s"] > 0 and summary[name]["train_images_per_s"] > 0
 
 
+def test_a_model_that_stops_is_recorded_and_the_other_still_trains(tmp_path, monkeypatch):
+    import detect.engine.train as engine
+    from detect.errors import DetectError
+
+    tool = load_tool("compare_raccoon")
+    calls = []
+
+    def fake_training(config, output_dir, **kwargs):
+        calls.append(output_dir.name)
+        if output_dir.name == "ours":
+            raise DetectError("non-finite loss at step 3 (images 1, 2)")
+        output_dir.mkdir(parents=True)
+        (output_dir / "metrics.jsonl").write_text('{"type": "train", "images_per_s": 5.0}\n{"type": "eval", "map": 0.25}\n')
+        return output_dir
+
+    monkeypatch.setattr(engine, "run_training", fake_training)
+    summary = tool.train_both(Config(), tmp_path, device="cpu", build_loaders_fn=lambda *a: None)
+    assert calls == ["ours", "torchvision"]
+    assert summary["ours"]["error"] == "non-finite loss at step 3 (images 1, 2)" and summary["ours"]["best_map"] is None
+    assert summary["torchvision"]["best_map"] == 0.25 and summary["torchvision"]["train_images_per_s"] == 5.0
+
+
 def test_a_config_of_the_other_arch_is_refused(capsys):
     tool = load_tool("compare_raccoon")
     with pytest.raises(SystemExit):

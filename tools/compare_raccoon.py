@@ -13,7 +13,8 @@ batches, optimizer and schedule are the same; only the model differs. torchvisio
 already resized and normalised batches (its own resize and normalisation are switched off).
 Weights are random (`model.pretrained=none`) unless overridden. `--max-images N` trains and
 evaluates on the first N images of each split (a quick check). Writes `<out>/compare.json`: per
-arch and model, the run folder, best and last mAP, wall seconds and the median training images/s.
+arch and model, the run folder, best and last mAP, wall seconds and the median training images/s;
+a model whose training stops (a non-finite loss, say) gets its `error` there, and the other still trains.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detect import bench  # noqa: E402
 from detect.config import Config, load_config  # noqa: E402
+from detect.errors import DetectError  # noqa: E402
 
 CONFIGS = {"faster_rcnn": "voc_faster_rcnn_resnet50", "ssd": "voc_ssd300"}
 
@@ -123,8 +125,14 @@ def train_both(config: Config, out: Path, device: str = "auto", build_loaders_fn
     for name, build_model_fn in (("ours", None), ("torchvision", build_peer)):
         torch.manual_seed(config.train.seed)
         start = time.perf_counter()
-        run_dir = run_training(config, output_dir=out / name, device=device,
-                               build_loaders_fn=loaders, build_model_fn=build_model_fn)
+        try:
+            run_dir = run_training(config, output_dir=out / name, device=device,
+                                   build_loaders_fn=loaders, build_model_fn=build_model_fn)
+        except DetectError as error:  # e.g. a non-finite loss: record it and still train the other model
+            summary[name] = {"run_dir": str(out / name), "error": str(error), "best_map": None, "last_map": None,
+                             "wall_s": round(time.perf_counter() - start, 1), "train_images_per_s": None}
+            print(f"{name}: training stopped: {error}", file=sys.stderr)
+            continue
         seconds = time.perf_counter() - start
         records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         maps = [r["map"] for r in records if r.get("type") == "eval" and r.get("map") is not None]
@@ -176,8 +184,8 @@ def main(argv=None) -> int:
     for arch, result in report.items():
         for name in ("ours", "torchvision"):
             run = result[name]
-            print(f"| {arch} | {name} | {_fmt(run['best_map'])} ({_fmt(run['last_map'])}) | {run['wall_s']} "
-                  f"| {run['train_images_per_s']} |")
+            result_cell = f"stopped: {run['error']}" if "error" in run else f"{_fmt(run['best_map'])} ({_fmt(run['last_map'])})"
+            print(f"| {arch} | {name} | {result_cell} | {run['wall_s']} | {run['train_images_per_s']} |")
     return 0
 
 
