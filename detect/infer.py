@@ -8,8 +8,8 @@
 Preprocessing is the checkpoint config's eval pipeline (resize and normalise, as in `detect eval`),
 padded to multiples of `input.size_divisible` like a training batch; with `input.normalize_on: device`
 (the default) the batch travels to the device as uint8 and is normalised there, as in training and
-`detect eval` (detect.data.normalise), so both settings give the model the same input; the model runs under the same
-autocast as `detect eval` (bf16 or fp16 on CUDA when `train.amp`, float32 on CPU); detections come
+`detect eval` (detect.data.normalise), so both settings give the model the same input. The model runs
+under the same autocast as `detect eval` (bf16 or fp16 on CUDA when `train.amp`, float32 on CPU); detections come
 from `model.postprocess`, so boxes are xyxy in the original image's pixels. `run_inference` (the
 CLI) writes annotated images, annotated videos, and the detections as JSON (images) and JSONL
 (video frames).

@@ -58,7 +58,8 @@ def test_a_model_that_stops_is_recorded_and_the_other_still_trains(tmp_path, mon
         if output_dir.name == "ours":
             raise DetectError("non-finite loss at step 3 (images 1, 2)")
         output_dir.mkdir(parents=True)
-        (output_dir / "metrics.jsonl").write_text('{"type": "train", "images_per_s": 5.0}\n{"type": "eval", "map": 0.25}\n')
+        (output_dir / "metrics.jsonl").write_text(
+            '{"type": "train", "images_per_s": 5.0}\n{"type": "eval", "map": 0.25}\n')
         return output_dir
 
     monkeypatch.setattr(engine, "run_training", fake_training)

@@ -59,7 +59,8 @@ def main(argv=None) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--num-batches", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=None, help="batches before the clock starts (default: 2 per worker, at least 2)")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="batches before the clock starts (default: 2 per worker, at least 2)")
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--repeat", type=int, default=1, help="list the dataset this many times per epoch")
     parser.add_argument("--pin", action="store_true", help="pin each batch (the DataLoader's pin-memory thread)")
@@ -96,7 +97,8 @@ def main(argv=None) -> None:
     megabytes = last.numel() * last.element_size() / 2**20
     print(f"{cfg.name}: {images} images in {elapsed:.2f} s: {rate:.1f} images/s with {args.workers} workers "
           f"({per_worker:.1f} per worker), batch {batch_size}, input {tuple(last.shape[2:])} last batch, "
-          f"{last.dtype} ({megabytes:.1f} MiB, normalize_on {cfg.input.normalize_on}), pinned {'yes' if pin else 'no'}, "
+          f"{last.dtype} ({megabytes:.1f} MiB, normalize_on {cfg.input.normalize_on}), "
+          f"pinned {'yes' if pin else 'no'}, "
           f"{len(loader)} batches per epoch, cpus {os.cpu_count()}")
 
 

@@ -5,16 +5,18 @@
         [--faster-rcnn-config voc_faster_rcnn_resnet50] [--ssd-config voc_ssd300]
 
 Faster R-CNN: `voc_faster_rcnn_resnet50` (or `--faster-rcnn-config`, e.g. `voc_faster_rcnn` for VGG16)
-against torchvision's FasterRCNN on the same trunk (detect.models.torchvision_peer.build_torchvision_peer). SSD: `voc_ssd300` against torchvision's SSD300
-VGG16 with our default boxes (detect.models.torchvision_ssd_peer), or torchvision's SSD on our trunk
-for other backbones (detect.bench.torchvision_ssd_on_trunk). Both runs go through the project's
+against torchvision's FasterRCNN on the same trunk (detect.models.torchvision_peer.build_torchvision_peer).
+SSD: `voc_ssd300` against torchvision's SSD300 VGG16 with our default boxes
+(detect.models.torchvision_ssd_peer), or torchvision's SSD on our trunk for other backbones
+(detect.bench.torchvision_ssd_on_trunk). Both runs go through the project's
 engine (`detect.engine.train.run_training`) with one config, so data, augmentation, image size,
 batches, optimizer and schedule are the same; only the model differs. torchvision's SSD gets our
 already resized and normalised batches (its own resize and normalisation are switched off).
 Weights are random (`model.pretrained=none`) unless overridden. `--max-images N` trains and
 evaluates on the first N images of each split (a quick check). Writes `<out>/compare.json`: per
 arch and model, the run folder, best and last mAP, wall seconds and the median training images/s;
-a model whose training stops (a non-finite loss, say) gets its `error` there, and the other still trains.
+a model whose training stops (a non-finite loss, say) gets its `error` there, and the other still
+trains.
 """
 
 from __future__ import annotations
@@ -184,7 +186,8 @@ def main(argv=None) -> int:
     for arch, result in report.items():
         for name in ("ours", "torchvision"):
             run = result[name]
-            result_cell = f"stopped: {run['error']}" if "error" in run else f"{_fmt(run['best_map'])} ({_fmt(run['last_map'])})"
+            maps = f"{_fmt(run['best_map'])} ({_fmt(run['last_map'])})"
+            result_cell = f"stopped: {run['error']}" if "error" in run else maps
             print(f"| {arch} | {name} | {result_cell} | {run['wall_s']} | {run['train_images_per_s']} |")
     return 0
 

@@ -5,10 +5,12 @@
 #
 #   here, once:        bash tools/gpu_checks.sh prepare    # wheels into .whl, raccoon into .devdata
 #   on the machine (device tool `run`, carry [".whl", ".devdata"]), one call each:
-#     bash tools/gpu_checks.sh bench          # ~6 min: pytest -m gpu, bench_speed (all models, bf16,
-#                                             #   profiles), loader throughput with 15 workers, video fps
-#     bash tools/gpu_checks.sh compare-ssd    # ~9 min: voc_ssd300 ours vs torchvision's on raccoon
-#     bash tools/gpu_checks.sh compare-frcnn  # ~8 min: voc_faster_rcnn (VGG16) ours vs torchvision's
+#     bash tools/gpu_checks.sh bench          # pytest -m gpu, bench_speed (all models, bf16, profiles),
+#                                             #   loader throughput with 15 workers, video fps
+#     bash tools/gpu_checks.sh compare-ssd    # voc_ssd300 ours vs torchvision's on raccoon
+#     bash tools/gpu_checks.sh compare-frcnn  # voc_faster_rcnn (VGG16) ours vs torchvision's
+# Durations are bounded by the step timeouts below (bench's add up to 565 s; a compare stage's training
+# to COMPARE_LIMIT_S, 540 s), not measured: no GPU machine has run this script yet.
 #
 # Each stage writes at most 8 files under $OUT (what the device tool brings back; ./gpu_out when $OUT
 # is unset) and keeps going when one step fails, so a failure costs one step, not the call. Every

@@ -6,7 +6,8 @@ the same way on the same images:
                    (pycocotools), from the end-to-end pass (detect.engine.evaluate.run_detector)
     end to end     images/s from creating the loader's iterator to the last batch's detections on the
                    host: reading and decoding images, the eval transforms, collate, host-to-device copy,
-                   normalisation on the device (uint8 batches), forward, postprocess (loader workers as data.num_workers; their start is included)
+                   normalisation on the device (uint8 batches), forward, postprocess (loader workers
+                   as data.num_workers; their start is included)
     model only     images/s of forward + postprocess on batches prepared beforehand (at most
                    `model_images` images), each batch copied to the device and normalised there
                    (detect.data.normalise) before its clock starts; CUDA-synchronised before and after

@@ -117,9 +117,12 @@ def load_trained_model(path: str | Path, device: str | torch.device = "cpu",
 
 
 def category_ids_of(state: dict, path: str | Path, num_classes: int) -> list[int] | None:
+    """The checkpoint's `category_ids` (one int per class), None where it has none."""
     category_ids = state.get("category_ids")
     if category_ids is None:
         return None
+    if not isinstance(category_ids, (list, tuple)) or not all(isinstance(i, int) for i in category_ids):
+        raise CheckpointError(f"{path}: category_ids must be a list of integers, got {category_ids!r:.60}")
     if len(category_ids) != num_classes:
         raise CheckpointError(f"{path}: {len(category_ids)} category ids for {num_classes} classes")
     return [int(i) for i in category_ids]

@@ -2,11 +2,12 @@
 `ssd300_vgg16`, ...) behind our model contract, for side-by-side benchmarks on the same data.
 
 Same pixels for both: the model input is already resized (by the config's `input` pipeline) and
-normalised with `input.mean` / `input.std` (on the device by detect.data.normalise.normalise_batch, or
-in the loader), as for our models. The wrapper undoes that normalisation (back to 0..1 pixels) and lets the torchvision model normalise with its own mean and std, which is what its weights
-expect; its transform's resize is switched off (`keep_input_size`), so it sees exactly the pixels our
-model sees, at our resolution, not at its own `min_size` / `max_size`. Pick a config whose input
-size suits the model (e.g. 300 fixed for `ssd300_vgg16`). Its detections come back in the resized
+normalised with `input.mean` / `input.std` (on the device by detect.data.normalise.normalise_batch,
+or in the loader), as for our models. The wrapper undoes that normalisation (back to 0..1 pixels) and
+lets the torchvision model normalise with its own mean and std, which is what its weights expect;
+its transform's resize is switched off (`keep_input_size`), so it sees exactly the pixels our model
+sees, at our resolution, not at its own `min_size` / `max_size`. Pick a config whose input size suits
+the model (e.g. 300 fixed for `ssd300_vgg16`). Its detections come back in the resized
 pixels and `postprocess` divides them by `scale`, as for our models.
 
 Weights: `weights=None` (random) unless a local state dict is given; the ImageNet backbone weights are

@@ -137,6 +137,9 @@ def test_coco_checkpoint_writes_its_category_ids(checkpoints, tmp_path):
     torch.save({**state, "category_ids": [1, 2]}, tmp_path / "mismatch.pt")
     with pytest.raises(CheckpointError, match="mismatch.pt: 2 category ids for 3 classes"):
         Detector.from_checkpoint(tmp_path / "mismatch.pt", device="cpu")
+    torch.save({**state, "category_ids": "3,17,90"}, tmp_path / "malformed.pt")
+    with pytest.raises(CheckpointError, match="malformed.pt: category_ids must be a list of integers"):
+        Detector.from_checkpoint(tmp_path / "malformed.pt", device="cpu")
 
 
 def test_bad_checkpoints(tmp_path):
