@@ -9,8 +9,10 @@ A checkpoint is a dict saved with torch.save:
     epoch          epochs completed; step: optimiser steps done; batch_in_epoch: batches of the
                    interrupted epoch already trained (0 at an epoch's end)
     best_metric    best validation mAP so far (or None); nonfinite_skipped: steps skipped
-    rng            python, numpy, torch and cuda RNG states
+    rng            python, numpy, torch and cuda RNG states, as tensors and plain Python values
 Files are written to a temporary name and renamed into place, so a kill never leaves half a file.
+
+Loading never runs code from the file (detect.safe_load: tensors and plain data only).
 """
 
 from __future__ import annotations
@@ -24,14 +26,18 @@ import torch
 from torch import nn
 
 from detect.errors import CheckpointError
+from detect.safe_load import safe_torch_load
 
 REQUIRED_KEYS = ("model", "config", "class_names")
 
 
 def rng_states() -> dict:
+    """RNG states in the forms weights_only loading accepts (no numpy objects)."""
+    numpy_state = np.random.get_state(legacy=False)
+    numpy_state["state"]["key"] = torch.from_numpy(numpy_state["state"]["key"].astype(np.int64))
     return {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": numpy_state,
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
     }
@@ -39,10 +45,20 @@ def rng_states() -> dict:
 
 def restore_rng_states(states: dict) -> None:
     random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
+    np.random.set_state(numpy_rng_state(states["numpy"]))
     torch.set_rng_state(states["torch"])
     if states.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def numpy_rng_state(state):
+    """np.random.set_state's argument from a stored state: ours (the key as a tensor) or the legacy
+    tuple an earlier version stored."""
+    if isinstance(state, dict):
+        key = state["state"]["key"]
+        key = key.numpy() if isinstance(key, torch.Tensor) else np.asarray(key)
+        return {**state, "state": {**state["state"], "key": key.astype(np.uint32)}}
+    return state
 
 
 def save_checkpoint(state: dict, path: str | Path) -> Path:
@@ -64,12 +80,7 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        # weights_only=False: the checkpoint holds numpy RNG states and plain Python objects we wrote.
-        state = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as error:  # torch raises many types for truncated or foreign files
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint ({first_line})") from None
+    state = safe_torch_load(path, "checkpoint", map_location)
     if not isinstance(state, dict) or any(key not in state for key in REQUIRED_KEYS):
         missing = [key for key in REQUIRED_KEYS if not isinstance(state, dict) or key not in state]
         raise CheckpointError(f"{path}: not a detect checkpoint (missing {', '.join(missing)})")

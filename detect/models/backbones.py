@@ -31,6 +31,7 @@ from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from detect.errors import CheckpointError, ConfigError
+from detect.safe_load import safe_torch_load
 
 # The ImageNet weights used for `pretrained: imagenet`: torchvision's V1 enums, as in its detectors.
 IMAGENET_WEIGHTS = {
@@ -103,11 +104,7 @@ def _imagenet_state_dict(name: str) -> dict:
 
 def _read_state_dict(path: Path) -> dict:
     """A state dict from a file; a checkpoint dict holding it under `model`/`state_dict` works too."""
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unreadable file is the same user problem
-        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise CheckpointError(f"{path}: cannot read weights: {first_line}") from None
+    loaded = safe_torch_load(path, "state dict")
     for key in ("model", "state_dict"):
         if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
             loaded = loaded[key]

@@ -25,6 +25,7 @@ import torchvision
 from torch import nn
 
 from detect.errors import CheckpointError, ConfigError
+from detect.safe_load import safe_torch_load
 from detect.models.torchvision_peer import TorchvisionFasterRCNN
 
 
@@ -80,10 +81,7 @@ def read_state_dict(path: str | Path, model: nn.Module) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: state dict not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # torch raises many types for truncated or foreign files
-        raise CheckpointError(f"{path}: not a readable state dict ({type(error).__name__})") from None
+    state = safe_torch_load(path, "state dict")
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]  # a detect checkpoint of a wrapped torchvision model
     if not isinstance(state, dict):

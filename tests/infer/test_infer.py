@@ -119,7 +119,7 @@ def test_from_checkpoint_matches_the_model(checkpoints, tiny_models):
 
 def test_coco_checkpoint_writes_its_category_ids(checkpoints, tmp_path):
     """A checkpoint trained on COCO data stores each label's category id; COCO results use them."""
-    state = torch.load(checkpoints["ssd"], weights_only=False)
+    state = torch.load(checkpoints["ssd"], weights_only=True)
     coco_ids = [3, 17, 90]
     torch.save({**state, "category_ids": coco_ids}, tmp_path / "coco.pt")
     detector = Detector.from_checkpoint(tmp_path / "coco.pt", device="cpu", score_threshold=0.0)
