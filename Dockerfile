@@ -12,6 +12,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /opt/detect
 COPY pyproject.toml README.md ./
 COPY detect ./detect
+COPY configs ./configs
 COPY tools ./tools
 RUN pip install --no-cache-dir ".[export]"
 

@@ -1,14 +1,14 @@
 """Typed configuration: YAML files, one level of `base:` inheritance, `--set a.b=c` overrides.
 
 `load_config(name_or_path, overrides)` returns a validated `Config`. A name such as `voc_faster_rcnn`
-is looked up among the YAML files shipped in `detect/configs/`; a path to a YAML file works too.
+is looked up among the built-in YAML files (`configs/`, installed as `detect/configs/`); a path to a
+YAML file works too.
 Every section rejects unknown keys; errors name the key, the file it came from, and what is allowed.
 """
 
 from __future__ import annotations
 
 import difflib
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -343,8 +343,11 @@ class Config(Section):
 
 
 def builtin_config_dir() -> Path:
-    """The folder of YAML configs shipped inside the package."""
-    return Path(str(resources.files("detect") / "configs"))
+    """The folder of built-in YAML configs: `detect/configs/` of an installed package, or the
+    repository's top-level `configs/` when running from a source checkout (editable installs too)."""
+    package_dir = Path(__file__).resolve().parent
+    installed = package_dir / "configs"
+    return installed if installed.is_dir() else package_dir.parent / "configs"
 
 
 def builtin_config_names() -> list[str]:

@@ -27,7 +27,7 @@ HEADER = """# Configuration reference
 
 Generated from `detect/config.py` by `python tools/config_reference.py --write`; do not edit by hand.
 Every key can be set in a YAML config or with `--set key.sub=value`. Defaults are those of the code;
-the built-in configs in `detect/configs/` override many of them.
+the built-in configs in `configs/` override many of them.
 """
 
 
