@@ -24,6 +24,10 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler, SequentialSampler
 
 from detect.config import AugmentConfig, DataConfig, InputConfig
+from detect.data.opencv_fork import make_opencv_fork_safe
+
+# Registered when the loader module is imported, before any worker can be forked (see opencv_fork.py).
+make_opencv_fork_safe()
 
 
 class TransformedDataset(Dataset):
