@@ -58,8 +58,9 @@ class DataConfig(Section):
     """An object whose class is not in `classes`: stop, or skip that object."""
     on_error: Literal["raise", "skip"] = "raise"
     """A bad sample (unreadable image, malformed annotation): stop, or skip it and count it."""
-    num_workers: int = Field(2, ge=0)
-    """DataLoader worker processes."""
+    num_workers: int | Literal["auto"] = "auto"
+    """DataLoader worker processes per loader; `auto`: the CPU cores available (shared among the
+    training processes of a machine), at most 8."""
     pin_memory: bool = True
     """Pin batches in page-locked memory (CUDA only)."""
     persistent_workers: bool = True
@@ -67,6 +68,15 @@ class DataConfig(Section):
     aspect_ratio_grouping: bool = False
     """Batch images of similar aspect ratio together (less padding for keep-ratio resizing)."""
     synth: SynthConfig = SynthConfig()
+
+    @field_validator("num_workers", mode="before")
+    @classmethod
+    def _workers_count_or_auto(cls, value):
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"expected a number of workers (0 or more) or auto, got {value!r}")
+        return value
 
 
 class InputConfig(Section):

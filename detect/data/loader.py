@@ -16,7 +16,9 @@ back to the samples' annotated sizes (`dataset.samples[i].annotated_size`), else
 from __future__ import annotations
 
 import math
+import os
 import random
+import signal
 from typing import Iterator, Sequence
 
 import cv2
@@ -160,6 +162,17 @@ class WorkerInit:
             transforms.set_seed(seed)
 
 
+def resolve_num_workers(setting: int | str, most: int = 8) -> int:
+    """`data.num_workers`: a number is used as given; `auto` is the CPU cores this process may use,
+    shared among the training processes of this machine (torchrun's LOCAL_WORLD_SIZE), at most `most`
+    (beyond that, decoding rarely limits a detector). On 2 cores: 2, where torch warns above that."""
+    if setting != "auto":
+        return int(setting)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(1, min(most, cores // processes))
+
+
 def build_dataloader(data_cfg: DataConfig, input_cfg: InputConfig, augment_cfg: AugmentConfig, split: str,
                      train: bool, batch_size: int, distributed: bool = False, seed: int = 0,
                      raw_dataset=None) -> DataLoader:
@@ -190,7 +203,7 @@ def build_dataloader(data_cfg: DataConfig, input_cfg: InputConfig, augment_cfg: 
         batch_sampler = GroupedBatchSampler(sampler, aspect_ratios(raw_dataset), batch_size, drop_last=False)
     else:
         batch_sampler = BatchSampler(sampler, batch_size, drop_last=False)
-    workers = data_cfg.num_workers
+    workers = resolve_num_workers(data_cfg.num_workers)
     return DataLoader(
         dataset,
         batch_sampler=batch_sampler,
