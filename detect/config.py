@@ -58,6 +58,9 @@ class DataConfig(Section):
     """An object whose class is not in `classes`: stop, or skip that object."""
     on_error: Literal["raise", "skip"] = "raise"
     """A bad sample (unreadable image, malformed annotation): stop, or skip it and count it."""
+    max_missing_share: float = Field(0.01, ge=0.0, le=1.0)
+    """A JPEG without its end-of-image marker is read with a warning naming it when at most this share
+    of its pixels is missing (the decoder leaves them grey); above it, it is a bad sample."""
     num_workers: int | Literal["auto"] = "auto"
     """DataLoader worker processes per loader; `auto`: the CPU cores available (shared among the
     training processes of a machine), at most 8."""
