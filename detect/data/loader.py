@@ -150,9 +150,16 @@ class GroupedBatchSampler(BatchSampler):
 
 class WorkerInit:
     """Seeds each worker's augmentations from the worker's own torch seed (differs per worker and per
-    epoch), and keeps OpenCV single-threaded there: the workers are the parallelism."""
+    epoch), keeps OpenCV single-threaded there (the workers are the parallelism), and ignores SIGTERM.
+
+    Why SIGTERM is ignored: `timeout`, schedulers and container runtimes send it to the whole process
+    group. A worker killed by it makes the main process raise "DataLoader worker ... is killed by
+    signal: Terminated" at an arbitrary point, even while it writes last.pt after its own SIGTERM.
+    The main process decides how to stop (training saves last.pt); its loaders then end the workers.
+    """
 
     def __call__(self, worker_id: int) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         info = torch.utils.data.get_worker_info()
         seed = info.seed % 2**32
         random.seed(seed)
