@@ -34,7 +34,11 @@ SetOption = typer.Option(None, "--set", help="Override a config key, e.g. --set 
 
 @app.callback()
 def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors.")) -> None:
+    import logging
+
     _state["debug"] = debug
+    # Warnings of the modules below (a skipped image, a truncated JPEG read) as one "warning:" line.
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
 
 
 def _load(config: str, overrides: Optional[List[str]]):
@@ -260,15 +264,12 @@ def infer(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Detect objects in images, folders, globs, videos, cameras and streams; write annotated copies."""
-    import logging
-
     from detect.infer import Detector, run_inference
     from detect.outputs import writable_folder
     from detect.sources import parse_sources
 
     parse_sources(sources)  # a missing path fails now, before the model loads
     writable_folder("--out", out)
-    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     detector = Detector.from_checkpoint(
         checkpoint, device=device, score_threshold=score_threshold, classes=classes, batch_size=batch_size
     )
