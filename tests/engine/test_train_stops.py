@@ -95,6 +95,27 @@ def test_a_kill_while_the_first_last_pt_is_written_keeps_the_epoch(tmp_path, mon
     assert not list(run_dir.glob(".*.tmp*"))
 
 
+def test_ctrl_c_while_best_pt_is_written_evaluates_again_on_resume(tmp_path, monkeypatch):
+    config = doubles.tiny_config(epochs=1)
+    calls = []
+
+    def interrupted_best_pt(state, path):
+        calls.append(path.name)
+        if calls == ["best.pt"]:
+            raise KeyboardInterrupt  # what save_checkpoint lets through: its temporary is removed
+        return save_checkpoint(state, path)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(train_module, "save_checkpoint", interrupted_best_pt)
+        with pytest.raises(KeyboardInterrupt):
+            train(config, tmp_path)
+    cut = load_checkpoint(tmp_path / "last.pt")
+    assert cut["epoch_end_due"] and cut["best_metric"] is None and not (tmp_path / "best.pt").exists()
+    train(config, tmp_path, resume="auto")
+    assert load_checkpoint(tmp_path / "best.pt")["best_metric"] == pytest.approx(records(tmp_path, "eval")[0]["map"])
+    assert len(records(tmp_path, "eval")) == 1
+
+
 def test_metrics_do_not_repeat_the_steps_a_resume_replays(tmp_path):
     config = doubles.tiny_config(epochs=2, log_every=1)
     straight = records(train(config, tmp_path / "straight"))
