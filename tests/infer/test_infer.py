@@ -273,15 +273,16 @@ def test_a_failing_video_writer_is_a_one_line_error(detectors, tmp_path):
         run_inference(detectors["ssd"], [str(clip)], out, progress=False)
 
 
-def test_output_names_are_unique_even_against_a_source_named_like_a_renamed_one(detectors, tmp_path):
+def test_output_names_are_unique_even_against_a_source_named_like_a_renamed_one(checkpoints, tmp_path, capsys):
     sources = []
     for folder, name in (("a", "x.png"), ("b", "x.png"), ("c", "x_1.png")):
         (tmp_path / folder).mkdir()
         cv2.imwrite(str(tmp_path / folder / name), noise_image(20, 20, seed=len(sources)))
         sources.append(str(tmp_path / folder / name))
     for run in ("one", "two"):  # the same inputs give the same names
-        summary = run_inference(detectors["ssd"], sources, tmp_path / run, write_json=True, progress=False)
-        assert summary.images == 3
+        code, stdout, _ = run_cli(["infer", str(checkpoints["ssd"]), *sources, "--out", str(tmp_path / run),
+                                   "--json", "--device", "cpu", "-q"], capsys)
+        assert code == 0 and "3 images" in stdout
         records = json.loads((tmp_path / run / "detections.json").read_text())["images"]
         assert [(Path(r["file"]).parent.name, Path(r["output"]).name) for r in records] == [
             ("a", "x.png"), ("b", "x_2.png"), ("c", "x_1.png")]
