@@ -34,13 +34,22 @@ SetOption = typer.Option(None, "--set", help="Override a config key, e.g. --set 
 
 @app.callback()
 def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors.")) -> None:
+    import logging
+
     _state["debug"] = debug
+    # Warnings of the modules below (a skipped image, a truncated JPEG read) as one "warning:" line.
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
 
 
 def _load(config: str, overrides: Optional[List[str]]):
     from detect.config import load_config
 
     return load_config(config, overrides or [])
+
+
+def _config_file(config: Optional[str]) -> Optional[Path]:
+    """The YAML file a --config names (None for a built-in name): an input no output may replace."""
+    return Path(config) if config is not None and Path(config).is_file() else None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -127,8 +136,11 @@ def data_show(
 ) -> None:
     """Draw augmented samples with their boxes and class names into a grid image."""
     from detect.data.show import show_samples
+    from detect.outputs import refuse_overwrite, writable_file
 
     cfg = _load(config, overrides)
+    refuse_overwrite("--out", [out], [_config_file(config)])
+    writable_file("--out", out)
     path = show_samples(cfg, split or cfg.data.train_split, num, out, seed=seed, train=not eval_pipeline)
     typer.echo(f"wrote {path}")
 
@@ -149,7 +161,7 @@ def train_command(
     from detect.engine.train import run_training
 
     cfg = _load(config, overrides)
-    run_training(cfg, output_dir=output_dir, device=device, resume=resume)
+    run_training(cfg, output_dir=output_dir, device=device, resume=resume, config_file=_config_file(config))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -179,6 +191,7 @@ def eval_command(
 
     if (checkpoint is None) == (detections is None):
         raise DetectError("detect eval: give a checkpoint or --detections FILE (one of them)")
+    _check_eval_outputs(json_out, plots, [checkpoint, detections, _config_file(config)])
     if checkpoint is not None:
         from detect.engine.eval_checkpoint import evaluate_checkpoint
 
@@ -204,7 +217,6 @@ def eval_command(
     typer.echo(f"{source} on {cfg.data.format} split '{split}' ({results['num_images']} images)")
     typer.echo(format_results(results, class_names))
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
         key = "checkpoint" if checkpoint is not None else "detections"
         record = {key: source, "config": cfg.name, "split": split, **results}
         json_out.write_text(json.dumps(record, indent=2))
@@ -218,6 +230,18 @@ def eval_command(
         matrix = confusion_matrix(evaluator.voc_inputs(), len(class_names), cfg.eval.iou_thresh, score_thresh)
         plot_confusion_matrix(matrix, class_names, plots / "confusion_matrix.png", score_thresh)
         typer.echo(f"wrote plots to {plots}")
+
+
+def _check_eval_outputs(json_out: Optional[Path], plots: Optional[Path], inputs: List[Optional[Path]]) -> None:
+    """Before the evaluation runs: --json and --plots can be written and replace none of the inputs."""
+    from detect.outputs import refuse_overwrite, writable_file, writable_folder
+
+    if json_out is not None:
+        refuse_overwrite("--json", [json_out], inputs)
+        writable_file("--json", json_out)
+    if plots is not None:
+        refuse_overwrite("--plots", [plots / "pr_curves.png", plots / "confusion_matrix.png"], inputs, given=plots)
+        writable_folder("--plots", plots)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -240,17 +264,17 @@ def infer(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Detect objects in images, folders, globs, videos, cameras and streams; write annotated copies."""
-    import logging
-
     from detect.infer import Detector, run_inference
+    from detect.outputs import writable_folder
     from detect.sources import parse_sources
 
     parse_sources(sources)  # a missing path fails now, before the model loads
-    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
+    writable_folder("--out", out)
     detector = Detector.from_checkpoint(
         checkpoint, device=device, score_threshold=score_threshold, classes=classes, batch_size=batch_size
     )
-    summary = run_inference(detector, sources, out, write_json=json_out, max_frames=max_frames, progress=not quiet)
+    summary = run_inference(detector, sources, out, write_json=json_out, max_frames=max_frames, progress=not quiet,
+                            inputs=[checkpoint])
     parts = []
     if summary.images or summary.skipped:
         parts.append(f"{summary.images} images" + (f" ({len(summary.skipped)} skipped)" if summary.skipped else ""))
@@ -273,10 +297,13 @@ def export(
 ) -> None:
     """Export the model with its postprocess (NMS included) to ONNX; see docs/export.md for running it."""
     from detect.export import export_onnx, parse_image_size
+    from detect.outputs import refuse_overwrite, writable_file
 
     if format != "onnx":
         raise DetectError(f"--format: only 'onnx' is supported, got '{format}'")
     target = output or checkpoint.with_suffix(".onnx")
+    refuse_overwrite("--output", [target], [checkpoint])
+    writable_file("--output", target)
     info = export_onnx(
         checkpoint, target, opset=opset, dynamic_batch=dynamic_batch, image_size=parse_image_size(image_size),
         batch_size=batch_size,

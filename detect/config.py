@@ -58,8 +58,12 @@ class DataConfig(Section):
     """An object whose class is not in `classes`: stop, or skip that object."""
     on_error: Literal["raise", "skip"] = "raise"
     """A bad sample (unreadable image, malformed annotation): stop, or skip it and count it."""
-    num_workers: int = Field(2, ge=0)
-    """DataLoader worker processes."""
+    max_missing_share: float = Field(0.01, ge=0.0, le=1.0)
+    """A JPEG without its end-of-image marker is read with a warning naming it when at most this share
+    of its pixels is missing (the decoder leaves them grey); above it, it is a bad sample."""
+    num_workers: int | Literal["auto"] = "auto"
+    """DataLoader worker processes per loader; `auto`: the CPU cores available (shared among the
+    training processes of a machine), at most 8."""
     pin_memory: bool = True
     """Pin batches in page-locked memory (CUDA only)."""
     persistent_workers: bool = True
@@ -67,6 +71,15 @@ class DataConfig(Section):
     aspect_ratio_grouping: bool = False
     """Batch images of similar aspect ratio together (less padding for keep-ratio resizing)."""
     synth: SynthConfig = SynthConfig()
+
+    @field_validator("num_workers", mode="before")
+    @classmethod
+    def _workers_count_or_auto(cls, value):
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"expected a number of workers (0 or more) or auto, got {value!r}")
+        return value
 
 
 class InputConfig(Section):
@@ -385,6 +398,10 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}{where}: invalid YAML: {problem}") from None
     except OSError as error:
         raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        line = error.object[:error.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte 0x{error.object[error.start]:02x}); "
+                          f"save the config as UTF-8") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -296,6 +296,7 @@ def run_inference(
     write_json: bool = False,
     max_frames: int | None = None,
     progress: bool = True,
+    inputs: Sequence[Path] = (),
 ) -> InferenceSummary:
     """Run `detector` on every SOURCE in `specs` and write the results under `out_dir`.
 
@@ -303,7 +304,8 @@ def run_inference(
     with `write_json` `out_dir/detections.json` (per image: file, size, detections in original pixels,
     xyxy) and `out_dir/detections_coco.json` (COCO results; image_id = the index in detections.json,
     category_id = label). Videos, cameras, streams: `out_dir/<name>.mp4` annotated at the input's
-    frame rate and size, and `out_dir/<name>.jsonl`, one line per frame.
+    frame rate and size, and `out_dir/<name>.jsonl`, one line per frame. Output names are unique in
+    a run; no output may replace a source or one of `inputs` (the checkpoint).
     """
     from detect.sources import parse_sources
 
@@ -311,7 +313,7 @@ def run_inference(
     out_dir = Path(out_dir)
     images = [replace(source, name=name) for source, name in zip(images, _unique_names([s.name for s in images]))]
     videos = [replace(video, name=name) for video, name in zip(videos, _unique_names([v.name for v in videos]))]
-    _refuse_to_overwrite_inputs(images, videos, out_dir)
+    _refuse_to_overwrite_inputs(images, videos, out_dir, inputs)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = InferenceSummary()
     started = time.perf_counter()
@@ -323,14 +325,15 @@ def run_inference(
     return summary
 
 
-def _refuse_to_overwrite_inputs(images, videos, out_dir: Path) -> None:
+def _refuse_to_overwrite_inputs(images, videos, out_dir: Path, other_inputs: Sequence[Path] = ()) -> None:
     """`--out` pointing at the input folder would write annotated copies over the originals."""
-    inputs = {source.path.resolve(): source.path for source in images}
-    inputs.update({Path(v.target).resolve(): v.target for v in videos if v.kind == "file"})
-    outputs = [out_dir / source.name for source in images] + [out_dir / f"{v.name}.mp4" for v in videos]
-    for output in outputs:
-        if output.resolve() in inputs:
-            raise DetectError(f"--out {out_dir}: would overwrite the input {inputs[output.resolve()]}; choose another folder")
+    from detect.outputs import refuse_overwrite
+
+    inputs = [source.path for source in images] + [Path(v.target) for v in videos if v.kind == "file"]
+    outputs = [out_dir / source.name for source in images]
+    outputs += [out_dir / f"{v.name}{suffix}" for v in videos for suffix in (".mp4", ".jsonl")]
+    outputs += [out_dir / "detections.json", out_dir / "detections_coco.json"]
+    refuse_overwrite("--out", outputs, [*inputs, *other_inputs], given=out_dir)
 
 
 def _infer_images(detector: Detector, images, out_dir: Path, write_json: bool, summary: InferenceSummary,
@@ -380,16 +383,20 @@ def _infer_images(detector: Detector, images, out_dir: Path, write_json: bool, s
 
 
 def _unique_names(names: list[str]) -> list[str]:
-    """Output names, with `_1`, `_2` ... before the extension where two sources share one."""
-    seen: dict[str, int] = {}
+    """Output names, unique in the run: the first source of a name keeps it; a later one gets `_1`,
+    `_2` ... before the extension, skipping every name a source has of its own (`a/x.jpg`, `b/x.jpg`,
+    `c/x_1.jpg` -> `x.jpg`, `x_2.jpg`, `x_1.jpg`). The same inputs give the same names."""
+    own = set(names)
+    taken: set[str] = set()
     unique = []
     for name in names:
-        count = seen.get(name, 0)
-        seen[name] = count + 1
-        if count:
+        candidate, count = name, 0
+        while candidate in taken or (count and candidate in own):
+            count += 1
             path = Path(name)
-            name = str(path.with_name(f"{path.stem}_{count}{path.suffix}"))
-        unique.append(name)
+            candidate = str(path.with_name(f"{path.stem}_{count}{path.suffix}"))
+        taken.add(candidate)
+        unique.append(candidate)
     return unique
 
 

@@ -214,3 +214,14 @@ def test_yaml_round_trip_of_resolved_config():
     config = load_config("voc_faster_rcnn_resnet50", ["train.epochs=7"])
     again = Config.model_validate(yaml.safe_load(config_to_yaml(config)))
     assert again == config
+
+
+def test_a_config_that_is_not_utf8_is_one_line_naming_file_and_line(tmp_path, capsys):
+    from detect.cli import main
+
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("base: synthetic_ssd\ntrain:\n  epochs: 2  # caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(SystemExit) as exited:
+        main(["config", "show", str(path)])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == f"error: {path}:3: not UTF-8 text (byte 0xe9); save the config as UTF-8\n"

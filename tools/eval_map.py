@@ -59,6 +59,11 @@ def main(argv=None) -> int:
 
         torch.set_num_threads(args.threads)
     try:
+        if args.json_out is not None:
+            from detect.outputs import refuse_overwrite, writable_file
+
+            refuse_overwrite("--json", [args.json_out], args.checkpoints)
+            writable_file("--json", args.json_out)
         report = run_benchmark(args.checkpoints, args.config, args.overrides, args.split, args.device,
                                args.batch_size, args.torchvision, args.max_images, args.model_images,
                                args.latency_images, args.warmup, progress=lambda text: print(text, file=sys.stderr))
@@ -69,7 +74,6 @@ def main(argv=None) -> int:
         return 2
     print(format_table(report))
     if args.json_out is not None:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
         args.json_out.write_text(json.dumps(report, indent=2))
         print(f"wrote {args.json_out}", file=sys.stderr)
     return 0

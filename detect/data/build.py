@@ -17,7 +17,12 @@ def build_dataset(data_cfg: DataConfig, split: str, training: bool = False) -> D
     `training=True` leaves VOC `difficult` objects out of the targets unless `data.use_difficult`;
     evaluation datasets keep them (flagged) so the VOC metric can ignore them.
     """
-    keep_difficult = data_cfg.use_difficult or not training
+    dataset = _build(data_cfg, split, keep_difficult=data_cfg.use_difficult or not training)
+    dataset.max_missing_share = data_cfg.max_missing_share
+    return dataset
+
+
+def _build(data_cfg: DataConfig, split: str, keep_difficult: bool) -> DetectionDataset:
     if data_cfg.format == "coco":
         return COCODataset(
             data_cfg.root, split, classes=data_cfg.classes, image_dir=data_cfg.image_dir, on_error=data_cfg.on_error

@@ -23,7 +23,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from detect.data.image_io import read_image
+from detect.data.image_io import MAX_MISSING_SHARE, read_image, warn_once
 from detect.data.problems import Problem, ProblemLog
 from detect.errors import DataError
 
@@ -53,6 +53,9 @@ def empty_objects() -> dict[str, np.ndarray]:
 
 class DetectionDataset(torch.utils.data.Dataset):
     """Raw (untransformed) items from a list of samples; see the module docstring for the item."""
+
+    # data.max_missing_share: how much of a JPEG without its end marker may be missing (image_io.py)
+    max_missing_share: float = MAX_MISSING_SHARE
 
     def __init__(
         self,
@@ -94,10 +97,16 @@ class DetectionDataset(torch.utils.data.Dataset):
         message = str(error).removeprefix(f"{path}: ")
         self.log.add(Problem(path, message, "error", "unreadable_image"))
 
+    def record_truncated(self, path: Path, message: str) -> None:
+        """A JPEG read although it lacks its last bytes: a warning in the log, and among the problems."""
+        warn_once(message)
+        self.log.warning(path, message.removeprefix(f"{path}: "), "truncated_image")
+
     def load(self, index: int) -> tuple[np.ndarray, dict]:
         """Reads sample `index`; DataError when its image cannot be used (whatever on_error says)."""
         sample = self.samples[index]
-        image = read_image(sample.image_path)
+        image = read_image(sample.image_path, self.max_missing_share,
+                           warn=lambda message: self.record_truncated(sample.image_path, message))
         height, width = image.shape[:2]
         if sample.annotated_size is not None and tuple(sample.annotated_size) != (height, width):
             self.log.warning(

@@ -4,31 +4,64 @@ The format is decided by the file's bytes, not its extension (a PNG named .jpg d
 Grayscale, RGBA and 16-bit images are converted to 8-bit RGB. A missing file, an empty file, bytes
 that are not an image, and a truncated JPEG or PNG raise DataError with one line naming the file.
 
-Why the end-marker check: OpenCV decodes a truncated JPEG partially (grey lower half, a warning on
-stderr) and returns it as if it were whole; a training run would then learn from half an image.
+Why the end-marker check: a decoder given a truncated JPEG fills what is missing with grey and may
+return it as if it were whole; a training run would then learn from half an image. Real datasets
+also hold JPEGs that lack only their last bytes: they decode to full size with at most a few grey
+blocks at the end. Such a file is read with a warning naming the file and the share of its pixels
+that is missing, as long as that share is at most `max_missing_share` (data.max_missing_share);
+above it, it stays an error.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
 
 from detect.errors import DataError
 
+log = logging.getLogger(__name__)
+
 _JPEG_START = b"\xff\xd8"
 _JPEG_END = b"\xff\xd9"
 _PNG_START = b"\x89PNG\r\n\x1a\n"
 # Some writers pad a file after its end marker; look for the marker this far from the end.
 _TAIL_BYTES = 1024
+# The default of data.max_missing_share: a few grey blocks in the last block row pass, more does not.
+MAX_MISSING_SHARE = 0.01
+# What a JPEG decoder leaves where the data ended: zero coefficients, mid grey in every channel.
+_MISSING_GREY = 128
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Returns the image at `path` as uint8 RGB [H, W, 3]; raises DataError naming the file."""
+def read_image(path: str | Path, max_missing_share: float = MAX_MISSING_SHARE,
+               warn: Callable[[str], None] | None = None) -> np.ndarray:
+    """Returns the image at `path` as uint8 RGB [H, W, 3]; raises DataError naming the file.
+
+    A JPEG without its end marker is read when at most `max_missing_share` of its pixels are missing;
+    `warn(message)` then receives the warning (default: `warn_once`, this module's logger)."""
     path = Path(path)
     data = read_image_bytes(path)
+    if is_truncated_jpeg(data):
+        try:  # the end marker lets the decoder finish; what the file lacks comes out grey
+            image = decode(data + _JPEG_END, path)
+        except DataError:
+            raise DataError(f"{path}: truncated JPEG (no end-of-image marker), cannot be decoded") from None
+        share = missing_share(image)
+        if share > max_missing_share:
+            raise DataError(f"{path}: truncated JPEG (no end-of-image marker), {share:.1%} of the image is "
+                            f"missing (data.max_missing_share is {max_missing_share:g})")
+        (warn or warn_once)(f"{path}: truncated JPEG (no end-of-image marker) read, "
+                             f"{share:.2%} of the image is missing (grey)")
+        return to_rgb8(image, path)
     check_complete(data, path)
+    return to_rgb8(decode(data, path), path)
+
+
+def decode(data: bytes, path: Path) -> np.ndarray:
+    """OpenCV's decoded array (any depth and channels); DataError when it cannot decode."""
     # IMREAD_UNCHANGED keeps 16-bit depth and alpha so we convert them ourselves, and ignores EXIF
     # orientation: VOC and COCO boxes are drawn on the stored pixels, so the stored pixels are used.
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
@@ -36,7 +69,39 @@ def read_image(path: str | Path) -> np.ndarray:
         raise DataError(f"{path}: cannot decode image (not an image format OpenCV reads, or corrupt)")
     if image.size == 0 or image.shape[0] == 0 or image.shape[1] == 0:
         raise DataError(f"{path}: image has size 0 ({image.shape})")
-    return to_rgb8(image, path)
+    return image
+
+
+_warned: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    """A file read every epoch is reported once per process."""
+    if message not in _warned:
+        _warned.add(message)
+        log.warning(message)
+
+
+def is_truncated_jpeg(data: bytes) -> bool:
+    """JPEG bytes without their end marker near the end that Pillow (when installed) cannot decode
+    either (see `decodes_fully`: some cameras append their own data after the marker)."""
+    return data.startswith(_JPEG_START) and _JPEG_END not in data[-_TAIL_BYTES:] and not decodes_fully(data)
+
+
+def missing_share(image: np.ndarray) -> float:
+    """Share of the pixels a truncated JPEG lacks: the grey the decoder left after the point where
+    the data ended. The decoder works in block rows, left to right, so that is a run of grey at the
+    right end of the lowest pixel rows (a part of the last block row), and whole grey rows below it.
+    Counted from the bottom row up, row by row, until a row does not end in grey."""
+    pixels = image if image.ndim == 3 else image[:, :, None]
+    grey = (pixels == _MISSING_GREY).all(axis=2)
+    missing = 0
+    for row in grey[::-1]:
+        run = row.size if row.all() else int(np.argmin(row[::-1]))
+        if run == 0:
+            break
+        missing += run
+    return missing / grey.size
 
 
 def read_image_bytes(path: Path) -> bytes:
@@ -53,10 +118,8 @@ def read_image_bytes(path: Path) -> bytes:
 
 
 def check_complete(data: bytes, path: Path) -> None:
-    """DataError when JPEG or PNG bytes lack their end marker (a truncated file)."""
+    """DataError when PNG bytes lack their end chunk (a truncated file). JPEGs: see `read_image`."""
     tail = data[-_TAIL_BYTES:]
-    if data.startswith(_JPEG_START) and _JPEG_END not in tail and not decodes_fully(data):
-        raise DataError(f"{path}: truncated JPEG (no end-of-image marker)")
     if data.startswith(_PNG_START) and b"IEND" not in tail and not decodes_fully(data):
         raise DataError(f"{path}: truncated PNG (no IEND chunk)")
 

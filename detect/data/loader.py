@@ -16,7 +16,9 @@ back to the samples' annotated sizes (`dataset.samples[i].annotated_size`), else
 from __future__ import annotations
 
 import math
+import os
 import random
+import signal
 from typing import Iterator, Sequence
 
 import cv2
@@ -24,6 +26,10 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler, SequentialSampler
 
 from detect.config import AugmentConfig, DataConfig, InputConfig
+from detect.data.opencv_fork import make_opencv_fork_safe
+
+# Registered when the loader module is imported, before any worker can be forked (see opencv_fork.py).
+make_opencv_fork_safe()
 
 
 class TransformedDataset(Dataset):
@@ -144,9 +150,16 @@ class GroupedBatchSampler(BatchSampler):
 
 class WorkerInit:
     """Seeds each worker's augmentations from the worker's own torch seed (differs per worker and per
-    epoch), and keeps OpenCV single-threaded there: the workers are the parallelism."""
+    epoch), keeps OpenCV single-threaded there (the workers are the parallelism), and ignores SIGTERM.
+
+    Why SIGTERM is ignored: `timeout`, schedulers and container runtimes send it to the whole process
+    group. A worker killed by it makes the main process raise "DataLoader worker ... is killed by
+    signal: Terminated" at an arbitrary point, even while it writes last.pt after its own SIGTERM.
+    The main process decides how to stop (training saves last.pt); its loaders then end the workers.
+    """
 
     def __call__(self, worker_id: int) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         info = torch.utils.data.get_worker_info()
         seed = info.seed % 2**32
         random.seed(seed)
@@ -154,6 +167,17 @@ class WorkerInit:
         transforms = getattr(info.dataset, "transforms", None)
         if hasattr(transforms, "set_seed"):
             transforms.set_seed(seed)
+
+
+def resolve_num_workers(setting: int | str, most: int = 8) -> int:
+    """`data.num_workers`: a number is used as given; `auto` is the CPU cores this process may use,
+    shared among the training processes of this machine (torchrun's LOCAL_WORLD_SIZE), at most `most`
+    (beyond that, decoding rarely limits a detector). On 2 cores: 2, where torch warns above that."""
+    if setting != "auto":
+        return int(setting)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(1, min(most, cores // processes))
 
 
 def build_dataloader(data_cfg: DataConfig, input_cfg: InputConfig, augment_cfg: AugmentConfig, split: str,
@@ -186,7 +210,7 @@ def build_dataloader(data_cfg: DataConfig, input_cfg: InputConfig, augment_cfg: 
         batch_sampler = GroupedBatchSampler(sampler, aspect_ratios(raw_dataset), batch_size, drop_last=False)
     else:
         batch_sampler = BatchSampler(sampler, batch_size, drop_last=False)
-    workers = data_cfg.num_workers
+    workers = resolve_num_workers(data_cfg.num_workers)
     return DataLoader(
         dataset,
         batch_sampler=batch_sampler,

@@ -62,9 +62,11 @@ def numpy_rng_state(state):
 
 
 def save_checkpoint(state: dict, path: str | Path) -> Path:
-    """Atomic write: a temporary file in the same folder, then os.replace."""
+    """Atomic write: a temporary file in the same folder, then os.replace. Temporary files that
+    killed writes of the same checkpoint left behind are removed first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         torch.save(state, tmp)
@@ -73,6 +75,25 @@ def save_checkpoint(state: dict, path: str | Path) -> Path:
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Deletes `.<name>.tmp<PID>` files of `path` whose writing process is gone (a kill -9 during a
+    write leaves one, as large as the checkpoint). A live process's file is its write in progress."""
+    for stale in path.parent.glob(f".{path.name}.tmp*"):
+        pid = stale.name.rpartition(".tmp")[2]
+        if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+            stale.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only checks that the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, belongs to another user
+        return True
+    return True
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
@@ -84,7 +105,19 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     if not isinstance(state, dict) or any(key not in state for key in REQUIRED_KEYS):
         missing = [key for key in REQUIRED_KEYS if not isinstance(state, dict) or key not in state]
         raise CheckpointError(f"{path}: not a detect checkpoint (missing {', '.join(missing)})")
+    check_field_types(state, path)
     return state
+
+
+def check_field_types(state: dict, path: str | Path) -> None:
+    """CheckpointError when `model` is not a state dict of tensors or `class_names` not a list of
+    strings (a foreign or hand-edited file): one line, not a traceback from deep in the loading."""
+    weights = state["model"]
+    if not isinstance(weights, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in weights.items()):
+        raise CheckpointError(f"{path}: 'model' must be a state dict (names to tensors), got {type(weights).__name__}")
+    names = state["class_names"]
+    if not isinstance(names, (list, tuple)) or not all(isinstance(name, str) for name in names):
+        raise CheckpointError(f"{path}: 'class_names' must be a list of strings, got {names!r:.60}")
 
 
 def config_from_checkpoint(state: dict, path: str | Path = "checkpoint"):

@@ -13,7 +13,10 @@ from tqdm import tqdm
 
 
 class RunLogger:
-    def __init__(self, run_dir: Path | None, enabled: bool = True, tensorboard: bool = True) -> None:
+    def __init__(self, run_dir: Path | None, enabled: bool = True, tensorboard: bool = True,
+                 purge_step: int | None = None) -> None:
+        """`purge_step`: on resume, the first step to come; TensorBoard hides the events from that step
+        on that the earlier run wrote (the resumed run writes them again)."""
         self.enabled = enabled and run_dir is not None
         self.run_dir = run_dir
         self._log = self._jsonl = self._tb = None
@@ -25,7 +28,7 @@ class RunLogger:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(log_dir=str(run_dir))
+            self._tb = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step)
 
     @property
     def has_tensorboard(self) -> bool:

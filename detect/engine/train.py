@@ -18,13 +18,14 @@ is equally random but not bit-identical.)
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import random
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -55,6 +56,9 @@ class TrainState:
     batch_in_epoch: int = 0  # batches of the current (interrupted) epoch already trained
     best_metric: float | None = None
     nonfinite_skipped: int = 0
+    # The epoch's training is done, its evaluation and checkpoints are not: a run interrupted then
+    # does them first on resume (instead of finishing with no evaluation and no best.pt).
+    epoch_end_due: bool = False
 
 
 @dataclass
@@ -140,16 +144,21 @@ def new_run_dir(config: Config, output_dir: str | Path | None) -> Path:
 
 
 def find_resume_checkpoint(config: Config, resume: str, output_dir: str | Path | None) -> Path:
-    """`auto`: last.pt of --output-dir, else of the newest run folder of this config; else a path."""
+    """`auto`: the newest checkpoint of --output-dir, else of the newest run folder of this config;
+    else a path.
+
+    The newest of last.pt and best.pt: both hold the whole training state, and best.pt is written
+    just before last.pt, so a kill while last.pt is written (the run's first one included) keeps
+    that epoch in best.pt."""
     if resume != "auto":
         return Path(resume)
     if output_dir is not None:
-        candidate = Path(output_dir) / "last.pt"
-        if not candidate.is_file():
+        found = [p for p in (Path(output_dir) / "last.pt", Path(output_dir) / "best.pt") if p.is_file()]
+        if not found:
             raise DetectError(f"--resume auto: no last.pt in {output_dir}")
-        return candidate
+        return max(found, key=lambda p: p.stat().st_mtime)
     config_runs = Path(config.train.output_dir) / config.name
-    runs = sorted(p for p in config_runs.glob("*/last.pt")) if config_runs.is_dir() else []
+    runs = [p for name in ("last.pt", "best.pt") for p in config_runs.glob(f"*/{name}")] if config_runs.is_dir() else []
     if not runs:
         raise DetectError(f"--resume auto: no run folder with last.pt under {config_runs}")
     return max(runs, key=lambda p: p.stat().st_mtime)
@@ -205,8 +214,8 @@ def make_session(config: Config, model: nn.Module, class_names: Sequence[str], d
 # Checkpoints
 
 
-def checkpoint_state(session: TrainSession, rng: dict | None = None) -> dict:
-    state = session.state
+def checkpoint_state(session: TrainSession, rng: dict | None = None, state: TrainState | None = None) -> dict:
+    state = state or session.state
     return {
         "model": session.module.state_dict(),
         "config": config_to_dict(session.config),
@@ -221,15 +230,17 @@ def checkpoint_state(session: TrainSession, rng: dict | None = None) -> dict:
         "batch_in_epoch": state.batch_in_epoch,
         "best_metric": state.best_metric,
         "nonfinite_skipped": state.nonfinite_skipped,
+        "epoch_end_due": state.epoch_end_due,
         "rng": rng if rng is not None else rng_states(),
     }
 
 
-def save(session: TrainSession, name: str, rng: dict | None = None) -> Path | None:
-    """Writes `name` (last.pt / best.pt) in the run folder, on rank 0 only."""
+def save(session: TrainSession, name: str, rng: dict | None = None, state: TrainState | None = None) -> Path | None:
+    """Writes `name` (last.pt / best.pt) in the run folder, on rank 0 only; `state` replaces the
+    session's training state in the file."""
     if session.run_dir is None or not dist_utils.is_main():
         return None
-    return save_checkpoint(checkpoint_state(session, rng), session.run_dir / name)
+    return save_checkpoint(checkpoint_state(session, rng, state), session.run_dir / name)
 
 
 def restore(session: TrainSession, checkpoint: dict) -> None:
@@ -248,6 +259,7 @@ def restore(session: TrainSession, checkpoint: dict) -> None:
     session.state = TrainState(
         epoch=checkpoint["epoch"], step=checkpoint["step"], batch_in_epoch=checkpoint.get("batch_in_epoch", 0),
         best_metric=checkpoint.get("best_metric"), nonfinite_skipped=checkpoint.get("nonfinite_skipped", 0),
+        epoch_end_due=bool(checkpoint.get("epoch_end_due", False)),
     )
     session.resume_rng = checkpoint.get("rng")
     if session.resume_rng is not None and session.state.batch_in_epoch == 0:
@@ -495,37 +507,17 @@ def fit(session: TrainSession, train_loader, val_loader=None) -> dict | None:
     last.pt every epoch and best.pt on a better validation mAP. Returns the last evaluation's
     results. Ctrl-C writes last.pt (mid-epoch) and re-raises KeyboardInterrupt."""
     config, state = session.config, session.state
-    train_cfg = config.train
     results = None
     try:
-        while state.epoch < train_cfg.epochs:
-            started = time.perf_counter()
-            means = train_one_epoch(session, train_loader)
-            state.epoch += 1
-            state.batch_in_epoch = 0
-            seconds = time.perf_counter() - started
-            terms = " ".join(f"{k.removeprefix('loss_')} {v:.4f}" for k, v in means.items())
-            session.logger.info(
-                f"epoch {state.epoch}/{train_cfg.epochs}: loss {sum(means.values()):.4f} ({terms}) "
-                f"lr {current_lr(session):.3e} step {state.step} {seconds:.1f} s"
-                + (f", {state.nonfinite_skipped} non-finite steps skipped" if state.nonfinite_skipped else ""))
-            session.logger.record({"type": "epoch", "epoch": state.epoch, "step": state.step, "seconds": seconds,
-                                   **{f"mean_{k}": v for k, v in means.items()}})
-            last_epoch = state.epoch == train_cfg.epochs
-            due = train_cfg.eval_every > 0 and state.epoch % train_cfg.eval_every == 0
-            if val_loader is not None and (due or last_epoch):
-                results = run_evaluation(session, val_loader)
-                score = headline_map(results)
-                if score is not None and (state.best_metric is None or score > state.best_metric):
-                    state.best_metric = score
-                    save(session, "best.pt")
-            save(session, "last.pt")
+        while state.epoch < config.train.epochs or state.epoch_end_due:
+            if not state.epoch_end_due:
+                train_epoch_and_log(session, train_loader)
+            results = end_epoch(session, val_loader) or results
     except KeyboardInterrupt:
         rewind_to_boundary(session)
         path = save(session, "last.pt", rng=session.boundary_rng)
         if path is not None:
-            session.logger.info(f"interrupted at step {state.step} (epoch {state.epoch + 1}, batch "
-                                f"{state.batch_in_epoch}); wrote {path}; continue with --resume auto")
+            session.logger.info(interrupted_message(state, path))
         raise
     if results is not None and dist_utils.is_main():
         from detect.metrics.evaluator import format_results
@@ -534,8 +526,96 @@ def fit(session: TrainSession, train_loader, val_loader=None) -> dict | None:
     return results
 
 
+def train_epoch_and_log(session: TrainSession, train_loader) -> None:
+    """One epoch of training (or the rest of an interrupted one), its log line and record."""
+    state, train_cfg = session.state, session.config.train
+    started = time.perf_counter()
+    means = train_one_epoch(session, train_loader)
+    state.epoch += 1
+    state.batch_in_epoch = 0
+    state.epoch_end_due = True
+    seconds = time.perf_counter() - started
+    terms = " ".join(f"{k.removeprefix('loss_')} {v:.4f}" for k, v in means.items())
+    session.logger.info(
+        f"epoch {state.epoch}/{train_cfg.epochs}: loss {sum(means.values()):.4f} ({terms}) "
+        f"lr {current_lr(session):.3e} step {state.step} {seconds:.1f} s"
+        + (f", {state.nonfinite_skipped} non-finite steps skipped" if state.nonfinite_skipped else ""))
+    session.logger.record({"type": "epoch", "epoch": state.epoch, "step": state.step, "seconds": seconds,
+                           **{f"mean_{k}": v for k, v in means.items()}})
+
+
+def end_epoch(session: TrainSession, val_loader) -> dict | None:
+    """The evaluation when due, best.pt on a better mAP, then last.pt. Returns the evaluation's results.
+
+    `epoch_end_due` (and `best_metric`) change only once best.pt is written, so a run interrupted
+    before that evaluates again on resume, and still writes best.pt."""
+    config, state = session.config, session.state
+    train_cfg = config.train
+    results = None
+    last_epoch = state.epoch == train_cfg.epochs
+    due = train_cfg.eval_every > 0 and state.epoch % train_cfg.eval_every == 0
+    if val_loader is not None and (due or last_epoch):
+        results = run_evaluation(session, val_loader)
+        score = headline_map(results)
+        if score is not None and (state.best_metric is None or score > state.best_metric):
+            save(session, "best.pt", state=replace(state, best_metric=score, epoch_end_due=False))
+            state.best_metric = score
+    state.epoch_end_due = False
+    save(session, "last.pt")
+    return results
+
+
+def interrupted_message(state: TrainState, path: Path) -> str:
+    if state.epoch_end_due:
+        where = f"after epoch {state.epoch}'s training, before its evaluation and checkpoints were done"
+    else:
+        where = f"epoch {state.epoch + 1}, batch {state.batch_in_epoch}"
+    return f"interrupted at step {state.step} ({where}); wrote {path}; continue with --resume auto"
+
+
 # ---------------------------------------------------------------------------------------------------
 # From a config
+
+
+def check_run_folder(run_dir: Path, config: Config, config_file: Path | None, resuming: bool) -> None:
+    """The run folder can be written, and none of its files replaces an input of the run: the config
+    file, a checkpoint given as model.pretrained."""
+    from detect.outputs import refuse_overwrite, writable_folder
+
+    pretrained = Path(config.model.pretrained) if config.model.pretrained not in ("imagenet", "coco", "none") else None
+    outputs = [run_dir / name for name in ("best.pt", "train.log", "metrics.jsonl")]
+    if not resuming:  # a resumed run goes on in its own folder: its last.pt and config.yaml are its own
+        outputs += [run_dir / "last.pt", run_dir / "config.yaml"]
+    refuse_overwrite("--output-dir", outputs, [config_file, pretrained], given=run_dir)
+    writable_folder("--output-dir", run_dir)
+
+
+def forget_lost_records(metrics_path: Path, checkpoint: dict) -> None:
+    """Before a resume: drops the records of metrics.jsonl that came after the checkpoint (the resumed
+    run writes them again as it replays those steps; after a kill -9 or a crash there can be many),
+    and a half-written last line. After it means a later step, the end (or evaluation) of an epoch the
+    checkpoint had not finished, or the evaluation a checkpoint with `epoch_end_due` runs again."""
+    if not metrics_path.is_file():
+        return
+    step, epoch, epoch_end_due = checkpoint["step"], checkpoint["epoch"], bool(checkpoint.get("epoch_end_due"))
+    kept = []
+    for line in metrics_path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(record, dict):
+            continue
+        kind, record_epoch = record.get("type"), record.get("epoch", 0)
+        later = (record.get("step", 0) > step
+                 or (kind in ("epoch", "eval") and record_epoch > epoch)
+                 or (kind == "eval" and epoch_end_due and record_epoch == epoch))
+        if not later:
+            kept.append(line)
+    # Written aside and renamed: a kill now must not lose the records that stay.
+    rewritten = metrics_path.with_name(f".{metrics_path.name}.tmp{os.getpid()}")
+    rewritten.write_text("".join(f"{line}\n" for line in kept))
+    os.replace(rewritten, metrics_path)
 
 
 def build_loaders(config: Config, distributed: bool):
@@ -552,14 +632,16 @@ def build_loaders(config: Config, distributed: bool):
 
 def run_training(config: Config, output_dir: str | Path | None = None, device: str = "auto",
                  resume: str | None = None, interrupt_after_steps: int | None = None,
-                 build_loaders_fn: Callable | None = None, build_model_fn: Callable | None = None) -> Path:
+                 build_loaders_fn: Callable | None = None, build_model_fn: Callable | None = None,
+                 config_file: Path | None = None) -> Path:
     """Trains from a config; returns the run folder. `build_loaders_fn(config, distributed)` and
-    `build_model_fn(config, num_classes)` replace the real data and model (tests)."""
+    `build_model_fn(config, num_classes)` replace the real data and model (tests). `config_file`:
+    the YAML the config was read from, which the run folder's files must not replace."""
     torch_device = dist_utils.init_distributed(resolve_device(device))
     previous_handler = stop_on_sigterm()
     try:
         return _run(config, output_dir, torch_device, resume, interrupt_after_steps,
-                    build_loaders_fn or build_loaders, build_model_fn)
+                    build_loaders_fn or build_loaders, build_model_fn, config_file)
     except torch.OutOfMemoryError:
         size = (f"{config.input.size}x{config.input.size}" if config.input.resize == "fixed"
                 else f"min_size {config.input.min_size}, max_size {config.input.max_size}")
@@ -574,19 +656,27 @@ def run_training(config: Config, output_dir: str | Path | None = None, device: s
 
 
 def stop_on_sigterm():
-    """SIGTERM (a cluster's scheduler, `kill`) stops like Ctrl-C: last.pt is written. Returns the
-    previous handler (None when not in the main thread, where handlers cannot be set)."""
+    """SIGTERM (a cluster's scheduler, `kill`, `timeout`) stops like Ctrl-C: last.pt is written.
+    Returns the previous handler (None when not in the main thread, where handlers cannot be set).
+
+    Only the first SIGTERM interrupts: schedulers often repeat it, and a second KeyboardInterrupt
+    would abort the writing of last.pt. SIGTERM sent to the whole process group also reaches the
+    DataLoader workers; they ignore it (detect.data.loader.WorkerInit) and end with the loader."""
     if threading.current_thread() is not threading.main_thread():
         return None
+    received = []
 
     def interrupt(signum, frame):
-        raise KeyboardInterrupt
+        if not received:
+            received.append(signum)
+            raise KeyboardInterrupt
 
     return signal.signal(signal.SIGTERM, interrupt)
 
 
-def _run(config, output_dir, device, resume, interrupt_after_steps, build_loaders_fn, build_model_fn) -> Path:
-    checkpoint = None
+def _run(config, output_dir, device, resume, interrupt_after_steps, build_loaders_fn, build_model_fn,
+         config_file=None) -> Path:
+    checkpoint = checkpoint_path = None
     if resume is not None:
         checkpoint_path = find_resume_checkpoint(config, resume, output_dir)
         checkpoint = load_checkpoint(checkpoint_path)
@@ -594,8 +684,13 @@ def _run(config, output_dir, device, resume, interrupt_after_steps, build_loader
     else:
         run_dir = new_run_dir(config, output_dir)
     run_dir = Path(dist_utils.broadcast_object(str(run_dir)))
+    if dist_utils.is_main():
+        check_run_folder(run_dir, config, config_file, resuming=checkpoint is not None)
+        if checkpoint is not None:
+            forget_lost_records(run_dir / "metrics.jsonl", checkpoint)
     seed_everything(config.train.seed, config.train.deterministic)
-    logger = RunLogger(run_dir, enabled=dist_utils.is_main())
+    logger = RunLogger(run_dir, enabled=dist_utils.is_main(),
+                       purge_step=checkpoint["step"] + 1 if checkpoint is not None else None)
     train_loader, val_loader = build_loaders_fn(config, dist_utils.is_distributed())
     class_names = dataset_class_names(train_loader)
     if build_model_fn is not None:
@@ -612,7 +707,7 @@ def _run(config, output_dir, device, resume, interrupt_after_steps, build_loader
         (run_dir / "config.yaml").write_text(config_to_yaml(config))
     if checkpoint is not None:
         restore(session, checkpoint)
-        logger.info(f"resumed from {run_dir / 'last.pt'}: epoch {session.state.epoch}, step {session.state.step}")
+        logger.info(f"resumed from {checkpoint_path}: epoch {session.state.epoch}, step {session.state.step}")
     num_params = sum(p.numel() for p in session.module.parameters() if p.requires_grad)
     logger.info(f"run folder {run_dir}; {config.model.arch} ({config.model.backbone}), {len(class_names)} classes, "
                 f"{num_params / 1e6:.2f} M trainable parameters; {len(train_loader.dataset)} train images, "

@@ -106,3 +106,82 @@ def test_jpeg_with_long_trailer_after_end_marker_reads(tmp_path: Path):
     path = tmp_path / "trailer.jpg"
     path.write_bytes(encode(noise, ".jpg") + b"camera maker data " * 200)  # 3.6 kB past the end marker
     assert read_image(path).shape == (16, 16, 3)
+
+
+def smooth_jpeg(height: int = 96, width: int = 128) -> bytes:
+    """A JPEG of a smooth gradient (no pixel of it is the decoder's fill grey), with its end marker."""
+    ys, xs = np.mgrid[0:height, 0:width]
+    image = np.stack([ys * 2, xs, 255 - xs], axis=2).clip(0, 255).astype(np.uint8)
+    data = encode(image, ".jpg")
+    assert data.endswith(b"\xff\xd9")
+    return data
+
+
+def test_missing_share_counts_the_grey_tail_of_the_last_block_rows():
+    from detect.data.image_io import missing_share
+
+    image = np.full((10, 20, 3), 60, np.uint8)
+    image[6:8, 15:] = 128  # the last blocks of a block row
+    image[8:] = 128  # whole rows below it
+    image[2, 19] = 128  # grey content higher up is not missing data
+    assert missing_share(image) == pytest.approx((2 * 5 + 2 * 20) / 200)
+    assert missing_share(np.full((4, 4, 3), 60, np.uint8)) == 0.0
+
+
+def test_a_jpeg_missing_only_its_last_bytes_is_read_with_a_warning(tmp_path: Path, caplog):
+    data = smooth_jpeg()
+    path = tmp_path / "no_end.jpg"
+    path.write_bytes(data[:-2])  # no end-of-image marker, every block there
+    with caplog.at_level("WARNING", logger="detect.data.image_io"):
+        image = read_image(path)
+    assert image.shape == (96, 128, 3)
+    np.testing.assert_array_equal(image, read_image_from_bytes(tmp_path, data))
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path}: truncated JPEG (no end-of-image marker) read, 0.00% of the image is missing (grey)"]
+    messages = []
+    read_image(path, warn=messages.append)  # a dataset's own report
+    assert messages == [caplog.records[0].getMessage()]
+
+
+def read_image_from_bytes(tmp_path: Path, data: bytes) -> np.ndarray:
+    whole = tmp_path / "whole.jpg"
+    whole.write_bytes(data)
+    return read_image(whole)
+
+
+def test_a_jpeg_missing_a_visible_part_is_an_error_unless_the_threshold_allows_it(tmp_path: Path):
+    data = smooth_jpeg()
+    path = tmp_path / "half.jpg"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError) as error:
+        read_image(path)
+    message = str(error.value)
+    assert message.startswith(f"{path}: truncated JPEG (no end-of-image marker), ")
+    assert message.endswith("of the image is missing (data.max_missing_share is 0.01)")
+    share = float(message.split(", ")[1].split("%")[0]) / 100
+    assert 0.3 < share < 0.95
+    warnings = []
+    image = read_image(path, max_missing_share=0.9, warn=warnings.append)
+    assert image.shape == (96, 128, 3) and (image[-8:] == 128).all()
+    assert len(warnings) == 1 and "of the image is missing (grey)" in warnings[0]
+
+
+def test_a_dataset_reports_the_truncated_jpeg_with_its_threshold(tmp_path: Path):
+    from detect.config import DataConfig
+    from detect.data.build import build_dataset
+    from tests.data.test_voc import write_voc
+
+    root = write_voc(tmp_path, {"a": [("cat", 1, 1, 5, 5)]}, {"train": ["a"]})
+    image_path = root / "JPEGImages" / "a.jpg"
+    data = image_path.read_bytes()
+    image_path.write_bytes(data[:-2])
+    dataset = build_dataset(DataConfig(format="voc", root=str(root), classes=["cat"]), "train")
+    assert dataset.max_missing_share == 0.01
+    dataset[0]
+    assert [(p.severity, p.kind) for p in dataset.problems] == [("warning", "truncated_image")]
+    assert str(dataset.problems[0]).startswith(f"warning: {image_path}: truncated JPEG (no end-of-image marker) read")
+    image_path.write_bytes(data[: len(data) // 3])
+    with pytest.raises(DataError, match="of the image is missing"):
+        build_dataset(DataConfig(format="voc", root=str(root), classes=["cat"]), "train")[0]
+    lenient = build_dataset(DataConfig(format="voc", root=str(root), classes=["cat"], max_missing_share=1.0), "train")
+    assert lenient[0][0].shape[:2] == read_image_from_bytes(tmp_path, data).shape[:2]

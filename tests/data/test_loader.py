@@ -115,3 +115,42 @@ def test_collate_in_a_worker_pads_with_zeros():
     for index, (h, w) in enumerate([(50, 70), (65, 33), (20, 90)]):
         assert torch.all(images[index, :, :h, :w] == index + 1)
         assert images[index].sum() == (index + 1) * 3 * h * w
+
+
+def test_auto_workers_fit_the_machine(monkeypatch):
+    import os
+
+    from detect.data.loader import resolve_num_workers
+
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    for cores, expected in ((1, 1), (2, 2), (6, 6), (32, 8)):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cores: set(range(n)))
+        assert resolve_num_workers("auto") == expected
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # torchrun: four trainers share the 32 cores
+    assert resolve_num_workers("auto") == 8
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(6)))
+    assert resolve_num_workers("auto") == 1
+    assert resolve_num_workers(5) == 5 and resolve_num_workers(0) == 0  # the user's number stands
+
+
+def test_voc_faster_rcnn_on_two_cores_does_not_ask_for_more_workers_than_torch_allows(monkeypatch):
+    import os
+    import warnings
+
+    from detect.config import load_config
+
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})  # torch's check asks the same
+    config = load_config("voc_faster_rcnn")
+    assert config.data.num_workers == "auto"
+    loaders, caught = {}, {}
+    for workers in ("auto", 8):
+        data_cfg = config.data.model_copy(update={"num_workers": workers})
+        with warnings.catch_warnings(record=True) as caught[workers]:
+            warnings.simplefilter("always")
+            loaders[workers] = build_dataloader(data_cfg, config.input, config.augment, "train", train=True,
+                                                batch_size=2, raw_dataset=TinyDataset([(40, 60)] * 4))
+            loaders[workers].check_worker_number_rationality()  # what iterating it checks again
+    assert loaders["auto"].num_workers == 2 and not caught["auto"]
+    # The user's own number stands, with torch's warning.
+    assert loaders[8].num_workers == 8 and any("freeze" in str(w.message) for w in caught[8])

@@ -135,7 +135,7 @@ def test_unreadable_image_raises_or_next_good_sample_is_returned(tmp_path: Path)
     dataset = VOCDataset(root, "train", classes=["cat"], on_error="skip")
     assert dataset[0][1]["image_id"] == "b"
     assert kinds(dataset) == [("error", "unreadable_image")]
-    assert str(dataset.problems[0]) == f"error: {truncated}: truncated JPEG (no end-of-image marker)"
+    assert str(dataset.problems[0]).startswith(f"error: {truncated}: truncated JPEG (no end-of-image marker)")
 
 
 def test_other_image_formats_and_grayscale_are_read(tmp_path: Path):

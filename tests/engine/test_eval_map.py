@@ -154,3 +154,38 @@ def test_data_from_config_and_split(tiny_setup, tmp_path, capsys):
     assert (report["config"], report["split"], report["num_images"], report["batch_size"]) == \
         ("synthetic_faster_rcnn", "train", 2, 1)
     assert report["rows"][0]["num_images"] == 2 and _finite_positive(report["rows"][0]["images_per_s_model"])
+
+
+def test_the_tool_finishes_with_loader_workers_after_the_main_process_resized_large_images(tmp_path):
+    """The OpenCV thread pool and fork: the model-only pass resizes 640-pixel images in the main
+    process (OpenCV's pool starts), then the end-to-end pass forks loader workers. Before the fork
+    hook (detect/data/opencv_fork.py) every worker hung in cv2.setNumThreads; now the tool ends."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    root = tmp_path / "shapes"
+    generate_synthetic(root, format="voc", num_images=4, image_size=640, seed=3, val_fraction=0.5)
+    overrides = [o for o in TINY_OVERRIDES if not o.startswith("data.num_workers")]
+    config = load_config("synthetic_faster_rcnn", overrides + [f"data.root={root}", "data.num_workers=2"])
+    model = build_model(config.model, config.input, len(SYNTHETIC_CLASSES))
+    checkpoint = save_checkpoint({"model": model.state_dict(), "config": config_to_dict(config),
+                                  "class_names": list(SYNTHETIC_CLASSES)}, tmp_path / "tiny.pt")
+    out_json = tmp_path / "bench.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "NO_ALBUMENTATIONS_UPDATE": "1"}
+    process = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "tools" / "eval_map.py"), str(checkpoint), "--device", "cpu",
+         "--model-images", "2", "--latency-images", "1", "--warmup", "0", "--threads", "1", "--json", str(out_json)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, stderr = process.communicate(timeout=150)  # about 15 s on 2 busy cores; a hang never ends
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # the hung workers too
+        process.communicate()
+        raise AssertionError("tools/eval_map.py did not finish in 150 s (loader workers hung?)") from None
+    assert process.returncode == 0, stderr
+    row = json.loads(out_json.read_text())["rows"][0]
+    assert row["num_images"] == 2 and _finite_positive(row["images_per_s_end_to_end"])

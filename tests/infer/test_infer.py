@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -270,3 +271,31 @@ def test_a_failing_video_writer_is_a_one_line_error(detectors, tmp_path):
     (out / "clip.mp4").mkdir(parents=True)  # a folder where the annotated video should go
     with pytest.raises(DetectError, match="clip.mp4: cannot open a video writer"):
         run_inference(detectors["ssd"], [str(clip)], out, progress=False)
+
+
+def test_output_names_are_unique_even_against_a_source_named_like_a_renamed_one(checkpoints, tmp_path, capsys):
+    sources = []
+    for folder, name in (("a", "x.png"), ("b", "x.png"), ("c", "x_1.png")):
+        (tmp_path / folder).mkdir()
+        cv2.imwrite(str(tmp_path / folder / name), noise_image(20, 20, seed=len(sources)))
+        sources.append(str(tmp_path / folder / name))
+    for run in ("one", "two"):  # the same inputs give the same names
+        code, stdout, _ = run_cli(["infer", str(checkpoints["ssd"]), *sources, "--out", str(tmp_path / run),
+                                   "--json", "--device", "cpu", "-q"], capsys)
+        assert code == 0 and "3 images" in stdout
+        records = json.loads((tmp_path / run / "detections.json").read_text())["images"]
+        assert [(Path(r["file"]).parent.name, Path(r["output"]).name) for r in records] == [
+            ("a", "x.png"), ("b", "x_2.png"), ("c", "x_1.png")]
+        assert sorted(p.name for p in (tmp_path / run).glob("*.png")) == ["x.png", "x_1.png", "x_2.png"]
+
+
+def test_the_checkpoint_is_never_an_output(detectors, tmp_path):
+    image = tmp_path / "x.png"
+    cv2.imwrite(str(image), noise_image(20, 20, seed=0))
+    checkpoint = tmp_path / "out" / "detections.json"  # an unlucky name for a checkpoint
+    checkpoint.parent.mkdir()
+    checkpoint.write_bytes(b"weights")
+    with pytest.raises(DetectError, match=f"--out {tmp_path / 'out'}: would overwrite the input {checkpoint}"):
+        run_inference(detectors["ssd"], [str(image)], tmp_path / "out", write_json=True, progress=False,
+                      inputs=[checkpoint])
+    assert checkpoint.read_bytes() == b"weights"

@@ -1,0 +1,79 @@
+"""Where a command writes: never over one of its own inputs, and one clear line when it cannot write.
+
+    refuse_overwrite(option, outputs, inputs)   DetectError when an output is one of the inputs
+    writable_folder(option, folder)             creates `folder`; DetectError when it cannot be written
+    writable_file(option, path)                 the same for a file's folder; `path` must not be a folder
+
+`option` is what the user typed to choose the output (`--out`, `--json` ...): the message names it
+together with the path. Commands call these before their long work starts, so a bad output path
+fails at once and not after an hour of training or evaluation.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable
+
+from detect.errors import DetectError
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """True when `a` and `b` name the same file (links and `..` included); False when either is missing."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def refuse_overwrite(option: str, outputs: Iterable[Path], inputs: Iterable[Path | None],
+                     given: Path | None = None) -> None:
+    """DetectError naming the option and the input when any output would replace an input. `given`:
+    the folder the user named, when the outputs are files the command names inside it."""
+    inputs = [Path(path) for path in inputs if path is not None]
+    for output in outputs:
+        for source in inputs:
+            if same_file(Path(output), source):
+                what = "folder" if given is not None else "path"
+                raise DetectError(f"{option} {given or output}: would overwrite the input {source}; "
+                                  f"choose another {what}")
+
+
+def writable_folder(option: str, folder: str | Path) -> Path:
+    """Creates `folder` (and its parents) and checks that a file can be created in it."""
+    return _prepare_folder(option, Path(folder), Path(folder))
+
+
+def writable_file(option: str, path: str | Path) -> Path:
+    """Checks that the file `path` can be written: its folder is writable and it is not a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise DetectError(f"{option} {path}: is a folder; give a file name")
+    _prepare_folder(option, path.parent, path)
+    return path
+
+
+def _prepare_folder(option: str, folder: Path, given: Path) -> Path:
+    """Every reason a folder cannot take files (a read-only folder or mount, no permission, a path
+    under a file, a full disk) comes through the same OSError and becomes one line naming `given`.
+    The probe file is created and removed at once: a folder that exists but refuses writes is found
+    here, not when the first result is due."""
+    blocker = _file_in_the_way(folder)
+    if blocker is not None:
+        raise DetectError(f"{option} {given}: cannot create the folder, {blocker} is a file")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder, prefix=".write-test"):
+            pass
+    except OSError as error:
+        raise DetectError(f"{option} {given}: cannot write there ({error.strerror or error})") from None
+    return folder
+
+
+def _file_in_the_way(folder: Path) -> Path | None:
+    """The first existing path on the way to `folder` (itself included) that is not a folder."""
+    for candidate in reversed([folder, *folder.parents]):
+        if candidate.exists() and not candidate.is_dir():
+            return candidate
+    return None
