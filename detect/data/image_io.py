@@ -27,7 +27,13 @@ _TAIL_BYTES = 1024
 def read_image(path: str | Path) -> np.ndarray:
     """Returns the image at `path` as uint8 RGB [H, W, 3]; raises DataError naming the file."""
     path = Path(path)
-    data = read_image_bytes(path)
+    return decode_image(read_image_bytes(path), path)
+
+
+def decode_image(data: bytes, path: str | Path = "<image>") -> np.ndarray:
+    """Encoded image bytes (JPEG, PNG, ...) -> uint8 RGB [H, W, 3]; DataError naming `path` when they
+    are truncated or not an image. (What `read_image` does once the file is read; the server decodes
+    uploads with it.)"""
     check_complete(data, path)
     # IMREAD_UNCHANGED keeps 16-bit depth and alpha so we convert them ourselves, and ignores EXIF
     # orientation: VOC and COCO boxes are drawn on the stored pixels, so the stored pixels are used.
@@ -52,7 +58,7 @@ def read_image_bytes(path: Path) -> bytes:
     return data
 
 
-def check_complete(data: bytes, path: Path) -> None:
+def check_complete(data: bytes, path: str | Path) -> None:
     """DataError when JPEG or PNG bytes lack their end marker (a truncated file)."""
     tail = data[-_TAIL_BYTES:]
     if data.startswith(_JPEG_START) and _JPEG_END not in tail and not decodes_fully(data):
