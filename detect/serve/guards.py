@@ -71,7 +71,7 @@ class BodyTooLarge(HTTPException):
 
 
 def upload_too_large_message(size: str, max_bytes: int) -> str:
-    return f"upload too large: {size}, the limit is {max_bytes / 2**20:g} MB (--max-upload-mb)"
+    return f"upload too large: {size}, the limit is {max_bytes / 2**20:.3g} MB (--max-upload-mb)"
 
 
 class UploadLimitMiddleware:
