@@ -70,3 +70,36 @@ def encode(image_rgb: np.ndarray, extension: str = ".png") -> bytes:
     ok, encoded = cv2.imencode(extension, image_rgb[:, :, ::-1])
     assert ok
     return encoded.tobytes()
+
+
+@pytest.fixture
+def live_server(served_model):
+    """settings -> base URL of the app served by uvicorn on a free loopback port (a thread of this
+    process); stopped after the test."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    servers = []
+
+    def start(**settings) -> str:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        app = create_app(served_model, ServeSettings(**settings))
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        deadline = time.monotonic() + 30
+        while not (server.started and app.state.ready):
+            assert time.monotonic() < deadline and thread.is_alive(), "the test server did not start"
+            time.sleep(0.02)
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(10)
