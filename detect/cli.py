@@ -299,7 +299,7 @@ def serve(
     max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", min=0.001, help="Largest request body, in MB (413 above)."),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="DETECT_API_KEY", show_envvar=True,
                                           help="Require this key (X-API-Key header) on /v1/* and /metrics."),
-    backend: str = typer.Option("torch", "--backend", help="Inference backend: torch."),
+    backend: str = typer.Option("torch", "--backend", help="torch, or onnxruntime (the model exported to ONNX at start-up, on the CPU)."),
 ) -> None:
     """Serve the detector over HTTP: JSON API (/v1/detect, /docs), web page (/), Prometheus /metrics."""
     import logging

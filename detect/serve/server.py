@@ -6,12 +6,10 @@ import ipaddress
 import logging
 from pathlib import Path
 
-from detect.errors import DetectError
 from detect.serve.app import ServeSettings, create_app
 from detect.serve.model import load_served_model
 
 log = logging.getLogger(__name__)
-BACKENDS = ("torch",)
 
 
 def run_server(checkpoint: Path, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
@@ -19,16 +17,15 @@ def run_server(checkpoint: Path, host: str = "127.0.0.1", port: int = 8000, devi
     """Blocks until the server is stopped (Ctrl-C)."""
     import uvicorn
 
-    if backend not in BACKENDS:
-        raise DetectError(f"--backend {backend}: not available; choose from {', '.join(BACKENDS)}")
     settings = settings or ServeSettings()
     if not _is_loopback(host) and not settings.api_key:
         log.warning("serving on %s without an API key: anyone who can reach it can use it "
                     "(set --api-key or DETECT_API_KEY)", host)
-    model = load_served_model(checkpoint, device)
+    model = load_served_model(checkpoint, device, backend)
     app = create_app(model, settings)
     print(f"detect serve: {model.name} ({model.info['arch']}, {len(model.class_names)} classes) on "
-          f"{model.info['device']}; page at http://{_url_host(host)}:{port}/, API docs at /docs", flush=True)
+          f"{model.info['device']} with {backend}; page at http://{_url_host(host)}:{port}/, API docs at /docs",
+          flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
 
 
