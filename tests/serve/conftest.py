@@ -74,8 +74,8 @@ def encode(image_rgb: np.ndarray, extension: str = ".png") -> bytes:
 
 @pytest.fixture
 def live_server(served_model):
-    """settings -> base URL of the app served by uvicorn on a free loopback port (a thread of this
-    process); stopped after the test."""
+    """(model=None, **settings) -> base URL of the app serving `model` (default: the tiny SSD) by
+    uvicorn on a free loopback port, in a thread of this process; stopped after the test."""
     import socket
     import threading
     import time
@@ -84,11 +84,11 @@ def live_server(served_model):
 
     servers = []
 
-    def start(**settings) -> str:
+    def start(model=None, **settings) -> str:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        app = create_app(served_model, ServeSettings(**settings))
+        app = create_app(model or served_model, ServeSettings(**settings))
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
