@@ -10,6 +10,7 @@ parameter checks add `details`), and the server keeps serving after any of them.
 
 from __future__ import annotations
 
+import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -28,6 +29,7 @@ from detect.serve.model import ServedModel
 from detect.serve.routes import router
 from detect.serve.uploads import DEFAULT_MAX_PIXELS
 
+log = logging.getLogger(__name__)
 WARM_UP_SIZE = (64, 64)
 
 
@@ -74,11 +76,12 @@ def create_app(model: ServedModel, settings: ServeSettings | None = None) -> Fas
     app.mount("/static", StaticFiles(directory=str(resources.files("detect.serve") / "static")), name="static")
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _internal_error)
     # Added last = outermost: metrics see every answer, the key is checked before the upload is read.
     app.add_middleware(UploadLimitMiddleware, max_bytes=settings.max_upload_bytes)
     if settings.api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, known_paths=frozenset(route.path for route in router.routes))
     return app
 
 
@@ -94,11 +97,19 @@ async def _http_error(request: Request, error: HTTPException) -> JSONResponse:
     return JSONResponse({"error": str(error.detail)}, status_code=error.status_code, headers=error.headers)
 
 
+async def _internal_error(request: Request, error: Exception) -> JSONResponse:
+    """500 as JSON with the error's one-line summary; the traceback goes to the server's log."""
+    log.error("%s %s failed", request.method, request.url.path, exc_info=error)
+    first_line = (str(error).strip().splitlines() or [""])[0]
+    return JSONResponse({"error": f"internal error: {type(error).__name__}: {first_line}"}, status_code=500)
+
+
 async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
     """422 with one line naming each bad or missing field, and FastAPI's details."""
     problems = []
     for item in error.errors():
         where = ".".join(str(part) for part in item.get("loc", ()) if part not in ("body", "query"))
         problems.append(f"{where}: {item.get('msg', 'invalid')}")
-    details = [{"loc": list(item.get("loc", ())), "msg": item.get("msg"), "type": item.get("type")} for item in error.errors()]
+    details = [{"loc": list(item.get("loc", ())), "msg": item.get("msg"), "type": item.get("type")}
+               for item in error.errors()]
     return JSONResponse({"error": "; ".join(problems) or "invalid request", "details": details}, status_code=422)

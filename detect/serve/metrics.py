@@ -45,11 +45,12 @@ class ServerMetrics:
 
 class MetricsMiddleware:
     """ASGI middleware: counts every HTTP answer and times it. The route label is the matched route's
-    template (`/v1/detect`), or `other` for paths no route matched, so that clients cannot grow the
-    label set by inventing paths."""
+    template (`/v1/detect`); a request refused before routing (API key, upload limit) is labelled with
+    its path when that is one of `known_paths`; anything else is `/static` or `other`, so that clients
+    cannot grow the label set by inventing paths."""
 
-    def __init__(self, app, metrics: ServerMetrics):
-        self.app, self.metrics = app, metrics
+    def __init__(self, app, metrics: ServerMetrics, known_paths: frozenset[str] = frozenset()):
+        self.app, self.metrics, self.known_paths = app, metrics, known_paths
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -66,9 +67,13 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            route = getattr(scope.get("route"), "path", None) or _static_route(scope.get("path", ""))
-            self.metrics.observe_request(route, status["code"], time.perf_counter() - started)
+            self.metrics.observe_request(self._route(scope), status["code"], time.perf_counter() - started)
 
-
-def _static_route(path: str) -> str:
-    return "/static" if path.startswith("/static/") else "other"
+    def _route(self, scope) -> str:
+        matched = getattr(scope.get("route"), "path", None)
+        if matched:
+            return matched
+        path = scope.get("path", "")
+        if path in self.known_paths:
+            return path
+        return "/static" if path.startswith("/static/") else "other"

@@ -28,10 +28,10 @@ class ApiError(HTTPException):
 @router.post("/v1/detect", tags=["detect"], summary="Detect objects in uploaded images")
 async def detect(
     request: Request,
-    files: Annotated[list[UploadFile], File(description="One or more images (JPEG, PNG, BMP, GIF, TIFF, WebP).")],
-    score_threshold: Annotated[float, Query(ge=0.0, le=1.0, description="Keep detections scoring at least this.")] = 0.5,
-    classes: Annotated[str | None, Query(description="Comma-separated class names to keep; all when absent.")] = None,
-    annotate: Annotated[bool, Query(description="Also return each image with its boxes drawn, as base64 JPEG.")] = False,
+    files: Annotated[list[UploadFile], File(description="One or more images (JPEG, PNG, BMP, TIFF, WebP...).")],
+    score_threshold: Annotated[float, Query(ge=0.0, le=1.0, description="Keep scores at least this.")] = 0.5,
+    classes: Annotated[str | None, Query(description="Class names to keep, comma-separated; all if absent.")] = None,
+    annotate: Annotated[bool, Query(description="Also return each image drawn, as base64 JPEG.")] = False,
 ) -> dict[str, Any]:
     """Run the detector on each uploaded image. The answer has one record per image, in upload order:
     `{"images": [{"id", "file", "height", "width", "detections": [{"box": [x1, y1, x2, y2], "score",
@@ -39,8 +39,9 @@ async def detect(
     of `detect infer --json`'s detections.json)."""
     state = request.app.state
     labels = _labels_or_422(state.model, classes)
-    if len(files) > state.settings.max_files:
-        raise ApiError(422, f"{len(files)} files in one request; the limit is {state.settings.max_files}")
+    max_files = min(state.settings.max_files, state.queue.capacity)  # more could never fit in the queue
+    if len(files) > max_files:
+        raise ApiError(422, f"{len(files)} files in one request; the limit is {max_files}")
     names = [upload.filename or f"files[{index}]" for index, upload in enumerate(files)]
     images = [await _decoded(upload, name, state.settings.max_pixels) for upload, name in zip(files, names)]
     try:
@@ -52,7 +53,8 @@ async def detect(
         kept = keep_detections(result, score_threshold, labels)
         record = image_record(index, name, kept)
         if annotate:
-            record["annotated_jpeg"] = await run_in_threadpool(annotated_jpeg_base64, image, kept, state.model.class_names)
+            record["annotated_jpeg"] = await run_in_threadpool(annotated_jpeg_base64, image, kept,
+                                                               state.model.class_names)
         records.append(record)
     return {"images": records}
 

@@ -172,10 +172,34 @@ def test_api_key_is_required_when_set(make_client):
     assert client.post("/v1/detect", files=files, headers={"X-API-Key": "wrong"}).status_code == 401
     assert "API key" in client.get("/v1/model").json()["error"]
     assert client.get("/metrics").status_code == 401
+    text = client.get("/metrics", headers={"X-API-Key": "s3cret"}).text
+    assert 'detect_requests_total{route="/v1/detect",status="401"} 2.0' in text  # refused before routing
     assert client.post("/v1/detect", files=files, headers={"X-API-Key": "s3cret"}).status_code == 200
     assert client.get("/v1/model", headers={"Authorization": "Bearer s3cret"}).status_code == 200
     for open_path in ("/", "/healthz", "/readyz", "/docs", "/static/app.js"):
         assert client.get(open_path).status_code == 200, open_path
+
+
+def test_a_failing_model_call_is_a_json_500_and_the_server_goes_on(served_model, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from detect.serve.app import create_app
+
+    calls = []
+
+    def fails_once(images):
+        calls.append(len(images))
+        if len(calls) == 2:  # the first call is the warm-up
+            raise RuntimeError("CUDA out of memory\nmore detail")
+        return served_model.detector.detect_arrays(images)
+
+    monkeypatch.setattr(served_model, "predict", fails_once)
+    files = upload(("a.png", encode(noise_image(32, 32, 0))))
+    with TestClient(create_app(served_model), raise_server_exceptions=False) as client:  # as a real server answers
+        failed = client.post("/v1/detect", files=files)
+        assert failed.status_code == 500
+        assert failed.json() == {"error": "internal error: RuntimeError: CUDA out of memory"}
+        assert client.post("/v1/detect", files=files).status_code == 200
 
 
 def test_full_queue_is_503_with_retry_after(make_client, served_model, monkeypatch):
