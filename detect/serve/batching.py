@@ -91,8 +91,7 @@ class BatchQueue:
         """Queue the images and wait for their results; QueueFull at once when they do not fit."""
         if self._worker is None:
             raise RuntimeError("BatchQueue.start() was not called")
-        if len(self._pending) + len(images) > self.capacity:
-            raise QueueFull(self._retry_after_s())
+        self.ensure_room(len(images))
         loop = asyncio.get_running_loop()
         now = time.monotonic()
         items = [_Item(image, loop.create_future(), now) for image in images]
@@ -104,6 +103,12 @@ class BatchQueue:
             for item in items:
                 item.future.cancel()
             raise
+
+    def ensure_room(self, count: int) -> None:
+        """QueueFull when `count` more images would not fit now (a request checks before it spends time
+        decoding its images, and `submit` checks again)."""
+        if len(self._pending) + count > self.capacity:
+            raise QueueFull(self._retry_after_s())
 
     def _retry_after_s(self) -> int:
         batches_ahead = math.ceil((len(self._pending) + 1) / self.max_batch)

@@ -43,8 +43,9 @@ async def detect(
     if len(files) > max_files:
         raise ApiError(422, f"{len(files)} files in one request; the limit is {max_files}")
     names = [upload.filename or f"files[{index}]" for index, upload in enumerate(files)]
-    images = [await _decoded(upload, name, state.settings.max_pixels) for upload, name in zip(files, names)]
     try:
+        state.queue.ensure_room(len(files))  # a busy server refuses before decoding
+        images = [await _decoded(upload, name, state.settings.max_pixels) for upload, name in zip(files, names)]
         found = await state.queue.submit(images)
     except QueueFull as full:
         raise ApiError(503, str(full), headers={"Retry-After": str(full.retry_after_s)}) from None
