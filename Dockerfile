@@ -18,6 +18,8 @@ RUN pip install --no-cache-dir ".[export]"
 
 # Datasets, run folders and cached ImageNet weights live outside the image.
 VOLUME ["/data", "/runs", "/weights"]
+# detect serve's port (run it with --host 0.0.0.0 inside the container).
+EXPOSE 8000
 WORKDIR /runs
 ENTRYPOINT ["detect"]
 CMD ["--help"]

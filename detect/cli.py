@@ -314,6 +314,32 @@ def export(
     )
 
 
+@app.command("serve")
+def serve(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint written by detect train (.pt)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; 0.0.0.0 serves other machines too."),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, help="TCP port."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
+    max_batch: int = typer.Option(8, "--max-batch", min=1, help="Images from concurrent requests per model call."),
+    max_wait_ms: float = typer.Option(10.0, "--max-wait-ms", min=0.0, help="How long the first image waits for others."),
+    max_queue: int = typer.Option(64, "--max-queue", min=1, help="Images that may wait; more are answered 503."),
+    max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", min=0.001, help="Largest request body, in MB (413 above)."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="DETECT_API_KEY", show_envvar=True,
+                                          help="Require this key (X-API-Key header) on /v1/* and /metrics."),
+    backend: str = typer.Option("torch", "--backend", help="torch, or onnxruntime (the model exported to ONNX at start-up, on the CPU)."),
+) -> None:
+    """Serve the detector over HTTP: JSON API (/v1/detect, /docs), web page (/), Prometheus /metrics."""
+    import logging
+
+    from detect.serve.app import ServeSettings
+    from detect.serve.server import run_server
+
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
+    settings = ServeSettings(max_batch=max_batch, max_wait_ms=max_wait_ms, queue_capacity=max(max_queue, max_batch),
+                             max_upload_mb=max_upload_mb, api_key=api_key or None)
+    run_server(checkpoint, host=host, port=port, device=device, settings=settings, backend=backend)
+
+
 # ---------------------------------------------------------------------------------------------------
 
 

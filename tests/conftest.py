@@ -44,8 +44,10 @@ def one_thread():
 def load_tool(name: str):
     """Import tools/<name>.py (the tools are scripts, not a package)."""
     import importlib.util
+    import sys
 
     spec = importlib.util.spec_from_file_location(f"tool_{name}", REPO_ROOT / "tools" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module

@@ -43,7 +43,14 @@ def read_image(path: str | Path, max_missing_share: float = MAX_MISSING_SHARE,
     A JPEG without its end marker is read when at most `max_missing_share` of its pixels are missing;
     `warn(message)` then receives the warning (default: `warn_once`, this module's logger)."""
     path = Path(path)
-    data = read_image_bytes(path)
+    return decode_image(read_image_bytes(path), path, max_missing_share, warn)
+
+
+def decode_image(data: bytes, path: str | Path = "<image>", max_missing_share: float = MAX_MISSING_SHARE,
+                 warn: Callable[[str], None] | None = None) -> np.ndarray:
+    """Encoded image bytes (JPEG, PNG, ...) -> uint8 RGB [H, W, 3]; DataError naming `path` when they
+    are truncated or not an image. (What `read_image` does once the file is read; the server decodes
+    uploads with it.)"""
     if is_truncated_jpeg(data):
         try:  # the end marker lets the decoder finish; what the file lacks comes out grey
             image = decode(data + _JPEG_END, path)
@@ -117,8 +124,8 @@ def read_image_bytes(path: Path) -> bytes:
     return data
 
 
-def check_complete(data: bytes, path: Path) -> None:
-    """DataError when PNG bytes lack their end chunk (a truncated file). JPEGs: see `read_image`."""
+def check_complete(data: bytes, path: str | Path) -> None:
+    """DataError when PNG bytes lack their end chunk (a truncated file). JPEGs: see `decode_image`."""
     tail = data[-_TAIL_BYTES:]
     if data.startswith(_PNG_START) and b"IEND" not in tail and not decodes_fully(data):
         raise DataError(f"{path}: truncated PNG (no IEND chunk)")

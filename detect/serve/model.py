@@ -1,0 +1,101 @@
+"""The served model: a `detect.Detector` loaded once, what `GET /v1/model` says about it, and the
+function the batch queue calls.
+
+Backend `torch`: predictions go through `Detector.detect_arrays`, the same path as `detect infer`;
+backend `onnxruntime`: the exported graph (detect.serve.onnx_backend). Both keep detections from
+the lowest score the server keeps (`MODEL_SCORE_FLOOR`); each request's threshold is applied to the
+result (detect.serve.answers), so that requests with different thresholds share one model call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from detect.errors import DetectError
+from detect.infer import Detections, Detector
+
+MODEL_SCORE_FLOOR = 0.01
+BACKENDS = ("torch", "onnxruntime")
+
+
+@dataclass
+class ServedModel:
+    detector: Detector
+    name: str
+    info: dict[str, Any]
+    backend_predict: Callable[[list[np.ndarray]], list[Detections]] | None = None  # None: torch
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.detector.class_names
+
+    def predict(self, images: list[np.ndarray]) -> list[Detections]:
+        """HxWx3 uint8 RGB arrays -> one Detections each, in one model call (the batch queue sizes it)."""
+        if self.backend_predict is not None:
+            return self.backend_predict(images)
+        return self.detector.detect_arrays(images, score_threshold=MODEL_SCORE_FLOOR, batch_size=max(len(images), 1))
+
+    def labels_of(self, names: list[str]) -> set[int]:
+        """Class names -> their labels 1..C; ValueError naming the unknown ones."""
+        unknown = [name for name in names if name not in self.class_names]
+        if unknown:
+            raise ValueError(f"unknown class(es) {', '.join(unknown)}; the model has: {', '.join(self.class_names)}")
+        return {self.class_names.index(name) + 1 for name in names}
+
+
+def load_served_model(checkpoint: str | Path, device: str = "auto", backend: str = "torch") -> ServedModel:
+    """Load the checkpoint once: the Detector (and for onnxruntime its exported graph), and the
+    metadata `GET /v1/model` reports."""
+    from detect.engine.checkpoint import load_checkpoint
+
+    if backend not in BACKENDS:
+        raise DetectError(f"--backend {backend}: choose from {', '.join(BACKENDS)}")
+    path = Path(checkpoint)
+    state = load_checkpoint(path)  # the training metadata; the weights are built by the Detector below
+    metadata = {key: state.get(key) for key in ("epoch", "step", "best_metric")}
+    del state
+    if backend == "onnxruntime":
+        if device not in ("auto", "cpu"):
+            raise DetectError(f"--device {device}: --backend onnxruntime runs on the CPU here; use --backend torch")
+        device = "cpu"  # the graph runs on onnxruntime's CPU provider; the Detector only preprocesses
+    detector = Detector.from_checkpoint(path, device=device)
+    info = {**model_info(detector, path, metadata), "backend": backend}
+    if backend == "torch":
+        return ServedModel(detector, name=path.name, info=info)
+    from detect.serve.onnx_backend import OnnxRuntimePredictor
+
+    return ServedModel(detector, name=path.name, info=info,
+                       backend_predict=OnnxRuntimePredictor(detector, path, MODEL_SCORE_FLOOR))
+
+
+def model_info(detector: Detector, path: Path, metadata: dict[str, Any]) -> dict[str, Any]:
+    """{name, arch, backbone, device, classes, input {resize, size | min_size/max_size,
+    size_divisible}, checkpoint {file, bytes, sha256, epoch, step, best_metric}}."""
+    config = detector.config
+    if config.input.resize == "fixed":
+        input_size = {"resize": "fixed", "size": config.input.size}
+    else:
+        input_size = {"resize": "keep_ratio", "min_size": config.input.min_size, "max_size": config.input.max_size}
+    input_size["size_divisible"] = config.input.size_divisible
+    return {
+        "name": path.name,
+        "arch": config.model.arch,
+        "backbone": config.model.backbone,
+        "device": str(detector.device),
+        "classes": list(detector.class_names),
+        "input": input_size,
+        "checkpoint": {"file": path.name, "bytes": path.stat().st_size, "sha256": _sha256(path), **metadata},
+    }
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,45 @@
+"""--backend onnxruntime gives the torch backend's detections, through the same API."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from detect.errors import DetectError
+from detect.serve.model import load_served_model
+from tests.serve.conftest import noise_image
+
+pytest.importorskip("onnxruntime", reason="--backend onnxruntime needs the export extra (onnx, onnxruntime)")
+
+
+@pytest.fixture(scope="module")
+def onnx_model(checkpoint):
+    return load_served_model(checkpoint, device="cpu", backend="onnxruntime")
+
+
+def test_onnxruntime_matches_torch(onnx_model, served_model):
+    images = [noise_image(50, 70, seed=1), noise_image(64, 40, seed=2)]
+    for ours, reference in zip(onnx_model.predict(images), served_model.predict(images)):
+        assert ours.image_size == reference.image_size
+        assert len(ours) == len(reference) > 0
+        np.testing.assert_array_equal(ours.labels, reference.labels)
+        np.testing.assert_allclose(ours.scores, reference.scores, atol=1e-4)
+        np.testing.assert_allclose(ours.boxes, reference.boxes, atol=1e-2)
+        assert ours.class_names == reference.class_names
+
+
+def test_the_api_serves_the_onnx_backend(onnx_model):
+    from fastapi.testclient import TestClient
+
+    from detect.serve.app import create_app
+    from tests.serve.conftest import encode
+
+    with TestClient(create_app(onnx_model)) as client:
+        assert client.get("/v1/model").json()["backend"] == "onnxruntime"
+        answer = client.post("/v1/detect", files=[("files", ("a.png", encode(noise_image(48, 48, 3)), "image/png"))])
+        assert answer.status_code == 200 and answer.json()["images"][0]["width"] == 48
+
+
+def test_onnx_backend_on_a_gpu_device_is_refused(checkpoint):
+    with pytest.raises(DetectError, match="--backend onnxruntime runs on the CPU"):
+        load_served_model(checkpoint, device="cuda", backend="onnxruntime")

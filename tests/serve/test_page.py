@@ -1,0 +1,162 @@
+"""The page at / in real headless Chromium (Debian's chromium and chromium-driver, through selenium):
+upload an image, read the drawn detections and the table, filter by score and class without a new
+request, and save a screenshot of the page.
+
+Skips with its reason where Chromium, its driver or selenium is missing (tools/install_browser.sh
+installs them); with DETECT_REQUIRE_BROWSER=1 (CI) it fails instead. DETECT_SCREENSHOT=PATH keeps
+the screenshot there (the README's docs/serve_page.png); DETECT_SERVE_CHECKPOINT=CKPT serves that
+checkpoint instead of the tiny random one (a trained model makes a readable screenshot).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detect.serve.model import load_served_model
+
+SCORE_FLOOR = 0.05  # the page's request (static/app.js)
+WAIT_S = 30
+SCREENSHOT_BOXES = 6
+
+
+def _browser_or_skip():
+    missing = [name for name in ("chromium", "chromedriver") if shutil.which(name) is None]
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        missing.append("selenium (pip)")
+    if missing:
+        reason = f"browser test needs {', '.join(missing)}: run tools/install_browser.sh"
+        if os.environ.get("DETECT_REQUIRE_BROWSER") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    _browser_or_skip()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1180,760", "--force-device-scale-factor=1"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def page_url(live_server):
+    """The server's URL; DETECT_SERVE_CHECKPOINT serves that checkpoint instead of the tiny SSD."""
+    path = os.environ.get("DETECT_SERVE_CHECKPOINT")
+    return live_server(load_served_model(Path(path), device="cpu") if path else None)
+
+
+def shapes_image(folder: Path) -> Path:
+    from detect.data.synthetic import draw_image, encode_jpeg
+
+    image_bgr = draw_image(np.random.default_rng(2), 320)[0]  # five shapes
+    path = folder / "shapes.jpg"
+    path.write_bytes(encode_jpeg(image_bgr))
+    return path
+
+
+def test_page_draws_filters_and_tabulates_detections(browser, page_url, tmp_path):
+    import httpx
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, WAIT_S)
+    model = httpx.get(f"{page_url}/v1/model").json()
+    browser.get(page_url + "/")
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#classes input[type=checkbox]")) == len(model["classes"]))
+    assert model["arch"] in browser.find_element(By.ID, "model").text
+    assert all(name in browser.find_element(By.ID, "model").text for name in model["classes"])
+
+    image = shapes_image(tmp_path)
+    browser.find_element(By.ID, "file").send_keys(str(image))
+    wait.until(lambda d: "showing" in d.find_element(By.ID, "status").text)
+    with image.open("rb") as stream:
+        answer = httpx.post(f"{page_url}/v1/detect?score_threshold={SCORE_FLOOR}", files={"files": ("shapes.jpg", stream)})
+    found = answer.json()["images"][0]["detections"]
+    assert found, "the model found nothing to draw"
+
+    def shown() -> tuple[int, list[tuple[str, float]]]:
+        drawn = int(browser.find_element(By.ID, "view").get_attribute("data-drawn"))
+        rows = browser.find_elements(By.CSS_SELECTOR, "#detections tbody tr")
+        return drawn, [(row.find_elements(By.TAG_NAME, "td")[1].text, float(row.find_elements(By.TAG_NAME, "td")[2].text))
+                       for row in rows]
+
+    def expected(min_score: float, hidden: set[str] = frozenset()) -> list[tuple[str, float]]:
+        return [(d["class_name"], round(d["score"], 3)) for d in found if d["score"] >= min_score and d["class_name"] not in hidden]
+
+    drawn, rows = shown()
+    assert same(rows, expected(0.5)) and drawn == len(rows)
+    canvas_size = browser.execute_script("const c = document.getElementById('view'); return [c.width, c.height];")
+    assert canvas_size == [320, 320]
+
+    slider = browser.find_element(By.ID, "score")
+    slider.send_keys(Keys.HOME)  # score 0: everything the server sent
+    drawn, rows = shown()
+    assert same(rows, expected(0.0)) and drawn == len(found)
+    everything_drawn = browser.execute_script("return document.getElementById('view').toDataURL();")
+    slider.send_keys(Keys.END)  # score 1: nothing (scores stay below 1)
+    drawn, rows = shown()
+    assert same(rows, expected(1.0)) and drawn == len(rows)
+    nothing_drawn = browser.execute_script("return document.getElementById('view').toDataURL();")
+    assert everything_drawn != nothing_drawn  # the boxes are pixels on the canvas
+
+    slider.send_keys(Keys.HOME)
+    hidden = found[0]["class_name"]
+    browser.find_element(By.CSS_SELECTOR, f'#classes input[data-class="{hidden}"]').click()
+    drawn, rows = shown()
+    assert same(rows, expected(0.0, {hidden})) and hidden not in [name for name, _ in rows]
+    assert browser.find_element(By.TAG_NAME, "body").get_attribute("data-requests") == "1"  # filtered here
+
+    browser.find_element(By.CSS_SELECTOR, f'#classes input[data-class="{hidden}"]').click()
+    # For the screenshot: a slider value that shows the best few detections (a weak model scores low).
+    best_few = int(sorted((d["score"] for d in found), reverse=True)[:SCREENSHOT_BOXES][-1] * 100) / 100
+    browser.execute_script("const s = document.getElementById('score'); s.value = arguments[0];"
+                           "s.dispatchEvent(new Event('input'));", best_few)
+    assert same(shown()[1], expected(best_few))
+    _save_screenshot(browser, Path(os.environ.get("DETECT_SCREENSHOT") or tmp_path / "serve_page.png"))
+
+
+def test_page_shows_the_servers_error_for_a_bad_file(browser, page_url, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(page_url + "/")
+    text_file = tmp_path / "notes.png"
+    text_file.write_text("not an image")
+    browser.find_element(By.ID, "file").send_keys(str(text_file))
+    WebDriverWait(browser, WAIT_S).until(lambda d: "415" in d.find_element(By.ID, "status").text)
+    assert "not an image" in browser.find_element(By.ID, "status").text
+
+
+def same(rows: list[tuple[str, float]], wanted: list[tuple[str, float]]) -> bool:
+    """The table's (class, score) rows are the wanted ones, in order (scores to the table's 3 decimals)."""
+    return [name for name, _ in rows] == [name for name, _ in wanted] and np.allclose(
+        [score for _, score in rows], [score for _, score in wanted], atol=1e-3)
+
+
+def _save_screenshot(browser, path: Path) -> None:
+    """A PNG of the page, quantised to 8-bit colour so that it stays small in the repository."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = path.with_suffix(".raw.png")
+    assert browser.save_screenshot(str(raw))
+    with Image.open(raw) as shot:
+        shot.convert("RGB").quantize(colors=128).save(path, optimize=True)
+    raw.unlink()
+    assert path.stat().st_size > 0
