@@ -42,7 +42,7 @@ def write(path: Path, data: dict | str) -> Path:
 def test_every_builtin_config_validates(name):
     config = load_config(name)
     assert config.name == name
-    assert config.model.arch in ("faster_rcnn", "ssd")
+    assert config.model.arch in ("faster_rcnn", "ssd", "ssdlite")
 
 
 def test_builtin_configs_cover_the_named_models():
