@@ -56,6 +56,9 @@ def test_builtin_configs_cover_the_named_models():
         "voc_ssd512",
         "coco_ssd300",
         "synthetic_ssd",
+        "synthetic_ssdlite",
+        "voc_ssdlite320",
+        "coco_ssdlite320",
     } <= names
 
 
