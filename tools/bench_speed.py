@@ -19,6 +19,9 @@ torchvision's; reported per row) and identical tensors: torchvision's internal r
 normalisation are switched off (detect.bench.skip_input_transform), and it gets each image's valid
 region, which it pads back into the same batch tensor.
 
+Ours infers as `detect infer` runs it: BatchNorm folded into the convolutions (detect.models.fuse);
+torchvision's model runs as torchvision ships it.
+
 Inference weights: random (the default) or, with `--train-steps N`, ours trained N steps on the
 benchmark batches, then copied. With shared weights both models score the same candidates; the
 `cands/img` columns count them (scores above the threshold that enter NMS), so the table shows that
@@ -52,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from detect import bench  # noqa: E402
 from detect.config import load_config  # noqa: E402
 from detect.models.build import build_model  # noqa: E402
+from detect.models.fuse import fold_batchnorm  # noqa: E402
 
 MODELS = {
     "faster_rcnn_vgg16": ("voc_faster_rcnn", (600, 1000)),
@@ -310,6 +314,8 @@ def run_onnxruntime(ours, batches, args, cfg) -> dict:
 
 def run_one(model, is_ours, mode, batches, args, device, cfg, name, label) -> dict:
     training = mode == "train"
+    if is_ours and not training:
+        model = fold_batchnorm(model)  # as detect infer runs it (detect.infer.Detector)
     with on_device(model, device, training):
         if training:
             step = train_step_fn(model, is_ours, device, args.dtype)
