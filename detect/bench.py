@@ -215,6 +215,19 @@ def copy_ssd_weights(ours: nn.Module, peer: nn.Module) -> bool:
     return True
 
 
+def copy_ssdlite_weights(ours: nn.Module, peer: nn.Module) -> bool:
+    """Load our SSDlite's weights into torchvision's (detect.models.weights' key mapping); False
+    (nothing copied) when they do not fit (another trunk, tail or number of maps)."""
+    from detect.models.weights import ssdlite_to_torchvision
+
+    state = ssdlite_to_torchvision(ours.state_dict())
+    expected = peer.state_dict()
+    if state.keys() != expected.keys() or any(state[k].shape != expected[k].shape for k in state):
+        return False
+    peer.load_state_dict(state)
+    return True
+
+
 # ---------------------------------------------------------------------------------------------------
 # Host syncs
 

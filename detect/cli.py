@@ -250,7 +250,7 @@ def _check_eval_outputs(json_out: Optional[Path], plots: Optional[Path], inputs:
 
 @app.command("infer")
 def infer(
-    checkpoint: Path = typer.Argument(..., help="Checkpoint written by detect train (.pt)."),
+    checkpoint: Path = typer.Argument(..., help="Checkpoint written by detect train (.pt); with --backend onnxruntime also an .onnx file from detect export."),
     sources: List[str] = typer.Argument(
         ..., help="Image files, folders (recursive), globs (quoted), videos, a camera index, rtsp/http URLs."
     ),
@@ -262,6 +262,10 @@ def infer(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Stop each video or stream after this many frames."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    backend: str = typer.Option(
+        "pytorch", "--backend", help="pytorch, or onnxruntime (CPU): runs the exported model (detect export); "
+        "CHECKPOINT may then be its .onnx file."
+    ),
 ) -> None:
     """Detect objects in images, folders, globs, videos, cameras and streams; write annotated copies."""
     from detect.infer import Detector, run_inference
@@ -270,9 +274,17 @@ def infer(
 
     parse_sources(sources)  # a missing path fails now, before the model loads
     writable_folder("--out", out)
-    detector = Detector.from_checkpoint(
-        checkpoint, device=device, score_threshold=score_threshold, classes=classes, batch_size=batch_size
-    )
+    options = dict(score_threshold=score_threshold, classes=classes, batch_size=batch_size)
+    if backend == "onnxruntime":
+        from detect.onnx_backend import onnxruntime_detector
+
+        if device not in ("auto", "cpu"):
+            raise DetectError(f"--device {device}: the onnxruntime backend runs on the CPU")
+        detector = onnxruntime_detector(checkpoint, **options)
+    elif backend == "pytorch":
+        detector = Detector.from_checkpoint(checkpoint, device=device, **options)
+    else:
+        raise DetectError(f"--backend: '{backend}' is not one of pytorch, onnxruntime")
     summary = run_inference(detector, sources, out, write_json=json_out, max_frames=max_frames, progress=not quiet,
                             inputs=[checkpoint])
     parts = []

@@ -213,6 +213,15 @@ class SSDConfig(Section):
     """Default-box scale of the last map."""
     first_scale: float | None = 0.1
     """Scale of the first map (conv4_3); the paper uses 0.1 on VOC (0.07 on COCO)."""
+    last_scale: float | None = None
+    """Scale s_{m+1} that sizes the last map's extra square box; null: one more step of the linear spread
+    (Caffe SSD). torchvision's SSDlite uses 1.0."""
+    clip_default_boxes: Literal["corners", "size"] = "corners"
+    """corners: clip each default box to the image (Caffe SSD); size: clamp widths and heights to the image
+    side and keep the centres, so edge boxes may reach outside (torchvision's DefaultBoxGenerator)."""
+    reduced_tail: bool | None = None
+    """MobileNetV3 SSD trunks: halve the channels of the last stage (MobileNetV3 paper, table 6); null: only
+    when `model.pretrained` is none (ImageNet weights have the full tail), as torchvision's SSDlite."""
     aspect_ratios: list[list[float]] = [[2.0], [2.0, 3.0], [2.0, 3.0], [2.0, 3.0], [2.0], [2.0]]
     """One list per feature map (so its length is the number of maps: 6 SSD300, 7 SSD512); each ratio a adds
     boxes a:1 and 1:a to the two square boxes."""
@@ -237,10 +246,11 @@ class SSDConfig(Section):
 class ModelConfig(Section):
     """The detector and its backbone."""
 
-    arch: Literal["faster_rcnn", "ssd"] = "faster_rcnn"
-    """Detector: the two-stage Faster R-CNN or the one-stage SSD."""
+    arch: Literal["faster_rcnn", "ssd", "ssdlite"] = "faster_rcnn"
+    """Detector: the two-stage Faster R-CNN, the one-stage SSD, or SSDlite (SSD with depthwise-separable
+    prediction heads; settings in `model.ssd`)."""
     backbone: str = "vgg16"
-    """vgg16, vgg16_bn, resnet18, resnet34, resnet50 or resnet101."""
+    """vgg16, vgg16_bn, resnet18, resnet34, resnet50, resnet101, mobilenet_v3_large or mobilenet_v3_small."""
     pretrained: str = "none"
     """none | imagenet | path to a local torchvision classification state dict"""
     trainable_layers: int | None = None

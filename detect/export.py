@@ -259,6 +259,8 @@ def export_model(
     """
     import onnx
 
+    from detect.config import config_to_dict
+
     if opset < 11:
         raise DetectError(f"--opset {opset}: NonMaxSuppression with these inputs needs opset 11 or later")
     module = build_export_module(model.cpu().eval())
@@ -290,6 +292,8 @@ def export_model(
         "resize": config.input.resize,
         "input_size": json.dumps([height, width]),
         "arch": config.model.arch,
+        # The whole resolved config: `detect infer --backend onnxruntime` rebuilds the eval pipeline from it.
+        "config": json.dumps(config_to_dict(config)),
     }
     if category_ids is not None:
         metadata["category_ids"] = json.dumps([int(i) for i in category_ids])

@@ -117,13 +117,15 @@ class Detector:
     ):
         from detect.config import Config, validate_config
         from detect.data.transforms import build_transforms
+        from detect.models.fuse import fold_batchnorm
 
         self.config = config if isinstance(config, Config) else validate_config(dict(config))
         self.class_names = list(class_names)
         # COCO-trained checkpoints: the dataset's category id of each label, for COCO results files.
         self.category_ids = list(category_ids) if category_ids is not None else None
         self.device = resolve_device(device)
-        self.model = model.to(self.device).eval()
+        # For inference only: BatchNorm folded into the convolutions before it (detect/models/fuse.py).
+        self.model = fold_batchnorm(model).to(self.device)
         self.score_threshold = float(score_threshold)
         self.classes = self._class_filter(classes)
         self.batch_size = int(batch_size)

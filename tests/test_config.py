@@ -42,7 +42,7 @@ def write(path: Path, data: dict | str) -> Path:
 def test_every_builtin_config_validates(name):
     config = load_config(name)
     assert config.name == name
-    assert config.model.arch in ("faster_rcnn", "ssd")
+    assert config.model.arch in ("faster_rcnn", "ssd", "ssdlite")
 
 
 def test_builtin_configs_cover_the_named_models():
@@ -56,6 +56,9 @@ def test_builtin_configs_cover_the_named_models():
         "voc_ssd512",
         "coco_ssd300",
         "synthetic_ssd",
+        "synthetic_ssdlite",
+        "voc_ssdlite320",
+        "coco_ssdlite320",
     } <= names
 
 

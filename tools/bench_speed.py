@@ -8,14 +8,19 @@ Each `--model` is a shipped config (pretrained weights off) plus `--set` overrid
   faster_rcnn_vgg16     voc_faster_rcnn            600 x 1000 by default, VGG16 + RoIPool 7
   faster_rcnn_resnet50  voc_faster_rcnn_resnet50   600 x 1000, ResNet-50 C4 + RoIAlign 14
   ssd300 / ssd512       voc_ssd300 / voc_ssd512    300 / 512 square
+  ssdlite320            voc_ssdlite320             320 square, MobileNetV3-Large (reduced tail)
 torchvision's counterpart: `FasterRCNN` on the same backbone with the same anchors, RoI pooling,
 sampling and postprocess settings (detect.models.torchvision_peer); for SSD300 on VGG16 torchvision's
 SSD300 VGG16 (`ssd300_vgg16`'s architecture, no weights) with our default boxes and settings
-(detect.models.torchvision_ssd_peer); for SSD512 and other trunks, torchvision's `SSD` on a copy of
+(detect.models.torchvision_ssd_peer); for SSDlite320 torchvision's own `ssdlite320_mobilenet_v3_large`
+(same layout: our state dict maps onto it, detect.models.weights); for SSD512 and other trunks, torchvision's `SSD` on a copy of
 our trunk (its SSD512 extractor has other extra layers). Both get identical weights (ours copied into
 torchvision's; reported per row) and identical tensors: torchvision's internal resize and
 normalisation are switched off (detect.bench.skip_input_transform), and it gets each image's valid
 region, which it pads back into the same batch tensor.
+
+Ours infers as `detect infer` runs it: BatchNorm folded into the convolutions (detect.models.fuse);
+torchvision's model runs as torchvision ships it.
 
 Inference weights: random (the default) or, with `--train-steps N`, ours trained N steps on the
 benchmark batches, then copied. With shared weights both models score the same candidates; the
@@ -28,6 +33,10 @@ inference step is forward plus postprocess (torchvision's includes it), in infer
 loading is excluded (batches are made on the device beforehand). `--dtype bf16` runs both under bf16
 autocast. Peak memory (CUDA) is measured with only the model being timed on the device.
 `--profile DIR` writes, per row and model, a table of the top ops of one step (torch.profiler).
+
+`--mode onnxruntime` (included in `all` on the CPU in fp32): our model exported to ONNX (detect export:
+model, postprocess and NMS, batch fixed at the benchmark's) run by onnxruntime on the CPU, against
+torchvision's eager inference (its `infer` figure when that row was measured).
 """
 
 from __future__ import annotations
@@ -46,19 +55,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from detect import bench  # noqa: E402
 from detect.config import load_config  # noqa: E402
 from detect.models.build import build_model  # noqa: E402
+from detect.models.fuse import fold_batchnorm  # noqa: E402
 
 MODELS = {
     "faster_rcnn_vgg16": ("voc_faster_rcnn", (600, 1000)),
     "faster_rcnn_resnet50": ("voc_faster_rcnn_resnet50", (600, 1000)),
     "ssd300": ("voc_ssd300", (300, 300)),
     "ssd512": ("voc_ssd512", (512, 512)),
+    "ssdlite320": ("voc_ssdlite320", (320, 320)),
 }
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=[*MODELS, "all"], default="all")
-    parser.add_argument("--mode", choices=["train", "infer", "all"], default="all")
+    parser.add_argument("--mode", choices=["train", "infer", "onnxruntime", "all"], default="all",
+                        help="all: infer, train, and onnxruntime on the CPU in fp32")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the config's train.batch_size")
     parser.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -108,6 +120,11 @@ def build_pair(name: str, args) -> tuple[dict, torch.nn.Module, torch.nn.Module,
         peer = build_torchvision_faster_rcnn(cfg.model, cfg.input, args.num_classes)
         bench.copy_faster_rcnn_weights(ours, peer)
         shared = True
+    elif cfg.model.arch == "ssdlite" and cfg.model.backbone == "mobilenet_v3_large":
+        from detect.models.torchvision_ssd_peer import torchvision_ssdlite320
+
+        peer = torchvision_ssdlite320(args.num_classes, cfg.model.ssd, cfg.input)
+        shared = bench.copy_ssdlite_weights(ours, peer)
     else:
         peer = _torchvision_ssd(ours, cfg)
         shared = bench.copy_ssd_weights(ours, peer)
@@ -241,20 +258,64 @@ def measure(name: str, args, device: torch.device) -> list[dict]:
     base = {"model": name, "backbone": cfg.model.backbone, "batch_size": batch_size,
             "image_size": [height, width], "dtype": args.dtype, "device": str(device), "shared_weights": shared}
     rows = []
-    modes = ["infer", "train"] if args.mode == "all" else [args.mode]
-    if "infer" in modes and args.train_steps > 0:
+    modes = selected_modes(args, device)
+    if ("infer" in modes or "onnxruntime" in modes) and args.train_steps > 0:
         brief_training(ours, peer, batches, args, device, cfg)
     for mode in modes:
         row = dict(base, mode=mode)
-        for label, model, is_ours in (("ours", ours, True), ("torchvision", peer, False)):
-            row[label] = run_one(model, is_ours, mode, batches, args, device, cfg, name, label)
+        if mode == "onnxruntime":
+            row["ours"] = run_onnxruntime(ours, batches, args, cfg)
+            infer_rows = [r for r in rows if r["mode"] == "infer"]
+            row["torchvision"] = (infer_rows[0]["torchvision"] if infer_rows
+                                  else run_one(peer, False, "infer", batches, args, device, cfg, name, "torchvision"))
+        else:
+            for label, model, is_ours in (("ours", ours, True), ("torchvision", peer, False)):
+                row[label] = run_one(model, is_ours, mode, batches, args, device, cfg, name, label)
         row["ratio"] = row["ours"]["images_per_s"] / row["torchvision"]["images_per_s"]
         rows.append(row)
     return rows
 
 
+def selected_modes(args, device: torch.device) -> list[str]:
+    if args.mode != "all":
+        return [args.mode]
+    return ["infer", "train"] + (["onnxruntime"] if device.type == "cpu" and args.dtype == "fp32" else [])
+
+
+def run_onnxruntime(ours, batches, args, cfg) -> dict:
+    """Our model exported to ONNX (batch fixed at the benchmark's), timed in onnxruntime on the CPU."""
+    import tempfile
+
+    import onnxruntime
+
+    from detect.export import export_model
+
+    images = batches[0]["images"]
+    class_names = [f"class{i}" for i in range(1, args.num_classes + 1)]
+    with tempfile.TemporaryDirectory(prefix="bench-onnx-") as folder:
+        path = Path(folder) / "model.onnx"
+        export_model(ours.cpu().eval(), cfg, class_names, path, image_size=tuple(images.shape[-2:]),
+                     batch_size=images.shape[0])
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def step(batch):
+        feeds = {"images": batch["images"].cpu().numpy(), "image_sizes": batch["image_sizes"].cpu().numpy(),
+                 "scales": batch["scales"].cpu().numpy()}
+        return session.run(None, feeds)
+
+    times = bench.time_steps(step, batches, args.warmup, args.repeats, torch.device("cpu"))
+    result = bench.summarise(times, images.shape[0])
+    result["peak_mem_mib"] = None
+    result["detections_per_image"] = float(step(batches[0])[3].mean())
+    return result
+
+
 def run_one(model, is_ours, mode, batches, args, device, cfg, name, label) -> dict:
     training = mode == "train"
+    if is_ours and not training:
+        model = fold_batchnorm(model)  # as detect infer runs it (detect.infer.Detector)
     with on_device(model, device, training):
         if training:
             step = train_step_fn(model, is_ours, device, args.dtype)
@@ -290,6 +351,8 @@ def brief_training(ours, peer, batches, args, device, cfg) -> None:
         bench.time_steps(step, batches, 0, args.train_steps, device)
     if cfg.model.arch == "faster_rcnn":
         bench.copy_faster_rcnn_weights(ours, peer)
+    elif cfg.model.arch == "ssdlite" and cfg.model.backbone == "mobilenet_v3_large":
+        bench.copy_ssdlite_weights(ours, peer)
     else:
         bench.copy_ssd_weights(ours, peer)
 

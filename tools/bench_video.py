@@ -3,6 +3,7 @@
     python tools/bench_video.py --config voc_faster_rcnn --frames 200 --size 1280x720 --device cuda
     python tools/bench_video.py --config voc_ssd300 --batch-size 16
     python tools/bench_video.py --checkpoint runs/.../best.pt --video clip.mp4
+    python tools/bench_video.py --config voc_ssdlite320 --device cpu --backend onnxruntime
 
 With --config the model has random weights (`model.pretrained` is set to none: nothing is downloaded).
 Without --video a synthetic clip is written first (moving coloured rectangles on a noisy background,
@@ -10,6 +11,7 @@ mp4v) and timed like any other input. Three figures, each frames/s over the whol
 batch: `decode` (reading the clip alone), `model` (preprocess + model + postprocess on frames already
 in memory) and `end_to_end` (what `detect infer CLIP` does: decode on a background thread,
 preprocess, model, postprocess, drawing, encoding, JSONL). Prints one JSON object.
+`--backend onnxruntime` runs the model exported to ONNX (as `detect infer --backend onnxruntime`).
 """
 
 from __future__ import annotations
@@ -58,8 +60,22 @@ def _config_detector(args) -> Detector:
     class_names = list(config.data.classes or [f"class{i}" for i in range(1, num_classes + 1)])[:num_classes]
     torch.manual_seed(0)
     model = build_model(config.model, config.input, num_classes)
+    if args.backend == "onnxruntime":
+        return _onnxruntime_detector(model, config, class_names, args)
     return Detector(model, config, class_names, device=args.device, score_threshold=args.score_threshold,
                     batch_size=args.batch_size)
+
+
+def _onnxruntime_detector(model, config, class_names, args) -> Detector:
+    """The model exported with a free batch size, run by onnxruntime (detect/onnx_backend.py)."""
+    from detect.export import export_model
+    from detect.onnx_backend import onnxruntime_detector
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.onnx"
+        export_model(model, config, class_names, path, dynamic_batch=True)
+        return onnxruntime_detector(path, threads=args.threads, score_threshold=args.score_threshold,
+                                    batch_size=args.batch_size)
 
 
 def _synchronize(device: torch.device) -> None:
@@ -80,13 +96,23 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--score-threshold", type=float, default=0.5)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's).")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch (and onnxruntime) intra-op threads (default: theirs).")
+    parser.add_argument("--backend", choices=["pytorch", "onnxruntime"], default="pytorch")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    detector = Detector.from_checkpoint(args.checkpoint, device=args.device, score_threshold=args.score_threshold,
-                                        batch_size=args.batch_size) if args.checkpoint else _config_detector(args)
+    if args.checkpoint and args.backend == "onnxruntime":
+        from detect.onnx_backend import onnxruntime_detector
+
+        detector = onnxruntime_detector(args.checkpoint, threads=args.threads, score_threshold=args.score_threshold,
+                                        batch_size=args.batch_size)
+    elif args.checkpoint:
+        detector = Detector.from_checkpoint(args.checkpoint, device=args.device, score_threshold=args.score_threshold,
+                                            batch_size=args.batch_size)
+    else:
+        detector = _config_detector(args)
     device = resolve_device(args.device)
     with tempfile.TemporaryDirectory() as scratch:
         if args.video:
@@ -123,6 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
                   else f"keep_ratio {detector.config.input.min_size}/{detector.config.input.max_size}"),
         "video": f"{width}x{height}, {len(frames)} frames",
         "batch_size": args.batch_size,
+        "backend": args.backend,
         "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
         "threads": torch.get_num_threads(),
         "detections_per_frame": round(sum(len(f) for f in found) / len(found), 1),

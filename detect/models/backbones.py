@@ -13,6 +13,9 @@ Every builder takes `(pretrained, trainable_layers)` and returns a `Backbone`:
 adaptive pool to 7 x 7, which is the identity for 7 x 7 RoIs, as in torchvision's VGG).
 `resnet18/34/50/101`: the C4 layout of the Faster R-CNN paper's ResNet variant (He et al., 2016):
 conv1..layer3 (res4) as trunk, layer4 (res5) + global average pool as head; BatchNorm frozen when trained weights are loaded, trainable from random weights.
+`mobilenet_v3_large`, `mobilenet_v3_small` (Howard et al., 2019): the same C4 cut of torchvision's
+MobileNetV3 `features`: the blocks up to the last stride-16 one as trunk (112 / 48 channels), the
+stride-32 blocks + global average pool as head (960 / 576); BatchNorm frozen as for ResNet.
 
 `pretrained`: "none" (random init), "imagenet" (torchvision's weight enum; the file is taken from the
 torch hub cache, downloaded there when missing), or the path of a torchvision classification state dict.
@@ -41,6 +44,8 @@ IMAGENET_WEIGHTS = {
     "resnet34": torchvision.models.ResNet34_Weights.IMAGENET1K_V1,
     "resnet50": torchvision.models.ResNet50_Weights.IMAGENET1K_V1,
     "resnet101": torchvision.models.ResNet101_Weights.IMAGENET1K_V1,
+    "mobilenet_v3_large": torchvision.models.MobileNet_V3_Large_Weights.IMAGENET1K_V1,
+    "mobilenet_v3_small": torchvision.models.MobileNet_V3_Small_Weights.IMAGENET1K_V1,
 }
 
 # Stages counted for `trainable_layers`, bottom to top, and how many train by default with weights.
@@ -48,6 +53,8 @@ IMAGENET_WEIGHTS = {
 # ResNet: conv1, layer1..layer4 (layer4 is the head); 3 is torchvision's default for its detectors.
 VGG_STAGES = 5
 RESNET_STAGES = ("conv1", "layer1", "layer2", "layer3", "layer4")
+# MobileNetV3: the stem, each strided block with the blocks after it, and the last 1x1 conv (6 stages).
+MOBILENET_V3 = ("mobilenet_v3_large", "mobilenet_v3_small")
 DEFAULT_TRAINABLE = 3
 
 
@@ -138,8 +145,8 @@ def load_classifier_weights(model: nn.Module, name: str, pretrained: str) -> nn.
     return model
 
 
-def classifier_model(name: str, pretrained: str = "none") -> nn.Module:
-    """torchvision's classifier `name` with its weights loaded.
+def classifier_model(name: str, pretrained: str = "none", **constructor_args) -> nn.Module:
+    """torchvision's classifier `name` with its weights loaded (`constructor_args` go to its builder).
 
     BatchNorm: with loaded weights, ResNets get FrozenBatchNorm2d (ImageNet statistics; detection
     batches are too small to re-estimate them). From random weights there are no statistics to keep,
@@ -149,10 +156,24 @@ def classifier_model(name: str, pretrained: str = "none") -> nn.Module:
         raise ConfigError(f"model.backbone: unknown backbone '{name}' (allowed: {', '.join(BACKBONES)})")
     constructor = getattr(torchvision.models, name)
     if name.startswith("resnet") and uses_frozen_batchnorm(pretrained):
-        model = constructor(weights=None, norm_layer=FrozenBatchNorm2d)
+        model = constructor(weights=None, norm_layer=FrozenBatchNorm2d, **constructor_args)
     else:
-        model = constructor(weights=None)
+        model = constructor(weights=None, **constructor_args)
     return load_classifier_weights(model, name, pretrained)
+
+
+def mobilenet_v3_stage_starts(features: nn.Sequential) -> list[int]:
+    """Indices into MobileNetV3 `features` where its stages begin: the stem, every strided block
+    (torchvision marks them `_is_cn`) and the last 1x1 convolution, as torchvision's detectors count."""
+    strided = [i for i, block in enumerate(features) if getattr(block, "_is_cn", False)]
+    return [0, *strided, len(features) - 1]
+
+
+def freeze_mobilenet_v3(features: nn.Sequential, trainable: int) -> None:
+    """Freeze all but the top `trainable` stages of MobileNetV3 `features` (0: all frozen)."""
+    starts = mobilenet_v3_stage_starts(features)
+    first_trainable = len(features) if trainable == 0 else starts[len(starts) - trainable]
+    _freeze(features[:first_trainable])
 
 
 def uses_frozen_batchnorm(pretrained: str) -> bool:
@@ -251,6 +272,21 @@ def _build_resnet(name: str, pretrained: str, trainable_layers: int | None) -> B
     return Backbone(trunk, head, out_channels, head_out_channels, roi_output_size=14)
 
 
+def _build_mobilenet_v3(name: str, pretrained: str, trainable_layers: int | None) -> Backbone:
+    model = classifier_model(name, pretrained)
+    if uses_frozen_batchnorm(pretrained):
+        model = frozen_batchnorm(model)
+    features = model.features
+    starts = mobilenet_v3_stage_starts(features)
+    freeze_mobilenet_v3(features, _check_trainable_layers(name, trainable_layers, len(starts), pretrained))
+    c5 = starts[-2]  # the stride-32 block: everything before it runs at stride 16
+    trunk = features[:c5]
+    head = nn.Sequential(*features[c5:], nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+    out_channels = trunk[-1].out_channels
+    head_out_channels = features[-1].out_channels
+    return Backbone(trunk, head, out_channels, head_out_channels, roi_output_size=14)
+
+
 def _last_channels(layer: nn.Sequential) -> int:
     block = layer[-1]
     last_norm = block.bn3 if hasattr(block, "bn3") else block.bn2
@@ -272,6 +308,8 @@ BACKBONES: dict[str, Callable[[str, int | None], Backbone]] = {
     "resnet34": _named(_build_resnet, "resnet34"),
     "resnet50": _named(_build_resnet, "resnet50"),
     "resnet101": _named(_build_resnet, "resnet101"),
+    "mobilenet_v3_large": _named(_build_mobilenet_v3, "mobilenet_v3_large"),
+    "mobilenet_v3_small": _named(_build_mobilenet_v3, "mobilenet_v3_small"),
 }
 
 

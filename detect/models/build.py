@@ -13,7 +13,7 @@ def build_model(model_cfg: ModelConfig, input_cfg: InputConfig, num_classes: int
         from detect.models.faster_rcnn import build_faster_rcnn
 
         return build_faster_rcnn(model_cfg, input_cfg, num_classes)
-    if model_cfg.arch == "ssd":
+    if model_cfg.arch in ("ssd", "ssdlite"):
         from detect.models.ssd import build_ssd
 
         return build_ssd(model_cfg, input_cfg, num_classes)

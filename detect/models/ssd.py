@@ -15,6 +15,8 @@ harmless; SSD configs use `input.size_divisible: 1` so that a 300 px input gives
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -26,23 +28,31 @@ from detect.models.ssd_loss import MultiBoxLoss
 from detect.models.ssd_postprocess import postprocess_detections
 
 
+def conv3x3_block(in_channels: int, out_channels: int) -> nn.Module:
+    """SSD's prediction layer: one 3 x 3 convolution."""
+    return nn.Conv2d(in_channels, out_channels, 3, padding=1)
+
+
 class SSDHead(nn.Module):
-    """One 3 x 3 classification and one box convolution per feature map.
+    """One classification and one box prediction block per feature map: `block(in, out)` makes each
+    (SSD: a 3 x 3 convolution; SSDlite: a depthwise-separable one, detect/models/ssdlite.py).
 
     forward(maps) -> cls_logits [B, A, C + 1], box_regression [B, A, 4], in the default boxes' order
     (map, then cell row-major, then the cell's boxes).
     """
 
-    def __init__(self, in_channels: list[int], boxes_per_cell: list[int], num_classes: int):
+    def __init__(self, in_channels: list[int], boxes_per_cell: list[int], num_classes: int,
+                 block: Callable[[int, int], nn.Module] = conv3x3_block):
         super().__init__()
         self.num_outputs = num_classes + 1
-        self.cls_convs = nn.ModuleList(
-            nn.Conv2d(c, n * self.num_outputs, 3, padding=1) for c, n in zip(in_channels, boxes_per_cell)
-        )
-        self.box_convs = nn.ModuleList(nn.Conv2d(c, n * 4, 3, padding=1) for c, n in zip(in_channels, boxes_per_cell))
+        self.cls_convs = nn.ModuleList(block(c, n * self.num_outputs) for c, n in zip(in_channels, boxes_per_cell))
+        self.box_convs = nn.ModuleList(block(c, n * 4) for c, n in zip(in_channels, boxes_per_cell))
         for conv in [*self.cls_convs, *self.box_convs]:
-            nn.init.xavier_uniform_(conv.weight)
-            nn.init.zeros_(conv.bias)
+            for layer in conv.modules():
+                if isinstance(layer, nn.Conv2d):
+                    nn.init.xavier_uniform_(layer.weight)
+                    if layer.bias is not None:
+                        nn.init.zeros_(layer.bias)
 
     @staticmethod
     def _flatten(x: torch.Tensor, width: int) -> torch.Tensor:
@@ -71,6 +81,9 @@ class SSD(nn.Module):
         top_k_per_class: int = 200,
         nms_thresh: float = 0.45,
         detections_per_img: int = 200,
+        head: nn.Module | None = None,
+        clip_default_boxes: str = "corners",
+        channels_last: bool = False,
     ):
         super().__init__()
         self.trunk = trunk
@@ -79,7 +92,14 @@ class SSD(nn.Module):
         self.scales = list(scales)
         self.steps = list(steps) if steps is not None else None
         self.variances = tuple(variances)
-        self.head = SSDHead(trunk.out_channels, boxes_per_location(aspect_ratios), num_classes)
+        self.head = head or SSDHead(trunk.out_channels, boxes_per_location(aspect_ratios), num_classes)
+        self.clip_default_boxes = clip_default_boxes
+        # channels_last: weights and inputs in NHWC, where oneDNN has fast depthwise convolutions (the
+        # default NCHW layout sends them to a slow generic kernel: SSDlite's trunk and head run about
+        # 3x faster on a CPU). The builder converts the weights; forward converts the input.
+        self.channels_last = channels_last
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
         self.loss = loss or MultiBoxLoss(variances)
         self.score_thresh = score_thresh
         self.top_k_per_class = top_k_per_class
@@ -94,7 +114,8 @@ class SSD(nn.Module):
         key = (map_sizes, height, width, images.device)
         if key not in self._priors:
             normalised = cached_default_boxes(
-                map_sizes, self.scales, self.aspect_ratios, self.steps, (height, width) if self.steps else None
+                map_sizes, self.scales, self.aspect_ratios, self.steps, (height, width) if self.steps else None,
+                self.clip_default_boxes,
             )
             pixels = normalised * torch.tensor([width, height, width, height], dtype=torch.float32)
             self._priors[key] = pixels.to(images.device)
@@ -103,6 +124,8 @@ class SSD(nn.Module):
     def forward(
         self, images: torch.Tensor, image_sizes: torch.Tensor, targets: list[dict] | None = None
     ) -> dict[str, torch.Tensor]:
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         maps = self.trunk(images)
         cls_logits, box_regression = self.head(maps)
         priors = self.priors(maps, images)
@@ -129,12 +152,26 @@ class SSD(nn.Module):
 
 
 def build_ssd(model_cfg: ModelConfig, input_cfg: InputConfig, num_classes: int) -> SSD:
-    """SSD from the config: trunk `model.backbone`, `model.ssd` settings, square `input.size` input."""
+    """SSD from the config: trunk `model.backbone`, `model.ssd` settings, square `input.size` input.
+
+    `model.arch: ssdlite` gives the depthwise-separable head (ssdlite.py); its `model.pretrained` may
+    also be the file of a torchvision SSDlite detector's state dict (weights.py maps it onto ours).
+    """
+    from detect.models import weights
+
     ssd_cfg = model_cfg.ssd
     if input_cfg.resize != "fixed":
         raise ConfigError(f"input.resize: SSD needs 'fixed' (every image input.size square), got '{input_cfg.resize}'")
     num_maps = len(ssd_cfg.aspect_ratios)
-    trunk = build_ssd_trunk(model_cfg.backbone, num_maps, input_cfg.size, model_cfg.pretrained, model_cfg.trainable_layers)
+    detector_weights = weights.torchvision_ssdlite_state_dict(model_cfg.pretrained) if model_cfg.arch == "ssdlite" else None
+    trunk_pretrained, reduced_tail = model_cfg.pretrained, ssd_cfg.reduced_tail
+    if detector_weights is not None:
+        trunk_pretrained = "none"  # the whole detector's weights come after
+        if reduced_tail is None and model_cfg.backbone in weights.MOBILENET_V3_FULL_TAIL:
+            reduced_tail = weights.ssdlite_has_reduced_tail(detector_weights, model_cfg.backbone)
+    trunk = build_ssd_trunk(
+        model_cfg.backbone, num_maps, input_cfg.size, trunk_pretrained, model_cfg.trainable_layers, reduced_tail
+    )
     sizes = [size for size, _ in trunk.feature_map_sizes(input_cfg.size)]
     if ssd_cfg.feature_maps is not None and list(ssd_cfg.feature_maps) != sizes:
         raise ConfigError(
@@ -146,11 +183,16 @@ def build_ssd(model_cfg: ModelConfig, input_cfg: InputConfig, num_classes: int) 
     loss = MultiBoxLoss(
         ssd_cfg.variances, ssd_cfg.iou_thresh, ssd_cfg.neg_pos_ratio, ssd_cfg.empty_image_negatives
     )
-    return SSD(
+    head = None
+    if model_cfg.arch == "ssdlite":
+        from detect.models.ssdlite import ssdlite_head
+
+        head = ssdlite_head(trunk.out_channels, boxes_per_location(ssd_cfg.aspect_ratios), num_classes)
+    model = SSD(
         trunk,
         num_classes,
         ssd_cfg.aspect_ratios,
-        box_scales(num_maps, ssd_cfg.min_scale, ssd_cfg.max_scale, ssd_cfg.first_scale),
+        box_scales(num_maps, ssd_cfg.min_scale, ssd_cfg.max_scale, ssd_cfg.first_scale, ssd_cfg.last_scale),
         steps=ssd_cfg.steps,
         variances=ssd_cfg.variances,
         loss=loss,
@@ -158,4 +200,10 @@ def build_ssd(model_cfg: ModelConfig, input_cfg: InputConfig, num_classes: int) 
         top_k_per_class=ssd_cfg.top_k_per_class,
         nms_thresh=ssd_cfg.nms_thresh,
         detections_per_img=ssd_cfg.detections_per_img,
+        head=head,
+        clip_default_boxes=ssd_cfg.clip_default_boxes,
+        channels_last=model_cfg.arch == "ssdlite",  # its depthwise convolutions need NHWC to be fast
     )
+    if detector_weights is not None:
+        weights.load_torchvision_ssdlite(model, detector_weights, model_cfg.pretrained)
+    return model

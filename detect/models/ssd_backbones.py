@@ -15,6 +15,13 @@ conv4_3 and fc7, then extra layers with GroupNorm. (NVIDIA's SSD300 ResNet-50 in
 stride 8, which costs about twice the trunk compute.) Extra-layer sizes follow the input: 3 x 3
 stride 2 while a map is larger than 3, then a valid 3 x 3 (3 -> 1) or 2 x 2 (2 -> 1).
 
+`mobilenet_v3_large`, `mobilenet_v3_small`: SSDlite's MobileNetV3 (Howard et al., 2019, section 6.3),
+in the layout of torchvision's `ssdlite320_mobilenet_v3_large`: the first map is the expansion layer
+of the last stride-16 block (C4: 672 / 288 channels), the second the end of the network (C5), then
+depthwise-separable extra layers (1 x 1 to half width, 3 x 3 depthwise stride 2, 1 x 1), all with
+BatchNorm and ReLU6. At 320 px the maps are 20, 10, 5, 3, 2, 1. `reduced_tail` halves the last
+stage's channels (the paper's table 6; torchvision's choice without ImageNet weights).
+
 ImageNet or local weights come from detect.models.backbones (`load_classifier_weights`).
 `trainable_layers` counts stages from the top (VGG: 5 conv blocks; ResNet: conv1, layer1..layer3);
 None trains everything with random weights, and all but the first stage with loaded weights.
@@ -23,13 +30,15 @@ None trains everything with random weights, and all but the first stage with loa
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 import torchvision
 from torch import nn
+from torchvision.ops.misc import Conv2dNormActivation
 
 from detect.errors import ConfigError
-from detect.models.backbones import load_classifier_weights
+from detect.models.backbones import classifier_model, freeze_mobilenet_v3, load_classifier_weights, mobilenet_v3_stage_starts
 
 # (middle channels, out channels, kernel, stride, padding) of each extra layer pair (1x1, then kxk).
 # From the SSD paper's Caffe models: SSD300's conv8_2..conv11_2 and SSD512's conv8_2..conv12_2.
@@ -228,15 +237,103 @@ def _block_channels(layer: nn.Sequential) -> int:
     return (block.bn3 if hasattr(block, "bn3") else block.bn2).num_features
 
 
-SSD_TRUNKS = ("vgg16", "resnet18", "resnet34", "resnet50", "resnet101")
+# SSDlite's BatchNorm (torchvision's, after the TensorFlow Object Detection API's settings).
+SSDLITE_NORM = partial(nn.BatchNorm2d, eps=0.001, momentum=0.03)
+SSDLITE_EXTRA_CHANNELS = (512, 256, 256, 128)  # then 128 for any further map
+
+
+def normal_init(module: nn.Module, std: float = 0.03) -> None:
+    """SSDlite's initialisation of its convolutions: N(0, std) weights, zero biases."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d):
+            nn.init.normal_(layer.weight, mean=0.0, std=std)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+
+
+def conv_norm_relu6(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1) -> nn.Sequential:
+    return Conv2dNormActivation(in_ch, out_ch, kernel, stride=stride, groups=groups, norm_layer=SSDLITE_NORM,
+                                activation_layer=nn.ReLU6)
+
+
+def separable_extra_block(in_ch: int, out_ch: int) -> nn.Sequential:
+    """SSDlite's extra layer: 1 x 1 to out/2, 3 x 3 depthwise stride 2, 1 x 1 to out."""
+    mid = out_ch // 2
+    return nn.Sequential(
+        conv_norm_relu6(in_ch, mid, 1), conv_norm_relu6(mid, mid, 3, stride=2, groups=mid), conv_norm_relu6(mid, out_ch, 1)
+    )
+
+
+class MobileNetV3Trunk(nn.Module):
+    """SSDlite's MobileNetV3: C4 (the last stride-16 block's expansion), C5, depthwise extra layers.
+
+    Module names follow torchvision's SSDLiteFeatureExtractorMobileNet (`features.0`, `features.1`,
+    `extra.i`), so its state dict maps onto ours by prefix (detect/models/weights.py).
+    """
+
+    def __init__(self, name: str, num_maps: int, pretrained: str = "none", trainable_layers: int | None = None,
+                 reduced_tail: bool = False):
+        super().__init__()
+        if num_maps < 2:
+            raise ConfigError(f"model.ssd: MobileNetV3 SSD needs at least 2 feature maps (C4, C5), got {num_maps}")
+        if reduced_tail and pretrained != "none":
+            raise ConfigError(f"model.ssd.reduced_tail: {name} ImageNet weights have the full tail; set it false "
+                              f"or model.pretrained none")
+        model = classifier_model(name, pretrained, norm_layer=SSDLITE_NORM, reduced_tail=reduced_tail)
+        if pretrained == "none":
+            normal_init(model)
+        backbone = model.features
+        starts = mobilenet_v3_stage_starts(backbone)
+        freeze_mobilenet_v3(backbone, _trainable(name, trainable_layers, len(starts), pretrained))
+        c4 = starts[-2]  # the stride-32 block: its expansion layer still runs at stride 16
+        self.features = nn.Sequential(
+            nn.Sequential(*backbone[:c4], backbone[c4].block[0]),
+            nn.Sequential(backbone[c4].block[1:], *backbone[c4 + 1:]),
+        )
+        self.halvings_to_c4 = len(starts) - 2  # the stem and every strided block before C4
+        channels = [backbone[c4].block[0].out_channels, backbone[-1].out_channels]
+        extra_channels = [*SSDLITE_EXTRA_CHANNELS, *[SSDLITE_EXTRA_CHANNELS[-1]] * num_maps][: num_maps - 2]
+        self.extra = nn.ModuleList()
+        in_ch = channels[-1]
+        for out_ch in extra_channels:
+            self.extra.append(separable_extra_block(in_ch, out_ch))
+            in_ch = out_ch
+        normal_init(self.extra)
+        self.out_channels = channels + extra_channels
+
+    def feature_map_sizes(self, input_size: int) -> list[tuple[int, int]]:
+        size = input_size
+        for _ in range(self.halvings_to_c4):
+            size = _conv_out(size, 3, 2, 1)  # every strided layer here pads (k - 1) / 2: a halving rounded up
+        sizes = [size]
+        for _ in range(len(self.out_channels) - 1):
+            sizes.append(_conv_out(sizes[-1], 3, 2, 1))
+        return [(s, s) for s in sizes]
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        maps = []
+        x = images
+        for block in [*self.features, *self.extra]:
+            x = block(x)
+            maps.append(x)
+        return maps
+
+
+SSD_TRUNKS = ("vgg16", "resnet18", "resnet34", "resnet50", "resnet101", "mobilenet_v3_large", "mobilenet_v3_small")
 
 
 def build_ssd_trunk(
-    name: str, num_maps: int, input_size: int, pretrained: str = "none", trainable_layers: int | None = None
+    name: str, num_maps: int, input_size: int, pretrained: str = "none", trainable_layers: int | None = None,
+    reduced_tail: bool | None = None,
 ) -> nn.Module:
-    """The SSD trunk `name` giving `num_maps` feature maps for a square input of `input_size` pixels."""
+    """The SSD trunk `name` giving `num_maps` feature maps for a square input of `input_size` pixels.
+
+    reduced_tail (MobileNetV3 only): None reduces it exactly when there are no pretrained weights."""
     if name == "vgg16":
         return VGGTrunk(num_maps, input_size, pretrained, trainable_layers)
+    if name.startswith("mobilenet_v3"):
+        reduced = pretrained == "none" if reduced_tail is None else reduced_tail
+        return MobileNetV3Trunk(name, num_maps, pretrained, trainable_layers, reduced)
     if name in SSD_TRUNKS:
         return ResNetTrunk(name, num_maps, input_size, pretrained, trainable_layers)
     raise ConfigError(f"model.backbone: '{name}' has no SSD trunk (allowed for SSD: {', '.join(SSD_TRUNKS)})")

@@ -17,6 +17,7 @@ ARCH = {
     "synthetic_faster_rcnn": ["input.min_size=64", "input.max_size=64", "model.anchors.sizes=[16,32]",
                               "model.rpn.post_nms_top_n_test=20"],
     "synthetic_ssd": ["input.size=64", "model.ssd.aspect_ratios=[[2.0],[2.0],[2.0]]"],
+    "synthetic_ssdlite": ["input.size=64", "model.ssd.aspect_ratios=[[2.0],[2.0],[2.0]]"],
 }
 
 

@@ -21,6 +21,8 @@ EXPECTED = {
     "resnet34": (256, 512, 14),
     "resnet50": (1024, 2048, 14),
     "resnet101": (1024, 2048, 14),
+    "mobilenet_v3_large": (112, 960, 14),
+    "mobilenet_v3_small": (48, 576, 14),
 }
 
 
@@ -176,3 +178,36 @@ def test_imagenet_cached_file_is_used_without_network(tmp_path, monkeypatch):
     assert torch.equal(backbone.trunk[0].weight, reference.conv1.weight)
     # With weights, the default is the top 3 stages trainable: conv1 and layer1 frozen.
     assert not backbone.trunk[0].weight.requires_grad and backbone.trunk[5][0].conv1.weight.requires_grad
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v3_large", "mobilenet_v3_small"])
+def test_mobilenet_v3_imagenet_transfer_from_a_local_file(tmp_path, name):
+    torch.manual_seed(4)
+    reference = getattr(torchvision.models, name)(weights=None).eval()
+    for module in reference.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2)
+    path = tmp_path / f"{name}.pth"
+    torch.save(reference.state_dict(), path)
+    backbone = build_backbone(name, pretrained=str(path)).eval()
+    norms = _norms(backbone)
+    assert norms and all(isinstance(m, FrozenBatchNorm2d) for m in norms)
+    images = torch.randn(1, 3, 96, 64)
+    with torch.no_grad():
+        features = reference.features(images)
+        pooled = backbone.head(backbone.trunk(images))
+    torch.testing.assert_close(pooled, features.mean(dim=(2, 3)), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("trainable", [0, 1, 4, 6])
+def test_mobilenet_v3_trainable_layers_freezes_the_bottom_stages(trainable):
+    backbone = build_backbone("mobilenet_v3_large", trainable_layers=trainable)
+    blocks = [*backbone.trunk, *backbone.head[:-2]]  # the 17 `features` blocks, in order
+    starts = backbones.mobilenet_v3_stage_starts(torch.nn.Sequential(*blocks))
+    assert starts == [0, 2, 4, 7, 13, 16]
+    first_trainable = len(blocks) if trainable == 0 else starts[len(starts) - trainable]
+    for index, block in enumerate(blocks):
+        assert all(p.requires_grad == (index >= first_trainable) for p in block.parameters()), index
+    with pytest.raises(ConfigError, match=r"model.trainable_layers.*mobilenet_v3_large.*0\.\.6"):
+        build_backbone("mobilenet_v3_large", trainable_layers=7)

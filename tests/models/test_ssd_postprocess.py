@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torchvision.ops import clip_boxes_to_image, nms
 
@@ -58,27 +59,29 @@ def _assert_same(ours: list[dict], reference: list[dict]) -> None:
         assert torch.allclose(mine["boxes"], theirs["boxes"], atol=1e-4)
 
 
-def test_grouped_nms_equals_torchvision_nms_per_group():
+@pytest.mark.parametrize("method", ["matrix", "each"])
+def test_grouped_nms_equals_torchvision_nms_per_group(method):
     generator = torch.Generator().manual_seed(0)
     groups, count = 12, 60
     corner = torch.rand(groups, count, 2, generator=generator) * 80
     boxes = torch.cat([corner, corner + 5 + torch.rand(groups, count, 2, generator=generator) * 40], dim=-1)
     scores = torch.rand(groups, count, generator=generator).sort(dim=1, descending=True).values
     valid = scores > 0.2
-    keep = grouped_nms(boxes, valid, 0.45)
+    keep = grouped_nms(boxes, valid, 0.45, method)
     for group in range(groups):
         indices = valid[group].nonzero().flatten()
         expected = indices[nms(boxes[group, indices], scores[group, indices], 0.45)]
         assert sorted(keep[group].nonzero().flatten().tolist()) == sorted(expected.tolist())
 
 
-def test_grouped_nms_on_a_chain_needing_many_rounds():
+@pytest.mark.parametrize("method", ["matrix", "each"])
+def test_grouped_nms_on_a_chain_needing_many_rounds(method):
     """Boxes in a row, each overlapping only its neighbours, by descending score: greedy NMS keeps every
     other box, and each decision waits for the one before (one rank per round, many convergence checks)."""
     count = 15
     x = torch.arange(count, dtype=torch.float32) * 4.0
     boxes = torch.stack([x, torch.zeros(count), x + 10.0, torch.full((count,), 10.0)], dim=-1)[None]
-    keep = grouped_nms(boxes, torch.ones(1, count, dtype=torch.bool), 0.4)  # neighbours: IoU 6/14 = 0.43
+    keep = grouped_nms(boxes, torch.ones(1, count, dtype=torch.bool), 0.4, method)  # neighbours: IoU 6/14 = 0.43
     expected = nms(boxes[0], torch.linspace(1.0, 0.5, count), 0.4)
     assert keep[0].nonzero().flatten().tolist() == sorted(expected.tolist()) == list(range(0, count, 2))
 

@@ -1,0 +1,42 @@
+"""fold_batchnorm: the folded copy predicts what the model predicts; the model itself is untouched."""
+
+from __future__ import annotations
+
+import torch
+
+from detect.config import load_config
+from detect.models.build import build_model
+from detect.models.fuse import fold_batchnorm
+
+
+def _with_statistics(model: torch.nn.Module) -> torch.nn.Module:
+    """Non-trivial BatchNorm statistics and affine terms, so that folding has something to fold."""
+    with torch.no_grad():
+        for norm in model.modules():
+            if isinstance(norm, torch.nn.BatchNorm2d):
+                norm.running_mean.uniform_(-0.2, 0.2)
+                norm.running_var.uniform_(0.5, 2.0)
+                norm.weight.uniform_(0.5, 1.5)
+                norm.bias.uniform_(-0.2, 0.2)
+    return model.eval()
+
+
+def test_folded_ssdlite_gives_the_same_outputs_and_leaves_the_model_alone():
+    torch.manual_seed(0)
+    cfg = load_config("synthetic_ssdlite", ["input.size=96", "model.ssd.aspect_ratios=[[2],[2],[2],[2]]"])
+    model = _with_statistics(build_model(cfg.model, cfg.input, 3))
+    norms_before = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    folded = fold_batchnorm(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == norms_before > 50
+    images, sizes = torch.randn(2, 3, 96, 96), torch.tensor([[96, 96], [96, 96]])
+    with torch.no_grad():
+        expected, found = model(images, sizes), folded(images, sizes)
+    torch.testing.assert_close(found["cls_logits"], expected["cls_logits"], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(found["box_regression"], expected["box_regression"], atol=1e-4, rtol=1e-4)
+
+
+def test_frozen_batchnorm_and_lone_norms_stay():
+    block = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.BatchNorm2d(4))
+    folded = fold_batchnorm(block)
+    assert isinstance(folded[2], torch.nn.BatchNorm2d)  # not after a convolution: kept
