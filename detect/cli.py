@@ -263,28 +263,20 @@ def infer(
     max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Stop each video or stream after this many frames."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     backend: str = typer.Option(
-        "pytorch", "--backend", help="pytorch, or onnxruntime (CPU): runs the exported model (detect export); "
+        "torch", "--backend", help="torch, or onnxruntime (CPU): runs the exported model (detect export); "
         "CHECKPOINT may then be its .onnx file."
     ),
 ) -> None:
     """Detect objects in images, folders, globs, videos, cameras and streams; write annotated copies."""
-    from detect.infer import Detector, run_inference
+    from detect.infer import run_inference
+    from detect.onnx_backend import load_detector
     from detect.outputs import writable_folder
     from detect.sources import parse_sources
 
     parse_sources(sources)  # a missing path fails now, before the model loads
     writable_folder("--out", out)
-    options = dict(score_threshold=score_threshold, classes=classes, batch_size=batch_size)
-    if backend == "onnxruntime":
-        from detect.onnx_backend import onnxruntime_detector
-
-        if device not in ("auto", "cpu"):
-            raise DetectError(f"--device {device}: the onnxruntime backend runs on the CPU")
-        detector = onnxruntime_detector(checkpoint, **options)
-    elif backend == "pytorch":
-        detector = Detector.from_checkpoint(checkpoint, device=device, **options)
-    else:
-        raise DetectError(f"--backend: '{backend}' is not one of pytorch, onnxruntime")
+    detector = load_detector(checkpoint, backend, device, score_threshold=score_threshold, classes=classes,
+                             batch_size=batch_size)
     summary = run_inference(detector, sources, out, write_json=json_out, max_frames=max_frames, progress=not quiet,
                             inputs=[checkpoint])
     parts = []

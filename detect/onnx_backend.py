@@ -113,3 +113,21 @@ def onnxruntime_detector(path: str | Path, threads: int | None = None, **options
     category_ids = json.loads(model.metadata["category_ids"]) if "category_ids" in model.metadata else None
     class_names = json.loads(model.metadata["class_names"])
     return Detector(model, config, class_names, device="cpu", category_ids=category_ids, **options)
+
+
+BACKENDS = ("torch", "onnxruntime")
+
+
+def load_detector(checkpoint: str | Path, backend: str = "torch", device: str = "auto", **options):
+    """The `Detector` of `detect infer` and `detect serve` for a backend: `torch` (the checkpoint's
+    model on `device`) or `onnxruntime` (the exported graph on the CPU; `checkpoint` may then be an
+    .onnx file). `options` as for `Detector`. One-line DetectError for an unknown backend or device."""
+    from detect.infer import Detector
+
+    if backend == "torch":
+        return Detector.from_checkpoint(checkpoint, device=device, **options)
+    if backend == "onnxruntime":
+        if device not in ("auto", "cpu"):
+            raise DetectError(f"--device {device}: --backend onnxruntime runs on the CPU; use --backend torch")
+        return onnxruntime_detector(checkpoint, **options)
+    raise DetectError(f"--backend {backend}: choose from {', '.join(BACKENDS)}")

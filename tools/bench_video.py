@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch (and onnxruntime) intra-op threads (default: theirs).")
-    parser.add_argument("--backend", choices=["pytorch", "onnxruntime"], default="pytorch")
+    parser.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -1,8 +1,8 @@
 """The served model: a `detect.Detector` loaded once, what `GET /v1/model` says about it, and the
 function the batch queue calls.
 
-Backend `torch`: predictions go through `Detector.detect_arrays`, the same path as `detect infer`;
-backend `onnxruntime`: the exported graph (detect.serve.onnx_backend). Both keep detections from
+Predictions go through `Detector.detect_arrays`, the same path as `detect infer`, for both backends
+(`torch`, or `onnxruntime`: the graph exported at start-up, detect.onnx_backend). Both keep detections from
 the lowest score the server keeps (`MODEL_SCORE_FLOOR`); each request's threshold is applied to the
 result (detect.serve.answers), so that requests with different thresholds share one model call.
 """
@@ -12,15 +12,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from detect.errors import DetectError
 from detect.infer import Detections, Detector
 
 MODEL_SCORE_FLOOR = 0.01
-BACKENDS = ("torch", "onnxruntime")
 
 
 @dataclass
@@ -28,7 +26,6 @@ class ServedModel:
     detector: Detector
     name: str
     info: dict[str, Any]
-    backend_predict: Callable[[list[np.ndarray]], list[Detections]] | None = None  # None: torch
 
     @property
     def class_names(self) -> list[str]:
@@ -36,8 +33,6 @@ class ServedModel:
 
     def predict(self, images: list[np.ndarray]) -> list[Detections]:
         """HxWx3 uint8 RGB arrays -> one Detections each, in one model call (the batch queue sizes it)."""
-        if self.backend_predict is not None:
-            return self.backend_predict(images)
         return self.detector.detect_arrays(images, score_threshold=MODEL_SCORE_FLOOR, batch_size=max(len(images), 1))
 
     def labels_of(self, names: list[str]) -> set[int]:
@@ -52,25 +47,14 @@ def load_served_model(checkpoint: str | Path, device: str = "auto", backend: str
     """Load the checkpoint once: the Detector (and for onnxruntime its exported graph), and the
     metadata `GET /v1/model` reports."""
     from detect.engine.checkpoint import load_checkpoint
+    from detect.onnx_backend import load_detector
 
-    if backend not in BACKENDS:
-        raise DetectError(f"--backend {backend}: choose from {', '.join(BACKENDS)}")
     path = Path(checkpoint)
     state = load_checkpoint(path)  # the training metadata; the weights are built by the Detector below
     metadata = {key: state.get(key) for key in ("epoch", "step", "best_metric")}
     del state
-    if backend == "onnxruntime":
-        if device not in ("auto", "cpu"):
-            raise DetectError(f"--device {device}: --backend onnxruntime runs on the CPU here; use --backend torch")
-        device = "cpu"  # the graph runs on onnxruntime's CPU provider; the Detector only preprocesses
-    detector = Detector.from_checkpoint(path, device=device)
-    info = {**model_info(detector, path, metadata), "backend": backend}
-    if backend == "torch":
-        return ServedModel(detector, name=path.name, info=info)
-    from detect.serve.onnx_backend import OnnxRuntimePredictor
-
-    return ServedModel(detector, name=path.name, info=info,
-                       backend_predict=OnnxRuntimePredictor(detector, path, MODEL_SCORE_FLOOR))
+    detector = load_detector(path, backend, device)
+    return ServedModel(detector, name=path.name, info={**model_info(detector, path, metadata), "backend": backend})
 
 
 def model_info(detector: Detector, path: Path, metadata: dict[str, Any]) -> dict[str, Any]:

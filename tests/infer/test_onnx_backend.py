@@ -79,14 +79,14 @@ def test_cli_infer_with_onnxruntime(checkpoints, tmp_path, capsys):
     onnx_path = tmp_path / "ssd.onnx"
     assert run_cli(["export", str(checkpoints["ssd"]), "--output", str(onnx_path), "--dynamic-batch"], capsys)[0] == 0
     outputs = {}
-    for backend, model_path in (("pytorch", checkpoints["ssd"]), ("onnxruntime", onnx_path)):
+    for backend, model_path in (("torch", checkpoints["ssd"]), ("onnxruntime", onnx_path)):
         out = tmp_path / backend
         code, stdout, _ = run_cli(["infer", str(model_path), str(image), "--out", str(out), "--json",
                                    "--score-threshold", "0.3", "--backend", backend, "--device", "cpu", "-q"], capsys)
         assert code == 0, stdout
         outputs[backend] = json.loads((out / "detections.json").read_text())["images"][0]["detections"]
-    assert outputs["pytorch"] and len(outputs["pytorch"]) == len(outputs["onnxruntime"])
-    for ours, reference in zip(outputs["onnxruntime"], outputs["pytorch"]):
+    assert outputs["torch"] and len(outputs["torch"]) == len(outputs["onnxruntime"])
+    for ours, reference in zip(outputs["onnxruntime"], outputs["torch"]):
         assert ours["class_name"] == reference["class_name"]
         assert ours["score"] == pytest.approx(reference["score"], abs=1e-5)
 
@@ -97,7 +97,7 @@ def test_backend_errors_are_one_line(checkpoints, tmp_path, capsys):
     image = tmp_path / "img.png"
     cv2.imwrite(str(image), noise_image(20, 20, seed=0))
     cases = [
-        (["--backend", "tensorrt"], str(checkpoints["ssd"]), "--backend: 'tensorrt' is not one of"),
+        (["--backend", "tensorrt"], str(checkpoints["ssd"]), "--backend tensorrt: choose from torch, onnxruntime"),
         (["--backend", "onnxruntime"], str(not_onnx), "bad.onnx: not a readable ONNX model"),
         (["--backend", "onnxruntime"], str(tmp_path / "none.onnx"), "none.onnx: ONNX file not found"),
     ]
