@@ -36,7 +36,8 @@ from tqdm import tqdm
 from detect.config import Config, config_to_dict, config_to_yaml
 from detect.data.normalise import batch_to_device
 from detect.engine import distributed as dist_utils
-from detect.engine.checkpoint import (load_checkpoint, restore_rng_states, rng_states, save_checkpoint)
+from detect.engine.checkpoint import (check_finite_weights, load_checkpoint, nonfinite_tensors, restore_rng_states,
+                                     rng_states, save_checkpoint)
 from detect.engine.ema import ModelEMA
 from detect.engine.evaluate import evaluate, headline_map, run_detector
 from detect.engine.logger import RunLogger
@@ -229,7 +230,19 @@ def save(session: TrainSession, name: str, rng: dict | None = None) -> Path | No
     """Writes `name` (last.pt / best.pt) in the run folder, on rank 0 only."""
     if session.run_dir is None or not dist_utils.is_main():
         return None
-    return save_checkpoint(checkpoint_state(session, rng), session.run_dir / name)
+    state = checkpoint_state(session, rng)
+    refuse_nonfinite_weights(session, state, name)
+    return save_checkpoint(state, session.run_dir / name)
+
+
+def refuse_nonfinite_weights(session: TrainSession, state: dict, name: str) -> None:
+    """Weights that are no longer finite (gradients blew up on a finite loss, which train.nonfinite:
+    skip cannot catch) stop the run instead of being saved: such a model detects nothing, in silence."""
+    bad = nonfinite_tensors(state["model"])
+    if bad:
+        raise NonFiniteLossError(
+            f"the model's weights are no longer finite at step {session.state.step} (epoch {session.state.epoch}; "
+            f"{len(bad)} tensors, first {bad[0]}); {name} not written; lower train.lr or set train.clip_grad_norm")
 
 
 def restore(session: TrainSession, checkpoint: dict) -> None:
@@ -539,12 +552,16 @@ def fit(session: TrainSession, train_loader, val_loader=None) -> dict | None:
 
 
 def build_loaders(config: Config, distributed: bool):
+    """(train loader, val loader); both splits use the training split's class names (see with_class_names)."""
+    from detect.data.build import build_dataset, with_class_names
     from detect.data.loader import build_dataloader
 
-    train_loader = build_dataloader(config.data, config.input, config.augment, config.data.train_split,
+    raw_train = build_dataset(config.data, config.data.train_split, training=True)
+    data_cfg = with_class_names(config.data, raw_train)
+    train_loader = build_dataloader(data_cfg, config.input, config.augment, config.data.train_split,
                                     train=True, batch_size=config.train.batch_size, distributed=distributed,
-                                    seed=config.train.seed)
-    val_loader = build_dataloader(config.data, config.input, config.augment, config.data.val_split,
+                                    seed=config.train.seed, raw_dataset=raw_train)
+    val_loader = build_dataloader(data_cfg, config.input, config.augment, config.data.val_split,
                                   train=False, batch_size=config.eval.batch_size, distributed=distributed,
                                   seed=config.train.seed)
     return train_loader, val_loader
@@ -585,11 +602,25 @@ def stop_on_sigterm():
     return signal.signal(signal.SIGTERM, interrupt)
 
 
+def check_same_classes(checkpoint: dict, class_names: list[str], path: Path) -> None:
+    """A resumed run must keep the checkpoint's classes in its order: its head's outputs are those labels."""
+    saved = list(checkpoint["class_names"])
+    if saved == list(class_names):
+        return
+    if sorted(saved) == sorted(class_names):
+        problem = "in another order"
+    else:
+        problem = f"differ ({', '.join(class_names)})"
+    raise CheckpointError(f"{path}: cannot resume: its classes are {', '.join(saved)}; this config's {problem}; "
+                          f"set data.classes to the checkpoint's list")
+
+
 def _run(config, output_dir, device, resume, interrupt_after_steps, build_loaders_fn, build_model_fn) -> Path:
     checkpoint = None
     if resume is not None:
         checkpoint_path = find_resume_checkpoint(config, resume, output_dir)
         checkpoint = load_checkpoint(checkpoint_path)
+        check_finite_weights(checkpoint, checkpoint_path)
         run_dir = checkpoint_path.parent
     else:
         run_dir = new_run_dir(config, output_dir)
@@ -598,6 +629,13 @@ def _run(config, output_dir, device, resume, interrupt_after_steps, build_loader
     logger = RunLogger(run_dir, enabled=dist_utils.is_main())
     train_loader, val_loader = build_loaders_fn(config, dist_utils.is_distributed())
     class_names = dataset_class_names(train_loader)
+    if not class_names:
+        raise DetectError(f"{config.data.root}: the training split '{config.data.train_split}' has no class names; "
+                          f"set data.classes")
+    # Stored resolved: config.yaml and every checkpoint name the classes in label order.
+    config = config.model_copy(update={"data": config.data.model_copy(update={"classes": class_names})})
+    if checkpoint is not None:
+        check_same_classes(checkpoint, class_names, checkpoint_path)
     if build_model_fn is not None:
         model = build_model_fn(config, len(class_names))
     else:
