@@ -192,6 +192,7 @@ def eval_command(
         source = str(checkpoint)
     else:
         from detect.data.build import build_dataset, with_class_names
+        from detect.engine.skip_report import dataset_errors, summary
         from detect.metrics.detections_file import evaluate_detections_file
 
         if config is None:
@@ -206,8 +207,13 @@ def eval_command(
         dataset = build_dataset(with_class_names(cfg.data), split, training=False)
         class_names = dataset.class_names
         evaluator, results = evaluate_detections_file(detections, dataset, metrics, cfg.eval.iou_thresh, unknown_class)
+        results["skipped"] = summary(dataset_errors(dataset))
         source = str(detections)
     typer.echo(f"{source} on {cfg.data.format} split '{split}' ({results['num_images']} images)")
+    if results["skipped"]["count"]:
+        from detect.engine.skip_report import describe
+
+        typer.echo(describe(results["skipped"]["problems"], split))
     if results.get("skipped_unknown_class"):
         typer.echo(f"skipped {results['skipped_unknown_class']} detections of classes not in data.classes (--unknown-class skip)")
     typer.echo(format_results(results, class_names))

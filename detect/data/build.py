@@ -48,6 +48,8 @@ def with_class_names(data_cfg: DataConfig, train_dataset: DetectionDataset | Non
         return data_cfg
     if train_dataset is None:
         train_dataset = build_dataset(data_cfg, data_cfg.train_split, training=True)
+    if len(train_dataset) == 0:
+        raise train_dataset.empty_split_error(data_cfg.train_split)
     names = list(train_dataset.class_names)
     if not names:
         raise DataError(f"{data_cfg.root}: no class names found in the training split '{data_cfg.train_split}' "

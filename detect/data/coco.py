@@ -85,6 +85,7 @@ class COCODataset(DetectionDataset):
         class_names = [category["name"] for category in categories]
         samples = [self._sample(image_id) for image_id in sorted(self.coco.getImgIds())]
         super().__init__(samples, class_names, log, keep_difficult=True)
+        self.source_files = [self.annotation_file]
         self.root = root
         self.split = split
 

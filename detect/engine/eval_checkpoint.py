@@ -7,7 +7,9 @@ from pathlib import Path
 import torch
 
 from detect.config import config_to_dict, load_config, parse_override, validate_config
+from detect.data.dataset import skipped_in
 from detect.engine.checkpoint import build_model_from_checkpoint
+from detect.engine.skip_report import SkipReport, dataset_errors, summary
 from detect.engine.train import autocast_context, resolve_device
 from detect.errors import CheckpointError, DetectError
 from detect.metrics.evaluator import DetectionEvaluator, parse_metrics
@@ -80,6 +82,9 @@ def evaluate_checkpoint(checkpoint: Path, config_name: str | None, overrides: li
     evaluator = DetectionEvaluator(class_names, metrics=metrics, iou_thresh=config.eval.iou_thresh)
     autocast = lambda: autocast_context(ckpt_config, torch_device)  # noqa: E731
     input_cfg = ckpt_config.input
+    skipped = SkipReport()
     for detections, ground_truths in run_detector(model, loader, torch_device, autocast, input_cfg.mean, input_cfg.std):
         evaluator.process(relabel(detections, label_map), ground_truths)
-    return config, class_names, split, metrics, evaluator, evaluator.evaluate()
+        skipped.add(skipped_in(ground_truths), split)
+    skipped.add(dataset_errors(loader.dataset.raw), split)
+    return config, class_names, split, metrics, evaluator, {**evaluator.evaluate(), "skipped": summary(skipped.skipped)}

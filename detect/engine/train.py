@@ -34,6 +34,7 @@ from torch import nn
 from tqdm import tqdm
 
 from detect.config import Config, config_to_dict, config_to_yaml
+from detect.data.dataset import skipped_in
 from detect.data.normalise import batch_to_device
 from detect.engine import distributed as dist_utils
 from detect.engine.checkpoint import (check_finite_weights, load_checkpoint, nonfinite_tensors, restore_rng_states,
@@ -42,6 +43,7 @@ from detect.engine.ema import ModelEMA
 from detect.engine.evaluate import evaluate, headline_map, run_detector
 from detect.engine.logger import RunLogger
 from detect.engine.optim import build_optimizer, build_scheduler
+from detect.engine.skip_report import SkipReport, dataset_errors
 from detect.errors import CheckpointError, DetectError
 
 
@@ -85,6 +87,8 @@ class TrainSession:
     # Ctrl-C between steps saves these, so the batches replayed on resume start from the same state.
     boundary_buffers: list[torch.Tensor] | None = None
     boundary_rng: dict | None = None
+    # What data.on_error: skip left out, reported to train.log and metrics.jsonl as it is found.
+    skip_report: SkipReport = field(default_factory=SkipReport)
 
     def autocast(self):
         return autocast_context(self.config, self.device)
@@ -374,6 +378,7 @@ def train_one_epoch(session: TrainSession, loader) -> dict[str, float]:
                     restore_rng_states(session.resume_rng)
                     session.resume_rng = None
                 remember_boundary(session)
+            session.skip_report.add(skipped_in(targets), config.data.train_split, epoch=epoch + 1, step=state.step)
             images, image_sizes, _ = batch_to_device(images, targets, device, config.input.mean, config.input.std,
                                                      channels_last=train_cfg.channels_last)
             boundary = (index + 1) % accumulate == 0 or index + 1 == num_batches
@@ -465,6 +470,7 @@ def run_evaluation(session: TrainSession, val_loader, final: bool = False) -> di
     results = evaluate(model, val_loader, session.class_names, session.device, metrics=config.eval.metric,
                        iou_thresh=config.eval.iou_thresh, autocast=session.autocast,
                        mean=config.input.mean, std=config.input.std)
+    session.skip_report.add(results.get("skipped", []), config.data.val_split, epoch=state.epoch, step=state.step)
     score = headline_map(results)
     seconds = time.perf_counter() - started
     record = {"type": "eval", "epoch": state.epoch, "step": state.step, "map": score, "seconds": seconds}
@@ -646,6 +652,7 @@ def _run(config, output_dir, device, resume, interrupt_after_steps, build_loader
     session = make_session(config, model, class_names, device, steps_per_epoch, run_dir, logger)
     session.interrupt_after_steps = interrupt_after_steps
     session.category_ids = dataset_category_ids(train_loader)
+    session.skip_report = SkipReport(logger)
     if dist_utils.is_main():
         (run_dir / "config.yaml").write_text(config_to_yaml(config))
     if checkpoint is not None:
@@ -655,6 +662,9 @@ def _run(config, output_dir, device, resume, interrupt_after_steps, build_loader
     logger.info(f"run folder {run_dir}; {config.model.arch} ({config.model.backbone}), {len(class_names)} classes, "
                 f"{num_params / 1e6:.2f} M trainable parameters; {len(train_loader.dataset)} train images, "
                 f"{steps_per_epoch} steps/epoch; device {device} x {dist_utils.world_size()}")
+    for split, loader in ((config.data.train_split, train_loader), (config.data.val_split, val_loader)):
+        if loader is not None:  # problems found while parsing the annotations
+            session.skip_report.add(dataset_errors(_dataset_attribute(loader.dataset, "log")), split)
     try:
         fit(session, train_loader, val_loader)
     finally:
