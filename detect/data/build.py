@@ -47,7 +47,11 @@ def with_class_names(data_cfg: DataConfig, train_dataset: DetectionDataset | Non
     if data_cfg.classes is not None:
         return data_cfg
     if train_dataset is None:
-        train_dataset = build_dataset(data_cfg, data_cfg.train_split, training=True)
+        try:
+            train_dataset = build_dataset(data_cfg, data_cfg.train_split, training=True)
+        except DataError as error:
+            raise DataError(f"{error} (data.classes: null takes the class names from the training split "
+                            f"'{data_cfg.train_split}'; set data.classes)") from None
     if len(train_dataset) == 0:
         raise train_dataset.empty_split_error(data_cfg.train_split)
     names = list(train_dataset.class_names)

@@ -92,3 +92,25 @@ def test_data_check_reports_repeated_coco_ids_and_names(coco_root: Path, capsys)
     assert f"error: {path}: image id 10 is given to 2 images ('10.jpg', '12.jpg')" in out
     assert f"error: {path}: annotation id 3 is used more than once (image id 11)" in out
     assert f"error: {path}: images[3]: image id 99: file_name '../../secret.jpg' points outside the image folder" in out
+
+
+def test_training_a_model_without_classes_is_refused(coco_root: Path, capsys):
+    import json
+
+    path = coco_root / "annotations" / "instances_train.json"
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps({**data, "categories": [], "annotations": []}))
+    code = run_cli(["train", "--config", "coco_faster_rcnn", "--device", "cpu", "--set", f"data.root={coco_root}",
+                    "--set", "data.train_split=train", "--set", "data.num_workers=0"])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == f"error: {path}: no categories: a model needs at least one class to detect"
+
+
+def test_classes_null_without_a_training_split_says_where_names_come_from(voc_root: Path):
+    from detect.data.build import with_class_names
+    from detect.errors import DataError
+
+    cfg = load_config("voc_faster_rcnn", [f"data.root={voc_root}", "data.classes=null", "data.train_split=nope"])
+    with pytest.raises(DataError, match=r"nope.txt: VOC split file not found .*data.classes: null takes the class "
+                                        r"names from the training split 'nope'; set data.classes"):
+        with_class_names(cfg.data)
