@@ -82,8 +82,12 @@ def nonfinite_tensors(weights: dict) -> list[str]:
     names = [name for name, value in weights.items() if torch.is_tensor(value) and value.is_floating_point()]
     if not names:
         return []
-    finite = torch.stack([torch.isfinite(weights[name]).all().cpu() for name in names])
-    return [name for name, ok in zip(names, finite.tolist()) if not ok]
+    flags = [torch.isfinite(weights[name]).all() for name in names]
+    if len({flag.device for flag in flags}) == 1:
+        finite = torch.stack(flags).tolist()  # one copy to the host for the whole model
+    else:
+        finite = [bool(flag) for flag in flags]
+    return [name for name, ok in zip(names, finite) if not ok]
 
 
 def check_finite_weights(state: dict, path: str | Path) -> None:

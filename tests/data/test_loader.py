@@ -115,3 +115,20 @@ def test_collate_in_a_worker_pads_with_zeros():
     for index, (h, w) in enumerate([(50, 70), (65, 33), (20, 90)]):
         assert torch.all(images[index, :, :h, :w] == index + 1)
         assert images[index].sum() == (index + 1) * 3 * h * w
+
+
+def test_a_skipped_sample_travels_with_the_target_that_replaced_it(tmp_path):
+    from detect.config import AugmentConfig, InputConfig
+    from detect.data.dataset import skipped_in
+    from detect.data.loader import TransformedDataset
+    from detect.data.transforms import build_transforms
+    from detect.data.voc import VOCDataset
+    from tests.data.conftest import write_voc
+
+    root = write_voc(tmp_path / "voc", {"a": [("cat", 2, 2, 20, 20)], "b": [("cat", 5, 5, 30, 30)]}, {"train": ["a", "b"]})
+    (root / "JPEGImages" / "a.jpg").write_bytes(b"not a jpeg")
+    raw = VOCDataset(root, "train", classes=["cat"], on_error="skip")
+    dataset = TransformedDataset(raw, build_transforms(InputConfig(min_size=32, max_size=64), AugmentConfig(train=[]), train=False))
+    first, second = dataset[0][1], dataset[1][1]
+    assert first["image_id"] == "b" and skipped_in([first, second]) == [(str(root / "JPEGImages" / "a.jpg"), raw.problems[0].message)]
+    assert "skipped" not in second
