@@ -178,12 +178,15 @@ def eval_command(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the numbers to this JSON file."),
     plots: Optional[Path] = typer.Option(None, "--plots", help="Write PR curves and a confusion matrix (PNG) here."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (with a checkpoint)."),
+    unknown_class: str = typer.Option("raise", "--unknown-class", help="With --detections: a detection of a class not in data.classes is an error (raise) or left out and counted (skip)."),
     overrides: Optional[List[str]] = SetOption,
 ) -> None:
     """Evaluate a checkpoint (or a detections file) on a split; print per-class AP and mAP.
 
-    With --detections, for VOC data image_id is the file stem and category_id the class name or its
-    1-based index in data.classes; for COCO data, the COCO image and category ids.
+    With --detections, for VOC data image_id is the file stem, category_id the class name or its
+    1-based index in data.classes, and bbox [x, y, w, h] in the XML files' own 1-based pixel
+    corners (what `detect infer --json` writes for VOC data); for COCO data, the COCO image and
+    category ids and COCO boxes.
     """
     import json
 
@@ -192,6 +195,8 @@ def eval_command(
     if (checkpoint is None) == (detections is None):
         raise DetectError("detect eval: give a checkpoint or --detections FILE (one of them)")
     _check_eval_outputs(json_out, plots, [checkpoint, detections, _config_file(config)])
+    if unknown_class not in ("raise", "skip"):
+        raise DetectError(f"--unknown-class must be raise or skip, got '{unknown_class}'")
     if checkpoint is not None:
         from detect.engine.eval_checkpoint import evaluate_checkpoint
 
@@ -199,7 +204,8 @@ def eval_command(
             checkpoint, config, overrides or [], split, metric, device)
         source = str(checkpoint)
     else:
-        from detect.data.build import build_dataset
+        from detect.data.build import build_dataset, with_class_names
+        from detect.engine.skip_report import dataset_errors, summary
         from detect.metrics.detections_file import evaluate_detections_file
 
         if config is None:
@@ -210,11 +216,19 @@ def eval_command(
         except ValueError as error:
             raise DetectError(f"--metric: {error}") from None
         split = split or cfg.data.val_split
-        dataset = build_dataset(cfg.data, split, training=False)
+        # Class indices in the file mean the training split's classes, as a model trained on it has them.
+        dataset = build_dataset(with_class_names(cfg.data), split, training=False)
         class_names = dataset.class_names
-        evaluator, results = evaluate_detections_file(detections, dataset, metrics, cfg.eval.iou_thresh)
+        evaluator, results = evaluate_detections_file(detections, dataset, metrics, cfg.eval.iou_thresh, unknown_class)
+        results["skipped"] = summary(dataset_errors(dataset))
         source = str(detections)
     typer.echo(f"{source} on {cfg.data.format} split '{split}' ({results['num_images']} images)")
+    if results["skipped"]["count"]:
+        from detect.engine.skip_report import describe
+
+        typer.echo(describe(results["skipped"]["problems"], split))
+    if results.get("skipped_unknown_class"):
+        typer.echo(f"skipped {results['skipped_unknown_class']} detections of classes not in data.classes (--unknown-class skip)")
     typer.echo(format_results(results, class_names))
     if json_out is not None:
         key = "checkpoint" if checkpoint is not None else "detections"

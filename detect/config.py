@@ -13,15 +13,46 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from detect.errors import ConfigError
 
 
-class Section(BaseModel):
-    """A config section: unknown keys are errors, values are checked on assignment too."""
+# The largest image side a config may ask for: beyond it a typo (an extra zero) would only show as an
+# out-of-memory error deep inside the first step.
+MAX_IMAGE_SIDE = 8192
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
+
+def _contains_bool(value: Any) -> bool:
+    if isinstance(value, (list, tuple)):
+        return any(_contains_bool(item) for item in value)
+    return isinstance(value, bool)
+
+
+class Section(BaseModel):
+    """A config section: unknown keys are errors, values are checked on assignment too. Numbers must
+    be finite (`inf`, `.nan` and `1e400` are refused), and a boolean is not a number (`epochs: true`
+    would otherwise be read as 1)."""
+
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, use_attribute_docstrings=True, allow_inf_nan=False
+    )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_as_number(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name)
+        if field is not None and field.annotation is not bool and _contains_bool(value):
+            raise ValueError("a boolean where a number or name is expected")
+        return value
+
+
+def _all_positive(values, key: str):
+    """A list (or tuple, or list of lists) of numbers, each > 0."""
+    flat = [v for item in values for v in (item if isinstance(item, (list, tuple)) else [item])]
+    if any(v <= 0 for v in flat):
+        raise ValueError(f"every {key} must be > 0")
+    return values
 
 
 class SynthConfig(Section):
@@ -80,6 +111,19 @@ class DataConfig(Section):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"expected a number of workers (0 or more) or auto, got {value!r}")
         return value
+    @field_validator("classes")
+    @classmethod
+    def _classes_named_once(cls, classes: list[str] | None) -> list[str] | None:
+        if classes is None:
+            return None
+        if not classes:
+            raise ValueError("an empty class list makes a model with nothing to detect (null: take them from the data)")
+        if any(not name.strip() for name in classes):
+            raise ValueError("a class name is empty")
+        repeated = sorted({name for name in classes if classes.count(name) > 1})
+        if repeated:
+            raise ValueError(f"class names must be unique; repeated: {', '.join(repeated)}")
+        return classes
 
 
 class InputConfig(Section):
@@ -88,13 +132,13 @@ class InputConfig(Section):
     resize: Literal["keep_ratio", "fixed"] = "keep_ratio"
     """keep_ratio: shorter side `min_size`, longer side at most `max_size` (Faster R-CNN); fixed: every image
     resized to `size` x `size` (SSD)."""
-    min_size: int = Field(600, ge=16)
+    min_size: int = Field(600, ge=16, le=MAX_IMAGE_SIDE)
     """keep_ratio: target of the shorter side, in pixels."""
-    max_size: int = Field(1000, ge=16)
+    max_size: int = Field(1000, ge=16, le=MAX_IMAGE_SIDE)
     """keep_ratio: cap of the longer side, in pixels."""
-    size: int = Field(300, ge=16)
+    size: int = Field(300, ge=16, le=MAX_IMAGE_SIDE)
     """fixed: the square input side, in pixels (300 for SSD300)."""
-    size_divisible: int = Field(32, ge=1)
+    size_divisible: int = Field(32, ge=1, le=1024)
     """Batches are padded so that both sides are multiples of this."""
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     """Per-channel mean subtracted from 0..1 RGB pixels (ImageNet's, as torchvision's weights expect)."""
@@ -105,11 +149,22 @@ class InputConfig(Section):
     quarter of float32's bytes through shared and pinned memory), normalised after the copy to the model's
     device (detect/data/normalise.py); loader: the workers send normalised float32 batches."""
 
+    @field_validator("std")
+    @classmethod
+    def _std_positive(cls, std: tuple[float, float, float]) -> tuple[float, float, float]:
+        return _all_positive(std, "std")
+
+    @model_validator(mode="after")
+    def _max_not_below_min(self) -> "InputConfig":
+        if self.max_size < self.min_size:
+            raise ValueError(f"input.max_size ({self.max_size}) is smaller than input.min_size ({self.min_size})")
+        return self
+
 
 class TransformSpec(BaseModel):
     """One named augmentation: `{name: horizontal_flip, p: 0.5, ...parameters}`."""
 
-    model_config = ConfigDict(extra="allow", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="allow", use_attribute_docstrings=True, allow_inf_nan=False)
 
     name: str
     p: float = Field(1.0, ge=0.0, le=1.0)
@@ -141,6 +196,13 @@ class AnchorConfig(Section):
     aspect_ratios: list[float] = [0.5, 1.0, 2.0]
     """Anchor height / width ratios; k = len(sizes) * len(aspect_ratios) anchors per location."""
 
+    @field_validator("sizes", "aspect_ratios")
+    @classmethod
+    def _positive(cls, values: list[float], info: ValidationInfo) -> list[float]:
+        if not values:
+            raise ValueError("must list at least one value")
+        return _all_positive(values, info.field_name)
+
 
 class RPNConfig(Section):
     """Faster R-CNN region proposal network: anchor matching, sampling and proposals."""
@@ -168,8 +230,14 @@ class RPNConfig(Section):
     min_box_size: float = Field(1.0, ge=0.0)
     """Proposals with a side smaller than this (pixels) are dropped. proposals smaller than this (pixels) are
     dropped"""
-    loss_box_weight: float = 1.0
+    loss_box_weight: float = Field(1.0, ge=0.0)
     """Weight of the RPN box regression loss."""
+
+    @model_validator(mode="after")
+    def _bg_not_above_fg(self) -> "RPNConfig":
+        if self.bg_iou_thresh > self.fg_iou_thresh:
+            raise ValueError(f"rpn.bg_iou_thresh ({self.bg_iou_thresh}) is above rpn.fg_iou_thresh ({self.fg_iou_thresh})")
+        return self
 
 
 class RoIHeadsConfig(Section):
@@ -195,8 +263,20 @@ class RoIHeadsConfig(Section):
     """IoU threshold of the class-wise NMS in postprocess (0.3 in VOC configs)."""
     detections_per_img: int = Field(100, ge=1)
     """At most this many detections per image."""
-    loss_box_weight: float = 1.0
+    loss_box_weight: float = Field(1.0, ge=0.0)
     """Weight of the box head's regression loss."""
+
+    @field_validator("box_weights")
+    @classmethod
+    def _box_weights_positive(cls, weights: tuple[float, ...]) -> tuple[float, ...]:
+        return _all_positive(weights, "box weight")
+
+    @model_validator(mode="after")
+    def _background_range(self) -> "RoIHeadsConfig":
+        if self.bg_iou_thresh_lo > self.bg_iou_thresh_hi:
+            raise ValueError(f"roi_heads.bg_iou_thresh_lo ({self.bg_iou_thresh_lo}) is above "
+                             f"roi_heads.bg_iou_thresh_hi ({self.bg_iou_thresh_hi})")
+        return self
 
 
 class SSDConfig(Section):
@@ -211,7 +291,7 @@ class SSDConfig(Section):
     """Default-box scale of the second map (as a fraction of the input side)."""
     max_scale: float = Field(0.9, gt=0.0, le=1.0)
     """Default-box scale of the last map."""
-    first_scale: float | None = 0.1
+    first_scale: float | None = Field(0.1, gt=0.0, le=1.0)
     """Scale of the first map (conv4_3); the paper uses 0.1 on VOC (0.07 on COCO)."""
     last_scale: float | None = None
     """Scale s_{m+1} that sizes the last map's extra square box; null: one more step of the linear spread
@@ -241,6 +321,17 @@ class SSDConfig(Section):
     """IoU threshold of the per-class NMS."""
     detections_per_img: int = Field(200, ge=1)
     """At most this many detections per image."""
+
+    @field_validator("feature_maps", "steps", "aspect_ratios", "variances")
+    @classmethod
+    def _positive(cls, values, info: ValidationInfo):
+        return values if values is None else _all_positive(values, f"ssd.{info.field_name} value")
+
+    @model_validator(mode="after")
+    def _scales_increase(self) -> "SSDConfig":
+        if self.min_scale > self.max_scale:
+            raise ValueError(f"ssd.min_scale ({self.min_scale}) is above ssd.max_scale ({self.max_scale})")
+        return self
 
 
 class ModelConfig(Section):
@@ -295,6 +386,13 @@ class TrainConfig(Section):
     """Learning-rate schedule after warmup, stepped every iteration."""
     milestones: list[int] = [8, 11]
     """epochs, for multistep"""
+
+    @field_validator("milestones")
+    @classmethod
+    def _milestones_not_negative(cls, milestones: list[int]) -> list[int]:
+        if any(m < 0 for m in milestones):
+            raise ValueError("milestones are epochs, each >= 0")
+        return milestones
     step_size: int = Field(1, ge=1)
     """epochs, for step"""
     gamma: float = Field(0.1, gt=0.0)
@@ -305,7 +403,7 @@ class TrainConfig(Section):
     """Iterations of linear warmup from `warmup_factor * lr` to `lr`."""
     warmup_factor: float = Field(0.001, gt=0.0, le=1.0)
     """Starting fraction of the learning rate during warmup."""
-    clip_grad_norm: float | None = None
+    clip_grad_norm: float | None = Field(None, gt=0.0)
     """Clip the gradients' global norm to this; null: no clipping."""
     accumulate: int = Field(1, ge=1)
     """Accumulate gradients over this many batches per optimiser step."""
@@ -513,6 +611,9 @@ def _describe(problem: dict, sources: dict[str, str]) -> str:
     message = problem["msg"]
     if problem["type"] == "literal_error":
         message = "must be one of " + message.removeprefix("Input should be ")
+    message = message.removeprefix("Value error, ")
+    if isinstance(value, dict):  # a check across keys of a section: the message names them
+        return f"bad values in '{key}'{where}: {message}"
     return f"bad value for '{key}'{where}: {value!r}: {message}"
 
 

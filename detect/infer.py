@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from detect.data.normalise import normalise_batch
+from detect.data.voc import xyxy_to_voc
 from detect.errors import DataError, DetectError
 
 log = logging.getLogger(__name__)
@@ -67,17 +68,22 @@ class Detections:
             for box, score, label, name in zip(self.boxes, self.scores, self.labels, self.class_names)
         ]
 
-    def to_coco(self, image_id: int | str, category_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
+    def to_coco(self, image_id: int | str, category_ids: Sequence[int] | None = None,
+                xyxy_to_corners=None) -> list[dict[str, Any]]:
         """COCO results format: [{image_id, category_id, bbox [x, y, w, h], score}, ...]; category_id is
-        category_ids[label - 1] (a COCO-trained checkpoint's own ids), else the label itself."""
+        category_ids[label - 1] (a COCO-trained checkpoint's own ids), else the label itself.
+        `xyxy_to_corners` puts the boxes in the annotation files' convention first (VOC data: the
+        XML's 1-based corners). Values are not rounded, so scoring the file gives the model's own mAP."""
+        corners = xyxy_to_corners(self.boxes) if xyxy_to_corners is not None else np.asarray(self.boxes, np.float64)
         return [
             {
                 "image_id": image_id,
                 "category_id": int(category_ids[label - 1]) if category_ids else int(label),
-                "bbox": [round(float(x1), 2), round(float(y1), 2), round(float(x2 - x1), 2), round(float(y2 - y1), 2)],
-                "score": round(float(score), 5),
+                "bbox": [float(x1), float(y1), float(x2) - float(x1), float(y2) - float(y1)],
+                "score": float(score),
             }
-            for (x1, y1, x2, y2), score, label in zip(self.boxes, self.scores, self.labels)
+            for (x1, y1, x2, y2), score, label in zip(np.asarray(corners, np.float64).reshape(-1, 4).tolist(),
+                                                      self.scores, self.labels)
         ]
 
 
@@ -304,10 +310,14 @@ def run_inference(
 
     Images: `out_dir/<name>` annotated (names relative to the folder or glob they came from), and
     with `write_json` `out_dir/detections.json` (per image: file, size, detections in original pixels,
-    xyxy) and `out_dir/detections_coco.json` (COCO results; image_id = the index in detections.json,
-    category_id = label). Videos, cameras, streams: `out_dir/<name>.mp4` annotated at the input's
-    frame rate and size, and `out_dir/<name>.jsonl`, one line per frame. Output names are unique in
-    a run; no output may replace a source or one of `inputs` (the checkpoint).
+    xyxy) and `out_dir/detections_coco.json` (COCO results, category_id = label, or the COCO category
+    id for a COCO-trained checkpoint). For a checkpoint trained on VOC-layout data (voc, synthetic)
+    the results are what `detect eval --detections` scores against such data: image_id = the file's
+    stem, bbox in the XML's 1-based corner convention. Otherwise image_id = the index in
+    detections.json and bbox in pixels as detections.json has them. Videos, cameras, streams:
+    `out_dir/<name>.mp4` annotated at the input's frame rate and size, and `out_dir/<name>.jsonl`, one
+    line per frame. Output names are unique in a run; no output may replace a source or one of
+    `inputs` (the checkpoint).
     """
     from detect.sources import parse_sources
 
@@ -346,6 +356,8 @@ def _infer_images(detector: Detector, images, out_dir: Path, write_json: bool, s
 
     records, coco_results = [], []
     names = [source.name for source in images]
+    voc_layout = detector.config.data.format in ("voc", "synthetic")
+    xyxy_to_corners = xyxy_to_voc if voc_layout else None
     bar = tqdm(total=len(images), unit="img", disable=not progress, desc="images")
     for chunk_start in range(0, len(images), detector.batch_size):
         chunk = list(zip(images[chunk_start:chunk_start + detector.batch_size],
@@ -370,7 +382,8 @@ def _infer_images(detector: Detector, images, out_dir: Path, write_json: bool, s
                 "id": image_id, "file": str(source.path), "output": str(target),
                 "height": found.image_size[0], "width": found.image_size[1], "detections": found.to_list(),
             })
-            coco_results.extend(found.to_coco(image_id, detector.category_ids))
+            results_id = source.path.stem if voc_layout else image_id
+            coco_results.extend(found.to_coco(results_id, detector.category_ids, xyxy_to_corners))
         bar.update(len(chunk))
     bar.close()
     if write_json:

@@ -51,3 +51,14 @@ def test_debug_shows_the_traceback():
 def test_usage_error_exits_2():
     result = run_cli("config", "show")
     assert result.returncode == 2
+
+
+@pytest.mark.parametrize("override, key", [("train.clip_grad_norm=-1", "train.clip_grad_norm"), ("train.lr=1e400", "train.lr"),
+                                           ("train.epochs=true", "train.epochs"), ("model.ssd.first_scale=0", "model.ssd.first_scale")])
+def test_train_refuses_a_senseless_number_before_any_work(override, key, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--config", "voc_ssd300", "--output-dir", str(tmp_path / "run"), "--set", override])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: bad value for '{key}' in --set {override}:") and "\n" not in err
+    assert not (tmp_path / "run").exists()

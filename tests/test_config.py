@@ -228,3 +228,44 @@ def test_a_config_that_is_not_utf8_is_one_line_naming_file_and_line(tmp_path, ca
         main(["config", "show", str(path)])
     assert exited.value.code == 2
     assert capsys.readouterr().err == f"error: {path}:3: not UTF-8 text (byte 0xe9); save the config as UTF-8\n"
+@pytest.mark.parametrize(
+    ("override", "key", "words"),
+    [
+        ("train.clip_grad_norm=-1", "train.clip_grad_norm", "greater than 0"),
+        ("train.clip_grad_norm=0", "train.clip_grad_norm", "greater than 0"),
+        ("train.lr=inf", "train.lr", "finite"),
+        ("train.lr=1e400", "train.lr", "finite"),
+        ("train.lr=0", "train.lr", "greater than 0"),
+        ("model.rpn.loss_box_weight=.nan", "model.rpn.loss_box_weight", "finite"),
+        ("model.roi_heads.loss_box_weight=-1", "model.roi_heads.loss_box_weight", "greater than or equal"),
+        ("train.epochs=true", "train.epochs", "boolean"),
+        ("train.momentum=false", "train.momentum", "boolean"),
+        ("input.size=100000", "input.size", "less than or equal"),
+        ("input.max_size=1000000", "input.max_size", "less than or equal"),
+        ("input.std=[0.2,0,0.2]", "input.std", "> 0"),
+        ("model.ssd.first_scale=0", "model.ssd.first_scale", "greater than 0"),
+        ("model.ssd.first_scale=-0.1", "model.ssd.first_scale", "greater than 0"),
+        ("model.ssd.variances=[0.1,-0.2]", "model.ssd.variances", "> 0"),
+        ("model.ssd.min_scale=0.95", "model.ssd", "min_scale"),
+        ("model.anchors.sizes=[]", "model.anchors.sizes", "at least one"),
+        ("model.anchors.aspect_ratios=[0.5,-1]", "model.anchors.aspect_ratios", "> 0"),
+        ("model.rpn.bg_iou_thresh=0.8", "model.rpn", "bg_iou_thresh"),
+        ("model.roi_heads.bg_iou_thresh_lo=0.6", "model.roi_heads", "bg_iou_thresh_lo"),
+        ("model.roi_heads.box_weights=[10,10,0,5]", "model.roi_heads.box_weights", "> 0"),
+        ("train.milestones=[-1,3]", "train.milestones", ">= 0"),
+        ("data.classes=[]", "data.classes", "nothing to detect"),
+        ("data.classes=[cat,dog,cat]", "data.classes", "repeated: cat"),
+    ],
+)
+def test_numbers_that_make_no_sense_are_refused_naming_the_key(override, key, words):
+    with pytest.raises(ConfigError) as error:
+        load_config("voc_faster_rcnn", [override])
+    message = str(error.value)
+    assert f"'{key}'" in message and words in message
+    assert "\n" not in message
+
+
+def test_numbers_as_yaml_strings_and_ints_for_floats_still_load():
+    config = load_config("voc_faster_rcnn", ["train.lr=1e-3", "train.clip_grad_norm=10", "train.epochs=3"])
+    assert config.train.lr == pytest.approx(1e-3)
+    assert config.train.clip_grad_norm == 10.0 and config.train.epochs == 3

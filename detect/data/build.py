@@ -9,6 +9,7 @@ from detect.data.coco import COCODataset
 from detect.data.dataset import DetectionDataset
 from detect.data.synthetic import SYNTHETIC_CLASSES, generate_synthetic
 from detect.data.voc import VOCDataset
+from detect.errors import DataError
 
 
 def build_dataset(data_cfg: DataConfig, split: str, training: bool = False) -> DetectionDataset:
@@ -39,6 +40,30 @@ def _build(data_cfg: DataConfig, split: str, keep_difficult: bool) -> DetectionD
         on_error=data_cfg.on_error,
         keep_difficult=keep_difficult,
     )
+
+
+def with_class_names(data_cfg: DataConfig, train_dataset: DetectionDataset | None = None) -> DataConfig:
+    """`data_cfg` with `classes` filled in: as given, or derived once from the training split.
+
+    Every split must use the same list: a validation split derived on its own (VOC: the names found in
+    its XML, sorted) lacks the classes it has no objects of, and every later label would shift. Pass
+    the already built `train_dataset` to save reading the annotations twice.
+    """
+    if data_cfg.classes is not None:
+        return data_cfg
+    if train_dataset is None:
+        try:
+            train_dataset = build_dataset(data_cfg, data_cfg.train_split, training=True)
+        except DataError as error:
+            raise DataError(f"{error} (data.classes: null takes the class names from the training split "
+                            f"'{data_cfg.train_split}'; set data.classes)") from None
+    if len(train_dataset) == 0:
+        raise train_dataset.empty_split_error(data_cfg.train_split)
+    names = list(train_dataset.class_names)
+    if not names:
+        raise DataError(f"{data_cfg.root}: no class names found in the training split '{data_cfg.train_split}' "
+                        f"(no objects); set data.classes")
+    return data_cfg.model_copy(update={"classes": names})
 
 
 def ensure_synthetic(data_cfg: DataConfig) -> None:

@@ -55,6 +55,8 @@ def scan_dataset(dataset: DetectionDataset, split: str) -> SplitReport:
         report.num_difficult += int(target["difficult"].sum())
         report.num_crowd += int(target["iscrowd"].sum())
     report.problems = list(dataset.problems)
+    if report.num_images == 0:  # training on it would fail; checking it must not pass
+        report.problems.append(Problem(dataset.source, f"split '{split}' has no images", "error", "empty_split"))
     return report
 
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from pathlib import Path
+import math
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Literal
 
 import numpy as np
@@ -44,15 +45,13 @@ class CategoryMap:
     def __init__(self, category_ids: list[int]) -> None:
         self.category_ids = [int(category_id) for category_id in category_ids]
         self._ids = np.array(self.category_ids, dtype=np.int64)
-        size = (max(self.category_ids) + 1) if self.category_ids else 1
-        self._label_of_id = np.zeros(size, dtype=np.int64)  # 0: not a mapped category
-        self._label_of_id[self._ids] = np.arange(1, len(self._ids) + 1)
+        # A dict, not an array indexed by id: ids are arbitrary integers (10**12 is a valid one).
+        self._label_of_id = {category_id: label for label, category_id in enumerate(self.category_ids, start=1)}
 
     def category_ids_to_labels(self, category_ids) -> np.ndarray:
         """int [N] COCO category ids -> int64 [N] labels 1..C (0 for an id not in the map)."""
-        ids = np.asarray(category_ids, dtype=np.int64)
-        inside = (ids >= 0) & (ids < len(self._label_of_id))
-        return np.where(inside, self._label_of_id[np.where(inside, ids, 0)], 0)
+        ids = np.asarray(category_ids, dtype=np.int64).reshape(-1)
+        return np.array([self._label_of_id.get(int(i), 0) for i in ids.tolist()], dtype=np.int64)
 
     def labels_to_category_ids(self, labels) -> np.ndarray:
         """int [N] labels 1..C -> int64 [N] COCO category ids (for writing COCO results)."""
@@ -86,6 +85,7 @@ class COCODataset(DetectionDataset):
         class_names = [category["name"] for category in categories]
         samples = [self._sample(image_id) for image_id in sorted(self.coco.getImgIds())]
         super().__init__(samples, class_names, log, keep_difficult=True)
+        self.source_files = [self.annotation_file]
         self.root = root
         self.split = split
 
@@ -129,29 +129,110 @@ def read_coco_json(path: Path) -> dict:
 
 
 def validate_coco(data: dict, path: Path, log: ProblemLog) -> dict:
-    """Checks fields and boxes; returns the data with bad images and annotations left out."""
+    """Checks fields, types, ids and boxes; returns the data with bad images and annotations left out.
+
+    Ids must be integers and unique (a repeated image id would pair one image's boxes with another
+    file, repeated annotation ids corrupt COCO AP); an image's `file_name` must stay inside the image
+    folder. Under `on_error: skip` the first of repeated categories and annotations is kept, and
+    every image of a repeated image id is left out (which file the boxes belong to is unknowable).
+    """
     for key in ("images", "categories"):
         if not isinstance(data.get(key), list):
             raise DataError(f"{path}: missing or non-list field '{key}'")
-    categories = []
-    for index, category in enumerate(data["categories"]):
-        if not isinstance(category, dict) or "id" not in category or "name" not in category:
-            raise DataError(f"{path}: categories[{index}] lacks 'id' or 'name'")
-        categories.append(category)
-    images = []
-    for index, image in enumerate(data["images"]):
-        if not isinstance(image, dict) or "id" not in image or "file_name" not in image:
-            log.error(path, f"images[{index}] lacks 'id' or 'file_name'", "missing_field")
-            continue
-        images.append(image)
+    categories = check_categories(data["categories"], path, log)
+    images = check_images(data["images"], path, log)
     image_ids = {image["id"] for image in images}
+    # The objects of an image already refused (and reported) go with it, without a report each.
+    refused_image_ids = {_hashable(image.get("id")) for image in data["images"] if isinstance(image, dict)} - image_ids
     category_ids = {category["id"] for category in categories}
     annotations = []
     for index, annotation in enumerate(data.get("annotations") or []):
+        if isinstance(annotation, dict) and _hashable(annotation.get("image_id")) in refused_image_ids:
+            continue
         checked = check_annotation(annotation, index, image_ids, category_ids, path, log)
         if checked is not None:
             annotations.append(checked)
+    annotations = unique_annotation_ids(annotations, path, log)
     return {**data, "images": images, "categories": categories, "annotations": annotations}
+
+
+def _hashable(value):
+    return value if isinstance(value, (int, str, float, type(None))) else repr(value)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_id(value) -> bool:
+    """An integer id that fits int64 (ids travel in numpy and torch arrays)."""
+    return _is_int(value) and 0 <= value < 2**63
+
+
+def check_categories(entries: list, path: Path, log: ProblemLog) -> list[dict]:
+    """Categories with an integer id and a name, each id and each name once."""
+    categories, seen_ids, seen_names = [], {}, {}
+    for index, category in enumerate(entries):
+        if not isinstance(category, dict) or "id" not in category or "name" not in category:
+            raise DataError(f"{path}: categories[{index}] lacks 'id' or 'name'")
+        category_id, name = category["id"], category["name"]
+        if not _is_id(category_id):
+            raise DataError(f"{path}: categories[{index}]: id must be a non-negative integer, got {category_id!r:.40}")
+        if not isinstance(name, str) or not name.strip():
+            raise DataError(f"{path}: categories[{index}] (id {category_id}): name must be a non-empty string, got {name!r:.40}")
+        if category_id in seen_ids:
+            log.error(path, f"categories[{index}]: category id {category_id} repeats categories[{seen_ids[category_id]}]",
+                      "duplicate_id")
+            continue
+        if name in seen_names:
+            log.error(path, f"categories[{index}] (id {category_id}): category name '{name}' repeats "
+                            f"categories[{seen_names[name]}]", "duplicate_name")
+            continue
+        seen_ids[category_id], seen_names[name] = index, index
+        categories.append(category)
+    if not categories:
+        raise DataError(f"{path}: no categories: a model needs at least one class to detect")
+    return categories
+
+
+def check_images(entries: list, path: Path, log: ProblemLog) -> list[dict]:
+    """Images with an integer id, a file name inside the image folder and (if given) a positive size;
+    every image of a repeated id is left out."""
+    images = []
+    for index, image in enumerate(entries):
+        problem = image_problem(image)
+        if problem is not None:
+            separator = " " if problem.startswith("lacks") else ": "
+            log.error(path, f"images[{index}]{separator}{problem}", "missing_field" if "lacks" in problem else "bad_field")
+            continue
+        images.append(image)
+    positions: dict[int, list[int]] = {}
+    for position, image in enumerate(images):
+        positions.setdefault(image["id"], []).append(position)
+    repeated = {image_id: where for image_id, where in positions.items() if len(where) > 1}
+    for image_id, where in repeated.items():
+        files = ", ".join(repr(images[position]["file_name"]) for position in where)
+        log.error(path, f"image id {image_id} is given to {len(where)} images ({files})", "duplicate_id")
+    return [image for image in images if image["id"] not in repeated]
+
+
+def image_problem(image) -> str | None:
+    """What is wrong with one `images` entry, or None."""
+    if not isinstance(image, dict) or "id" not in image or "file_name" not in image:
+        return "lacks 'id' or 'file_name'"
+    if not _is_id(image["id"]):
+        return f"id must be a non-negative integer, got {image['id']!r:.40}"
+    file_name = image["file_name"]
+    where = f"image id {image['id']}"
+    if not isinstance(file_name, str) or not file_name:
+        return f"{where}: file_name must be a non-empty string, got {file_name!r:.40}"
+    parts = PurePosixPath(file_name.replace("\\", "/")).parts
+    if file_name.startswith(("/", "\\")) or PureWindowsPath(file_name).drive or ".." in parts:
+        return f"{where}: file_name {file_name!r} points outside the image folder"
+    for key in ("width", "height"):
+        if key in image and not (_is_int(image[key]) and image[key] > 0):
+            return f"{where}: {key} must be a positive integer, got {image[key]!r:.40}"
+    return None
 
 
 def check_annotation(annotation, index, image_ids, category_ids, path: Path, log: ProblemLog):
@@ -159,14 +240,19 @@ def check_annotation(annotation, index, image_ids, category_ids, path: Path, log
     if not isinstance(annotation, dict):
         log.error(path, f"annotations[{index}] is not an object", "missing_field")
         return None
-    where = f"annotation id {annotation.get('id', f'#{index}')}"
+    where = f"annotation id {annotation.get('id', f'#{index}')!r:.40}"
     missing = [key for key in ("image_id", "category_id", "bbox") if key not in annotation]
     if missing:
         log.error(path, f"{where}: missing field {', '.join(missing)}", "missing_field")
         return None
+    wrong_type = [key for key in ("id", "image_id", "category_id") if key in annotation and not _is_id(annotation[key])]
+    if wrong_type:
+        shown = ", ".join(f"{key} {annotation[key]!r:.40}" for key in wrong_type)
+        log.error(path, f"annotations[{index}]: {shown}: must be a non-negative integer", "bad_field")
+        return None
     bbox = annotation["bbox"]
-    if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
-        log.error(path, f"{where}: bbox must be 4 numbers [x, y, w, h], got {bbox!r}", "missing_field")
+    if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_finite_number(v) for v in bbox)):
+        log.error(path, f"{where}: bbox must be 4 numbers [x, y, w, h], got {bbox!r:.80}", "missing_field")
         return None
     if annotation["image_id"] not in image_ids:
         log.error(path, f"{where}: image_id {annotation['image_id']} is not in images", "missing_field")
@@ -177,8 +263,34 @@ def check_annotation(annotation, index, image_ids, category_ids, path: Path, log
     if bbox[2] <= 0 or bbox[3] <= 0:
         log.error(path, f"{where} (image id {annotation['image_id']}): degenerate box {bbox}", "degenerate_box")
         return None
-    # pycocotools' index wants an id and an area; fill them where a hand-written file lacks them.
-    return {"id": index + 1, "area": float(bbox[2] * bbox[3]), "iscrowd": 0, **annotation}
+    # pycocotools' index wants an area; fill it where a hand-written file lacks it (ids: see below).
+    return {"area": float(bbox[2] * bbox[3]), "iscrowd": 0, **annotation}
+
+
+def _is_finite_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def unique_annotation_ids(annotations: list[dict], path: Path, log: ProblemLog) -> list[dict]:
+    """Annotations with unique ids: a repeated id is an error (the first is kept under skip), and an
+    annotation without one gets a fresh id above every given one (pycocotools indexes by id)."""
+    kept, seen = [], set()
+    for annotation in annotations:
+        if "id" not in annotation:
+            kept.append(annotation)
+            continue
+        if annotation["id"] in seen:
+            log.error(path, f"annotation id {annotation['id']} is used more than once "
+                            f"(image id {annotation['image_id']})", "duplicate_id")
+            continue
+        seen.add(annotation["id"])
+        kept.append(annotation)
+    next_id = max(seen, default=0) + 1
+    for annotation in kept:
+        if "id" not in annotation:
+            annotation["id"] = next_id
+            next_id += 1
+    return kept
 
 
 def index_with_pycocotools(data: dict) -> COCO:

@@ -12,6 +12,8 @@ item of the data contract:
 Bad samples under `on_error: skip`: `__getitem__` returns the next readable sample instead (so a
 DataLoader worker never hands the collate a hole and batches keep their size), and records the
 problem in `self.problems` (per process: `data check` scans in the main process and sees them all).
+So that the main process can report what a worker skipped, the returned target then carries
+`skipped`: [(file, message), ...] of the samples skipped in its place (see `skipped_in`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,14 @@ import torch
 from detect.data.image_io import MAX_MISSING_SHARE, read_image, warn_once
 from detect.data.problems import Problem, ProblemLog
 from detect.errors import DataError
+
+
+SKIPPED = "skipped"  # target key: [(file, message), ...] of samples skipped in place of this one
+
+
+def skipped_in(targets) -> list[tuple[str, str]]:
+    """The (file, message) of every sample skipped in place of these targets (on_error: skip)."""
+    return [tuple(entry) for target in targets if target is not None for entry in target.get(SKIPPED, ())]
 
 
 @dataclass
@@ -66,9 +76,22 @@ class DetectionDataset(torch.utils.data.Dataset):
     ) -> None:
         self.samples = samples
         self.class_names = list(class_names)
+        self.source_files: list[Path] = []  # the split's list files (VOC) or annotation file (COCO)
         self.log = log
         # False for training targets: VOC trains without the objects marked difficult by default.
         self.keep_difficult = keep_difficult
+
+    @property
+    def source(self) -> str:
+        """The files that define this split, for messages about the split as a whole."""
+        return ", ".join(str(path) for path in self.source_files) or "dataset"
+
+    def empty_split_error(self, split: str) -> DataError:
+        """The one-line error for a split without a single usable image."""
+        where = self.source
+        skipped = self.log.num_errors
+        hint = f" ({skipped} problems left out under data.on_error: skip; detect data check lists them)" if skipped else ""
+        return DataError(f"{where}: split '{split}' has no images{hint}")
 
     @property
     def on_error(self) -> Literal["raise", "skip"]:
@@ -84,18 +107,26 @@ class DetectionDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> tuple[np.ndarray, dict]:
         if self.on_error == "raise":
             return self.load(index)
+        skipped = []
         for attempt in range(len(self.samples)):
             position = (index + attempt) % len(self.samples)
             try:
-                return self.load(position)
+                image, target = self.load(position)
             except DataError as error:
-                self.record_unreadable(position, error)
+                problem = self.record_unreadable(position, error)
+                skipped.append((problem.file, problem.message))
+                continue
+            if skipped:
+                target[SKIPPED] = skipped
+            return image, target
         raise DataError(f"no readable image among the {len(self.samples)} samples of this dataset")
 
-    def record_unreadable(self, index: int, error: DataError) -> None:
+    def record_unreadable(self, index: int, error: DataError) -> Problem:
         path = str(self.samples[index].image_path)
         message = str(error).removeprefix(f"{path}: ")
-        self.log.add(Problem(path, message, "error", "unreadable_image"))
+        problem = Problem(path, message, "error", "unreadable_image")
+        self.log.add(problem)
+        return problem
 
     def record_truncated(self, path: Path, message: str) -> None:
         """A JPEG read although it lacks its last bytes: a warning in the log, and among the problems."""

@@ -30,6 +30,8 @@ from detect.data.opencv_fork import make_opencv_fork_safe
 
 # Registered when the loader module is imported, before any worker can be forked (see opencv_fork.py).
 make_opencv_fork_safe()
+from detect.data.dataset import SKIPPED
+from detect.errors import DataError
 
 
 class TransformedDataset(Dataset):
@@ -48,7 +50,10 @@ class TransformedDataset(Dataset):
         if item is None:
             return None
         image, target = item
-        return self.transforms(image, target)
+        image, transformed = self.transforms(image, target)
+        if SKIPPED in target:  # what on_error: skip left out, for the main process to report
+            transformed[SKIPPED] = target[SKIPPED]
+        return image, transformed
 
 
 def collate(batch: Sequence, size_divisible: int = 32):
@@ -195,6 +200,9 @@ def build_dataloader(data_cfg: DataConfig, input_cfg: InputConfig, augment_cfg: 
         from detect.data.build import build_dataset
 
         raw_dataset = build_dataset(data_cfg, split, training=train)
+    if len(raw_dataset) == 0:
+        error = getattr(raw_dataset, "empty_split_error", None)
+        raise error(split) if error is not None else DataError(f"{data_cfg.root}: split '{split}' has no images")
     transforms = build_transforms(input_cfg, augment_cfg, train=train)
     transforms.set_seed(seed)  # the main process's stream, used when num_workers == 0
     dataset = TransformedDataset(raw_dataset, transforms)

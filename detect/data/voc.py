@@ -30,22 +30,33 @@ def voc_to_xyxy(voc_boxes: np.ndarray) -> np.ndarray:
     """VOC (xmin, ymin, xmax, ymax), 1-based inclusive pixel corners -> pipeline xyxy float32 [N, 4].
 
     We subtract 1 from xmin and ymin and keep xmax and ymax, as is common practice: a box covering
-    pixel columns 1..10 (1-based) becomes x from 0 to 10, its width 10 pixels in 0-based edges.
+    pixel columns 1..10 (1-based) becomes x from 0 to 10, its width 10 pixels in 0-based edges. The
+    VOC devkit's +1 in widths and areas then comes out by itself: its IoU equals ours. Computed in
+    float64, so `voc_to_xyxy(xyxy_to_voc(b))` gives float32 `b` back bit for bit.
     """
-    boxes = np.asarray(voc_boxes, dtype=np.float32).reshape(-1, 4).copy()
+    boxes = np.asarray(voc_boxes, dtype=np.float64).reshape(-1, 4).copy()
     boxes[:, :2] -= 1.0
-    return boxes
+    return boxes.astype(np.float32)
 
 
 def xyxy_to_voc(boxes: np.ndarray) -> np.ndarray:
-    """Inverse of `voc_to_xyxy`: pipeline xyxy -> VOC 1-based corners [N, 4]."""
-    voc_boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4).copy()
+    """Inverse of `voc_to_xyxy`: pipeline xyxy -> VOC 1-based corners float64 [N, 4] (float64 keeps
+    the round trip exact)."""
+    voc_boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
     voc_boxes[:, :2] += 1.0
     return voc_boxes
 
 
 class VOCDataset(DetectionDataset):
-    """Raw VOC items (see DetectionDataset). `class_names` from `classes`, or sorted from the XML."""
+    """Raw VOC items (see DetectionDataset). `class_names` from `classes`, or sorted from the XML.
+
+    Detections written for this data (`infer --json`) and read from results files (`eval
+    --detections`) are in the XML's own corner convention, converted like the ground truth:
+    `corners_to_xyxy` / `xyxy_to_corners`.
+    """
+
+    corners_to_xyxy = staticmethod(voc_to_xyxy)
+    xyxy_to_corners = staticmethod(xyxy_to_voc)
 
     def __init__(
         self,
@@ -64,6 +75,7 @@ class VOCDataset(DetectionDataset):
             classes = sorted({name for *_, names, _, _ in parsed for name in names})
         samples = [to_sample(entry, classes, unknown_class, log) for entry in parsed]
         super().__init__(samples, classes, log, keep_difficult)
+        self.source_files = [folder / "ImageSets" / "Main" / f"{name}.txt" for folder, name in split_parts(Path(root), split)]
         self.root = Path(root)
         self.split = split
 

@@ -107,13 +107,14 @@ def torchvision_candidate(spec: str, data_config: Config, class_names: Sequence[
 
 
 def _build_peer(path, data_config: Config, class_names):
-    from detect.engine.checkpoint import config_from_checkpoint, load_checkpoint
+    from detect.engine.checkpoint import check_finite_weights, config_from_checkpoint, load_checkpoint
     from detect.models.torchvision_detector import keep_input_size
     from detect.models.torchvision_peer import build_torchvision_peer
 
     config, state = data_config, None
     if path is not None:
         state = load_checkpoint(path)
+        check_finite_weights(state, path)
         config = config_from_checkpoint(state, path)
         class_names = list(state["class_names"])
     model_cfg = config.model.model_copy(update={"pretrained": "none"})  # never fetch backbone weights here

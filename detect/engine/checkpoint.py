@@ -118,6 +118,30 @@ def check_field_types(state: dict, path: str | Path) -> None:
     names = state["class_names"]
     if not isinstance(names, (list, tuple)) or not all(isinstance(name, str) for name in names):
         raise CheckpointError(f"{path}: 'class_names' must be a list of strings, got {names!r:.60}")
+def nonfinite_tensors(weights: dict) -> list[str]:
+    """Names of the floating-point tensors of a state dict that hold a NaN or an infinity (one host
+    sync for the whole dict)."""
+    names = [name for name, value in weights.items() if torch.is_tensor(value) and value.is_floating_point()]
+    if not names:
+        return []
+    flags = [torch.isfinite(weights[name]).all() for name in names]
+    if len({flag.device for flag in flags}) == 1:
+        finite = torch.stack(flags).tolist()  # one copy to the host for the whole model
+    else:
+        finite = [bool(flag) for flag in flags]
+    return [name for name, ok in zip(names, finite) if not ok]
+
+
+def check_finite_weights(state: dict, path: str | Path) -> None:
+    """Refuses a checkpoint whose model (or EMA) weights are not all finite: such a model detects
+    nothing, in silence."""
+    for key, weights in (("model", state.get("model")), ("ema", (state.get("ema") or {}).get("module"))):
+        if not isinstance(weights, dict):
+            continue
+        bad = nonfinite_tensors(weights)
+        if bad:
+            raise CheckpointError(f"{path}: {len(bad)} {key} weight tensor(s) hold NaN or infinite values "
+                                  f"(first: {bad[0]}); the run that wrote it diverged")
 
 
 def config_from_checkpoint(state: dict, path: str | Path = "checkpoint"):
@@ -145,6 +169,7 @@ def load_trained_model(path: str | Path, device: str | torch.device = "cpu",
     from detect.models.build import build_model
 
     state = load_checkpoint(path)
+    check_finite_weights(state, path)
     config = config_from_checkpoint(state, path)
     class_names = list(state["class_names"])
     # The checkpoint has all the weights: never fetch or read the pretrained backbone again.

@@ -12,10 +12,11 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from detect.data.dataset import skipped_in
 from detect.data.normalise import batch_to_device
 from detect.metrics.evaluator import DetectionEvaluator
 
-GT_KEYS = ("labels", "difficult", "iscrowd", "image_id", "orig_size")
+GT_KEYS = ("labels", "difficult", "iscrowd", "image_id", "orig_size", "skipped")
 
 
 def ground_truth_in_original_pixels(targets: Sequence[dict]) -> list[dict]:
@@ -64,12 +65,15 @@ def evaluate(model: nn.Module, loader, class_names: Sequence[str], device: torch
              metrics="voc07", iou_thresh: float = 0.5, autocast=None,
              mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> dict:
     """The evaluator's results dict (see detect.metrics.evaluator), gathered over all ranks;
-    `mean` / `std` normalise uint8 batches as in run_detector."""
+    `mean` / `std` normalise uint8 batches as in run_detector. results["skipped"]: the (file, message)
+    of images this rank's loader skipped under data.on_error: skip."""
     evaluator = DetectionEvaluator(class_names, metrics=metrics, iou_thresh=iou_thresh)
+    skipped = []
     for detections, ground_truths in run_detector(model, loader, device, autocast, mean, std):
         evaluator.process(detections, ground_truths)
+        skipped.extend(skipped_in(ground_truths))
     evaluator.synchronize()
-    return evaluator.evaluate()
+    return {**evaluator.evaluate(), "skipped": skipped}
 
 
 def headline_map(results: dict) -> float | None:

@@ -35,13 +35,16 @@ from torch import nn
 from tqdm import tqdm
 
 from detect.config import Config, config_to_dict, config_to_yaml
+from detect.data.dataset import skipped_in
 from detect.data.normalise import batch_to_device
 from detect.engine import distributed as dist_utils
-from detect.engine.checkpoint import (load_checkpoint, restore_rng_states, rng_states, save_checkpoint)
+from detect.engine.checkpoint import (check_finite_weights, load_checkpoint, nonfinite_tensors, restore_rng_states,
+                                     rng_states, save_checkpoint)
 from detect.engine.ema import ModelEMA
 from detect.engine.evaluate import evaluate, headline_map, run_detector
 from detect.engine.logger import RunLogger
 from detect.engine.optim import build_optimizer, build_scheduler
+from detect.engine.skip_report import SkipReport, dataset_errors
 from detect.errors import CheckpointError, DetectError
 
 
@@ -88,6 +91,8 @@ class TrainSession:
     # Ctrl-C between steps saves these, so the batches replayed on resume start from the same state.
     boundary_buffers: list[torch.Tensor] | None = None
     boundary_rng: dict | None = None
+    # What data.on_error: skip left out, reported to train.log and metrics.jsonl as it is found.
+    skip_report: SkipReport = field(default_factory=SkipReport)
 
     def autocast(self):
         return autocast_context(self.config, self.device)
@@ -240,7 +245,19 @@ def save(session: TrainSession, name: str, rng: dict | None = None, state: Train
     session's training state in the file."""
     if session.run_dir is None or not dist_utils.is_main():
         return None
-    return save_checkpoint(checkpoint_state(session, rng, state), session.run_dir / name)
+    contents = checkpoint_state(session, rng, state)
+    refuse_nonfinite_weights(session, contents, name)
+    return save_checkpoint(contents, session.run_dir / name)
+
+
+def refuse_nonfinite_weights(session: TrainSession, state: dict, name: str) -> None:
+    """Weights that are no longer finite (gradients blew up on a finite loss, which train.nonfinite:
+    skip cannot catch) stop the run instead of being saved: such a model detects nothing, in silence."""
+    bad = nonfinite_tensors(state["model"])
+    if bad:
+        raise NonFiniteLossError(
+            f"the model's weights are no longer finite at step {session.state.step} (epoch {session.state.epoch}; "
+            f"{len(bad)} tensors, first {bad[0]}); {name} not written; lower train.lr or set train.clip_grad_norm")
 
 
 def restore(session: TrainSession, checkpoint: dict) -> None:
@@ -373,6 +390,7 @@ def train_one_epoch(session: TrainSession, loader) -> dict[str, float]:
                     restore_rng_states(session.resume_rng)
                     session.resume_rng = None
                 remember_boundary(session)
+            session.skip_report.add(skipped_in(targets), config.data.train_split, epoch=epoch + 1, step=state.step)
             images, image_sizes, _ = batch_to_device(images, targets, device, config.input.mean, config.input.std,
                                                      channels_last=train_cfg.channels_last)
             boundary = (index + 1) % accumulate == 0 or index + 1 == num_batches
@@ -464,6 +482,7 @@ def run_evaluation(session: TrainSession, val_loader, final: bool = False) -> di
     results = evaluate(model, val_loader, session.class_names, session.device, metrics=config.eval.metric,
                        iou_thresh=config.eval.iou_thresh, autocast=session.autocast,
                        mean=config.input.mean, std=config.input.std)
+    session.skip_report.add(results.get("skipped", []), config.data.val_split, epoch=state.epoch, step=state.step)
     score = headline_map(results)
     seconds = time.perf_counter() - started
     record = {"type": "eval", "epoch": state.epoch, "step": state.step, "map": score, "seconds": seconds}
@@ -619,12 +638,16 @@ def forget_lost_records(metrics_path: Path, checkpoint: dict) -> None:
 
 
 def build_loaders(config: Config, distributed: bool):
+    """(train loader, val loader); both splits use the training split's class names (see with_class_names)."""
+    from detect.data.build import build_dataset, with_class_names
     from detect.data.loader import build_dataloader
 
-    train_loader = build_dataloader(config.data, config.input, config.augment, config.data.train_split,
+    raw_train = build_dataset(config.data, config.data.train_split, training=True)
+    data_cfg = with_class_names(config.data, raw_train)
+    train_loader = build_dataloader(data_cfg, config.input, config.augment, config.data.train_split,
                                     train=True, batch_size=config.train.batch_size, distributed=distributed,
-                                    seed=config.train.seed)
-    val_loader = build_dataloader(config.data, config.input, config.augment, config.data.val_split,
+                                    seed=config.train.seed, raw_dataset=raw_train)
+    val_loader = build_dataloader(data_cfg, config.input, config.augment, config.data.val_split,
                                   train=False, batch_size=config.eval.batch_size, distributed=distributed,
                                   seed=config.train.seed)
     return train_loader, val_loader
@@ -674,12 +697,26 @@ def stop_on_sigterm():
     return signal.signal(signal.SIGTERM, interrupt)
 
 
+def check_same_classes(checkpoint: dict, class_names: list[str], path: Path) -> None:
+    """A resumed run must keep the checkpoint's classes in its order: its head's outputs are those labels."""
+    saved = list(checkpoint["class_names"])
+    if saved == list(class_names):
+        return
+    if sorted(saved) == sorted(class_names):
+        problem = "in another order"
+    else:
+        problem = f"differ ({', '.join(class_names)})"
+    raise CheckpointError(f"{path}: cannot resume: its classes are {', '.join(saved)}; this config's {problem}; "
+                          f"set data.classes to the checkpoint's list")
+
+
 def _run(config, output_dir, device, resume, interrupt_after_steps, build_loaders_fn, build_model_fn,
          config_file=None) -> Path:
     checkpoint = checkpoint_path = None
     if resume is not None:
         checkpoint_path = find_resume_checkpoint(config, resume, output_dir)
         checkpoint = load_checkpoint(checkpoint_path)
+        check_finite_weights(checkpoint, checkpoint_path)
         run_dir = checkpoint_path.parent
     else:
         run_dir = new_run_dir(config, output_dir)
@@ -693,6 +730,13 @@ def _run(config, output_dir, device, resume, interrupt_after_steps, build_loader
                        purge_step=checkpoint["step"] + 1 if checkpoint is not None else None)
     train_loader, val_loader = build_loaders_fn(config, dist_utils.is_distributed())
     class_names = dataset_class_names(train_loader)
+    if not class_names:
+        raise DetectError(f"{config.data.root}: the training split '{config.data.train_split}' has no class names; "
+                          f"set data.classes")
+    # Stored resolved: config.yaml and every checkpoint name the classes in label order.
+    config = config.model_copy(update={"data": config.data.model_copy(update={"classes": class_names})})
+    if checkpoint is not None:
+        check_same_classes(checkpoint, class_names, checkpoint_path)
     if build_model_fn is not None:
         model = build_model_fn(config, len(class_names))
     else:
@@ -703,6 +747,7 @@ def _run(config, output_dir, device, resume, interrupt_after_steps, build_loader
     session = make_session(config, model, class_names, device, steps_per_epoch, run_dir, logger)
     session.interrupt_after_steps = interrupt_after_steps
     session.category_ids = dataset_category_ids(train_loader)
+    session.skip_report = SkipReport(logger)
     if dist_utils.is_main():
         (run_dir / "config.yaml").write_text(config_to_yaml(config))
     if checkpoint is not None:
@@ -712,6 +757,9 @@ def _run(config, output_dir, device, resume, interrupt_after_steps, build_loader
     logger.info(f"run folder {run_dir}; {config.model.arch} ({config.model.backbone}), {len(class_names)} classes, "
                 f"{num_params / 1e6:.2f} M trainable parameters; {len(train_loader.dataset)} train images, "
                 f"{steps_per_epoch} steps/epoch; device {device} x {dist_utils.world_size()}")
+    for split, loader in ((config.data.train_split, train_loader), (config.data.val_split, val_loader)):
+        if loader is not None:  # problems found while parsing the annotations
+            session.skip_report.add(dataset_errors(_dataset_attribute(loader.dataset, "log")), split)
     try:
         fit(session, train_loader, val_loader)
     finally:

@@ -3,7 +3,14 @@
 The results' `image_id` names the image: the file stem for VOC-layout data (an int matches a
 numeric stem, e.g. 5 -> "000005"), the COCO image id for COCO data. `category_id`: for VOC-layout
 data the class name or its 1-based index in the dataset's `class_names`; for COCO data the COCO
-category id (ids of categories left out by `data.classes` are dropped).
+category id (ids of categories left out by `data.classes` are dropped). A class the data does not
+have is an error, or with `unknown_class="skip"` dropped and counted.
+
+Boxes: `bbox` is [x, y, w, h] in the annotation files' own pixel convention. For VOC-layout data that
+is the XML's 1-based corners (x = xmin, y = ymin, w = xmax - xmin, h = ymax - ymin), converted to the
+pipeline's boxes exactly as the ground truth is (the dataset's `corners_to_xyxy`), so a results
+file scores as the VOC devkit scores it; `detect infer --json` writes the same convention. For COCO
+data it is COCO's own [x, y, w, h], used as is.
 
 The dataset is duck-typed (detect/data's datasets): `class_names`, `len`, items `(image, target)`;
 optionally `get_target(i)` (ground truth without reading pixels), `category_map` and `coco` (COCO data).
@@ -33,27 +40,38 @@ def dataset_ground_truths(dataset) -> list[dict]:
 class LabelResolver:
     """Results `category_id` -> label 1..C (0: a known category left out of the evaluation)."""
 
-    def __init__(self, dataset, path: Path) -> None:
+    def __init__(self, dataset, path: Path, unknown_class: str = "raise") -> None:
         self.class_names = list(dataset.class_names)
         self.category_map = getattr(dataset, "category_map", None)
         coco = getattr(dataset, "coco", None)
         self.known_category_ids = set(coco.cats) if coco is not None else set()
         self.path = path
+        self.unknown_class = unknown_class
+        self.skipped_unknown = 0  # entries dropped under unknown_class="skip"
 
     def __call__(self, category_id, index: int) -> int:
         if self.category_map is not None:
             label = int(self.category_map.category_ids_to_labels([category_id])[0]) if _is_int(category_id) else 0
             if label == 0 and category_id not in self.known_category_ids:
-                raise DataError(f"{self.path}: entry {index}: category_id {category_id!r} is not a category of the dataset")
+                return self._unknown(f"entry {index}: category_id {category_id!r:.40} is not a category of the dataset")
             return label
         if isinstance(category_id, str):
             if category_id not in self.class_names:
-                raise DataError(f"{self.path}: entry {index}: class '{category_id}' is not in data.classes "
-                                f"({', '.join(self.class_names)})")
+                return self._unknown(f"entry {index}: class '{category_id:.40}' is not in data.classes "
+                                     f"({', '.join(self.class_names)})")
             return self.class_names.index(category_id) + 1
         if _is_int(category_id) and 1 <= category_id <= len(self.class_names):
             return int(category_id)
-        raise DataError(f"{self.path}: entry {index}: category_id {category_id!r} must be a class name or 1..{len(self.class_names)}")
+        if _is_int(category_id):
+            return self._unknown(f"entry {index}: category_id {category_id} is not a class index 1..{len(self.class_names)}")
+        raise DataError(f"{self.path}: entry {index}: category_id {category_id!r:.40} must be a class name or "
+                        f"1..{len(self.class_names)}")
+
+    def _unknown(self, problem: str) -> int:
+        if self.unknown_class == "skip":
+            self.skipped_unknown += 1
+            return 0
+        raise DataError(f"{self.path}: {problem} (--unknown-class skip leaves such entries out)")
 
 
 def _is_int(value) -> bool:
@@ -70,8 +88,10 @@ def image_lookup(image_ids: Iterable) -> dict:
     return lookup
 
 
-def predictions_from_results(results: list[dict], image_ids: list, resolver: LabelResolver, path: Path) -> list[dict]:
-    """COCO results entries -> per-image predictions {boxes xyxy, scores, labels}, in `image_ids` order."""
+def predictions_from_results(results: list[dict], image_ids: list, resolver: LabelResolver, path: Path,
+                             corners_to_xyxy=None) -> list[dict]:
+    """COCO results entries -> per-image predictions {boxes xyxy, scores, labels}, in `image_ids` order.
+    `corners_to_xyxy`: the data's annotation corners -> pipeline xyxy (VOC data), applied to each box."""
     lookup = image_lookup(image_ids)
     by_image = defaultdict(list)
     for index, entry in enumerate(results):
@@ -85,8 +105,11 @@ def predictions_from_results(results: list[dict], image_ids: list, resolver: Lab
     predictions = []
     for image_id in image_ids:
         entries = by_image.get(image_id, [])
+        boxes = xywh_to_xyxy([e[0] for e in entries])
+        if corners_to_xyxy is not None:
+            boxes = corners_to_xyxy(boxes)
         predictions.append({
-            "boxes": xywh_to_xyxy([e[0] for e in entries]).astype(np.float32).reshape(-1, 4),
+            "boxes": np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
             "scores": np.array([e[1] for e in entries], dtype=np.float32),
             "labels": np.array([e[2] for e in entries], dtype=np.int64),
         })
@@ -103,17 +126,20 @@ def evaluator_for_dataset(dataset, metrics, iou_thresh: float = 0.5) -> Detectio
     return DetectionEvaluator(dataset.class_names, metrics, iou_thresh)
 
 
-def evaluate_detections_file(path: str | Path, dataset, metrics, iou_thresh: float = 0.5) -> tuple[DetectionEvaluator, dict]:
-    """Reads the results JSON, matches it to the dataset's images, and evaluates. -> (evaluator, results)."""
+def evaluate_detections_file(path: str | Path, dataset, metrics, iou_thresh: float = 0.5,
+                             unknown_class: str = "raise") -> tuple[DetectionEvaluator, dict]:
+    """Reads the results JSON, matches it to the dataset's images, and evaluates. -> (evaluator,
+    results); results["skipped_unknown_class"] counts the entries left out under unknown_class="skip"."""
     path = Path(path)
     results = read_coco_results(path)
     ground_truths = dataset_ground_truths(dataset)
     image_ids = list(dict.fromkeys(_plain(target["image_id"]) for target in ground_truths))
-    predictions = predictions_from_results(results, image_ids, LabelResolver(dataset, path), path)
+    resolver = LabelResolver(dataset, path, unknown_class)
+    predictions = predictions_from_results(results, image_ids, resolver, path, getattr(dataset, "corners_to_xyxy", None))
     by_id = dict(zip(image_ids, predictions))
     evaluator = evaluator_for_dataset(dataset, metrics, iou_thresh)
     evaluator.process([by_id[_plain(t["image_id"])] for t in ground_truths], ground_truths)
-    return evaluator, evaluator.evaluate()
+    return evaluator, {**evaluator.evaluate(), "skipped_unknown_class": resolver.skipped_unknown}
 
 
 def _plain(image_id):

@@ -59,3 +59,58 @@ def test_data_check_clean_split_exits_zero(voc_root: Path, capsys):
     assert code == 0
     assert "split train: 3 images (0 unreadable)" in out and "objects: 4 (1 difficult, 0 crowd)" in out
     assert "problems: 0" in out
+
+
+def test_data_check_and_train_refuse_an_empty_split(tmp_path: Path, capsys):
+    root = write_voc(tmp_path, {"a": [("cat", 5, 5, 20, 20)]}, {"train": ["a"], "val": []})
+    sets = ["--set", f"data.root={root}", "--set", "data.classes=[cat]", "--set", "data.train_split=train",
+            "--set", "data.val_split=val", "--set", "data.num_workers=0"]
+    assert run_cli(["data", "check", "--config", "voc_faster_rcnn", *sets]) == 1
+    out = capsys.readouterr().out
+    assert f"error: {root / 'ImageSets' / 'Main' / 'val.txt'}: split 'val' has no images" in out
+    empty_train = [*sets, "--set", "data.train_split=val"]
+    assert run_cli(["train", "--config", "voc_faster_rcnn", "--device", "cpu", "--output-dir", str(tmp_path / "run"),
+                    *empty_train]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"error: {root / 'ImageSets' / 'Main' / 'val.txt'}: split 'val' has no images"
+
+
+def test_data_check_reports_repeated_coco_ids_and_names(coco_root: Path, capsys):
+    import json
+
+    path = coco_root / "annotations" / "instances_train.json"
+    data = json.loads(path.read_text())
+    data["categories"].append({"id": 11, "name": "cat"})
+    data["images"][2]["id"] = 10
+    data["annotations"][3]["id"] = 3
+    data["images"].append({"id": 99, "file_name": "../../secret.jpg", "width": 5, "height": 5})
+    path.write_text(json.dumps(data))
+    code = run_cli(["data", "check", "--config", "coco_faster_rcnn", "--split", "train", "--set", f"data.root={coco_root}"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert f"error: {path}: categories[3] (id 11): category name 'cat' repeats categories[1]" in out
+    assert f"error: {path}: image id 10 is given to 2 images ('10.jpg', '12.jpg')" in out
+    assert f"error: {path}: annotation id 3 is used more than once (image id 11)" in out
+    assert f"error: {path}: images[3]: image id 99: file_name '../../secret.jpg' points outside the image folder" in out
+
+
+def test_training_a_model_without_classes_is_refused(coco_root: Path, capsys):
+    import json
+
+    path = coco_root / "annotations" / "instances_train.json"
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps({**data, "categories": [], "annotations": []}))
+    code = run_cli(["train", "--config", "coco_faster_rcnn", "--device", "cpu", "--set", f"data.root={coco_root}",
+                    "--set", "data.train_split=train", "--set", "data.num_workers=0"])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == f"error: {path}: no categories: a model needs at least one class to detect"
+
+
+def test_classes_null_without_a_training_split_says_where_names_come_from(voc_root: Path):
+    from detect.data.build import with_class_names
+    from detect.errors import DataError
+
+    cfg = load_config("voc_faster_rcnn", [f"data.root={voc_root}", "data.classes=null", "data.train_split=nope"])
+    with pytest.raises(DataError, match=r"nope.txt: VOC split file not found .*data.classes: null takes the class "
+                                        r"names from the training split 'nope'; set data.classes"):
+        with_class_names(cfg.data)

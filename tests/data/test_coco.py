@@ -127,3 +127,106 @@ def test_box_outside_image_is_clipped_and_reported_by_image(coco_root: Path):
     np.testing.assert_allclose(dataset[0][1]["boxes"][0], [50, 40, 64, 48])
     (problem,) = dataset.problems
     assert problem.kind == "clipped_box" and "image id 10, 10.jpg" in problem.file
+
+
+def _file_name_up(data):
+    data["images"][1]["file_name"] = "../outside.jpg"
+
+
+def _file_name_absolute(data):
+    data["images"][1]["file_name"] = "/etc/hostname"
+
+
+def _duplicate_image_id(data):
+    data["images"][2]["id"] = 10  # image 12 has no objects of its own
+
+
+def _duplicate_annotation_id(data):
+    data["annotations"][3]["id"] = 3
+
+
+def _string_category_id(data):
+    data["annotations"][0]["category_id"] = "7"
+
+
+def _string_image_id(data):
+    data["annotations"][0]["image_id"] = "10"
+
+
+def _string_width(data):
+    data["images"][1]["width"] = "64"
+
+
+@pytest.mark.parametrize(
+    "change, message, kind, num_images, num_objects",
+    [
+        (_file_name_up, r"images\[1\]: image id 11: file_name '../outside.jpg' points outside the image folder",
+         "bad_field", 2, 2),
+        (_file_name_absolute, r"images\[1\]: image id 11: file_name '/etc/hostname' points outside", "bad_field", 2, 2),
+        # Both images of the repeated id are left out: which file the boxes belong to is unknowable.
+        (_duplicate_image_id, r"image id 10 is given to 2 images \('10.jpg', '12.jpg'\)", "duplicate_id", 1, 2),
+        (_duplicate_annotation_id, r"annotation id 3 is used more than once \(image id 11\)", "duplicate_id", 3, 3),
+        (_string_category_id, r"annotations\[0\]: category_id '7': must be a non-negative integer", "bad_field", 3, 3),
+        (_string_image_id, r"annotations\[0\]: image_id '10': must be a non-negative integer", "bad_field", 3, 3),
+        (_string_width, r"images\[1\]: image id 11: width must be a positive integer, got '64'", "bad_field", 2, 2),
+    ],
+)
+def test_unsafe_repeated_or_mistyped_entries_are_named(coco_root, change, message, kind, num_images, num_objects):
+    path = rewrite(coco_root, change)
+    with pytest.raises(DataError, match=message) as error:
+        COCODataset(coco_root, "train")
+    assert str(error.value).startswith(str(path)) and "\n" not in str(error.value)
+    dataset = COCODataset(coco_root, "train", on_error="skip")
+    assert [(p.severity, p.kind) for p in dataset.problems] == [("error", kind)]
+    assert len(dataset) == num_images
+    assert sum(len(dataset[i][1]["labels"]) for i in range(len(dataset))) == num_objects
+    assert all(sample.image_path.resolve().is_relative_to((coco_root / "train").resolve()) for sample in dataset.samples)
+
+
+@pytest.mark.parametrize(
+    "categories, message",
+    [
+        ([{"id": 3, "name": "cat"}, {"id": 3, "name": "dog"}, {"id": 9, "name": "bird"}],
+         r"categories\[1\]: category id 3 repeats categories\[0\]"),
+        ([{"id": 3, "name": "cat"}, {"id": 7, "name": "cat"}, {"id": 9, "name": "bird"}],
+         r"categories\[1\] \(id 7\): category name 'cat' repeats categories\[0\]"),
+    ],
+)
+def test_repeated_category_id_or_name_is_an_error(coco_root, categories, message):
+    rewrite(coco_root, lambda data: data.update(categories=categories))
+    with pytest.raises(DataError, match=message):
+        COCODataset(coco_root, "train")
+    dataset = COCODataset(coco_root, "train", on_error="skip")
+    assert [p.kind for p in dataset.problems if p.severity == "error"][0] in ("duplicate_id", "duplicate_name")
+    assert len(set(dataset.class_names)) == len(dataset.class_names)
+
+
+@pytest.mark.parametrize(
+    "categories, message",
+    [
+        ([], "no categories: a model needs at least one class"),
+        ([{"id": "3", "name": "cat"}], r"categories\[0\]: id must be a non-negative integer, got '3'"),
+        ([{"id": 3, "name": ""}], r"categories\[0\] \(id 3\): name must be a non-empty string"),
+    ],
+)
+def test_no_or_mistyped_categories_are_refused_in_one_line(coco_root, categories, message):
+    rewrite(coco_root, lambda data: data.update(categories=categories, annotations=[]))
+    with pytest.raises(DataError, match=message):
+        COCODataset(coco_root, "train", on_error="skip")
+
+
+def test_huge_category_id_allocates_nothing(coco_root):
+    def change(data):
+        data["categories"][0]["id"] = 10**12  # bird
+        data["annotations"][2]["category_id"] = 10**12
+    rewrite(coco_root, change)
+    dataset = COCODataset(coco_root, "train")
+    assert dataset.category_ids == [3, 7, 10**12]
+    assert dataset.category_map.category_ids_to_labels([10**12, 5]).tolist() == [3, 0]
+    assert dataset[1][1]["labels"].tolist() == [3, 1]
+
+
+def test_annotation_without_id_gets_a_fresh_one(coco_root):
+    rewrite(coco_root, lambda data: data["annotations"][3].pop("id"))
+    dataset = COCODataset(coco_root, "train")
+    assert sorted(dataset.coco.anns) == [1, 2, 3, 4]

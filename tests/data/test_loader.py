@@ -154,3 +154,18 @@ def test_voc_faster_rcnn_on_two_cores_does_not_ask_for_more_workers_than_torch_a
     assert loaders["auto"].num_workers == 2 and not caught["auto"]
     # The user's own number stands, with torch's warning.
     assert loaders[8].num_workers == 8 and any("freeze" in str(w.message) for w in caught[8])
+def test_a_skipped_sample_travels_with_the_target_that_replaced_it(tmp_path):
+    from detect.config import AugmentConfig, InputConfig
+    from detect.data.dataset import skipped_in
+    from detect.data.loader import TransformedDataset
+    from detect.data.transforms import build_transforms
+    from detect.data.voc import VOCDataset
+    from tests.data.conftest import write_voc
+
+    root = write_voc(tmp_path / "voc", {"a": [("cat", 2, 2, 20, 20)], "b": [("cat", 5, 5, 30, 30)]}, {"train": ["a", "b"]})
+    (root / "JPEGImages" / "a.jpg").write_bytes(b"not a jpeg")
+    raw = VOCDataset(root, "train", classes=["cat"], on_error="skip")
+    dataset = TransformedDataset(raw, build_transforms(InputConfig(min_size=32, max_size=64), AugmentConfig(train=[]), train=False))
+    first, second = dataset[0][1], dataset[1][1]
+    assert first["image_id"] == "b" and skipped_in([first, second]) == [(str(root / "JPEGImages" / "a.jpg"), raw.problems[0].message)]
+    assert "skipped" not in second

@@ -37,10 +37,12 @@ def voc_root(tmp_path_factory):
 
 
 def perfect_results(dataset, category):
+    """The ground truth as detections, in the annotation files' convention (VOC: 1-based corners)."""
+    to_corners = getattr(dataset, "xyxy_to_corners", lambda boxes: boxes)
     results = []
     for index in range(len(dataset)):
         target = dataset[index][1]
-        for box, label in zip(xyxy_to_xywh(target["boxes"]).tolist(), target["labels"].tolist()):
+        for box, label in zip(xyxy_to_xywh(to_corners(target["boxes"])).tolist(), target["labels"].tolist()):
             results.append({"image_id": target["image_id"], "category_id": category(label), "bbox": box, "score": 0.9})
     return results
 

@@ -1,0 +1,137 @@
+"""Command-level checks on a tiny SSD trained here (CPU, one epoch): classes travel by name between a
+checkpoint and the data, `infer --json` results score as the checkpoint does, a checkpoint with
+non-finite weights is refused, and what `data.on_error: skip` left out is reported."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from detect.cli import main
+from detect.config import config_to_yaml, validate_config
+from detect.engine.checkpoint import load_checkpoint, save_checkpoint
+
+TINY = ["data.synth.num_images=12", "data.synth.image_size=64", "data.synth.val_fraction=0.5",
+        "data.num_workers=0", "train.epochs=1", "train.batch_size=6", "train.warmup_iters=1", "eval.batch_size=6",
+        "input.size=64", "model.ssd.aspect_ratios=[[2.0],[2.0],[2.0]]", "eval.metric=voc12"]
+NAMES = ["circle", "square", "triangle", "star", "ring"]
+
+
+def run(args, capsys) -> tuple[int, str, str]:
+    capsys.readouterr()
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exited:
+        code = exited.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def sets(*values: str) -> list[str]:
+    return [arg for value in values for arg in ("--set", value)]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(run folder, its data root): a tiny SSD trained for one epoch on 6 synthetic images."""
+    folder = tmp_path_factory.mktemp("tiny_ssd")
+    root = folder / "shapes"
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(folder / "run"),
+              *sets(f"data.root={root}", *TINY)])
+    assert exited.value.code in (0, None)
+    return folder / "run", root
+
+
+def eval_json(checkpoint, tmp_path, capsys, *extra) -> dict:
+    out_json = tmp_path / "eval.json"
+    code, _, err = run(["eval", str(checkpoint), "--device", "cpu", "--metric", "voc12", "--json", str(out_json),
+                        *extra], capsys)
+    assert code == 0, err
+    return json.loads(out_json.read_text())
+
+
+def test_eval_with_classes_reordered_or_a_subset_maps_by_name(trained, tmp_path, capsys):
+    run_dir, _ = trained
+    checkpoint = run_dir / "last.pt"
+    assert load_checkpoint(checkpoint)["config"]["data"]["classes"] == NAMES  # stored resolved
+    plain = eval_json(checkpoint, tmp_path, capsys)["voc12"]
+    reordered = eval_json(checkpoint, tmp_path, capsys, *sets("data.classes=[ring,star,triangle,square,circle]"))["voc12"]
+    assert reordered["num_gt"] == plain["num_gt"]
+    assert reordered["ap"] == pytest.approx(plain["ap"])
+    subset = eval_json(checkpoint, tmp_path, capsys,
+                       *sets("data.classes=[square,circle]", "data.unknown_class=skip"))["voc12"]
+    assert subset["num_gt"] == {name: plain["num_gt"][name] for name in ("square", "circle")}
+    assert subset["ap"] == pytest.approx({name: plain["ap"][name] for name in ("square", "circle")})
+    code, _, err = run(["eval", str(checkpoint), "--device", "cpu", *sets("data.classes=[circle,hexagon]")], capsys)
+    assert code == 2 and "Traceback" not in err
+    assert err.strip() == (f"error: {checkpoint}: data.classes names hexagon, which this checkpoint does not detect "
+                           f"(its classes: {', '.join(NAMES)})")
+
+
+def test_infer_json_results_score_as_the_checkpoint(trained, tmp_path, capsys):
+    run_dir, root = trained
+    checkpoint = run_dir / "last.pt"
+    direct = eval_json(checkpoint, tmp_path, capsys, "--metric", "all")
+    val_ids = (root / "ImageSets" / "Main" / "val.txt").read_text().split()
+    images = [str(root / "JPEGImages" / f"{image_id}.jpg") for image_id in val_ids]
+    code, _, err = run(["infer", str(checkpoint), *images, "--out", str(tmp_path / "infer"), "--json",
+                        "--score-threshold", "0", "--device", "cpu", "--quiet"], capsys)
+    assert code == 0, err
+    results = json.loads((tmp_path / "infer" / "detections_coco.json").read_text())
+    assert {entry["image_id"] for entry in results} <= set(val_ids)  # VOC image ids: the file stems
+    config = tmp_path / "config.yaml"
+    config.write_text(config_to_yaml(validate_config(load_checkpoint(checkpoint)["config"])))
+    out_json = tmp_path / "scored.json"
+    code, _, err = run(["eval", "--detections", str(tmp_path / "infer" / "detections_coco.json"), "--config",
+                        str(config), "--metric", "all", "--json", str(out_json)], capsys)
+    assert code == 0, err
+    scored = json.loads(out_json.read_text())
+    assert direct["voc12"]["map"] > 0  # a case with matches to get right
+    for metric in ("voc07", "voc12"):
+        assert scored[metric]["ap"] == pytest.approx(direct[metric]["ap"], abs=1e-9)
+    assert scored["coco"] == pytest.approx(direct["coco"], abs=1e-9)
+
+
+def test_resume_with_the_classes_reordered_is_refused(trained, tmp_path, capsys):
+    run_dir, root = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    code, _, err = run(["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(copy),
+                        "--resume", "auto", *sets(f"data.root={root}", *TINY, "train.epochs=2",
+                                                  "data.classes=[ring,circle,square,triangle,star]")], capsys)
+    assert code == 2 and "Traceback" not in err
+    assert "cannot resume: its classes are circle, square, triangle, star, ring; this config's in another order" in err
+
+
+def test_checkpoint_with_nonfinite_weights_is_refused_by_eval_infer_export(trained, tmp_path, capsys):
+    run_dir, root = trained
+    state = load_checkpoint(run_dir / "last.pt")
+    name = next(key for key, value in state["model"].items() if value.is_floating_point())
+    state["model"][name] = torch.full_like(state["model"][name], float("nan"))
+    bad = save_checkpoint(state, tmp_path / "nan.pt")
+    image = str(root / "JPEGImages" / "000000.jpg")
+    for args in (["eval", str(bad), "--device", "cpu"], ["infer", str(bad), image, "--out", str(tmp_path / "o")],
+                 ["export", str(bad), "--output", str(tmp_path / "nan.onnx")]):
+        code, _, err = run(args, capsys)
+        assert code == 2, args
+        assert err.strip().startswith(f"error: {bad}: 1 model weight tensor(s) hold NaN or infinite values (first: {name})")
+        assert "\n" not in err.strip()
+
+
+def test_eval_reports_what_on_error_skip_left_out(trained, tmp_path, capsys):
+    run_dir, root = trained
+    data = tmp_path / "shapes"
+    shutil.copytree(root, data)
+    val_ids = (data / "ImageSets" / "Main" / "val.txt").read_text().split()
+    broken = data / "JPEGImages" / f"{val_ids[0]}.jpg"
+    broken.write_bytes(b"not a jpeg")
+    result = eval_json(run_dir / "last.pt", tmp_path, capsys, *sets(f"data.root={data}", "data.on_error=skip"))
+    assert result["skipped"]["count"] == 1 and result["skipped"]["files"] == [str(broken)]
+    code, out, _ = run(["eval", str(run_dir / "last.pt"), "--device", "cpu",
+                        *sets(f"data.root={data}", "data.on_error=skip")], capsys)
+    assert code == 0 and f"data.on_error skip: 1 problem(s) left out of the val split: {broken}" in out
