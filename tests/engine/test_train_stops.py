@@ -41,6 +41,10 @@ class InterruptedOnce:
     def __len__(self) -> int:
         return len(self.loader)
 
+    @property
+    def dataset(self):
+        return self.loader.dataset
+
 
 def test_an_interrupt_during_the_final_evaluation_is_not_lost(tmp_path):
     config = doubles.tiny_config(epochs=1)
