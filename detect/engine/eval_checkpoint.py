@@ -6,7 +6,7 @@ from pathlib import Path
 
 from detect.config import config_to_dict, load_config, parse_override, validate_config
 from detect.engine.checkpoint import build_model_from_checkpoint
-from detect.engine.train import autocast_context, resolve_device
+from detect.engine.device import autocast_context, resolve_device
 from detect.errors import DetectError
 from detect.metrics.evaluator import DetectionEvaluator, parse_metrics
 
