@@ -81,7 +81,8 @@ def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
     """IoU of every pair within each batch entry: [..., N, 4] x [..., M, 4] -> [..., N, M].
 
     Leading dims broadcast (priors [A, 4] against ground truth [B, G, 4] -> [B, A, G] after an
-    unsqueeze); an empty union gives 0. torchvision.ops.box_iou is the [N, 4] x [M, 4] case.
+    unsqueeze); an empty union gives 0. torchvision.ops.box_iou is the [N, 4] x [M, 4] case. For
+    matching and NMS: its in-place arithmetic (for memory) is not for boxes that need gradients.
     """
     area1 = (boxes1[..., 2] - boxes1[..., 0]).clamp(min=0) * (boxes1[..., 3] - boxes1[..., 1]).clamp(min=0)
     area2 = (boxes2[..., 2] - boxes2[..., 0]).clamp(min=0) * (boxes2[..., 3] - boxes2[..., 1]).clamp(min=0)
@@ -92,8 +93,8 @@ def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
     height = torch.minimum(boxes1[..., :, None, 3], boxes2[..., None, :, 3]) \
         - torch.maximum(boxes1[..., :, None, 1], boxes2[..., None, :, 1])
     inter = width.clamp_(min=0).mul_(height.clamp_(min=0))
-    union = area1[..., :, None] + area2[..., None, :] - inter
-    return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
+    union = (area1[..., :, None] + area2[..., None, :]).sub_(inter)
+    return inter.div_(union.clamp_(min=1e-12))  # an empty union has no intersection: 0 / 1e-12
 
 
 def pad_ground_truth(targets: list[dict], device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
