@@ -178,7 +178,8 @@ def postprocess_detections(
     groups = (groups // (count * num_classes)) * num_classes + groups % num_classes  # image * C + class
     index = candidate.reshape(-1).nonzero().squeeze(1)  # the one sync: NMS needs the candidates' count anyway
     max_coordinate = image_sizes.max().to(flat_boxes.dtype)  # every clipped box lies within it
-    keep = index[batched_nms_by_offset(flat_boxes[index], flat_scores[index], groups[index], nms_thresh, max_coordinate)]
+    keep = index[batched_nms_by_offset(flat_boxes[index], flat_scores[index], groups[index], nms_thresh,
+                                       max_coordinate)]
     kept_scores = torch.full_like(flat_scores, float("-inf")).index_put((keep,), flat_scores[keep])
 
     top_scores, top = kept_scores.reshape(batch, -1).topk(min(detections_per_img, count * num_classes), dim=1)

@@ -34,7 +34,8 @@ def _reference(cls_logits, box_regression, priors, image_sizes, scales, score_th
     for image in range(cls_logits.shape[0]):
         scores = cls_logits[image].softmax(-1)
         height, width = image_sizes[image].tolist()
-        boxes = clip_boxes_to_image(decode(box_regression[image], priors, variance_weights((0.1, 0.2))), (height, width))
+        boxes = decode(box_regression[image], priors, variance_weights((0.1, 0.2)))
+        boxes = clip_boxes_to_image(boxes, (height, width))
         all_boxes, all_scores, all_labels = [], [], []
         for label in range(1, NUM_CLASSES + 1):
             score, index = scores[:, label].topk(min(top_k, len(priors)))
