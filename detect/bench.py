@@ -23,6 +23,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from detect.engine.device import synchronize
+
 
 # ---------------------------------------------------------------------------------------------------
 # Batches
@@ -89,11 +91,6 @@ def _synthetic_image(height, width, palette, boxes_per_image, generator) -> tupl
 
 # ---------------------------------------------------------------------------------------------------
 # Timing
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def time_steps(

@@ -21,11 +21,9 @@ for keep-ratio configs (Faster R-CNN) `--image-size H,W`, by default the padded 
 (`input.max_size` rounded up to `input.size_divisible`, square), which holds any resized image.
 B is fixed at the traced batch size unless `dynamic_batch`.
 
-Our postprocess code is written for speed in PyTorch and contains steps a trace cannot keep: a
-convergence loop in SSD's grouped NMS and a host-side split into per-image lists. The export modules
-below recompute the same detections with trace-friendly operations: NMS becomes ONNX
-NonMaxSuppression (via `onnx_grouped_nms`), and the per-image lists become padded tensors. Tests check
-that onnxruntime gives the PyTorch model's detections.
+The graph is the prediction path itself (detect.engine.predict.padded_predictions): the model's
+forward and its postprocess, which both detectors write in a form that tracing keeps. Their NMS
+becomes ONNX NonMaxSuppression (detect/models/nms.py), and the padded detections are the outputs.
 """
 
 from __future__ import annotations
@@ -40,141 +38,19 @@ from torch import nn
 from detect.errors import DetectError
 
 
-class _NonMaxSuppression(torch.autograd.Function):
-    """Greedy NMS in each of G groups: eager result in PyTorch, ONNX NonMaxSuppression in the graph.
-
-    boxes [G, K, 4] xyxy; scores [G, 1, K]; boxes with score below `score_floor` take no part.
-    Returns selected [M, 3] int64 rows (group, 0, index): ONNX NonMaxSuppression's output layout.
-    """
-
-    @staticmethod
-    def forward(ctx, boxes, scores, iou_thresh: float, score_floor: float):
-        from detect.models.ssd_postprocess import grouped_nms
-
-        order = scores[:, 0].argsort(dim=1, descending=True, stable=True)
-        sorted_boxes = torch.gather(boxes, 1, order.unsqueeze(-1).expand(-1, -1, 4))
-        valid = torch.gather(scores[:, 0], 1, order) >= score_floor
-        keep_sorted = grouped_nms(sorted_boxes, valid, iou_thresh)
-        group, rank = keep_sorted.nonzero(as_tuple=True)
-        index = order[group, rank]
-        return torch.stack([group, torch.zeros_like(group), index], dim=1)
-
-    @staticmethod
-    def symbolic(g, boxes, scores, iou_thresh: float, score_floor: float):
-        max_per_group = g.op("Constant", value_t=torch.tensor([2**31 - 1], dtype=torch.int64))
-        iou = g.op("Constant", value_t=torch.tensor([iou_thresh], dtype=torch.float32))
-        floor = g.op("Constant", value_t=torch.tensor([score_floor], dtype=torch.float32))
-        return g.op("NonMaxSuppression", boxes, scores, max_per_group, iou, floor)
-
-
-def onnx_grouped_nms(boxes: torch.Tensor, valid: torch.Tensor, iou_thresh: float) -> torch.Tensor:
-    """What `grouped_nms` keeps, in a form that exports: boxes [G, K, 4] sorted by descending score in
-    each group, valid [G, K] -> keep [G, K] bool.
-
-    The ONNX operator ranks boxes by score; it gets each box's rank (K - position) as its score, so
-    its order is exactly ours even where scores tie, and invalid boxes (score 0) stay out.
-    """
-    groups, num = valid.shape
-    rank_scores = torch.arange(num, 0, -1, dtype=torch.float32, device=valid.device).expand(groups, num)
-    rank_scores = (rank_scores * valid.float()).unsqueeze(1)  # [G, 1, K]
-    selected = _NonMaxSuppression.apply(boxes.float(), rank_scores, float(iou_thresh), 0.5)
-    flat = selected[:, 0] * num + selected[:, 2]
-    keep = torch.zeros_like(valid.reshape(-1))
-    keep = keep.scatter(0, flat, torch.ones_like(flat, dtype=torch.bool))
-    return keep.view_as(valid) & valid
-
-
-def pad_detections(scores: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, kept: torch.Tensor):
-    """Best-first padded outputs from candidates: scores [B, N], boxes [B, N, 4], labels [B, N], kept
-    [B, N] bool, already in descending score order with kept ones first -> (boxes, scores, labels,
-    num_detections) with empty slots zeroed."""
-    num_detections = kept.sum(dim=1)
-    return boxes * kept.unsqueeze(-1), scores * kept, labels * kept, num_detections
-
-
-class ExportableSSD(nn.Module):
-    """SSD + postprocess for export: the same steps as ssd_postprocess.postprocess_detections, with
-    NMS as ONNX NonMaxSuppression and padded outputs instead of per-image lists."""
+class ExportableDetector(nn.Module):
+    """A detector with its postprocess, as the ONNX graph's contract wants it (see the docstring):
+    forward(images, image_sizes, scales) -> (boxes, scores, labels, num_detections)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
 
     def forward(self, images: torch.Tensor, image_sizes: torch.Tensor, scales: torch.Tensor):
-        from detect.models.default_boxes import decode_boxes
+        from detect.engine.predict import padded_predictions
 
-        model = self.model
-        outputs = model(images, image_sizes)
-        cls_logits, box_regression, priors = outputs["cls_logits"], outputs["box_regression"], outputs["priors"]
-        batch, num_priors, num_classes = cls_logits.shape[0], cls_logits.shape[1], cls_logits.shape[2] - 1
-        scores = cls_logits.float().softmax(dim=-1)[..., 1:].transpose(1, 2)  # [B, C, A]
-        boxes = decode_boxes(box_regression.float(), priors.unsqueeze(0), model.variances)  # [B, A, 4]
-        size_xyxy = image_sizes.flip(-1).repeat(1, 2).to(boxes.dtype).unsqueeze(1)
-        boxes = torch.minimum(boxes.clamp(min=0), size_xyxy)
-
-        k = min(model.top_k_per_class, num_priors)
-        top_scores, top_index = scores.topk(k, dim=2)  # [B, C, K]
-        candidate_boxes = torch.gather(
-            boxes.unsqueeze(1).expand(-1, num_classes, -1, -1), 2, top_index.unsqueeze(-1).expand(-1, -1, -1, 4)
-        )
-        valid = top_scores > model.score_thresh
-        keep = onnx_grouped_nms(candidate_boxes.reshape(-1, k, 4), valid.reshape(-1, k), model.nms_thresh)
-        keep = keep.view(-1, num_classes, k)
-
-        kept_scores = top_scores.masked_fill(~keep, -1.0).reshape(batch, -1)
-        final_scores, final_index = kept_scores.topk(min(model.detections_per_img, num_classes * k), dim=1)
-        final_boxes = torch.gather(candidate_boxes.reshape(batch, -1, 4), 1, final_index.unsqueeze(-1).expand(-1, -1, 4))
-        final_boxes = final_boxes / scales.to(final_boxes.dtype).repeat(1, 2).unsqueeze(1)
-        final_labels = final_index // k + 1
-        return pad_detections(final_scores, final_boxes, final_labels, final_scores >= 0)
-
-
-class ExportableFasterRCNN(nn.Module):
-    """Faster R-CNN + postprocess for export: the same steps as roi_heads.postprocess_detections,
-    with padded outputs instead of per-image lists.
-
-    The backbone, RPN and RoI heads trace as they are (their NMS is torchvision's, which exports as
-    NonMaxSuppression). Two values the PyTorch postprocess reads off the data become trace-safe: the
-    per-image counts (here `num_detections`), and the NMS group offset, taken from the input's padded
-    size, which bounds every clipped box just as the batch's largest image size does.
-    """
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, images: torch.Tensor, image_sizes: torch.Tensor, scales: torch.Tensor):
-        from detect.models.box_coder import clip_boxes, decode
-        from detect.models.nms import grouped_nms
-
-        heads = self.model.roi_heads
-        outputs = self.model(images, image_sizes)
-        rois, roi_valid = outputs["rois"], outputs["roi_valid"]
-        class_logits, box_deltas = outputs["class_logits"].float(), outputs["box_deltas"].float()
-        batch, count, num_classes = box_deltas.shape[:3]
-        scores = torch.softmax(class_logits, dim=-1)[..., 1:]  # [B, R, C]
-        boxes = decode(box_deltas, rois[:, :, None, :].float(), heads.box_weights)  # [B, R, C, 4]
-        boxes = clip_boxes(boxes, image_sizes[:, 0], image_sizes[:, 1])
-        sizes = boxes[..., 2:] - boxes[..., :2]
-        candidate = roi_valid[..., None] & (scores > heads.score_thresh) & (sizes >= 1e-2).all(dim=-1)
-
-        flat_boxes, flat_scores = boxes.reshape(-1, 4), scores.reshape(-1)
-        groups = torch.arange(batch * count * num_classes, device=rois.device)
-        groups = (groups // (count * num_classes)) * num_classes + groups % num_classes  # image * C + class
-        index = candidate.reshape(-1).nonzero().squeeze(1)
-        max_coordinate = float(max(images.shape[-2:]))
-        keep = index[grouped_nms(flat_boxes[index], flat_scores[index], groups[index], heads.nms_thresh, max_coordinate)]
-        kept_scores = torch.full_like(flat_scores, float("-inf")).index_put((keep,), flat_scores[keep])
-
-        top_scores, top = kept_scores.reshape(batch, -1).topk(min(heads.detections_per_img, count * num_classes), dim=1)
-        top_boxes = boxes.reshape(batch, -1, 4).gather(1, top[..., None].expand(-1, -1, 4))
-        top_labels = top % num_classes + 1
-        scale = scales.to(top_boxes.dtype)
-        top_boxes = top_boxes / scale.repeat(1, 2)[:, None, :]
-        orig_sizes = image_sizes.to(top_boxes.dtype) / scale.flip(1)
-        top_boxes = clip_boxes(top_boxes, orig_sizes[:, 0], orig_sizes[:, 1])
-        kept = torch.isfinite(top_scores)
-        return pad_detections(top_scores.masked_fill(~kept, 0.0), top_boxes, top_labels, kept)
+        found = padded_predictions(self.model, images, image_sizes, scales)
+        return found["boxes"], found["scores"], found["labels"], found["num"]
 
 
 def build_export_module(model: nn.Module) -> nn.Module:
@@ -182,10 +58,8 @@ def build_export_module(model: nn.Module) -> nn.Module:
     from detect.models.faster_rcnn import FasterRCNN
     from detect.models.ssd import SSD
 
-    if isinstance(model, SSD):
-        return ExportableSSD(model).eval()
-    if isinstance(model, FasterRCNN):
-        return ExportableFasterRCNN(model).eval()
+    if isinstance(model, (SSD, FasterRCNN)):
+        return ExportableDetector(model).eval()
     raise DetectError(f"export: no ONNX export for a {type(model).__name__}")
 
 

@@ -8,9 +8,9 @@
 Preprocessing is the checkpoint config's eval pipeline (resize and normalise, as in `detect eval`),
 padded to multiples of `input.size_divisible` like a training batch; with `input.normalize_on: device`
 (the default) the batch travels to the device as uint8 and is normalised there, as in training and
-`detect eval` (detect.data.normalise), so both settings give the model the same input. The model runs
-under the same autocast as `detect eval` (bf16 or fp16 on CUDA when `train.amp`, float32 on CPU); detections come
-from `model.postprocess`, so boxes are xyxy in the original image's pixels. `run_inference` (the
+`detect eval` (detect.data.normalise), so both settings give the model the same input. Detections
+come from detect.engine.predict, the prediction path of `detect eval` (its autocast: bf16 or fp16 on
+CUDA when `train.amp`, float32 on CPU), so boxes are xyxy in the original image's pixels. `run_inference` (the
 CLI) writes annotated images, annotated videos, and the detections as JSON (images) and JSONL
 (video frames).
 """
@@ -29,8 +29,9 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from detect.data.normalise import normalise_batch
+from detect.data.normalise import batch_to_device
 from detect.data.voc import xyxy_to_voc
+from detect.engine.device import autocast_context, resolve_device
 from detect.errors import DataError, DetectError
 
 log = logging.getLogger(__name__)
@@ -74,32 +75,18 @@ class Detections:
         category_ids[label - 1] (a COCO-trained checkpoint's own ids), else the label itself.
         `xyxy_to_corners` puts the boxes in the annotation files' convention first (VOC data: the
         XML's 1-based corners). Values are not rounded, so scoring the file gives the model's own mAP."""
-        corners = xyxy_to_corners(self.boxes) if xyxy_to_corners is not None else np.asarray(self.boxes, np.float64)
+        from detect.metrics.coco import xyxy_to_xywh
+
+        corners = xyxy_to_corners(self.boxes) if xyxy_to_corners is not None else self.boxes
         return [
             {
                 "image_id": image_id,
                 "category_id": int(category_ids[label - 1]) if category_ids else int(label),
-                "bbox": [float(x1), float(y1), float(x2) - float(x1), float(y2) - float(y1)],
+                "bbox": [float(value) for value in box],
                 "score": float(score),
             }
-            for (x1, y1, x2, y2), score, label in zip(np.asarray(corners, np.float64).reshape(-1, 4).tolist(),
-                                                      self.scores, self.labels)
+            for box, score, label in zip(xyxy_to_xywh(corners).tolist(), self.scores, self.labels)
         ]
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """`auto`: CUDA when available, else CPU; otherwise any torch device string (`cpu`, `cuda:1`)."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as error:
-        raise DetectError(f"--device '{device}': {error}") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise DetectError(f"--device '{device}': CUDA is not available on this machine")
-    return resolved
 
 
 class Detector:
@@ -194,35 +181,22 @@ class Detector:
         (images float32 [B, 3, H, W] normalised, zero-padded to multiples of input.size_divisible;
         image_sizes int64 [B, 2] (h, w) after resize; scales float32 [B, 2] (sx, sy)), on the host.
         This is the exported ONNX model's input (detect/export.py), whatever input.normalize_on says."""
-        batch, image_sizes, scales = self._collate([self.prepare(image) for image in images])
-        return self._normalise(batch, image_sizes), image_sizes, scales
+        batch, targets = self._collate([self.prepare(image) for image in images])
+        return batch_to_device(batch, targets, torch.device("cpu"), self.config.input.mean, self.config.input.std)
 
-    def _normalise(self, batch: torch.Tensor, image_sizes: torch.Tensor) -> torch.Tensor:
-        return normalise_batch(batch, image_sizes, self.config.input.mean, self.config.input.std)
-
-    def _collate(self, samples: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _collate(self, samples: list) -> tuple[torch.Tensor, list[dict]]:
         from detect.data.loader import collate
 
-        batch, targets = collate(samples, self.config.input.size_divisible)
-        image_sizes = torch.stack([target["image_size"] for target in targets])
-        scales = torch.stack([target["scale"] for target in targets])
-        return batch, image_sizes, scales
+        return collate(samples, self.config.input.size_divisible)
 
     @torch.inference_mode()
     def _detect_batch(self, images: list[np.ndarray], samples: list, threshold: float, keep_labels) -> list[Detections]:
-        from detect.engine.train import autocast_context
+        from detect.engine.predict import predict
 
-        batch, image_sizes, scales = self._collate(samples)
-        if self.device.type == "cuda":  # page-locked memory: the copy overlaps the host's next steps
-            batch = batch.pin_memory()
-        batch = batch.to(self.device, non_blocking=True)
-        image_sizes, scales = image_sizes.to(self.device), scales.to(self.device)
-        batch = self._normalise(batch, image_sizes)
-        with autocast_context(self.config, self.device):  # as `detect eval`: bf16/fp16 on CUDA with train.amp
-            outputs = self.model(batch, image_sizes)
-        outputs = {key: value.float() if torch.is_tensor(value) and value.is_floating_point() else value
-                   for key, value in outputs.items()}
-        predictions = self.model.postprocess(outputs, image_sizes, scales)
+        batch, targets = self._collate(samples)
+        # As `detect eval`: normalised on the device, bf16/fp16 autocast on CUDA with train.amp.
+        predictions = predict(self.model, batch, targets, self.device, self.config.input.mean, self.config.input.std,
+                              lambda: autocast_context(self.config, self.device))
         return [self._to_detections(pred, image.shape[:2], threshold, keep_labels)
                 for pred, image in zip(predictions, images)]
 

@@ -81,13 +81,11 @@ class OnnxRuntimeModel(nn.Module):
                 "labels": torch.from_numpy(labels[:count]), "num_detections": torch.from_numpy(num[:count])}
 
     @torch.no_grad()
-    def postprocess(self, outputs: dict, image_sizes: torch.Tensor, scales: torch.Tensor) -> list[dict]:
-        """Per image {boxes [K, 4] original pixels, scores [K], labels [K]}: the padded rows cut off."""
+    def postprocess(self, outputs: dict, image_sizes: torch.Tensor, scales: torch.Tensor) -> dict:
+        """The graph's padded detections (detect/models/detections.py), boxes in original pixels."""
         boxes = outputs["boxes"] / scales.float().cpu().repeat(1, 2).unsqueeze(1)
-        return [
-            {"boxes": boxes[i, :n], "scores": outputs["scores"][i, :n], "labels": outputs["labels"][i, :n]}
-            for i, n in enumerate(outputs["num_detections"].tolist())
-        ]
+        return {"boxes": boxes, "scores": outputs["scores"], "labels": outputs["labels"].long(),
+                "num": outputs["num_detections"].long()}
 
 
 def onnxruntime_detector(path: str | Path, threads: int | None = None, **options):

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from detect.config import Config
+from detect.models.detections import split_detections
 from tests.conftest import load_tool
 from tests.engine import doubles
 
@@ -90,7 +91,7 @@ def test_ssd_peer_keeps_the_model_contract():
     losses = peer(images, sizes, targets)
     assert set(losses) == {"loss_box", "loss_cls"} and all(torch.isfinite(v) for v in losses.values())
     peer.eval()
-    detections = peer.postprocess(peer(images, sizes), sizes, torch.tensor([[0.5, 0.5], [1.0, 2.0]]))
+    detections = split_detections(peer.postprocess(peer(images, sizes), sizes, torch.tensor([[0.5, 0.5], [1.0, 2.0]])))
     assert len(detections) == 2
     for found, (h, w), (sx, sy) in zip(detections, [(96, 96), (96, 80)], [(0.5, 0.5), (1.0, 2.0)]):
         assert set(found) == {"boxes", "scores", "labels"}

@@ -54,6 +54,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detect import bench  # noqa: E402
 from detect.config import load_config  # noqa: E402
+from detect.engine.device import synchronize  # noqa: E402
+from detect.engine.predict import predict_batch  # noqa: E402
 from detect.models.build import build_model  # noqa: E402
 from detect.models.fuse import fold_batchnorm  # noqa: E402
 
@@ -178,10 +180,11 @@ def train_step_fn(model, is_ours: bool, device, dtype, lr: float = 1e-4):
 
 def infer_step_fn(model, is_ours: bool, device, dtype):
     def step(batch):
+        if is_ours:  # the prediction path of evaluation and inference
+            with torch.inference_mode():
+                return predict_batch(model, batch["images"], batch["image_sizes"], batch["scales"],
+                                     lambda: autocast(device, dtype))
         with torch.inference_mode(), autocast(device, dtype):
-            if is_ours:
-                outputs = model(batch["images"], batch["image_sizes"])
-                return model.postprocess(outputs, batch["image_sizes"], batch["scales"])
             return model(batch["image_list"])
 
     return step
@@ -364,7 +367,7 @@ def write_profile(step, batch, device, path: Path) -> None:
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities, record_shapes=False) as prof:
         step(batch)
-        bench.synchronize(device)
+        synchronize(device)
     sort_by = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(prof.key_averages().table(sort_by=sort_by, row_limit=30) + "\n")

@@ -14,20 +14,20 @@ import time
 import torch
 
 from detect.config import SSDConfig
+from detect.engine.device import synchronize
 from detect.models.default_boxes import box_scales, default_boxes
+from detect.models.detections import split_detections
 from detect.models.ssd_postprocess import postprocess_detections
 from detect.models.torchvision_ssd_peer import torchvision_ssd300
 
 
 def _time(function, repeat: int, device: str) -> float:
     function()  # warm-up
-    if device == "cuda":
-        torch.cuda.synchronize()
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(repeat):
         function()
-    if device == "cuda":
-        torch.cuda.synchronize()
+    synchronize(device)
     return (time.perf_counter() - start) / repeat * 1000
 
 
@@ -51,7 +51,7 @@ def main() -> None:
     peer = torchvision_ssd300(args.classes, cfg).to(args.device)
 
     def ours():
-        return postprocess_detections(cls_logits, box_regression, priors, image_sizes, scales)
+        return split_detections(postprocess_detections(cls_logits, box_regression, priors, image_sizes, scales))
 
     def theirs():
         return peer.postprocess_detections(

@@ -30,7 +30,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detect.infer import Detector, run_inference, resolve_device  # noqa: E402
+from detect.engine.device import resolve_device, synchronize  # noqa: E402
+from detect.infer import Detector, run_inference  # noqa: E402
 from detect.sources import VideoSource, open_capture, read_frames  # noqa: E402
 
 
@@ -76,11 +77,6 @@ def _onnxruntime_detector(model, config, class_names, args) -> Detector:
         export_model(model, config, class_names, path, dynamic_batch=True)
         return onnxruntime_detector(path, threads=args.threads, score_threshold=args.score_threshold,
                                     batch_size=args.batch_size)
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -129,15 +125,15 @@ def main(argv: list[str] | None = None) -> dict:
         decode_fps = len(frames) / (time.perf_counter() - started)
 
         detector.detect_arrays(frames[: args.batch_size])  # warm-up: allocator, cuDNN autotuning, caches
-        _synchronize(device)
+        synchronize(device)
         started = time.perf_counter()
         found = detector.detect_arrays(frames)
-        _synchronize(device)
+        synchronize(device)
         model_fps = len(frames) / (time.perf_counter() - started)
 
         started = time.perf_counter()
         summary = run_inference(detector, [str(clip)], Path(scratch) / "out", progress=False)
-        _synchronize(device)
+        synchronize(device)
         end_to_end_fps = summary.frames / (time.perf_counter() - started)
 
     height, width = frames[0].shape[:2]

@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from detect import bench  # noqa: E402
 from detect.config import Config, load_config  # noqa: E402
 from detect.errors import DetectError  # noqa: E402
+from detect.models.torchvision_peer import TorchvisionFasterRCNN  # noqa: E402
 
 CONFIGS = {"faster_rcnn": "voc_faster_rcnn_resnet50", "ssd": "voc_ssd300"}
 
@@ -68,13 +69,7 @@ class TorchvisionSSDPeer(nn.Module):
         finally:
             self.model.train(was_training)
 
-    @torch.no_grad()
-    def postprocess(self, outputs: dict, image_sizes: torch.Tensor, scales: torch.Tensor) -> list[dict]:
-        results = []
-        for found, (sx, sy) in zip(outputs["detections"], scales.tolist()):
-            boxes = found["boxes"] / found["boxes"].new_tensor([sx, sy, sx, sy])
-            results.append({"boxes": boxes, "scores": found["scores"], "labels": found["labels"]})
-        return results
+    postprocess = TorchvisionFasterRCNN.postprocess  # the same: torchvision's lists, divided by the scale
 
 
 def build_peer(config: Config, num_classes: int) -> nn.Module:

@@ -23,20 +23,7 @@ from pycocotools.coco import COCO
 from detect.data.dataset import DetectionDataset, Sample
 from detect.data.problems import ProblemLog
 from detect.errors import DataError
-
-
-def coco_to_xyxy(coco_boxes: np.ndarray) -> np.ndarray:
-    """COCO (x, y, width, height) -> pipeline xyxy float32 [N, 4]."""
-    boxes = np.asarray(coco_boxes, dtype=np.float64).reshape(-1, 4).copy()
-    boxes[:, 2:] += boxes[:, :2]
-    return boxes.astype(np.float32)
-
-
-def xyxy_to_coco(boxes: np.ndarray) -> np.ndarray:
-    """Pipeline xyxy -> COCO (x, y, width, height) float32 [N, 4]."""
-    coco_boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
-    coco_boxes[:, 2:] -= coco_boxes[:, :2]
-    return coco_boxes.astype(np.float32)
+from detect.metrics.coco import xywh_to_xyxy
 
 
 class CategoryMap:
@@ -104,7 +91,7 @@ class COCODataset(DetectionDataset):
             image_path=self.image_dir / info["file_name"],
             source=f"{self.annotation_file} (image id {image_id}, {info['file_name']})",
             image_id=int(image_id),
-            boxes=coco_to_xyxy([a["bbox"] for a in kept]),
+            boxes=xywh_to_xyxy([a["bbox"] for a in kept]).astype(np.float32),
             labels=labels[keep],
             difficult=np.zeros(len(kept), dtype=bool),
             iscrowd=np.array([bool(a.get("iscrowd", 0)) for a in kept], dtype=bool),

@@ -37,6 +37,8 @@ from torch.utils.data import Subset
 
 from detect.config import Config, InputConfig, load_config
 from detect.data.normalise import batch_to_device
+from detect.engine.device import autocast_context, resolve_device, synchronize
+from detect.engine.predict import predict_batch
 from detect.errors import CheckpointError, ConfigError, DetectError
 from detect.metrics.evaluator import DetectionEvaluator
 
@@ -146,31 +148,19 @@ def resolve_data_config(config_name: str | None, overrides: Sequence[str], check
 # Measuring one row
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _to_device(batch, device: torch.device, input_cfg: InputConfig):
     """A loader batch -> (images float32 normalised, image_sizes, scales), all on `device`."""
     images, targets = batch
     return batch_to_device(images, targets, device, input_cfg.mean, input_cfg.std)
 
 
-def _detect(model: nn.Module, images, image_sizes, scales, autocast):
-    with autocast():
-        outputs = model(images, image_sizes)
-    if isinstance(outputs, dict):  # postprocess in float32, as run_detector does
-        outputs = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in outputs.items()}
-    return model.postprocess(outputs, image_sizes, scales)
-
-
 def _timed_detect(model, device_batch, device, autocast) -> float:
-    """Seconds of one forward + postprocess, the device synchronised before and after."""
-    _sync(device)
+    """Seconds of one forward + postprocess (detect.engine.predict.predict_batch), the device
+    synchronised before and after."""
+    synchronize(device)
     start = time.perf_counter()
-    _detect(model, *device_batch, autocast)
-    _sync(device)
+    predict_batch(model, *device_batch, autocast)
+    synchronize(device)
     return time.perf_counter() - start
 
 
@@ -188,7 +178,7 @@ def batch1_latencies_ms(model, items: list, collate, device, autocast, warmup: i
     """Milliseconds per image at batch 1 over `items` (transformed dataset items)."""
     batches = [_to_device(collate([item]), device, input_cfg) for item in items]
     for _ in range(warmup):
-        _detect(model, *batches[0], autocast)
+        predict_batch(model, *batches[0], autocast)
     return np.array([1000.0 * _timed_detect(model, batch, device, autocast) for batch in batches])
 
 
@@ -213,7 +203,6 @@ def measure(candidate: Candidate, data_config: Config, raw_dataset, split: str, 
             batch_size: int, model_images: int = 64, latency_images: int = 32, warmup: int = 2) -> dict:
     """One row (ROW_KEYS) for `candidate` on `raw_dataset` (see the module docstring)."""
     from detect.data.loader import build_dataloader
-    from detect.engine.train import autocast_context
 
     model, input_cfg, class_names = candidate.build(device)
     data_classes = list(getattr(raw_dataset, "class_names", None) or class_names)
@@ -231,7 +220,7 @@ def measure(candidate: Candidate, data_config: Config, raw_dataset, split: str, 
     batches = [collate(first[i:i + batch_size]) for i in range(0, min(len(first), model_images), batch_size)]
     with torch.no_grad():  # untimed warm-up at the benchmark's batch size (allocator, cudnn, lazy init)
         for _ in range(warmup):
-            _detect(model, *_to_device(batches[0], device, input_cfg), autocast)
+            predict_batch(model, *_to_device(batches[0], device, input_cfg), autocast)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     model_ips = model_only_images_per_s(model, batches, device, autocast, input_cfg)
@@ -265,7 +254,6 @@ def run_benchmark(checkpoints: Sequence[str | Path], config_name: str | None = N
     """Measure every checkpoint, then every torchvision spec, on one split -> the report dict:
     {config, split, device, batch_size, precision, num_images, rows: [row dict (ROW_KEYS)], torch}."""
     from detect.data.build import build_dataset
-    from detect.engine.train import resolve_device
 
     torch_device = resolve_device(device)
     candidates = [checkpoint_candidate(path) for path in checkpoints]  # every path checked up front

@@ -9,8 +9,8 @@ import torch
 from detect.config import config_to_dict, load_config, parse_override, validate_config
 from detect.data.dataset import skipped_in
 from detect.engine.checkpoint import build_model_from_checkpoint
+from detect.engine.device import autocast_context, resolve_device
 from detect.engine.skip_report import SkipReport, dataset_errors, summary
-from detect.engine.train import autocast_context, resolve_device
 from detect.errors import CheckpointError, DetectError
 from detect.metrics.evaluator import DetectionEvaluator, parse_metrics
 

@@ -6,14 +6,13 @@ the evaluator gathers every rank's images before computing the metrics (the same
 
 from __future__ import annotations
 
-import contextlib
 from typing import Sequence
 
 import torch
 from torch import nn
 
 from detect.data.dataset import skipped_in
-from detect.data.normalise import batch_to_device
+from detect.engine.predict import predict
 from detect.metrics.evaluator import DetectionEvaluator
 
 GT_KEYS = ("labels", "difficult", "iscrowd", "image_id", "orig_size", "skipped")
@@ -39,23 +38,15 @@ def ground_truth_in_original_pixels(targets: Sequence[dict]) -> list[dict]:
 @torch.no_grad()
 def run_detector(model: nn.Module, loader, device: torch.device, autocast=None,
                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None):
-    """Yields (detections, ground truths) per batch, both lists of per-image dicts in original pixels.
-
-    The loader's batches are uint8 pixels (normalised here on `device` with `mean` / `std`, the
-    model's input.mean / input.std) or float32 already normalised (see detect.data.normalise)."""
+    """Yields (detections, ground truths) per batch, both lists of per-image dicts in original pixels
+    on the host; detections from detect.engine.predict (`mean` / `std`: the model's input.mean /
+    input.std, for loaders that send uint8 pixels; see detect.data.normalise)."""
     was_training = model.training
     model.eval()
-    postprocess = getattr(model, "module", model).postprocess
-    autocast = autocast or contextlib.nullcontext
     try:
         for images, targets in loader:
-            images, image_sizes, scales = batch_to_device(images, targets, device, mean, std)
-            with autocast():
-                outputs = model(images, image_sizes)
-            outputs = {key: value.float() if torch.is_tensor(value) and value.is_floating_point() else value
-                       for key, value in outputs.items()} if isinstance(outputs, dict) else outputs
-            detections = postprocess(outputs, image_sizes, scales)
-            detections = [{key: value.detach().cpu() for key, value in det.items()} for det in detections]
+            detections = predict(model, images, targets, device, mean, std, autocast)
+            detections = [{key: value.cpu() for key, value in det.items()} for det in detections]
             yield detections, ground_truth_in_original_pixels(targets)
     finally:
         model.train(was_training)

@@ -40,6 +40,7 @@ from detect.data.normalise import batch_to_device
 from detect.engine import distributed as dist_utils
 from detect.engine.checkpoint import (check_finite_weights, load_checkpoint, nonfinite_tensors, restore_rng_states,
                                      rng_states, save_checkpoint)
+from detect.engine.device import autocast_context, resolve_device
 from detect.engine.ema import ModelEMA
 from detect.engine.evaluate import evaluate, headline_map, run_detector
 from detect.engine.logger import RunLogger
@@ -105,18 +106,6 @@ class TrainSession:
 # Set-up helpers
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise DetectError(f"--device: '{name}' is not a device (auto, cpu, cuda, cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DetectError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
-    return device
-
-
 def seed_everything(seed: int, deterministic: bool) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -125,14 +114,6 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
-
-
-def autocast_context(config: Config, device: torch.device):
-    """bf16 (default) or fp16 autocast on CUDA when train.amp; fp32 on CPU."""
-    if device.type != "cuda" or not config.train.amp:
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if config.train.amp_dtype == "bf16" else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
 
 
 def make_scaler(config: Config, device: torch.device) -> torch.amp.GradScaler | None:

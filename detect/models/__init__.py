@@ -14,8 +14,13 @@ The contract every detector keeps (Faster R-CNN in faster_rcnn.py, SSD in ssd.py
 
     detections = model.postprocess(outputs, image_sizes, scales)
         scales       float32 [B, 2]: (sx, sy) with resized = original * scale
-        returns      a list of B dicts {boxes float32 [K, 4] xyxy in original image pixels,
-                     scores float32 [K] descending, labels int64 [K] in 1..C}
+        returns      padded, fixed-shape detections that tracing keeps (detections.py):
+                     {boxes float32 [B, D, 4] xyxy in original image pixels, scores float32 [B, D]
+                     descending, labels int64 [B, D] in 1..C, num int64 [B]}; per-image lists are
+                     cut from them at the edges (detections.split_detections)
+
+Everything that predicts goes through detect.engine.predict; both detectors share the box primitives
+(boxes.py: coder, IoU, clipping, padded ground truth; matcher.py; nms.py).
 
 `model.num_classes` is C, the number of foreground classes. `build_model` (build.py) turns the config
 into a model.

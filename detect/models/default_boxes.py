@@ -1,4 +1,5 @@
-"""SSD's default boxes (Liu et al., 2016, section 2.2) and the box encoding against them.
+"""SSD's default boxes (Liu et al., 2016, section 2.2); boxes are encoded against them by the
+shared coder (boxes.encode / decode with `variance_weights`).
 
 Notation: feature map k of m has size f_k x f_k; its boxes have scale s_k (a fraction of the input
 side) and the aspect ratios {1, a_1, 1/a_1, ...} plus one extra square box of scale sqrt(s_k s_{k+1}).
@@ -116,34 +117,3 @@ def cached_default_boxes(feature_map_sizes, scales, aspect_ratios, steps=None, i
         tuple(steps) if steps is not None else None, tuple(image_size) if image_size is not None else None,
         clip,
     )
-
-
-# ---------------------------------------------------------------------------------------------------
-# Encoding: offsets of a box relative to its default box, divided by the variances (0.1, 0.2).
-
-# exp() of a predicted log-size is clamped here so an untrained head cannot overflow (1000 / 16 px).
-MAX_LOG_SIZE = math.log(1000.0 / 16)
-
-
-def encode_boxes(boxes: torch.Tensor, priors: torch.Tensor, variances: tuple[float, float]) -> torch.Tensor:
-    """Targets [..., 4] = ((cx - pcx) / (v0 pw), (cy - pcy) / (v0 ph), log(w / pw) / v1, log(h / ph) / v1).
-
-    boxes and priors: xyxy [..., 4] in the same units (broadcastable).
-    """
-    centre, size = _centre_size(boxes)
-    prior_centre, prior_size = _centre_size(priors)
-    offset = (centre - prior_centre) / (prior_size * variances[0])
-    log_size = torch.log(size.clamp(min=1e-6) / prior_size) / variances[1]
-    return torch.cat([offset, log_size], dim=-1)
-
-
-def decode_boxes(codes: torch.Tensor, priors: torch.Tensor, variances: tuple[float, float]) -> torch.Tensor:
-    """The inverse of encode_boxes: codes [..., 4] and priors xyxy [..., 4] -> boxes xyxy [..., 4]."""
-    prior_centre, prior_size = _centre_size(priors)
-    centre = prior_centre + codes[..., :2] * variances[0] * prior_size
-    size = prior_size * torch.exp((codes[..., 2:] * variances[1]).clamp(max=MAX_LOG_SIZE))
-    return torch.cat([centre - size / 2, centre + size / 2], dim=-1)
-
-
-def _centre_size(boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return (boxes[..., :2] + boxes[..., 2:]) / 2, boxes[..., 2:] - boxes[..., :2]

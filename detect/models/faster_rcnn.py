@@ -2,7 +2,7 @@
 
 Keeps the model contract of detect/models/__init__.py:
     model(images [B, 3, H, W], image_sizes [B, 2], targets=None) -> losses dict, or raw outputs
-    model.postprocess(outputs, image_sizes, scales) -> per image {boxes (original pixels), scores, labels}
+    model.postprocess(outputs, image_sizes, scales) -> padded detections (boxes in original pixels)
 Losses: loss_rpn_objectness, loss_rpn_box, loss_classifier, loss_box_reg.
 """
 
@@ -15,7 +15,7 @@ from detect.config import InputConfig, ModelConfig
 from detect.errors import ConfigError
 from detect.models.anchors import AnchorGenerator
 from detect.models.backbones import Backbone, build_backbone
-from detect.models.matcher import pad_ground_truth
+from detect.models.boxes import pad_ground_truth
 from detect.models.roi_heads import RoIHeads
 from detect.models.rpn import RegionProposalNetwork, RPNHead
 
@@ -43,7 +43,7 @@ class FasterRCNN(nn.Module):
         return {**rpn_losses, **roi_losses}
 
     @torch.no_grad()
-    def postprocess(self, outputs: dict, image_sizes: torch.Tensor, scales: torch.Tensor) -> list[dict]:
+    def postprocess(self, outputs: dict, image_sizes: torch.Tensor, scales: torch.Tensor) -> dict:
         device = outputs["rois"].device
         return self.roi_heads.postprocess(outputs, image_sizes.to(device), scales.to(device))
 

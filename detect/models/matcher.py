@@ -1,55 +1,25 @@
-"""Matching reference boxes (anchors, proposals) to ground truth, and balanced sampling: batched.
+"""Matching reference boxes (anchors, proposals, default boxes) to ground truth, and balanced
+sampling: batched, for every detector.
 
-Ground truth is padded per image to a common count G with a validity mask (`pad_ground_truth`), so
-matching and sampling run on the whole batch at once:
+Ground truth is padded per image to a common count G with a validity mask (boxes.pad_ground_truth),
+so matching and sampling run on the whole batch at once:
 
     gt_boxes [B, G, 4], gt_labels [B, G], gt_valid [B, G] bool   (G >= 1; an image may have none valid)
-    iou = batched_box_iou(references [B, N, 4], gt_boxes)             -> [B, N, G]
+    iou = box_iou(references [B, N, 4], gt_boxes)                     -> [B, N, G]
     matched, labels = match(iou, gt_valid, ...)                       -> [B, N] long, [B, N] int8
                       labels: 1 positive, 0 negative, -1 ignored; `matched` indexes G (any value where
                       labels != 1)
+    matched, labels = claim_best_references(iou, gt_valid, matched, labels)   (SSD's rule, see there)
     sampled, sampled_valid = sample_balanced(labels, S, fraction)     -> [B, S'] long, [B, S'] bool
+
+The RPN matches with `best_match_positive`, the RoI heads without, SSD with claim_best_references.
 """
 
 from __future__ import annotations
 
 import torch
-from torch.nn.utils.rnn import pad_sequence
 
 POSITIVE, NEGATIVE, IGNORE = 1, 0, -1
-
-
-def pad_ground_truth(targets: list[dict], device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-image `boxes` [N_i, 4] and `labels` [N_i] -> padded [B, G, 4], [B, G], valid [B, G]."""
-    per_image_boxes = [_as(t["boxes"], torch.float32, device).reshape(-1, 4) for t in targets]
-    per_image_labels = [_as(t["labels"], torch.int64, device).reshape(-1) for t in targets]
-    # Shapes are known on the host; validity comes from padding labels with -1, so that nothing is
-    # copied from the host (no sync on CUDA).
-    count = max([len(boxes) for boxes in per_image_boxes] + [1])
-    boxes = torch.zeros(len(targets), count, 4, dtype=torch.float32, device=device)
-    labels = torch.full((len(targets), count), -1, dtype=torch.int64, device=device)
-    longest = max(len(boxes) for boxes in per_image_boxes)
-    if longest > 0:
-        boxes[:, :longest] = pad_sequence(per_image_boxes, batch_first=True)
-        labels[:, :longest] = pad_sequence(per_image_labels, batch_first=True, padding_value=-1)
-    valid = labels >= 0
-    return boxes, labels.clamp(min=0), valid
-
-
-def _as(values, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    return torch.as_tensor(values, dtype=dtype).to(device, non_blocking=True)
-
-
-def batched_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
-    """IoU of every pair within each image: [B, N, 4] x [B, M, 4] -> [B, N, M] (0 for empty unions)."""
-    area1 = (boxes1[..., 2] - boxes1[..., 0]).clamp(min=0) * (boxes1[..., 3] - boxes1[..., 1]).clamp(min=0)
-    area2 = (boxes2[..., 2] - boxes2[..., 0]).clamp(min=0) * (boxes2[..., 3] - boxes2[..., 1]).clamp(min=0)
-    top_left = torch.maximum(boxes1[:, :, None, :2], boxes2[:, None, :, :2])
-    bottom_right = torch.minimum(boxes1[:, :, None, 2:], boxes2[:, None, :, 2:])
-    wh = (bottom_right - top_left).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    union = area1[:, :, None] + area2[:, None, :] - inter
-    return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
 
 
 def match(
@@ -67,16 +37,36 @@ def match(
     """
     iou = iou.masked_fill(~gt_valid[:, None, :], -1.0)
     best_iou, matched = iou.max(dim=2)
+    is_positive = best_iou >= fg_thresh  # -1 without ground truth: never positive, even at threshold 0
     best_iou = best_iou.clamp(min=0)  # an image without ground truth: IoU 0 with everything
     # masked_fill, not boolean-index assignment: the latter runs nonzero(), a host sync on CUDA.
     labels = torch.full_like(matched, IGNORE, dtype=torch.int8)
     labels = labels.masked_fill((best_iou >= bg_thresh_lo) & (best_iou < bg_thresh_hi), NEGATIVE)
-    is_positive = best_iou >= fg_thresh
     if best_match_positive:
         best_per_gt = iou.max(dim=1, keepdim=True).values  # [B, 1, G]
         is_best = (iou == best_per_gt) & (best_per_gt > 0) & gt_valid[:, None, :]
         is_positive = is_positive | is_best.any(dim=2)
     return matched, labels.masked_fill(is_positive, POSITIVE)
+
+
+def claim_best_references(
+    iou: torch.Tensor, gt_valid: torch.Tensor, matched: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each valid ground truth claims its highest-IoU reference, whatever the IoU: that reference
+    becomes positive and matched to it (SSD's rule: every object has at least one positive).
+
+    iou [B, N, G]; matched [B, N], labels [B, N] as `match` returns them. Where several ground
+    truths claim one reference, one of them has it. Returns the updated (matched, labels).
+    """
+    batch, num, num_gt = iou.shape
+    # Padding writes into a spare column N that is dropped, which keeps the scatter free of masks
+    # with data-dependent sizes.
+    best = iou.argmax(dim=1).masked_fill(~gt_valid, num)  # [B, G]
+    gt_index = torch.arange(num_gt, device=iou.device).expand(batch, -1)
+    spare = torch.zeros(batch, 1, dtype=matched.dtype, device=iou.device)
+    matched = torch.cat([matched, spare], dim=1).scatter(1, best, gt_index)[:, :num]
+    claimed = torch.zeros(batch, num + 1, dtype=torch.bool, device=iou.device).scatter(1, best, True)[:, :num]
+    return matched, labels.masked_fill(claimed, POSITIVE)
 
 
 def sample_balanced(

@@ -5,7 +5,7 @@ Training:  roi_heads(features [B, C, Hf, Wf], proposals [B, P, 4], proposal_vali
            -> {"loss_classifier", "loss_box_reg"}
 Inference: roi_heads(features, proposals, proposal_valid)
            -> {"rois" [B, P, 4], "roi_valid" [B, P], "class_logits" [B, P, C+1], "box_deltas" [B, P, C, 4]}
-           roi_heads.postprocess(outputs, image_sizes, scales) -> per image {boxes, scores, labels}
+           roi_heads.postprocess(outputs, image_sizes, scales) -> padded detections (models/detections.py)
 
 Class 0 is background; box regression is class-specific for the C foreground classes.
 """
@@ -17,9 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import roi_align, roi_pool
 
-from detect.models.box_coder import clip_boxes, decode, encode
-from detect.models.matcher import POSITIVE, batched_box_iou, match, sample_balanced
-from detect.models.nms import grouped_nms
+from detect.models.boxes import box_iou, clip_boxes, decode, encode
+from detect.models.detections import padded_detections
+from detect.models.matcher import POSITIVE, match, sample_balanced
+from detect.models.nms import batched_nms_by_offset
 
 
 def pool_rois(
@@ -107,13 +108,13 @@ class RoIHeads(nn.Module):
         roi_labels int64 [B, S] (0 background), roi_targets [B, S, 4] (encoded, 0 where not foreground)."""
         candidates = torch.cat([proposals, gt_boxes], dim=1)
         candidate_valid = torch.cat([proposal_valid, gt_valid], dim=1)
-        iou = batched_box_iou(candidates, gt_boxes)
+        iou = box_iou(candidates, gt_boxes)
         matched, labels = match(iou, gt_valid, self.fg_iou_thresh, self.bg_iou_thresh_hi, self.bg_iou_thresh_lo)
         labels = labels.masked_fill(~candidate_valid, -1)
         sampled, roi_valid = sample_balanced(labels, self.batch_size_per_image, self.positive_fraction)
         return sample_targets(candidates, labels, matched, gt_boxes, gt_labels, sampled, roi_valid, self.box_weights)
 
-    def postprocess(self, outputs: dict, image_sizes: torch.Tensor, scales: torch.Tensor) -> list[dict]:
+    def postprocess(self, outputs: dict, image_sizes: torch.Tensor, scales: torch.Tensor) -> dict:
         return postprocess_detections(
             outputs, image_sizes, scales, self.box_weights, self.score_thresh, self.nms_thresh, self.detections_per_img
         )
@@ -155,9 +156,14 @@ def postprocess_detections(
     score_thresh: float,
     nms_thresh: float,
     detections_per_img: int,
-) -> list[dict]:
-    """Decode per class, clip, threshold, class-wise NMS and top-k for the whole batch; boxes are
-    returned in original image pixels (resized / scale, clipped to the original size)."""
+) -> dict[str, torch.Tensor]:
+    """Decode per class, clip, threshold, class-wise NMS and top-k for the whole batch: the padded
+    detections (detect/models/detections.py), boxes in original image pixels (resized / scale,
+    clipped to the original size). D = min(detections_per_img, R x C).
+
+    Written so that tracing keeps it (ONNX export traces this very function): the NMS offset comes
+    from `image_sizes` as a tensor, and the candidates' count (the one host sync) stays in the graph.
+    """
     rois, roi_valid = outputs["rois"], outputs["roi_valid"]
     class_logits, box_deltas = outputs["class_logits"].float(), outputs["box_deltas"].float()
     batch, count, num_classes = box_deltas.shape[:3]
@@ -167,15 +173,14 @@ def postprocess_detections(
     sizes = boxes[..., 2:] - boxes[..., :2]
     candidate = roi_valid[..., None] & (scores > score_thresh) & (sizes >= 1e-2).all(dim=-1)
 
-    flat_boxes, flat_scores, flat_candidate = boxes.reshape(-1, 4), scores.reshape(-1), candidate.reshape(-1)
-    image_index = torch.arange(batch, device=rois.device).repeat_interleave(count * num_classes)
-    class_index = torch.arange(num_classes, device=rois.device).repeat(batch * count)
-    index = flat_candidate.nonzero().squeeze(1)  # the one sync: NMS needs the candidates' count anyway
-    max_coordinate = float(image_sizes.max()) if index.numel() else 0.0
-    keep = index[grouped_nms(flat_boxes[index], flat_scores[index], image_index[index] * num_classes
-                             + class_index[index], nms_thresh, max_coordinate)]
-    kept_scores = torch.full_like(flat_scores, float("-inf"))
-    kept_scores[keep] = flat_scores[keep]
+    flat_boxes, flat_scores = boxes.reshape(-1, 4), scores.reshape(-1)
+    groups = torch.arange(batch * count * num_classes, device=rois.device)
+    groups = (groups // (count * num_classes)) * num_classes + groups % num_classes  # image * C + class
+    index = candidate.reshape(-1).nonzero().squeeze(1)  # the one sync: NMS needs the candidates' count anyway
+    max_coordinate = image_sizes.max().to(flat_boxes.dtype)  # every clipped box lies within it
+    keep = index[batched_nms_by_offset(flat_boxes[index], flat_scores[index], groups[index], nms_thresh,
+                                       max_coordinate)]
+    kept_scores = torch.full_like(flat_scores, float("-inf")).index_put((keep,), flat_scores[keep])
 
     top_scores, top = kept_scores.reshape(batch, -1).topk(min(detections_per_img, count * num_classes), dim=1)
     top_boxes = boxes.reshape(batch, -1, 4).gather(1, top[..., None].expand(-1, -1, 4))
@@ -184,8 +189,5 @@ def postprocess_detections(
     top_boxes = top_boxes / scale.repeat(1, 2)[:, None, :]
     orig_sizes = image_sizes.to(top_boxes.dtype) / scale.flip(1)  # (h, w) = resized (h, w) / (sy, sx)
     top_boxes = clip_boxes(top_boxes, orig_sizes[:, 0], orig_sizes[:, 1])
-    counts = torch.isfinite(top_scores).sum(dim=1).tolist()
-    return [
-        {"boxes": top_boxes[i, :n], "scores": top_scores[i, :n], "labels": top_labels[i, :n]}
-        for i, n in enumerate(counts)
-    ]
+    kept = torch.isfinite(top_scores)  # kept ones come first
+    return padded_detections(top_boxes, top_scores.masked_fill(~kept, 0.0), top_labels, kept)

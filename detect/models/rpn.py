@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from detect.models.anchors import AnchorGenerator
-from detect.models.box_coder import clip_boxes, decode, encode
-from detect.models.matcher import POSITIVE, batched_box_iou, match, sample_balanced
-from detect.models.nms import nms_mask
+from detect.models.boxes import box_iou, clip_boxes, decode, encode
+from detect.models.matcher import POSITIVE, match, sample_balanced
+from detect.models.nms import nms_per_image
 
 
 class RPNHead(nn.Module):
@@ -94,7 +94,7 @@ class RegionProposalNetwork(nn.Module):
 
     def match_anchors(self, anchors, gt_boxes, gt_valid):
         """anchors [N, 4], gt [B, G, 4] -> matched gt index [B, N], labels [B, N] (1 / 0 / -1)."""
-        iou = batched_box_iou(anchors[None].expand(gt_boxes.shape[0], -1, -1), gt_boxes)
+        iou = box_iou(anchors[None], gt_boxes)
         return match(iou, gt_valid, self.fg_iou_thresh, self.bg_iou_thresh, 0.0, best_match_positive=True)
 
 
@@ -119,7 +119,7 @@ def select_proposals(
     boxes = clip_boxes(boxes, image_sizes[:, 0], image_sizes[:, 1])
     sizes = boxes[..., 2:] - boxes[..., :2]
     valid = (sizes >= min_box_size).all(dim=-1) & torch.isfinite(top_scores)
-    kept = nms_mask(boxes, top_scores, valid, nms_thresh, max_coordinate)
+    kept = nms_per_image(boxes, top_scores, valid, nms_thresh, max_coordinate)
     scores = top_scores.masked_fill(~kept, float("-inf"))
     best_scores, best = scores.topk(min(post_nms_top_n, scores.shape[1]), dim=1)
     proposals = boxes.gather(1, best[..., None].expand(-1, -1, 4))

@@ -136,7 +136,7 @@ class SSD(nn.Module):
     @torch.no_grad()
     def postprocess(
         self, outputs: dict[str, torch.Tensor], image_sizes: torch.Tensor, scales: torch.Tensor
-    ) -> list[dict[str, torch.Tensor]]:
+    ) -> dict[str, torch.Tensor]:
         return postprocess_detections(
             outputs["cls_logits"],
             outputs["box_regression"],

@@ -20,50 +20,23 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pad_sequence
-from torchvision.ops import box_iou
 
-from detect.models.default_boxes import encode_boxes
-
-
-def pad_ground_truth(targets: list[dict]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """targets (B dicts with boxes [N_i, 4], labels [N_i]) -> boxes [B, G, 4], labels [B, G], valid [B, G].
-
-    G = max N_i (at least 1, so that shapes stay non-empty); padded entries have valid False.
-    """
-    boxes = pad_sequence([t["boxes"].reshape(-1, 4).float() for t in targets], batch_first=True)
-    # Labels are padded with -1, which marks the padding; copies only, so no host sync.
-    labels = pad_sequence([t["labels"].reshape(-1).long() for t in targets], batch_first=True, padding_value=-1)
-    if labels.shape[1] == 0:  # no ground truth anywhere in the batch
-        boxes, labels = F.pad(boxes, (0, 0, 0, 1)), F.pad(labels, (0, 1), value=-1)
-    valid = labels >= 0
-    return boxes, labels.clamp(min=0), valid
+from detect.models.boxes import box_iou, encode, pad_ground_truth, variance_weights
+from detect.models.matcher import POSITIVE, claim_best_references, match
 
 
 def match_default_boxes(
     priors: torch.Tensor, gt_boxes: torch.Tensor, gt_valid: torch.Tensor, iou_thresh: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Assign ground truth to default boxes.
+    """Assign ground truth to default boxes (see the module docstring).
 
     priors [A, 4] xyxy pixels; gt_boxes [B, G, 4]; gt_valid [B, G].
     Returns matched_gt [B, A] (index into G of each box's ground truth) and positive [B, A] bool.
     """
-    batch, num_gt = gt_valid.shape
-    num_priors = priors.shape[0]
-    iou = box_iou(gt_boxes.reshape(-1, 4), priors).reshape(batch, num_gt, num_priors)
-    iou = iou.masked_fill(~gt_valid.unsqueeze(-1), -1.0)  # padding never matches
-
-    best_iou, matched_gt = iou.max(dim=1)  # [B, A]: each default box's best ground truth
-    # Each ground truth claims its best default box, whatever the IoU. Padding writes into a spare
-    # column A that is dropped, which keeps the scatter free of masks with data-dependent sizes.
-    best_prior = iou.argmax(dim=2).masked_fill(~gt_valid, num_priors)  # [B, G]
-    gt_index = torch.arange(num_gt, device=priors.device).expand(batch, -1)
-    spare = torch.zeros(batch, 1, dtype=matched_gt.dtype, device=priors.device)
-    matched_gt = torch.cat([matched_gt, spare], dim=1).scatter(1, best_prior, gt_index)[:, :num_priors]
-    forced = torch.zeros(batch, num_priors + 1, dtype=torch.bool, device=priors.device)
-    forced = forced.scatter(1, best_prior, True)[:, :num_priors]
-    positive = forced | (best_iou >= iou_thresh)
-    return matched_gt, positive
+    iou = box_iou(priors.unsqueeze(0), gt_boxes)  # [B, A, G]
+    matched_gt, labels = match(iou, gt_valid, iou_thresh, iou_thresh)
+    matched_gt, labels = claim_best_references(iou, gt_valid, matched_gt, labels)
+    return matched_gt, labels == POSITIVE
 
 
 def hard_negative_mask(
@@ -104,12 +77,12 @@ class MultiBoxLoss(nn.Module):
     def forward(
         self, cls_logits: torch.Tensor, box_regression: torch.Tensor, priors: torch.Tensor, targets: list[dict]
     ) -> dict[str, torch.Tensor]:
-        gt_boxes, gt_labels, gt_valid = pad_ground_truth(targets)
+        gt_boxes, gt_labels, gt_valid = pad_ground_truth(targets, cls_logits.device)
         matched_gt, positive = match_default_boxes(priors, gt_boxes, gt_valid, self.iou_thresh)
 
         labels = torch.gather(gt_labels, 1, matched_gt).masked_fill(~positive, 0)  # [B, A]
         matched_boxes = torch.gather(gt_boxes, 1, matched_gt.unsqueeze(-1).expand(-1, -1, 4))
-        box_targets = encode_boxes(matched_boxes, priors.unsqueeze(0), self.variances)
+        box_targets = encode(matched_boxes, priors.unsqueeze(0), variance_weights(self.variances))
         box_loss = F.smooth_l1_loss(box_regression.float(), box_targets, reduction="none").sum(-1)
 
         cls_loss = F.cross_entropy(

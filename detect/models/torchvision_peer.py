@@ -22,6 +22,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.ops import MultiScaleRoIAlign, roi_pool
 
 from detect.config import InputConfig, ModelConfig
+from detect.models.detections import pad_detections
 from detect.models.faster_rcnn import build_detector_backbone
 
 
@@ -133,13 +134,13 @@ class TorchvisionFasterRCNN(nn.Module):
         return {self.LOSS_NAMES[k]: v for k, v in losses.items()}
 
     @torch.no_grad()
-    def postprocess(self, outputs: dict, image_sizes: torch.Tensor, scales: torch.Tensor) -> list[dict]:
+    def postprocess(self, outputs: dict, image_sizes: torch.Tensor, scales: torch.Tensor) -> dict:
         results = []
         for found, scale in zip(outputs["detections"], scales.tolist()):  # already per image: a list
             sx, sy = scale
             boxes = found["boxes"] / found["boxes"].new_tensor([sx, sy, sx, sy])
             results.append({"boxes": boxes, "scores": found["scores"], "labels": found["labels"]})
-        return results
+        return pad_detections(results)
 
 
 def build_torchvision_peer(model_cfg: ModelConfig, input_cfg: InputConfig, num_classes: int) -> TorchvisionFasterRCNN:

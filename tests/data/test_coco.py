@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detect.data.coco import CategoryMap, COCODataset, coco_to_xyxy, xyxy_to_coco
+from detect.data.coco import CategoryMap, COCODataset
 from detect.errors import DataError
 
 
@@ -14,13 +14,6 @@ def rewrite(root: Path, change) -> Path:
     change(data)
     path.write_text(json.dumps(data))
     return path
-
-
-def test_xywh_round_trip():
-    coco = np.array([[1, 2, 10, 20], [0.5, 0.25, 3, 4]])
-    boxes = coco_to_xyxy(coco)
-    np.testing.assert_allclose(boxes, [[1, 2, 11, 22], [0.5, 0.25, 3.5, 4.25]])
-    np.testing.assert_allclose(xyxy_to_coco(boxes), coco)
 
 
 def test_category_map_round_trip_with_gapped_ids():

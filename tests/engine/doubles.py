@@ -82,8 +82,9 @@ class TinyDetector(nn.Module):
     def postprocess(self, outputs, image_sizes, scales):
         scores, labels = outputs["logits"].softmax(1).max(1)
         boxes = outputs["boxes"] / scales.to(outputs["boxes"]).repeat(1, 2)
-        return [{"boxes": boxes[i:i + 1], "scores": scores[i:i + 1], "labels": labels[i:i + 1] + 1}
-                for i in range(boxes.shape[0])]
+        # One detection per image: padded detections with D = 1 (detect/models/detections.py).
+        return {"boxes": boxes[:, None], "scores": scores[:, None], "labels": labels[:, None] + 1,
+                "num": torch.ones_like(labels)}
 
 
 def build_loaders(config, distributed: bool, num_images: int = 16):

@@ -15,6 +15,7 @@ from detect.engine.benchmark import ROW_KEYS
 from detect.engine.checkpoint import save_checkpoint
 from detect.errors import CheckpointError
 from detect.models.build import build_model
+from detect.models.detections import split_detections
 from detect.models.torchvision_detector import build_torchvision_detector
 from tests.conftest import load_tool
 
@@ -121,7 +122,7 @@ def test_torchvision_wrapper_sees_our_pixels_unresized():
     torch.testing.assert_close(seen[0][1], pixels[1, :, :50, :70], rtol=1e-5, atol=1e-5)
     assert tuple(sizes_seen[0][-2:]) == (64, 96)  # padded to 32, never resized to its 320 px
     scales = torch.tensor([[0.5, 0.5], [2.0, 1.0]])
-    detections = wrapper.postprocess(outputs, image_sizes, scales)
+    detections = split_detections(wrapper.postprocess(outputs, image_sizes, scales))
     for found, raw, (sx, sy) in zip(detections, outputs["detections"], scales.tolist()):
         torch.testing.assert_close(found["boxes"], raw["boxes"] / torch.tensor([sx, sy, sx, sy]))
 

@@ -17,10 +17,18 @@ from detect.metrics.coco import (
     read_coco_results,
     write_coco_results,
     xywh_to_xyxy,
+    xyxy_to_xywh,
 )
 from detect.metrics.evaluator import DetectionEvaluator
 
 NAMES = ["a", "b", "c"]
+
+
+def test_xywh_round_trip():
+    coco = np.array([[1, 2, 10, 20], [0.5, 0.25, 3, 4]])
+    boxes = xywh_to_xyxy(coco)
+    np.testing.assert_allclose(boxes, [[1, 2, 11, 22], [0.5, 0.25, 3.5, 4.25]])
+    np.testing.assert_allclose(xyxy_to_xywh(boxes), coco)
 
 
 def random_images(seed, num_images=12, num_classes=3):

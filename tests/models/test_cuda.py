@@ -10,6 +10,7 @@ import torch
 
 from detect.config import InputConfig, ModelConfig
 from detect.models.build import build_model
+from detect.models.detections import split_detections
 from tests.models.overfit_utils import shapes_batch
 
 pytestmark = [
@@ -45,7 +46,7 @@ def test_bf16_training_step_and_postprocess_on_cuda(arch):
     model.eval()
     scales = torch.full((4, 2), 0.5, device="cuda")
     with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
-        detections = model.postprocess(model(images, image_sizes), image_sizes, scales)
+        detections = split_detections(model.postprocess(model(images, image_sizes), image_sizes, scales))
     assert len(detections) == 4
     for found in detections:
         assert found["boxes"].is_cuda and found["boxes"].dtype == torch.float32

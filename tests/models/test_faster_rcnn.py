@@ -8,6 +8,7 @@ import torch
 from detect.config import InputConfig, ModelConfig, load_config
 from detect.errors import ConfigError
 from detect.models.build import build_model
+from detect.models.detections import split_detections
 from detect.models.torchvision_peer import build_torchvision_faster_rcnn
 from tests.models.overfit_utils import mean_ap, shapes_batch
 
@@ -57,7 +58,7 @@ def test_inference_outputs_and_postprocess_contract():
     assert outputs["class_logits"].shape == (2, 20, 3) and outputs["box_deltas"].shape == (2, 20, 2, 4)
     model.roi_heads.score_thresh = 0.0  # keep everything, so the cap is reached
     scales = torch.tensor([[0.5, 0.5], [2.0, 2.0]])
-    detections = model.postprocess(outputs, image_sizes, scales)
+    detections = split_detections(model.postprocess(outputs, image_sizes, scales))
     assert len(detections) == 2
     for found, size, scale in zip(detections, image_sizes, scales):
         assert len(found["boxes"]) <= 10 and set(found) == {"boxes", "scores", "labels"}
@@ -135,7 +136,7 @@ def _overfit(steps: int, eval_every: int, target: float) -> float:
         if step % eval_every == 0:
             model.eval()
             with torch.no_grad():
-                detections = model.postprocess(model(images, sizes), sizes, scales)
+                detections = split_detections(model.postprocess(model(images, sizes), sizes, scales))
             best = max(best, mean_ap(detections, targets, num_classes=2))
             if best >= target:
                 break
@@ -178,7 +179,7 @@ def test_bf16_autocast_and_a_single_copy_of_the_head():
         outputs = model(images, sizes)
     assert all(torch.isfinite(v) for v in losses.values())
     assert outputs["rois"].dtype == torch.float32  # proposals stay in float32 pixels
-    detections = model.postprocess(outputs, sizes, torch.ones(2, 2))
+    detections = split_detections(model.postprocess(outputs, sizes, torch.ones(2, 2)))
     assert all(d["boxes"].dtype == torch.float32 for d in detections)
 
 
@@ -194,6 +195,6 @@ def test_torchvision_peer_keeps_our_model_contract():
     peer.eval()
     with torch.no_grad():
         outputs = peer(images, sizes)
-    detections = peer.postprocess(outputs, sizes, torch.tensor([[0.5, 0.5], [1.0, 1.0]]))
+    detections = split_detections(peer.postprocess(outputs, sizes, torch.tensor([[0.5, 0.5], [1.0, 1.0]])))
     assert len(detections) == 2 and set(detections[0]) == {"boxes", "scores", "labels"}
     assert not peer.training

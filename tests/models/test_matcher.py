@@ -1,11 +1,12 @@
-"""Matching and sampling: thresholds, the best-anchor rule, padding invariance, sampler counts and ratios."""
+"""Matching and sampling: thresholds, the best-anchor rule, SSD's claim rule, padding invariance,
+sampler counts and ratios."""
 
 from __future__ import annotations
 
 import torch
-from torchvision.ops import box_iou
 
-from detect.models.matcher import IGNORE, NEGATIVE, POSITIVE, batched_box_iou, match, pad_ground_truth, sample_balanced
+from detect.models.boxes import box_iou, pad_ground_truth
+from detect.models.matcher import IGNORE, NEGATIVE, POSITIVE, claim_best_references, match, sample_balanced
 
 
 def _boxes(count, generator, extent=100.0):
@@ -14,30 +15,10 @@ def _boxes(count, generator, extent=100.0):
     return torch.cat([xy, xy + wh], dim=1)
 
 
-def test_batched_iou_equals_torchvision():
-    generator = torch.Generator().manual_seed(0)
-    first, second = _boxes(30, generator).reshape(2, 15, 4), _boxes(14, generator).reshape(2, 7, 4)
-    iou = batched_box_iou(first, second)
-    for i in range(2):
-        torch.testing.assert_close(iou[i], box_iou(first[i], second[i]))
-
-
-def test_pad_ground_truth_with_an_empty_image():
-    targets = [
-        {"boxes": torch.tensor([[0.0, 0, 10, 10], [5, 5, 20, 20]]), "labels": torch.tensor([1, 2])},
-        {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)},
-    ]
-    boxes, labels, valid = pad_ground_truth(targets, torch.device("cpu"))
-    assert boxes.shape == (2, 2, 4) and labels.tolist() == [[1, 2], [0, 0]]
-    assert valid.tolist() == [[True, True], [False, False]]
-    empty = pad_ground_truth(targets[1:], torch.device("cpu"))
-    assert empty[0].shape == (1, 1, 4) and not empty[2].any()
-
-
 def test_thresholds_and_ignored_band():
     gt = torch.tensor([[[0.0, 0.0, 10.0, 10.0]]])
     references = torch.tensor([[[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 6.0], [0.0, 0.0, 10.0, 2.0], [50, 50, 60, 60]]])
-    iou = batched_box_iou(references, gt)  # 1.0, 0.6, 0.2, 0.0
+    iou = box_iou(references, gt)  # 1.0, 0.6, 0.2, 0.0
     _, labels = match(iou, torch.ones(1, 1, dtype=torch.bool), fg_thresh=0.7, bg_thresh_hi=0.3)
     assert labels.tolist() == [[POSITIVE, IGNORE, NEGATIVE, NEGATIVE]]
     _, labels = match(iou, torch.ones(1, 1, dtype=torch.bool), 0.5, 0.5, bg_thresh_lo=0.1)
@@ -49,7 +30,7 @@ def test_best_anchor_rule_makes_every_ground_truth_positive():
     anchors = _boxes(200, generator)[None]
     gt = torch.tensor([[[3.0, 3.0, 5.0, 70.0], [80.0, 10.0, 82.0, 12.0], [0, 0, 0, 0]]])  # thin, tiny, padding
     valid = torch.tensor([[True, True, False]])
-    iou = batched_box_iou(anchors, gt)
+    iou = box_iou(anchors, gt)
     matched, labels = match(iou, valid, 0.7, 0.3, best_match_positive=True)
     _, without_rule = match(iou, valid, 0.7, 0.3)
     for g in range(2):
@@ -60,16 +41,34 @@ def test_best_anchor_rule_makes_every_ground_truth_positive():
     assert (matched[0, labels[0] == POSITIVE] < 2).all()  # never matched to padding
 
 
+def test_each_ground_truth_claims_its_best_reference_whatever_the_iou():
+    references = torch.tensor([[[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 40.0, 40.0], [60, 60, 70, 70]]])
+    gt = torch.tensor([[[0.0, 0.0, 10.0, 10.0], [21.0, 21.0, 23.0, 23.0], [0.0, 0.0, 0.0, 0.0]]])
+    valid = torch.tensor([[True, True, False]])
+    iou = box_iou(references, gt)  # the second object overlaps its best reference by 0.01
+    matched, labels = match(iou, valid, 0.5, 0.5)
+    assert labels.tolist() == [[POSITIVE, NEGATIVE, NEGATIVE]]
+    matched, labels = claim_best_references(iou, valid, matched, labels)
+    assert labels.tolist() == [[POSITIVE, POSITIVE, NEGATIVE]]
+    assert matched[0, :2].tolist() == [0, 1]  # padding claims nothing
+
+
+def test_no_ground_truth_is_never_positive_even_at_threshold_zero():
+    iou = torch.zeros(1, 4, 1)
+    _, labels = match(iou, torch.zeros(1, 1, dtype=torch.bool), 0.0, 0.0)
+    assert not (labels == POSITIVE).any()
+
+
 def test_padding_does_not_change_matching():
     generator = torch.Generator().manual_seed(2)
     anchors = _boxes(100, generator)
     per_image_gt = [_boxes(3, generator), _boxes(1, generator), torch.zeros(0, 4)]
     targets = [{"boxes": b, "labels": torch.ones(len(b), dtype=torch.int64)} for b in per_image_gt]
     gt, _, valid = pad_ground_truth(targets, torch.device("cpu"))
-    iou = batched_box_iou(anchors[None].expand(3, -1, -1), gt)
+    iou = box_iou(anchors[None].expand(3, -1, -1), gt)
     matched, labels = match(iou, valid, 0.5, 0.4, best_match_positive=True)
     for i, boxes in enumerate(per_image_gt):
-        one_iou = batched_box_iou(anchors[None], boxes[None]) if len(boxes) else torch.zeros(1, 100, 0)
+        one_iou = box_iou(anchors[None], boxes[None]) if len(boxes) else torch.zeros(1, 100, 0)
         if len(boxes):
             one_matched, one_labels = match(one_iou, torch.ones(1, len(boxes), dtype=torch.bool), 0.5, 0.4, best_match_positive=True)
             assert torch.equal(one_labels[0], labels[i])

@@ -10,8 +10,8 @@ from torch import nn
 from torchvision.models.detection._utils import BoxCoder
 from torchvision.ops import batched_nms, box_iou, roi_align, roi_pool
 
-from detect.models.box_coder import decode
-from detect.models.matcher import pad_ground_truth
+from detect.models.boxes import decode, pad_ground_truth
+from detect.models.detections import split_detections
 from detect.models.roi_heads import RoIHeads, fast_rcnn_losses, pool_rois, postprocess_detections
 
 WEIGHTS = (10.0, 10.0, 5.0, 5.0)
@@ -152,7 +152,7 @@ def test_postprocess_limits_sorts_and_maps_to_original_pixels():
     outputs["roi_valid"][2] = False  # an image left without proposals
     image_sizes = torch.tensor([[100, 120], [90, 100], [100, 100]])
     scales = torch.tensor([[0.5, 0.5], [2.0, 1.5], [1.0, 1.0]])
-    detections = postprocess_detections(outputs, image_sizes, scales, WEIGHTS, 0.05, 0.3, 15)
+    detections = split_detections(postprocess_detections(outputs, image_sizes, scales, WEIGHTS, 0.05, 0.3, 15))
     expected = _reference_postprocess(outputs, image_sizes, scales, 0.05, 0.3, 15)
     assert len(detections) == 3 and len(detections[2]["boxes"]) == 0
     assert len(detections[0]["boxes"]) == 15  # capped at the maximum

@@ -9,7 +9,8 @@ from torchvision.models.detection._utils import BoxCoder
 from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
 
 from detect.models.anchors import AnchorGenerator
-from detect.models.matcher import POSITIVE, pad_ground_truth, sample_balanced
+from detect.models.boxes import pad_ground_truth
+from detect.models.matcher import POSITIVE, sample_balanced
 from detect.models.rpn import RegionProposalNetwork, RPNHead, rpn_losses, select_proposals
 
 

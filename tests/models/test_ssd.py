@@ -12,6 +12,7 @@ from detect.errors import ConfigError
 from detect.models import ssd_backbones
 from detect.models.build import build_model
 from detect.models.default_boxes import box_scales
+from detect.models.detections import split_detections
 from detect.models.ssd import SSD, build_ssd
 
 STEPS_TINY = 40
@@ -47,7 +48,7 @@ def test_output_shapes_of_the_shipped_configs(config, size, maps, num_priors):
     assert outputs["cls_logits"].shape == (1, num_priors, 21)
     assert outputs["box_regression"].shape == (1, num_priors, 4)
     assert outputs["priors"].shape == (num_priors, 4)
-    detections = model.postprocess(outputs, torch.tensor([[size, size]]), torch.tensor([[0.5, 0.5]]))
+    detections = split_detections(model.postprocess(outputs, torch.tensor([[size, size]]), torch.tensor([[0.5, 0.5]])))
     assert detections[0]["boxes"].shape[1] == 4 and len(detections[0]["boxes"]) <= 200
     assert (detections[0]["boxes"] <= 2 * size + 1e-3).all()
 
@@ -214,7 +215,7 @@ def _overfit(model: torch.nn.Module, size: int, steps: int, lr: float) -> float:
         optimizer.step()
     model.eval()
     with torch.no_grad():
-        detections = model.postprocess(model(images, image_sizes), image_sizes, torch.ones(4, 2))
+        detections = split_detections(model.postprocess(model(images, image_sizes), image_sizes, torch.ones(4, 2)))
     return float(np.mean([_average_precision(detections, targets, label) for label in (1, 2, 3)]))
 
 

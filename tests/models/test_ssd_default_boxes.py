@@ -1,4 +1,4 @@
-"""SSD default boxes and box encoding."""
+"""SSD default boxes (their encoding: tests/models/test_boxes.py)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,7 @@ import math
 
 import torch
 
-from detect.models.default_boxes import (
-    box_scales,
-    boxes_per_location,
-    decode_boxes,
-    default_boxes,
-    encode_boxes,
-)
+from detect.models.default_boxes import box_scales, boxes_per_location, default_boxes
 
 SSD300_MAPS = [(38, 38), (19, 19), (10, 10), (5, 5), (3, 3), (1, 1)]
 SSD300_RATIOS = [[2.0], [2.0, 3.0], [2.0, 3.0], [2.0, 3.0], [2.0], [2.0]]
@@ -63,16 +57,3 @@ def test_explicit_steps_place_centres_like_caffe():
     assert torch.allclose(centres, torch.tensor([[50, 50], [150, 50], [50, 150], [150, 150]]) / 300, atol=1e-6)
 
 
-def test_encode_decode_round_trip():
-    generator = torch.Generator().manual_seed(0)
-    corner = torch.rand(500, 2, generator=generator) * 200
-    boxes = torch.cat([corner, corner + 1 + torch.rand(500, 2, generator=generator) * 100], dim=1)
-    prior_corner = torch.rand(500, 2, generator=generator) * 200
-    priors = torch.cat([prior_corner, prior_corner + 5 + torch.rand(500, 2, generator=generator) * 100], dim=1)
-    codes = encode_boxes(boxes, priors, (0.1, 0.2))
-    assert torch.allclose(decode_boxes(codes, priors, (0.1, 0.2)), boxes, atol=1e-3)
-    # A box equal to its prior encodes to zero; variances divide the offsets.
-    assert torch.allclose(encode_boxes(priors, priors, (0.1, 0.2)), torch.zeros(500, 4), atol=1e-5)
-    shifted = priors + torch.tensor([1.0, 0.0, 1.0, 0.0])
-    width = priors[:, 2] - priors[:, 0]
-    assert torch.allclose(encode_boxes(shifted, priors, (0.1, 0.2))[:, 0], 1.0 / (width * 0.1), atol=1e-4)

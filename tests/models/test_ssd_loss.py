@@ -6,9 +6,11 @@ import torch
 from torchvision.ops import box_iou
 
 from detect.models.default_boxes import box_scales, default_boxes
-from detect.models.ssd_loss import MultiBoxLoss, hard_negative_mask, match_default_boxes, pad_ground_truth
+from detect.models.boxes import pad_ground_truth
+from detect.models.ssd_loss import MultiBoxLoss, hard_negative_mask, match_default_boxes
 
 NUM_CLASSES = 3
+CPU = torch.device("cpu")
 
 
 def _priors(size: int = 96) -> torch.Tensor:
@@ -29,25 +31,13 @@ def _random_targets(generator: torch.Generator, counts: list[int], size: int = 9
     return targets
 
 
-def test_pad_ground_truth_masks_padding():
-    targets = [
-        {"boxes": torch.ones(2, 4), "labels": torch.tensor([1, 2])},
-        {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)},
-    ]
-    boxes, labels, valid = pad_ground_truth(targets)
-    assert boxes.shape == (2, 2, 4) and labels.tolist() == [[1, 2], [0, 0]]
-    assert valid.tolist() == [[True, True], [False, False]]
-    empty = [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}]
-    assert pad_ground_truth(empty)[2].shape == (1, 1) and not pad_ground_truth(empty)[2].any()
-
-
 def test_every_ground_truth_gets_its_best_default_box_and_iou_threshold_applies():
     generator = torch.Generator().manual_seed(1)
     priors = _priors()
     targets = _random_targets(generator, [5, 3])
     # A tiny box overlaps no default box by 0.5: it must still take its best one.
     targets[1]["boxes"][0] = torch.tensor([40.0, 40.0, 43.0, 43.0])
-    gt_boxes, _, valid = pad_ground_truth(targets)
+    gt_boxes, _, valid = pad_ground_truth(targets, CPU)
     matched, positive = match_default_boxes(priors, gt_boxes, valid, 0.5)
     free_count = 0
     for image, target in enumerate(targets):
@@ -98,7 +88,7 @@ def test_batched_loss_equals_one_image_at_a_time():
     total_pos, sums = 0, {"loss_cls": 0.0, "loss_box": 0.0}
     for image, target in enumerate(targets):
         single = criterion(cls_logits[image : image + 1], box_regression[image : image + 1], priors, [target])
-        _, positive = match_default_boxes(priors, *pad_ground_truth([target])[::2], 0.5)
+        _, positive = match_default_boxes(priors, *pad_ground_truth([target], CPU)[::2], 0.5)
         count = int(positive.sum())
         for key in sums:
             sums[key] = sums[key] + single[key] * max(count, 1)
@@ -115,7 +105,7 @@ def test_loss_counts_three_negatives_per_positive():
     criterion = MultiBoxLoss(neg_pos_ratio=3.0)
     loss = criterion(cls_logits, box_regression, priors, targets)["loss_cls"]
 
-    gt_boxes, gt_labels, valid = pad_ground_truth(targets)
+    gt_boxes, gt_labels, valid = pad_ground_truth(targets, CPU)
     matched, positive = match_default_boxes(priors, gt_boxes, valid, 0.5)
     labels = gt_labels[0, matched[0]].masked_fill(~positive[0], 0)
     ce = torch.nn.functional.cross_entropy(cls_logits[0], labels, reduction="none")

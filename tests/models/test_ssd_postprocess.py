@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 from torchvision.ops import clip_boxes_to_image, nms
 
-from detect.models.default_boxes import box_scales, decode_boxes, default_boxes
-from detect.models.ssd_postprocess import grouped_nms, postprocess_detections
+from detect.models.boxes import decode, variance_weights
+from detect.models.default_boxes import box_scales, default_boxes
+from detect.models.detections import split_detections
+from detect.models.ssd_postprocess import postprocess_detections
 
 NUM_CLASSES = 4
 SIZE = 128
@@ -33,7 +34,8 @@ def _reference(cls_logits, box_regression, priors, image_sizes, scales, score_th
     for image in range(cls_logits.shape[0]):
         scores = cls_logits[image].softmax(-1)
         height, width = image_sizes[image].tolist()
-        boxes = clip_boxes_to_image(decode_boxes(box_regression[image], priors, (0.1, 0.2)), (height, width))
+        boxes = decode(box_regression[image], priors, variance_weights((0.1, 0.2)))
+        boxes = clip_boxes_to_image(boxes, (height, width))
         all_boxes, all_scores, all_labels = [], [], []
         for label in range(1, NUM_CLASSES + 1):
             score, index = scores[:, label].topk(min(top_k, len(priors)))
@@ -50,40 +52,14 @@ def _reference(cls_logits, box_regression, priors, image_sizes, scales, score_th
     return results
 
 
-def _assert_same(ours: list[dict], reference: list[dict]) -> None:
+def _assert_same(padded: dict, reference: list[dict]) -> None:
+    ours = split_detections(padded)
     assert len(ours) == len(reference)
     for mine, theirs in zip(ours, reference):
         assert mine["scores"].shape == theirs["scores"].shape
         assert torch.allclose(mine["scores"], theirs["scores"], atol=1e-6)
         assert torch.equal(mine["labels"], theirs["labels"])
         assert torch.allclose(mine["boxes"], theirs["boxes"], atol=1e-4)
-
-
-@pytest.mark.parametrize("method", ["matrix", "each"])
-def test_grouped_nms_equals_torchvision_nms_per_group(method):
-    generator = torch.Generator().manual_seed(0)
-    groups, count = 12, 60
-    corner = torch.rand(groups, count, 2, generator=generator) * 80
-    boxes = torch.cat([corner, corner + 5 + torch.rand(groups, count, 2, generator=generator) * 40], dim=-1)
-    scores = torch.rand(groups, count, generator=generator).sort(dim=1, descending=True).values
-    valid = scores > 0.2
-    keep = grouped_nms(boxes, valid, 0.45, method)
-    for group in range(groups):
-        indices = valid[group].nonzero().flatten()
-        expected = indices[nms(boxes[group, indices], scores[group, indices], 0.45)]
-        assert sorted(keep[group].nonzero().flatten().tolist()) == sorted(expected.tolist())
-
-
-@pytest.mark.parametrize("method", ["matrix", "each"])
-def test_grouped_nms_on_a_chain_needing_many_rounds(method):
-    """Boxes in a row, each overlapping only its neighbours, by descending score: greedy NMS keeps every
-    other box, and each decision waits for the one before (one rank per round, many convergence checks)."""
-    count = 15
-    x = torch.arange(count, dtype=torch.float32) * 4.0
-    boxes = torch.stack([x, torch.zeros(count), x + 10.0, torch.full((count,), 10.0)], dim=-1)[None]
-    keep = grouped_nms(boxes, torch.ones(1, count, dtype=torch.bool), 0.4, method)  # neighbours: IoU 6/14 = 0.43
-    expected = nms(boxes[0], torch.linspace(1.0, 0.5, count), 0.4)
-    assert keep[0].nonzero().flatten().tolist() == sorted(expected.tolist()) == list(range(0, count, 2))
 
 
 def test_postprocess_equals_a_per_class_loop_over_torchvision_nms():
@@ -104,13 +80,18 @@ def test_postprocess_clips_to_the_valid_region_and_handles_nothing_above_thresho
     priors = _priors()
     cls_logits, box_regression = _head_outputs(2, 2, priors.shape[0])
     image_sizes = torch.tensor([[100, 60], [128, 128]])
-    ours = postprocess_detections(cls_logits, box_regression * 4, priors, image_sizes, torch.ones(2, 2))
+    padded = postprocess_detections(cls_logits, box_regression * 4, priors, image_sizes, torch.ones(2, 2))
+    ours = split_detections(padded)
+    num = padded["num"]  # slots past each image's count are zero
+    assert not padded["scores"][0, num[0]:].any() and not padded["labels"][0, num[0]:].any()
     assert (ours[0]["boxes"][:, 0::2] <= 60).all() and (ours[0]["boxes"][:, 1::2] <= 100).all()
     assert (ours[0]["boxes"] >= 0).all()
     assert (ours[0]["scores"][1:] <= ours[0]["scores"][:-1]).all()
     background = torch.zeros_like(cls_logits)
     background[..., 0] = 20.0
     nothing = postprocess_detections(background, box_regression, priors, image_sizes, torch.ones(2, 2))
+    assert nothing["num"].tolist() == [0, 0] and not nothing["boxes"].any()
+    nothing = split_detections(nothing)
     assert [len(d["boxes"]) for d in nothing] == [0, 0]
     assert nothing[0]["boxes"].shape == (0, 4) and nothing[0]["labels"].dtype == torch.int64
 
