@@ -227,7 +227,8 @@ class ModelConfig(Section):
     arch: Literal["faster_rcnn", "ssd"] = "faster_rcnn"
     """Detector: the two-stage Faster R-CNN or the one-stage SSD."""
     backbone: str = "vgg16"
-    """vgg16, vgg16_bn, resnet18, resnet34, resnet50 or resnet101."""
+    """vgg16, vgg16_bn, resnet18, resnet34, resnet50, resnet101, or tiny_resnet (a narrow ResNet for CPU
+    training from random weights)."""
     pretrained: str = "none"
     """none | imagenet | path to a local torchvision classification state dict"""
     trainable_layers: int | None = None

@@ -14,6 +14,10 @@ adaptive pool to 7 x 7, which is the identity for 7 x 7 RoIs, as in torchvision'
 `resnet18/34/50/101`: the C4 layout of the Faster R-CNN paper's ResNet variant (He et al., 2016):
 conv1..layer3 (res4) as trunk, layer4 (res5) + global average pool as head; BatchNorm frozen when trained weights are loaded, trainable from random weights.
 
+`tiny_resnet`: detect.models.tiny_resnet's stem..layer3 (128 channels) as trunk; as head, two fully
+connected layers of 256 on the flattened 7 x 7 RoI (layer4 on every RoI would cost more than the
+trunk). Random weights only: the backbone of the CPU-sized synthetic Faster R-CNN.
+
 `pretrained`: "none" (random init), "imagenet" (torchvision's weight enum; the file is taken from the
 torch hub cache, downloaded there when missing), or the path of a torchvision classification state dict.
 `trainable_layers`: how many stages, counted from the top, keep `requires_grad`; the rest are frozen.
@@ -31,6 +35,7 @@ from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from detect.errors import CheckpointError, ConfigError
+from detect.models.tiny_resnet import TINY_RESNET_CHANNELS, TINY_RESNET_STAGE_NAMES, tiny_resnet_stages
 from detect.safe_load import safe_torch_load
 
 # The ImageNet weights used for `pretrained: imagenet`: torchvision's V1 enums, as in its detectors.
@@ -251,6 +256,33 @@ def _build_resnet(name: str, pretrained: str, trainable_layers: int | None) -> B
     return Backbone(trunk, head, out_channels, head_out_channels, roi_output_size=14)
 
 
+TINY_RESNET_HEAD_WIDTH = 256
+
+
+def _build_tiny_resnet(name: str, pretrained: str, trainable_layers: int | None) -> Backbone:
+    if pretrained != "none":
+        raise ConfigError(f"model.pretrained: {name} has no trained weights, use none (got '{pretrained}')")
+    stages = tiny_resnet_stages()
+    trainable = _check_trainable_layers(name, trainable_layers, len(TINY_RESNET_STAGE_NAMES) - 1, pretrained)
+    for stage in stages[: len(stages) - 1 - trainable]:
+        _freeze(stage)
+    trunk = nn.Sequential(*stages[:4])
+    out_channels, roi_size = TINY_RESNET_CHANNELS[3], 7
+    head = tiny_resnet_head(out_channels, roi_size)
+    return Backbone(trunk, head, out_channels, TINY_RESNET_HEAD_WIDTH, roi_output_size=roi_size)
+
+
+def tiny_resnet_head(in_channels: int, roi_size: int) -> nn.Sequential:
+    """Pooled RoIs [R, in_channels, roi_size, roi_size] -> [R, TINY_RESNET_HEAD_WIDTH]: two fc layers."""
+    return nn.Sequential(
+        nn.Flatten(1),
+        nn.Linear(in_channels * roi_size * roi_size, TINY_RESNET_HEAD_WIDTH),
+        nn.ReLU(inplace=True),
+        nn.Linear(TINY_RESNET_HEAD_WIDTH, TINY_RESNET_HEAD_WIDTH),
+        nn.ReLU(inplace=True),
+    )
+
+
 def _last_channels(layer: nn.Sequential) -> int:
     block = layer[-1]
     last_norm = block.bn3 if hasattr(block, "bn3") else block.bn2
@@ -272,6 +304,7 @@ BACKBONES: dict[str, Callable[[str, int | None], Backbone]] = {
     "resnet34": _named(_build_resnet, "resnet34"),
     "resnet50": _named(_build_resnet, "resnet50"),
     "resnet101": _named(_build_resnet, "resnet101"),
+    "tiny_resnet": _named(_build_tiny_resnet, "tiny_resnet"),
 }
 
 

@@ -30,6 +30,7 @@ from torch import nn
 
 from detect.errors import ConfigError
 from detect.models.backbones import load_classifier_weights
+from detect.models.tiny_resnet import TINY_RESNET_CHANNELS, tiny_resnet_stages
 
 # (middle channels, out channels, kernel, stride, padding) of each extra layer pair (1x1, then kxk).
 # From the SSD paper's Caffe models: SSD300's conv8_2..conv11_2 and SSD512's conv8_2..conv12_2.
@@ -70,11 +71,15 @@ def _extra_block(in_ch: int, mid: int, out: int, kernel: int, stride: int, paddi
     return nn.Sequential(*layers)
 
 
-def size_driven_extras(first_size: int, count: int) -> list[tuple[int, int, int, int, int]]:
-    """Extra-layer specs that halve the map while it is larger than 3, then shrink it to 1."""
+def size_driven_extras(
+    first_size: int, count: int, channels: tuple[int, int] | None = None
+) -> list[tuple[int, int, int, int, int]]:
+    """Extra-layer specs that halve the map while it is larger than 3, then shrink it to 1.
+
+    `channels`: (middle, out) of every layer; None: SSD300's widths (256, 512 twice, then 128, 256)."""
     specs, size = [], first_size
     for index in range(count):
-        mid, out = (256, 512) if index < 2 else (128, 256)
+        mid, out = channels or ((256, 512) if index < 2 else (128, 256))
         if size > 3:
             spec = (mid, out, 3, 2, 1)
         elif size in (2, 3):
@@ -228,7 +233,47 @@ def _block_channels(layer: nn.Sequential) -> int:
     return (block.bn3 if hasattr(block, "bn3") else block.bn2).num_features
 
 
-SSD_TRUNKS = ("vgg16", "resnet18", "resnet34", "resnet50", "resnet101")
+class TinyResNetTrunk(_TrunkWithExtras):
+    """detect.models.tiny_resnet's layer2 (stride 8), layer3 (16) and layer4 (32) maps, then extra
+    layers 128 wide in the middle and 256 out. At 192 px the maps are 24, 12, 6, 3, 1."""
+
+    EXTRA_CHANNELS = (128, 256)
+
+    def __init__(self, num_maps: int, input_size: int, pretrained: str = "none", trainable_layers: int | None = None):
+        super().__init__()
+        if num_maps < 3:
+            raise ConfigError(f"model.ssd: tiny_resnet SSD needs at least 3 feature maps (layer2..layer4), got {num_maps}")
+        if pretrained != "none":
+            raise ConfigError(f"model.pretrained: tiny_resnet has no trained weights, use none (got '{pretrained}')")
+        stages = tiny_resnet_stages()
+        self.layer2 = nn.Sequential(*stages[:3])
+        self.layer3, self.layer4 = stages[3], stages[4]
+        self.specs = size_driven_extras(self._trunk_sizes(input_size)[2], num_maps - 3, self.EXTRA_CHANNELS)
+        self.extras = nn.ModuleList()
+        in_channels = TINY_RESNET_CHANNELS[-1]
+        for spec in self.specs:
+            self.extras.append(_extra_block(in_channels, *spec, norm=True))
+            in_channels = spec[1]
+        _xavier_init(self.extras)
+        self.out_channels = list(TINY_RESNET_CHANNELS[2:]) + [spec[1] for spec in self.specs]
+        trainable = _trainable("tiny_resnet", trainable_layers, len(stages), pretrained)
+        _freeze(list(stages[: len(stages) - trainable]))
+
+    @staticmethod
+    def _trunk_sizes(input_size: int) -> list[int]:
+        size = _conv_out(_conv_out(input_size, 3, 2, 1), 3, 2, 1)  # the stem's two stride-2 convolutions
+        sizes = [_conv_out(size, 3, 2, 1)]  # layer2
+        for _ in range(2):  # layer3, layer4
+            sizes.append(_conv_out(sizes[-1], 3, 2, 1))
+        return sizes
+
+    def _base_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
+        layer2 = self.layer2(images)
+        layer3 = self.layer3(layer2)
+        return [layer2, layer3, self.layer4(layer3)]
+
+
+SSD_TRUNKS = ("vgg16", "resnet18", "resnet34", "resnet50", "resnet101", "tiny_resnet")
 
 
 def build_ssd_trunk(
@@ -237,6 +282,8 @@ def build_ssd_trunk(
     """The SSD trunk `name` giving `num_maps` feature maps for a square input of `input_size` pixels."""
     if name == "vgg16":
         return VGGTrunk(num_maps, input_size, pretrained, trainable_layers)
+    if name == "tiny_resnet":
+        return TinyResNetTrunk(num_maps, input_size, pretrained, trainable_layers)
     if name in SSD_TRUNKS:
         return ResNetTrunk(name, num_maps, input_size, pretrained, trainable_layers)
     raise ConfigError(f"model.backbone: '{name}' has no SSD trunk (allowed for SSD: {', '.join(SSD_TRUNKS)})")
