@@ -15,6 +15,9 @@ conv4_3 and fc7, then extra layers with GroupNorm. (NVIDIA's SSD300 ResNet-50 in
 stride 8, which costs about twice the trunk compute.) Extra-layer sizes follow the input: 3 x 3
 stride 2 while a map is larger than 3, then a valid 3 x 3 (3 -> 1) or 2 x 2 (2 -> 1).
 
+`tiny_resnet` (detect.models.tiny_resnet, random weights only): layer2, layer3 and layer4 (strides 8,
+16, 32) as the first three maps, then extra layers 128 / 256 wide; the CPU main job's trunk.
+
 ImageNet or local weights come from detect.models.backbones (`load_classifier_weights`).
 `trainable_layers` counts stages from the top (VGG: 5 conv blocks; ResNet: conv1, layer1..layer3);
 None trains everything with random weights, and all but the first stage with loaded weights.
