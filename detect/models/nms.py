@@ -22,10 +22,16 @@ def grouped_nms(
 
 
 def nms_mask(
-    boxes: torch.Tensor, scores: torch.Tensor, valid: torch.Tensor, iou_thresh: float, max_coordinate: float
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    valid: torch.Tensor,
+    iou_thresh: float,
+    max_coordinate: float,
+    groups: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """NMS per image on fixed-size candidate lists: boxes [B, K, 4], scores [B, K], valid [B, K] -> kept
     [B, K] bool. Invalid candidates neither survive nor suppress (they become empty boxes).
+    `groups` int64 [K] (e.g. the pyramid level of each candidate slot): NMS runs within each group only.
 
     The one loop over images in the detector, on purpose: NMS kernels compare every candidate with every
     other, so one grouped call over B*K proposals costs O((B*K)^2) where B calls cost O(B*K^2). With the
@@ -38,12 +44,18 @@ def nms_mask(
     if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
         # A traced loop would be unrolled for the traced batch size: export uses the grouped call,
         # which keeps the same boxes for any batch size.
-        groups = torch.arange(scores.shape[0], device=boxes.device)[:, None].expand_as(scores).reshape(-1)
-        keep = grouped_nms(flat_boxes.reshape(-1, 4), masked_scores.reshape(-1), groups, iou_thresh, max_coordinate)
+        images = torch.arange(scores.shape[0], device=boxes.device)[:, None].expand_as(scores)
+        all_groups = images if groups is None else images * (int(groups.max()) + 1) + groups[None]
+        keep = grouped_nms(flat_boxes.reshape(-1, 4), masked_scores.reshape(-1), all_groups.reshape(-1),
+                           iou_thresh, max_coordinate)
         kept = torch.zeros(scores.numel(), dtype=torch.bool, device=boxes.device)
         kept[keep] = True
         return kept.reshape(scores.shape) & valid
     kept = torch.zeros_like(valid)
     for image in range(scores.shape[0]):
-        kept[image, nms(flat_boxes[image], masked_scores[image], iou_thresh)] = True
+        if groups is None:
+            keep = nms(flat_boxes[image], masked_scores[image], iou_thresh)
+        else:
+            keep = grouped_nms(flat_boxes[image], masked_scores[image], groups, iou_thresh, max_coordinate)
+        kept[image, keep] = True
     return kept & valid
