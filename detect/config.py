@@ -227,9 +227,12 @@ class ModelConfig(Section):
     arch: Literal["faster_rcnn", "ssd"] = "faster_rcnn"
     """Detector: the two-stage Faster R-CNN or the one-stage SSD."""
     backbone: str = "vgg16"
-    """vgg16, vgg16_bn, resnet18, resnet34, resnet50 or resnet101."""
+    """vgg16, vgg16_bn, resnet18, resnet34, resnet50 or resnet101 (stride-16 trunks); resnet18_fpn ..
+    resnet101_fpn (feature pyramids, Faster R-CNN only: one anchor size per level, roi_align)."""
     pretrained: str = "none"
-    """none | imagenet | path to a local torchvision classification state dict"""
+    """none | imagenet (the trunk) | coco (torchvision's COCO-trained detector of the same architecture:
+    resnet50_fpn) | path to a torchvision classification state dict (the trunk), a torchvision detection
+    state dict or a detect checkpoint (the whole detector; the classifier's rows kept by class name)"""
     trainable_layers: int | None = None
     """How many backbone stages train (the rest are frozen); None: the backbone's default."""
     roi_pool: Literal["roi_pool", "roi_align"] = "roi_pool"
