@@ -84,3 +84,15 @@ def test_pyramid_settings_a_user_can_get_wrong():
         build_model(ModelConfig.model_validate({**SMALL_FPN, "anchors": {"sizes": [32, 64, 128]}}), InputConfig(), 2)
     with pytest.raises(ConfigError, match="model.roi_pool: .*roi_align"):
         build_model(ModelConfig.model_validate({**SMALL_FPN, "roi_pool": "roi_pool"}), InputConfig(), 2)
+
+
+@pytest.mark.parametrize("name", ["voc_faster_rcnn_fpn", "coco_faster_rcnn_fpn"])
+def test_shipped_fpn_configs_have_torchvisions_settings(name):
+    config = load_config(name, ["model.pretrained=none"])
+    assert config.model.backbone == "resnet50_fpn"
+    model = build_model(config.model, config.input, 20)
+    assert model.rpn.anchor_generator.sizes == [32, 64, 128, 256, 512] and model.rpn.anchor_generator.num_anchors == 3
+    assert (model.rpn.pre_nms_top_n, model.rpn.post_nms_top_n) == ((2000, 1000), (2000, 1000))
+    assert model.roi_heads.stride == (4, 8, 16, 32) and model.roi_heads.output_size == 7
+    assert (model.roi_heads.nms_thresh, model.roi_heads.score_thresh) == (0.5, 0.05)
+    assert load_config("voc_faster_rcnn_fpn").model.pretrained == "coco"
