@@ -207,3 +207,23 @@ def test_coco_cached_file_is_used_without_network(torchvision_file, tmp_path, mo
 def test_coco_for_a_backbone_without_a_torchvision_twin():
     with pytest.raises(ConfigError, match="no COCO-trained detector for backbone 'resnet101_fpn'"):
         build_model(_fpn_config(backbone="resnet101_fpn", pretrained="coco"), InputConfig(), 2)
+
+
+def test_first_training_step_starts_from_the_loaded_weights(torchvision_file):
+    """Fine-tuning from a torchvision file: the first step's losses are the loaded model's, not a fresh one's."""
+    from tests.models.overfit_utils import shapes_batch
+
+    _, path = torchvision_file
+    images, targets = shapes_batch(2, 64)
+    sizes = torch.tensor([[64, 64], [64, 64]])
+    losses = {}
+    for name, pretrained in (("loaded", str(path)), ("fresh", "none")):
+        torch.manual_seed(0)
+        model = build_model(_fpn_config(pretrained=pretrained), InputConfig(), 3).train()
+        torch.manual_seed(1)  # the same anchor and RoI sampling for both
+        step = model(images, sizes, targets)
+        sum(step.values()).backward()
+        losses[name] = {k: v.item() for k, v in step.items()}
+    assert all(torch.isfinite(torch.tensor(list(v.values()))).all() for v in losses.values())
+    assert losses["loaded"]["loss_classifier"] != pytest.approx(losses["fresh"]["loss_classifier"], rel=1e-3)
+    assert losses["loaded"]["loss_rpn_objectness"] != pytest.approx(losses["fresh"]["loss_rpn_objectness"], rel=1e-3)
