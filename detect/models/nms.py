@@ -2,12 +2,17 @@
 apart by shifting each group's boxes to its own region of the plane, so one `torchvision.ops.nms`
 call does the work of a loop over images and classes (torchvision's `batched_nms` falls back to such
 a loop for large inputs).
+
+On the CPU, large inputs go to torchvision's `batched_nms`, whose loop over groups is cheaper there:
+the NMS kernel compares each kept box with every other candidate, across groups too when they are
+shifted apart, and the CPU has no host sync to save (13,800 boxes in 40 groups, one thread: 1.3 s
+shifted against 0.19 s per group; same boxes kept).
 """
 
 from __future__ import annotations
 
 import torch
-from torchvision.ops import nms
+from torchvision.ops import batched_nms, nms
 
 
 def grouped_nms(
@@ -17,6 +22,8 @@ def grouped_nms(
 
     boxes float [M, 4] with coordinates in [0, max_coordinate]; scores [M]; groups int64 [M].
     """
+    if boxes.device.type == "cpu" and not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
+        return batched_nms(boxes, scores, groups, iou_thresh)
     offsets = groups.to(boxes.dtype) * (max_coordinate + 1)
     return nms(boxes + offsets[:, None], scores, iou_thresh)
 
