@@ -175,7 +175,8 @@ def read_weights_file(path: Path):
     """torch.load(weights_only=True) of a file, with a one-line CheckpointError if it cannot be read.
 
     numpy arrays are allowed (a detect checkpoint keeps numpy's RNG state); no other code runs."""
-    allowed = [np._core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+    numpy_core = getattr(np, "_core", None) or np.core  # numpy 2 / numpy 1
+    allowed = [numpy_core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
     try:
         with torch.serialization.safe_globals(allowed):
             return torch.load(path, map_location="cpu", weights_only=True)

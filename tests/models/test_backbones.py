@@ -195,7 +195,8 @@ def test_fpn_trunk_gives_five_levels_and_an_mlp_head():
 def test_fpn_trunk_parameter_names_are_torchvisions():
     ours = build_backbone("resnet50_fpn").trunk.state_dict()
     theirs = torchvision.models.detection.fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None)
-    expected = {k.removeprefix("backbone."): v.shape for k, v in theirs.state_dict().items() if k.startswith("backbone.")}
+    expected = {key.removeprefix("backbone."): value.shape
+                for key, value in theirs.state_dict().items() if key.startswith("backbone.")}
     assert {k: v.shape for k, v in ours.items()} == expected
 
 
