@@ -341,10 +341,13 @@ class ModelConfig(Section):
     """Detector: the two-stage Faster R-CNN, the one-stage SSD, or SSDlite (SSD with depthwise-separable
     prediction heads; settings in `model.ssd`)."""
     backbone: str = "vgg16"
-    """vgg16, vgg16_bn, resnet18, resnet34, resnet50, resnet101, mobilenet_v3_large, mobilenet_v3_small, or
-    tiny_resnet (a narrow ResNet for CPU training from random weights)."""
+    """vgg16, vgg16_bn, resnet18, resnet34, resnet50, resnet101, mobilenet_v3_large, mobilenet_v3_small,
+    tiny_resnet (a narrow ResNet for CPU training from random weights); resnet18_fpn .. resnet101_fpn
+    (feature pyramids, Faster R-CNN only: one anchor size per level, roi_align)."""
     pretrained: str = "none"
-    """none | imagenet | path to a local torchvision classification state dict"""
+    """none | imagenet (the trunk) | coco (torchvision's COCO-trained detector of the same architecture:
+    resnet50_fpn) | path to a torchvision classification state dict (the trunk), a torchvision detection
+    state dict or a detect checkpoint (the whole detector; the classifier's rows kept by class name)"""
     trainable_layers: int | None = None
     """How many backbone stages train (the rest are frozen); None: the backbone's default."""
     roi_pool: Literal["roi_pool", "roi_align"] = "roi_pool"

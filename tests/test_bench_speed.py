@@ -24,6 +24,12 @@ TINY_FASTER_RCNN = TINY + [
     "--set", "model.rpn.pre_nms_top_n_train=300", "--set", "model.rpn.post_nms_top_n_train=64",
     "--set", "model.rpn.post_nms_top_n_test=16",
 ]
+TINY_FPN = TINY + [
+    "--model", "faster_rcnn_fpn", "--image-size", "96", "128", "--set", "model.backbone=resnet18_fpn",
+    "--set", "model.roi_heads.batch_size_per_image=16", "--set", "model.rpn.pre_nms_top_n_train=100",
+    "--set", "model.rpn.post_nms_top_n_train=64", "--set", "model.rpn.pre_nms_top_n_test=50",
+    "--set", "model.rpn.post_nms_top_n_test=16",
+]
 TINY_SSD = TINY + [
     "--model", "ssd300", "--image-size", "160",
     "--set", "model.backbone=resnet18", "--set", "model.ssd.aspect_ratios=[[2],[2,3],[2,3],[2],[2]]",
@@ -40,7 +46,7 @@ def bench_speed():
     return module
 
 
-@pytest.mark.parametrize("argv", [TINY_FASTER_RCNN, TINY_SSD], ids=["faster_rcnn", "ssd"])
+@pytest.mark.parametrize("argv", [TINY_FASTER_RCNN, TINY_FPN, TINY_SSD], ids=["faster_rcnn", "faster_rcnn_fpn", "ssd"])
 def test_benchmark_writes_rows_for_both_modes(bench_speed, argv, tmp_path, capsys, one_thread):
     out = tmp_path / "speed.json"
     assert bench_speed.main(argv + ["--mode", "all", "--json", str(out)]) == 0
@@ -86,6 +92,22 @@ def test_faster_rcnn_peer_gives_our_detections_with_shared_weights(bench_speed, 
     with torch.no_grad():
         outputs = ours(batch["images"], batch["image_sizes"])
         mine = split_detections(ours.postprocess(outputs, batch["image_sizes"], batch["scales"]))
+        theirs = peer(batch["image_list"])
+    for a, b in zip(mine, theirs):
+        assert len(a["boxes"]) == len(b["boxes"]) > 0
+        torch.testing.assert_close(a["scores"], b["scores"], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(a["boxes"], b["boxes"], atol=1e-3, rtol=1e-4)
+
+
+def test_fpn_peer_gives_our_detections_with_shared_weights(bench_speed, one_thread):
+    args = bench_speed.parse_args(TINY_FPN + ["--score-thresh", "0.0"])
+    _, ours, peer, shared = bench_speed.build_pair("faster_rcnn_fpn", args)
+    assert shared and type(peer.rpn.anchor_generator.sizes) is tuple and len(peer.rpn.anchor_generator.sizes) == 5
+    batch = bench.make_batches(1, 2, 96, 128, 20, vary_sizes=True, seed=1)[0]
+    ours.eval()
+    peer.eval()
+    with torch.no_grad():
+        mine = ours.postprocess(ours(batch["images"], batch["image_sizes"]), batch["image_sizes"], batch["scales"])
         theirs = peer(batch["image_list"])
     for a, b in zip(mine, theirs):
         assert len(a["boxes"]) == len(b["boxes"]) > 0

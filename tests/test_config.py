@@ -51,6 +51,8 @@ def test_builtin_configs_cover_the_named_models():
         "voc_faster_rcnn",
         "voc_faster_rcnn_resnet50",
         "coco_faster_rcnn",
+        "voc_faster_rcnn_fpn",
+        "coco_faster_rcnn_fpn",
         "synthetic_faster_rcnn",
         "voc_ssd300",
         "voc_ssd512",

@@ -7,10 +7,12 @@
 Each `--model` is a shipped config (pretrained weights off) plus `--set` overrides:
   faster_rcnn_vgg16     voc_faster_rcnn            600 x 1000 by default, VGG16 + RoIPool 7
   faster_rcnn_resnet50  voc_faster_rcnn_resnet50   600 x 1000, ResNet-50 C4 + RoIAlign 14
+  faster_rcnn_fpn       voc_faster_rcnn_fpn        600 x 1000, ResNet-50 FPN (fasterrcnn_resnet50_fpn's layout)
   ssd300 / ssd512       voc_ssd300 / voc_ssd512    300 / 512 square
   ssdlite320            voc_ssdlite320             320 square, MobileNetV3-Large (reduced tail)
 torchvision's counterpart: `FasterRCNN` on the same backbone with the same anchors, RoI pooling,
-sampling and postprocess settings (detect.models.torchvision_peer); for SSD300 on VGG16 torchvision's
+sampling and postprocess settings (detect.models.torchvision_peer; for an FPN backbone that is
+`fasterrcnn_resnet50_fpn`'s architecture: pyramid, per-level anchors, MultiScaleRoIAlign, TwoMLPHead); for SSD300 on VGG16 torchvision's
 SSD300 VGG16 (`ssd300_vgg16`'s architecture, no weights) with our default boxes and settings
 (detect.models.torchvision_ssd_peer); for SSDlite320 torchvision's own `ssdlite320_mobilenet_v3_large`
 (same layout: our state dict maps onto it, detect.models.weights); for SSD512 and other trunks, torchvision's `SSD` on a copy of
@@ -62,6 +64,7 @@ from detect.models.fuse import fold_batchnorm  # noqa: E402
 MODELS = {
     "faster_rcnn_vgg16": ("voc_faster_rcnn", (600, 1000)),
     "faster_rcnn_resnet50": ("voc_faster_rcnn_resnet50", (600, 1000)),
+    "faster_rcnn_fpn": ("voc_faster_rcnn_fpn", (600, 1000)),
     "ssd300": ("voc_ssd300", (300, 300)),
     "ssd512": ("voc_ssd512", (512, 512)),
     "ssdlite320": ("voc_ssdlite320", (320, 320)),

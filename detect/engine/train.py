@@ -723,7 +723,7 @@ def _run(config, output_dir, device, resume, interrupt_after_steps, build_loader
     else:
         from detect.models.build import build_model
 
-        model = build_model(config.model, config.input, len(class_names))
+        model = build_model(config.model, config.input, len(class_names), list(class_names))
     steps_per_epoch = math.ceil(len(train_loader) / config.train.accumulate)
     session = make_session(config, model, class_names, device, steps_per_epoch, run_dir, logger)
     session.interrupt_after_steps = interrupt_after_steps

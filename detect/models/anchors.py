@@ -9,6 +9,14 @@ Order: row-major over locations, then ratio-major over the A = len(ratios) * len
 the top-left corner of its cell, and the cell anchors' corners are rounded to integers. An aspect ratio
 is height / width; a size is the square root of the anchor's area.
 Anchors depend only on the feature-map size, so they are made once per size and device, and cached.
+
+Feature pyramids (FPN): `AnchorGenerator(sizes, ratios, stride=(4, 8, 16, 32, 64))` puts `sizes[l]` on
+level l (one size per level, as torchvision's `fasterrcnn_resnet50_fpn`), and
+
+    anchors.pyramid(feature_shapes [(Hl, Wl), ...], device) -> float32 [sum Hl * Wl * A, 4], level-major
+
+As in torchvision, a level's stride is the padded image size (level 0's size x its stride) floor-divided
+by the level's size, per axis: the nominal stride, except for a last max-pool level of an odd-sized map.
 """
 
 from __future__ import annotations
@@ -30,31 +38,51 @@ def cell_anchors(sizes: list[float], aspect_ratios: list[float]) -> torch.Tensor
 
 
 class AnchorGenerator(nn.Module):
-    def __init__(self, sizes: list[float], aspect_ratios: list[float], stride: int = 16):
+    def __init__(self, sizes: list[float], aspect_ratios: list[float], stride: int | tuple[int, ...] = 16):
         super().__init__()
         self.sizes = list(sizes)
         self.aspect_ratios = list(aspect_ratios)
         self.stride = stride
+        self.is_pyramid = isinstance(stride, (tuple, list))
+        if self.is_pyramid and len(self.sizes) != len(stride):
+            raise ValueError(f"a feature pyramid of {len(stride)} levels takes one anchor size per level, "
+                             f"got {len(self.sizes)}")
         self.base_anchors = cell_anchors(self.sizes, self.aspect_ratios)
+        self.level_base_anchors = [cell_anchors([size], self.aspect_ratios) for size in self.sizes]
         self._cache: dict[tuple, torch.Tensor] = {}
 
     @property
     def num_anchors(self) -> int:
         """Anchors per feature-map location."""
-        return len(self.sizes) * len(self.aspect_ratios)
+        return len(self.aspect_ratios) * (1 if self.is_pyramid else len(self.sizes))
+
+    def pyramid(self, feature_shapes: list[tuple[int, int]], device: torch.device | str) -> torch.Tensor:
+        """Anchors of every level, concatenated in level order (see the module docstring)."""
+        key = (tuple(tuple(shape) for shape in feature_shapes), str(device))
+        if key not in self._cache:
+            padded_h, padded_w = (side * self.stride[0] for side in feature_shapes[0])
+            self._cache[key] = torch.cat([
+                self._grid(h, w, torch.device(device), padded_h // h, padded_w // w, base)
+                for (h, w), base in zip(feature_shapes, self.level_base_anchors)
+            ])
+        return self._cache[key]
 
     def forward(self, feature_height: int, feature_width: int, device: torch.device | str) -> torch.Tensor:
         key = (feature_height, feature_width, str(device))
         if key not in self._cache:
-            self._cache[key] = self._grid(feature_height, feature_width, torch.device(device))
+            self._cache[key] = self._grid(
+                feature_height, feature_width, torch.device(device), self.stride, self.stride, self.base_anchors
+            )
         return self._cache[key]
 
-    def _grid(self, feature_height: int, feature_width: int, device: torch.device) -> torch.Tensor:
-        shift_y = torch.arange(feature_height, dtype=torch.float32, device=device) * self.stride
-        shift_x = torch.arange(feature_width, dtype=torch.float32, device=device) * self.stride
+    @staticmethod
+    def _grid(feature_height: int, feature_width: int, device: torch.device, stride_y: int, stride_x: int,
+              base_anchors: torch.Tensor) -> torch.Tensor:
+        shift_y = torch.arange(feature_height, dtype=torch.float32, device=device) * stride_y
+        shift_x = torch.arange(feature_width, dtype=torch.float32, device=device) * stride_x
         yy, xx = torch.meshgrid(shift_y, shift_x, indexing="ij")
         shifts = torch.stack([xx, yy, xx, yy], dim=-1).reshape(-1, 1, 4)
-        return (shifts + self.base_anchors.to(device)[None]).reshape(-1, 4)
+        return (shifts + base_anchors.to(device)[None]).reshape(-1, 4)
 
 
 def max_anchor_extent(sizes: list[float], aspect_ratios: list[float]) -> float:

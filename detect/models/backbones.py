@@ -13,6 +13,7 @@ Every builder takes `(pretrained, trainable_layers)` and returns a `Backbone`:
 adaptive pool to 7 x 7, which is the identity for 7 x 7 RoIs, as in torchvision's VGG).
 `resnet18/34/50/101`: the C4 layout of the Faster R-CNN paper's ResNet variant (He et al., 2016):
 conv1..layer3 (res4) as trunk, layer4 (res5) + global average pool as head; BatchNorm frozen when trained weights are loaded, trainable from random weights.
+
 `mobilenet_v3_large`, `mobilenet_v3_small` (Howard et al., 2019): the same C4 cut of torchvision's
 MobileNetV3 `features`: the blocks up to the last stride-16 one as trunk (112 / 48 channels), the
 stride-32 blocks + global average pool as head (960 / 576); BatchNorm frozen as for ResNet.
@@ -21,8 +22,15 @@ stride-32 blocks + global average pool as head (960 / 576); BatchNorm frozen as 
 connected layers of 256 on the flattened 7 x 7 RoI (layer4 on every RoI would cost more than the
 trunk). Random weights only: the backbone of the CPU-sized synthetic Faster R-CNN.
 
+`resnet18_fpn` .. `resnet101_fpn`: the layout of torchvision's `fasterrcnn_resnet50_fpn` (Lin et al.,
+2017): a feature pyramid (256 channels) over C2..C5 plus a max-pool level, so the trunk returns a list
+of 5 maps at strides 4, 8, 16, 32, 64 and `stride` is that tuple; RoIs pool from the first four
+(`roi_levels`) at 7 x 7 into a two-layer MLP head (fc6, fc7: 1024 wide).
+
 `pretrained`: "none" (random init), "imagenet" (torchvision's weight enum; the file is taken from the
-torch hub cache, downloaded there when missing), or the path of a torchvision classification state dict.
+torch hub cache, downloaded there when missing), the path of a torchvision classification state dict, or
+DETECTOR_WEIGHTS: built as for trained weights (frozen BatchNorm, default trainable stages) but left
+random, because the whole detector's weights are loaded over it (detect/models/weights.py).
 `trainable_layers`: how many stages, counted from the top, keep `requires_grad`; the rest are frozen.
 """
 
@@ -35,6 +43,9 @@ from typing import Callable
 import torch
 import torchvision
 from torch import nn
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.faster_rcnn import TwoMLPHead
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from detect.errors import CheckpointError, ConfigError
@@ -62,9 +73,22 @@ RESNET_STAGES = ("conv1", "layer1", "layer2", "layer3", "layer4")
 MOBILENET_V3 = ("mobilenet_v3_large", "mobilenet_v3_small")
 DEFAULT_TRAINABLE = 3
 
+# `pretrained` value for a trunk whose weights come with the detector's (a COCO checkpoint, a file).
+DETECTOR_WEIGHTS = "detector"
+
+# The FPN layout of torchvision's fasterrcnn_resnet50_fpn.
+FPN_CHANNELS = 256
+FPN_STRIDES = (4, 8, 16, 32, 64)
+FPN_ROI_LEVELS = 4
+FPN_HEAD_WIDTH = 1024
+
 
 class Backbone(nn.Module):
-    """A stride-16 trunk and its per-RoI head, with the numbers the detector needs to wire them."""
+    """A trunk and its per-RoI head, with the numbers the detector needs to wire them.
+
+    A single-map trunk has an int `stride`; a pyramid trunk returns a list of maps, `stride` holds one
+    stride per map, and RoIs pool from the first `roi_levels` of them.
+    """
 
     def __init__(
         self,
@@ -73,7 +97,8 @@ class Backbone(nn.Module):
         out_channels: int,
         head_out_channels: int,
         roi_output_size: int,
-        stride: int = 16,
+        stride: int | tuple[int, ...] = 16,
+        roi_levels: int = 1,
     ):
         super().__init__()
         self.trunk = trunk
@@ -82,36 +107,59 @@ class Backbone(nn.Module):
         self.head_out_channels = head_out_channels
         self.roi_output_size = roi_output_size
         self.stride = stride
+        self.roi_levels = roi_levels
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    @property
+    def is_pyramid(self) -> bool:
+        return isinstance(self.stride, tuple)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         return self.trunk(images)
+
+
+class PyramidTrunk(BackboneWithFPN):
+    """torchvision's BackboneWithFPN (`body`, `fpn`: the parameter names of its detectors), returning
+    the maps as a list, finest first: images [B, 3, H, W] -> [[B, 256, H / s, W / s] for s in strides]."""
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        return list(super().forward(images).values())
 
 
 # ---------------------------------------------------------------------------------------------------
 # Weights
 
 
+def hub_weight_file(url: str) -> Path:
+    """Where torch hub caches the weights at `url`: <hub dir>/checkpoints/<file name>."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+
+
 def imagenet_weight_file(name: str) -> Path:
     """Where torchvision caches the ImageNet weights of backbone `name`: <hub dir>/checkpoints/<file>."""
-    url = IMAGENET_WEIGHTS[name].url
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+    return hub_weight_file(IMAGENET_WEIGHTS[name].url)
+
+
+def hub_state_dict(url: str, setting: str, what: str) -> dict:
+    """The state dict at `url` from the torch hub cache, downloaded only when it is not cached there.
+
+    Offline, a one-line ConfigError names `setting`, `what` was missing, and the file to put in place.
+    """
+    cached = hub_weight_file(url)
+    if cached.is_file():
+        return _read_state_dict(cached)
+    try:
+        return torch.hub.load_state_dict_from_url(url, progress=True, map_location="cpu", weights_only=True)
+    except (urllib.error.URLError, OSError, RuntimeError) as error:
+        reason = str(getattr(error, "reason", error)).splitlines()[0] if str(error) else type(error).__name__
+        raise ConfigError(
+            f"{setting}: {what} are not cached and could not be downloaded ({reason}); download {url} "
+            f"to {cached}, or set model.pretrained to the path of a local torchvision state dict"
+        ) from None
 
 
 def _imagenet_state_dict(name: str) -> dict:
     """The cached ImageNet state dict of `name`, downloading it only when it is not cached."""
-    cached = imagenet_weight_file(name)
-    if cached.is_file():
-        return _read_state_dict(cached)
-    url = IMAGENET_WEIGHTS[name].url
-    try:
-        return torch.hub.load_state_dict_from_url(url, progress=True, map_location="cpu")
-    except (urllib.error.URLError, OSError, RuntimeError) as error:
-        reason = str(getattr(error, "reason", error)).splitlines()[0] if str(error) else type(error).__name__
-        raise ConfigError(
-            f"model.pretrained=imagenet: ImageNet weights for '{name}' are not cached and could not be "
-            f"downloaded ({reason}); download {url} to {cached}, or set model.pretrained to the path "
-            f"of a local torchvision state dict"
-        ) from None
+    return hub_state_dict(IMAGENET_WEIGHTS[name].url, "model.pretrained=imagenet", f"ImageNet weights for '{name}'")
 
 
 def _read_state_dict(path: Path) -> dict:
@@ -130,7 +178,7 @@ def load_classifier_weights(model: nn.Module, name: str, pretrained: str) -> nn.
 
     `pretrained`: "none" (leave as is), "imagenet", or a path to a state dict. Returns `model`.
     """
-    if pretrained == "none":
+    if pretrained in ("none", DETECTOR_WEIGHTS):
         return model
     if pretrained == "imagenet":
         state_dict, source = _imagenet_state_dict(name), str(imagenet_weight_file(name))
@@ -261,13 +309,19 @@ def _build_vgg(name: str, pretrained: str, trainable_layers: int | None) -> Back
     return Backbone(trunk, head, out_channels=512, head_out_channels=fc7.out_features, roi_output_size=7)
 
 
-def _build_resnet(name: str, pretrained: str, trainable_layers: int | None) -> Backbone:
+def _resnet_classifier(name: str, pretrained: str, trainable_layers: int | None) -> nn.Module:
+    """torchvision's ResNet `name` with its weights, the stages below the trainable ones frozen."""
     trainable = _check_trainable_layers(name, trainable_layers, len(RESNET_STAGES), pretrained)
     model = classifier_model(name, pretrained)
     for stage_name in RESNET_STAGES[: len(RESNET_STAGES) - trainable]:
         _freeze(getattr(model, stage_name))
         if stage_name == "conv1":
             _freeze(model.bn1)  # the stem's norm goes with it (trainable BatchNorm from random weights)
+    return model
+
+
+def _build_resnet(name: str, pretrained: str, trainable_layers: int | None) -> Backbone:
+    model = _resnet_classifier(name, pretrained, trainable_layers)
     trunk = nn.Sequential(
         model.conv1, model.bn1, model.relu, model.maxpool, model.layer1, model.layer2, model.layer3
     )
@@ -290,6 +344,8 @@ def _build_mobilenet_v3(name: str, pretrained: str, trainable_layers: int | None
     out_channels = trunk[-1].out_channels
     head_out_channels = features[-1].out_channels
     return Backbone(trunk, head, out_channels, head_out_channels, roi_output_size=14)
+
+
 TINY_RESNET_HEAD_WIDTH = 256
 
 
@@ -317,6 +373,21 @@ def tiny_resnet_head(in_channels: int, roi_size: int) -> nn.Sequential:
     )
 
 
+def _build_resnet_fpn(name: str, pretrained: str, trainable_layers: int | None) -> Backbone:
+    model = _resnet_classifier(name.removesuffix("_fpn"), pretrained, trainable_layers)
+    stages = ("layer1", "layer2", "layer3", "layer4")
+    trunk = PyramidTrunk(
+        model,
+        return_layers={stage: str(index) for index, stage in enumerate(stages)},
+        in_channels_list=[_last_channels(getattr(model, stage)) for stage in stages],
+        out_channels=FPN_CHANNELS,
+        extra_blocks=LastLevelMaxPool(),
+    )
+    head = TwoMLPHead(FPN_CHANNELS * 7 * 7, FPN_HEAD_WIDTH)
+    return Backbone(trunk, head, FPN_CHANNELS, FPN_HEAD_WIDTH, roi_output_size=7, stride=FPN_STRIDES,
+                    roi_levels=FPN_ROI_LEVELS)
+
+
 def _last_channels(layer: nn.Sequential) -> int:
     block = layer[-1]
     last_norm = block.bn3 if hasattr(block, "bn3") else block.bn2
@@ -341,6 +412,10 @@ BACKBONES: dict[str, Callable[[str, int | None], Backbone]] = {
     "mobilenet_v3_large": _named(_build_mobilenet_v3, "mobilenet_v3_large"),
     "mobilenet_v3_small": _named(_build_mobilenet_v3, "mobilenet_v3_small"),
     "tiny_resnet": _named(_build_tiny_resnet, "tiny_resnet"),
+    "resnet18_fpn": _named(_build_resnet_fpn, "resnet18_fpn"),
+    "resnet34_fpn": _named(_build_resnet_fpn, "resnet34_fpn"),
+    "resnet50_fpn": _named(_build_resnet_fpn, "resnet50_fpn"),
+    "resnet101_fpn": _named(_build_resnet_fpn, "resnet101_fpn"),
 }
 
 

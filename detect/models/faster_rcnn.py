@@ -1,4 +1,7 @@
-"""Faster R-CNN (Ren et al., 2015): a stride-16 backbone, the RPN, and Fast R-CNN heads on its proposals.
+"""Faster R-CNN (Ren et al., 2015): a backbone, the RPN, and Fast R-CNN heads on its proposals.
+
+The backbone is a stride-16 trunk (C4 and VGG designs) or a feature pyramid (FPN: `resnet50_fpn`, the
+layout of torchvision's `fasterrcnn_resnet50_fpn`, whose state dicts load: detect/models/weights.py).
 
 Keeps the model contract of detect/models/__init__.py:
     model(images [B, 3, H, W], image_sizes [B, 2], targets=None) -> losses dict, or raw outputs
@@ -14,10 +17,11 @@ from torch import nn
 from detect.config import InputConfig, ModelConfig
 from detect.errors import ConfigError
 from detect.models.anchors import AnchorGenerator
-from detect.models.backbones import Backbone, build_backbone, tiny_resnet_head
+from detect.models.backbones import DETECTOR_WEIGHTS, Backbone, build_backbone, tiny_resnet_head
 from detect.models.boxes import pad_ground_truth
 from detect.models.roi_heads import RoIHeads
 from detect.models.rpn import RegionProposalNetwork, RPNHead
+from detect.models.weights import load_detector_weights, read_detector_weights
 
 
 class FasterRCNN(nn.Module):
@@ -57,9 +61,13 @@ def _vgg_head(in_channels: int, pool_size: int, width: int) -> nn.Module:
     )
 
 
-def build_detector_backbone(model_cfg: ModelConfig) -> Backbone:
-    """The configured backbone; VGG's fc6/fc7 are rebuilt (random) if `representation_size` is not 4096."""
-    backbone = build_backbone(model_cfg.backbone, model_cfg.pretrained, model_cfg.trainable_layers)
+def build_detector_backbone(model_cfg: ModelConfig, trunk_pretrained: str | None = None) -> Backbone:
+    """The configured backbone; VGG's fc6/fc7 are rebuilt (random) if `representation_size` is not 4096.
+
+    `trunk_pretrained`: what the trunk loads, when not `model.pretrained` (DETECTOR_WEIGHTS: nothing,
+    the detector's weights come later)."""
+    pretrained = model_cfg.pretrained if trunk_pretrained is None else trunk_pretrained
+    backbone = build_backbone(model_cfg.backbone, pretrained, model_cfg.trainable_layers)
     representation = model_cfg.roi_heads.representation_size
     if model_cfg.backbone.startswith("vgg") and representation != backbone.head_out_channels:
         backbone.head = _vgg_head(backbone.out_channels, 7, representation)
@@ -71,11 +79,17 @@ def build_detector_backbone(model_cfg: ModelConfig) -> Backbone:
     return backbone
 
 
-def build_faster_rcnn(model_cfg: ModelConfig, input_cfg: InputConfig, num_classes: int) -> FasterRCNN:
-    """Faster R-CNN from the `model` config section (`input` is not needed: resizing is the data's job)."""
+def build_faster_rcnn(model_cfg: ModelConfig, input_cfg: InputConfig, num_classes: int,
+                      class_names: list[str] | None = None) -> FasterRCNN:
+    """Faster R-CNN from the `model` config section (`input` is not needed: resizing is the data's job).
+
+    `class_names` (the C foreground names, when known) decide which predictor rows of detector weights
+    (`model.pretrained`: coco or a file) are carried over."""
     if num_classes < 1:
         raise ConfigError(f"Faster R-CNN needs at least one foreground class, got {num_classes}")
-    backbone = build_detector_backbone(model_cfg)
+    detector_weights = read_detector_weights(model_cfg.pretrained, model_cfg.backbone)
+    backbone = build_detector_backbone(model_cfg, DETECTOR_WEIGHTS if detector_weights else None)
+    _check_pyramid_settings(model_cfg, backbone)
     anchors = AnchorGenerator(model_cfg.anchors.sizes, model_cfg.anchors.aspect_ratios, backbone.stride)
     rpn_cfg, roi_cfg = model_cfg.rpn, model_cfg.roi_heads
     rpn = RegionProposalNetwork(
@@ -97,7 +111,7 @@ def build_faster_rcnn(model_cfg: ModelConfig, input_cfg: InputConfig, num_classe
         num_classes,
         pool=model_cfg.roi_pool,
         output_size=model_cfg.roi_output_size or backbone.roi_output_size,
-        stride=backbone.stride,
+        stride=backbone.stride[:backbone.roi_levels] if backbone.is_pyramid else backbone.stride,
         fg_iou_thresh=roi_cfg.fg_iou_thresh,
         bg_iou_thresh_hi=roi_cfg.bg_iou_thresh_hi,
         bg_iou_thresh_lo=roi_cfg.bg_iou_thresh_lo,
@@ -109,4 +123,19 @@ def build_faster_rcnn(model_cfg: ModelConfig, input_cfg: InputConfig, num_classe
         detections_per_img=roi_cfg.detections_per_img,
         loss_box_weight=roi_cfg.loss_box_weight,
     )
-    return FasterRCNN(backbone, rpn, roi_heads, num_classes)
+    model = FasterRCNN(backbone, rpn, roi_heads, num_classes)
+    if detector_weights is not None:
+        load_detector_weights(model, detector_weights, class_names)
+    return model
+
+
+def _check_pyramid_settings(model_cfg: ModelConfig, backbone: Backbone) -> None:
+    if not backbone.is_pyramid:
+        return
+    levels = len(backbone.stride)
+    if len(model_cfg.anchors.sizes) != levels:
+        raise ConfigError(f"model.anchors.sizes: backbone '{model_cfg.backbone}' has {levels} pyramid levels and "
+                          f"takes one anchor size per level, got {len(model_cfg.anchors.sizes)} sizes")
+    if model_cfg.roi_pool != "roi_align":
+        raise ConfigError(f"model.roi_pool: backbone '{model_cfg.backbone}' pools RoIs from its pyramid with "
+                          f"roi_align, not {model_cfg.roi_pool}")

@@ -8,9 +8,15 @@ Inference: roi_heads(features, proposals, proposal_valid)
            roi_heads.postprocess(outputs, image_sizes, scales) -> padded detections (models/detections.py)
 
 Class 0 is background; box regression is class-specific for the C foreground classes.
+
+Feature pyramids (FPN): `features` is a list of maps and `stride` a tuple with one stride per map RoIs
+pool from (extra maps at the end of the list, such as an RPN-only max-pool level, are not used); each
+RoI is pooled with RoIAlign from the level the FPN paper's equation (1) assigns it.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +45,37 @@ def pool_rois(
     raise ValueError(f"unknown RoI pooling {method!r} (roi_pool or roi_align)")
 
 
+def pyramid_levels(rois: torch.Tensor, strides: tuple[int, ...], canonical_size: float = 224.0,
+                   canonical_level: int = 4) -> torch.Tensor:
+    """The pyramid level (index into `strides`) of each RoI [R, 4]: floor(k0 + log2(sqrt(area) / 224)),
+    clamped to the levels there are (Lin et al., 2017, eq. 1; k is the level of stride 2^k)."""
+    k_min, k_max = round(math.log2(strides[0])), round(math.log2(strides[-1]))
+    sides = ((rois[:, 2] - rois[:, 0]) * (rois[:, 3] - rois[:, 1])).sqrt()
+    # The small epsilon keeps a RoI of exactly 224 x 2^n pixels on its level despite log2's rounding.
+    levels = torch.floor(canonical_level + torch.log2(sides / canonical_size) + 1e-6)
+    return levels.clamp(min=k_min, max=k_max).to(torch.int64) - k_min
+
+
+def pool_rois_pyramid(
+    features: list[torch.Tensor], rois: torch.Tensor, output_size: int, strides: tuple[int, ...],
+    sampling_ratio: int = 2,
+) -> torch.Tensor:
+    """RoIAlign from each RoI's pyramid level: features [B, C, Hl, Wl] per level, rois [B, R, 4] image
+    pixels -> [B * R, C, s, s] (image-major order)."""
+    batch, count = rois.shape[:2]
+    image_index = torch.arange(batch, device=rois.device, dtype=rois.dtype).repeat_interleave(count)
+    indexed = torch.cat([image_index[:, None], rois.reshape(-1, 4)], dim=1)
+    levels = pyramid_levels(indexed[:, 1:], strides)
+    channels = features[0].shape[1]
+    pooled = indexed.new_zeros(batch * count, channels, output_size, output_size)
+    for level, (feature_map, stride) in enumerate(zip(features, strides)):
+        # One host sync per level: RoIAlign needs each level's RoIs as a tensor of their own.
+        index = (levels == level).nonzero().squeeze(1)
+        pooled[index] = roi_align(feature_map.to(indexed.dtype), indexed[index], output_size,
+                                  spatial_scale=1.0 / stride, sampling_ratio=sampling_ratio)
+    return pooled
+
+
 class RoIHeads(nn.Module):
     def __init__(
         self,
@@ -47,7 +84,7 @@ class RoIHeads(nn.Module):
         num_classes: int,
         pool: str = "roi_pool",
         output_size: int = 7,
-        stride: int = 16,
+        stride: int | tuple[int, ...] = 16,
         fg_iou_thresh: float = 0.5,
         bg_iou_thresh_hi: float = 0.5,
         bg_iou_thresh_lo: float = 0.0,
@@ -70,7 +107,7 @@ class RoIHeads(nn.Module):
         nn.init.zeros_(self.bbox_pred.bias)
         self.pool = pool
         self.output_size = output_size
-        self.stride = stride
+        self.stride = tuple(stride) if isinstance(stride, (tuple, list)) else stride
         self.fg_iou_thresh = fg_iou_thresh
         self.bg_iou_thresh_hi = bg_iou_thresh_hi
         self.bg_iou_thresh_lo = bg_iou_thresh_lo
@@ -85,7 +122,11 @@ class RoIHeads(nn.Module):
     def predict(self, features: torch.Tensor, rois: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """rois [B, R, 4] -> class_logits [B, R, C+1], box_deltas [B, R, C, 4]."""
         batch, count = rois.shape[:2]
-        pooled = pool_rois(features, rois, self.pool, self.output_size, self.stride)
+        if isinstance(self.stride, tuple):
+            levels = len(self.stride)
+            pooled = pool_rois_pyramid(features[:levels], rois, self.output_size, self.stride)
+        else:
+            pooled = pool_rois(features, rois, self.pool, self.output_size, self.stride)
         hidden = self.box_head(pooled)
         class_logits = self.cls_score(hidden).reshape(batch, count, -1)
         box_deltas = self.bbox_pred(hidden).reshape(batch, count, self.num_classes, 4)

@@ -6,6 +6,11 @@
 
 P = min(post_nms_top_n, pre_nms_top_n, anchors); an image with fewer surviving proposals has invalid
 slots at the end of its list (sorted by objectness).
+
+Feature pyramids (FPN): `features` is a list of maps [B, C, Hl, Wl], one per level, and the anchor
+generator a pyramid one. The head is shared by the levels; `pre_nms_top_n` is then per level and NMS
+runs within each level (torchvision's `fasterrcnn_resnet50_fpn`), before the best `post_nms_top_n` of
+all levels are kept.
 """
 
 from __future__ import annotations
@@ -76,13 +81,16 @@ class RegionProposalNetwork(nn.Module):
         gt_boxes: torch.Tensor | None = None,
         gt_valid: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        objectness, deltas = self.head(features)
-        anchors = self.anchor_generator(features.shape[-2], features.shape[-1], features.device)
+        maps = list(features) if isinstance(features, (list, tuple)) else [features]
+        outputs = [self.head(feature_map) for feature_map in maps]
+        objectness = torch.cat([level_objectness for level_objectness, _ in outputs], dim=1)
+        deltas = torch.cat([level_deltas for _, level_deltas in outputs], dim=1)
+        anchors, level_counts, max_coordinate = self.anchors(maps)
         mode = 0 if self.training else 1
-        max_coordinate = max(features.shape[-2:]) * self.anchor_generator.stride
         proposals, proposal_valid = select_proposals(
             anchors, objectness.detach().float(), deltas.detach().float(), image_sizes,
             self.pre_nms_top_n[mode], self.post_nms_top_n[mode], self.nms_thresh, self.min_box_size, max_coordinate,
+            level_counts,
         )
         losses: dict[str, torch.Tensor] = {}
         if gt_boxes is not None:
@@ -91,6 +99,19 @@ class RegionProposalNetwork(nn.Module):
             losses = rpn_losses(objectness, deltas, anchors, gt_boxes, matched, labels, sampled, sampled_valid)
             losses["loss_rpn_box"] = losses["loss_rpn_box"] * self.loss_box_weight
         return proposals, proposal_valid, losses
+
+    def anchors(self, maps: list[torch.Tensor]) -> tuple[torch.Tensor, list[int], float]:
+        """Anchors [N, 4] of all levels, the anchor count of each level, and the padded image's longer side."""
+        generator = self.anchor_generator
+        shapes = [tuple(feature_map.shape[-2:]) for feature_map in maps]
+        if generator.is_pyramid:
+            anchors = generator.pyramid(shapes, maps[0].device)
+            stride = generator.stride[0]
+        else:
+            anchors = generator(shapes[0][0], shapes[0][1], maps[0].device)
+            stride = generator.stride
+        level_counts = [h * w * generator.num_anchors for h, w in shapes]
+        return anchors, level_counts, float(max(shapes[0]) * stride)
 
     def match_anchors(self, anchors, gt_boxes, gt_valid):
         """anchors [N, 4], gt [B, G, 4] -> matched gt index [B, N], labels [B, N] (1 / 0 / -1)."""
@@ -108,22 +129,43 @@ def select_proposals(
     nms_thresh: float,
     min_box_size: float,
     max_coordinate: float,
+    level_counts: list[int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k by objectness, decode, clip, drop tiny boxes, NMS, top-k again: all images at once.
 
     anchors [N, 4], objectness [B, N], deltas [B, N, 4] -> proposals [B, P, 4], valid [B, P].
+    `level_counts`: anchors per pyramid level (in order, summing to N); the first top-k and NMS are
+    then per level. None: one level.
     """
-    top_scores, top_index = objectness.topk(min(pre_nms_top_n, objectness.shape[1]), dim=1)
+    level_counts = level_counts or [objectness.shape[1]]
+    top_index, levels = top_k_per_level(objectness, level_counts, pre_nms_top_n)
+    top_scores = objectness.gather(1, top_index)
     top_deltas = deltas.gather(1, top_index[..., None].expand(-1, -1, 4))
     boxes = decode(top_deltas, anchors[top_index])
     boxes = clip_boxes(boxes, image_sizes[:, 0], image_sizes[:, 1])
     sizes = boxes[..., 2:] - boxes[..., :2]
     valid = (sizes >= min_box_size).all(dim=-1) & torch.isfinite(top_scores)
-    kept = nms_per_image(boxes, top_scores, valid, nms_thresh, max_coordinate)
+    kept = nms_per_image(boxes, top_scores, valid, nms_thresh, max_coordinate, groups=levels)
     scores = top_scores.masked_fill(~kept, float("-inf"))
     best_scores, best = scores.topk(min(post_nms_top_n, scores.shape[1]), dim=1)
     proposals = boxes.gather(1, best[..., None].expand(-1, -1, 4))
     return proposals, torch.isfinite(best_scores)
+
+
+def top_k_per_level(
+    objectness: torch.Tensor, level_counts: list[int], k: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The indices [B, K] of each level's top-k anchors by objectness (K = sum of min(k, level count)),
+    and their level [K] (None for a single level)."""
+    if len(level_counts) == 1:
+        return objectness.topk(min(k, objectness.shape[1]), dim=1).indices, None
+    indices, levels, start = [], [], 0
+    for level, count in enumerate(level_counts):
+        top = objectness[:, start:start + count].topk(min(k, count), dim=1).indices
+        indices.append(top + start)
+        levels.append(torch.full((top.shape[1],), level, dtype=torch.int64, device=objectness.device))
+        start += count
+    return torch.cat(indices, dim=1), torch.cat(levels)
 
 
 def rpn_losses(

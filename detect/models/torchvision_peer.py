@@ -14,6 +14,8 @@ compare with ours.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 from torch import nn
 from torchvision.models.detection import FasterRCNN
@@ -27,15 +29,18 @@ from detect.models.faster_rcnn import build_detector_backbone
 
 
 class _Trunk(nn.Module):
-    """Our trunk with the `out_channels` attribute torchvision's FasterRCNN reads."""
+    """Our trunk with the `out_channels` attribute torchvision's FasterRCNN reads; a pyramid's list of
+    maps becomes the dict of maps torchvision's RPN and MultiScaleRoIAlign take ("0", "1", ..., "pool")."""
 
-    def __init__(self, trunk: nn.Module, out_channels: int):
+    def __init__(self, trunk: nn.Module, out_channels: int, levels: int = 1):
         super().__init__()
         self.body = trunk
         self.out_channels = out_channels
+        self.names = [str(index) for index in range(levels - 1)] + ["pool"] if levels > 1 else None
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.body(images)
+    def forward(self, images: torch.Tensor) -> torch.Tensor | OrderedDict:
+        features = self.body(images)
+        return features if self.names is None else OrderedDict(zip(self.names, features))
 
 
 class _RoIPool(MultiScaleRoIAlign):
@@ -56,21 +61,29 @@ def build_torchvision_faster_rcnn(model_cfg: ModelConfig, input_cfg: InputConfig
     """torchvision FasterRCNN for `num_classes` foreground classes with the settings of `model_cfg`."""
     backbone = build_detector_backbone(model_cfg)
     output_size = model_cfg.roi_output_size or backbone.roi_output_size
-    if model_cfg.roi_pool == "roi_align":
-        pooler = MultiScaleRoIAlign(["0"], output_size, sampling_ratio=2)
+    sizes, ratios = tuple(model_cfg.anchors.sizes), tuple(model_cfg.anchors.aspect_ratios)
+    if backbone.is_pyramid:  # torchvision's fasterrcnn_resnet50_fpn layout: one anchor size per level
+        trunk = _Trunk(backbone.trunk, backbone.out_channels, len(backbone.stride))
+        pooler = MultiScaleRoIAlign(trunk.names[:backbone.roi_levels], output_size, sampling_ratio=2)
+        anchor_generator = AnchorGenerator(tuple((size,) for size in sizes), (ratios,) * len(sizes))
     else:
-        pooler = _RoIPool(output_size, backbone.stride)
+        trunk = _Trunk(backbone.trunk, backbone.out_channels)
+        anchor_generator = AnchorGenerator((sizes,), (ratios,))
+        if model_cfg.roi_pool == "roi_align":
+            pooler = MultiScaleRoIAlign(["0"], output_size, sampling_ratio=2)
+        else:
+            pooler = _RoIPool(output_size, backbone.stride)
     rpn, roi = model_cfg.rpn, model_cfg.roi_heads
     size = input_cfg.min_size if input_cfg.resize == "keep_ratio" else input_cfg.size
     max_size = input_cfg.max_size if input_cfg.resize == "keep_ratio" else input_cfg.size
     model = FasterRCNN(
-        _Trunk(backbone.trunk, backbone.out_channels),
+        trunk,
         num_classes=None,
         min_size=size,
         max_size=max_size,
         image_mean=[0.0, 0.0, 0.0],
         image_std=[1.0, 1.0, 1.0],
-        rpn_anchor_generator=AnchorGenerator((tuple(model_cfg.anchors.sizes),), (tuple(model_cfg.anchors.aspect_ratios),)),
+        rpn_anchor_generator=anchor_generator,
         rpn_pre_nms_top_n_train=rpn.pre_nms_top_n_train,
         rpn_pre_nms_top_n_test=rpn.pre_nms_top_n_test,
         rpn_post_nms_top_n_train=rpn.post_nms_top_n_train,

@@ -41,3 +41,21 @@ def test_cached_per_feature_map_size():
     ours = AnchorGenerator([64.0], [1.0])
     assert ours(4, 5, "cpu") is ours(4, 5, "cpu")
     assert ours(4, 6, "cpu").shape == (24, 4)
+
+
+@pytest.mark.parametrize("padded_hw", [(128, 192), (96, 160)])  # 96 / 32 = 3: an odd map below the max-pool level
+def test_pyramid_equals_torchvision(padded_hw):
+    sizes, ratios, strides = (32.0, 64.0, 128.0, 256.0, 512.0), (0.5, 1.0, 2.0), (4, 8, 16, 32, 64)
+    ours = AnchorGenerator(list(sizes), list(ratios), stride=strides)
+    height, width = padded_hw
+    shapes = [(-(-height // s), -(-width // s)) for s in strides]
+    theirs = TorchvisionAnchorGenerator(sizes=tuple((s,) for s in sizes), aspect_ratios=(ratios,) * 5)
+    images = ImageList(torch.zeros(1, 3, height, width), [(height, width)])
+    expected = theirs(images, [torch.zeros(1, 8, h, w) for h, w in shapes])[0]
+    assert ours.num_anchors == 3
+    torch.testing.assert_close(ours.pyramid(shapes, "cpu"), expected, rtol=0, atol=0)
+
+
+def test_pyramid_needs_one_size_per_level():
+    with pytest.raises(ValueError, match="one anchor size per level"):
+        AnchorGenerator([32.0, 64.0], [1.0], stride=(4, 8, 16))

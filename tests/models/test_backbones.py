@@ -41,8 +41,11 @@ def test_trunk_and_head_shapes(name):
         assert backbone.head(pooled).shape == (2, head_out_channels)
 
 
+PYRAMIDS = {"resnet18_fpn", "resnet34_fpn", "resnet50_fpn", "resnet101_fpn"}
+
+
 def test_registry_is_a_plain_dict_of_builders():
-    assert isinstance(BACKBONES, dict) and set(BACKBONES) == set(EXPECTED)
+    assert isinstance(BACKBONES, dict) and set(BACKBONES) == set(EXPECTED) | PYRAMIDS
     with pytest.raises(ConfigError, match="model.backbone.*resnet18"):
         build_backbone("resnet19")
 
@@ -221,3 +224,30 @@ def test_mobilenet_v3_trainable_layers_freezes_the_bottom_stages(trainable):
         assert all(p.requires_grad == (index >= first_trainable) for p in block.parameters()), index
     with pytest.raises(ConfigError, match=r"model.trainable_layers.*mobilenet_v3_large.*0\.\.6"):
         build_backbone("mobilenet_v3_large", trainable_layers=7)
+def test_fpn_trunk_gives_five_levels_and_an_mlp_head():
+    torch.manual_seed(0)
+    backbone = build_backbone("resnet50_fpn").eval()
+    assert backbone.is_pyramid and backbone.stride == (4, 8, 16, 32, 64) and backbone.roi_levels == 4
+    assert (backbone.out_channels, backbone.head_out_channels, backbone.roi_output_size) == (256, 1024, 7)
+    with torch.no_grad():
+        maps = backbone.trunk(torch.randn(1, 3, 64, 128))
+        assert [tuple(m.shape) for m in maps] == [(1, 256, 64 // s, 128 // s) for s in backbone.stride]
+        assert backbone.head(torch.randn(3, 256, 7, 7)).shape == (3, 1024)
+
+
+def test_fpn_trunk_parameter_names_are_torchvisions():
+    ours = build_backbone("resnet50_fpn").trunk.state_dict()
+    theirs = torchvision.models.detection.fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None)
+    expected = {key.removeprefix("backbone."): value.shape
+                for key, value in theirs.state_dict().items() if key.startswith("backbone.")}
+    assert {k: v.shape for k, v in ours.items()} == expected
+
+
+def test_fpn_with_detector_weights_freezes_like_torchvision():
+    backbone = build_backbone("resnet50_fpn", pretrained=backbones.DETECTOR_WEIGHTS)
+    norms = _norms(backbone)
+    assert norms and all(isinstance(m, FrozenBatchNorm2d) for m in norms)
+    body = backbone.trunk.body
+    # The default with trained weights: layer2..layer4 train, conv1 and layer1 are frozen; the pyramid trains.
+    assert not body.conv1.weight.requires_grad and not body.layer1[0].conv1.weight.requires_grad
+    assert body.layer2[0].conv1.weight.requires_grad and backbone.trunk.fpn.inner_blocks[0][0].weight.requires_grad

@@ -68,3 +68,33 @@ def test_sorted_groups_nms_forms_on_a_chain_needing_many_rounds(groups_nms):
     keep = groups_nms(boxes, torch.ones(1, count, dtype=torch.bool), 0.4)  # neighbours: IoU 6/14 = 0.43
     expected = nms(boxes[0], torch.linspace(1.0, 0.5, count), 0.4)
     assert keep[0].nonzero().flatten().tolist() == sorted(expected.tolist()) == list(range(0, count, 2))
+
+
+def _per_group(boxes, scores, groups, thresh):
+    kept = torch.cat([torch.nonzero(groups == g).squeeze(1)[nms(boxes[groups == g], scores[groups == g], thresh)]
+                      for g in groups.unique()])
+    return kept[scores[kept].argsort(descending=True)]
+
+
+def test_batched_nms_by_offset_cpu_and_shifted_forms_keep_the_same(monkeypatch):
+    """On the CPU torchvision's batched_nms does the work; shifted apart (GPU, export) keeps the same."""
+    generator = torch.Generator().manual_seed(0)
+    boxes = _boxes((3000,), generator, extent=200.0)  # large enough for torchvision's loop over groups
+    scores, groups = torch.rand(3000, generator=generator), torch.randint(0, 7, (3000,), generator=generator)
+    expected = _per_group(boxes, scores, groups, 0.5)
+    max_coordinate = float(boxes.max())
+    assert torch.equal(batched_nms_by_offset(boxes, scores, groups, 0.5, max_coordinate), expected)
+    monkeypatch.setattr(torch.jit, "is_tracing", lambda: True)  # the shifted form
+    assert torch.equal(batched_nms_by_offset(boxes, scores, groups, 0.5, max_coordinate), expected)
+
+
+def test_nms_per_image_within_groups_of_slots():
+    """The RPN of a feature pyramid: NMS within each level's slots, per image."""
+    generator = torch.Generator().manual_seed(7)
+    boxes, scores = _boxes((2, 60), generator), torch.rand(2, 60, generator=generator)
+    valid = torch.ones(2, 60, dtype=torch.bool)
+    levels = torch.arange(60) // 20
+    kept = nms_per_image(boxes, scores, valid, 0.5, float(boxes.max()), groups=levels)
+    for image in range(2):
+        expected = _per_group(boxes[image], scores[image], levels, 0.5)
+        assert sorted(kept[image].nonzero().flatten().tolist()) == sorted(expected.tolist())

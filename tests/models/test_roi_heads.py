@@ -12,7 +12,14 @@ from torchvision.ops import batched_nms, box_iou, roi_align, roi_pool
 
 from detect.models.boxes import decode, pad_ground_truth
 from detect.models.detections import split_detections
-from detect.models.roi_heads import RoIHeads, fast_rcnn_losses, pool_rois, postprocess_detections
+from detect.models.roi_heads import (
+    RoIHeads,
+    fast_rcnn_losses,
+    pool_rois,
+    pool_rois_pyramid,
+    postprocess_detections,
+    pyramid_levels,
+)
 
 WEIGHTS = (10.0, 10.0, 5.0, 5.0)
 
@@ -166,3 +173,29 @@ def test_postprocess_limits_sorts_and_maps_to_original_pixels():
         torch.testing.assert_close(found["scores"], scores)
         torch.testing.assert_close(found["labels"], labels)
         torch.testing.assert_close(found["boxes"], boxes, rtol=1e-4, atol=1e-3)
+
+
+def test_pyramid_levels_follow_the_fpn_paper_like_torchvision():
+    from torchvision.ops.poolers import LevelMapper
+
+    sides = torch.tensor([8.0, 111.9, 112.0, 223.9, 224.0, 447.0, 448.0, 900.0, 2000.0])
+    rois = torch.stack([torch.zeros_like(sides), torch.zeros_like(sides), sides, sides], dim=1)
+    levels = pyramid_levels(rois, (4, 8, 16, 32))
+    assert levels.tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 3]  # 112 px: P3; 224 px: P4; 448 px and up: P5
+    assert torch.equal(levels, LevelMapper(2, 5)([rois]))
+
+
+def test_pyramid_pooling_equals_torchvisions_multiscale_roi_align():
+    from torchvision.ops import MultiScaleRoIAlign
+
+    generator = torch.Generator().manual_seed(0)
+    strides = (4, 8, 16, 32)
+    features = [torch.randn(2, 5, 128 // s, 160 // s, generator=generator) for s in strides]
+    corners = torch.rand(2, 30, 2, generator=generator) * torch.tensor([100.0, 80.0])
+    sides = torch.rand(2, 30, 2, generator=generator) ** 2 * torch.tensor([400.0, 300.0]) + 2
+    rois = torch.cat([corners, corners + sides], dim=-1)
+    ours = pool_rois_pyramid(features, rois, 7, strides)
+    pooler = MultiScaleRoIAlign(["0", "1", "2", "3"], 7, sampling_ratio=2)
+    expected = pooler({str(i): f for i, f in enumerate(features)}, list(rois), [(128, 160), (128, 160)])
+    assert ours.shape == (60, 5, 7, 7)
+    torch.testing.assert_close(ours, expected, rtol=0, atol=0)
