@@ -1,63 +1,51 @@
-"""The page at / in real headless Chromium (Debian's chromium and chromium-driver, through selenium):
-upload an image, read the drawn detections and the table, filter by score and class without a new
-request, and save a screenshot of the page.
+"""The page at / in real headless browsers, Chromium and Firefox (tests/serve/browsers.py): upload an
+image, read the drawn detections and the table, filter by score and class without a new request, and
+save a screenshot of the page. One server for the module; each browser starts once.
 
-Skips with its reason where Chromium, its driver or selenium is missing (tools/install_browser.sh
-installs them); with DETECT_REQUIRE_BROWSER=1 (CI) it fails instead. DETECT_SCREENSHOT=PATH keeps
-the screenshot there (the README's docs/serve_page.png); DETECT_SERVE_CHECKPOINT=CKPT serves that
-checkpoint instead of the tiny random one (a trained model makes a readable screenshot).
+Each browser skips with its reason where it, its driver or selenium is missing (tools/install_browser.sh
+installs the browsers); with DETECT_REQUIRE_BROWSER=1 (CI) it fails instead. DETECT_SCREENSHOT=PATH
+keeps Chromium's screenshot there (the README's docs/serve_page.png); DETECT_SERVE_CHECKPOINT=CKPT
+serves that checkpoint instead of the tiny random one (a trained model makes a readable screenshot).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from detect.serve.app import ServeSettings, create_app
 from detect.serve.model import load_served_model
+from tests.serve.browsers import BROWSERS, missing, start
+from tests.serve.conftest import serving
 
 SCORE_FLOOR = 0.05  # the page's request (static/app.js)
 WAIT_S = 30
 SCREENSHOT_BOXES = 6
 
 
-def _browser_or_skip():
-    missing = [name for name in ("chromium", "chromedriver") if shutil.which(name) is None]
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        missing.append("selenium (pip)")
-    if missing:
-        reason = f"browser test needs {', '.join(missing)}: run tools/install_browser.sh"
+@pytest.fixture(scope="module", params=BROWSERS)
+def browser(request):
+    lacking = missing(request.param)
+    if lacking:
+        reason = f"the {request.param} page test needs {', '.join(lacking)}: see tools/install_browser.sh"
         if os.environ.get("DETECT_REQUIRE_BROWSER") == "1":
             pytest.fail(reason)
         pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    _browser_or_skip()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1180,760", "--force-device-scale-factor=1"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver = start(request.param)
     yield driver
     driver.quit()
 
 
-@pytest.fixture
-def page_url(live_server):
+@pytest.fixture(scope="module")
+def page_url(served_model):
     """The server's URL; DETECT_SERVE_CHECKPOINT serves that checkpoint instead of the tiny SSD."""
     path = os.environ.get("DETECT_SERVE_CHECKPOINT")
-    return live_server(load_served_model(Path(path), device="cpu") if path else None)
+    model = load_served_model(Path(path), device="cpu") if path else served_model
+    with serving(create_app(model, ServeSettings())) as url:
+        yield url
 
 
 def shapes_image(folder: Path) -> Path:
@@ -128,7 +116,8 @@ def test_page_draws_filters_and_tabulates_detections(browser, page_url, tmp_path
     browser.execute_script("const s = document.getElementById('score'); s.value = arguments[0];"
                            "s.dispatchEvent(new Event('input'));", best_few)
     assert same(shown()[1], expected(best_few))
-    _save_screenshot(browser, Path(os.environ.get("DETECT_SCREENSHOT") or tmp_path / "serve_page.png"))
+    readme_shot = os.environ.get("DETECT_SCREENSHOT") if browser.name == "chrome" else None
+    _save_screenshot(browser, Path(readme_shot or tmp_path / f"serve_page_{browser.name}.png"))
 
 
 def test_page_shows_the_servers_error_for_a_bad_file(browser, page_url, tmp_path):
