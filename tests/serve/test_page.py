@@ -11,6 +11,7 @@ serves that checkpoint instead of the tiny random one (a trained model makes a r
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +131,41 @@ def test_page_shows_the_servers_error_for_a_bad_file(browser, page_url, tmp_path
     browser.find_element(By.ID, "file").send_keys(str(text_file))
     WebDriverWait(browser, WAIT_S).until(lambda d: "415" in d.find_element(By.ID, "status").text)
     assert "not an image" in browser.find_element(By.ID, "status").text
+
+
+@pytest.mark.parametrize("byte_order", ["II", "MM"])
+def test_page_draws_a_turned_jpeg_in_its_stored_pixels(browser, page_url, tmp_path, byte_order):
+    """A JPEG whose EXIF orientation says "turn a quarter to show" (a phone photo) is drawn as stored,
+    the frame of the server's boxes, although browsers turn such images whenever they decode them."""
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    blue, red = (20, 40, 220), (220, 30, 30)
+    stored = Image.new("RGB", (240, 160), red)
+    stored.paste(blue, (0, 0, 80, 160))  # the left third
+    path = tmp_path / "turned.jpg"
+    stored.save(path, "JPEG", exif=exif_orientation(6, byte_order), quality=95)  # 6: turn a quarter clockwise
+
+    browser.get(page_url + "/")
+    browser.find_element(By.ID, "file").send_keys(str(path))
+    WebDriverWait(browser, WAIT_S).until(lambda d: "showing" in d.find_element(By.ID, "status").text)
+    browser.find_element(By.ID, "score").send_keys(Keys.END)  # no boxes over the pixels read below
+    width, height, left, right = browser.execute_script(
+        "const c = document.getElementById('view'); const context = c.getContext('2d');"
+        "const at = (x, y) => Array.from(context.getImageData(x, y, 1, 1).data.slice(0, 3));"
+        "return [c.width, c.height, at(20, 80), at(200, 80)];")
+    assert (width, height) == stored.size
+    assert np.allclose(left, blue, atol=30) and np.allclose(right, red, atol=30)
+
+
+def exif_orientation(value: int, byte_order: str) -> bytes:
+    """An EXIF block holding only the orientation tag (0x0112, one SHORT), in TIFF byte order "II"
+    (little-endian) or "MM" (big-endian)."""
+    order = "<" if byte_order == "II" else ">"
+    directory = struct.pack(order + "HHHIHH", 1, 0x0112, 3, 1, value, 0) + struct.pack(order + "I", 0)
+    return b"Exif\0\0" + byte_order.encode() + struct.pack(order + "HI", 42, 8) + directory
 
 
 def same(rows: list[tuple[str, float]], wanted: list[tuple[str, float]]) -> bool:
