@@ -7,9 +7,15 @@ noise image gets detections to filter.
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
+import time
+
 import numpy as np
 import pytest
 import torch
+import uvicorn
 
 from detect.config import config_to_dict
 from detect.models.build import build_model
@@ -72,34 +78,33 @@ def encode(image_rgb: np.ndarray, extension: str = ".png") -> bytes:
     return encoded.tobytes()
 
 
-@pytest.fixture
-def live_server(served_model):
-    """(model=None, **settings) -> base URL of the app serving `model` (default: the tiny SSD) by
-    uvicorn on a free loopback port, in a thread of this process; stopped after the test."""
-    import socket
-    import threading
-    import time
-
-    import uvicorn
-
-    servers = []
-
-    def start(model=None, **settings) -> str:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        app = create_app(model or served_model, ServeSettings(**settings))
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        servers.append((server, thread))
+@contextlib.contextmanager
+def serving(app):
+    """Serve `app` by uvicorn on a free loopback port, in a thread of this process; yields its base URL
+    once the app is ready and stops the server on exit."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
         deadline = time.monotonic() + 30
         while not (server.started and app.state.ready):
             assert time.monotonic() < deadline and thread.is_alive(), "the test server did not start"
             time.sleep(0.02)
-        return f"http://127.0.0.1:{port}"
-
-    yield start
-    for server, thread in servers:
+        yield f"http://127.0.0.1:{port}"
+    finally:
         server.should_exit = True
         thread.join(10)
+
+
+@pytest.fixture
+def live_server(served_model):
+    """(model=None, **settings) -> base URL of the app serving `model` (default: the tiny SSD), by
+    `serving`; stopped after the test."""
+    with contextlib.ExitStack() as servers:
+        def start(model=None, **settings) -> str:
+            return servers.enter_context(serving(create_app(model or served_model, ServeSettings(**settings))))
+
+        yield start

@@ -1,63 +1,52 @@
-"""The page at / in real headless Chromium (Debian's chromium and chromium-driver, through selenium):
-upload an image, read the drawn detections and the table, filter by score and class without a new
-request, and save a screenshot of the page.
+"""The page at / in real headless browsers, Chromium and Firefox (tests/serve/browsers.py): upload an
+image, read the drawn detections and the table, filter by score and class without a new request, and
+save a screenshot of the page. One server for the module; each browser starts once.
 
-Skips with its reason where Chromium, its driver or selenium is missing (tools/install_browser.sh
-installs them); with DETECT_REQUIRE_BROWSER=1 (CI) it fails instead. DETECT_SCREENSHOT=PATH keeps
-the screenshot there (the README's docs/serve_page.png); DETECT_SERVE_CHECKPOINT=CKPT serves that
-checkpoint instead of the tiny random one (a trained model makes a readable screenshot).
+Each browser skips with its reason where it, its driver or selenium is missing (tools/install_browser.sh
+installs the browsers); with DETECT_REQUIRE_BROWSER=1 (CI) it fails instead. DETECT_SCREENSHOT=PATH
+keeps Chromium's screenshot there (the README's docs/serve_page.png); DETECT_SERVE_CHECKPOINT=CKPT
+serves that checkpoint instead of the tiny random one (a trained model makes a readable screenshot).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
+import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from detect.serve.app import ServeSettings, create_app
 from detect.serve.model import load_served_model
+from tests.serve.browsers import BROWSERS, missing, start
+from tests.serve.conftest import serving
 
 SCORE_FLOOR = 0.05  # the page's request (static/app.js)
 WAIT_S = 30
 SCREENSHOT_BOXES = 6
 
 
-def _browser_or_skip():
-    missing = [name for name in ("chromium", "chromedriver") if shutil.which(name) is None]
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        missing.append("selenium (pip)")
-    if missing:
-        reason = f"browser test needs {', '.join(missing)}: run tools/install_browser.sh"
+@pytest.fixture(scope="module", params=BROWSERS)
+def browser(request):
+    lacking = missing(request.param)
+    if lacking:
+        reason = f"the {request.param} page test needs {', '.join(lacking)}: see tools/install_browser.sh"
         if os.environ.get("DETECT_REQUIRE_BROWSER") == "1":
             pytest.fail(reason)
         pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    _browser_or_skip()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1180,760", "--force-device-scale-factor=1"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver = start(request.param)
     yield driver
     driver.quit()
 
 
-@pytest.fixture
-def page_url(live_server):
+@pytest.fixture(scope="module")
+def page_url(served_model):
     """The server's URL; DETECT_SERVE_CHECKPOINT serves that checkpoint instead of the tiny SSD."""
     path = os.environ.get("DETECT_SERVE_CHECKPOINT")
-    return live_server(load_served_model(Path(path), device="cpu") if path else None)
+    model = load_served_model(Path(path), device="cpu") if path else served_model
+    with serving(create_app(model, ServeSettings())) as url:
+        yield url
 
 
 def shapes_image(folder: Path) -> Path:
@@ -128,7 +117,8 @@ def test_page_draws_filters_and_tabulates_detections(browser, page_url, tmp_path
     browser.execute_script("const s = document.getElementById('score'); s.value = arguments[0];"
                            "s.dispatchEvent(new Event('input'));", best_few)
     assert same(shown()[1], expected(best_few))
-    _save_screenshot(browser, Path(os.environ.get("DETECT_SCREENSHOT") or tmp_path / "serve_page.png"))
+    readme_shot = os.environ.get("DETECT_SCREENSHOT") if browser.name == "chrome" else None
+    _save_screenshot(browser, Path(readme_shot or tmp_path / f"serve_page_{browser.name}.png"))
 
 
 def test_page_shows_the_servers_error_for_a_bad_file(browser, page_url, tmp_path):
@@ -141,6 +131,41 @@ def test_page_shows_the_servers_error_for_a_bad_file(browser, page_url, tmp_path
     browser.find_element(By.ID, "file").send_keys(str(text_file))
     WebDriverWait(browser, WAIT_S).until(lambda d: "415" in d.find_element(By.ID, "status").text)
     assert "not an image" in browser.find_element(By.ID, "status").text
+
+
+@pytest.mark.parametrize("byte_order", ["II", "MM"])
+def test_page_draws_a_turned_jpeg_in_its_stored_pixels(browser, page_url, tmp_path, byte_order):
+    """A JPEG whose EXIF orientation says "turn a quarter to show" (a phone photo) is drawn as stored,
+    the frame of the server's boxes, although browsers turn such images whenever they decode them."""
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    blue, red = (20, 40, 220), (220, 30, 30)
+    stored = Image.new("RGB", (240, 160), red)
+    stored.paste(blue, (0, 0, 80, 160))  # the left third
+    path = tmp_path / "turned.jpg"
+    stored.save(path, "JPEG", exif=exif_orientation(6, byte_order), quality=95)  # 6: turn a quarter clockwise
+
+    browser.get(page_url + "/")
+    browser.find_element(By.ID, "file").send_keys(str(path))
+    WebDriverWait(browser, WAIT_S).until(lambda d: "showing" in d.find_element(By.ID, "status").text)
+    browser.find_element(By.ID, "score").send_keys(Keys.END)  # no boxes over the pixels read below
+    width, height, left, right = browser.execute_script(
+        "const c = document.getElementById('view'); const context = c.getContext('2d');"
+        "const at = (x, y) => Array.from(context.getImageData(x, y, 1, 1).data.slice(0, 3));"
+        "return [c.width, c.height, at(20, 80), at(200, 80)];")
+    assert (width, height) == stored.size
+    assert np.allclose(left, blue, atol=30) and np.allclose(right, red, atol=30)
+
+
+def exif_orientation(value: int, byte_order: str) -> bytes:
+    """An EXIF block holding only the orientation tag (0x0112, one SHORT), in TIFF byte order "II"
+    (little-endian) or "MM" (big-endian)."""
+    order = "<" if byte_order == "II" else ">"
+    directory = struct.pack(order + "HHHIHH", 1, 0x0112, 3, 1, value, 0) + struct.pack(order + "I", 0)
+    return b"Exif\0\0" + byte_order.encode() + struct.pack(order + "HI", 42, 8) + directory
 
 
 def same(rows: list[tuple[str, float]], wanted: list[tuple[str, float]]) -> bool:

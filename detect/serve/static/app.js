@@ -87,11 +87,49 @@ async function detect(file) {
     return;
   }
   const record = (await answer.json()).images[0];
-  // The server's boxes are in the stored pixels: draw on those, not on an EXIF-rotated copy.
-  state.image = await createImageBitmap(file, { imageOrientation: "none" });
+  state.image = await storedPixels(file);
   state.detections = record.detections;
   state.file = record.file;
   render();
+}
+
+// The server's boxes are in the image's stored pixels, as the model saw them. Chromium and Firefox
+// turn a JPEG by its EXIF orientation whenever they decode it (createImageBitmap's imageOrientation
+// "none" and CSS image-orientation no longer stop them), so the page decodes a copy whose orientation
+// tag says "as stored".
+async function storedPixels(file) {
+  const bytes = new Uint8Array(await file.arrayBuffer());
+  clearJpegOrientation(new DataView(bytes.buffer));
+  return createImageBitmap(new Blob([bytes], { type: file.type }));
+}
+
+// Sets the orientation tag (0x0112) of a JPEG's EXIF block to 1 ("as stored"), in place; other files
+// and JPEGs without the tag are left as they are.
+function clearJpegOrientation(view) {
+  if (view.byteLength < 4 || view.getUint16(0) !== 0xffd8) return;
+  let offset = 2;
+  while (offset + 10 <= view.byteLength) {
+    const marker = view.getUint16(offset);
+    if ((marker & 0xff00) !== 0xff00 || marker === 0xffda) return; // the image data starts: no more metadata
+    const end = Math.min(offset + 2 + view.getUint16(offset + 2), view.byteLength);
+    if (marker === 0xffe1 && view.getUint32(offset + 4) === 0x45786966) { // APP1 "Exif"
+      clearTiffOrientation(view, offset + 10, end);
+    }
+    offset = end;
+  }
+}
+
+// The EXIF block is a TIFF header (byte order, 42, offset of the first directory) and directories of
+// 12-byte entries (tag, type, count, value); the orientation is a SHORT of the first directory.
+function clearTiffOrientation(view, tiff, end) {
+  if (tiff + 8 > end) return;
+  const little = view.getUint16(tiff) === 0x4949; // "II": little-endian
+  const directory = tiff + view.getUint32(tiff + 4, little);
+  if (directory + 2 > end) return;
+  const entries = view.getUint16(directory, little);
+  for (let entry = directory + 2; entry + 12 <= end && entry < directory + 2 + 12 * entries; entry += 12) {
+    if (view.getUint16(entry, little) === 0x0112) view.setUint16(entry + 8, 1, little);
+  }
 }
 
 function visibleDetections() {
