@@ -158,7 +158,7 @@ def _default_boxes(ssd_cfg: SSDConfig) -> DefaultBoxGenerator:
     num_maps = len(ssd_cfg.aspect_ratios)
     return DefaultBoxGenerator(
         [[int(r) if float(r).is_integer() else r for r in ratios] for ratios in ssd_cfg.aspect_ratios],
-        scales=box_scales(num_maps, ssd_cfg.min_scale, ssd_cfg.max_scale, ssd_cfg.first_scale),
+        scales=box_scales(num_maps, ssd_cfg.min_scale, ssd_cfg.max_scale, ssd_cfg.first_scale, ssd_cfg.last_scale),
         steps=ssd_cfg.steps,
     )
 

@@ -71,3 +71,25 @@ def test_build_peer_picks_torchvisions_twin(arch, backbone, expected):
         assert type(peer.head).__name__ == "SSDLiteHead"
     if arch == "ssd":  # torchvision's SSD on a copy of our trunk: one head output per map
         assert len(peer.head.classification_head.module_list) == 4
+
+
+
+def test_ssd_peer_on_our_trunk_has_our_default_boxes():
+    """The same default boxes as ours, `last_scale` included, when ours clamp sizes as torchvision does."""
+    from detect.models.build import build_model
+
+    config = Config.model_validate({
+        "input": {"resize": "fixed", "size": 128, "size_divisible": 1},
+        "model": {"arch": "ssd", "backbone": "resnet18", "pretrained": "none",
+                  "ssd": {"aspect_ratios": [[2.0], [2.0, 3.0], [2.0], [2.0]], "steps": None, "last_scale": 0.95,
+                          "clip_default_boxes": "size"}},
+    })
+    torch.manual_seed(0)
+    ours = build_model(config.model, config.input, 3).eval()
+    peer = build_peer(config, 3, ours).eval()
+    images = torch.zeros(1, 3, 128, 128)
+    with torch.no_grad():
+        mine = ours(images, torch.tensor([[128, 128]]))["priors"]
+        image_list, _ = peer.transform(list(images))
+        theirs = peer.anchor_generator(image_list, list(peer.backbone(images).values()))[0]
+    torch.testing.assert_close(theirs, mine, rtol=0, atol=1e-3)
