@@ -56,8 +56,9 @@ def read_state_dict(path: str | Path, model: nn.Module) -> dict:
     unexpected = sorted(set(state) - set(expected))
     misshapen = [key for key in expected if key in state and state[key].shape != expected[key].shape]
     if missing or unexpected or misshapen:
-        first = (missing and f"missing {missing[0]}") or (unexpected and f"unexpected {unexpected[0]}") \
-            or f"{misshapen[0]} has shape {tuple(state[misshapen[0]].shape)}, expected {tuple(expected[misshapen[0]].shape)}"
-        raise CheckpointError(f"{path}: weights do not fit {type(model).__name__} "
-                              f"({len(missing)} missing, {len(unexpected)} unexpected, {len(misshapen)} misshapen: {first})")
+        first = (missing and f"missing {missing[0]}") or (unexpected and f"unexpected {unexpected[0]}") or (
+            f"{misshapen[0]} has shape {tuple(state[misshapen[0]].shape)}, "
+            f"expected {tuple(expected[misshapen[0]].shape)}")
+        raise CheckpointError(f"{path}: weights do not fit {type(model).__name__} ({len(missing)} missing, "
+                              f"{len(unexpected)} unexpected, {len(misshapen)} misshapen: {first})")
     return state
