@@ -11,7 +11,7 @@ from torch import nn
 
 from benchmarks.peers import TrunkAsFeatureDict
 from detect.config import Config
-from detect.models.weights import ssdlite_to_torchvision
+from detect.models.weights import describe_misfit, ssdlite_to_torchvision
 
 
 def copy_weights(config: Config, ours: nn.Module, peer: nn.Module) -> bool:
@@ -75,8 +75,7 @@ def copy_ssdlite_weights(ours: nn.Module, peer: nn.Module) -> bool:
     """Load our SSDlite's weights into torchvision's (detect.models.weights' key mapping); False
     (nothing copied) when they do not fit (another trunk, tail or number of maps)."""
     state = ssdlite_to_torchvision(ours.state_dict())
-    expected = peer.state_dict()
-    if state.keys() != expected.keys() or any(state[k].shape != expected[k].shape for k in state):
+    if describe_misfit(state, peer.state_dict()) is not None:
         return False
     peer.load_state_dict(state)
     return True

@@ -17,6 +17,7 @@ from torch import nn
 
 from benchmarks.torchvision_adapter import TorchvisionAdapter
 from detect.errors import CheckpointError, ConfigError
+from detect.models.weights import describe_misfit
 from detect.safe_load import safe_torch_load
 
 
@@ -51,14 +52,7 @@ def read_state_dict(path: str | Path, model: nn.Module) -> dict:
         raise CheckpointError(f"{path}: not a state dict")
     if state and all(key.startswith("model.") for key in state):
         state = {key.removeprefix("model."): value for key, value in state.items()}
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    misshapen = [key for key in expected if key in state and state[key].shape != expected[key].shape]
-    if missing or unexpected or misshapen:
-        first = (missing and f"missing {missing[0]}") or (unexpected and f"unexpected {unexpected[0]}") or (
-            f"{misshapen[0]} has shape {tuple(state[misshapen[0]].shape)}, "
-            f"expected {tuple(expected[misshapen[0]].shape)}")
-        raise CheckpointError(f"{path}: weights do not fit {type(model).__name__} ({len(missing)} missing, "
-                              f"{len(unexpected)} unexpected, {len(misshapen)} misshapen: {first})")
+    misfit = describe_misfit(state, model.state_dict())
+    if misfit is not None:
+        raise CheckpointError(f"{path}: weights do not fit {type(model).__name__} ({misfit})")
     return state
