@@ -1,4 +1,4 @@
-"""tools/bench_speed.py on the CPU with tiny models: JSON rows, shared weights, the host-sync finder."""
+"""tools/bench_speed.py on the CPU with tiny models: JSON rows, shared weights, the same detections."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from detect import bench
+from benchmarks.shared_weights import copy_ssdlite_weights
+from benchmarks.speed import make_batches
 from detect.models.detections import split_detections
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +36,6 @@ TINY_SSD = TINY + [
     "--set", "model.backbone=resnet18", "--set", "model.ssd.aspect_ratios=[[2],[2,3],[2,3],[2],[2]]",
     "--set", "model.ssd.top_k_per_class=20",
 ]
-
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_faster_rcnn_peer_gives_our_detections_with_shared_weights(bench_speed, 
     args = bench_speed.parse_args(TINY_FASTER_RCNN + ["--score-thresh", "0.0"])
     _, ours, peer, shared = bench_speed.build_pair("faster_rcnn_vgg16", args)
     assert shared
-    batch = bench.make_batches(1, 2, 96, 128, 20, vary_sizes=True, seed=1)[0]
+    batch = make_batches(1, 2, 96, 128, 20, vary_sizes=True, seed=1)[0]
     ours.eval()
     peer.eval()
     with torch.no_grad():
@@ -103,7 +103,7 @@ def test_fpn_peer_gives_our_detections_with_shared_weights(bench_speed, one_thre
     args = bench_speed.parse_args(TINY_FPN + ["--score-thresh", "0.0"])
     _, ours, peer, shared = bench_speed.build_pair("faster_rcnn_fpn", args)
     assert shared and type(peer.rpn.anchor_generator.sizes) is tuple and len(peer.rpn.anchor_generator.sizes) == 5
-    batch = bench.make_batches(1, 2, 96, 128, 20, vary_sizes=True, seed=1)[0]
+    batch = make_batches(1, 2, 96, 128, 20, vary_sizes=True, seed=1)[0]
     ours.eval()
     peer.eval()
     with torch.no_grad():
@@ -116,49 +116,11 @@ def test_fpn_peer_gives_our_detections_with_shared_weights(bench_speed, one_thre
         torch.testing.assert_close(a["boxes"], b["boxes"], atol=1e-3, rtol=1e-4)
 
 
-def test_batches_are_padded_and_hold_several_boxes():
-    batches = bench.make_batches(2, 3, 100, 130, num_classes=5, vary_sizes=True, size_divisible=32, seed=0)
-    assert len(batches) == 2
-    for batch in batches:
-        assert batch["images"].shape == (3, 3, 128, 160)
-        sizes = batch["image_sizes"]
-        assert sizes[0].tolist() == [100, 130] and (sizes[:, 0] == 100).all() and (sizes[:, 1] <= 130).all()
-        for (h, w), image, target in zip(sizes.tolist(), batch["image_list"], batch["targets"]):
-            assert image.shape == (3, h, w)
-            assert 2 <= len(target["boxes"]) <= 8 and target["labels"].min() >= 1 and target["labels"].max() <= 5
-            boxes = target["boxes"]
-            assert (boxes[:, 2:] > boxes[:, :2]).all() and (boxes[:, 2] <= w).all() and (boxes[:, 3] <= h).all()
-        assert (batch["images"][1:, :, :, 130:] == 0).all()  # padding
-
-
-def test_time_steps_counts_warmup_and_repeats():
-    calls = []
-    times = bench.time_steps(calls.append, [{"a": 1}, {"b": 2}], warmup=2, repeats=3, device=torch.device("cpu"))
-    assert len(calls) == 5 and calls[1] == {"b": 2} and len(times) == 3 and all(t >= 0 for t in times)
-    summary = bench.summarise([3.0, 1.0, 2.0], batch_size=4)
-    assert summary["ms_per_iter"] == 2.0 and summary["images_per_s"] == pytest.approx(2000.0)
-
-
-def test_find_host_syncs_names_the_line():
-    def step():
-        x = torch.arange(6.0)
-        mask = x > 2
-        x[mask] = 0.0  # bool-mask indexing: nonzero on CUDA
-        return x.sum().item(), x.masked_fill(mask, 1.0)  # masked_fill: no sync
-
-    first = step.__code__.co_firstlineno
-    found = bench.find_host_syncs(step, path_filter="tests/")
-    assert found == {
-        f"test_bench_speed.py:{first + 3} __setitem__[bool mask]": 1,
-        f"test_bench_speed.py:{first + 4} item": 1,
-    }
-
-
 def test_ssdlite_peer_is_torchvisions_with_our_weights(bench_speed, one_thread):
     args = bench_speed.parse_args(TINY + ["--model", "ssdlite320", "--image-size", "160", "--score-thresh", "0.05"])
     _, ours, peer, shared = bench_speed.build_pair("ssdlite320", args)
     assert shared and type(peer.head).__name__ == "SSDLiteHead"
-    batch = bench.make_batches(1, 2, 160, 160, 20, size_divisible=1, seed=1)[0]
+    batch = make_batches(1, 2, 160, 160, 20, size_divisible=1, seed=1)[0]
     # BatchNorm statistics from the batch itself: from SSDlite's N(0, 0.03) start every location
     # scores alike, and tied scores may be ranked differently by the two postprocesses.
     norms = [m for m in ours.modules() if isinstance(m, torch.nn.BatchNorm2d)]
@@ -167,7 +129,7 @@ def test_ssdlite_peer_is_torchvisions_with_our_weights(bench_speed, one_thread):
         norm.momentum = None
     with torch.no_grad():
         ours.train().head(ours.trunk(batch["images"]))
-    assert bench.copy_ssdlite_weights(ours, peer)
+    assert copy_ssdlite_weights(ours, peer)
     ours.eval()
     peer.eval()
     with torch.no_grad():

@@ -3,6 +3,7 @@ configs/ folder, and nothing of the benchmarks; `detect config list` works from 
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -21,6 +22,24 @@ def declared_packages() -> list[str]:
 def test_the_package_list_matches_the_tree():
     on_disk = {".".join(init.parent.relative_to(REPO_ROOT).parts) for init in (REPO_ROOT / "detect").rglob("__init__.py")}
     assert set(declared_packages()) == on_disk | {"detect.configs"}
+
+
+def _imported_modules(tree: ast.AST):
+    """(line, module name) of every import statement in a parsed file."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from ((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            yield node.lineno, node.module
+
+
+def test_the_product_never_imports_the_benchmarks():
+    """benchmarks/ is not installed: an import of it from detect/ would break every installed command."""
+    importers = [f"{path.relative_to(REPO_ROOT)}:{line}"
+                 for path in (REPO_ROOT / "detect").rglob("*.py")
+                 for line, module in _imported_modules(ast.parse(path.read_text(), str(path)))
+                 if module.split(".")[0] == "benchmarks"]
+    assert importers == []
 
 
 def test_a_source_checkout_reads_the_top_level_configs():

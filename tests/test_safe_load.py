@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.zoo import read_state_dict
 from detect.engine.checkpoint import load_checkpoint, restore_rng_states, rng_states
 from detect.errors import CheckpointError
 from detect.models.backbones import load_classifier_weights
-from detect.models.torchvision_detector import read_state_dict
 from detect.safe_load import safe_torch_load
 from tests.conftest import REPO_ROOT
 

@@ -11,15 +11,16 @@ Each `--model` is a shipped config (pretrained weights off) plus `--set` overrid
   ssd300 / ssd512       voc_ssd300 / voc_ssd512    300 / 512 square
   ssdlite320            voc_ssdlite320             320 square, MobileNetV3-Large (reduced tail)
 torchvision's counterpart: `FasterRCNN` on the same backbone with the same anchors, RoI pooling,
-sampling and postprocess settings (detect.models.torchvision_peer; for an FPN backbone that is
-`fasterrcnn_resnet50_fpn`'s architecture: pyramid, per-level anchors, MultiScaleRoIAlign, TwoMLPHead); for SSD300 on VGG16 torchvision's
-SSD300 VGG16 (`ssd300_vgg16`'s architecture, no weights) with our default boxes and settings
-(detect.models.torchvision_ssd_peer); for SSDlite320 torchvision's own `ssdlite320_mobilenet_v3_large`
-(same layout: our state dict maps onto it, detect.models.weights); for SSD512 and other trunks, torchvision's `SSD` on a copy of
-our trunk (its SSD512 extractor has other extra layers). Both get identical weights (ours copied into
-torchvision's; reported per row) and identical tensors: torchvision's internal resize and
-normalisation are switched off (detect.bench.skip_input_transform), and it gets each image's valid
-region, which it pads back into the same batch tensor.
+sampling and postprocess settings (for an FPN backbone that is `fasterrcnn_resnet50_fpn`'s architecture:
+pyramid, per-level anchors, MultiScaleRoIAlign, TwoMLPHead); for SSD300 on VGG16 torchvision's SSD300 VGG16 (`ssd300_vgg16`'s
+architecture, no weights) with our default boxes and settings; for SSDlite320 torchvision's own
+`ssdlite320_mobilenet_v3_large` (same layout: our state dict maps onto it); for SSD512 and other
+trunks, torchvision's `SSD` on a copy of our trunk (its SSD512 extractor has other extra layers); all
+from benchmarks.peers.build_peer. Both get identical weights (ours copied into torchvision's,
+benchmarks.shared_weights; reported per row) and identical tensors: torchvision's internal resize
+and normalisation are switched off (benchmarks.torchvision_adapter.switch_off_transform), and it gets
+each image's valid region, which it pads back into the same batch tensor. Batches and timing:
+benchmarks.speed.
 
 Ours infers as `detect infer` runs it: BatchNorm folded into the convolutions (detect.models.fuse);
 torchvision's model runs as torchvision ships it.
@@ -54,7 +55,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detect import bench  # noqa: E402
+from benchmarks import speed  # noqa: E402
+from benchmarks.host_syncs import find_host_syncs  # noqa: E402
+from benchmarks.peers import build_peer  # noqa: E402
+from benchmarks.shared_weights import copy_weights  # noqa: E402
+from benchmarks.torchvision_adapter import switch_off_transform  # noqa: E402
 from detect.config import load_config  # noqa: E402
 from detect.engine.device import synchronize  # noqa: E402
 from detect.engine.predict import predict_batch  # noqa: E402
@@ -119,30 +124,8 @@ def build_pair(name: str, args) -> tuple[dict, torch.nn.Module, torch.nn.Module,
     cfg = load_config(config_name, overrides)
     torch.manual_seed(args.seed)
     ours = build_model(cfg.model, cfg.input, args.num_classes)
-    if cfg.model.arch == "faster_rcnn":
-        from detect.models.torchvision_peer import build_torchvision_faster_rcnn
-
-        peer = build_torchvision_faster_rcnn(cfg.model, cfg.input, args.num_classes)
-        bench.copy_faster_rcnn_weights(ours, peer)
-        shared = True
-    elif cfg.model.arch == "ssdlite" and cfg.model.backbone == "mobilenet_v3_large":
-        from detect.models.torchvision_ssd_peer import torchvision_ssdlite320
-
-        peer = torchvision_ssdlite320(args.num_classes, cfg.model.ssd, cfg.input)
-        shared = bench.copy_ssdlite_weights(ours, peer)
-    else:
-        peer = _torchvision_ssd(ours, cfg)
-        shared = bench.copy_ssd_weights(ours, peer)
-    bench.skip_input_transform(peer)
-    return cfg, ours, peer, shared
-
-
-def _torchvision_ssd(ours, cfg):
-    if cfg.model.backbone == "vgg16" and len(cfg.model.ssd.aspect_ratios) == 6:
-        from detect.models.torchvision_ssd_peer import torchvision_ssd300
-
-        return torchvision_ssd300(ours.num_classes, cfg.model.ssd, cfg.input)
-    return bench.torchvision_ssd_on_trunk(ours, cfg.model.ssd, cfg.input.size)
+    peer = switch_off_transform(build_peer(cfg, args.num_classes, ours))
+    return cfg, ours, peer, copy_weights(cfg, ours, peer)
 
 
 def _image_size(name: str, args) -> tuple[int, int]:
@@ -257,7 +240,7 @@ def measure(name: str, args, device: torch.device) -> list[dict]:
     batch_size = args.batch_size or cfg.train.batch_size
     height, width = _image_size(name, args)
     divisible = cfg.input.size_divisible
-    batches = bench.make_batches(
+    batches = speed.make_batches(
         2, batch_size, height, width, args.num_classes, device,
         vary_sizes=cfg.input.resize == "keep_ratio", size_divisible=divisible, seed=args.seed,
     )
@@ -311,8 +294,8 @@ def run_onnxruntime(ours, batches, args, cfg) -> dict:
                  "scales": batch["scales"].cpu().numpy()}
         return session.run(None, feeds)
 
-    times = bench.time_steps(step, batches, args.warmup, args.repeats, torch.device("cpu"))
-    result = bench.summarise(times, images.shape[0])
+    times = speed.time_steps(step, batches, args.warmup, args.repeats, torch.device("cpu"))
+    result = speed.summarise(times, images.shape[0])
     result["peak_mem_mib"] = None
     result["detections_per_image"] = float(step(batches[0])[3].mean())
     return result
@@ -327,8 +310,8 @@ def run_one(model, is_ours, mode, batches, args, device, cfg, name, label) -> di
             step = train_step_fn(model, is_ours, device, args.dtype)
         else:
             step = infer_step_fn(model, is_ours, device, args.dtype)
-        times = bench.time_steps(step, batches, args.warmup, args.repeats, device)
-        result = bench.summarise(times, len(batches[0]["image_list"]))
+        times = speed.time_steps(step, batches, args.warmup, args.repeats, device)
+        result = speed.summarise(times, len(batches[0]["image_list"]))
         result["peak_mem_mib"] = (
             torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
         )
@@ -354,13 +337,8 @@ def brief_training(ours, peer, batches, args, device, cfg) -> None:
     the weights into torchvision's model again."""
     with on_device(ours, device, training=True):
         step = train_step_fn(ours, True, device, args.dtype, lr=1e-3)
-        bench.time_steps(step, batches, 0, args.train_steps, device)
-    if cfg.model.arch == "faster_rcnn":
-        bench.copy_faster_rcnn_weights(ours, peer)
-    elif cfg.model.arch == "ssdlite" and cfg.model.backbone == "mobilenet_v3_large":
-        bench.copy_ssdlite_weights(ours, peer)
-    else:
-        bench.copy_ssd_weights(ours, peer)
+        speed.time_steps(step, batches, 0, args.train_steps, device)
+    copy_weights(cfg, ours, peer)
 
 
 def write_profile(step, batch, device, path: Path) -> None:
@@ -380,14 +358,14 @@ def sync_report(name: str, args) -> dict:
     """Ops of ours that would sync a CUDA host, one training step and one inference step on the CPU."""
     cfg, ours, _, _ = build_pair(name, args)
     height, width = _image_size(name, args)
-    batch = bench.make_batches(1, args.batch_size or 2, height, width, args.num_classes, "cpu",
+    batch = speed.make_batches(1, args.batch_size or 2, height, width, args.num_classes, "cpu",
                                vary_sizes=cfg.input.resize == "keep_ratio",
                                size_divisible=cfg.input.size_divisible, seed=args.seed)[0]
     cpu = torch.device("cpu")
     ours.train()
-    report = {"train": bench.find_host_syncs(lambda: train_step_fn(ours, True, cpu, "fp32")(batch))}
+    report = {"train": find_host_syncs(lambda: train_step_fn(ours, True, cpu, "fp32")(batch))}
     ours.eval()
-    report["infer"] = bench.find_host_syncs(lambda: infer_step_fn(ours, True, cpu, "fp32")(batch))
+    report["infer"] = find_host_syncs(lambda: infer_step_fn(ours, True, cpu, "fp32")(batch))
     return report
 
 

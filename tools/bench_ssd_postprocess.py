@@ -9,16 +9,20 @@ Random head outputs for SSD300 (8,732 default boxes); logits scaled so that many
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from detect.config import SSDConfig
-from detect.engine.device import synchronize
-from detect.models.default_boxes import box_scales, default_boxes
-from detect.models.detections import split_detections
-from detect.models.ssd_postprocess import postprocess_detections
-from detect.models.torchvision_ssd_peer import torchvision_ssd300
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere: the repo's packages
+
+from benchmarks.peers import torchvision_ssd300  # noqa: E402
+from detect.config import SSDConfig  # noqa: E402
+from detect.engine.device import synchronize  # noqa: E402
+from detect.models.default_boxes import box_scales, default_boxes  # noqa: E402
+from detect.models.detections import split_detections  # noqa: E402
+from detect.models.ssd_postprocess import postprocess_detections  # noqa: E402
 
 
 def _time(function, repeat: int, device: str) -> float:

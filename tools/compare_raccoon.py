@@ -5,12 +5,11 @@
         [--faster-rcnn-config voc_faster_rcnn_resnet50] [--ssd-config voc_ssd300]
 
 Faster R-CNN: `voc_faster_rcnn_resnet50` (or `--faster-rcnn-config`, e.g. `voc_faster_rcnn` for VGG16)
-against torchvision's FasterRCNN on the same trunk (detect.models.torchvision_peer.build_torchvision_peer).
-SSD: `voc_ssd300` against torchvision's SSD300 VGG16 with our default boxes
-(detect.models.torchvision_ssd_peer), or torchvision's SSD on our trunk for other backbones
-(detect.bench.torchvision_ssd_on_trunk). Both runs go through the project's
+against torchvision's FasterRCNN on the same trunk; SSD: `voc_ssd300` against torchvision's SSD300
+VGG16 with our default boxes, or torchvision's SSD on our trunk for other backbones (both from
+benchmarks.peers.build_peer, behind benchmarks.torchvision_adapter). Both runs go through the project's
 engine (`detect.engine.train.run_training`) with one config, so data, augmentation, image size,
-batches, optimizer and schedule are the same; only the model differs. torchvision's SSD gets our
+batches, optimizer and schedule are the same; only the model differs. torchvision's model gets our
 already resized and normalised batches (its own resize and normalisation are switched off).
 Weights are random (`model.pretrained=none`) unless overridden. `--max-images N` trains and
 evaluates on the first N images of each split (a quick check). Writes `<out>/compare.json`: per
@@ -35,57 +34,17 @@ from torch.utils.data import DataLoader, Subset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detect import bench  # noqa: E402
+from benchmarks import peers  # noqa: E402
+from benchmarks.torchvision_adapter import TorchvisionAdapter  # noqa: E402
 from detect.config import Config, load_config  # noqa: E402
 from detect.errors import DetectError  # noqa: E402
-from detect.models.torchvision_peer import TorchvisionFasterRCNN  # noqa: E402
 
 CONFIGS = {"faster_rcnn": "voc_faster_rcnn_resnet50", "ssd": "voc_ssd300"}
 
 
-class TorchvisionSSDPeer(nn.Module):
-    """torchvision's SSD behind our model contract (detect/models/__init__.py): images are cropped to
-    their valid regions and handed over as a list; losses renamed to ours; detections divided by the
-    scale in `postprocess`."""
-
-    LOSS_NAMES = {"bbox_regression": "loss_box", "classification": "loss_cls"}
-
-    def __init__(self, model: nn.Module, num_classes: int):
-        super().__init__()
-        self.model = bench.skip_input_transform(model)
-        self.num_classes = num_classes
-
-    def forward(self, images: torch.Tensor, image_sizes: torch.Tensor, targets: list[dict] | None = None):
-        crops = [image[:, :h, :w] for image, (h, w) in zip(images, image_sizes.tolist())]
-        was_training = self.model.training
-        try:
-            if targets is None:
-                self.model.eval()  # torchvision's train mode insists on targets
-                return {"detections": self.model(crops)}
-            self.model.train()  # losses only in train mode (the validation loss too)
-            plain = [{"boxes": t["boxes"].to(images.device), "labels": t["labels"].to(images.device)} for t in targets]
-            losses = self.model(crops, plain)
-            return {self.LOSS_NAMES[k]: v for k, v in losses.items()}
-        finally:
-            self.model.train(was_training)
-
-    postprocess = TorchvisionFasterRCNN.postprocess  # the same: torchvision's lists, divided by the scale
-
-
 def build_peer(config: Config, num_classes: int) -> nn.Module:
-    """torchvision's counterpart of the configured model."""
-    if config.model.arch == "faster_rcnn":
-        from detect.models.torchvision_peer import build_torchvision_peer
-
-        return build_torchvision_peer(config.model, config.input, num_classes)
-    if config.model.backbone == "vgg16" and len(config.model.ssd.aspect_ratios) == 6:
-        from detect.models.torchvision_ssd_peer import torchvision_ssd300
-
-        return TorchvisionSSDPeer(torchvision_ssd300(num_classes, config.model.ssd, config.input), num_classes)
-    from detect.models.build import build_model
-
-    ours = build_model(config.model, config.input, num_classes)
-    return TorchvisionSSDPeer(bench.torchvision_ssd_on_trunk(ours, config.model.ssd, config.input.size), num_classes)
+    """torchvision's counterpart of the configured model, behind our model contract."""
+    return TorchvisionAdapter(peers.build_peer(config, num_classes), num_classes)
 
 
 def first_images(build_loaders_fn, max_images: int | None):

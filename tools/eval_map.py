@@ -8,8 +8,8 @@ p50 / p95 at batch 1 and peak GPU memory, one row per checkpoint, on one split.
 The data come from --config (default: the first checkpoint's own config) with --set applied; each
 checkpoint runs with its own input pipeline. --torchvision NAME adds a row for torchvision's
 detection model NAME with random weights, NAME=PATH with a local state dict; `peer` is torchvision's
-FasterRCNN on our backbone (detect/models/torchvision_peer.py). How each number is measured:
-detect/engine/benchmark.py. Prints markdown; --json writes the numbers (per-class AP included).
+FasterRCNN on our backbone (benchmarks/peers.py). How each number is measured:
+benchmarks/map_table.py. Prints markdown; --json writes the numbers (per-class AP included).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere: the repo's `detect`
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere: the repo's packages
 
-from detect.engine.benchmark import format_table, run_benchmark  # noqa: E402
+from benchmarks.map_table import format_table, run_benchmark  # noqa: E402
 from detect.errors import DetectError  # noqa: E402
 
 

@@ -333,15 +333,23 @@ def load_torchvision_ssdlite(model: nn.Module, state_dict: dict, source: str) ->
     """Load a torchvision SSDlite state dict into our SSDlite `model`; one-line CheckpointError when it
     does not fit (another class count, trunk or number of maps)."""
     ours = ssdlite_from_torchvision(state_dict, source)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(ours))
-    unexpected = sorted(set(ours) - set(expected))
-    misshapen = [key for key in expected if key in ours and ours[key].shape != expected[key].shape]
-    if missing or unexpected or misshapen:
-        first = (missing and f"missing {missing[0]}") or (unexpected and f"unexpected {unexpected[0]}") or (
-            f"{misshapen[0]} has shape {tuple(ours[misshapen[0]].shape)}, expected {tuple(expected[misshapen[0]].shape)}"
-        )
-        raise CheckpointError(f"{source}: torchvision SSDlite weights do not fit this model ({first})")
+    misfit = describe_misfit(ours, model.state_dict())
+    if misfit is not None:
+        raise CheckpointError(f"{source}: torchvision SSDlite weights do not fit this model ({misfit})")
     with torch.no_grad():
         model.load_state_dict(ours)
     return model
+
+
+def describe_misfit(state_dict: dict, expected: dict) -> str | None:
+    """None when `state_dict` has exactly the keys and shapes of `expected`, else one line: the counts
+    of missing, unexpected and misshapen keys and the first of them."""
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    misshapen = [key for key in expected if key in state_dict and state_dict[key].shape != expected[key].shape]
+    if not (missing or unexpected or misshapen):
+        return None
+    first = (missing and f"missing {missing[0]}") or (unexpected and f"unexpected {unexpected[0]}") or (
+        f"{misshapen[0]} has shape {tuple(state_dict[misshapen[0]].shape)}, "
+        f"expected {tuple(expected[misshapen[0]].shape)}")
+    return f"{len(missing)} missing, {len(unexpected)} unexpected, {len(misshapen)} misshapen: {first}"

@@ -1,4 +1,4 @@
-"""Faster R-CNN end to end: the model contract, empty ground truth, configs, torchvision's peer, overfitting."""
+"""Faster R-CNN end to end: the model contract, empty ground truth, configs, overfitting."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from detect.config import InputConfig, ModelConfig, load_config
 from detect.errors import ConfigError
 from detect.models.build import build_model
 from detect.models.detections import split_detections
-from detect.models.torchvision_peer import build_torchvision_faster_rcnn
 from tests.models.overfit_utils import mean_ap, shapes_batch
 
 SMALL = {
@@ -92,33 +91,6 @@ def test_bad_class_count():
         build_model(ModelConfig.model_validate(SMALL), InputConfig(), 0)
 
 
-@pytest.mark.parametrize("pool", ["roi_align", "roi_pool"])
-def test_torchvision_peer_runs_a_forward_pass(pool):
-    torch.manual_seed(0)
-    input_cfg = InputConfig(min_size=64, max_size=96)
-    peer = build_torchvision_faster_rcnn(ModelConfig.model_validate({**SMALL, "roi_pool": pool}), input_cfg, 2).train()
-    images, targets = shapes_batch(2, 64)
-    losses = peer(list(images), targets)
-    assert {"loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"} == set(losses)
-    peer.eval()
-    with torch.no_grad():
-        detections = peer(list(images))
-    assert len(detections) == 2 and len(detections[0]["boxes"]) <= 10
-
-
-def test_torchvision_peer_roi_pool_is_torchvision_ops_roi_pool():
-    """torchvision's FasterRCNN accepts only a MultiScaleRoIAlign: the RoIPool peer passes as one."""
-    from torchvision.ops import roi_pool
-
-    peer = build_torchvision_faster_rcnn(ModelConfig.model_validate({**SMALL, "roi_pool": "roi_pool"}),
-                                         InputConfig(min_size=64, max_size=96), 2)
-    pooler = peer.roi_heads.box_roi_pool
-    features = torch.randn(2, 8, 6, 6, generator=torch.Generator().manual_seed(1))
-    boxes = [torch.tensor([[0.0, 0.0, 40.0, 30.0]]), torch.tensor([[8.0, 16.0, 90.0, 90.0], [1.0, 1.0, 5.0, 5.0]])]
-    expected = roi_pool(features, boxes, pooler.pool_size, 1.0 / 16)
-    torch.testing.assert_close(pooler({"0": features}, boxes, [(96, 96)] * 2), expected)
-
-
 def _overfit(steps: int, eval_every: int, target: float, lr: float = 1e-3, **model_overrides) -> float:
     torch.manual_seed(0)
     torch.set_num_threads(2)
@@ -192,20 +164,3 @@ def test_bf16_autocast_and_a_single_copy_of_the_head():
     assert outputs["rois"].dtype == torch.float32  # proposals stay in float32 pixels
     detections = split_detections(model.postprocess(outputs, sizes, torch.ones(2, 2)))
     assert all(d["boxes"].dtype == torch.float32 for d in detections)
-
-
-def test_torchvision_peer_keeps_our_model_contract():
-    from detect.models.torchvision_peer import build_torchvision_peer
-
-    torch.manual_seed(0)
-    peer = build_torchvision_peer(ModelConfig.model_validate(SMALL), InputConfig(min_size=64, max_size=64), 2)
-    images, targets = shapes_batch(2, 64)
-    sizes = torch.tensor([[64, 64], [48, 64]])
-    peer.train()
-    assert set(peer(images, sizes, targets)) == LOSS_KEYS
-    peer.eval()
-    with torch.no_grad():
-        outputs = peer(images, sizes)
-    detections = split_detections(peer.postprocess(outputs, sizes, torch.tensor([[0.5, 0.5], [1.0, 1.0]])))
-    assert len(detections) == 2 and set(detections[0]) == {"boxes", "scores", "labels"}
-    assert not peer.training

@@ -98,7 +98,7 @@ def test_postprocess_clips_to_the_valid_region_and_handles_nothing_above_thresho
 
 def test_postprocess_equals_torchvision_ssd_postprocess():
     from detect.config import SSDConfig
-    from detect.models.torchvision_ssd_peer import torchvision_ssd300
+    from benchmarks.peers import torchvision_ssd300
 
     peer = torchvision_ssd300(NUM_CLASSES, SSDConfig(top_k_per_class=100, detections_per_img=150))
     priors = _priors()

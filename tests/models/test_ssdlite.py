@@ -7,13 +7,13 @@ import pytest
 import torch
 import torchvision
 
+from benchmarks.torchvision_adapter import switch_off_transform
 from detect.config import load_config
 from detect.errors import CheckpointError, ConfigError
 from detect.models import weights
 from detect.models.build import build_model
 from detect.models.detections import split_detections
 from detect.models.ssd_backbones import MobileNetV3Trunk
-from detect.models.torchvision_detector import keep_input_size
 
 NUM_CLASSES = 4  # foreground; torchvision's model gets 5 with background
 
@@ -131,11 +131,11 @@ def test_same_detections_as_torchvision_for_the_same_weights(tmp_path):
     torch.save(reference.state_dict(), path)
     model = _ours([f"model.pretrained={path}"])
 
-    pixels = _smooth_images(2, seed=2)  # resized 0..1 RGB; torchvision normalises to [-1, 1] itself
+    pixels = _smooth_images(2, seed=2)  # resized 0..1 RGB
     images = (pixels - 0.5) / 0.5
     sizes = torch.tensor([[320, 320], [320, 320]])
     with torch.no_grad():
-        expected = keep_input_size(reference)(list(pixels))
+        expected = switch_off_transform(reference)(list(images))  # the same [-1, 1] images as ours
         found = split_detections(model.postprocess(model(images, sizes), sizes, torch.ones(2, 2)))
     for ours, theirs in zip(found, expected):
         assert len(theirs["scores"]) > 50  # the comparison covers many detections

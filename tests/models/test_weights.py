@@ -9,7 +9,7 @@ import pytest
 import torch
 import torchvision
 
-from detect import bench
+from benchmarks.torchvision_adapter import switch_off_transform
 from detect.config import InputConfig, ModelConfig
 from detect.errors import CheckpointError, ConfigError
 from detect.models.backbones import frozen_batchnorm
@@ -58,7 +58,7 @@ def torchvision_file(tmp_path_factory):
 def test_detections_equal_torchvisions_with_its_weights(torchvision_file):
     theirs, path = torchvision_file
     ours = build_model(_fpn_config(pretrained=str(path)), InputConfig(), 3).eval()
-    bench.skip_input_transform(theirs)  # same pixels: no resize, no normalisation inside
+    switch_off_transform(theirs)  # same pixels: no resize, no normalisation inside
     images = torch.randn(2, 3, 128, 192, generator=torch.Generator().manual_seed(1))
     images[1, :, :, 160:] = 0  # the second image is 128 x 160, padded
     sizes = torch.tensor([[128, 192], [128, 160]])

@@ -1,4 +1,4 @@
-"""tools/eval_map.py and detect.engine.benchmark: tiny random-weight Faster R-CNN checkpoints on a
+"""tools/eval_map.py and benchmarks.map_table: tiny random-weight Faster R-CNN checkpoints on a
 handful of synthetic images, plus one torchvision row."""
 
 from __future__ import annotations
@@ -9,14 +9,11 @@ import math
 import pytest
 import torch
 
+from benchmarks.map_table import ROW_KEYS
 from detect.config import config_to_dict, load_config
 from detect.data.synthetic import SYNTHETIC_CLASSES, generate_synthetic
-from detect.engine.benchmark import ROW_KEYS
 from detect.engine.checkpoint import save_checkpoint
-from detect.errors import CheckpointError
 from detect.models.build import build_model
-from detect.models.detections import split_detections
-from detect.models.torchvision_detector import build_torchvision_detector
 from tests.conftest import load_tool
 
 
@@ -101,45 +98,6 @@ def test_unknown_torchvision_model_is_a_one_line_error(tiny_setup, capsys):
     code = load_tool("eval_map").main([str(checkpoints[0]), "--device", "cpu", "--torchvision", "yolo_v99"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "yolo_v99" in err[0] and "fasterrcnn_resnet50_fpn" in err[0]
-
-
-def test_torchvision_wrapper_sees_our_pixels_unresized():
-    """The wrapper hands torchvision the valid region in 0..1 pixels at our size; detections come
-    back divided by the scale."""
-    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-    torch.manual_seed(0)
-    wrapper = build_torchvision_detector("fasterrcnn_mobilenet_v3_large_320_fpn", 2, mean, std).eval()
-    seen = []
-    wrapper.model.transform.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
-    sizes_seen = []
-    wrapper.model.backbone.register_forward_pre_hook(lambda module, args: sizes_seen.append(args[0].shape))
-    pixels = torch.rand(2, 3, 64, 96)
-    images = (pixels - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
-    image_sizes = torch.tensor([[64, 96], [50, 70]])
-    with torch.no_grad():
-        outputs = wrapper(images, image_sizes)
-    torch.testing.assert_close(seen[0][0], pixels[0], rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(seen[0][1], pixels[1, :, :50, :70], rtol=1e-5, atol=1e-5)
-    assert tuple(sizes_seen[0][-2:]) == (64, 96)  # padded to 32, never resized to its 320 px
-    scales = torch.tensor([[0.5, 0.5], [2.0, 1.0]])
-    detections = split_detections(wrapper.postprocess(outputs, image_sizes, scales))
-    for found, raw, (sx, sy) in zip(detections, outputs["detections"], scales.tolist()):
-        torch.testing.assert_close(found["boxes"], raw["boxes"] / torch.tensor([sx, sy, sx, sy]))
-
-
-def test_torchvision_weights_from_a_local_state_dict(tmp_path):
-    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
-    torch.manual_seed(0)
-    trained = build_torchvision_detector("fasterrcnn_mobilenet_v3_large_320_fpn", 2, mean, std)
-    path = tmp_path / "weights.pth"
-    torch.save(trained.model.state_dict(), path)
-    torch.manual_seed(1)
-    loaded = build_torchvision_detector("fasterrcnn_mobilenet_v3_large_320_fpn", 2, mean, std, weights_path=path)
-    for key, value in trained.model.state_dict().items():
-        torch.testing.assert_close(loaded.model.state_dict()[key], value)
-    # Weights for another class count do not fit: one line naming the file and the first misfit.
-    with pytest.raises(CheckpointError, match=r"weights\.pth: weights do not fit FasterRCNN .*misshapen"):
-        build_torchvision_detector("fasterrcnn_mobilenet_v3_large_320_fpn", 3, mean, std, weights_path=path)
 
 
 def test_data_from_config_and_split(tiny_setup, tmp_path, capsys):

@@ -18,7 +18,7 @@ the same way on the same images:
 Every row runs under the same autocast: the data config's train.amp / amp_dtype (bf16 on CUDA by
 default, fp32 on CPU); `--set train.amp=false` measures fp32 on CUDA.
 Each checkpoint sees its own input pipeline (the one it was trained with); torchvision rows see the
-data config's (see detect/models/torchvision_detector.py for how their resize is switched off).
+data config's (benchmarks/torchvision_adapter.py switches their own resize and normalisation off).
 Results are a list of row dicts (ROW_KEYS); `format_table` makes the markdown.
 """
 
@@ -35,6 +35,9 @@ import torch
 from torch import nn
 from torch.utils.data import Subset
 
+from benchmarks.peers import build_torchvision_faster_rcnn
+from benchmarks.torchvision_adapter import TorchvisionAdapter
+from benchmarks.zoo import build_named_detector, torchvision_detection_names
 from detect.config import Config, InputConfig, load_config
 from detect.data.normalise import batch_to_device
 from detect.engine.device import autocast_context, resolve_device, synchronize
@@ -79,9 +82,8 @@ def checkpoint_candidate(path: str | Path) -> Candidate:
 def torchvision_candidate(spec: str, data_config: Config, class_names: Sequence[str]) -> Candidate:
     """`NAME` (random weights) or `NAME=PATH` (a local state dict). NAME is a torchvision detection
     builder (fasterrcnn_resnet50_fpn, retinanet_resnet50_fpn, ssd300_vgg16, ...) or `peer`:
-    torchvision's FasterRCNN on our backbone (detect.models.torchvision_peer), with the data config's
-    model settings, or, given PATH, a detect checkpoint trained with the peer (its own config)."""
-    from detect.models.torchvision_detector import build_torchvision_detector, torchvision_detection_names
+    torchvision's FasterRCNN on our backbone (benchmarks.peers), with the data config's model
+    settings, or, given PATH, a detect checkpoint trained with the peer (its own config)."""
 
     name, _, path = spec.partition("=")
     name, path = name.strip(), path.strip() or None
@@ -91,8 +93,8 @@ def torchvision_candidate(spec: str, data_config: Config, class_names: Sequence[
         build_on_cpu = lambda: _build_peer(path, data_config, class_names)  # noqa: E731
     elif name in torchvision_detection_names():
         def build_on_cpu():
-            model = build_torchvision_detector(name, len(class_names), data_config.input.mean,
-                                               data_config.input.std, path)
+            model = build_named_detector(name, len(class_names), data_config.input.mean,
+                                         data_config.input.std, path)
             return model, data_config.input, list(class_names)
     else:
         names = ", ".join(["peer"] + torchvision_detection_names())
@@ -110,8 +112,6 @@ def torchvision_candidate(spec: str, data_config: Config, class_names: Sequence[
 
 def _build_peer(path, data_config: Config, class_names):
     from detect.engine.checkpoint import check_finite_weights, config_from_checkpoint, load_checkpoint
-    from detect.models.torchvision_detector import keep_input_size
-    from detect.models.torchvision_peer import build_torchvision_peer
 
     config, state = data_config, None
     if path is not None:
@@ -120,8 +120,8 @@ def _build_peer(path, data_config: Config, class_names):
         config = config_from_checkpoint(state, path)
         class_names = list(state["class_names"])
     model_cfg = config.model.model_copy(update={"pretrained": "none"})  # never fetch backbone weights here
-    model = build_torchvision_peer(model_cfg, config.input, len(class_names))
-    keep_input_size(model.model)  # our pipeline resized already; its own resize would be a scale of 1
+    model = TorchvisionAdapter(build_torchvision_faster_rcnn(model_cfg, config.input, len(class_names)),
+                               len(class_names))
     if state is not None:
         try:
             model.load_state_dict(state["model"])

@@ -1,0 +1,100 @@
+"""Any torchvision detection model (FasterRCNN, SSD, RetinaNet, FCOS, ...) behind our model contract
+(detect/models/__init__.py), so the training engine, evaluation and the benchmark table run it as
+they run ours.
+
+Same pixels for both: our data pipeline resizes and normalises, so torchvision's own input transform
+(GeneralizedRCNNTransform) must do neither; `switch_off_transform` is the one place that makes it so.
+It still batches the images it is given and maps boxes back, at a scale of 1. Its detections are in
+the pixels of the tensors it is handed (resized pixels); `postprocess` divides them by `scale`, as
+ours does.
+
+Normalisation: a model built with our settings (benchmarks.peers) takes our normalised batches as
+they are. A model whose weights expect its own mean and std (a torchvision builder by name, see
+benchmarks.zoo) gets `input_mean` / `input_std`: the adapter turns our normalisation into its own.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from detect.models.detections import pad_detections
+
+# torchvision's loss names -> ours; any other is prefixed with "loss_" (the contract's loss dict).
+LOSS_NAMES = {"loss_objectness": "loss_rpn_objectness", "loss_rpn_box_reg": "loss_rpn_box",
+              "loss_classifier": "loss_classifier", "loss_box_reg": "loss_box_reg",
+              "bbox_regression": "loss_box", "classification": "loss_cls"}
+
+
+def _same_size(image: torch.Tensor, target: dict | None = None):
+    return image, target
+
+
+def _unchanged(image: torch.Tensor) -> torch.Tensor:
+    return image
+
+
+def switch_off_transform(model: nn.Module) -> nn.Module:
+    """Make a torchvision detection model's GeneralizedRCNNTransform neither resize nor normalise (in
+    place): instance attributes shadow its methods."""
+    model.transform.resize = _same_size
+    model.transform.normalize = _unchanged
+    return model
+
+
+def _loss_name(name: str) -> str:
+    return LOSS_NAMES.get(name, name if name.startswith("loss_") else f"loss_{name}")
+
+
+class TorchvisionAdapter(nn.Module):
+    """A torchvision detection model behind our contract (see the module docstring).
+
+    forward(images [B, 3, H, W] normalised, image_sizes [B, 2], targets=None): each image is cut to its
+    valid region and handed over as a list; with targets, its losses under our `loss_*` names (in train
+    mode, where torchvision computes them, so a validation loss works too); without, {"detections":
+    its per-image list of {boxes, scores, labels} in resized pixels}.
+    postprocess(outputs, image_sizes [B, 2], scales [B, 2]) -> padded {boxes [B, D, 4], scores [B, D],
+    labels [B, D], num [B]} in original pixels.
+    """
+
+    def __init__(self, model: nn.Module, num_classes: int, input_mean: Sequence[float] | None = None,
+                 input_std: Sequence[float] | None = None):
+        super().__init__()
+        self.model = switch_off_transform(model)
+        self.num_classes = num_classes
+        self.renormalise = input_mean is not None
+        if self.renormalise:  # ours -> 0..1 pixels -> the model's own normalisation, in one affine map
+            ours_mean, ours_std = _channels(input_mean), _channels(input_std)
+            own_mean, own_std = _channels(model.transform.image_mean), _channels(model.transform.image_std)
+            self.register_buffer("gain", ours_std / own_std, persistent=False)
+            self.register_buffer("offset", (ours_mean - own_mean) / own_std, persistent=False)
+
+    def forward(self, images: torch.Tensor, image_sizes: torch.Tensor, targets: list[dict] | None = None):
+        if self.renormalise:
+            images = images * self.gain + self.offset
+        crops = [image[:, :h, :w] for image, (h, w) in zip(images, image_sizes.tolist())]
+        was_training = self.model.training
+        try:
+            if targets is None:
+                self.model.eval()  # torchvision's train mode insists on targets
+                return {"detections": self.model(crops)}
+            self.model.train()
+            plain = [{"boxes": t["boxes"].to(images.device), "labels": t["labels"].to(images.device)}
+                     for t in targets]
+            return {_loss_name(name): value for name, value in self.model(crops, plain).items()}
+        finally:
+            self.model.train(was_training)
+
+    @torch.no_grad()
+    def postprocess(self, outputs: dict, image_sizes: torch.Tensor, scales: torch.Tensor) -> dict:
+        results = []
+        for found, (sx, sy) in zip(outputs["detections"], scales.tolist()):  # already per image: a list
+            boxes = found["boxes"] / found["boxes"].new_tensor([sx, sy, sx, sy])
+            results.append({"boxes": boxes, "scores": found["scores"], "labels": found["labels"]})
+        return pad_detections(results)
+
+
+def _channels(values: Sequence[float]) -> torch.Tensor:
+    return torch.tensor(list(values), dtype=torch.float32).view(1, 3, 1, 1)
