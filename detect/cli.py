@@ -146,7 +146,7 @@ def data_show(
 
 
 # ---------------------------------------------------------------------------------------------------
-# detect eval
+# detect train
 
 
 @app.command("train")
@@ -158,7 +158,7 @@ def train_command(
     resume: Optional[str] = typer.Option(None, "--resume", help="last.pt path, or 'auto': the run folder's last.pt."),
 ) -> None:
     """Train a detector; under torchrun, on every process (DistributedDataParallel)."""
-    from detect.engine.train import run_training
+    from detect.engine.run import run_training
 
     cfg = _load(config, overrides)
     run_training(cfg, output_dir=output_dir, device=device, resume=resume, config_file=_config_file(config))
