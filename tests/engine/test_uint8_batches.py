@@ -57,7 +57,7 @@ def test_uint8_batches_train_and_evaluate_like_float_ones(tmp_path):
     assert device_eval["map"] == pytest.approx(loader_eval["map"], abs=1e-4)
 
     # `detect eval` of the checkpoint (its own uint8 pipeline) repeats the evaluation during training.
-    results = evaluate_checkpoint(device_run / "best.pt", None, [], None, "voc07", device="cpu")[-1]
+    results = evaluate_checkpoint(device_run / "best.pt", None, [], None, "voc07", device="cpu").results
     assert results["voc07"]["map"] == pytest.approx(device_eval["map"], abs=1e-6)
 
 
