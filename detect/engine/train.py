@@ -114,39 +114,20 @@ def train_one_epoch(session: TrainSession, loader) -> dict[str, float]:
             if index < skip:
                 continue
             if index == skip:
-                if session.resume_rng is not None:
-                    restore_rng_states(session.resume_rng)
-                    session.resume_rng = None
-                remember_boundary(session)
+                resume_here(session)
             session.skip_report.add(skipped_in(targets), config.data.train_split, epoch=epoch + 1, step=state.step)
             images, image_sizes, _ = batch_to_device(images, targets, device, config.input.mean, config.input.std,
                                                      channels_last=train_cfg.channels_last)
             boundary = (index + 1) % accumulate == 0 or index + 1 == num_batches
-            sync_context = contextlib.nullcontext()
-            if not boundary and isinstance(session.model, nn.parallel.DistributedDataParallel):
-                sync_context = session.model.no_sync()
-            with sync_context:
-                with session.autocast():
-                    losses = session.model(images, image_sizes, targets_to_device(targets, device))
-                loss = sum(losses.values())
-                # One host sync per step, unavoidable to decide stop/skip before the weights change;
-                # the detectors already synchronise inside the step (NMS and sampling give
-                # data-dependent shapes), so this costs next to nothing. Under DDP the flag is reduced
-                # so every rank takes the same branch.
-                if not dist_utils.all_finite(loss):
-                    handle_nonfinite(session, losses, targets, index)
-                    state.batch_in_epoch = index + 1
-                    progress.update(1)
-                    continue
-                scaled = loss / accumulate
-                if session.scaler is not None:
-                    scaled = session.scaler.scale(scaled)
-                scaled.backward()
+            losses = forward_backward(session, images, image_sizes, targets, index, boundary)
+            progress.update(1)
+            if losses is None:  # a non-finite loss, skipped
+                state.batch_in_epoch = index + 1
+                continue
             for key, value in losses.items():
                 sums[key] = sums.get(key, 0) + value.detach().float()
             counted += 1
             window_images += images.shape[0] * dist_utils.world_size()
-            progress.update(1)
             if not boundary:
                 continue
             optimizer_step(session)
@@ -160,6 +141,46 @@ def train_one_epoch(session: TrainSession, loader) -> dict[str, float]:
                 window_images, window_start = 0, time.perf_counter()
     finally:
         progress.close()
+    return mean_losses(sums, counted)
+
+
+def resume_here(session: TrainSession) -> None:
+    """At the first batch this run trains in the epoch: the RNG states of an interrupted run are put
+    back (its skipped batches were drawn with the epoch's seeds), and the boundary remembered."""
+    if session.resume_rng is not None:
+        restore_rng_states(session.resume_rng)
+        session.resume_rng = None
+    remember_boundary(session)
+
+
+def forward_backward(session: TrainSession, images: torch.Tensor, image_sizes: torch.Tensor,
+                     targets: Sequence[dict], index: int, boundary: bool) -> dict[str, torch.Tensor] | None:
+    """The batch's `loss_*` terms, their gradients added (scaled for accumulation and the AMP scaler;
+    DDP synchronises them only at an accumulation `boundary`). None for a non-finite loss that
+    train.nonfinite: skip skipped (stop raises NonFiniteLossError)."""
+    sync_context = contextlib.nullcontext()
+    if not boundary and isinstance(session.model, nn.parallel.DistributedDataParallel):
+        sync_context = session.model.no_sync()
+    with sync_context:
+        with session.autocast():
+            losses = session.model(images, image_sizes, targets_to_device(targets, session.device))
+        loss = sum(losses.values())
+        # One host sync per step, unavoidable to decide stop/skip before the weights change;
+        # the detectors already synchronise inside the step (NMS and sampling give
+        # data-dependent shapes), so this costs next to nothing. Under DDP the flag is reduced
+        # so every rank takes the same branch.
+        if not dist_utils.all_finite(loss):
+            handle_nonfinite(session, losses, targets, index)
+            return None
+        scaled = loss / session.config.train.accumulate
+        if session.scaler is not None:
+            scaled = session.scaler.scale(scaled)
+        scaled.backward()
+    return losses
+
+
+def mean_losses(sums: dict[str, torch.Tensor], counted: int) -> dict[str, float]:
+    """The epoch's mean of each loss term over its `counted` batches, averaged over ranks."""
     if not sums:
         return {}
     names = list(sums)
