@@ -340,7 +340,8 @@ class ModelConfig(Section):
     """Detector: the two-stage Faster R-CNN, the one-stage SSD, or SSDlite (SSD with depthwise-separable
     prediction heads; settings in `model.ssd`)."""
     backbone: str = "vgg16"
-    """vgg16, vgg16_bn, resnet18, resnet34, resnet50, resnet101, mobilenet_v3_large or mobilenet_v3_small."""
+    """vgg16, vgg16_bn, resnet18, resnet34, resnet50, resnet101, mobilenet_v3_large, mobilenet_v3_small, or
+    tiny_resnet (a narrow ResNet for CPU training from random weights)."""
     pretrained: str = "none"
     """`none`, `imagenet`, or the path of a local torchvision state dict."""
     trainable_layers: int | None = None

@@ -6,7 +6,9 @@
 #   bash tools/main_job.sh                                  # synthetic_ssd; outputs in runs/main_job/
 #   CONFIG=synthetic_faster_rcnn bash tools/main_job.sh     # the Faster R-CNN instead
 #   bash tools/main_job.sh --set train.epochs=20    # extra `detect train` options
-# Environment: CONFIG, OUT (default runs/main_job), DEVICE (default cpu).
+# Environment: CONFIG, OUT (default runs/main_job), DEVICE (default cpu), DETECT_PYTHON (an
+# interpreter that already has detect and its dependencies, e.g. a conda environment's: .venv is then
+# not set up).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONFIG=${CONFIG:-synthetic_ssd}
@@ -14,8 +16,10 @@ OUT=${OUT:-runs/main_job}
 DEVICE=${DEVICE:-cpu}
 export NO_ALBUMENTATIONS_UPDATE=1
 
-bash tools/setup_env.sh
-PYTHON=.venv/bin/python
+PYTHON=${DETECT_PYTHON:-.venv/bin/python}
+if [ -z "${DETECT_PYTHON:-}" ]; then
+  bash tools/setup_env.sh
+fi
 
 start=$(date +%s)
 rm -rf "$OUT"

@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
 # Create (or reuse) the project's virtual environment in .venv and install detect with its test and
-# export extras. Idempotent: a second run only re-checks the install.
+# export extras. Idempotent: when .venv was set up from the same pyproject.toml, a second run checks
+# that stamp and that detect imports, and skips pip (its index checks take tens of seconds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
+STAMP=.venv/.detect-setup
+wanted="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [ -x .venv/bin/python ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$wanted" ] \
+    && .venv/bin/python -c "import detect, torch, torchvision" 2>/dev/null; then
+  exit 0
+fi
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
@@ -11,3 +18,4 @@ fi
 # torch and torchvision first, on their own: the rest then resolves against the installed pair.
 .venv/bin/python -m pip install -q "torch>=2.9" "torchvision>=0.24"
 .venv/bin/python -m pip install -q -e ".[dev,export]"
+echo "$wanted" > "$STAMP"

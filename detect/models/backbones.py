@@ -17,6 +17,10 @@ conv1..layer3 (res4) as trunk, layer4 (res5) + global average pool as head; Batc
 MobileNetV3 `features`: the blocks up to the last stride-16 one as trunk (112 / 48 channels), the
 stride-32 blocks + global average pool as head (960 / 576); BatchNorm frozen as for ResNet.
 
+`tiny_resnet`: detect.models.tiny_resnet's stem..layer3 (128 channels) as trunk; as head, two fully
+connected layers of 256 on the flattened 7 x 7 RoI (layer4 on every RoI would cost more than the
+trunk). Random weights only: the backbone of the CPU-sized synthetic Faster R-CNN.
+
 `pretrained`: "none" (random init), "imagenet" (torchvision's weight enum; the file is taken from the
 torch hub cache, downloaded there when missing), or the path of a torchvision classification state dict.
 `trainable_layers`: how many stages, counted from the top, keep `requires_grad`; the rest are frozen.
@@ -34,6 +38,7 @@ from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from detect.errors import CheckpointError, ConfigError
+from detect.models.tiny_resnet import TINY_RESNET_CHANNELS, TINY_RESNET_STAGE_NAMES, tiny_resnet_stages
 from detect.safe_load import safe_torch_load
 
 # The ImageNet weights used for `pretrained: imagenet`: torchvision's V1 enums, as in its detectors.
@@ -285,6 +290,31 @@ def _build_mobilenet_v3(name: str, pretrained: str, trainable_layers: int | None
     out_channels = trunk[-1].out_channels
     head_out_channels = features[-1].out_channels
     return Backbone(trunk, head, out_channels, head_out_channels, roi_output_size=14)
+TINY_RESNET_HEAD_WIDTH = 256
+
+
+def _build_tiny_resnet(name: str, pretrained: str, trainable_layers: int | None) -> Backbone:
+    if pretrained != "none":
+        raise ConfigError(f"model.pretrained: {name} has no trained weights, use none (got '{pretrained}')")
+    stages = tiny_resnet_stages()
+    trainable = _check_trainable_layers(name, trainable_layers, len(TINY_RESNET_STAGE_NAMES) - 1, pretrained)
+    for stage in stages[: len(stages) - 1 - trainable]:
+        _freeze(stage)
+    trunk = nn.Sequential(*stages[:4])
+    out_channels, roi_size = TINY_RESNET_CHANNELS[3], 7
+    head = tiny_resnet_head(out_channels, roi_size)
+    return Backbone(trunk, head, out_channels, TINY_RESNET_HEAD_WIDTH, roi_output_size=roi_size)
+
+
+def tiny_resnet_head(in_channels: int, roi_size: int) -> nn.Sequential:
+    """Pooled RoIs [R, in_channels, roi_size, roi_size] -> [R, TINY_RESNET_HEAD_WIDTH]: two fc layers."""
+    return nn.Sequential(
+        nn.Flatten(1),
+        nn.Linear(in_channels * roi_size * roi_size, TINY_RESNET_HEAD_WIDTH),
+        nn.ReLU(inplace=True),
+        nn.Linear(TINY_RESNET_HEAD_WIDTH, TINY_RESNET_HEAD_WIDTH),
+        nn.ReLU(inplace=True),
+    )
 
 
 def _last_channels(layer: nn.Sequential) -> int:
@@ -310,6 +340,7 @@ BACKBONES: dict[str, Callable[[str, int | None], Backbone]] = {
     "resnet101": _named(_build_resnet, "resnet101"),
     "mobilenet_v3_large": _named(_build_mobilenet_v3, "mobilenet_v3_large"),
     "mobilenet_v3_small": _named(_build_mobilenet_v3, "mobilenet_v3_small"),
+    "tiny_resnet": _named(_build_tiny_resnet, "tiny_resnet"),
 }
 
 

@@ -14,7 +14,7 @@ from torch import nn
 from detect.config import InputConfig, ModelConfig
 from detect.errors import ConfigError
 from detect.models.anchors import AnchorGenerator
-from detect.models.backbones import Backbone, build_backbone
+from detect.models.backbones import Backbone, build_backbone, tiny_resnet_head
 from detect.models.boxes import pad_ground_truth
 from detect.models.roi_heads import RoIHeads
 from detect.models.rpn import RegionProposalNetwork, RPNHead
@@ -64,6 +64,10 @@ def build_detector_backbone(model_cfg: ModelConfig) -> Backbone:
     if model_cfg.backbone.startswith("vgg") and representation != backbone.head_out_channels:
         backbone.head = _vgg_head(backbone.out_channels, 7, representation)
         backbone.head_out_channels = representation
+    roi_size = model_cfg.roi_output_size
+    if model_cfg.backbone == "tiny_resnet" and roi_size is not None and roi_size != backbone.roi_output_size:
+        backbone.head = tiny_resnet_head(backbone.out_channels, roi_size)  # its fc6 is sized by the RoI
+        backbone.roi_output_size = roi_size
     return backbone
 
 

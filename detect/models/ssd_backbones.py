@@ -22,6 +22,9 @@ depthwise-separable extra layers (1 x 1 to half width, 3 x 3 depthwise stride 2,
 BatchNorm and ReLU6. At 320 px the maps are 20, 10, 5, 3, 2, 1. `reduced_tail` halves the last
 stage's channels (the paper's table 6; torchvision's choice without ImageNet weights).
 
+`tiny_resnet` (detect.models.tiny_resnet, random weights only): layer2, layer3 and layer4 (strides 8,
+16, 32) as the first three maps, then extra layers 128 / 256 wide; the CPU main job's trunk.
+
 ImageNet or local weights come from detect.models.backbones (`load_classifier_weights`).
 `trainable_layers` counts stages from the top (VGG: 5 conv blocks; ResNet: conv1, layer1..layer3);
 None trains everything with random weights, and all but the first stage with loaded weights.
@@ -39,6 +42,7 @@ from torchvision.ops.misc import Conv2dNormActivation
 
 from detect.errors import ConfigError
 from detect.models.backbones import classifier_model, freeze_mobilenet_v3, load_classifier_weights, mobilenet_v3_stage_starts
+from detect.models.tiny_resnet import TINY_RESNET_CHANNELS, tiny_resnet_stages
 
 # (middle channels, out channels, kernel, stride, padding) of each extra layer pair (1x1, then kxk).
 # From the SSD paper's Caffe models: SSD300's conv8_2..conv11_2 and SSD512's conv8_2..conv12_2.
@@ -79,11 +83,15 @@ def _extra_block(in_ch: int, mid: int, out: int, kernel: int, stride: int, paddi
     return nn.Sequential(*layers)
 
 
-def size_driven_extras(first_size: int, count: int) -> list[tuple[int, int, int, int, int]]:
-    """Extra-layer specs that halve the map while it is larger than 3, then shrink it to 1."""
+def size_driven_extras(
+    first_size: int, count: int, channels: tuple[int, int] | None = None
+) -> list[tuple[int, int, int, int, int]]:
+    """Extra-layer specs that halve the map while it is larger than 3, then shrink it to 1.
+
+    `channels`: (middle, out) of every layer; None: SSD300's widths (256, 512 twice, then 128, 256)."""
     specs, size = [], first_size
     for index in range(count):
-        mid, out = (256, 512) if index < 2 else (128, 256)
+        mid, out = channels or ((256, 512) if index < 2 else (128, 256))
         if size > 3:
             spec = (mid, out, 3, 2, 1)
         elif size in (2, 3):
@@ -319,7 +327,48 @@ class MobileNetV3Trunk(nn.Module):
         return maps
 
 
-SSD_TRUNKS = ("vgg16", "resnet18", "resnet34", "resnet50", "resnet101", "mobilenet_v3_large", "mobilenet_v3_small")
+class TinyResNetTrunk(_TrunkWithExtras):
+    """detect.models.tiny_resnet's layer2 (stride 8), layer3 (16) and layer4 (32) maps, then extra
+    layers 128 wide in the middle and 256 out. At 192 px the maps are 24, 12, 6, 3, 1."""
+
+    EXTRA_CHANNELS = (128, 256)
+
+    def __init__(self, num_maps: int, input_size: int, pretrained: str = "none", trainable_layers: int | None = None):
+        super().__init__()
+        if num_maps < 3:
+            raise ConfigError(f"model.ssd: tiny_resnet SSD needs at least 3 feature maps (layer2..layer4), got {num_maps}")
+        if pretrained != "none":
+            raise ConfigError(f"model.pretrained: tiny_resnet has no trained weights, use none (got '{pretrained}')")
+        stages = tiny_resnet_stages()
+        self.layer2 = nn.Sequential(*stages[:3])
+        self.layer3, self.layer4 = stages[3], stages[4]
+        self.specs = size_driven_extras(self._trunk_sizes(input_size)[2], num_maps - 3, self.EXTRA_CHANNELS)
+        self.extras = nn.ModuleList()
+        in_channels = TINY_RESNET_CHANNELS[-1]
+        for spec in self.specs:
+            self.extras.append(_extra_block(in_channels, *spec, norm=True))
+            in_channels = spec[1]
+        _xavier_init(self.extras)
+        self.out_channels = list(TINY_RESNET_CHANNELS[2:]) + [spec[1] for spec in self.specs]
+        trainable = _trainable("tiny_resnet", trainable_layers, len(stages), pretrained)
+        _freeze(list(stages[: len(stages) - trainable]))
+
+    @staticmethod
+    def _trunk_sizes(input_size: int) -> list[int]:
+        size = _conv_out(_conv_out(input_size, 3, 2, 1), 3, 2, 1)  # the stem's two stride-2 convolutions
+        sizes = [_conv_out(size, 3, 2, 1)]  # layer2
+        for _ in range(2):  # layer3, layer4
+            sizes.append(_conv_out(sizes[-1], 3, 2, 1))
+        return sizes
+
+    def _base_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
+        layer2 = self.layer2(images)
+        layer3 = self.layer3(layer2)
+        return [layer2, layer3, self.layer4(layer3)]
+
+
+SSD_TRUNKS = ("vgg16", "resnet18", "resnet34", "resnet50", "resnet101", "mobilenet_v3_large", "mobilenet_v3_small",
+              "tiny_resnet")
 
 
 def build_ssd_trunk(
@@ -334,6 +383,8 @@ def build_ssd_trunk(
     if name.startswith("mobilenet_v3"):
         reduced = pretrained == "none" if reduced_tail is None else reduced_tail
         return MobileNetV3Trunk(name, num_maps, pretrained, trainable_layers, reduced)
+    if name == "tiny_resnet":
+        return TinyResNetTrunk(num_maps, input_size, pretrained, trainable_layers)
     if name in SSD_TRUNKS:
         return ResNetTrunk(name, num_maps, input_size, pretrained, trainable_layers)
     raise ConfigError(f"model.backbone: '{name}' has no SSD trunk (allowed for SSD: {', '.join(SSD_TRUNKS)})")

@@ -23,6 +23,7 @@ EXPECTED = {
     "resnet101": (1024, 2048, 14),
     "mobilenet_v3_large": (112, 960, 14),
     "mobilenet_v3_small": (48, 576, 14),
+    "tiny_resnet": (128, 256, 7),
 }
 
 
@@ -101,6 +102,15 @@ def test_vgg16_features_has_all_pools_and_the_classifier():
     features, classifier = vgg16_features("none")
     assert sum(isinstance(m, torch.nn.MaxPool2d) for m in features) == 5
     assert classifier[0].in_features == 512 * 7 * 7 and classifier[3].out_features == 4096
+
+
+def test_tiny_resnet_has_random_weights_only_and_freezes_bottom_stages():
+    with pytest.raises(ConfigError, match="model.pretrained.*tiny_resnet"):
+        build_backbone("tiny_resnet", pretrained="imagenet")
+    backbone = build_backbone("tiny_resnet", trainable_layers=2)  # layer2, layer3 train; stem, layer1 frozen
+    frozen = {name.split(".")[0] for name, p in backbone.trunk.named_parameters() if not p.requires_grad}
+    assert frozen == {"0", "1"}
+    assert all(p.requires_grad for p in backbone.head.parameters())
 
 
 def test_bad_path_and_bad_file(tmp_path):

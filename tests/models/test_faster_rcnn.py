@@ -119,13 +119,13 @@ def test_torchvision_peer_roi_pool_is_torchvision_ops_roi_pool():
     torch.testing.assert_close(pooler({"0": features}, boxes, [(96, 96)] * 2), expected)
 
 
-def _overfit(steps: int, eval_every: int, target: float) -> float:
+def _overfit(steps: int, eval_every: int, target: float, lr: float = 1e-3, **model_overrides) -> float:
     torch.manual_seed(0)
     torch.set_num_threads(2)
     images, targets = shapes_batch(4, 128)
-    model = _small_model(trainable_layers=5)
+    model = _small_model(**{"trainable_layers": 5, **model_overrides})
     sizes, scales = torch.tensor([[128, 128]] * 4), torch.ones(4, 2)
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     best = 0.0
     for step in range(1, steps + 1):
         model.train()
@@ -147,6 +147,17 @@ def _overfit(steps: int, eval_every: int, target: float) -> float:
 def test_overfits_four_images_to_high_map():
     # About 30-70 steps of ~1.5 s on 2 free CPU cores; slow because it exceeds the default run's budget.
     assert _overfit(steps=150, eval_every=10, target=0.9) >= 0.9
+
+
+def test_tiny_resnet_overfits_four_images():
+    """The CPU main job's backbone: narrow trunk and a two-layer fc head on 7 x 7 RoIs."""
+    assert _overfit(steps=200, eval_every=10, target=0.9, lr=2e-3, backbone="tiny_resnet", roi_output_size=7,
+                    trainable_layers=None) >= 0.9
+
+
+def test_tiny_resnet_head_follows_the_roi_size():
+    model = _small_model(backbone="tiny_resnet", trainable_layers=None)  # SMALL pools 4 x 4 RoIs
+    assert model.roi_heads.output_size == 4 and model.roi_heads.box_head[1].in_features == 128 * 4 * 4
 
 
 def test_a_few_training_steps_reduce_the_loss():

@@ -226,6 +226,12 @@ def test_overfits_four_images_with_a_tiny_trunk():
     assert mean_ap >= 0.9, f"mAP@0.5 {mean_ap:.3f} after overfitting 4 images"
 
 
+def test_overfits_four_images_with_tiny_resnet():
+    torch.manual_seed(0)
+    mean_ap = _overfit(_model("tiny_resnet", 128, aspect_ratios=FIVE_MAPS), 128, steps=STEPS_TINY, lr=3e-3)
+    assert mean_ap >= 0.9, f"mAP@0.5 {mean_ap:.3f} after overfitting 4 images"
+
+
 @pytest.mark.slow
 def test_overfits_four_images_with_resnet18():
     torch.manual_seed(0)
