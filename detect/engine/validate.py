@@ -12,7 +12,9 @@ if TYPE_CHECKING:
     from detect.engine.session import TrainSession
 
 
-def run_evaluation(session: TrainSession, val_loader, final: bool = False) -> dict:
+def run_evaluation(session: TrainSession, val_loader) -> dict:
+    """Evaluates the model (its EMA when kept) on the validation loader; records and logs the result,
+    draws a few images to TensorBoard. Returns detect.engine.evaluate.evaluate's results."""
     config, state = session.config, session.state
     model = session.eval_model()
     dist_utils.broadcast_buffers(model)
