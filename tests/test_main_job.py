@@ -33,7 +33,7 @@ def test_config_resolves_to_a_tiny_resnet_model_and_enough_validation_images(nam
     with torch.no_grad():
         outputs = model(torch.randn(1, 3, side, side), torch.tensor([[side, side]]))
     detections = model.postprocess(outputs, torch.tensor([[side, side]]), torch.ones(1, 2))
-    assert detections[0]["boxes"].shape[1] == 4
+    assert detections["boxes"].shape[0] == 1 and detections["boxes"].shape[2] == 4
 
 
 def test_script_parses_and_defaults_to_the_ssd():

@@ -66,7 +66,7 @@ def test_annotate_returns_the_image_with_its_boxes_as_jpeg(client):
 
 def test_model_describes_architecture_classes_input_and_checkpoint(client, checkpoint):
     info = client.get("/v1/model").json()
-    assert (info["arch"], info["backbone"], info["classes"]) == ("ssd", "resnet18", ["circle", "square", "triangle"])
+    assert (info["arch"], info["backbone"], info["classes"]) == ("ssd", "tiny_resnet", ["circle", "square", "triangle"])
     assert info["input"] == {"resize": "fixed", "size": 64, "size_divisible": 1}
     meta = info["checkpoint"]
     assert (meta["file"], meta["bytes"], meta["epoch"], meta["step"]) == (checkpoint.name, checkpoint.stat().st_size, 3, 120)
