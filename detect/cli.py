@@ -146,7 +146,7 @@ def data_show(
 
 
 # ---------------------------------------------------------------------------------------------------
-# detect eval
+# detect train
 
 
 @app.command("train")
@@ -158,7 +158,7 @@ def train_command(
     resume: Optional[str] = typer.Option(None, "--resume", help="last.pt path, or 'auto': the run folder's last.pt."),
 ) -> None:
     """Train a detector; under torchrun, on every process (DistributedDataParallel)."""
-    from detect.engine.train import run_training
+    from detect.engine.run import run_training
 
     cfg = _load(config, overrides)
     run_training(cfg, output_dir=output_dir, device=device, resume=resume, config_file=_config_file(config))
@@ -190,7 +190,7 @@ def eval_command(
     """
     import json
 
-    from detect.metrics.evaluator import format_results, parse_metrics
+    from detect.metrics.evaluator import format_results
 
     if (checkpoint is None) == (detections is None):
         raise DetectError("detect eval: give a checkpoint or --detections FILE (one of them)")
@@ -200,28 +200,16 @@ def eval_command(
     if checkpoint is not None:
         from detect.engine.eval_checkpoint import evaluate_checkpoint
 
-        cfg, class_names, split, metrics, evaluator, results = evaluate_checkpoint(
-            checkpoint, config, overrides or [], split, metric, device)
+        evaluation = evaluate_checkpoint(checkpoint, config, overrides or [], split, metric, device)
         source = str(checkpoint)
     else:
-        from detect.data.build import build_dataset, with_class_names
-        from detect.engine.skip_report import dataset_errors, summary
-        from detect.metrics.detections_file import evaluate_detections_file
+        from detect.engine.eval_checkpoint import evaluate_detections
 
         if config is None:
             raise DetectError("detect eval --detections needs --config (the dataset to score against)")
-        cfg = _load(config, overrides)
-        try:
-            metrics = parse_metrics(metric or cfg.eval.metric)
-        except ValueError as error:
-            raise DetectError(f"--metric: {error}") from None
-        split = split or cfg.data.val_split
-        # Class indices in the file mean the training split's classes, as a model trained on it has them.
-        dataset = build_dataset(with_class_names(cfg.data), split, training=False)
-        class_names = dataset.class_names
-        evaluator, results = evaluate_detections_file(detections, dataset, metrics, cfg.eval.iou_thresh, unknown_class)
-        results["skipped"] = summary(dataset_errors(dataset))
+        evaluation = evaluate_detections(detections, config, overrides or [], split, metric, unknown_class)
         source = str(detections)
+    cfg, class_names, split, results = evaluation.config, evaluation.class_names, evaluation.split, evaluation.results
     typer.echo(f"{source} on {cfg.data.format} split '{split}' ({results['num_images']} images)")
     if results["skipped"]["count"]:
         from detect.engine.skip_report import describe
@@ -239,9 +227,9 @@ def eval_command(
         from detect.metrics.confusion import confusion_matrix
         from detect.metrics.plots import plot_confusion_matrix, plot_pr_curves
 
-        plot_pr_curves(evaluator.class_curves(), class_names, plots)
+        plot_pr_curves(evaluation.evaluator.class_curves(), class_names, plots)
         score_thresh = 0.25
-        matrix = confusion_matrix(evaluator.voc_inputs(), len(class_names), cfg.eval.iou_thresh, score_thresh)
+        matrix = confusion_matrix(evaluation.evaluator.voc_inputs(), len(class_names), cfg.eval.iou_thresh, score_thresh)
         plot_confusion_matrix(matrix, class_names, plots / "confusion_matrix.png", score_thresh)
         typer.echo(f"wrote plots to {plots}")
 

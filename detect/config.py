@@ -208,7 +208,7 @@ class RPNConfig(Section):
     """Faster R-CNN region proposal network: anchor matching, sampling and proposals."""
 
     conv_channels: int | None = None
-    """Channels of the RPN 3x3 conv; null: the backbone's out_channels. None: the backbone's out_channels"""
+    """Channels of the RPN 3x3 conv; null: the backbone's out_channels."""
     fg_iou_thresh: float = Field(0.7, ge=0.0, le=1.0)
     """Anchors with IoU >= this with a ground-truth box are positive."""
     bg_iou_thresh: float = Field(0.3, ge=0.0, le=1.0)
@@ -228,8 +228,7 @@ class RPNConfig(Section):
     nms_thresh: float = Field(0.7, ge=0.0, le=1.0)
     """IoU threshold of the proposal NMS."""
     min_box_size: float = Field(1.0, ge=0.0)
-    """Proposals with a side smaller than this (pixels) are dropped. proposals smaller than this (pixels) are
-    dropped"""
+    """Proposals with a side smaller than this (pixels) are dropped."""
     loss_box_weight: float = Field(1.0, ge=0.0)
     """Weight of the RPN box regression loss."""
 
@@ -256,7 +255,7 @@ class RoIHeadsConfig(Section):
     box_weights: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0)
     """Target normalisation: regression deltas are multiplied by these (1/0.1, 1/0.1, 1/0.2, 1/0.2)."""
     representation_size: int = Field(4096, ge=1)
-    """Width of the fc6/fc7 box head (VGG). fc6/fc7 width for VGG"""
+    """Width of the fc6/fc7 box head (VGG)."""
     score_thresh: float = Field(0.05, ge=0.0, le=1.0)
     """Detections scoring below this are dropped in postprocess."""
     nms_thresh: float = Field(0.3, ge=0.0, le=1.0)
@@ -345,9 +344,10 @@ class ModelConfig(Section):
     tiny_resnet (a narrow ResNet for CPU training from random weights); resnet18_fpn .. resnet101_fpn
     (feature pyramids, Faster R-CNN only: one anchor size per level, roi_align)."""
     pretrained: str = "none"
-    """none | imagenet (the trunk) | coco (torchvision's COCO-trained detector of the same architecture:
-    resnet50_fpn) | path to a torchvision classification state dict (the trunk), a torchvision detection
-    state dict or a detect checkpoint (the whole detector; the classifier's rows kept by class name)"""
+    """Where the weights start: `none` (random); `imagenet` (the trunk's torchvision classification
+    weights); `coco` (torchvision's COCO-trained detector of the same architecture: resnet50_fpn); or the
+    path of a torchvision classification state dict (the trunk), a torchvision detection state dict or
+    a detect checkpoint (the whole detector; the classifier's rows kept by class name)."""
     trainable_layers: int | None = None
     """How many backbone stages train (the rest are frozen); None: the backbone's default."""
     roi_pool: Literal["roi_pool", "roi_align"] = "roi_pool"
@@ -389,7 +389,7 @@ class TrainConfig(Section):
     scheduler: Literal["multistep", "step", "cosine", "constant"] = "multistep"
     """Learning-rate schedule after warmup, stepped every iteration."""
     milestones: list[int] = [8, 11]
-    """epochs, for multistep"""
+    """Epochs after which the multistep schedule multiplies the learning rate by `gamma`."""
 
     @field_validator("milestones")
     @classmethod
@@ -398,11 +398,11 @@ class TrainConfig(Section):
             raise ValueError("milestones are epochs, each >= 0")
         return milestones
     step_size: int = Field(1, ge=1)
-    """epochs, for step"""
+    """Epochs between two multiplications by `gamma` in the step schedule."""
     gamma: float = Field(0.1, gt=0.0)
     """Factor applied at each step / milestone."""
     min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0)
-    """cosine floor, as a fraction of lr"""
+    """The cosine schedule's floor, as a fraction of `lr`."""
     warmup_iters: int = Field(500, ge=0)
     """Iterations of linear warmup from `warmup_factor * lr` to `lr`."""
     warmup_factor: float = Field(0.001, gt=0.0, le=1.0)
@@ -430,9 +430,9 @@ class TrainConfig(Section):
     sync_bn: bool = False
     """Convert BatchNorm to SyncBatchNorm under torchrun."""
     eval_every: int = Field(1, ge=0)
-    """epochs; 0: only at the end"""
+    """Evaluate every this many epochs; 0: only at the end."""
     log_every: int = Field(20, ge=1)
-    """steps"""
+    """Write a training log line every this many optimiser steps."""
     nonfinite: Literal["stop", "skip"] = "stop"
     """A non-finite loss: stop the run, or skip that step and count it."""
     output_dir: str = "runs"

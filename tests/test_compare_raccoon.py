@@ -48,7 +48,7 @@ def test_ssd_pair_trains_and_evaluates_through_the_engine(tmp_path):
 
 
 def test_a_model_that_stops_is_recorded_and_the_other_still_trains(tmp_path, monkeypatch):
-    import detect.engine.train as engine
+    import detect.engine.run as engine
     from detect.errors import DetectError
 
     tool = load_tool("compare_raccoon")

@@ -8,7 +8,7 @@ Faster R-CNN: `voc_faster_rcnn_resnet50` (or `--faster-rcnn-config`, e.g. `voc_f
 against torchvision's FasterRCNN on the same trunk; SSD: `voc_ssd300` against torchvision's SSD300
 VGG16 with our default boxes, or torchvision's SSD on our trunk for other backbones (both from
 benchmarks.peers.build_peer, behind benchmarks.torchvision_adapter). Both runs go through the project's
-engine (`detect.engine.train.run_training`) with one config, so data, augmentation, image size,
+engine (`detect.engine.run.run_training`) with one config, so data, augmentation, image size,
 batches, optimizer and schedule are the same; only the model differs. torchvision's model gets our
 already resized and normalised batches (its own resize and normalisation are switched off).
 Weights are random (`model.pretrained=none`) unless overridden. `--max-images N` trains and
@@ -27,6 +27,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 import torch
 from torch import nn
@@ -74,16 +75,18 @@ class _Subset(Subset):
 
 def train_both(config: Config, out: Path, device: str = "auto", build_loaders_fn=None) -> dict:
     """Train ours, then torchvision's, with `config`; each run's folder and best / last mAP."""
-    from detect.engine.train import build_loaders, run_training
+    from detect.engine import run
 
-    loaders = build_loaders_fn or build_loaders
+    loaders = build_loaders_fn or run.build_loaders
     summary = {}
-    for name, build_model_fn in (("ours", None), ("torchvision", build_peer)):
+    for name, build_model in (("ours", run.build_model), ("torchvision", build_peer)):
         torch.manual_seed(config.train.seed)
         start = time.perf_counter()
         try:
-            run_dir = run_training(config, output_dir=out / name, device=device,
-                                   build_loaders_fn=loaders, build_model_fn=build_model_fn)
+            # The run builds its data and model through these two module attributes: the peer and
+            # the cut loaders take their places for this run only.
+            with mock.patch.object(run, "build_loaders", loaders), mock.patch.object(run, "build_model", build_model):
+                run_dir = run.run_training(config, output_dir=out / name, device=device)
         except DetectError as error:  # e.g. a non-finite loss: record it and still train the other model
             summary[name] = {"run_dir": str(out / name), "error": str(error), "best_map": None, "last_map": None,
                              "wall_s": round(time.perf_counter() - start, 1), "train_images_per_s": None}
@@ -147,7 +150,7 @@ def main(argv=None) -> int:
 
 
 def _engine_loaders():
-    from detect.engine.train import build_loaders
+    from detect.engine.run import build_loaders
 
     return build_loaders
 

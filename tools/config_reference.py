@@ -43,6 +43,16 @@ def _default(value: Any) -> str:
     return json.dumps(value if not isinstance(value, tuple) else list(value))
 
 
+def one_line(text: str) -> str:
+    """A docstring as one paragraph: its lines joined with single spaces."""
+    return " ".join(text.split())
+
+
+def section_text(model: type[BaseModel]) -> str:
+    """The section's whole docstring, as one paragraph."""
+    return one_line(model.__doc__ or "")
+
+
 def _section(model: type[BaseModel], prefix: str, out: list[str]) -> None:
     rows, subsections = [], []
     for name, field in model.model_fields.items():
@@ -53,12 +63,12 @@ def _section(model: type[BaseModel], prefix: str, out: list[str]) -> None:
         default = field.get_default(call_default_factory=True)
         if isinstance(default, list) and default and isinstance(default[0], BaseModel):
             default = [item.model_dump(mode="json") for item in default]
-        description = (field.description or "").replace("\n", " ").replace("|", "\\|")
+        description = one_line(field.description or "").replace("|", "\\|")
         rows.append(f"| `{prefix}{name}` | {_type_name(annotation).replace('|', 'or')} | "
                     f"`{_default(default)}` | {description} |")
     if rows:
         title = prefix.rstrip(".") or "top level"
-        out += [f"\n## `{title}`\n", model.__doc__.strip().splitlines()[0] if model.__doc__ else "", "",
+        out += [f"\n## `{title}`\n", section_text(model), "",
                 "| key | type | default | meaning |", "|---|---|---|---|", *rows]
     for sub_model, sub_prefix in subsections:
         _section(sub_model, f"{sub_prefix}.", out)

@@ -7,8 +7,8 @@
                  detect.data.normalise.normalise_batch, which gives float32 either way.
         targets  list of B transformed target dicts (see transforms.py): image_size, scale, boxes ...
 
-A raw dataset may return None for a sample it skipped; the collate drops such items (a batch may then
-be smaller, and an all-None batch is `None`). Aspect-ratio grouping needs each image's size without
+A raw dataset never returns None: under data.on_error: skip it gives the next readable sample instead
+(detect.data.dataset). Aspect-ratio grouping needs each image's size without
 decoding it: the raw dataset should offer `image_size(index) -> (h, w)`; without it the loader falls
 back to the samples' annotated sizes (`dataset.samples[i].annotated_size`), else reads every image once.
 """
@@ -35,7 +35,7 @@ from detect.errors import DataError
 
 
 class TransformedDataset(Dataset):
-    """`raw_dataset[i]` passed through `transforms`; None (a skipped sample) stays None."""
+    """`raw_dataset[i]` passed through `transforms`."""
 
     def __init__(self, raw_dataset, transforms) -> None:
         self.raw = raw_dataset
@@ -46,10 +46,7 @@ class TransformedDataset(Dataset):
         return len(self.raw)
 
     def __getitem__(self, index: int):
-        item = self.raw[index]
-        if item is None:
-            return None
-        image, target = item
+        image, target = self.raw[index]
         image, transformed = self.transforms(image, target)
         if SKIPPED in target:  # what on_error: skip left out, for the main process to report
             transformed[SKIPPED] = target[SKIPPED]
@@ -59,9 +56,6 @@ class TransformedDataset(Dataset):
 def collate(batch: Sequence, size_divisible: int = 32):
     """List of (image [3, h, w], target) -> (images [B, 3, H, W] zero-padded, list of targets).
     The batch has the images' dtype (uint8 pixels or normalised float32; all the same)."""
-    batch = [item for item in batch if item is not None]
-    if not batch:
-        return None
     images = [image for image, _ in batch]
     dtypes = {image.dtype for image in images}
     if len(dtypes) > 1:  # copying into one batch tensor would silently convert some of them

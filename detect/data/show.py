@@ -31,10 +31,7 @@ def show_samples(cfg: Config, split: str, num: int, out: Path, seed: int = 0, tr
     indices = np.random.default_rng(seed).permutation(len(raw_dataset))[:num]
     tiles = []
     for index in indices.tolist():
-        item = raw_dataset[index]
-        if item is None:
-            continue
-        image, target = transforms(*item)
+        image, target = transforms(*raw_dataset[index])
         h, w = target["image_size"].tolist()
         picture = to_pixels(image[:, :h, :w], cfg.input.mean, cfg.input.std).permute(1, 2, 0).contiguous().numpy()
         tiles.append(draw_boxes(picture, target["boxes"].numpy(), target["labels"].numpy(), raw_dataset.class_names))

@@ -1,15 +1,8 @@
 """Checkpoints: everything `detect eval/infer/export` need, and everything a resume needs.
 
-A checkpoint is a dict saved with torch.save:
-    model          state dict of the (unwrapped) model
-    config         the resolved config as a plain dict (detect.config.config_to_dict)
-    class_names    list[str]; label i is class_names[i - 1]
-    category_ids   COCO data: list[int], label i is COCO category category_ids[i - 1]; None otherwise
-    optimizer, scheduler, scaler, ema    state dicts, or None
-    epoch          epochs completed; step: optimiser steps done; batch_in_epoch: batches of the
-                   interrupted epoch already trained (0 at an epoch's end)
-    best_metric    best validation mAP so far (or None); nonfinite_skipped: steps skipped
-    rng            python, numpy, torch and cuda RNG states, as tensors and plain Python values
+A checkpoint is a dict saved with torch.save; detect.engine.train_state lists its keys, builds it
+from a training session and restores it into one. `detect eval/infer/export` read `model`, `config`,
+`class_names`, `category_ids` and `ema` (load_trained_model).
 Files are written to a temporary name and renamed into place, so a kill never leaves half a file.
 
 Loading never runs code from the file (detect.safe_load: tensors and plain data only).

@@ -1,18 +1,49 @@
-"""`detect eval CKPT`: the checkpoint's model on a split, scored by the DetectionEvaluator."""
+"""`detect eval`: a checkpoint's model, or a detections file, scored on a dataset split.
+
+    evaluation = evaluate_checkpoint(checkpoint, config_name, overrides, split, metric, device)
+    evaluation = evaluate_detections(detections, config_name, overrides, split, metric, unknown_class)
+        -> Evaluation(config, class_names, split, evaluator, results)
+
+Both score through one evaluator made for the dataset (`evaluator_for_dataset`): COCO data against
+the dataset's own annotation file, other data against the ground truth of the split's items.
+results: DetectionEvaluator.evaluate()'s dict plus `skipped` (what data.on_error: skip left out,
+see detect.engine.skip_report.summary) and, for a detections file, `skipped_unknown_class`.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from detect.config import config_to_dict, load_config, parse_override, validate_config
+from detect.config import Config, config_to_dict, load_config, parse_override, validate_config
 from detect.data.dataset import skipped_in
 from detect.engine.checkpoint import build_model_from_checkpoint
 from detect.engine.device import autocast_context, resolve_device
 from detect.engine.skip_report import SkipReport, dataset_errors, summary
 from detect.errors import CheckpointError, DetectError
-from detect.metrics.evaluator import DetectionEvaluator, parse_metrics
+from detect.metrics.evaluator import DetectionEvaluator, evaluator_for_dataset, parse_metrics
+
+
+@dataclass
+class Evaluation:
+    """What `detect eval` prints and writes: the config scored with, the class names of the results'
+    labels, the split, the evaluator (its curves feed --plots) and its results (see above)."""
+
+    config: Config
+    class_names: list[str]
+    split: str
+    evaluator: DetectionEvaluator
+    results: dict
+
+
+def metrics_of(metric: str | None, config: Config) -> tuple[str, ...]:
+    """--metric (default: the config's eval.metric) -> metric names; a one-line DetectError if unknown."""
+    try:
+        return parse_metrics(metric or config.eval.metric)
+    except ValueError as error:
+        raise DetectError(f"--metric: {error}") from None
 
 
 def _with_overrides(config, overrides: list[str]):
@@ -54,15 +85,15 @@ def relabel(detections: list[dict], label_map: torch.Tensor | None) -> list[dict
 
 
 def evaluate_checkpoint(checkpoint: Path, config_name: str | None, overrides: list[str], split: str | None,
-                        metric: str | None, device: str = "auto"):
-    """Returns (config, class_names, split, metric names, evaluator, results). The data config is the
-    checkpoint's own unless `config_name` is given; the model always comes from the checkpoint.
+                        metric: str | None, device: str = "auto") -> Evaluation:
+    """The checkpoint's model on a split. The data config is the checkpoint's own unless
+    `config_name` is given; the model always comes from the checkpoint.
 
     Classes travel by name: the data is read with the checkpoint's class list unless `data.classes`
     names others; then the model's labels are mapped to them by name (a subset or another order is
     scored as such), and a class the model does not know is refused."""
-    from detect.engine.evaluate import run_detector
     from detect.data.loader import build_dataloader
+    from detect.engine.evaluate import run_detector
 
     torch_device = resolve_device(device)
     model, ckpt_config, class_names = build_model_from_checkpoint(checkpoint, torch_device)
@@ -70,21 +101,37 @@ def evaluate_checkpoint(checkpoint: Path, config_name: str | None, overrides: li
     if config.data.classes is None:
         config = config.model_copy(update={"data": config.data.model_copy(update={"classes": list(class_names)})})
     label_map = label_map_by_name(class_names, config.data.classes, checkpoint)
-    class_names = list(config.data.classes)
-    try:
-        metrics = parse_metrics(metric or config.eval.metric)
-    except ValueError as error:
-        raise DetectError(f"--metric: {error}") from None
+    metrics = metrics_of(metric, config)
     split = split or config.data.val_split
     # The model's input pipeline is the checkpoint's (what it was trained on).
     loader = build_dataloader(config.data, ckpt_config.input, config.augment, split, train=False,
                               batch_size=config.eval.batch_size)
-    evaluator = DetectionEvaluator(class_names, metrics=metrics, iou_thresh=config.eval.iou_thresh)
+    evaluator = evaluator_for_dataset(loader.dataset.raw, metrics, config.eval.iou_thresh)
     autocast = lambda: autocast_context(ckpt_config, torch_device)  # noqa: E731
-    input_cfg = ckpt_config.input
     skipped = SkipReport()
-    for detections, ground_truths in run_detector(model, loader, torch_device, autocast, input_cfg.mean, input_cfg.std):
+    for detections, ground_truths in run_detector(model, loader, torch_device, autocast, ckpt_config.input.mean,
+                                                  ckpt_config.input.std):
         evaluator.process(relabel(detections, label_map), ground_truths)
         skipped.add(skipped_in(ground_truths), split)
     skipped.add(dataset_errors(loader.dataset.raw), split)
-    return config, class_names, split, metrics, evaluator, {**evaluator.evaluate(), "skipped": summary(skipped.skipped)}
+    results = {**evaluator.evaluate(), "skipped": summary(skipped.skipped)}
+    return Evaluation(config, list(config.data.classes), split, evaluator, results)
+
+
+def evaluate_detections(detections: Path, config_name: str, overrides: list[str], split: str | None,
+                        metric: str | None, unknown_class: str = "raise") -> Evaluation:
+    """A COCO results file (see detect.metrics.detections_file) scored on a split of the config's data.
+    Class indices in the file mean the training split's classes, as a model trained on it has them."""
+    from detect.data.build import build_dataset, with_class_names
+    from detect.metrics.detections_file import detections_file_predictions
+
+    config = load_config(config_name, overrides)
+    metrics = metrics_of(metric, config)
+    split = split or config.data.val_split
+    dataset = build_dataset(with_class_names(config.data), split, training=False)
+    predictions, ground_truths, skipped_unknown = detections_file_predictions(detections, dataset, unknown_class)
+    evaluator = evaluator_for_dataset(dataset, metrics, config.eval.iou_thresh)
+    evaluator.process(predictions, ground_truths)
+    results = {**evaluator.evaluate(), "skipped_unknown_class": skipped_unknown,
+               "skipped": summary(dataset_errors(dataset))}
+    return Evaluation(config, list(dataset.class_names), split, evaluator, results)

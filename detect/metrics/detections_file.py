@@ -1,4 +1,5 @@
-"""Evaluating a COCO results JSON from any detector against a dataset split's ground truth.
+"""A COCO results JSON from any detector, matched to a dataset split's images (`detect eval --detections`
+scores the predictions through detect.engine.eval_checkpoint).
 
 The results' `image_id` names the image: the file stem for VOC-layout data (an int matches a
 numeric stem, e.g. 5 -> "000005"), the COCO image id for COCO data. `category_id`: for VOC-layout
@@ -26,7 +27,6 @@ import numpy as np
 
 from detect.errors import DataError
 from detect.metrics.coco import read_coco_results, xywh_to_xyxy
-from detect.metrics.evaluator import DetectionEvaluator
 
 
 def dataset_ground_truths(dataset) -> list[dict]:
@@ -116,20 +116,10 @@ def predictions_from_results(results: list[dict], image_ids: list, resolver: Lab
     return predictions
 
 
-def evaluator_for_dataset(dataset, metrics, iou_thresh: float = 0.5) -> DetectionEvaluator:
-    """An evaluator for a dataset: COCO data is scored against its own annotation file (official areas)."""
-    coco = getattr(dataset, "coco", None)
-    category_map = getattr(dataset, "category_map", None)
-    if coco is not None and category_map is not None:
-        return DetectionEvaluator(dataset.class_names, metrics, iou_thresh, coco_gt=coco,
-                                  label_to_category_id=category_map.labels_to_category_ids)
-    return DetectionEvaluator(dataset.class_names, metrics, iou_thresh)
-
-
-def evaluate_detections_file(path: str | Path, dataset, metrics, iou_thresh: float = 0.5,
-                             unknown_class: str = "raise") -> tuple[DetectionEvaluator, dict]:
-    """Reads the results JSON, matches it to the dataset's images, and evaluates. -> (evaluator,
-    results); results["skipped_unknown_class"] counts the entries left out under unknown_class="skip"."""
+def detections_file_predictions(path: str | Path, dataset, unknown_class: str = "raise"
+                                ) -> tuple[list[dict], list[dict], int]:
+    """Reads the results JSON and matches it to the dataset's images -> (per-image predictions, the
+    dataset's ground truths in the same order, entries left out under unknown_class="skip")."""
     path = Path(path)
     results = read_coco_results(path)
     ground_truths = dataset_ground_truths(dataset)
@@ -137,9 +127,7 @@ def evaluate_detections_file(path: str | Path, dataset, metrics, iou_thresh: flo
     resolver = LabelResolver(dataset, path, unknown_class)
     predictions = predictions_from_results(results, image_ids, resolver, path, getattr(dataset, "corners_to_xyxy", None))
     by_id = dict(zip(image_ids, predictions))
-    evaluator = evaluator_for_dataset(dataset, metrics, iou_thresh)
-    evaluator.process([by_id[_plain(t["image_id"])] for t in ground_truths], ground_truths)
-    return evaluator, {**evaluator.evaluate(), "skipped_unknown_class": resolver.skipped_unknown}
+    return [by_id[_plain(t["image_id"])] for t in ground_truths], ground_truths, resolver.skipped_unknown
 
 
 def _plain(image_id):

@@ -189,6 +189,17 @@ class DetectionEvaluator:
         return coco_evaluate(self.coco_gt, results, image_ids, category_ids, print_summary=self.print_coco_summary)
 
 
+def evaluator_for_dataset(dataset, metrics, iou_thresh: float = 0.5) -> DetectionEvaluator:
+    """An evaluator for a dataset's split (detect/data's datasets: `class_names`; COCO data also
+    `coco` and `category_map`): COCO data is scored against its own annotation file (official areas)."""
+    coco = getattr(dataset, "coco", None)
+    category_map = getattr(dataset, "category_map", None)
+    if coco is not None and category_map is not None:
+        return DetectionEvaluator(dataset.class_names, metrics, iou_thresh, coco_gt=coco,
+                                  label_to_category_id=category_map.labels_to_category_ids)
+    return DetectionEvaluator(dataset.class_names, metrics, iou_thresh)
+
+
 def _concat(arrays: list[np.ndarray], empty_shape: tuple, dtype) -> np.ndarray:
     return np.concatenate(arrays).astype(dtype, copy=False) if arrays else np.zeros(empty_shape, dtype)
 

@@ -47,12 +47,6 @@ def test_collate_pads_to_multiples_with_zeros():
     assert images.shape == (1, 3, 64, 32)
 
 
-def test_collate_drops_skipped_samples():
-    images, targets = collate([None, item(10, 10), None], size_divisible=8)
-    assert images.shape == (1, 3, 16, 16) and len(targets) == 1
-    assert collate([None, None]) is None
-
-
 def test_grouped_batches_share_orientation():
     sizes = [(100, 200), (200, 100)] * 10 + [(120, 160)] * 3
     ratios = aspect_ratios(TinyDataset(sizes))

@@ -3,6 +3,9 @@ of already-transformed items (batch contract), so the engine is tested without t
 
 from __future__ import annotations
 
+import contextlib
+
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -99,6 +102,54 @@ def build_loaders(config, distributed: bool, num_images: int = 16):
 
 def build_model(config, num_classes: int):
     return TinyDetector(num_classes)
+
+
+class InterruptedLoader:
+    """A training loader interrupted (KeyboardInterrupt, as by Ctrl-C) when it is asked for the next
+    batch after `after` batches in all, over epochs: the moment between two optimiser steps."""
+
+    def __init__(self, loader, after: int) -> None:
+        self.loader, self.after, self.served = loader, after, 0
+
+    def __iter__(self):
+        batches = iter(self.loader)
+        while True:
+            if self.served == self.after:
+                raise KeyboardInterrupt
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            self.served += 1
+            yield batch
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __getattr__(self, name):  # dataset, sampler, ...: the wrapped loader's
+        return getattr(self.loader, name)
+
+
+def interrupted_loaders(after: int):
+    """build_loaders whose training loader is interrupted after `after` batches (InterruptedLoader)."""
+
+    def build(config, distributed: bool):
+        train_loader, val_loader = build_loaders(config, distributed)
+        return InterruptedLoader(train_loader, after), val_loader
+
+    return build
+
+
+@contextlib.contextmanager
+def engine_on(loaders=build_loaders, model=build_model):
+    """detect.engine.run builds its loaders with `loaders(config, distributed)` and its model with
+    `model(config, num_classes)` inside the block (the module attributes the run calls)."""
+    from detect.engine import run
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(run, "build_loaders", loaders)
+        patch.setattr(run, "build_model", model)
+        yield
 
 
 def tiny_config(iou_thresh: float = 0.5, **train):

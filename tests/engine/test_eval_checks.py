@@ -135,3 +135,34 @@ def test_eval_reports_what_on_error_skip_left_out(trained, tmp_path, capsys):
     code, out, _ = run(["eval", str(run_dir / "last.pt"), "--device", "cpu",
                         *sets(f"data.root={data}", "data.on_error=skip")], capsys)
     assert code == 0 and f"data.on_error skip: 1 problem(s) left out of the val split: {broken}" in out
+
+
+def test_a_checkpoint_on_coco_data_scores_as_its_detections_file(tmp_path_factory, capsys):
+    """One evaluation path: `detect eval CKPT` and `--detections` both score COCO data against the
+    dataset's own annotation file, so the checkpoint's detections written as a results file give the
+    same COCO numbers."""
+    from detect.data.synthetic import generate_synthetic
+    from detect.engine.eval_checkpoint import evaluate_checkpoint, evaluate_detections
+    from detect.metrics.coco import predictions_to_coco_results
+
+    folder = tmp_path_factory.mktemp("tiny_ssd_coco")
+    root = folder / "shapes"
+    generate_synthetic(root, format="coco", num_images=12, image_size=64, seed=0, val_fraction=0.5)
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(folder / "run"),
+              *sets(f"data.root={root}", *TINY, "data.format=coco")])
+    assert exited.value.code in (0, None)
+    config_file = folder / "config.yaml"
+    config_file.write_text(config_to_yaml(validate_config(load_checkpoint(folder / "run" / "last.pt")["config"])))
+    direct = evaluate_checkpoint(folder / "run" / "last.pt", None, [], None, "all", device="cpu")
+    assert direct.evaluator.coco_gt is not None  # the annotation file's own index, not rebuilt ground truth
+    images = direct.evaluator.images()
+    results = predictions_to_coco_results([prediction for _, prediction, _ in images], [i for i, _, _ in images],
+                                          direct.evaluator.label_to_category_id)
+    assert results and all(isinstance(entry["image_id"], int) for entry in results)  # COCO image ids
+    detections = folder / "detections.json"
+    detections.write_text(json.dumps(results))
+    scored = evaluate_detections(detections, str(config_file), [], None, "all")
+    assert scored.results["coco"] == pytest.approx(direct.results["coco"], abs=1e-9)
+    for metric in ("voc07", "voc12"):
+        assert scored.results[metric]["ap"] == pytest.approx(direct.results[metric]["ap"], abs=1e-9)

@@ -10,14 +10,16 @@ import torch
 from detect.engine.checkpoint import load_checkpoint
 from detect.data.coco import CategoryMap
 from detect.data.loader import TransformedDataset
-from detect.engine.train import NonFiniteLossError, dataset_category_ids, dataset_class_names, run_training
+from detect.engine.run import dataset_category_ids, dataset_class_names, run_training
+from detect.engine.train_state import NonFiniteLossError
 from detect.errors import CheckpointError
 from tests.engine import doubles
 
 
-def train(config, out, **kwargs):
-    return run_training(config, output_dir=out, device="cpu", build_loaders_fn=doubles.build_loaders,
-                        build_model_fn=doubles.build_model, **kwargs)
+def train(config, out, loaders=doubles.build_loaders, model=doubles.build_model, **kwargs):
+    """run_training on the doubles (`loaders` and `model` build them, see doubles.engine_on)."""
+    with doubles.engine_on(loaders, model):
+        return run_training(config, output_dir=out, device="cpu", **kwargs)
 
 
 def test_run_folder_has_everything(tmp_path):
@@ -77,7 +79,7 @@ def test_interrupt_and_resume_continue_exactly(tmp_path, stop_at):
     config = doubles.tiny_config(epochs=3, scheduler="multistep", milestones=[2], warmup_iters=5)
     straight = load_checkpoint(train(config, tmp_path / "straight") / "last.pt")
     with pytest.raises(KeyboardInterrupt):
-        train(config, tmp_path / "cut", interrupt_after_steps=stop_at)
+        train(config, tmp_path / "cut", loaders=doubles.interrupted_loaders(after=stop_at))
     interrupted = load_checkpoint(tmp_path / "cut" / "last.pt")
     assert interrupted["step"] == stop_at
     assert interrupted["scheduler"]["last_epoch"] == stop_at
@@ -97,8 +99,7 @@ def test_ctrl_c_inside_an_accumulation_group_replays_the_group(tmp_path):
         return model
 
     with pytest.raises(KeyboardInterrupt):
-        run_training(config, output_dir=tmp_path / "cut", device="cpu", build_loaders_fn=doubles.build_loaders,
-                     build_model_fn=interrupted_model)
+        train(config, tmp_path / "cut", model=interrupted_model)
     cut = load_checkpoint(tmp_path / "cut" / "last.pt")
     assert (cut["epoch"], cut["step"], cut["batch_in_epoch"]) == (1, 2, 0)
     resumed = load_checkpoint(train(config, tmp_path / "cut", resume="auto") / "last.pt")
@@ -112,8 +113,7 @@ def test_nonfinite_loss_stops_naming_step_and_images(tmp_path, monkeypatch):
         return model
 
     with pytest.raises(NonFiniteLossError) as raised:
-        run_training(doubles.tiny_config(), output_dir=tmp_path, device="cpu",
-                     build_loaders_fn=doubles.build_loaders, build_model_fn=nan_model)
+        train(doubles.tiny_config(), tmp_path, model=nan_model)
     message = str(raised.value)
     assert "\n" not in message
     assert "non-finite loss at step 2 " in message and "loss_box=nan" in message
@@ -126,8 +126,7 @@ def test_nonfinite_loss_skip_counts_and_continues(tmp_path):
         model.nan_at_call = 3
         return model
 
-    run_dir = run_training(doubles.tiny_config(epochs=1, nonfinite="skip"), output_dir=tmp_path, device="cpu",
-                           build_loaders_fn=doubles.build_loaders, build_model_fn=nan_model)
+    run_dir = train(doubles.tiny_config(epochs=1, nonfinite="skip"), tmp_path, model=nan_model)
     checkpoint = load_checkpoint(run_dir / "last.pt")
     assert checkpoint["nonfinite_skipped"] == 1 and checkpoint["step"] == 3
     assert all(torch.isfinite(v).all() for v in checkpoint["model"].values() if v.is_floating_point())
@@ -146,6 +145,5 @@ def test_resume_with_another_model_is_a_one_line_error(tmp_path):
         return doubles.TinyDetector(num_classes + 1)
 
     with pytest.raises(CheckpointError) as raised:
-        run_training(doubles.tiny_config(epochs=2), output_dir=tmp_path, device="cpu", resume="auto",
-                     build_loaders_fn=doubles.build_loaders, build_model_fn=wider_model)
+        train(doubles.tiny_config(epochs=2), tmp_path, model=wider_model, resume="auto")
     assert "does not fit this config's model" in str(raised.value) and "\n" not in str(raised.value)

@@ -11,15 +11,12 @@ import torch
 
 from detect.config import load_config
 from detect.engine.checkpoint import check_finite_weights, load_checkpoint, save_checkpoint
-from detect.engine.train import NonFiniteLossError, build_loaders, run_training
+from detect.engine.run import build_loaders
+from detect.engine.train_state import NonFiniteLossError
 from detect.errors import CheckpointError, DataError
 from tests.data.conftest import write_voc
 from tests.engine import doubles
-
-
-def train(config, out, build_loaders_fn=doubles.build_loaders, build_model_fn=doubles.build_model, **kwargs):
-    return run_training(config, output_dir=out, device="cpu", build_loaders_fn=build_loaders_fn,
-                        build_model_fn=build_model_fn, **kwargs)
+from tests.engine.test_train import train
 
 
 def test_resume_with_the_classes_in_another_order_is_refused(tmp_path):
@@ -32,7 +29,7 @@ def test_resume_with_the_classes_in_another_order_is_refused(tmp_path):
         return loaders
 
     with pytest.raises(CheckpointError) as raised:
-        train(doubles.tiny_config(epochs=2), tmp_path, build_loaders_fn=reordered_loaders, resume="auto")
+        train(doubles.tiny_config(epochs=2), tmp_path, loaders=reordered_loaders, resume="auto")
     message = str(raised.value)
     assert "cannot resume: its classes are red, green; this config's in another order" in message
     assert "\n" not in message
@@ -52,7 +49,7 @@ class DivergingDetector(doubles.TinyDetector):
 def test_nonfinite_skip_never_saves_nonfinite_weights(tmp_path):
     config = doubles.tiny_config(epochs=1, nonfinite="skip")
     with pytest.raises(NonFiniteLossError) as raised:
-        train(config, tmp_path, build_model_fn=lambda config, num_classes: DivergingDetector(num_classes))
+        train(config, tmp_path, model=lambda config, num_classes: DivergingDetector(num_classes))
     message = str(raised.value)
     assert "weights are no longer finite" in message and "head.weight" in message and "\n" not in message
     for path in tmp_path.glob("*.pt"):
@@ -96,7 +93,7 @@ def voc_config(root, *extra):
 
 
 def test_on_error_skip_reports_count_and_files_in_log_and_metrics(tmp_path, voc_with_problems):
-    run_dir = train(voc_config(voc_with_problems), tmp_path / "run", build_loaders_fn=build_loaders)
+    run_dir = train(voc_config(voc_with_problems), tmp_path / "run", loaders=build_loaders)
     log = (run_dir / "train.log").read_text()
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     skipped = [r for r in records if r["type"] == "skipped"]
@@ -121,7 +118,7 @@ def test_classes_are_derived_once_from_the_training_split(tmp_path):
     assert train_loader.dataset.class_names == val_loader.dataset.class_names == ["cat", "dog"]
     assert val_loader.dataset.raw[0][1]["labels"].tolist() == [2]
     run_dir = train(config.model_copy(update={"train": doubles.tiny_config(epochs=1).train}), tmp_path / "run",
-                    build_loaders_fn=build_loaders)
+                    loaders=build_loaders)
     assert load_checkpoint(run_dir / "last.pt")["config"]["data"]["classes"] == ["cat", "dog"]
 
 

@@ -13,9 +13,8 @@ import time
 
 import pytest
 
-from detect.engine import train as train_module
+from detect.engine import train_state
 from detect.engine.checkpoint import load_checkpoint, save_checkpoint
-from detect.engine.train import run_training
 from tests.conftest import REPO_ROOT
 from tests.engine import doubles
 from tests.engine.test_train import _assert_same_training_state, train
@@ -54,8 +53,7 @@ def test_an_interrupt_during_the_final_evaluation_is_not_lost(tmp_path):
         return train_loader, InterruptedOnce(val_loader)
 
     with pytest.raises(KeyboardInterrupt):
-        run_training(config, output_dir=tmp_path, device="cpu", build_loaders_fn=loaders,
-                     build_model_fn=doubles.build_model)
+        train(config, tmp_path, loaders=loaders)
     log = (tmp_path / "train.log").read_text()
     assert "interrupted at step 4 (after epoch 1's training, before its evaluation and checkpoints were done)" in log
     assert "epoch 2" not in log and not (tmp_path / "best.pt").exists()
@@ -88,7 +86,7 @@ def test_a_kill_while_the_first_last_pt_is_written_keeps_the_epoch(tmp_path, mon
 
     run_dir = tmp_path / "cut"
     with monkeypatch.context() as patch:
-        patch.setattr(train_module, "save_checkpoint", killed_while_writing_last)
+        patch.setattr(train_state, "save_checkpoint", killed_while_writing_last)
         with pytest.raises(Killed):
             train(config, run_dir)
     assert not (run_dir / "last.pt").exists() and (run_dir / "best.pt").exists()
@@ -110,7 +108,7 @@ def test_ctrl_c_while_best_pt_is_written_evaluates_again_on_resume(tmp_path, mon
         return save_checkpoint(state, path)
 
     with monkeypatch.context() as patch:
-        patch.setattr(train_module, "save_checkpoint", interrupted_best_pt)
+        patch.setattr(train_state, "save_checkpoint", interrupted_best_pt)
         with pytest.raises(KeyboardInterrupt):
             train(config, tmp_path)
     cut = load_checkpoint(tmp_path / "last.pt")
@@ -125,7 +123,7 @@ def test_metrics_do_not_repeat_the_steps_a_resume_replays(tmp_path):
     straight = records(train(config, tmp_path / "straight"))
     run_dir = tmp_path / "cut"
     with pytest.raises(KeyboardInterrupt):
-        train(config, run_dir, interrupt_after_steps=3)
+        train(config, run_dir, loaders=doubles.interrupted_loaders(after=3))
     shutil.copy(run_dir / "last.pt", tmp_path / "step3.pt")
     train(config, run_dir, resume="auto")  # to the end, then a kill -9 "loses" every later last.pt:
     shutil.copy(tmp_path / "step3.pt", run_dir / "last.pt")

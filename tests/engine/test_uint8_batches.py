@@ -9,10 +9,12 @@ import pytest
 import torch
 
 from detect.config import load_config
+from detect.engine import run
 from detect.engine.eval_checkpoint import evaluate_checkpoint
 from detect.engine.evaluate import run_detector
-from detect.engine.train import build_loaders, run_training
+from detect.engine.run import build_loaders, run_training
 from detect.models.build import build_model
+from tests.engine import doubles
 
 TINY_SSD = [
     "data.synth.num_images=8", "data.synth.image_size=72", "data.synth.val_fraction=0.25", "data.num_workers=0",
@@ -32,7 +34,8 @@ def train_tiny_ssd(tmp_path, normalize_on: str):
         seen_dtypes.add(next(iter(train_loader))[0].dtype)
         return train_loader, val_loader
 
-    run_dir = run_training(config, tmp_path / normalize_on, device="cpu", build_loaders_fn=loaders)
+    with doubles.engine_on(loaders, run.build_model):  # the real model, on the real loaders watched
+        run_dir = run_training(config, tmp_path / normalize_on, device="cpu")
     return run_dir, seen_dtypes
 
 
@@ -54,7 +57,7 @@ def test_uint8_batches_train_and_evaluate_like_float_ones(tmp_path):
     assert device_eval["map"] == pytest.approx(loader_eval["map"], abs=1e-4)
 
     # `detect eval` of the checkpoint (its own uint8 pipeline) repeats the evaluation during training.
-    *_, results = evaluate_checkpoint(device_run / "best.pt", None, [], None, "voc07", device="cpu")
+    results = evaluate_checkpoint(device_run / "best.pt", None, [], None, "voc07", device="cpu").results
     assert results["voc07"]["map"] == pytest.approx(device_eval["map"], abs=1e-6)
 
 

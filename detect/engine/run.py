@@ -1,0 +1,201 @@
+"""Training from a config: the run's set-up around the loop (detect.engine.train).
+
+    run_training(config, output_dir=None, device="auto", resume=None, config_file=None) -> run folder
+        builds data (`build_loaders`) and model (`build_model`) from the config, resumes if asked,
+        calls `fit`; SIGTERM stops it like Ctrl-C (detect.engine.interrupt).
+
+The run folder holds config.yaml, train.log, metrics.jsonl, TensorBoard events, last.pt (every
+epoch, and on Ctrl-C) and best.pt (best validation mAP); see train_state.py for what a checkpoint holds.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import signal
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from detect.config import Config, config_to_yaml
+from detect.engine import distributed as dist_utils
+from detect.engine.checkpoint import check_finite_weights, load_checkpoint
+from detect.engine.device import resolve_device
+from detect.engine.interrupt import stop_on_sigterm
+from detect.engine.logger import RunLogger
+from detect.engine.run_folder import check_run_folder, find_resume_checkpoint, forget_lost_records, new_run_dir
+from detect.engine.session import make_session
+from detect.engine.skip_report import SkipReport, dataset_errors
+from detect.engine.train import fit
+from detect.engine.train_state import restore
+from detect.errors import CheckpointError, DetectError
+
+
+def run_training(config: Config, output_dir: str | Path | None = None, device: str = "auto",
+                 resume: str | None = None, config_file: Path | None = None) -> Path:
+    """Trains from a config; returns the run folder. `config_file`: the YAML the config was read
+    from, which the run folder's files must not replace."""
+    torch_device = dist_utils.init_distributed(resolve_device(device))
+    previous_handler = stop_on_sigterm()
+    try:
+        return _train_in_run_folder(config, output_dir, torch_device, resume, config_file)
+    except torch.OutOfMemoryError:
+        raise DetectError(out_of_memory_message(config)) from None
+    finally:
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
+        dist_utils.shutdown()
+
+
+def out_of_memory_message(config: Config) -> str:
+    size = (f"{config.input.size}x{config.input.size}" if config.input.resize == "fixed"
+            else f"min_size {config.input.min_size}, max_size {config.input.max_size}")
+    return (f"CUDA out of memory with train.batch_size={config.train.batch_size} and images of {size}: "
+            f"lower train.batch_size (train.accumulate keeps the effective batch) or the input size")
+
+
+def _train_in_run_folder(config: Config, output_dir, device: torch.device, resume: str | None,
+                         config_file: Path | None) -> Path:
+    run_dir, checkpoint, checkpoint_path = open_run_folder(config, output_dir, resume, config_file)
+    seed_everything(config.train.seed, config.train.deterministic)
+    logger = RunLogger(run_dir, enabled=dist_utils.is_main(),
+                       purge_step=checkpoint["step"] + 1 if checkpoint is not None else None)
+    train_loader, val_loader = build_loaders(config, dist_utils.is_distributed())
+    config = with_dataset_classes(config, train_loader)
+    if checkpoint is not None:
+        check_same_classes(checkpoint, config.data.classes, checkpoint_path)
+    model = build_model(config, len(config.data.classes))
+    steps_per_epoch = math.ceil(len(train_loader) / config.train.accumulate)
+    session = make_session(config, model, config.data.classes, device, steps_per_epoch, run_dir, logger)
+    session.category_ids = dataset_category_ids(train_loader)
+    session.skip_report = SkipReport(logger)
+    if dist_utils.is_main():
+        (run_dir / "config.yaml").write_text(config_to_yaml(config))
+    if checkpoint is not None:
+        restore(session, checkpoint)
+        logger.info(f"resumed from {checkpoint_path}: epoch {session.state.epoch}, step {session.state.step}")
+    log_start(session, len(train_loader.dataset), steps_per_epoch)
+    report_dataset_errors(session, train_loader, val_loader)
+    try:
+        fit(session, train_loader, val_loader)
+    finally:
+        logger.close()
+    return run_dir
+
+
+def open_run_folder(config: Config, output_dir, resume: str | None, config_file: Path | None):
+    """(run folder, checkpoint dict to resume or None, its path or None); the folder checked, and
+    metrics.jsonl cut back to the checkpoint, on rank 0."""
+    checkpoint = checkpoint_path = None
+    if resume is not None:
+        checkpoint_path = find_resume_checkpoint(config, resume, output_dir)
+        checkpoint = load_checkpoint(checkpoint_path)
+        check_finite_weights(checkpoint, checkpoint_path)
+        run_dir = checkpoint_path.parent
+    else:
+        run_dir = new_run_dir(config, output_dir)
+    run_dir = Path(dist_utils.broadcast_object(str(run_dir)))
+    if dist_utils.is_main():
+        check_run_folder(run_dir, config, config_file, resuming=checkpoint is not None)
+        if checkpoint is not None:
+            forget_lost_records(run_dir / "metrics.jsonl", checkpoint)
+    return run_dir, checkpoint, checkpoint_path
+
+
+def with_dataset_classes(config: Config, train_loader) -> Config:
+    """The config with data.classes resolved from the training data: config.yaml and every
+    checkpoint name the classes in label order."""
+    class_names = dataset_class_names(train_loader)
+    if not class_names:
+        raise DetectError(f"{config.data.root}: the training split '{config.data.train_split}' has no class names; "
+                          f"set data.classes")
+    return config.model_copy(update={"data": config.data.model_copy(update={"classes": class_names})})
+
+
+def build_model(config: Config, num_classes: int) -> nn.Module:
+    """The config's detector for `num_classes` foreground classes (model.pretrained applied; detector
+    weights carry the classifier's rows over by the names in data.classes)."""
+    from detect.models.build import build_model as build_detector
+
+    classes = list(config.data.classes) if config.data.classes else None
+    return build_detector(config.model, config.input, num_classes, classes)
+
+
+def log_start(session, num_train_images: int, steps_per_epoch: int) -> None:
+    config = session.config
+    num_params = sum(p.numel() for p in session.module.parameters() if p.requires_grad)
+    session.logger.info(
+        f"run folder {session.run_dir}; {config.model.arch} ({config.model.backbone}), "
+        f"{len(session.class_names)} classes, {num_params / 1e6:.2f} M trainable parameters; "
+        f"{num_train_images} train images, {steps_per_epoch} steps/epoch; "
+        f"device {session.device} x {dist_utils.world_size()}")
+
+
+def report_dataset_errors(session, train_loader, val_loader) -> None:
+    """The problems found while the annotations were parsed, to the skip report."""
+    config = session.config
+    for split, loader in ((config.data.train_split, train_loader), (config.data.val_split, val_loader)):
+        if loader is not None:
+            session.skip_report.add(dataset_errors(_dataset_attribute(loader.dataset, "log")), split)
+
+
+def build_loaders(config: Config, distributed: bool):
+    """(train loader, val loader); both splits use the training split's class names (see with_class_names)."""
+    from detect.data.build import build_dataset, with_class_names
+    from detect.data.loader import build_dataloader
+
+    raw_train = build_dataset(config.data, config.data.train_split, training=True)
+    data_cfg = with_class_names(config.data, raw_train)
+    train_loader = build_dataloader(data_cfg, config.input, config.augment, config.data.train_split,
+                                    train=True, batch_size=config.train.batch_size, distributed=distributed,
+                                    seed=config.train.seed, raw_dataset=raw_train)
+    val_loader = build_dataloader(data_cfg, config.input, config.augment, config.data.val_split,
+                                  train=False, batch_size=config.eval.batch_size, distributed=distributed,
+                                  seed=config.train.seed)
+    return train_loader, val_loader
+
+
+def dataset_class_names(loader) -> list[str]:
+    """Class names of the dataset behind a loader (walking through wrapper datasets)."""
+    return list(_dataset_attribute(loader.dataset, "class_names"))
+
+
+def dataset_category_ids(loader) -> list[int] | None:
+    """COCO data: the category id of each label 1..C; None for data without category ids (VOC)."""
+    category_map = _dataset_attribute(loader.dataset, "category_map")
+    return None if category_map is None else [int(i) for i in category_map.category_ids]
+
+
+def _dataset_attribute(dataset, name: str):
+    """`name` of the first dataset that has it, down through wrappers (Subset's `dataset`,
+    TransformedDataset's `raw`); None when none has it."""
+    while dataset is not None and not hasattr(dataset, name):
+        inner = getattr(dataset, "dataset", None)  # not `or`: an empty dataset is falsy
+        dataset = inner if inner is not None else getattr(dataset, "raw", None)
+    return getattr(dataset, name, None)
+
+
+def check_same_classes(checkpoint: dict, class_names: list[str], path: Path) -> None:
+    """A resumed run must keep the checkpoint's classes in its order: its head's outputs are those labels."""
+    saved = list(checkpoint["class_names"])
+    if saved == list(class_names):
+        return
+    if sorted(saved) == sorted(class_names):
+        problem = "in another order"
+    else:
+        problem = f"differ ({', '.join(class_names)})"
+    raise CheckpointError(f"{path}: cannot resume: its classes are {', '.join(saved)}; this config's {problem}; "
+                          f"set data.classes to the checkpoint's list")
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
