@@ -82,34 +82,24 @@ def test_profile_writes_op_tables(bench_speed, tmp_path, one_thread):
     assert "Self CPU" in (tmp_path / "ssd300_infer_ours.txt").read_text()
 
 
-def test_faster_rcnn_peer_gives_our_detections_with_shared_weights(bench_speed, one_thread):
-    args = bench_speed.parse_args(TINY_FASTER_RCNN + ["--score-thresh", "0.0"])
-    _, ours, peer, shared = bench_speed.build_pair("faster_rcnn_vgg16", args)
-    assert shared
-    batch = make_batches(1, 2, 96, 128, 20, vary_sizes=True, seed=1)[0]
+def detections_of_both(ours, peer, batch):
+    """Per-image detections of our model and of torchvision's peer on the same batch, in eval mode."""
     ours.eval()
     peer.eval()
     with torch.no_grad():
         outputs = ours(batch["images"], batch["image_sizes"])
         mine = split_detections(ours.postprocess(outputs, batch["image_sizes"], batch["scales"]))
-        theirs = peer(batch["image_list"])
-    for a, b in zip(mine, theirs):
-        assert len(a["boxes"]) == len(b["boxes"]) > 0
-        torch.testing.assert_close(a["scores"], b["scores"], atol=1e-5, rtol=1e-4)
-        torch.testing.assert_close(a["boxes"], b["boxes"], atol=1e-3, rtol=1e-4)
+        return mine, peer(batch["image_list"])
 
 
-def test_fpn_peer_gives_our_detections_with_shared_weights(bench_speed, one_thread):
-    args = bench_speed.parse_args(TINY_FPN + ["--score-thresh", "0.0"])
-    _, ours, peer, shared = bench_speed.build_pair("faster_rcnn_fpn", args)
-    assert shared and type(peer.rpn.anchor_generator.sizes) is tuple and len(peer.rpn.anchor_generator.sizes) == 5
+@pytest.mark.parametrize(("model", "tiny", "levels"), [("faster_rcnn_vgg16", TINY_FASTER_RCNN, 1),
+                                                  ("faster_rcnn_fpn", TINY_FPN, 5)])
+def test_faster_rcnn_peer_gives_our_detections_with_shared_weights(bench_speed, one_thread, model, tiny, levels):
+    args = bench_speed.parse_args(tiny + ["--score-thresh", "0.0"])
+    _, ours, peer, shared = bench_speed.build_pair(model, args)
+    assert shared and len(peer.rpn.anchor_generator.sizes) == levels
     batch = make_batches(1, 2, 96, 128, 20, vary_sizes=True, seed=1)[0]
-    ours.eval()
-    peer.eval()
-    with torch.no_grad():
-        outputs = ours(batch["images"], batch["image_sizes"])
-        mine = split_detections(ours.postprocess(outputs, batch["image_sizes"], batch["scales"]))
-        theirs = peer(batch["image_list"])
+    mine, theirs = detections_of_both(ours, peer, batch)
     for a, b in zip(mine, theirs):
         assert len(a["boxes"]) == len(b["boxes"]) > 0
         torch.testing.assert_close(a["scores"], b["scores"], atol=1e-5, rtol=1e-4)
@@ -130,12 +120,7 @@ def test_ssdlite_peer_is_torchvisions_with_our_weights(bench_speed, one_thread):
     with torch.no_grad():
         ours.train().head(ours.trunk(batch["images"]))
     assert copy_ssdlite_weights(ours, peer)
-    ours.eval()
-    peer.eval()
-    with torch.no_grad():
-        outputs = ours(batch["images"], batch["image_sizes"])
-        mine = split_detections(ours.postprocess(outputs, batch["image_sizes"], batch["scales"]))
-        theirs = peer(batch["image_list"])
+    mine, theirs = detections_of_both(ours, peer, batch)
     for a, b in zip(mine, theirs):
         assert len(a["boxes"]) == len(b["boxes"]) > 20
         torch.testing.assert_close(a["scores"], b["scores"], atol=1e-4, rtol=0)

@@ -132,6 +132,17 @@ class _TrunkWithExtras(nn.Module):
     """Shared by the SSD trunks: two maps from the classification network (`_base_maps`), then the
     extra layers, each on the previous map. Subclasses set `specs`, `extras` and `_trunk_sizes`."""
 
+    def add_extras(self, in_channels: int, base_map_size: int, num_extras: int, channels=None) -> list[int]:
+        """Sets `specs` and `extras` (normalised, Xavier-initialised) for `num_extras` maps after a base
+        map of `base_map_size` with `in_channels`; returns the extras' output channels."""
+        self.specs = size_driven_extras(base_map_size, num_extras, channels)
+        self.extras = nn.ModuleList()
+        for spec in self.specs:
+            self.extras.append(_extra_block(in_channels, *spec, norm=True))
+            in_channels = spec[1]
+        _xavier_init(self.extras)
+        return [spec[1] for spec in self.specs]
+
     def feature_map_sizes(self, input_size: int) -> list[tuple[int, int]]:
         sizes = self._trunk_sizes(input_size)
         for spec in self.specs:
@@ -216,14 +227,7 @@ class ResNetTrunk(_TrunkWithExtras):
         self.layer2 = nn.Sequential(stem, resnet.layer1, resnet.layer2)
         self.layer3 = resnet.layer3
         channels = [_block_channels(resnet.layer2), _block_channels(resnet.layer3)]
-        self.specs = size_driven_extras(self._trunk_sizes(input_size)[1], num_maps - 2)
-        self.extras = nn.ModuleList()
-        in_channels = channels[-1]
-        for spec in self.specs:
-            self.extras.append(_extra_block(in_channels, *spec, norm=True))
-            in_channels = spec[1]
-        _xavier_init(self.extras)
-        self.out_channels = channels + [spec[1] for spec in self.specs]
+        self.out_channels = channels + self.add_extras(channels[-1], self._trunk_sizes(input_size)[1], num_maps - 2)
         stages = [stem, resnet.layer1, resnet.layer2, resnet.layer3]
         trainable = _trainable(name, trainable_layers, len(stages), pretrained)
         _freeze(stages[: len(stages) - trainable])
@@ -342,14 +346,9 @@ class TinyResNetTrunk(_TrunkWithExtras):
         stages = tiny_resnet_stages()
         self.layer2 = nn.Sequential(*stages[:3])
         self.layer3, self.layer4 = stages[3], stages[4]
-        self.specs = size_driven_extras(self._trunk_sizes(input_size)[2], num_maps - 3, self.EXTRA_CHANNELS)
-        self.extras = nn.ModuleList()
-        in_channels = TINY_RESNET_CHANNELS[-1]
-        for spec in self.specs:
-            self.extras.append(_extra_block(in_channels, *spec, norm=True))
-            in_channels = spec[1]
-        _xavier_init(self.extras)
-        self.out_channels = list(TINY_RESNET_CHANNELS[2:]) + [spec[1] for spec in self.specs]
+        extra_channels = self.add_extras(TINY_RESNET_CHANNELS[-1], self._trunk_sizes(input_size)[2], num_maps - 3,
+                                         self.EXTRA_CHANNELS)
+        self.out_channels = list(TINY_RESNET_CHANNELS[2:]) + extra_channels
         trainable = _trainable("tiny_resnet", trainable_layers, len(stages), pretrained)
         _freeze(list(stages[: len(stages) - trainable]))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 
 import pytest
 import torch
@@ -162,22 +161,15 @@ def test_bad_trainable_layers_names_the_key_and_range(bad):
         build_backbone("resnet18", trainable_layers=bad)
 
 
-def test_imagenet_not_cached_and_offline_says_what_to_download(tmp_path, monkeypatch):
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-
-    def no_network(*args, **kwargs):
-        raise OSError("network blocked by the test")
-
-    monkeypatch.setattr(socket, "getaddrinfo", no_network)
-    monkeypatch.setattr(socket.socket, "connect", no_network)
+def test_imagenet_not_cached_and_offline_says_what_to_download(offline):
     with pytest.raises(ConfigError) as error:
         build_backbone("resnet18", pretrained="imagenet")
     message = str(error.value)
     assert "\n" not in message
     assert "https://download.pytorch.org/models/resnet18-f37072fd.pth" in message
-    assert str(tmp_path / "checkpoints" / "resnet18-f37072fd.pth") in message
+    assert str(offline / "checkpoints" / "resnet18-f37072fd.pth") in message
     assert "model.pretrained" in message
-    assert not (tmp_path / "checkpoints" / "resnet18-f37072fd.pth").exists()
+    assert not (offline / "checkpoints" / "resnet18-f37072fd.pth").exists()
 
 
 def test_imagenet_cached_file_is_used_without_network(tmp_path, monkeypatch):
