@@ -214,7 +214,6 @@ def measure(candidate: Candidate, data_config: Config, raw_dataset, split: str, 
                               batch_size=batch_size, raw_dataset=raw_dataset)
     dataset, collate = loader.dataset, loader.collate_fn
     first = [dataset[i] for i in range(min(len(dataset), max(model_images, latency_images)))]
-    first = [item for item in first if item is not None]  # a sample skipped under data.on_error=skip
     if not first:
         raise DetectError(f"split '{split}' of {data_config.data.root}: no images to run on")
     batches = [collate(first[i:i + batch_size]) for i in range(0, min(len(first), model_images), batch_size)]
