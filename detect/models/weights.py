@@ -284,12 +284,13 @@ MOBILENET_V3_FULL_TAIL = {"mobilenet_v3_large": 960, "mobilenet_v3_small": 576}
 
 
 def _rename_prefixes(state_dict: dict, pairs: list[tuple[str, str]], source: str) -> dict:
+    """`_rename` (from the first prefix of each pair to the second) for every key, where every key
+    must match one of the prefixes."""
     renamed = {}
     for key, value in state_dict.items():
-        match = next(((old, new) for old, new in pairs if key.startswith(old)), None)
-        if match is None:
+        if not any(key.startswith(old) for old, _ in pairs):
             raise CheckpointError(f"{source}: unexpected key '{key}' for an SSDlite state dict")
-        renamed[match[1] + key[len(match[0]):]] = value
+        renamed[_rename(key, tuple(pairs), 0)] = value
     return renamed
 
 
