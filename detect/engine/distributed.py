@@ -47,7 +47,12 @@ def init_distributed(device: torch.device) -> torch.device:
 
 
 def shutdown() -> None:
+    """Leaves the process group after every rank has finished: the main rank does work of its own
+    at the end (checkpoint, TensorBoard), and a rank that tears down early while a peer is still
+    connected can end in an aborted gloo connection instead of a clean exit."""
     if dist.is_available() and dist.is_initialized():
+        if dist.get_world_size() > 1:
+            dist.barrier()
         dist.destroy_process_group()
 
 

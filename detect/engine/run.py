@@ -41,13 +41,16 @@ def run_training(config: Config, output_dir: str | Path | None = None, device: s
     torch_device = dist_utils.init_distributed(resolve_device(device))
     previous_handler = stop_on_sigterm()
     try:
-        return _train_in_run_folder(config, output_dir, torch_device, resume, config_file)
+        run_dir = _train_in_run_folder(config, output_dir, torch_device, resume, config_file)
     except torch.OutOfMemoryError:
         raise DetectError(out_of_memory_message(config)) from None
     finally:
         if previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)
-        dist_utils.shutdown()
+    # Only on success: a rank that failed must not wait in a collective teardown for peers that
+    # may never arrive (torchrun stops them once this process exits non-zero).
+    dist_utils.shutdown()
+    return run_dir
 
 
 def out_of_memory_message(config: Config) -> str:

@@ -26,7 +26,7 @@ def test_torchrun_two_processes_gloo(tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
                "-m", "tests.engine.ddp_worker", str(out)]
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, failure_report(result.stderr)
     assert sorted(p.name for p in out.glob("*.pt")) == ["best.pt", "last.pt"]
     assert len(list(out.glob("events.out.tfevents*"))) == 1  # rank 0 only
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -46,3 +46,11 @@ def test_torchrun_two_processes_gloo(tmp_path):
     assert headline_map(results) > 0  # a non-trivial comparison
     assert distributed_eval["map"] == pytest.approx(headline_map(results), abs=1e-9)
     assert distributed_eval["voc07"]["ap"] == pytest.approx(results["voc07"]["ap"], abs=1e-9)
+
+
+def failure_report(stderr: str) -> str:
+    """What each rank said about its failure: the tail alone shows only the launcher's summary and
+    the rank it stopped, not the rank that failed first."""
+    clues = ("[rank1]", "terminate called", "what()", "Error", "Exception")
+    lines = [line for line in stderr.splitlines() if any(clue in line for clue in clues)]
+    return "\n".join(lines[-60:]) + "\n--- tail ---\n" + stderr[-2000:]
