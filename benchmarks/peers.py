@@ -78,10 +78,11 @@ def build_torchvision_faster_rcnn(model_cfg: ModelConfig, input_cfg: InputConfig
     backbone = build_detector_backbone(model_cfg)
     output_size = model_cfg.roi_output_size or backbone.roi_output_size
     sizes, ratios = tuple(model_cfg.anchors.sizes), tuple(model_cfg.anchors.aspect_ratios)
-    if backbone.is_pyramid:  # torchvision's fasterrcnn_resnet50_fpn layout: one anchor size per level
+    if backbone.is_pyramid:  # torchvision's FPN layouts: a size, or a list of sizes, per level
         trunk = _Trunk(backbone.trunk, backbone.out_channels, len(backbone.stride))
         pooler = MultiScaleRoIAlign(trunk.names[:backbone.roi_levels], output_size, sampling_ratio=2)
-        anchor_generator = AnchorGenerator(tuple((size,) for size in sizes), (ratios,) * len(sizes))
+        level_sizes = tuple(tuple(size) if isinstance(size, list) else (size,) for size in sizes)
+        anchor_generator = AnchorGenerator(level_sizes, (ratios,) * len(sizes))
     else:
         trunk = _Trunk(backbone.trunk, backbone.out_channels)
         anchor_generator = AnchorGenerator((sizes,), (ratios,))
@@ -109,6 +110,7 @@ def build_torchvision_faster_rcnn(model_cfg: ModelConfig, input_cfg: InputConfig
         rpn_bg_iou_thresh=rpn.bg_iou_thresh,
         rpn_batch_size_per_image=rpn.batch_size_per_image,
         rpn_positive_fraction=rpn.positive_fraction,
+        rpn_score_thresh=rpn.score_thresh,
         box_roi_pool=pooler,
         box_head=backbone.head,
         box_predictor=FastRCNNPredictor(backbone.head_out_channels, num_classes + 1),

@@ -191,17 +191,29 @@ class AnchorConfig(Section):
     """Faster R-CNN anchors. Defaults from the Faster R-CNN paper (Ren et al., 2015): 3 sizes x 3 ratios at
     stride 16."""
 
-    sizes: list[float] = [128.0, 256.0, 512.0]
-    """Anchor sides in pixels (square-equivalent), at every feature-map location."""
+    sizes: list[float] | list[list[float]] = [128.0, 256.0, 512.0]
+    """Anchor sides in pixels (square-equivalent), at every feature-map location. Feature pyramids take
+    one entry per level: a size (that level's only one), or a list of sizes (all of them on that level,
+    the same count on every level)."""
     aspect_ratios: list[float] = [0.5, 1.0, 2.0]
-    """Anchor height / width ratios; k = len(sizes) * len(aspect_ratios) anchors per location."""
+    """Anchor height / width ratios; k = len(sizes) * len(aspect_ratios) anchors per location (with one
+    size per pyramid level: len(aspect_ratios) or sizes per level x len(aspect_ratios))."""
 
     @field_validator("sizes", "aspect_ratios")
     @classmethod
-    def _positive(cls, values: list[float], info: ValidationInfo) -> list[float]:
-        if not values:
-            raise ValueError("must list at least one value")
+    def _positive(cls, values: list, info: ValidationInfo) -> list:
+        if not values or any(isinstance(item, list) and not item for item in values):
+            raise ValueError("must list at least one value (and one per pyramid level)")
         return _all_positive(values, info.field_name)
+
+    @field_validator("sizes")
+    @classmethod
+    def _same_count_per_level(cls, sizes: list) -> list:
+        # The RPN head is shared by the levels: it predicts the same number of anchors on each.
+        counts = {len(item) for item in sizes if isinstance(item, list)}
+        if len(counts) > 1:
+            raise ValueError(f"every pyramid level needs the same number of anchor sizes, got {sorted(counts)}")
+        return sizes
 
 
 class RPNConfig(Section):
@@ -229,6 +241,9 @@ class RPNConfig(Section):
     """IoU threshold of the proposal NMS."""
     min_box_size: float = Field(1.0, ge=0.0)
     """Proposals with a side smaller than this (pixels) are dropped."""
+    score_thresh: float = Field(0.0, ge=0.0, le=1.0)
+    """Proposals whose objectness probability (sigmoid of the logit) is below this are dropped before
+    NMS (0: none; torchvision's MobileNetV3 FPN detectors use 0.05)."""
     loss_box_weight: float = Field(1.0, ge=0.0)
     """Weight of the RPN box regression loss."""
 
@@ -341,13 +356,16 @@ class ModelConfig(Section):
     prediction heads; settings in `model.ssd`)."""
     backbone: str = "vgg16"
     """vgg16, vgg16_bn, resnet18, resnet34, resnet50, resnet101, mobilenet_v3_large, mobilenet_v3_small,
-    tiny_resnet (a narrow ResNet for CPU training from random weights); resnet18_fpn .. resnet101_fpn
-    (feature pyramids, Faster R-CNN only: one anchor size per level, roi_align)."""
+    tiny_resnet (a narrow ResNet for CPU training from random weights); resnet18_fpn .. resnet101_fpn,
+    mobilenet_v3_large_fpn, mobilenet_v3_large_320_fpn (feature pyramids, Faster R-CNN only: anchor sizes
+    per level, roi_align; the two MobileNet names build the same network and differ in which COCO
+    checkpoint `pretrained: coco` loads)."""
     pretrained: str = "none"
     """Where the weights start: `none` (random); `imagenet` (the trunk's torchvision classification
-    weights); `coco` (torchvision's COCO-trained detector of the same architecture: resnet50_fpn); or the
-    path of a torchvision classification state dict (the trunk), a torchvision detection state dict or
-    a detect checkpoint (the whole detector; the classifier's rows kept by class name)."""
+    weights); `coco` (torchvision's COCO-trained detector of the same architecture: resnet50_fpn,
+    mobilenet_v3_large_fpn, mobilenet_v3_large_320_fpn); or the path of a torchvision classification
+    state dict (the trunk), a torchvision detection state dict or a detect checkpoint (the whole
+    detector; the classifier's rows kept by class name)."""
     trainable_layers: int | None = None
     """How many backbone stages train (the rest are frozen); None: the backbone's default."""
     roi_pool: Literal["roi_pool", "roi_align"] = "roi_pool"

@@ -11,7 +11,8 @@ is height / width; a size is the square root of the anchor's area.
 Anchors depend only on the feature-map size, so they are made once per size and device, and cached.
 
 Feature pyramids (FPN): `AnchorGenerator(sizes, ratios, stride=(4, 8, 16, 32, 64))` puts `sizes[l]` on
-level l (one size per level, as torchvision's `fasterrcnn_resnet50_fpn`), and
+level l: one size per level (torchvision's `fasterrcnn_resnet50_fpn`), or a list of sizes per level, the
+same count on each (`fasterrcnn_mobilenet_v3_large_fpn`: all five sizes on each of its three maps), and
 
     anchors.pyramid(feature_shapes [(Hl, Wl), ...], device) -> float32 [sum Hl * Wl * A, 4], level-major
 
@@ -44,17 +45,25 @@ class AnchorGenerator(nn.Module):
         self.aspect_ratios = list(aspect_ratios)
         self.stride = stride
         self.is_pyramid = isinstance(stride, (tuple, list))
-        if self.is_pyramid and len(self.sizes) != len(stride):
-            raise ValueError(f"a feature pyramid of {len(stride)} levels takes one anchor size per level, "
-                             f"got {len(self.sizes)}")
-        self.base_anchors = cell_anchors(self.sizes, self.aspect_ratios)
-        self.level_base_anchors = [cell_anchors([size], self.aspect_ratios) for size in self.sizes]
         self._cache: dict[tuple, torch.Tensor] = {}
+        if not self.is_pyramid:
+            if any(isinstance(size, (list, tuple)) for size in self.sizes):
+                raise ValueError("anchor sizes per level need a feature pyramid; a single map takes a flat list")
+            self.base_anchors = cell_anchors(self.sizes, self.aspect_ratios)
+            return
+        if len(self.sizes) != len(stride):
+            raise ValueError(f"a feature pyramid of {len(stride)} levels takes one anchor size per level (or one "
+                             f"list of sizes per level), got {len(self.sizes)}")
+        level_sizes = [list(size) if isinstance(size, (list, tuple)) else [size] for size in self.sizes]
+        if len({len(level) for level in level_sizes}) != 1:
+            raise ValueError("every pyramid level needs the same number of anchor sizes (one RPN head serves all)")
+        self.level_base_anchors = [cell_anchors(level, self.aspect_ratios) for level in level_sizes]
 
     @property
     def num_anchors(self) -> int:
-        """Anchors per feature-map location."""
-        return len(self.aspect_ratios) * (1 if self.is_pyramid else len(self.sizes))
+        """Anchors per feature-map location (on every level of a pyramid)."""
+        base = self.level_base_anchors[0] if self.is_pyramid else self.base_anchors
+        return base.shape[0]
 
     def pyramid(self, feature_shapes: list[tuple[int, int]], device: torch.device | str) -> torch.Tensor:
         """Anchors of every level, concatenated in level order (see the module docstring)."""

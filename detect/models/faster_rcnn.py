@@ -1,7 +1,8 @@
 """Faster R-CNN (Ren et al., 2015): a backbone, the RPN, and Fast R-CNN heads on its proposals.
 
 The backbone is a stride-16 trunk (C4 and VGG designs) or a feature pyramid (FPN: `resnet50_fpn`, the
-layout of torchvision's `fasterrcnn_resnet50_fpn`, whose state dicts load: detect/models/weights.py).
+layout of torchvision's `fasterrcnn_resnet50_fpn`; `mobilenet_v3_large_fpn`, that of
+`fasterrcnn_mobilenet_v3_large_fpn`; their state dicts load: detect/models/weights.py).
 
 Keeps the model contract of detect/models/__init__.py:
     model(images [B, 3, H, W], image_sizes [B, 2], targets=None) -> losses dict, or raw outputs
@@ -104,6 +105,7 @@ def build_faster_rcnn(model_cfg: ModelConfig, input_cfg: InputConfig, num_classe
         nms_thresh=rpn_cfg.nms_thresh,
         min_box_size=rpn_cfg.min_box_size,
         loss_box_weight=rpn_cfg.loss_box_weight,
+        score_thresh=rpn_cfg.score_thresh,
     )
     roi_heads = RoIHeads(
         backbone.head,
@@ -130,12 +132,16 @@ def build_faster_rcnn(model_cfg: ModelConfig, input_cfg: InputConfig, num_classe
 
 
 def _check_pyramid_settings(model_cfg: ModelConfig, backbone: Backbone) -> None:
+    sizes = model_cfg.anchors.sizes
     if not backbone.is_pyramid:
+        if any(isinstance(size, list) for size in sizes):
+            raise ConfigError(f"model.anchors.sizes: backbone '{model_cfg.backbone}' has one feature map and takes "
+                              f"a flat list of sizes, not one list per pyramid level")
         return
     levels = len(backbone.stride)
-    if len(model_cfg.anchors.sizes) != levels:
+    if len(sizes) != levels:
         raise ConfigError(f"model.anchors.sizes: backbone '{model_cfg.backbone}' has {levels} pyramid levels and "
-                          f"takes one anchor size per level, got {len(model_cfg.anchors.sizes)} sizes")
+                          f"takes one anchor size (or list of sizes) per level, got {len(sizes)} entries")
     if model_cfg.roi_pool != "roi_align":
         raise ConfigError(f"model.roi_pool: backbone '{model_cfg.backbone}' pools RoIs from its pyramid with "
                           f"roi_align, not {model_cfg.roi_pool}")

@@ -11,6 +11,9 @@ Feature pyramids (FPN): `features` is a list of maps [B, C, Hl, Wl], one per lev
 generator a pyramid one. The head is shared by the levels; `pre_nms_top_n` is then per level and NMS
 runs within each level (torchvision's `fasterrcnn_resnet50_fpn`), before the best `post_nms_top_n` of
 all levels are kept.
+
+`score_thresh` (torchvision's `rpn_score_thresh`) drops candidates whose objectness probability is below
+it before NMS; 0 keeps them all.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ class RegionProposalNetwork(nn.Module):
         nms_thresh: float = 0.7,
         min_box_size: float = 1.0,
         loss_box_weight: float = 1.0,
+        score_thresh: float = 0.0,
     ):
         super().__init__()
         self.anchor_generator = anchor_generator
@@ -73,6 +77,7 @@ class RegionProposalNetwork(nn.Module):
         self.nms_thresh = nms_thresh
         self.min_box_size = min_box_size
         self.loss_box_weight = loss_box_weight
+        self.score_thresh = score_thresh
 
     def forward(
         self,
@@ -90,7 +95,7 @@ class RegionProposalNetwork(nn.Module):
         proposals, proposal_valid = select_proposals(
             anchors, objectness.detach().float(), deltas.detach().float(), image_sizes,
             self.pre_nms_top_n[mode], self.post_nms_top_n[mode], self.nms_thresh, self.min_box_size, max_coordinate,
-            level_counts,
+            level_counts, self.score_thresh,
         )
         losses: dict[str, torch.Tensor] = {}
         if gt_boxes is not None:
@@ -130,12 +135,13 @@ def select_proposals(
     min_box_size: float,
     max_coordinate: float,
     level_counts: list[int] | None = None,
+    score_thresh: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k by objectness, decode, clip, drop tiny boxes, NMS, top-k again: all images at once.
 
     anchors [N, 4], objectness [B, N], deltas [B, N, 4] -> proposals [B, P, 4], valid [B, P].
     `level_counts`: anchors per pyramid level (in order, summing to N); the first top-k and NMS are
-    then per level. None: one level.
+    then per level. None: one level. `score_thresh`: the lowest objectness probability kept.
     """
     level_counts = level_counts or [objectness.shape[1]]
     top_index, levels = top_k_per_level(objectness, level_counts, pre_nms_top_n)
@@ -145,6 +151,8 @@ def select_proposals(
     boxes = clip_boxes(boxes, image_sizes[:, 0], image_sizes[:, 1])
     sizes = boxes[..., 2:] - boxes[..., :2]
     valid = (sizes >= min_box_size).all(dim=-1) & torch.isfinite(top_scores)
+    if score_thresh > 0:
+        valid &= torch.sigmoid(top_scores) >= score_thresh
     kept = nms_per_image(boxes, top_scores, valid, nms_thresh, max_coordinate, groups=levels)
     scores = top_scores.masked_fill(~kept, float("-inf"))
     best_scores, best = scores.topk(min(post_nms_top_n, scores.shape[1]), dim=1)

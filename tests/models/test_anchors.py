@@ -59,3 +59,22 @@ def test_pyramid_equals_torchvision(padded_hw):
 def test_pyramid_needs_one_size_per_level():
     with pytest.raises(ValueError, match="one anchor size per level"):
         AnchorGenerator([32.0, 64.0], [1.0], stride=(4, 8, 16))
+
+
+def test_pyramid_with_sizes_per_level_equals_torchvision():
+    """fasterrcnn_mobilenet_v3_large_fpn's anchors: all five sizes on each of three maps (strides 32, 32, 64)."""
+    sizes, ratios = [32.0, 64.0, 128.0, 256.0, 512.0], [0.5, 1.0, 2.0]
+    ours = AnchorGenerator([sizes] * 3, ratios, stride=(32, 32, 64))
+    shapes = [(10, 13), (10, 13), (5, 7)]
+    theirs = TorchvisionAnchorGenerator(sizes=(tuple(sizes),) * 3, aspect_ratios=(tuple(ratios),) * 3)
+    images = ImageList(torch.zeros(1, 3, 320, 416), [(320, 416)])
+    expected = theirs(images, [torch.zeros(1, 8, h, w) for h, w in shapes])[0]
+    assert ours.num_anchors == 15
+    torch.testing.assert_close(ours.pyramid(shapes, "cpu"), expected, rtol=0, atol=0)
+
+
+def test_sizes_per_level_need_a_pyramid_and_equal_counts():
+    with pytest.raises(ValueError, match="need a feature pyramid"):
+        AnchorGenerator([[32.0, 64.0]], [1.0], stride=16)
+    with pytest.raises(ValueError, match="same number of anchor sizes"):
+        AnchorGenerator([[32.0, 64.0], [128.0]], [1.0], stride=(16, 32))
