@@ -27,6 +27,15 @@ trunk). Random weights only: the backbone of the CPU-sized synthetic Faster R-CN
 of 5 maps at strides 4, 8, 16, 32, 64 and `stride` is that tuple; RoIs pool from the first four
 (`roi_levels`) at 7 x 7 into a two-layer MLP head (fc6, fc7: 1024 wide).
 
+`mobilenet_v3_large_fpn`, `mobilenet_v3_large_320_fpn`: the layout of torchvision's
+`fasterrcnn_mobilenet_v3_large_fpn` (and of its 320-pixel variant, the same network): a feature pyramid
+(256 channels) over MobileNetV3-Large's last two stages (the output of the last strided block, 160
+channels, and of the final 1x1 conv, 960 channels, both at stride 32) plus a max-pool level: 3 maps at
+strides 32, 32, 64. RoIs pool from the first map at 7 x 7 into the same MLP head. BatchNorm as
+torchvision builds it for its detector: FrozenBatchNorm2d with trained weights, BatchNorm2d from random
+ones, both with eps 1e-5 (not the classifier's 1e-3). The two names differ only in the COCO checkpoint
+`pretrained: coco` loads (detect/models/weights.py); input size and RPN settings come from the config.
+
 `pretrained`: "none" (random init), "imagenet" (torchvision's weight enum; the file is taken from the
 torch hub cache, downloaded there when missing), the path of a torchvision classification state dict, or
 DETECTOR_WEIGHTS: built as for trained weights (frozen BatchNorm, default trainable stages) but left
@@ -81,6 +90,11 @@ FPN_CHANNELS = 256
 FPN_STRIDES = (4, 8, 16, 32, 64)
 FPN_ROI_LEVELS = 4
 FPN_HEAD_WIDTH = 1024
+# The FPN layout of torchvision's fasterrcnn_mobilenet_v3_large_fpn: two stride-32 maps and the max-pool
+# level. torchvision pools RoIs from both stride-32 maps, but with equal strides its level mapper sends
+# every RoI to the first, so only the first is pooled from here (the same numbers, one RoIAlign less).
+MOBILENET_FPN_STRIDES = (32, 32, 64)
+MOBILENET_FPN_ROI_LEVELS = 1
 
 
 class Backbone(nn.Module):
@@ -388,6 +402,28 @@ def _build_resnet_fpn(name: str, pretrained: str, trainable_layers: int | None) 
                     roi_levels=FPN_ROI_LEVELS)
 
 
+def _build_mobilenet_v3_fpn(name: str, pretrained: str, trainable_layers: int | None) -> Backbone:
+    classifier_name = "mobilenet_v3_large"
+    # torchvision's detector hands MobileNetV3 a plain norm layer, so its BatchNorm eps is 1e-5 where the
+    # classifier's is 1e-3; its COCO weights were trained that way.
+    norm_layer = FrozenBatchNorm2d if uses_frozen_batchnorm(pretrained) else nn.BatchNorm2d
+    model = torchvision.models.mobilenet_v3_large(weights=None, norm_layer=norm_layer)
+    features = load_classifier_weights(model, classifier_name, pretrained).features
+    starts = mobilenet_v3_stage_starts(features)
+    freeze_mobilenet_v3(features, _check_trainable_layers(name, trainable_layers, len(starts), pretrained))
+    levels = starts[-2:]  # the last strided block and the final 1x1 conv
+    trunk = PyramidTrunk(
+        features,
+        return_layers={str(block): str(level) for level, block in enumerate(levels)},
+        in_channels_list=[features[block].out_channels for block in levels],
+        out_channels=FPN_CHANNELS,
+        extra_blocks=LastLevelMaxPool(),
+    )
+    head = TwoMLPHead(FPN_CHANNELS * 7 * 7, FPN_HEAD_WIDTH)
+    return Backbone(trunk, head, FPN_CHANNELS, FPN_HEAD_WIDTH, roi_output_size=7, stride=MOBILENET_FPN_STRIDES,
+                    roi_levels=MOBILENET_FPN_ROI_LEVELS)
+
+
 def _last_channels(layer: nn.Sequential) -> int:
     block = layer[-1]
     last_norm = block.bn3 if hasattr(block, "bn3") else block.bn2
@@ -416,6 +452,8 @@ BACKBONES: dict[str, Callable[[str, int | None], Backbone]] = {
     "resnet34_fpn": _named(_build_resnet_fpn, "resnet34_fpn"),
     "resnet50_fpn": _named(_build_resnet_fpn, "resnet50_fpn"),
     "resnet101_fpn": _named(_build_resnet_fpn, "resnet101_fpn"),
+    "mobilenet_v3_large_fpn": _named(_build_mobilenet_v3_fpn, "mobilenet_v3_large_fpn"),
+    "mobilenet_v3_large_320_fpn": _named(_build_mobilenet_v3_fpn, "mobilenet_v3_large_320_fpn"),
 }
 
 

@@ -102,6 +102,17 @@ MAPPINGS: dict[str, DetectorMapping] = {
     ),
     # torchvision ships no COCO weights for it; a state dict in the same layout loads.
     "resnet101_fpn": DetectorMapping("fasterrcnn_resnet101_fpn", None, FASTER_RCNN_FPN_RENAMES),
+    # One network under two names: each name picks the COCO checkpoint trained at its input size.
+    "mobilenet_v3_large_fpn": DetectorMapping(
+        "fasterrcnn_mobilenet_v3_large_fpn",
+        torchvision.models.detection.FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1,
+        FASTER_RCNN_FPN_RENAMES,
+    ),
+    "mobilenet_v3_large_320_fpn": DetectorMapping(
+        "fasterrcnn_mobilenet_v3_large_320_fpn",
+        torchvision.models.detection.FasterRCNN_MobileNet_V3_Large_320_FPN_Weights.COCO_V1,
+        FASTER_RCNN_FPN_RENAMES,
+    ),
 }
 
 # VOC's names of COCO classes (after `_normalised_name`), so that VOC data keeps COCO's rows.

@@ -40,7 +40,8 @@ def test_trunk_and_head_shapes(name):
         assert backbone.head(pooled).shape == (2, head_out_channels)
 
 
-PYRAMIDS = {"resnet18_fpn", "resnet34_fpn", "resnet50_fpn", "resnet101_fpn"}
+PYRAMIDS = {"resnet18_fpn", "resnet34_fpn", "resnet50_fpn", "resnet101_fpn", "mobilenet_v3_large_fpn",
+            "mobilenet_v3_large_320_fpn"}
 
 
 def test_registry_is_a_plain_dict_of_builders():
