@@ -53,6 +53,8 @@ def test_builtin_configs_cover_the_named_models():
         "coco_faster_rcnn",
         "voc_faster_rcnn_fpn",
         "coco_faster_rcnn_fpn",
+        "voc_faster_rcnn_mobilenet",
+        "voc_faster_rcnn_mobilenet320",
         "synthetic_faster_rcnn",
         "voc_ssd300",
         "voc_ssd512",

@@ -5,14 +5,19 @@
         --image-size 160 --batch-size 2 --device cpu --dtype fp32 --warmup 1 --repeats 2
 
 Each `--model` is a shipped config (pretrained weights off) plus `--set` overrides:
-  faster_rcnn_vgg16     voc_faster_rcnn            600 x 1000 by default, VGG16 + RoIPool 7
-  faster_rcnn_resnet50  voc_faster_rcnn_resnet50   600 x 1000, ResNet-50 C4 + RoIAlign 14
-  faster_rcnn_fpn       voc_faster_rcnn_fpn        600 x 1000, ResNet-50 FPN (fasterrcnn_resnet50_fpn's layout)
-  ssd300 / ssd512       voc_ssd300 / voc_ssd512    300 / 512 square
-  ssdlite320            voc_ssdlite320             320 square, MobileNetV3-Large (reduced tail)
+  faster_rcnn_vgg16         voc_faster_rcnn               600 x 1000 by default, VGG16 + RoIPool 7
+  faster_rcnn_resnet50      voc_faster_rcnn_resnet50      600 x 1000, ResNet-50 C4 + RoIAlign 14
+  faster_rcnn_fpn           voc_faster_rcnn_fpn           600 x 1000, ResNet-50 FPN (fasterrcnn_resnet50_fpn's layout)
+  faster_rcnn_mobilenet     voc_faster_rcnn_mobilenet     800 x 1333, MobileNetV3-Large FPN
+                                                          (fasterrcnn_mobilenet_v3_large_fpn's layout and settings)
+  faster_rcnn_mobilenet320  voc_faster_rcnn_mobilenet320  320 x 640, the same network with
+                                                          fasterrcnn_mobilenet_v3_large_320_fpn's settings
+  ssd300 / ssd512           voc_ssd300 / voc_ssd512       300 / 512 square
+  ssdlite320                voc_ssdlite320                320 square, MobileNetV3-Large (reduced tail)
 torchvision's counterpart: `FasterRCNN` on the same backbone with the same anchors, RoI pooling,
-sampling and postprocess settings (for an FPN backbone that is `fasterrcnn_resnet50_fpn`'s architecture:
-pyramid, per-level anchors, MultiScaleRoIAlign, TwoMLPHead); for SSD300 on VGG16 torchvision's SSD300 VGG16 (`ssd300_vgg16`'s
+sampling and postprocess settings (for an FPN backbone that is `fasterrcnn_resnet50_fpn`'s or
+`fasterrcnn_mobilenet_v3_large_fpn`'s architecture: pyramid, per-level anchors, MultiScaleRoIAlign,
+TwoMLPHead); for SSD300 on VGG16 torchvision's SSD300 VGG16 (`ssd300_vgg16`'s
 architecture, no weights) with our default boxes and settings; for SSDlite320 torchvision's own
 `ssdlite320_mobilenet_v3_large` (same layout: our state dict maps onto it); for SSD512 and other
 trunks, torchvision's `SSD` on a copy of our trunk (its SSD512 extractor has other extra layers); all
@@ -70,6 +75,8 @@ MODELS = {
     "faster_rcnn_vgg16": ("voc_faster_rcnn", (600, 1000)),
     "faster_rcnn_resnet50": ("voc_faster_rcnn_resnet50", (600, 1000)),
     "faster_rcnn_fpn": ("voc_faster_rcnn_fpn", (600, 1000)),
+    "faster_rcnn_mobilenet": ("voc_faster_rcnn_mobilenet", (800, 1333)),
+    "faster_rcnn_mobilenet320": ("voc_faster_rcnn_mobilenet320", (320, 640)),
     "ssd300": ("voc_ssd300", (300, 300)),
     "ssd512": ("voc_ssd512", (512, 512)),
     "ssdlite320": ("voc_ssdlite320", (320, 320)),
@@ -85,7 +92,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--image-size", type=int, nargs="+", default=None,
-                        help="H [W]: the padded batch's largest image (default 600 1000 Faster R-CNN, the config's size SSD)")
+                        help="H [W]: the padded batch's largest image (default: the size listed for --model above)")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--num-classes", type=int, default=20)

@@ -151,8 +151,8 @@ def select_proposals(
     boxes = clip_boxes(boxes, image_sizes[:, 0], image_sizes[:, 1])
     sizes = boxes[..., 2:] - boxes[..., :2]
     valid = (sizes >= min_box_size).all(dim=-1) & torch.isfinite(top_scores)
-    if score_thresh > 0:
-        valid &= torch.sigmoid(top_scores) >= score_thresh
+    if score_thresh > 0:  # not in place: ONNX export has no in-place `and`
+        valid = valid & (torch.sigmoid(top_scores) >= score_thresh)
     kept = nms_per_image(boxes, top_scores, valid, nms_thresh, max_coordinate, groups=levels)
     scores = top_scores.masked_fill(~kept, float("-inf"))
     best_scores, best = scores.topk(min(post_nms_top_n, scores.shape[1]), dim=1)

@@ -1,4 +1,5 @@
-"""ONNX export: onnxruntime gives the PyTorch model's detections, for both heads, dark image included."""
+"""ONNX export: onnxruntime gives the PyTorch model's detections, for both heads (Faster R-CNN also on
+feature pyramids), dark image included."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from detect.config import load_config
 from detect.engine.predict import predict_batch
 from detect.errors import DetectError
 from detect.export import export_input_size, export_model, parse_image_size
 from detect.infer import Detector
+from detect.models.build import build_model
 from tests.infer.conftest import CLASS_NAMES, dark_image, noise_image, rigged
 from tests.infer.test_infer import run_cli
 
@@ -59,6 +62,72 @@ def test_onnxruntime_matches_pytorch(tiny_models, tmp_path, arch):
     single = session.run(None, {"images": batch[:1].numpy(), "image_sizes": image_sizes[:1].numpy(),
                                 "scales": scales[:1].numpy()})
     np.testing.assert_allclose(single[0][0], boxes[0], atol=1e-3)
+
+
+# Feature-pyramid Faster R-CNNs, small: backbone -> (config, overrides).
+FPN_MODELS = {
+    # RoIs pooled from four levels.
+    "resnet18_fpn": ("voc_faster_rcnn_fpn", [
+        "model.backbone=resnet18_fpn", "input.min_size=64", "input.max_size=96",
+        "model.anchors.sizes=[16,32,64,128,256]", "model.rpn.pre_nms_top_n_test=100"]),
+    # Anchor sizes per level and the 0.05 proposal score threshold.
+    "mobilenet_v3_large_320_fpn": ("voc_faster_rcnn_mobilenet320", ["input.min_size=160", "input.max_size=192"]),
+}
+FPN_COMMON = ["model.pretrained=none", "model.rpn.post_nms_top_n_test=20", "model.roi_heads.detections_per_img=30",
+              "model.roi_heads.score_thresh=0.0"]
+
+
+def fpn_model(backbone: str):
+    """A random-weight FPN detector for CLASS_NAMES and its config."""
+    name, overrides = FPN_MODELS[backbone]
+    config = load_config(name, FPN_COMMON + overrides)
+    torch.manual_seed(0)
+    model = build_model(config.model, config.input, len(CLASS_NAMES)).eval()
+    if backbone.startswith("mobilenet"):
+        spread_mobilenet_scores(model, config.input.max_size)
+    return model, config
+
+
+@torch.no_grad()
+def spread_mobilenet_scores(model, size: int) -> None:
+    """From scratch, MobileNetV3's random BatchNorm statistics leave every RoI with nearly the same
+    score, and near-ties may be broken either way by the two runtimes. BatchNorm statistics of a random
+    batch and wider RPN and classifier weights spread the scores; the objectness bias (-5) makes the
+    proposal score threshold drop some proposals."""
+    for norm in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        norm.reset_running_stats()
+        norm.momentum = None  # a plain average: this one batch's statistics
+    model.train().backbone(torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(3)))
+    model.eval()
+    torch.nn.init.normal_(model.rpn.head.conv.weight, std=0.05)
+    torch.nn.init.normal_(model.rpn.head.objectness.weight, std=0.05)
+    torch.nn.init.constant_(model.rpn.head.objectness.bias, -5.0)
+    torch.nn.init.normal_(model.roi_heads.cls_score.weight, std=0.2)
+
+
+@pytest.mark.parametrize("backbone", sorted(FPN_MODELS))
+def test_fpn_onnxruntime_matches_pytorch(tmp_path, backbone):
+    model, config = fpn_model(backbone)
+    path = tmp_path / f"{backbone}.onnx"
+    info = export_model(model, config, CLASS_NAMES, path, dynamic_batch=True)
+    detector = Detector(model, config, CLASS_NAMES, device="cpu", score_threshold=0.0)
+    batch, image_sizes, scales = padded_batch(
+        detector, [noise_image(60, 80, seed=1), noise_image(90, 50, seed=2)], info["height"], info["width"])
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    boxes, scores, labels, counts = session.run(
+        None, {"images": batch.numpy(), "image_sizes": image_sizes.numpy(), "scales": scales.numpy()})
+    expected = predict_batch(model, batch, image_sizes, scales)
+
+    assert counts.tolist() == [len(e["scores"]) for e in expected] and counts.min() > 0
+    for index, reference in enumerate(expected):
+        count = counts[index]
+        np.testing.assert_allclose(boxes[index, :count], reference["boxes"].numpy(), atol=1e-3, rtol=1e-4)
+        np.testing.assert_allclose(scores[index, :count], reference["scores"].numpy(), atol=1e-5)
+        np.testing.assert_array_equal(labels[index, :count], reference["labels"].numpy())
+    if backbone.startswith("mobilenet"):  # the proposal score threshold is part of the graph, and bites
+        with torch.no_grad():
+            assert (model(batch, image_sizes)["roi_valid"].sum(dim=1) < 20).all()
 
 
 def test_ssd_onnx_equals_the_detector_api(tiny_models, tmp_path):
