@@ -146,6 +146,19 @@ def test_norm_layers_and_freezing_are_torchvisions():
     assert all(p.requires_grad for p in scratch.parameters())
 
 
+def test_imagenet_weights_from_a_local_file_go_into_the_trunk(tmp_path):
+    torch.manual_seed(2)
+    classifier = torchvision.models.mobilenet_v3_large(weights=None)
+    path = tmp_path / "mobilenet_v3_large.pth"
+    torch.save(classifier.state_dict(), path)
+    config = load_config("voc_faster_rcnn_mobilenet", [f"model.pretrained={path}"])
+    model = build_model(config.model, config.input, NUM_CLASSES)
+    body = model.backbone.trunk.body
+    assert torch.equal(body["16"][0].weight, classifier.features[16][0].weight)
+    assert torch.equal(body["16"][1].running_var, classifier.features[16][1].running_var)
+    assert isinstance(body["16"][1], FrozenBatchNorm2d)
+
+
 def test_training_step_gives_finite_losses_and_gradients(one_thread):
     config = load_config("voc_faster_rcnn_mobilenet320", ["model.pretrained=none"])
     torch.manual_seed(0)
