@@ -21,27 +21,28 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import roi_align, roi_pool
+from torchvision.ops import roi_pool
 
 from detect.models.boxes import box_iou, clip_boxes, decode, encode
 from detect.models.detections import padded_detections
 from detect.models.matcher import POSITIVE, match, sample_balanced
 from detect.models.nms import batched_nms_by_offset
+from detect.models.roi_align import roi_align_batched
 
 
 def pool_rois(
     features: torch.Tensor, rois: torch.Tensor, method: str, output_size: int, stride: int, sampling_ratio: int = 2
 ) -> torch.Tensor:
     """features [B, C, Hf, Wf], rois [B, R, 4] image pixels -> [B * R, C, s, s] (image-major order)."""
-    batch, count = rois.shape[:2]
-    image_index = torch.arange(batch, device=rois.device, dtype=rois.dtype).repeat_interleave(count)
-    indexed = torch.cat([image_index[:, None], rois.reshape(-1, 4)], dim=1)
-    if features.dtype != indexed.dtype:  # bf16 coordinates would be off by pixels: pool in float32
-        features = features.to(indexed.dtype)
-    if method == "roi_pool":
-        return roi_pool(features, indexed, output_size, spatial_scale=1.0 / stride)
+    if features.dtype != rois.dtype:  # bf16 coordinates would be off by pixels: pool in float32
+        features = features.to(rois.dtype)
     if method == "roi_align":
-        return roi_align(features, indexed, output_size, spatial_scale=1.0 / stride, sampling_ratio=sampling_ratio)
+        return roi_align_batched(features, rois, output_size, stride, sampling_ratio)
+    if method == "roi_pool":
+        batch, count = rois.shape[:2]
+        image_index = torch.arange(batch, device=rois.device, dtype=rois.dtype).repeat_interleave(count)
+        indexed = torch.cat([image_index[:, None], rois.reshape(-1, 4)], dim=1)
+        return roi_pool(features, indexed, output_size, spatial_scale=1.0 / stride)
     raise ValueError(f"unknown RoI pooling {method!r} (roi_pool or roi_align)")
 
 
@@ -62,18 +63,9 @@ def pool_rois_pyramid(
 ) -> torch.Tensor:
     """RoIAlign from each RoI's pyramid level: features [B, C, Hl, Wl] per level, rois [B, R, 4] image
     pixels -> [B * R, C, s, s] (image-major order)."""
-    batch, count = rois.shape[:2]
-    image_index = torch.arange(batch, device=rois.device, dtype=rois.dtype).repeat_interleave(count)
-    indexed = torch.cat([image_index[:, None], rois.reshape(-1, 4)], dim=1)
-    levels = pyramid_levels(indexed[:, 1:], strides)
-    channels = features[0].shape[1]
-    pooled = indexed.new_zeros(batch * count, channels, output_size, output_size)
-    for level, (feature_map, stride) in enumerate(zip(features, strides)):
-        # One host sync per level: RoIAlign needs each level's RoIs as a tensor of their own.
-        index = (levels == level).nonzero().squeeze(1)
-        pooled[index] = roi_align(feature_map.to(indexed.dtype), indexed[index], output_size,
-                                  spatial_scale=1.0 / stride, sampling_ratio=sampling_ratio)
-    return pooled
+    levels = pyramid_levels(rois.reshape(-1, 4), strides).reshape(rois.shape[:2])
+    maps = [feature_map.to(rois.dtype) for feature_map in features[:len(strides)]]
+    return roi_align_batched(maps, rois, output_size, strides, sampling_ratio, levels)
 
 
 class RoIHeads(nn.Module):

@@ -198,4 +198,4 @@ def test_pyramid_pooling_equals_torchvisions_multiscale_roi_align():
     pooler = MultiScaleRoIAlign(["0", "1", "2", "3"], 7, sampling_ratio=2)
     expected = pooler({str(i): f for i, f in enumerate(features)}, list(rois), [(128, 160), (128, 160)])
     assert ours.shape == (60, 5, 7, 7)
-    torch.testing.assert_close(ours, expected, rtol=0, atol=0)
+    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=2e-5)
