@@ -118,3 +118,37 @@ def test_faster_rcnn_pair_trains_and_evaluates_through_the_engine(tmp_path):
     for name in ("ours", "torchvision"):
         assert (Path(summary[name]["run_dir"]) / "metrics.jsonl").is_file()
         assert summary[name]["last_map"] is not None and 0.0 <= summary[name]["last_map"] <= 1.0
+
+
+def test_same_init_gives_both_models_the_same_starting_detections():
+    tool = load_tool("compare_raccoon")
+    config = Config.model_validate({
+        "input": {"resize": "fixed", "size": 96, "size_divisible": 1},
+        # Default boxes clamped as torchvision's SSD clamps them, so that the two models are the same.
+        "model": {"arch": "ssd", "backbone": "resnet18", "pretrained": "none",
+                  "ssd": {"aspect_ratios": [[2.0], [2.0], [2.0], [2.0]], "clip_default_boxes": "size"}},
+    })
+    build_ours, build_torchvision = tool.same_init_builders(config)
+    torch.manual_seed(123)  # each builder seeds itself: what ran before must not matter
+    ours = build_ours(config, 2).eval()
+    peer = build_torchvision(config, 2).eval()
+    images = torch.rand(2, 3, 96, 96, generator=torch.Generator().manual_seed(0))
+    sizes = torch.tensor([[96, 96], [96, 96]])
+    scales = torch.ones(2, 2)
+    with torch.no_grad():
+        ours_found = split_detections(ours.postprocess(ours(images, sizes), sizes, scales))
+        peer_found = split_detections(peer.postprocess(peer(images, sizes), sizes, scales))
+    for mine, theirs in zip(ours_found, peer_found):
+        # The strongest detections; further down, near-equal random-weight scores meet the 200 cap.
+        top = 50
+        assert len(mine["scores"]) >= top
+        torch.testing.assert_close(mine["scores"][:top], theirs["scores"][:top], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(by_score_then_box(mine, top), by_score_then_box(theirs, top), rtol=1e-4, atol=1e-3)
+
+
+def by_score_then_box(found: dict, top: int) -> torch.Tensor:
+    """[top, 5] rows (score rounded, box), ordered so that equal scores list their boxes in one order."""
+    rows = torch.cat([found["scores"][:top, None].mul(1e4).round(), found["boxes"][:top]], dim=1)
+    for column in reversed(range(rows.shape[1])):
+        rows = rows[rows[:, column].argsort(stable=True)]
+    return rows

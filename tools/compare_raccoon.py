@@ -2,7 +2,7 @@
 
     python tools/compare_raccoon.py --arch faster_rcnn|ssd|both [--data ../shared/data/raccoon]
         [--epochs N] [--max-images N] [--device auto|cuda|cpu] [--out runs/compare_raccoon] [--set a.b=c ...]
-        [--faster-rcnn-config voc_faster_rcnn_resnet50] [--ssd-config voc_ssd300]
+        [--faster-rcnn-config voc_faster_rcnn_resnet50] [--ssd-config voc_ssd300] [--same-init]
 
 Faster R-CNN: `voc_faster_rcnn_resnet50` (or `--faster-rcnn-config`, e.g. `voc_faster_rcnn` for VGG16)
 against torchvision's FasterRCNN on the same trunk; SSD: `voc_ssd300` against torchvision's SSD300
@@ -11,7 +11,9 @@ benchmarks.peers.build_peer, behind benchmarks.torchvision_adapter). Both runs g
 engine (`detect.engine.run.run_training`) with one config, so data, augmentation, image size,
 batches, optimizer and schedule are the same; only the model differs. torchvision's model gets our
 already resized and normalised batches (its own resize and normalisation are switched off).
-Weights are random (`model.pretrained=none`) unless overridden. `--max-images N` trains and
+Weights are random (`model.pretrained=none`) unless overridden; with `--same-init` both start from the
+same random weights (ours, copied into torchvision's model by benchmarks.shared_weights), so the two
+runs differ only in the models' code. `--max-images N` trains and
 evaluates on the first N images of each split (a quick check). Writes `<out>/compare.json`: per
 arch and model, the run folder, best and last mAP, wall seconds and the median training images/s;
 a model whose training stops (a non-finite loss, say) gets its `error` there, and the other still
@@ -36,6 +38,7 @@ from torch.utils.data import DataLoader, Subset
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import peers  # noqa: E402
+from benchmarks.shared_weights import copy_weights  # noqa: E402
 from benchmarks.torchvision_adapter import TorchvisionAdapter  # noqa: E402
 from detect.config import Config, load_config  # noqa: E402
 from detect.errors import DetectError  # noqa: E402
@@ -73,13 +76,34 @@ class _Subset(Subset):
         return self.dataset.class_names
 
 
-def train_both(config: Config, out: Path, device: str = "auto", build_loaders_fn=None) -> dict:
+def same_init_builders(config: Config):
+    """(ours, torchvision's) model builders whose models start from the same weights: each builds
+    ours from the same seed, and torchvision's gets a copy of them."""
+    from detect.engine import run
+
+    def build_ours(run_config: Config, num_classes: int) -> nn.Module:
+        torch.manual_seed(config.train.seed)
+        return run.build_model(run_config, num_classes)
+
+    def build_torchvision(run_config: Config, num_classes: int) -> nn.Module:
+        peer = build_peer(run_config, num_classes)
+        if not copy_weights(run_config, build_ours(run_config, num_classes), peer.model):
+            raise DetectError(f"--same-init: {run_config.model.arch} on {run_config.model.backbone}: our weights "
+                              f"do not fit torchvision's model")
+        return peer
+
+    return build_ours, build_torchvision
+
+
+def train_both(config: Config, out: Path, device: str = "auto", build_loaders_fn=None,
+               same_init: bool = False) -> dict:
     """Train ours, then torchvision's, with `config`; each run's folder and best / last mAP."""
     from detect.engine import run
 
     loaders = build_loaders_fn or run.build_loaders
+    builders = same_init_builders(config) if same_init else (run.build_model, build_peer)
     summary = {}
-    for name, build_model in (("ours", run.build_model), ("torchvision", build_peer)):
+    for name, build_model in zip(("ours", "torchvision"), builders):
         torch.manual_seed(config.train.seed)
         start = time.perf_counter()
         try:
@@ -124,6 +148,8 @@ def main(argv=None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--faster-rcnn-config", default=CONFIGS["faster_rcnn"])
     parser.add_argument("--ssd-config", default=CONFIGS["ssd"])
+    parser.add_argument("--same-init", action="store_true",
+                        help="both models start from the same random weights (ours, copied into torchvision's)")
     args = parser.parse_args(argv)
     configs = {"faster_rcnn": args.faster_rcnn_config, "ssd": args.ssd_config}
     data = (args.data or default_data()).resolve()
@@ -135,7 +161,7 @@ def main(argv=None) -> int:
         if config.model.arch != arch:
             parser.error(f"--{arch.replace('_', '-')}-config {configs[arch]} is a {config.model.arch} config")
         loaders = None if args.max_images is None else first_images(_engine_loaders(), args.max_images)
-        report[arch] = train_both(config, args.out / arch, args.device, loaders)
+        report[arch] = train_both(config, args.out / arch, args.device, loaders, args.same_init)
         report[arch]["overrides"] = overrides
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "compare.json").write_text(json.dumps(report, indent=2))
