@@ -109,20 +109,43 @@ def test_training_step_with_an_image_without_objects():
 
 def test_state_dict_keys_map_both_ways():
     reference = _torchvision_ssdlite()
-    ours = weights.ssdlite_from_torchvision(reference.state_dict())
+    mapping = weights.MAPPINGS["ssdlite", "mobilenet_v3_large"]
+    ours = mapping.to_ours(reference.state_dict())
     model = _ours(["model.pretrained=none"])
-    assert set(ours) == set(model.state_dict())
-    assert weights.ssdlite_to_torchvision(ours).keys() == reference.state_dict().keys()
-    with pytest.raises(CheckpointError, match="unexpected key 'other.weight'"):
-        weights.ssdlite_from_torchvision({"other.weight": torch.zeros(1)})
+    assert ours.keys() == model.state_dict().keys()
+    assert all(ours[key].shape == value.shape for key, value in model.state_dict().items())
+    assert mapping.to_torchvision(ours).keys() == reference.state_dict().keys()
 
 
-def test_a_state_dict_of_another_class_count_is_one_line(tmp_path):
+def test_a_state_dict_of_another_class_count_keeps_all_but_the_class_rows(tmp_path):
+    reference = _torchvision_ssdlite()
+    path = tmp_path / "tv.pth"
+    torch.save(reference.state_dict(), path)
+    torch.manual_seed(0)
+    fresh = _ours(["model.pretrained=none"])
+    cfg = load_config("voc_ssdlite320", [f"model.pretrained={path}"])
+    torch.manual_seed(0)
+    model = build_model(cfg.model, cfg.input, NUM_CLASSES + 1)  # 6 rows per default box; the file has 5
+    assert model.head.cls_convs[0][1].weight.shape[0] == 6 * (NUM_CLASSES + 2)
+    assert torch.equal(model.head.cls_convs[0][0][0].weight, reference.head.classification_head.module_list[0][0][0].weight)
+    assert torch.equal(model.head.box_convs[3][1].weight, reference.head.regression_head.module_list[3][1].weight)
+    assert torch.equal(model.trunk.extra[0][0][0].weight, reference.backbone.extra[0][0][0].weight)
+    assert not torch.equal(model.head.cls_convs[0][1].weight[:NUM_CLASSES + 1], fresh.head.cls_convs[0][1].weight[:NUM_CLASSES + 1])
+    assert model.head.cls_convs[0][1].bias.abs().sum() == 0  # freshly initialised: zero biases
+
+
+@pytest.mark.parametrize("override, problem", [
+    ("model.backbone=mobilenet_v3_small", "missing trunk.features"),
+    ("model.ssd.aspect_ratios=[[2.0, 3.0], [2.0, 3.0], [2.0, 3.0], [2.0, 3.0], [2.0, 3.0]]", "unexpected"),
+])
+def test_a_state_dict_of_another_trunk_or_map_count_is_one_line(tmp_path, override, problem):
     path = tmp_path / "tv.pth"
     torch.save(_torchvision_ssdlite().state_dict(), path)
-    cfg = load_config("voc_ssdlite320", [f"model.pretrained={path}"])
-    with pytest.raises(CheckpointError, match=r"tv.pth: torchvision SSDlite weights do not fit.*shape"):
-        build_model(cfg.model, cfg.input, NUM_CLASSES + 1)
+    cfg = load_config("voc_ssdlite320", [f"model.pretrained={path}", override])
+    with pytest.raises(CheckpointError) as error:
+        build_model(cfg.model, cfg.input, NUM_CLASSES)
+    message = str(error.value)
+    assert message.startswith(f"{path}: weights do not fit") and problem in message and "\n" not in message
 
 
 def test_same_detections_as_torchvision_for_the_same_weights(tmp_path):
