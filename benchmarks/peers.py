@@ -14,7 +14,7 @@ and over images and classes (postprocess) in Python.
 
 SSDlite320 (`torchvision_ssdlite320`): torchvision's own `ssdlite320_mobilenet_v3_large` with our
 postprocess and matching settings; its layout is ours for `model.arch: ssdlite`, so our weights load
-into it (detect.models.weights.ssdlite_to_torchvision).
+into it (detect.models.weights' key mapping).
 
 Other SSDs (SSD512, other trunks; `torchvision_ssd_on_trunk`): torchvision's SSD on a copy of our trunk
 (torchvision ships no extractor of the same shape; its SSD512 extras differ).

@@ -11,7 +11,7 @@ from torch import nn
 
 from benchmarks.peers import TrunkAsFeatureDict
 from detect.config import Config
-from detect.models.weights import describe_misfit, ssdlite_to_torchvision
+from detect.models.weights import DetectorMapping, describe_misfit, mapping_for
 
 
 def copy_weights(config: Config, ours: nn.Module, peer: nn.Module) -> bool:
@@ -19,8 +19,9 @@ def copy_weights(config: Config, ours: nn.Module, peer: nn.Module) -> bool:
     if config.model.arch == "faster_rcnn":
         copy_faster_rcnn_weights(ours, peer)
         return True
-    if config.model.arch == "ssdlite" and config.model.backbone == "mobilenet_v3_large":
-        return copy_ssdlite_weights(ours, peer)
+    mapping = mapping_for(config.model.arch, config.model.backbone)
+    if mapping is not None and not isinstance(peer.backbone, TrunkAsFeatureDict):  # torchvision's own layout
+        return copy_mapped_weights(mapping, ours, peer)
     return copy_ssd_weights(ours, peer)
 
 
@@ -44,37 +45,27 @@ def copy_faster_rcnn_weights(ours: nn.Module, peer: nn.Module) -> None:
 
 
 def copy_ssd_weights(ours: nn.Module, peer: nn.Module) -> bool:
-    """Load our SSD's weights into torchvision's SSD of the same architecture; False (nothing copied)
-    when the parameter shapes do not line up. Trunk parameters are paired in registration order
-    (torchvision's VGG extractor registers the conv4_3 scale first, ours after conv4_3)."""
-    ours_trunk = [(n, p) for n, p in ours.trunk.state_dict().items()]
-    peer_trunk = [(n, p) for n, p in peer.backbone.state_dict().items()]
-    if isinstance(peer.backbone, TrunkAsFeatureDict):
-        pairs = list(zip(ours_trunk, peer_trunk))
-    else:
-        ours_scale = [item for item in ours_trunk if item[0] == "l2norm.weight"]
-        peer_scale = [item for item in peer_trunk if item[0] == "scale_weight"]
-        pairs = list(zip(ours_scale, peer_scale)) + list(zip(
-            [item for item in ours_trunk if item[0] != "l2norm.weight"],
-            [item for item in peer_trunk if item[0] != "scale_weight"],
-        ))
+    """Load our SSD's weights into torchvision's SSD on a copy of our trunk (benchmarks.peers.
+    torchvision_ssd_on_trunk); False (nothing copied) when the parameter shapes do not line up."""
+    pairs = list(zip(ours.trunk.state_dict().values(), peer.backbone.trunk.state_dict().values()))
     heads = [(ours.head.cls_convs, peer.head.classification_head.module_list),
              (ours.head.box_convs, peer.head.regression_head.module_list)]
     for ours_list, peer_list in heads:
         for a, b in zip(ours_list, peer_list):
-            pairs += list(zip(a.state_dict().items(), b.state_dict().items()))
-    if len(ours_trunk) != len(peer_trunk) or any(a[1].shape != b[1].shape for a, b in pairs):
+            pairs += list(zip(a.state_dict().values(), b.state_dict().values()))
+    if len(ours.trunk.state_dict()) != len(peer.backbone.trunk.state_dict()) or any(
+            a.shape != b.shape for a, b in pairs):
         return False
     with torch.no_grad():
-        for (_, source), (_, target) in pairs:
+        for source, target in pairs:
             target.copy_(source)
     return True
 
 
-def copy_ssdlite_weights(ours: nn.Module, peer: nn.Module) -> bool:
-    """Load our SSDlite's weights into torchvision's (detect.models.weights' key mapping); False
-    (nothing copied) when they do not fit (another trunk, tail or number of maps)."""
-    state = ssdlite_to_torchvision(ours.state_dict())
+def copy_mapped_weights(mapping: DetectorMapping, ours: nn.Module, peer: nn.Module) -> bool:
+    """Load our weights into torchvision's twin through detect.models.weights' key mapping (SSD300 on
+    VGG16, SSDlite320); False (nothing copied) when they do not fit (another tail, number of maps...)."""
+    state = mapping.to_torchvision(ours.state_dict())
     if describe_misfit(state, peer.state_dict()) is not None:
         return False
     peer.load_state_dict(state)

@@ -314,8 +314,9 @@ class SSDConfig(Section):
     """corners: clip each default box to the image (Caffe SSD); size: clamp widths and heights to the image
     side and keep the centres, so edge boxes may reach outside (torchvision's DefaultBoxGenerator)."""
     reduced_tail: bool | None = None
-    """MobileNetV3 SSD trunks: halve the channels of the last stage (MobileNetV3 paper, table 6); null: only
-    when `model.pretrained` is none (ImageNet weights have the full tail), as torchvision's SSDlite."""
+    """MobileNetV3 SSD trunks: halve the channels of the last stage (MobileNetV3 paper, table 6); null: when
+    `model.pretrained` is none (ImageNet weights have the full tail), as torchvision's SSDlite, and with a
+    whole detector's weights as they were made (torchvision's COCO SSDlite has the reduced tail)."""
     aspect_ratios: list[list[float]] = [[2.0], [2.0, 3.0], [2.0, 3.0], [2.0, 3.0], [2.0], [2.0]]
     """One list per feature map (so its length is the number of maps: 6 SSD300, 7 SSD512); each ratio a adds
     boxes a:1 and 1:a to the two square boxes."""
@@ -362,8 +363,9 @@ class ModelConfig(Section):
     checkpoint `pretrained: coco` loads)."""
     pretrained: str = "none"
     """Where the weights start: `none` (random); `imagenet` (the trunk's torchvision classification
-    weights); `coco` (torchvision's COCO-trained detector of the same architecture: resnet50_fpn,
-    mobilenet_v3_large_fpn, mobilenet_v3_large_320_fpn); or the path of a torchvision classification
+    weights); `coco` (torchvision's COCO-trained detector of the same architecture: Faster R-CNN on
+    resnet50_fpn, mobilenet_v3_large_fpn, mobilenet_v3_large_320_fpn; SSD on vgg16 with 6 maps, i.e.
+    SSD300; SSDlite on mobilenet_v3_large); or the path of a torchvision classification
     state dict (the trunk), a torchvision detection state dict or a detect checkpoint (the whole
     detector; the classifier's rows kept by class name)."""
     trainable_layers: int | None = None

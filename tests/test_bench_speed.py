@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.shared_weights import copy_ssdlite_weights, copy_weights
+from benchmarks.shared_weights import copy_weights
 from benchmarks.speed import make_batches
 from detect.models.detections import split_detections
 
@@ -147,7 +147,7 @@ def _ties_in_box_order(detections: dict) -> dict:
 
 def test_ssdlite_peer_is_torchvisions_with_our_weights(bench_speed, one_thread):
     args = bench_speed.parse_args(TINY + ["--model", "ssdlite320", "--image-size", "160", "--score-thresh", "0.05"])
-    _, ours, peer, shared = bench_speed.build_pair("ssdlite320", args)
+    config, ours, peer, shared = bench_speed.build_pair("ssdlite320", args)
     assert shared and type(peer.head).__name__ == "SSDLiteHead"
     batch = make_batches(1, 2, 160, 160, 20, size_divisible=1, seed=1)[0]
     # BatchNorm statistics from the batch itself: from SSDlite's N(0, 0.03) start every location
@@ -158,7 +158,7 @@ def test_ssdlite_peer_is_torchvisions_with_our_weights(bench_speed, one_thread):
         norm.momentum = None
     with torch.no_grad():
         ours.train().head(ours.trunk(batch["images"]))
-    assert copy_ssdlite_weights(ours, peer)
+    assert copy_weights(config, ours, peer)
     mine, theirs = detections_of_both(ours, peer, batch)
     for a, b in zip(mine, theirs):
         assert len(a["boxes"]) == len(b["boxes"]) > 20

@@ -57,6 +57,7 @@ def test_builtin_configs_cover_the_named_models():
         "voc_faster_rcnn_mobilenet320",
         "synthetic_faster_rcnn",
         "voc_ssd300",
+        "voc_ssd300_coco",
         "voc_ssd512",
         "coco_ssd300",
         "synthetic_ssd",

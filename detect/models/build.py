@@ -19,5 +19,5 @@ def build_model(model_cfg: ModelConfig, input_cfg: InputConfig, num_classes: int
     if model_cfg.arch in ("ssd", "ssdlite"):
         from detect.models.ssd import build_ssd
 
-        return build_ssd(model_cfg, input_cfg, num_classes)
+        return build_ssd(model_cfg, input_cfg, num_classes, class_names)
     raise ValueError(f"unknown model.arch {model_cfg.arch!r}")

@@ -88,7 +88,7 @@ def build_faster_rcnn(model_cfg: ModelConfig, input_cfg: InputConfig, num_classe
     (`model.pretrained`: coco or a file) are carried over."""
     if num_classes < 1:
         raise ConfigError(f"Faster R-CNN needs at least one foreground class, got {num_classes}")
-    detector_weights = read_detector_weights(model_cfg.pretrained, model_cfg.backbone)
+    detector_weights = read_detector_weights(model_cfg.pretrained, model_cfg.arch, model_cfg.backbone)
     backbone = build_detector_backbone(model_cfg, DETECTOR_WEIGHTS if detector_weights else None)
     _check_pyramid_settings(model_cfg, backbone)
     anchors = AnchorGenerator(model_cfg.anchors.sizes, model_cfg.anchors.aspect_ratios, backbone.stride)
@@ -127,7 +127,7 @@ def build_faster_rcnn(model_cfg: ModelConfig, input_cfg: InputConfig, num_classe
     )
     model = FasterRCNN(backbone, rpn, roi_heads, num_classes)
     if detector_weights is not None:
-        load_detector_weights(model, detector_weights, class_names)
+        load_detector_weights(model, detector_weights, class_names, model_cfg.arch)
     return model
 
 

@@ -151,11 +151,15 @@ class SSD(nn.Module):
         )
 
 
-def build_ssd(model_cfg: ModelConfig, input_cfg: InputConfig, num_classes: int) -> SSD:
+def build_ssd(model_cfg: ModelConfig, input_cfg: InputConfig, num_classes: int,
+              class_names: list[str] | None = None) -> SSD:
     """SSD from the config: trunk `model.backbone`, `model.ssd` settings, square `input.size` input.
 
-    `model.arch: ssdlite` gives the depthwise-separable head (ssdlite.py); its `model.pretrained` may
-    also be the file of a torchvision SSDlite detector's state dict (weights.py maps it onto ours).
+    `model.arch: ssdlite` gives the depthwise-separable head (ssdlite.py). `model.pretrained` may name
+    a whole detector's weights (coco, or a torchvision / our state dict or a detect checkpoint:
+    weights.py maps them onto ours); `class_names` (the C foreground names, when known) decide which
+    classification rows are carried over. The trunk is then built as from random weights (every stage
+    trains unless model.trainable_layers says otherwise) and loaded with the rest.
     """
     from detect.models import weights
 
@@ -163,12 +167,12 @@ def build_ssd(model_cfg: ModelConfig, input_cfg: InputConfig, num_classes: int) 
     if input_cfg.resize != "fixed":
         raise ConfigError(f"input.resize: SSD needs 'fixed' (every image input.size square), got '{input_cfg.resize}'")
     num_maps = len(ssd_cfg.aspect_ratios)
-    detector_weights = weights.torchvision_ssdlite_state_dict(model_cfg.pretrained) if model_cfg.arch == "ssdlite" else None
+    detector_weights = weights.read_detector_weights(model_cfg.pretrained, model_cfg.arch, model_cfg.backbone)
     trunk_pretrained, reduced_tail = model_cfg.pretrained, ssd_cfg.reduced_tail
     if detector_weights is not None:
         trunk_pretrained = "none"  # the whole detector's weights come after
         if reduced_tail is None and model_cfg.backbone in weights.MOBILENET_V3_FULL_TAIL:
-            reduced_tail = weights.ssdlite_has_reduced_tail(detector_weights, model_cfg.backbone)
+            reduced_tail = weights.ssdlite_has_reduced_tail(detector_weights.state_dict, model_cfg.backbone)
     trunk = build_ssd_trunk(
         model_cfg.backbone, num_maps, input_cfg.size, trunk_pretrained, model_cfg.trainable_layers, reduced_tail
     )
@@ -205,5 +209,5 @@ def build_ssd(model_cfg: ModelConfig, input_cfg: InputConfig, num_classes: int) 
         channels_last=model_cfg.arch == "ssdlite",  # its depthwise convolutions need NHWC to be fast
     )
     if detector_weights is not None:
-        weights.load_torchvision_ssdlite(model, detector_weights, model_cfg.pretrained)
+        weights.load_detector_weights(model, detector_weights, class_names, model_cfg.arch)
     return model

@@ -6,29 +6,32 @@
            names the file and where to put it)
     PATH   a torchvision detection state dict of the same architecture, a state dict of ours, or a
            detect checkpoint (its `model` weights and `class_names`)
-(`none`, `imagenet` and a classification state dict are the trunk's business: detect/models/backbones.py.)
+(`none`, `imagenet` and a classification state dict are the trunk's business: detect/models/backbones.py
+and ssd_backbones.py.)
 
-    weights = read_detector_weights(pretrained, backbone)   # None: not detector weights
-    load_detector_weights(model, weights, class_names)
+    weights = read_detector_weights(pretrained, arch, backbone)   # None: not detector weights
+    load_detector_weights(model, weights, class_names, arch)
 
-Every layer but the class-specific predictor must fit. The predictor's rows are carried over by class
-name where the source's classes are known (COCO's categories, a checkpoint's class_names; VOC's names
-of COCO classes count as COCO's), by position where they are not and the class counts agree, and
-re-initialised otherwise; the background row comes along with any carried class.
+Every layer but the class-specific ones must fit. Their rows are carried over by class name where the
+source's classes are known (COCO's categories, a checkpoint's class_names; VOC's names of COCO
+classes count as COCO's), by position where they are not and the class counts agree, and
+re-initialised otherwise; the background row comes along with any carried class. `CLASS_ROWS` says
+where each architecture keeps a class's rows: Faster R-CNN's predictor has one block of C + 1
+classifier rows (and 4 box rows per foreground class); an SSD head's classification convolution on
+each map has one block of C + 1 rows per default box of a location, [A * (C + 1)], and rows are
+carried in every block. SSD's box regression is class-agnostic and loads as it is.
 
-One `DetectorMapping` per architecture: torchvision's builder name, its COCO weight enum, and the key
-renames between its state dict and ours. torchvision's box regression has rows for the background
-class (C + 1 classes), ours only for the C foreground classes; those rows are dropped / zero-filled.
-All files load with torch.load(weights_only=True).
-
-SSDlite (`model.arch: ssdlite`, the section at the end): torchvision's `ssdlite320_mobilenet_v3_large`
-and ours hold the same tensors under keys that differ only in their prefix (SSDLITE_KEY_PREFIXES),
-so a state dict converts by renaming; `pretrained: PATH` takes such a file. The class count is part
-of the shapes: a torchvision COCO state dict has 91 classes (background and 90 ids, some unused).
+One `DetectorMapping` per (model.arch, model.backbone) with a torchvision twin: torchvision's builder
+name, its COCO weight enum, and the key renames between its state dict and ours. torchvision's Faster
+R-CNN box regression has rows for the background class (C + 1 classes), ours only for the C foreground
+classes; those rows are dropped / zero-filled. torchvision's SSD300 VGG16 and SSDlite320
+MobileNetV3-Large hold the same tensors as ours under other names. A COCO state dict has 91 classes
+(background and 90 ids, some unused: "N/A"). All files load with torch.load(weights_only=True).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -37,13 +40,56 @@ import numpy as np
 import torch
 import torchvision
 from torch import nn
+from torchvision.models.detection import (
+    FasterRCNN_MobileNet_V3_Large_320_FPN_Weights,
+    FasterRCNN_MobileNet_V3_Large_FPN_Weights,
+    FasterRCNN_ResNet50_FPN_Weights,
+    SSD300_VGG16_Weights,
+    SSDLite320_MobileNet_V3_Large_Weights,
+)
 
 from detect.errors import CheckpointError, ConfigError
-from detect.models.backbones import _read_state_dict, hub_state_dict, hub_weight_file
+from detect.models.backbones import hub_state_dict, hub_weight_file
 
 CLS_SCORE = "roi_heads.cls_score."
 BBOX_PRED = "roi_heads.bbox_pred."
-TORCHVISION_BBOX_PRED = "roi_heads.box_predictor.bbox_pred."
+
+
+@dataclass(frozen=True)
+class ClassRows:
+    """Where one class-specific layer of ours (its `weight` and `bias`) keeps each class's rows along
+    dim 0: blocks (one per default box of a location for SSD, one for Faster R-CNN) of `per_class`
+    rows per class, class 0 (background) first when `background`."""
+
+    pattern: str
+    """Our keys without their `weight` / `bias` suffix, a regular expression."""
+    per_class: int = 1
+    background: bool = True
+
+    def keys(self, state: dict) -> list[str]:
+        """The layer's keys in `state`, in the state dict's order."""
+        return [key for key in state
+                if key.endswith((".weight", ".bias")) and re.fullmatch(self.pattern, key.rsplit(".", 1)[0] + ".")]
+
+    def classes(self, num_classes: int) -> int:
+        """Classes with rows in each block, for `num_classes` foreground classes."""
+        return num_classes + int(self.background)
+
+    def rows(self, labels: torch.Tensor, num_classes: int, blocks: int) -> torch.Tensor:
+        """Row indices [blocks * len * per_class] of `labels` (0: background; foreground labels only
+        where there is no background row) in a layer for `num_classes` foreground classes."""
+        index = labels if self.background else labels - 1
+        within = (index[:, None] * self.per_class + torch.arange(self.per_class)).reshape(-1)
+        block = self.classes(num_classes) * self.per_class
+        return (torch.arange(blocks)[:, None] * block + within).reshape(-1)
+
+
+# model.arch -> its class-specific layers, in our key layout.
+CLASS_ROWS: dict[str, tuple[ClassRows, ...]] = {
+    "faster_rcnn": (ClassRows(re.escape(CLS_SCORE)), ClassRows(re.escape(BBOX_PRED), per_class=4, background=False)),
+    "ssd": (ClassRows(r"head\.cls_convs\.\d+\."),),
+    "ssdlite": (ClassRows(r"head\.cls_convs\.\d+\.1\."),),  # the 1 x 1 after each depthwise block
+}
 
 
 @dataclass(frozen=True)
@@ -54,24 +100,29 @@ class DetectorMapping:
     coco_weights: torchvision.models.WeightsEnum | None
     renames: tuple[tuple[str, str], ...]
     """(torchvision key prefix, our key prefix); the first rule whose prefix matches renames a key."""
+    background_box_rows: str | None = None
+    """Our key prefix of a box regression whose torchvision twin has 4 more rows first, for the
+    background class (Faster R-CNN's)."""
 
     def to_ours(self, state: dict) -> dict:
-        """A torchvision state dict in our layout (background box-regression rows dropped)."""
+        """A torchvision state dict in our layout (tensors shared; background box rows dropped)."""
         renamed = {_rename(key, self.renames, 0): value for key, value in state.items()}
-        for suffix in ("weight", "bias"):
-            key = BBOX_PRED + suffix
-            if key in renamed:
-                renamed[key] = renamed[key][4:]
+        for key in self._background_box_keys(renamed):
+            renamed[key] = renamed[key][4:]
         return renamed
 
     def to_torchvision(self, state: dict) -> dict:
-        """Our state dict in torchvision's layout (zero background box-regression rows added)."""
-        result = {}
-        for key, value in state.items():
-            if key.startswith(BBOX_PRED):
-                value = torch.cat([value.new_zeros((4, *value.shape[1:])), value])
-            result[_rename(key, self.renames, 1)] = value
-        return result
+        """Our state dict in torchvision's layout (tensors shared; zero background box rows added)."""
+        state = dict(state)
+        for key in self._background_box_keys(state):
+            state[key] = torch.cat([state[key].new_zeros((4, *state[key].shape[1:])), state[key]])
+        return {_rename(key, self.renames, 1): value for key, value in state.items()}
+
+    def _background_box_keys(self, state: dict) -> list[str]:
+        if self.background_box_rows is None:
+            return []
+        return [self.background_box_rows + suffix for suffix in ("weight", "bias")
+                if self.background_box_rows + suffix in state]
 
 
 def _rename(key: str, renames: tuple[tuple[str, str], ...], side: int) -> str:
@@ -90,30 +141,59 @@ FASTER_RCNN_FPN_RENAMES = (
     ("rpn.head.bbox_pred.", "rpn.head.deltas."),
     ("roi_heads.box_head.", "roi_heads.box_head."),
     ("roi_heads.box_predictor.cls_score.", CLS_SCORE),
-    (TORCHVISION_BBOX_PRED, BBOX_PRED),
+    ("roi_heads.box_predictor.bbox_pred.", BBOX_PRED),
 )
 
-# model.backbone -> its torchvision twin.
-MAPPINGS: dict[str, DetectorMapping] = {
-    "resnet50_fpn": DetectorMapping(
-        "fasterrcnn_resnet50_fpn",
-        torchvision.models.detection.FasterRCNN_ResNet50_FPN_Weights.COCO_V1,
-        FASTER_RCNN_FPN_RENAMES,
-    ),
+SSD_HEAD_RENAMES = (
+    ("head.classification_head.module_list.", "head.cls_convs."),
+    ("head.regression_head.module_list.", "head.box_convs."),
+)
+
+# torchvision's SSDFeatureExtractorVGG -> our VGGTrunk (ssd_backbones.py). torchvision's `extra.0`
+# is conv5_1 .. conv5_3 (the max pool after conv4_3 first) followed by a Sequential of pool5, fc6,
+# ReLU, fc7, ReLU at index 7; ours lays those out flat in `fc7`: fc6 at 8, fc7 at 10.
+SSD300_VGG16_RENAMES = (
+    ("backbone.features.", "trunk.conv4_3."),
+    ("backbone.scale_weight", "trunk.l2norm.weight"),
+    ("backbone.extra.0.7.1.", "trunk.fc7.8."),
+    ("backbone.extra.0.7.3.", "trunk.fc7.10."),
+    ("backbone.extra.0.", "trunk.fc7."),
+    *((f"backbone.extra.{index + 1}.", f"trunk.extras.{index}.") for index in range(4)),
+    *SSD_HEAD_RENAMES,
+)
+
+# torchvision's SSDLiteFeatureExtractorMobileNet and SSDLiteHead keep our module names (ssdlite.py).
+SSDLITE_RENAMES = (
+    ("backbone.features.", "trunk.features."),
+    ("backbone.extra.", "trunk.extra."),
+    *SSD_HEAD_RENAMES,
+)
+
+MAPPINGS: dict[tuple[str, str], DetectorMapping] = {
+    ("faster_rcnn", "resnet50_fpn"): DetectorMapping(
+        "fasterrcnn_resnet50_fpn", FasterRCNN_ResNet50_FPN_Weights.COCO_V1,
+        FASTER_RCNN_FPN_RENAMES, BBOX_PRED),
     # torchvision ships no COCO weights for it; a state dict in the same layout loads.
-    "resnet101_fpn": DetectorMapping("fasterrcnn_resnet101_fpn", None, FASTER_RCNN_FPN_RENAMES),
+    ("faster_rcnn", "resnet101_fpn"): DetectorMapping(
+        "fasterrcnn_resnet101_fpn", None, FASTER_RCNN_FPN_RENAMES, BBOX_PRED),
     # One network under two names: each name picks the COCO checkpoint trained at its input size.
-    "mobilenet_v3_large_fpn": DetectorMapping(
-        "fasterrcnn_mobilenet_v3_large_fpn",
-        torchvision.models.detection.FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1,
-        FASTER_RCNN_FPN_RENAMES,
-    ),
-    "mobilenet_v3_large_320_fpn": DetectorMapping(
-        "fasterrcnn_mobilenet_v3_large_320_fpn",
-        torchvision.models.detection.FasterRCNN_MobileNet_V3_Large_320_FPN_Weights.COCO_V1,
-        FASTER_RCNN_FPN_RENAMES,
-    ),
+    ("faster_rcnn", "mobilenet_v3_large_fpn"): DetectorMapping(
+        "fasterrcnn_mobilenet_v3_large_fpn", FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1,
+        FASTER_RCNN_FPN_RENAMES, BBOX_PRED),
+    ("faster_rcnn", "mobilenet_v3_large_320_fpn"): DetectorMapping(
+        "fasterrcnn_mobilenet_v3_large_320_fpn", FasterRCNN_MobileNet_V3_Large_320_FPN_Weights.COCO_V1,
+        FASTER_RCNN_FPN_RENAMES, BBOX_PRED),
+    # With 6 maps (SSD300); its default boxes and input scaling are configs/voc_ssd300_coco.yaml's.
+    ("ssd", "vgg16"): DetectorMapping(
+        "ssd300_vgg16", SSD300_VGG16_Weights.COCO_V1, SSD300_VGG16_RENAMES),
+    ("ssdlite", "mobilenet_v3_large"): DetectorMapping(
+        "ssdlite320_mobilenet_v3_large", SSDLite320_MobileNet_V3_Large_Weights.COCO_V1, SSDLITE_RENAMES),
+    # torchvision's SSDlite classes on its mobilenet_v3_small: no builder, no COCO weights; a file loads.
+    ("ssdlite", "mobilenet_v3_small"): DetectorMapping("SSDlite on mobilenet_v3_small", None, SSDLITE_RENAMES),
 }
+
+# Key prefixes only torchvision's detectors have: a state dict with one is a detector's, not a trunk's.
+TORCHVISION_DETECTOR_KEYS = ("roi_heads.box_predictor.", "head.classification_head.")
 
 # VOC's names of COCO classes (after `_normalised_name`), so that VOC data keeps COCO's rows.
 NAME_SYNONYMS = {"aeroplane": "airplane", "motorbike": "motorcycle", "sofa": "couch", "tvmonitor": "tv"}
@@ -121,11 +201,11 @@ NAME_SYNONYMS = {"aeroplane": "airplane", "motorbike": "motorcycle", "sofa": "co
 
 @dataclass
 class DetectorWeights:
-    """A whole detector's weights in our layout, with the class names of its predictor rows."""
+    """A whole detector's weights in our layout, with the class names of its class-specific rows."""
 
     state_dict: dict
     class_names: list[str] | None
-    """Foreground names, row i + 1 of the classifier is class_names[i]; None: not known."""
+    """Foreground names, class i + 1 is class_names[i]; None: not known."""
     source: str
     """The file, for messages."""
 
@@ -134,33 +214,30 @@ class DetectorWeights:
 # Reading
 
 
-def mapping_for(backbone: str) -> DetectorMapping | None:
-    return MAPPINGS.get(backbone)
+def mapping_for(arch: str, backbone: str) -> DetectorMapping | None:
+    return MAPPINGS.get((arch, backbone))
 
 
-def coco_weight_file(backbone: str) -> Path:
-    """Where the torch hub cache keeps the COCO checkpoint of `backbone`'s torchvision twin."""
-    return hub_weight_file(_coco_enum(backbone).url)
+def coco_weight_file(arch: str, backbone: str) -> Path:
+    """Where the torch hub cache keeps the COCO checkpoint of the torchvision twin of `arch` on `backbone`."""
+    return hub_weight_file(_coco_enum(arch, backbone).url)
 
 
-def _coco_enum(backbone: str) -> torchvision.models.WeightsEnum:
-    mapping = mapping_for(backbone)
+def _coco_enum(arch: str, backbone: str) -> torchvision.models.WeightsEnum:
+    mapping = mapping_for(arch, backbone)
     if mapping is None or mapping.coco_weights is None:
-        have = ", ".join(name for name, m in MAPPINGS.items() if m.coco_weights is not None)
+        have = ", ".join(f"{a} {b}" for (a, b), m in MAPPINGS.items() if m.coco_weights is not None)
         raise ConfigError(f"model.pretrained=coco: torchvision has no COCO-trained detector for backbone "
-                          f"'{backbone}' (available for: {have}); use imagenet, none or a file")
+                          f"'{backbone}' with model.arch {arch} (available for: {have}); use imagenet, none "
+                          f"or a file")
     return mapping.coco_weights
 
 
-def read_detector_weights(pretrained: str, backbone: str) -> DetectorWeights | None:
+def read_detector_weights(pretrained: str, arch: str, backbone: str) -> DetectorWeights | None:
     """The detector weights `pretrained` names, in our layout; None when it names none (`none`,
     `imagenet`, or a classification state dict for the trunk)."""
     if pretrained == "coco":
-        weights = _coco_enum(backbone)
-        state = hub_state_dict(weights.url, "model.pretrained=coco",
-                               f"the COCO weights of torchvision's {mapping_for(backbone).torchvision_name}")
-        names = list(weights.meta["categories"])[1:]  # row 0 is background; "N/A" rows match nothing
-        return DetectorWeights(mapping_for(backbone).to_ours(state), names, str(hub_weight_file(weights.url)))
+        return _coco_detector_weights(arch, backbone)
     if pretrained in ("none", "imagenet"):
         return None
     path = Path(pretrained).expanduser()
@@ -170,17 +247,28 @@ def read_detector_weights(pretrained: str, backbone: str) -> DetectorWeights | N
     loaded = read_weights_file(path)
     if _is_checkpoint(loaded):
         return DetectorWeights(dict(loaded["model"]), [str(n) for n in loaded["class_names"]], str(path))
+    if isinstance(loaded, dict) and isinstance(loaded.get("model"), dict):
+        loaded = loaded["model"]  # a training checkpoint of torchvision's reference scripts
     if not isinstance(loaded, dict):
         raise CheckpointError(f"{path}: expected a state dict, got {type(loaded).__name__}")
-    if any(key.startswith("roi_heads.box_predictor.") for key in loaded):
-        mapping = mapping_for(backbone)
+    if any(key.startswith(TORCHVISION_DETECTOR_KEYS) for key in loaded):
+        mapping = mapping_for(arch, backbone)
         if mapping is None:
-            raise CheckpointError(f"{path}: a torchvision detector's state dict, but backbone '{backbone}' has "
-                                  f"no torchvision twin (those with one: {', '.join(MAPPINGS)})")
+            have = ", ".join(f"{a} {b}" for a, b in MAPPINGS)
+            raise CheckpointError(f"{path}: a torchvision detector's state dict, but backbone '{backbone}' with "
+                                  f"model.arch {arch} has no torchvision twin (those with one: {have})")
         return DetectorWeights(mapping.to_ours(loaded), None, str(path))
-    if CLS_SCORE + "weight" in loaded:
-        return DetectorWeights(dict(loaded), None, str(path))
+    if any(rows.keys(loaded) for layers in CLASS_ROWS.values() for rows in layers):
+        return DetectorWeights(dict(loaded), None, str(path))  # ours
     return None  # a classification state dict: the trunk loads it
+
+
+def _coco_detector_weights(arch: str, backbone: str) -> DetectorWeights:
+    weights = _coco_enum(arch, backbone)
+    mapping = mapping_for(arch, backbone)
+    state = hub_state_dict(weights.url, "model.pretrained=coco", f"the COCO weights of torchvision's {mapping.torchvision_name}")
+    names = list(weights.meta["categories"])[1:]  # row 0 is background; "N/A" rows match nothing
+    return DetectorWeights(mapping.to_ours(state), names, str(hub_weight_file(weights.url)))
 
 
 def _is_checkpoint(loaded) -> bool:
@@ -205,45 +293,70 @@ def read_weights_file(path: Path):
 # Loading
 
 
-def load_detector_weights(model: nn.Module, weights: DetectorWeights, class_names: Sequence[str] | None) -> None:
-    """Load `weights` into `model` (ours, same architecture); the predictor rows as in the module
-    docstring. `class_names`: the model's foreground classes (None: unknown, rows carried by position)."""
+def load_detector_weights(model: nn.Module, weights: DetectorWeights, class_names: Sequence[str] | None,
+                          arch: str) -> None:
+    """Load `weights` into `model` (ours, of `arch`, same architecture); the class-specific rows as in
+    the module docstring. `class_names`: the model's foreground classes (None: unknown, rows carried by
+    position)."""
     expected = model.state_dict()
     # BatchNorm's step counters: FrozenBatchNorm2d has none, and a file from one may lack them.
     state = {key: value for key, value in weights.state_dict.items()
              if key in expected or not key.endswith("num_batches_tracked")}
     state.update({key: value for key, value in expected.items()
                   if key.endswith("num_batches_tracked") and key not in state})
-    state.update(carried_predictor(expected, state, weights.class_names, class_names))
-    _check_fits(expected, state, weights.source)
+    state.update(carried_class_rows(expected, state, model.num_classes, weights.class_names, class_names,
+                                    CLASS_ROWS[arch]))
+    misfit = describe_misfit(state, expected)
+    if misfit is not None:
+        raise CheckpointError(f"{weights.source}: weights do not fit this model.arch and model.backbone ({misfit})")
     model.load_state_dict(state)
 
 
-def carried_predictor(expected: dict, state: dict, source_names: list[str] | None,
-                      target_names: Sequence[str] | None) -> dict:
-    """The model's predictor tensors (`expected`, freshly initialised) with the source's rows copied in
-    where a target class has a source row (see the module docstring)."""
-    source_rows = state.get(CLS_SCORE + "weight")
-    if source_rows is None:
+def carried_class_rows(expected: dict, state: dict, target_count: int, source_names: list[str] | None,
+                       target_names: Sequence[str] | None, layers: tuple[ClassRows, ...]) -> dict:
+    """The model's class-specific tensors (`expected`, freshly initialised, for `target_count`
+    foreground classes) with the source's rows (`state`) copied in where a target class has a source
+    row (see the module docstring); {} when the source's layers are not of the model's shape (the
+    caller reports them as misshapen)."""
+    source_count = _source_class_count(expected, state, target_count, layers)
+    if source_count is None:
         return {}
-    rows = _row_pairs(source_rows.shape[0] - 1, expected[CLS_SCORE + "weight"].shape[0] - 1,
-                      source_names, target_names)
-    result = {key: expected[key].clone() for key in expected if key.startswith((CLS_SCORE, BBOX_PRED))}
-    if rows:
-        rows = [(0, 0), *rows]  # background
-        target, source = (torch.tensor(index) for index in zip(*rows))
-        for suffix in ("weight", "bias"):
-            result[CLS_SCORE + suffix][target] = state[CLS_SCORE + suffix][source].to(result[CLS_SCORE + suffix].dtype)
-            box_target = _box_rows(target[1:] - 1)
-            box_source = _box_rows(source[1:] - 1)
-            result[BBOX_PRED + suffix][box_target] = state[BBOX_PRED + suffix][box_source].to(
-                result[BBOX_PRED + suffix].dtype)
+    result = {key: expected[key].clone() for rows in layers for key in rows.keys(expected)}
+    pairs = _row_pairs(source_count, target_count, source_names, target_names)
+    if not pairs:
+        return result
+    target_labels, source_labels = (torch.tensor(labels) for labels in zip((0, 0), *pairs))  # with background
+    for rows in layers:
+        keep = slice(None) if rows.background else slice(1, None)
+        for key in rows.keys(expected):
+            blocks = _blocks(expected[key], rows, target_count)
+            target = rows.rows(target_labels[keep], target_count, blocks)
+            source = rows.rows(source_labels[keep], source_count, blocks)
+            result[key][target] = state[key][source].to(result[key].dtype)
     return result
 
 
-def _box_rows(classes: torch.Tensor) -> torch.Tensor:
-    """Rows of a class-specific box regression [C * 4, ...] for 0-based foreground classes."""
-    return (classes[:, None] * 4 + torch.arange(4)).reshape(-1)
+def _blocks(tensor: torch.Tensor, rows: ClassRows, num_classes: int) -> int:
+    """How many blocks of class rows `tensor` (a layer for `num_classes` foreground classes) has."""
+    return tensor.shape[0] // (rows.classes(num_classes) * rows.per_class)
+
+
+def _source_class_count(expected: dict, state: dict, target_count: int, layers: tuple[ClassRows, ...]) -> int | None:
+    """The source's foreground class count, read off its first class-specific layer; None when a layer
+    is missing from the source or its rows do not come in the model's blocks."""
+    first = layers[0]
+    key = first.keys(expected)[0]
+    if key not in state:
+        return None
+    per_block = state[key].shape[0] / (_blocks(expected[key], first, target_count) * first.per_class)
+    source_count = int(per_block) - int(first.background)
+    for rows in layers:
+        for key in rows.keys(expected):
+            blocks = _blocks(expected[key], rows, target_count)
+            shape = (blocks * rows.per_class * rows.classes(source_count), *expected[key].shape[1:])
+            if key not in state or tuple(state[key].shape) != shape:
+                return None
+    return source_count if per_block.is_integer() and source_count >= 0 else None
 
 
 def _row_pairs(source_count: int, target_count: int, source_names: list[str] | None,
@@ -268,96 +381,11 @@ def _normalised_name(name: str) -> str:
     return NAME_SYNONYMS.get(plain, plain)
 
 
-def _check_fits(expected: dict, state: dict, source: str) -> None:
-    missing = [key for key in expected if key not in state]
-    unexpected = [key for key in state if key not in expected]
-    misshapen = [key for key in expected if key in state and state[key].shape != expected[key].shape]
-    if missing or unexpected or misshapen:
-        first = (missing and f"missing {missing[0]}") or (unexpected and f"unexpected {unexpected[0]}") or (
-            f"{misshapen[0]} has shape {tuple(state[misshapen[0]].shape)}, "
-            f"expected {tuple(expected[misshapen[0]].shape)}")
-        raise CheckpointError(f"{source}: weights do not fit this model.backbone ({len(missing)} missing, "
-                              f"{len(unexpected)} unexpected, {len(misshapen)} misshapen: {first})")
-
-
-# ---------------------------------------------------------------------------------------------------
-# SSDlite
-
-# (torchvision prefix, our prefix); every key of either model starts with exactly one of them.
-SSDLITE_KEY_PREFIXES = (
-    ("backbone.features.", "trunk.features."),
-    ("backbone.extra.", "trunk.extra."),
-    ("head.classification_head.module_list.", "head.cls_convs."),
-    ("head.regression_head.module_list.", "head.box_convs."),
-)
-# Channels of MobileNetV3's last layer with the full tail; the reduced tail has half.
-MOBILENET_V3_FULL_TAIL = {"mobilenet_v3_large": 960, "mobilenet_v3_small": 576}
-
-
-def _rename_prefixes(state_dict: dict, pairs: list[tuple[str, str]], source: str) -> dict:
-    """`_rename` (from the first prefix of each pair to the second) for every key, where every key
-    must match one of the prefixes."""
-    renamed = {}
-    for key, value in state_dict.items():
-        if not any(key.startswith(old) for old, _ in pairs):
-            raise CheckpointError(f"{source}: unexpected key '{key}' for an SSDlite state dict")
-        renamed[_rename(key, tuple(pairs), 0)] = value
-    return renamed
-
-
-def ssdlite_from_torchvision(state_dict: dict, source: str = "state dict") -> dict:
-    """torchvision SSDlite keys -> ours (tensors shared, not copied)."""
-    return _rename_prefixes(state_dict, list(SSDLITE_KEY_PREFIXES), source)
-
-
-def ssdlite_to_torchvision(state_dict: dict, source: str = "state dict") -> dict:
-    """Our SSDlite keys -> torchvision's (tensors shared, not copied)."""
-    return _rename_prefixes(state_dict, [(ours, theirs) for theirs, ours in SSDLITE_KEY_PREFIXES], source)
-
-
-def is_torchvision_ssdlite(state_dict: dict) -> bool:
-    """Whether a state dict is a torchvision SSDlite detector's (rather than a classifier's)."""
-    return any(key.startswith("head.classification_head.module_list.") for key in state_dict) and any(
-        key.startswith("backbone.extra.") for key in state_dict
-    )
-
-
-def ssdlite_has_reduced_tail(state_dict: dict, backbone: str) -> bool:
-    """Whether a torchvision SSDlite state dict was made with MobileNetV3's reduced tail (its first
-    extra layer takes the last layer's channels: half the full tail's)."""
-    first_extra = state_dict["backbone.extra.0.0.0.weight"]
-    return first_extra.shape[1] != MOBILENET_V3_FULL_TAIL[backbone]
-
-
-def torchvision_ssdlite_state_dict(pretrained: str) -> dict | None:
-    """The torchvision SSDlite state dict in the file `pretrained`, or None when `pretrained` is a word
-    (none, imagenet) or a file holding something else (a classifier's weights, for the trunk)."""
-    if pretrained in ("none", "imagenet"):
-        return None
-    path = Path(pretrained).expanduser()
-    if not path.is_file():
-        return None  # the trunk's loader reports the missing file
-    state_dict = _read_state_dict(path)
-    return state_dict if is_torchvision_ssdlite(state_dict) else None
-
-
-def load_torchvision_ssdlite(model: nn.Module, state_dict: dict, source: str) -> nn.Module:
-    """Load a torchvision SSDlite state dict into our SSDlite `model`; one-line CheckpointError when it
-    does not fit (another class count, trunk or number of maps)."""
-    ours = ssdlite_from_torchvision(state_dict, source)
-    misfit = describe_misfit(ours, model.state_dict())
-    if misfit is not None:
-        raise CheckpointError(f"{source}: torchvision SSDlite weights do not fit this model ({misfit})")
-    with torch.no_grad():
-        model.load_state_dict(ours)
-    return model
-
-
 def describe_misfit(state_dict: dict, expected: dict) -> str | None:
     """None when `state_dict` has exactly the keys and shapes of `expected`, else one line: the counts
     of missing, unexpected and misshapen keys and the first of them."""
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
+    missing = [key for key in expected if key not in state_dict]
+    unexpected = [key for key in state_dict if key not in expected]
     misshapen = [key for key in expected if key in state_dict and state_dict[key].shape != expected[key].shape]
     if not (missing or unexpected or misshapen):
         return None
@@ -365,3 +393,17 @@ def describe_misfit(state_dict: dict, expected: dict) -> str | None:
         f"{misshapen[0]} has shape {tuple(state_dict[misshapen[0]].shape)}, "
         f"expected {tuple(expected[misshapen[0]].shape)}")
     return f"{len(missing)} missing, {len(unexpected)} unexpected, {len(misshapen)} misshapen: {first}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# SSDlite's MobileNetV3 tail
+
+# Channels of MobileNetV3's last layer with the full tail; the reduced tail has half.
+MOBILENET_V3_FULL_TAIL = {"mobilenet_v3_large": 960, "mobilenet_v3_small": 576}
+
+
+def ssdlite_has_reduced_tail(state_dict: dict, backbone: str) -> bool:
+    """Whether SSDlite weights in our layout were made with MobileNetV3's reduced tail (its first extra
+    layer takes the last layer's channels: half the full tail's). torchvision's COCO SSDlite has it."""
+    first_extra = state_dict.get("trunk.extra.0.0.0.weight")
+    return first_extra is not None and first_extra.shape[1] != MOBILENET_V3_FULL_TAIL[backbone]

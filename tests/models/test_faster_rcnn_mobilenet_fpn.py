@@ -103,7 +103,7 @@ def test_shipped_configs_have_torchvisions_settings(torchvision_files, name):
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_state_dict_round_trips_through_torchvisions_layout(torchvision_files, name):
     theirs, path = torchvision_files[name]
-    mapping = MAPPINGS[load_config(name).model.backbone]
+    mapping = MAPPINGS["faster_rcnn", load_config(name).model.backbone]
     ours = _ours(name, str(path))
     exported = mapping.to_torchvision(ours.state_dict())
     reference = {k: v for k, v in theirs.state_dict().items() if not k.endswith("num_batches_tracked")}
@@ -184,7 +184,7 @@ def test_coco_offline_says_which_file_to_put_where(offline, name, url):
         build_model(config.model, config.input, NUM_CLASSES)
     message = str(error.value)
     assert "\n" not in message and "model.pretrained=coco" in message and url in message
-    cached = coco_weight_file(config.model.backbone)
+    cached = coco_weight_file(config.model.arch, config.model.backbone)
     assert str(cached) in message and str(cached).startswith(str(offline))
 
 

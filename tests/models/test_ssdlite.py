@@ -18,13 +18,13 @@ from detect.models.ssd_backbones import MobileNetV3Trunk
 NUM_CLASSES = 4  # foreground; torchvision's model gets 5 with background
 
 
-def _torchvision_ssdlite(seed: int = 0) -> torch.nn.Module:
+def _torchvision_ssdlite(seed: int = 0, num_classes: int = NUM_CLASSES) -> torch.nn.Module:
     """torchvision's SSDlite320 (reduced tail: no ImageNet weights) with seeded weights and BatchNorm
     statistics measured on smooth random images, so that its outputs vary over the image (with the
     initial statistics every activation saturates and all locations score alike)."""
     torch.manual_seed(seed)
     model = torchvision.models.detection.ssdlite320_mobilenet_v3_large(
-        weights=None, weights_backbone=None, num_classes=NUM_CLASSES + 1
+        weights=None, weights_backbone=None, num_classes=num_classes + 1
     )
     norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     for norm in norms:
@@ -47,9 +47,9 @@ def _smooth_images(count: int, seed: int) -> torch.Tensor:
     return torch.nn.functional.interpolate(coarse, size=(320, 320), mode="bicubic").clamp(0, 1)
 
 
-def _ours(overrides: list[str] = ()) -> torch.nn.Module:
+def _ours(overrides: list[str] = (), num_classes: int = NUM_CLASSES) -> torch.nn.Module:
     cfg = load_config("voc_ssdlite320", list(overrides))
-    return build_model(cfg.model, cfg.input, NUM_CLASSES).eval()
+    return build_model(cfg.model, cfg.input, num_classes).eval()
 
 
 @pytest.mark.parametrize("name, channels", [
@@ -109,27 +109,50 @@ def test_training_step_with_an_image_without_objects():
 
 def test_state_dict_keys_map_both_ways():
     reference = _torchvision_ssdlite()
-    ours = weights.ssdlite_from_torchvision(reference.state_dict())
+    mapping = weights.MAPPINGS["ssdlite", "mobilenet_v3_large"]
+    ours = mapping.to_ours(reference.state_dict())
     model = _ours(["model.pretrained=none"])
-    assert set(ours) == set(model.state_dict())
-    assert weights.ssdlite_to_torchvision(ours).keys() == reference.state_dict().keys()
-    with pytest.raises(CheckpointError, match="unexpected key 'other.weight'"):
-        weights.ssdlite_from_torchvision({"other.weight": torch.zeros(1)})
+    assert ours.keys() == model.state_dict().keys()
+    assert all(ours[key].shape == value.shape for key, value in model.state_dict().items())
+    assert mapping.to_torchvision(ours).keys() == reference.state_dict().keys()
 
 
-def test_a_state_dict_of_another_class_count_is_one_line(tmp_path):
+def test_a_state_dict_of_another_class_count_keeps_all_but_the_class_rows(tmp_path):
+    """Class names unknown and counts differ: no row can be matched, the classification layers start fresh."""
+    reference = _torchvision_ssdlite()
+    path = tmp_path / "tv.pth"
+    torch.save(reference.state_dict(), path)
+    model = _ours([f"model.pretrained={path}"], NUM_CLASSES + 1)  # 6 rows per default box; the file has 5
+    tv_cls = reference.head.classification_head.module_list
+    assert model.head.cls_convs[0][1].weight.shape[0] == 6 * (NUM_CLASSES + 2)
+    assert not torch.equal(model.head.cls_convs[0][1].weight[:NUM_CLASSES + 1], tv_cls[0][1].weight[:NUM_CLASSES + 1])
+    assert torch.equal(model.head.cls_convs[0][0][0].weight, tv_cls[0][0][0].weight)  # the depthwise part is not per class
+    assert torch.equal(model.head.box_convs[3][1].weight, reference.head.regression_head.module_list[3][1].weight)
+    assert torch.equal(model.trunk.extra[0][0][0].weight, reference.backbone.extra[0][0][0].weight)
+
+
+@pytest.mark.parametrize("override, problem", [
+    ("model.backbone=mobilenet_v3_small", "missing trunk.features"),
+    ("model.ssd.aspect_ratios=[[2.0, 3.0], [2.0, 3.0], [2.0, 3.0], [2.0, 3.0], [2.0, 3.0]]", "unexpected"),
+])
+def test_a_state_dict_of_another_trunk_or_map_count_is_one_line(tmp_path, override, problem):
     path = tmp_path / "tv.pth"
     torch.save(_torchvision_ssdlite().state_dict(), path)
-    cfg = load_config("voc_ssdlite320", [f"model.pretrained={path}"])
-    with pytest.raises(CheckpointError, match=r"tv.pth: torchvision SSDlite weights do not fit.*shape"):
-        build_model(cfg.model, cfg.input, NUM_CLASSES + 1)
+    cfg = load_config("voc_ssdlite320", [f"model.pretrained={path}", override])
+    with pytest.raises(CheckpointError) as error:
+        build_model(cfg.model, cfg.input, NUM_CLASSES)
+    message = str(error.value)
+    assert message.startswith(f"{path}: weights do not fit") and problem in message and "\n" not in message
 
 
-def test_same_detections_as_torchvision_for_the_same_weights(tmp_path):
-    reference = _torchvision_ssdlite(seed=1)
+@pytest.mark.parametrize("num_classes", [NUM_CLASSES, 90])  # 90: COCO's ids, as its COCO weights
+def test_same_detections_as_torchvision_for_the_same_weights(tmp_path, num_classes):
+    reference = _torchvision_ssdlite(seed=1, num_classes=num_classes)
     path = tmp_path / "ssdlite.pth"
     torch.save(reference.state_dict(), path)
-    model = _ours([f"model.pretrained={path}"])
+    model = _ours([f"model.pretrained={path}"], num_classes)
+    assert list(load_config("voc_ssdlite320").input.mean) == reference.transform.image_mean  # its input scaling
+    assert list(load_config("voc_ssdlite320").input.std) == reference.transform.image_std
 
     pixels = _smooth_images(2, seed=2)  # resized 0..1 RGB
     images = (pixels - 0.5) / 0.5

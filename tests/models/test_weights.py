@@ -73,7 +73,7 @@ def test_detections_equal_torchvisions_with_its_weights(torchvision_file):
 
 def test_state_dict_round_trips_through_torchvisions_layout(torchvision_file):
     theirs, path = torchvision_file
-    mapping = MAPPINGS["resnet50_fpn"]
+    mapping = MAPPINGS["faster_rcnn", "resnet50_fpn"]
     ours = build_model(_fpn_config(pretrained=str(path)), InputConfig(), 3)
     exported = mapping.to_torchvision(ours.state_dict())
     reference = theirs.state_dict()
@@ -94,13 +94,13 @@ def test_torchvision_loads_our_exported_weights(torchvision_file):
     ours = build_model(_fpn_config(pretrained=str(path)), InputConfig(), 3)
     model = torchvision.models.detection.fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=4)
     frozen_batchnorm(model.backbone.body)
-    model.load_state_dict(MAPPINGS["resnet50_fpn"].to_torchvision(ours.state_dict()))
+    model.load_state_dict(MAPPINGS["faster_rcnn", "resnet50_fpn"].to_torchvision(ours.state_dict()))
 
 
 def test_old_torchvision_rpn_key_layout_loads():
     """torchvision's COCO_V1 file predates the `conv.0.0` layout of the RPN head."""
     state = {"rpn.head.conv.weight": torch.ones(1), "rpn.head.conv.0.0.bias": torch.zeros(1)}
-    assert set(MAPPINGS["resnet50_fpn"].to_ours(state)) == {"rpn.head.conv.weight", "rpn.head.conv.bias"}
+    assert set(MAPPINGS["faster_rcnn", "resnet50_fpn"].to_ours(state)) == {"rpn.head.conv.weight", "rpn.head.conv.bias"}
 
 
 def test_predictor_rows_carried_over_by_class_name(torchvision_file, tmp_path):
@@ -114,12 +114,12 @@ def test_predictor_rows_carried_over_by_class_name(torchvision_file, tmp_path):
     state["roi_heads.box_predictor.bbox_pred.bias"] = torch.randn(91 * 4)
     path = tmp_path / "coco_like.pth"
     torch.save(state, path)
-    weights = read_detector_weights(str(path), "resnet50_fpn")
+    weights = read_detector_weights(str(path), "faster_rcnn", "resnet50_fpn")
     weights.class_names = list(COCO_NAMES[1:])
     torch.manual_seed(0)
     model = build_model(_fpn_config(), InputConfig(), 3)
     fresh = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("roi_heads.")}
-    load_detector_weights(model, weights, ["aeroplane", "raccoon", "person"])
+    load_detector_weights(model, weights, ["aeroplane", "raccoon", "person"], "faster_rcnn")
     cls_w = model.roi_heads.cls_score.weight
     airplane, person = COCO_NAMES.index("airplane"), COCO_NAMES.index("person")
     assert torch.equal(cls_w[0], state["roi_heads.box_predictor.cls_score.weight"][0])  # background
@@ -159,11 +159,11 @@ def test_weights_of_another_architecture_are_refused_in_one_line(tmp_path):
 
 
 def test_trunk_settings_are_not_detector_weights(tmp_path):
-    assert read_detector_weights("none", "resnet50_fpn") is None
-    assert read_detector_weights("imagenet", "resnet50_fpn") is None
+    assert read_detector_weights("none", "faster_rcnn", "resnet50_fpn") is None
+    assert read_detector_weights("imagenet", "faster_rcnn", "resnet50_fpn") is None
     path = tmp_path / "resnet50.pth"
     torch.save({"conv1.weight": torch.zeros(1)}, path)  # a classification state dict: the trunk's
-    assert read_detector_weights(str(path), "resnet50_fpn") is None
+    assert read_detector_weights(str(path), "faster_rcnn", "resnet50_fpn") is None
 
 
 def test_unreadable_file_is_a_one_line_error(tmp_path):
@@ -179,15 +179,15 @@ def test_coco_offline_says_which_file_to_put_where(offline):
     message = str(error.value)
     assert "\n" not in message and "model.pretrained=coco" in message
     assert "https://download.pytorch.org/models/fasterrcnn_resnet50_fpn_coco-258fb6c6.pth" in message
-    assert str(coco_weight_file("resnet50_fpn")) in message
-    assert str(coco_weight_file("resnet50_fpn")).startswith(str(offline))
+    assert str(coco_weight_file("faster_rcnn", "resnet50_fpn")) in message
+    assert str(coco_weight_file("faster_rcnn", "resnet50_fpn")).startswith(str(offline))
 
 
 def test_coco_cached_file_is_used_without_network(torchvision_file, tmp_path, monkeypatch):
     theirs, _ = torchvision_file
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", pytest.fail)
-    cached = coco_weight_file("resnet50_fpn")
+    cached = coco_weight_file("faster_rcnn", "resnet50_fpn")
     cached.parent.mkdir(parents=True)
     torch.save(theirs.state_dict(), cached)  # 4 rows stand for COCO's 91: no name lines up by position
     model = build_model(_fpn_config(pretrained="coco"), InputConfig(), 2, ["person", "car"])
