@@ -26,7 +26,8 @@ def _loaders(config, distributed):
             DataLoader(val, batch_size=config.eval.batch_size, collate_fn=doubles.collate))
 
 
-def test_ssd_pair_trains_and_evaluates_through_the_engine(tmp_path):
+@pytest.mark.parametrize("same_init", [False, True])
+def test_ssd_pair_trains_and_evaluates_through_the_engine(tmp_path, same_init):
     tool = load_tool("compare_raccoon")
     torch.manual_seed(0)
     config = Config.model_validate({
@@ -40,7 +41,7 @@ def test_ssd_pair_trains_and_evaluates_through_the_engine(tmp_path):
     })
     loaders = tool.first_images(_loaders, max_images=8)
     assert [len(loader.dataset) for loader in loaders(config, False)] == [8, 8]
-    summary = tool.train_both(config, tmp_path, device="cpu", build_loaders_fn=loaders)
+    summary = tool.train_both(config, tmp_path, device="cpu", build_loaders_fn=loaders, same_init=same_init)
     for name in ("ours", "torchvision"):
         assert (Path(summary[name]["run_dir"]) / "metrics.jsonl").is_file()
         assert summary[name]["last_map"] is not None and 0.0 <= summary[name]["last_map"] <= 1.0

@@ -5,7 +5,7 @@
         [--faster-rcnn-config voc_faster_rcnn_resnet50] [--ssd-config voc_ssd300] [--same-init]
 
 Faster R-CNN: `voc_faster_rcnn_resnet50` (or `--faster-rcnn-config`, e.g. `voc_faster_rcnn` for VGG16)
-against torchvision's FasterRCNN on the same trunk; SSD: `voc_ssd300` against torchvision's SSD300
+against torchvision's FasterRCNN on the same trunk; SSD: `voc_ssd300` (or `--ssd-config voc_ssdlite320`) against torchvision's SSD300
 VGG16 with our default boxes, or torchvision's SSD on our trunk for other backbones (both from
 benchmarks.peers.build_peer, behind benchmarks.torchvision_adapter). Both runs go through the project's
 engine (`detect.engine.run.run_training`) with one config, so data, augmentation, image size,
@@ -44,6 +44,7 @@ from detect.config import Config, load_config  # noqa: E402
 from detect.errors import DetectError  # noqa: E402
 
 CONFIGS = {"faster_rcnn": "voc_faster_rcnn_resnet50", "ssd": "voc_ssd300"}
+ARCH_FAMILIES = {"faster_rcnn": ("faster_rcnn",), "ssd": ("ssd", "ssdlite")}  # --ssd-config voc_ssdlite320 too
 
 
 def build_peer(config: Config, num_classes: int) -> nn.Module:
@@ -81,9 +82,11 @@ def same_init_builders(config: Config):
     ours from the same seed, and torchvision's gets a copy of them."""
     from detect.engine import run
 
+    build_model = run.build_model  # taken now: during a run, run.build_model is one of these builders
+
     def build_ours(run_config: Config, num_classes: int) -> nn.Module:
         torch.manual_seed(config.train.seed)
-        return run.build_model(run_config, num_classes)
+        return build_model(run_config, num_classes)
 
     def build_torchvision(run_config: Config, num_classes: int) -> nn.Module:
         peer = build_peer(run_config, num_classes)
@@ -158,7 +161,7 @@ def main(argv=None) -> int:
     for arch in archs:
         overrides = dataset_overrides(data) + ([f"train.epochs={args.epochs}"] if args.epochs else []) + args.overrides
         config = load_config(configs[arch], overrides)
-        if config.model.arch != arch:
+        if config.model.arch not in ARCH_FAMILIES[arch]:
             parser.error(f"--{arch.replace('_', '-')}-config {configs[arch]} is a {config.model.arch} config")
         loaders = None if args.max_images is None else first_images(_engine_loaders(), args.max_images)
         report[arch] = train_both(config, args.out / arch, args.device, loaders, args.same_init)
