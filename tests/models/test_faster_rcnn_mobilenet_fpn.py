@@ -18,6 +18,7 @@ from detect.models.build import build_model
 from detect.models.detections import split_detections
 from detect.models.weights import MAPPINGS, coco_weight_file
 from tests.models.overfit_utils import shapes_batch
+from tests.models.round_trip import assert_round_trips
 
 # Our config -> torchvision's builder of the same detector.
 VARIANTS = {
@@ -105,17 +106,7 @@ def test_state_dict_round_trips_through_torchvisions_layout(torchvision_files, n
     theirs, path = torchvision_files[name]
     mapping = MAPPINGS["faster_rcnn", load_config(name).model.backbone]
     ours = _ours(name, str(path))
-    exported = mapping.to_torchvision(ours.state_dict())
-    reference = {k: v for k, v in theirs.state_dict().items() if not k.endswith("num_batches_tracked")}
-    assert set(exported) == set(reference)
-    for key, value in reference.items():
-        if key.startswith("roi_heads.box_predictor.bbox_pred."):  # ours has no background rows: zeros
-            assert torch.equal(exported[key][4:], value[4:]) and not exported[key][:4].any()
-        else:
-            assert torch.equal(exported[key], value), key
-    back = mapping.to_ours(exported)
-    assert set(back) == set(ours.state_dict())
-    assert all(torch.equal(back[k], v) for k, v in ours.state_dict().items())
+    assert_round_trips(mapping, ours, theirs)
 
 
 def test_trunk_parameter_names_and_maps_are_torchvisions():

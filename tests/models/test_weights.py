@@ -15,6 +15,7 @@ from detect.models.backbones import frozen_batchnorm
 from detect.models.build import build_model
 from detect.models.detections import split_detections
 from detect.models.weights import MAPPINGS, coco_weight_file, load_detector_weights, read_detector_weights
+from tests.models.round_trip import assert_round_trips
 
 FPN = {
     "backbone": "resnet50_fpn",
@@ -75,18 +76,7 @@ def test_state_dict_round_trips_through_torchvisions_layout(torchvision_file):
     theirs, path = torchvision_file
     mapping = MAPPINGS["faster_rcnn", "resnet50_fpn"]
     ours = build_model(_fpn_config(pretrained=str(path)), InputConfig(), 3)
-    exported = mapping.to_torchvision(ours.state_dict())
-    reference = theirs.state_dict()
-    reference = {k: v for k, v in reference.items() if not k.endswith("num_batches_tracked")}
-    assert set(exported) == set(reference)
-    for key, value in reference.items():
-        if key.startswith("roi_heads.box_predictor.bbox_pred."):  # ours has no background rows: zeros
-            assert torch.equal(exported[key][4:], value[4:]) and not exported[key][:4].any()
-        else:
-            assert torch.equal(exported[key], value), key
-    back = mapping.to_ours(exported)
-    assert set(back) == set(ours.state_dict())
-    assert all(torch.equal(back[k], v) for k, v in ours.state_dict().items())
+    assert_round_trips(mapping, ours, theirs)
 
 
 def test_torchvision_loads_our_exported_weights(torchvision_file):

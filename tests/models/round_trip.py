@@ -1,0 +1,24 @@
+"""The state-dict round trip check shared by the Faster R-CNN weight tests."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from detect.models.weights import DetectorMapping
+
+
+def assert_round_trips(mapping: DetectorMapping, ours: nn.Module, theirs: nn.Module) -> None:
+    """Ours exported to torchvision's layout equals `theirs` (whose weights ours loaded), key for key,
+    and converts back to ours exactly. Ours has no background box-regression rows: exported as zeros."""
+    exported = mapping.to_torchvision(ours.state_dict())
+    reference = {k: v for k, v in theirs.state_dict().items() if not k.endswith("num_batches_tracked")}
+    assert set(exported) == set(reference)
+    for key, value in reference.items():
+        if key.startswith("roi_heads.box_predictor.bbox_pred."):
+            assert torch.equal(exported[key][4:], value[4:]) and not exported[key][:4].any()
+        else:
+            assert torch.equal(exported[key], value), key
+    back = mapping.to_ours(exported)
+    assert set(back) == set(ours.state_dict())
+    assert all(torch.equal(back[k], v) for k, v in ours.state_dict().items())
