@@ -1,4 +1,4 @@
-"""The state-dict round trip check shared by the Faster R-CNN weight tests."""
+"""State-dict checks shared by the Faster R-CNN weight tests."""
 
 from __future__ import annotations
 
@@ -22,3 +22,18 @@ def assert_round_trips(mapping: DetectorMapping, ours: nn.Module, theirs: nn.Mod
     back = mapping.to_ours(exported)
     assert set(back) == set(ours.state_dict())
     assert all(torch.equal(back[k], v) for k, v in ours.state_dict().items())
+
+
+def settle_batchnorm(model: nn.Module, seed: int) -> None:
+    """A random-weight torchvision detector made to behave like a loaded one: BatchNorm statistics of
+    one random batch (so activations stay in a normal range), then FrozenBatchNorm2d as with COCO
+    weights."""
+    from detect.models.backbones import frozen_batchnorm
+
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.momentum = 1.0
+    model.backbone.body.train()
+    with torch.no_grad():
+        model.backbone.body(torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(seed)))
+    frozen_batchnorm(model.backbone.body)

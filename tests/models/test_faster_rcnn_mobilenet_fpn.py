@@ -13,12 +13,12 @@ from benchmarks.torchvision_adapter import switch_off_transform
 from detect.config import load_config
 from detect.errors import ConfigError
 from detect.models import backbones
-from detect.models.backbones import build_backbone, frozen_batchnorm
+from detect.models.backbones import build_backbone
 from detect.models.build import build_model
 from detect.models.detections import split_detections
 from detect.models.weights import MAPPINGS, coco_weight_file
 from tests.models.overfit_utils import shapes_batch
-from tests.models.round_trip import assert_round_trips
+from tests.models.round_trip import assert_round_trips, settle_batchnorm
 
 # Our config -> torchvision's builder of the same detector.
 VARIANTS = {
@@ -34,15 +34,10 @@ def _torchvision_model(builder, seed: int = 0) -> torch.nn.Module:
     is pushed down (bias -5.5) so that the 0.05 proposal score threshold drops many candidates."""
     torch.manual_seed(seed)
     model = builder(weights=None, weights_backbone=None, num_classes=NUM_CLASSES + 1)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.momentum = 1.0
-    model.backbone.body.train()
+    settle_batchnorm(model, seed)
     with torch.no_grad():
-        model.backbone.body(torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(seed)))
         torch.nn.init.normal_(model.rpn.head.cls_logits.weight, std=0.02)
         torch.nn.init.constant_(model.rpn.head.cls_logits.bias, -5.5)
-    frozen_batchnorm(model.backbone.body)
     return model.eval()
 
 

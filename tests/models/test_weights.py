@@ -15,7 +15,7 @@ from detect.models.backbones import frozen_batchnorm
 from detect.models.build import build_model
 from detect.models.detections import split_detections
 from detect.models.weights import MAPPINGS, coco_weight_file, load_detector_weights, read_detector_weights
-from tests.models.round_trip import assert_round_trips
+from tests.models.round_trip import assert_round_trips, settle_batchnorm
 
 FPN = {
     "backbone": "resnet50_fpn",
@@ -37,13 +37,7 @@ def _torchvision_fpn(num_classes: int, seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
     model = torchvision.models.detection.fasterrcnn_resnet50_fpn(
         weights=None, weights_backbone=None, num_classes=num_classes + 1)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.momentum = 1.0
-    model.backbone.body.train()
-    with torch.no_grad():
-        model.backbone.body(torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(seed)))
-    frozen_batchnorm(model.backbone.body)
+    settle_batchnorm(model, seed)
     return model.eval()
 
 
