@@ -444,7 +444,8 @@ class TrainConfig(Section):
     deterministic: bool = False
     """Ask torch for deterministic kernels (slower)."""
     channels_last: bool = False
-    """Run the model in channels_last memory format (faster convolutions on CUDA)."""
+    """Run the model in channels_last memory format (faster convolutions on CUDA, and with oneDNN on
+    the CPU)."""
     compile: bool = False
     """Compile the model with torch.compile."""
     sync_bn: bool = False
