@@ -16,8 +16,10 @@ name where the source's classes are known (COCO's categories, a checkpoint's cla
 of COCO classes count as COCO's), by position where they are not and the class counts agree, and
 re-initialised otherwise; the background row comes along with any carried class.
 
-One `DetectorMapping` per architecture: torchvision's builder name, its COCO weight enum, and the key
-renames between its state dict and ours. torchvision's box regression has rows for the background
+One `DetectorMapping` per architecture: torchvision's builder name, its COCO weight enum, the key
+renames between its state dict and ours, and the FrozenBatchNorm eps its builder sets after loading
+the COCO file (fasterrcnn_resnet50_fpn's COCO_V1 weights were trained with eps 0: torchvision calls
+`overwrite_eps(model, 0.0)`, and so do we, so that our detections with that file equal its). torchvision's box regression has rows for the background
 class (C + 1 classes), ours only for the C foreground classes; those rows are dropped / zero-filled.
 All files load with torch.load(weights_only=True).
 
@@ -37,6 +39,7 @@ import numpy as np
 import torch
 import torchvision
 from torch import nn
+from torchvision.ops.misc import FrozenBatchNorm2d
 
 from detect.errors import CheckpointError, ConfigError
 from detect.models.backbones import _read_state_dict, hub_state_dict, hub_weight_file
@@ -54,6 +57,8 @@ class DetectorMapping:
     coco_weights: torchvision.models.WeightsEnum | None
     renames: tuple[tuple[str, str], ...]
     """(torchvision key prefix, our key prefix); the first rule whose prefix matches renames a key."""
+    coco_frozen_bn_eps: float | None = None
+    """Every FrozenBatchNorm2d's eps after loading the COCO weights; None: left as built."""
 
     def to_ours(self, state: dict) -> dict:
         """A torchvision state dict in our layout (background box-regression rows dropped)."""
@@ -99,6 +104,7 @@ MAPPINGS: dict[str, DetectorMapping] = {
         "fasterrcnn_resnet50_fpn",
         torchvision.models.detection.FasterRCNN_ResNet50_FPN_Weights.COCO_V1,
         FASTER_RCNN_FPN_RENAMES,
+        coco_frozen_bn_eps=0.0,
     ),
     # torchvision ships no COCO weights for it; a state dict in the same layout loads.
     "resnet101_fpn": DetectorMapping("fasterrcnn_resnet101_fpn", None, FASTER_RCNN_FPN_RENAMES),
@@ -128,6 +134,8 @@ class DetectorWeights:
     """Foreground names, row i + 1 of the classifier is class_names[i]; None: not known."""
     source: str
     """The file, for messages."""
+    frozen_bn_eps: float | None = None
+    """Set on every FrozenBatchNorm2d after loading (DetectorMapping.coco_frozen_bn_eps); None: kept."""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -160,7 +168,9 @@ def read_detector_weights(pretrained: str, backbone: str) -> DetectorWeights | N
         state = hub_state_dict(weights.url, "model.pretrained=coco",
                                f"the COCO weights of torchvision's {mapping_for(backbone).torchvision_name}")
         names = list(weights.meta["categories"])[1:]  # row 0 is background; "N/A" rows match nothing
-        return DetectorWeights(mapping_for(backbone).to_ours(state), names, str(hub_weight_file(weights.url)))
+        mapping = mapping_for(backbone)
+        return DetectorWeights(mapping.to_ours(state), names, str(hub_weight_file(weights.url)),
+                               mapping.coco_frozen_bn_eps)
     if pretrained in ("none", "imagenet"):
         return None
     path = Path(pretrained).expanduser()
@@ -217,6 +227,15 @@ def load_detector_weights(model: nn.Module, weights: DetectorWeights, class_name
     state.update(carried_predictor(expected, state, weights.class_names, class_names))
     _check_fits(expected, state, weights.source)
     model.load_state_dict(state)
+    if weights.frozen_bn_eps is not None:
+        overwrite_frozen_bn_eps(model, weights.frozen_bn_eps)
+
+
+def overwrite_frozen_bn_eps(model: nn.Module, eps: float) -> None:
+    """Set the eps of every FrozenBatchNorm2d in `model` (torchvision's `overwrite_eps`)."""
+    for module in model.modules():
+        if isinstance(module, FrozenBatchNorm2d):
+            module.eps = eps
 
 
 def carried_predictor(expected: dict, state: dict, source_names: list[str] | None,

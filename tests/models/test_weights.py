@@ -220,3 +220,44 @@ def test_first_training_step_starts_from_the_loaded_weights(torchvision_file):
     assert all(torch.isfinite(torch.tensor(list(v.values()))).all() for v in losses.values())
     assert losses["loaded"]["loss_classifier"] != pytest.approx(losses["fresh"]["loss_classifier"], rel=1e-3)
     assert losses["loaded"]["loss_rpn_objectness"] != pytest.approx(losses["fresh"]["loss_rpn_objectness"], rel=1e-3)
+
+
+def test_coco_weights_set_frozen_batchnorm_eps_to_zero_as_torchvision_does(torchvision_file, offline):
+    """torchvision's fasterrcnn_resnet50_fpn sets every FrozenBatchNorm eps to 0 after loading its COCO_V1
+    file (`overwrite_eps(model, 0.0)`). The stand-in file's norms have variances near 1e-5 (and weights
+    scaled to match), so that eps 1e-5 against 0 changes the detections."""
+    import copy
+
+    from torchvision.models.detection._utils import overwrite_eps
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    theirs = copy.deepcopy(torchvision_file[0])
+    with torch.no_grad():
+        for norm in theirs.modules():
+            if isinstance(norm, FrozenBatchNorm2d):  # the same function under eps 0
+                norm.running_var.mul_(1e-4)
+                norm.weight.mul_(1e-2)
+    overwrite_eps(theirs, 0.0)
+    cached = coco_weight_file("resnet50_fpn")
+    cached.parent.mkdir(parents=True)
+    torch.save(theirs.state_dict(), cached)
+    names = list(COCO_NAMES[1:4])  # the file's 3 rows line up with COCO's first 3 classes by name
+    ours = build_model(_fpn_config(pretrained="coco"), InputConfig(), 3, names).eval()
+    norms = [m for m in ours.modules() if isinstance(m, FrozenBatchNorm2d)]
+    assert len(norms) > 50 and all(norm.eps == 0.0 for norm in norms)
+    as_file = build_model(_fpn_config(pretrained=str(cached)), InputConfig(), 3, names).eval()
+    assert all(m.eps == 1e-5 for m in as_file.modules() if isinstance(m, FrozenBatchNorm2d))  # not COCO's file
+
+    switch_off_transform(theirs)
+    images = torch.randn(2, 3, 128, 160, generator=torch.Generator().manual_seed(1))
+    sizes = torch.tensor([[128, 160], [128, 160]])
+    with torch.no_grad():
+        mine = split_detections(ours.postprocess(ours(images, sizes), sizes, torch.ones(2, 2)))
+        other = split_detections(as_file.postprocess(as_file(images, sizes), sizes, torch.ones(2, 2)))
+        expected = theirs(list(images))
+    for found, reference in zip(mine, expected):
+        assert len(found["boxes"]) == len(reference["boxes"]) > 10
+        torch.testing.assert_close(found["boxes"], reference["boxes"], atol=1e-3, rtol=0)
+        torch.testing.assert_close(found["scores"], reference["scores"], atol=1e-4, rtol=0)
+    assert not all(len(a["scores"]) == len(b["scores"]) and torch.allclose(a["scores"], b["scores"], atol=1e-4)
+                   for a, b in zip(other, expected))
