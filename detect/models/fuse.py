@@ -11,7 +11,7 @@ head 42 -> 24 ms an image at batch 8; ResNet-50's blocks and the C4 head's res5 
 The model must be in eval mode and stays fit only for inference; the caller's model is left alone
 (a folded copy is returned).
 
-A model with an `nhwc_inference` switch (Faster R-CNN) gets it turned on in the copy: on a CPU its
+A model with an `nhwc_inference` switch (Faster R-CNN, SSD) gets it turned on in the copy: on a CPU its
 convolutions then run on NHWC maps, faster there and, like folding, different only in float rounding.
 """
 

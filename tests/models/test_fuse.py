@@ -83,3 +83,24 @@ def test_resnet_blocks_and_frozen_batchnorm_fold(backbone, frozen):
         expected, found = model(images, sizes), folded(images, sizes)
     for key in ("rois", "class_logits", "box_deltas"):
         torch.testing.assert_close(found[key], expected[key], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["faster_rcnn", "ssd"])
+def test_cpu_trunks_see_nhwc_maps_in_training_and_folded_inference_only(arch):
+    if arch == "ssd":
+        cfg = load_config("synthetic_ssd")
+        model, side = build_model(cfg.model, cfg.input, 3), cfg.input.size
+        trunk = model.trunk
+    else:
+        model, side = _small_faster_rcnn("resnet18"), 96
+        trunk = model.backbone.trunk
+    layouts = []
+    trunk.register_forward_pre_hook(
+        lambda module, inputs: layouts.append(inputs[0].is_contiguous(memory_format=torch.channels_last)))
+    images, sizes = torch.randn(2, 3, side, side), torch.tensor([[side, side]] * 2)
+    targets = [{"boxes": torch.tensor([[8.0, 8.0, 40.0, 40.0]]), "labels": torch.tensor([1])}] * 2
+    model.train()(images, sizes, targets)
+    with torch.no_grad():
+        model.eval()(images, sizes)
+        fold_batchnorm(model)(images, sizes)
+    assert layouts == [True, False, True]
