@@ -19,8 +19,10 @@ re-initialised otherwise; the background row comes along with any carried class.
 One `DetectorMapping` per architecture: torchvision's builder name, its COCO weight enum, the key
 renames between its state dict and ours, and the FrozenBatchNorm eps its builder sets after loading
 the COCO file (fasterrcnn_resnet50_fpn's COCO_V1 weights were trained with eps 0: torchvision calls
-`overwrite_eps(model, 0.0)`, and so do we, so that our detections with that file equal its). torchvision's box regression has rows for the background
-class (C + 1 classes), ours only for the C foreground classes; those rows are dropped / zero-filled.
+`overwrite_eps(model, 0.0)`, and so do we, so that our detections with that file equal its; a model
+rebuilt from a checkpoint that started from them gets the same eps, `coco_norm_eps`). torchvision's
+box regression has rows for the background class (C + 1 classes), ours only for the C foreground
+classes; those rows are dropped / zero-filled.
 All files load with torch.load(weights_only=True).
 
 SSDlite (`model.arch: ssdlite`, the section at the end): torchvision's `ssdlite320_mobilenet_v3_large`
@@ -231,11 +233,20 @@ def load_detector_weights(model: nn.Module, weights: DetectorWeights, class_name
         overwrite_frozen_bn_eps(model, weights.frozen_bn_eps)
 
 
-def overwrite_frozen_bn_eps(model: nn.Module, eps: float) -> None:
-    """Set the eps of every FrozenBatchNorm2d in `model` (torchvision's `overwrite_eps`)."""
+def overwrite_frozen_bn_eps(model: nn.Module, eps: float, also_batchnorm: bool = False) -> None:
+    """Set the eps of every FrozenBatchNorm2d in `model` (torchvision's `overwrite_eps`), and of every
+    BatchNorm2d too with `also_batchnorm` (a model rebuilt from a checkpoint has those in their place)."""
+    kinds = (FrozenBatchNorm2d, nn.BatchNorm2d) if also_batchnorm else FrozenBatchNorm2d
     for module in model.modules():
-        if isinstance(module, FrozenBatchNorm2d):
+        if isinstance(module, kinds):
             module.eps = eps
+
+
+def coco_norm_eps(pretrained: str, backbone: str) -> float | None:
+    """The eps the norms of a detector built with `pretrained` and `backbone` took from the COCO
+    weights it loaded (DetectorMapping.coco_frozen_bn_eps); None: as built."""
+    mapping = mapping_for(backbone)
+    return mapping.coco_frozen_bn_eps if pretrained == "coco" and mapping is not None else None
 
 
 def carried_predictor(expected: dict, state: dict, source_names: list[str] | None,
