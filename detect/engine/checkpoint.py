@@ -160,6 +160,7 @@ def load_trained_model(path: str | Path, device: str | torch.device = "cpu",
     """build_model_from_checkpoint's three, plus the COCO category ids of the labels (None when the
     model was not trained on COCO data, or by a version that did not store them)."""
     from detect.models.build import build_model
+    from detect.models.weights import coco_norm_eps, overwrite_frozen_bn_eps
 
     state = load_checkpoint(path)
     check_finite_weights(state, path)
@@ -168,6 +169,9 @@ def load_trained_model(path: str | Path, device: str | torch.device = "cpu",
     # The checkpoint has all the weights: never fetch or read the pretrained backbone again.
     model_cfg = config.model.model_copy(update={"pretrained": "none"})
     model = build_model(model_cfg, config.input, len(class_names))
+    eps = coco_norm_eps(config.model.pretrained, config.model.arch, config.model.backbone)
+    if eps is not None:  # the norms' eps of the COCO weights training started from (weights.py)
+        overwrite_frozen_bn_eps(model, eps, also_batchnorm=True)
     weights = state["model"]
     if use_ema and state.get("ema") is not None:
         weights = state["ema"]["module"]

@@ -100,6 +100,11 @@ class SSD(nn.Module):
         self.channels_last = channels_last
         if channels_last:
             self.to(memory_format=torch.channels_last)
+        # Without the switch, NHWC inputs still on a CPU in training steps and in fold_batchnorm's inference
+        # copy: oneDNN's convolutions and max pools are faster on them there (VGG16 trunk at one thread,
+        # 2 x 320 x 320: 689 -> 519 ms forward). Plain inference keeps NCHW: its numbers are those of the
+        # tests against torchvision's SSD, and the other order of summation moves them by float rounding.
+        self.nhwc_inference = False
         self.loss = loss or MultiBoxLoss(variances)
         self.score_thresh = score_thresh
         self.top_k_per_class = top_k_per_class
@@ -124,7 +129,7 @@ class SSD(nn.Module):
     def forward(
         self, images: torch.Tensor, image_sizes: torch.Tensor, targets: list[dict] | None = None
     ) -> dict[str, torch.Tensor]:
-        if self.channels_last:
+        if self.channels_last or (images.device.type == "cpu" and (self.training or self.nhwc_inference)):
             images = images.contiguous(memory_format=torch.channels_last)
         maps = self.trunk(images)
         cls_logits, box_regression = self.head(maps)

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 import torchvision
 from torch import nn
+from torchvision.ops.misc import FrozenBatchNorm2d
 from torchvision.models.detection import (
     FasterRCNN_MobileNet_V3_Large_320_FPN_Weights,
     FasterRCNN_MobileNet_V3_Large_FPN_Weights,
@@ -103,6 +104,10 @@ class DetectorMapping:
     background_box_rows: str | None = None
     """Our key prefix of a box regression whose torchvision twin has 4 more rows first, for the
     background class (Faster R-CNN's)."""
+    coco_frozen_bn_eps: float | None = None
+    """Every FrozenBatchNorm2d's eps after loading the COCO weights (fasterrcnn_resnet50_fpn's COCO_V1
+    weights were trained with eps 0: torchvision's builder calls `overwrite_eps(model, 0.0)`, and so do
+    we, so that our detections with that file equal its); None: left as built."""
 
     def to_ours(self, state: dict) -> dict:
         """A torchvision state dict in our layout (tensors shared; background box rows dropped)."""
@@ -172,7 +177,7 @@ SSDLITE_RENAMES = (
 MAPPINGS: dict[tuple[str, str], DetectorMapping] = {
     ("faster_rcnn", "resnet50_fpn"): DetectorMapping(
         "fasterrcnn_resnet50_fpn", FasterRCNN_ResNet50_FPN_Weights.COCO_V1,
-        FASTER_RCNN_FPN_RENAMES, BBOX_PRED),
+        FASTER_RCNN_FPN_RENAMES, BBOX_PRED, coco_frozen_bn_eps=0.0),
     # torchvision ships no COCO weights for it; a state dict in the same layout loads.
     ("faster_rcnn", "resnet101_fpn"): DetectorMapping(
         "fasterrcnn_resnet101_fpn", None, FASTER_RCNN_FPN_RENAMES, BBOX_PRED),
@@ -208,6 +213,8 @@ class DetectorWeights:
     """Foreground names, class i + 1 is class_names[i]; None: not known."""
     source: str
     """The file, for messages."""
+    frozen_bn_eps: float | None = None
+    """Set on every FrozenBatchNorm2d after loading (DetectorMapping.coco_frozen_bn_eps); None: kept."""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -268,7 +275,8 @@ def _coco_detector_weights(arch: str, backbone: str) -> DetectorWeights:
     mapping = mapping_for(arch, backbone)
     state = hub_state_dict(weights.url, "model.pretrained=coco", f"the COCO weights of torchvision's {mapping.torchvision_name}")
     names = list(weights.meta["categories"])[1:]  # row 0 is background; "N/A" rows match nothing
-    return DetectorWeights(mapping.to_ours(state), names, str(hub_weight_file(weights.url)))
+    return DetectorWeights(mapping.to_ours(state), names, str(hub_weight_file(weights.url)),
+                           mapping.coco_frozen_bn_eps)
 
 
 def _is_checkpoint(loaded) -> bool:
@@ -310,6 +318,24 @@ def load_detector_weights(model: nn.Module, weights: DetectorWeights, class_name
     if misfit is not None:
         raise CheckpointError(f"{weights.source}: weights do not fit this model.arch and model.backbone ({misfit})")
     model.load_state_dict(state)
+    if weights.frozen_bn_eps is not None:
+        overwrite_frozen_bn_eps(model, weights.frozen_bn_eps)
+
+
+def overwrite_frozen_bn_eps(model: nn.Module, eps: float, also_batchnorm: bool = False) -> None:
+    """Set the eps of every FrozenBatchNorm2d in `model` (torchvision's `overwrite_eps`), and of every
+    BatchNorm2d too with `also_batchnorm` (a model rebuilt from a checkpoint has those in their place)."""
+    kinds = (FrozenBatchNorm2d, nn.BatchNorm2d) if also_batchnorm else FrozenBatchNorm2d
+    for module in model.modules():
+        if isinstance(module, kinds):
+            module.eps = eps
+
+
+def coco_norm_eps(pretrained: str, arch: str, backbone: str) -> float | None:
+    """The eps the norms of a detector built with `pretrained` took from the COCO weights it loaded
+    (DetectorMapping.coco_frozen_bn_eps); None: as built."""
+    mapping = mapping_for(arch, backbone)
+    return mapping.coco_frozen_bn_eps if pretrained == "coco" and mapping is not None else None
 
 
 def carried_class_rows(expected: dict, state: dict, target_count: int, source_names: list[str] | None,

@@ -164,3 +164,27 @@ def test_bf16_autocast_and_a_single_copy_of_the_head():
     assert outputs["rois"].dtype == torch.float32  # proposals stay in float32 pixels
     detections = split_detections(model.postprocess(outputs, sizes, torch.ones(2, 2)))
     assert all(d["boxes"].dtype == torch.float32 for d in detections)
+
+
+def test_vgg_heads_identity_pool_is_skipped_and_its_fc_layers_run_on_onednn():
+    from torch import nn
+
+    from detect.models.backbones import build_backbone
+    from detect.models.faster_rcnn import skip_identity_pool
+    from detect.models.linear import OneDNNLinear
+
+    model = _small_model(backbone="vgg16", roi_pool="roi_pool", roi_output_size=None,
+                         roi_heads={"representation_size": 64})
+    head = model.roi_heads.box_head
+    assert isinstance(head[0], nn.Identity)
+    assert [type(m) for m in head if isinstance(m, nn.Linear)] == [OneDNNLinear] * 2
+    assert type(model.roi_heads.cls_score) is OneDNNLinear and type(model.roi_heads.bbox_pred) is OneDNNLinear
+    reference = build_backbone("vgg16").head  # the pool stays where it does something: 14 x 14 RoIs
+    skip_identity_pool(reference, 14)
+    assert isinstance(reference[0], nn.AdaptiveAvgPool2d)
+    with torch.no_grad():
+        pooled = torch.randn(3, 512, 7, 7)
+        expected = reference[2](reference[1](reference[0](pooled)))  # pool, flatten, fc6
+        skip_identity_pool(reference, 7)
+        assert isinstance(reference[0], nn.Identity)
+        torch.testing.assert_close(reference[2](reference[1](reference[0](pooled))), expected, rtol=0, atol=0)

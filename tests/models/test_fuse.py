@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from detect.config import load_config
@@ -40,3 +41,66 @@ def test_frozen_batchnorm_and_lone_norms_stay():
     block = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.BatchNorm2d(4))
     folded = fold_batchnorm(block)
     assert isinstance(folded[2], torch.nn.BatchNorm2d)  # not after a convolution: kept
+
+
+def _small_faster_rcnn(backbone: str) -> torch.nn.Module:
+    from detect.config import ModelConfig
+    from tests.models.test_faster_rcnn import SMALL
+
+    torch.manual_seed(0)
+    overrides = {"backbone": backbone}
+    if backbone.endswith("_fpn"):
+        overrides.update(roi_output_size=7, anchors={"sizes": [16, 32, 64, 128, 256]})
+    cfg = ModelConfig.model_validate({**SMALL, **overrides})
+    from detect.config import InputConfig
+
+    return build_model(cfg, InputConfig(), 3)
+
+
+def _norms(model: torch.nn.Module) -> int:
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    return sum(isinstance(m, (torch.nn.BatchNorm2d, FrozenBatchNorm2d)) for m in model.modules())
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "resnet18_fpn"])
+@pytest.mark.parametrize("frozen", [False, True])
+def test_resnet_blocks_and_frozen_batchnorm_fold(backbone, frozen):
+    """torchvision's ResNet blocks (conv / bn attribute pairs), the FPN trunk's layer getter and
+    FrozenBatchNorm2d (trained weights) fold too; the outputs stay, and NHWC inference is switched on."""
+    from detect.models.backbones import frozen_batchnorm
+
+    model = _with_statistics(_small_faster_rcnn(backbone))
+    if frozen:
+        frozen_batchnorm(model)
+    before = _norms(model)
+    folded = fold_batchnorm(model)
+    assert before > 15 and _norms(folded) == 0 and _norms(model) == before
+    assert folded.nhwc_inference and not model.nhwc_inference
+    images = torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(1))
+    sizes = torch.tensor([[96, 96], [96, 80]])
+    with torch.no_grad():
+        expected, found = model(images, sizes), folded(images, sizes)
+    for key in ("rois", "class_logits", "box_deltas"):
+        torch.testing.assert_close(found[key], expected[key], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["faster_rcnn", "ssd"])
+def test_cpu_trunks_see_nhwc_maps_in_training_and_folded_inference_only(arch):
+    if arch == "ssd":
+        cfg = load_config("synthetic_ssd")
+        model, side = build_model(cfg.model, cfg.input, 3), cfg.input.size
+        trunk = model.trunk
+    else:
+        model, side = _small_faster_rcnn("resnet18"), 96
+        trunk = model.backbone.trunk
+    layouts = []
+    trunk.register_forward_pre_hook(
+        lambda module, inputs: layouts.append(inputs[0].is_contiguous(memory_format=torch.channels_last)))
+    images, sizes = torch.randn(2, 3, side, side), torch.tensor([[side, side]] * 2)
+    targets = [{"boxes": torch.tensor([[8.0, 8.0, 40.0, 40.0]]), "labels": torch.tensor([1])}] * 2
+    model.train()(images, sizes, targets)
+    with torch.no_grad():
+        model.eval()(images, sizes)
+        fold_batchnorm(model)(images, sizes)
+    assert layouts == [True, False, True]

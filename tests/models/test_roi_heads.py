@@ -199,3 +199,42 @@ def test_pyramid_pooling_equals_torchvisions_multiscale_roi_align():
     expected = pooler({str(i): f for i, f in enumerate(features)}, list(rois), [(128, 160), (128, 160)])
     assert ours.shape == (60, 5, 7, 7)
     torch.testing.assert_close(ours, expected, rtol=1e-5, atol=2e-5)
+
+
+def test_head_runs_on_valid_slots_only_with_unchanged_losses_and_detections(monkeypatch):
+    """On the CPU the head sees as many slots as the fullest image has valid RoIs; the losses and the
+    detections are those of all slots (where invalid ones count for nothing)."""
+    import detect.models.roi_heads as roi_heads_module
+
+    heads = _heads(batch_size_per_image=64)
+    seen = []
+    heads.box_head.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].shape[0]))
+    features = torch.randn(2, 4, 8, 8)
+    targets = [{"boxes": torch.tensor([[10.0, 10.0, 60.0, 50.0]]), "labels": torch.tensor([1])},
+               {"boxes": torch.tensor([[30.0, 20.0, 90.0, 100.0]]), "labels": torch.tensor([2])}]
+    gt_boxes, gt_labels, gt_valid = pad_ground_truth(targets, torch.device("cpu"))
+    proposals = _rois(2, 40, torch.Generator().manual_seed(5))
+    proposal_valid = torch.ones(2, 40, dtype=torch.bool)
+    proposal_valid[0, 25:], proposal_valid[1, 10:] = False, False  # valid proposals come first
+
+    def run():
+        torch.manual_seed(0)  # the same samples
+        losses = heads(features, proposals, proposal_valid, gt_boxes, gt_labels, gt_valid)
+        outputs = heads.eval()(features, proposals, proposal_valid)
+        heads.train()
+        return losses, outputs
+
+    losses, outputs = run()
+    assert seen == [2 * 26, 2 * 25]  # image 0: 25 proposals + its ground truth; inference: its 25 proposals
+    monkeypatch.setattr(roi_heads_module, "valid_slots_only", lambda valid, *tensors: tensors)
+    all_losses, all_outputs = run()
+    assert seen[2:] == [2 * 41, 2 * 40]  # every slot: 40 proposals and one ground truth
+    for key, value in losses.items():
+        torch.testing.assert_close(value, all_losses[key])
+    sizes, scales = torch.tensor([[128, 128], [128, 128]]), torch.ones(2, 2)
+    found = split_detections(heads.postprocess(outputs, sizes, scales))
+    expected = split_detections(heads.postprocess(all_outputs, sizes, scales))
+    for image, reference in zip(found, expected):
+        assert len(reference["scores"]) > 5
+        for key in image:
+            torch.testing.assert_close(image[key], reference[key])

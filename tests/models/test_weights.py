@@ -204,3 +204,79 @@ def test_first_training_step_starts_from_the_loaded_weights(torchvision_file):
     assert all(torch.isfinite(torch.tensor(list(v.values()))).all() for v in losses.values())
     assert losses["loaded"]["loss_classifier"] != pytest.approx(losses["fresh"]["loss_classifier"], rel=1e-3)
     assert losses["loaded"]["loss_rpn_objectness"] != pytest.approx(losses["fresh"]["loss_rpn_objectness"], rel=1e-3)
+
+
+def _eps_sensitive(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy whose FrozenBatchNorm variances are near 1e-5, weights scaled to match: the same function
+    under eps 0, another one under eps 1e-5."""
+    import copy
+
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        for norm in model.modules():
+            if isinstance(norm, FrozenBatchNorm2d):
+                norm.running_var.mul_(1e-4)
+                norm.weight.mul_(1e-2)
+    return model
+
+
+def test_coco_weights_set_frozen_batchnorm_eps_to_zero_as_torchvision_does(torchvision_file, offline):
+    """torchvision's fasterrcnn_resnet50_fpn sets every FrozenBatchNorm eps to 0 after loading its COCO_V1
+    file (`overwrite_eps(model, 0.0)`). The stand-in file's norms have variances near 1e-5 (and weights
+    scaled to match), so that eps 1e-5 against 0 changes the detections."""
+    from torchvision.models.detection._utils import overwrite_eps
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    theirs = _eps_sensitive(torchvision_file[0])
+    overwrite_eps(theirs, 0.0)
+    cached = coco_weight_file("faster_rcnn", "resnet50_fpn")
+    cached.parent.mkdir(parents=True)
+    torch.save(theirs.state_dict(), cached)
+    names = list(COCO_NAMES[1:4])  # the file's 3 rows line up with COCO's first 3 classes by name
+    ours = build_model(_fpn_config(pretrained="coco"), InputConfig(), 3, names).eval()
+    norms = [m for m in ours.modules() if isinstance(m, FrozenBatchNorm2d)]
+    assert len(norms) > 50 and all(norm.eps == 0.0 for norm in norms)
+    as_file = build_model(_fpn_config(pretrained=str(cached)), InputConfig(), 3, names).eval()
+    assert all(m.eps == 1e-5 for m in as_file.modules() if isinstance(m, FrozenBatchNorm2d))  # not COCO's file
+
+    switch_off_transform(theirs)
+    images = torch.randn(2, 3, 128, 160, generator=torch.Generator().manual_seed(1))
+    sizes = torch.tensor([[128, 160], [128, 160]])
+    with torch.no_grad():
+        mine = split_detections(ours.postprocess(ours(images, sizes), sizes, torch.ones(2, 2)))
+        other = split_detections(as_file.postprocess(as_file(images, sizes), sizes, torch.ones(2, 2)))
+        expected = theirs(list(images))
+    for found, reference in zip(mine, expected):
+        assert len(found["boxes"]) == len(reference["boxes"]) > 10
+        torch.testing.assert_close(found["boxes"], reference["boxes"], atol=1e-3, rtol=0)
+        torch.testing.assert_close(found["scores"], reference["scores"], atol=1e-4, rtol=0)
+    assert not all(len(a["scores"]) == len(b["scores"]) and torch.allclose(a["scores"], b["scores"], atol=1e-4)
+                   for a, b in zip(other, expected))
+
+
+def test_checkpoint_of_a_model_started_from_coco_keeps_eps_zero(torchvision_file, offline):
+    """Rebuilt from its checkpoint (norms are BatchNorm2d then, in eval mode), a model fine-tuned from the
+    COCO weights keeps their eps 0 and predicts what it predicted after training (with variances that
+    make eps matter)."""
+    from detect.config import config_to_dict, load_config
+    from detect.engine.checkpoint import build_model_from_checkpoint, save_checkpoint
+
+    cached = coco_weight_file("faster_rcnn", "resnet50_fpn")
+    cached.parent.mkdir(parents=True)
+    torch.save(_eps_sensitive(torchvision_file[0]).state_dict(), cached)
+    config = load_config("voc_faster_rcnn_fpn", ["data.classes=[person,bicycle,car]"])
+    trained = build_model(config.model, config.input, 3, list(COCO_NAMES[1:4])).eval()
+    path = save_checkpoint({"model": trained.state_dict(), "config": config_to_dict(config),
+                            "class_names": list(COCO_NAMES[1:4])}, offline / "best.pt")
+    rebuilt, _, _ = build_model_from_checkpoint(path)
+    norms = [m for m in rebuilt.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(norms) > 50 and all(norm.eps == 0.0 for norm in norms)
+    images, sizes = torch.randn(1, 3, 128, 160, generator=torch.Generator().manual_seed(1)), torch.tensor([[128, 160]])
+    with torch.no_grad():
+        expected, = split_detections(trained.postprocess(trained(images, sizes), sizes, torch.ones(1, 2)))
+        found, = split_detections(rebuilt.postprocess(rebuilt(images, sizes), sizes, torch.ones(1, 2)))
+    assert len(found["boxes"]) == len(expected["boxes"]) > 10  # BatchNorm2d's arithmetic: float rounding only
+    torch.testing.assert_close(found["boxes"], expected["boxes"], atol=1e-2, rtol=0)
+    torch.testing.assert_close(found["scores"], expected["scores"], atol=1e-4, rtol=0)
