@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from detect.models.nms import is_exporting
+
 
 def onednn_available() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
@@ -65,8 +67,7 @@ class OneDNNLinear(nn.Linear):
 
     def _on_onednn(self, inputs: torch.Tensor) -> bool:
         return (inputs.device.type == "cpu" and inputs.dtype == torch.float32 and self.weight.dtype == torch.float32
-                and not torch.is_autocast_enabled("cpu") and not torch.jit.is_tracing()
-                and not torch.onnx.is_in_onnx_export() and onednn_available())
+                and not torch.is_autocast_enabled("cpu") and not is_exporting() and onednn_available())
 
 
 def use_onednn_linear(module: nn.Module) -> nn.Module:

@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
 
+from detect.models.nms import is_exporting
+
 
 def roi_align_batched(features: torch.Tensor | Sequence[torch.Tensor], rois: torch.Tensor, output_size: int,
                       strides: int | Sequence[int], sampling_ratio: int = 2,
@@ -66,11 +68,11 @@ def roi_align_batched(features: torch.Tensor | Sequence[torch.Tensor], rois: tor
     rows = rows.permute(0, 1, 2, 4, 3, 5).reshape(-1, taps)
     weights = weights.permute(0, 1, 2, 4, 3, 5).reshape(-1, taps).to(table.dtype)
     pooled = F.embedding_bag(rows, table, per_sample_weights=weights, mode="sum")  # [B * R * s * s, C]
-    return pooled.reshape(batch * count, output_size, output_size, -1).permute(0, 3, 1, 2)
+    return pooled.reshape(batch * count, output_size, output_size, table.shape[1]).permute(0, 3, 1, 2)
 
 
 def uses_torchvision(feature_map: torch.Tensor, sampling_ratio: int) -> bool:
-    return feature_map.device.type != "cpu" or torch.jit.is_tracing() or sampling_ratio <= 0
+    return feature_map.device.type != "cpu" or is_exporting() or sampling_ratio <= 0
 
 
 def pixel_table(maps: list[torch.Tensor]):

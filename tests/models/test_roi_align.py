@@ -76,3 +76,9 @@ def test_adaptive_sampling_and_tracing_use_torchvisions_operator():
     assert "roi_align" in str(traced.graph)
     torch.testing.assert_close(traced(feature_map, rois), torchvision_pooled(feature_map, rois, 7, 16, 2),
                                rtol=0, atol=0)
+
+
+def test_images_without_rois_give_an_empty_batch():
+    feature_map = torch.randn(2, 3, 8, 8)
+    pooled = roi_align_batched(feature_map, torch.zeros(2, 0, 4), 7, 16, 2)
+    assert pooled.shape == (0, 3, 7, 7)
