@@ -25,6 +25,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -292,16 +293,29 @@ def start_server(checkpoint: Path, port: int, max_batch: int, args) -> subproces
     env = dict(os.environ)
     if args.api_key:
         env["DETECT_API_KEY"] = args.api_key
-    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # The server's stderr goes to a file, not a pipe: nobody reads a pipe during the run, and once its
+    # buffer filled (a decoder's warning per truncated upload, say) the server would block on writing.
+    log = tempfile.TemporaryFile(mode="w+", prefix="detect-serve-", suffix=".log")
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True)
+    server.log = log
     deadline = time.monotonic() + args.start_timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise SystemExit(f"error: the server exited with {server.returncode}: {server.stderr.read().strip()}")
+            message = server_log(server).strip()
+            stop_server(server)
+            raise SystemExit(f"error: the server exited with {server.returncode}: {message}")
         if _ready(port):
             return server
         time.sleep(0.25)
     stop_server(server)
     raise SystemExit(f"error: the server was not ready within {args.start_timeout} s")
+
+
+def server_log(server: subprocess.Popen) -> str:
+    """What a server started by `start_server` has written to stderr so far."""
+    server.log.flush()
+    server.log.seek(0)
+    return server.log.read()
 
 
 def _ready(port: int) -> bool:
@@ -322,6 +336,7 @@ def stop_server(server: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         server.kill()
         server.wait()
+    server.log.close()
 
 
 # ---------------------------------------------------------------------------------------------------
