@@ -4,6 +4,7 @@ keeps serving after each."""
 from __future__ import annotations
 
 import base64
+import json
 import threading
 
 import cv2
@@ -32,6 +33,45 @@ def test_detect_answers_the_detections_json_schema_in_original_pixels(client, se
         assert got["box"] == pytest.approx(want["box"], abs=0.05)
         x1, y1, x2, y2 = got["box"]
         assert 0 <= x1 <= x2 <= 70 and 0 <= y1 <= y2 <= 50
+
+
+def test_detect_records_are_detect_infers_detections_json_records(client, served_model, tmp_path, monkeypatch):
+    """The same image through `detect infer --json` and POST /v1/detect: the same record, but for
+    `file` (the path given there, the upload's name here) and infer's `output` (its drawn copy)."""
+    from detect.infer import run_inference
+
+    path = tmp_path / "noise.png"
+    path.write_bytes(encode(noise_image(50, 70, seed=7)))
+    detector = served_model.detector
+    monkeypatch.setattr(detector, "score_threshold", 0.3)  # `detect infer --score-threshold 0.3`
+    run_inference(detector, [str(path)], tmp_path / "out", write_json=True, progress=False)
+    [written] = json.loads((tmp_path / "out" / "detections.json").read_text())["images"]
+    with path.open("rb") as stream:
+        answer = client.post(f"/v1/detect?score_threshold={detector.score_threshold}",
+                             files=[("files", ("noise.png", stream, "image/png"))])
+    [served] = answer.json()["images"]
+    assert set(written) - set(served) == {"output"} and set(served) <= set(written)
+    assert (served["file"], written["file"]) == ("noise.png", str(path))
+    assert (served["id"], served["height"], served["width"]) == (written["id"], written["height"], written["width"])
+    assert len(served["detections"]) == len(written["detections"]) > 0
+    for got, want in zip(served["detections"], written["detections"]):
+        assert set(got) == set(want) and (got["label"], got["class_name"]) == (want["label"], want["class_name"])
+        assert got["score"] == pytest.approx(want["score"], abs=1e-4)
+        assert got["box"] == pytest.approx(want["box"], abs=0.05)
+
+
+def test_no_endpoint_takes_a_url_to_fetch(client):
+    """Images arrive as uploaded bytes only: the API's only inputs are the files and three options."""
+    inputs = set()
+    for path, operations in client.get("/openapi.json").json()["paths"].items():
+        for operation in operations.values():
+            inputs |= {(path, parameter["name"]) for parameter in operation.get("parameters", [])}
+            if "requestBody" in operation:
+                inputs |= {(path, "body")}
+    assert inputs == {("/v1/detect", name) for name in ("score_threshold", "classes", "annotate", "body")}
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    [body] = [schema for name, schema in schemas.items() if name.startswith("Body_detect")]
+    assert set(body["properties"]) == {"files"} and body["properties"]["files"]["type"] == "array"
 
 
 def test_detect_several_images_keeps_their_order(client):
@@ -222,6 +262,8 @@ def test_full_queue_is_503_with_retry_after(make_client, served_model, monkeypat
     assert entered.wait(10)
     threads[1].start()
     _wait_for(lambda: client.app.state.queue.depth == 1)
+    assert client.get("/healthz").status_code == 200  # the model is busy, the event loop is not
+    assert client.get("/v1/model").status_code == 200
     full = client.post("/v1/detect", files=files)
     assert full.status_code == 503 and int(full.headers["retry-after"]) >= 1 and "busy" in full.json()["error"]
     release.set()
