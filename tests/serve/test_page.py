@@ -1,6 +1,7 @@
 """The page at / in real headless browsers, Chromium and Firefox (tests/serve/browsers.py): upload an
-image, read the drawn detections and the table, filter by score and class without a new request, and
-save a screenshot of the page. One server for the module; each browser starts once.
+image (picked or dropped), read the drawn detections and the table, filter by score and class without
+a new request, give the API key a server asks for, and save a screenshot of the page. One server for
+the module; each browser starts once.
 
 Each browser skips with its reason where it, its driver or selenium is missing (tools/install_browser.sh
 installs the browsers); with DETECT_REQUIRE_BROWSER=1 (CI) it fails instead. DETECT_SCREENSHOT=PATH
@@ -68,6 +69,7 @@ def test_page_draws_filters_and_tabulates_detections(browser, page_url, tmp_path
     model = httpx.get(f"{page_url}/v1/model").json()
     browser.get(page_url + "/")
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#classes input[type=checkbox]")) == len(model["classes"]))
+    assert model["name"] in browser.find_element(By.ID, "model").text
     assert model["arch"] in browser.find_element(By.ID, "model").text
     assert all(name in browser.find_element(By.ID, "model").text for name in model["classes"])
 
@@ -131,6 +133,47 @@ def test_page_shows_the_servers_error_for_a_bad_file(browser, page_url, tmp_path
     browser.find_element(By.ID, "file").send_keys(str(text_file))
     WebDriverWait(browser, WAIT_S).until(lambda d: "415" in d.find_element(By.ID, "status").text)
     assert "not an image" in browser.find_element(By.ID, "status").text
+
+
+def test_page_takes_a_dropped_image(browser, page_url, tmp_path):
+    """An image dropped on the page (a drop event carrying a file, as a drag from the desktop ends) is
+    sent and drawn, as a picked one."""
+    import base64
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    data = base64.b64encode(shapes_image(tmp_path).read_bytes()).decode("ascii")
+    browser.get(page_url + "/")
+    WebDriverWait(browser, WAIT_S).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#classes input[type=checkbox]"))
+    browser.execute_script(
+        "const bytes = Uint8Array.from(atob(arguments[0]), (c) => c.charCodeAt(0));"
+        "const files = new DataTransfer(); files.items.add(new File([bytes], 'dropped.jpg', {type: 'image/jpeg'}));"
+        "const drop = document.getElementById('drop');"
+        "for (const type of ['dragenter', 'dragover', 'drop'])"
+        "  drop.dispatchEvent(new DragEvent(type, {dataTransfer: files, bubbles: true, cancelable: true}));", data)
+    WebDriverWait(browser, WAIT_S).until(lambda d: "dropped.jpg: showing" in d.find_element(By.ID, "status").text)
+    drawn = int(browser.find_element(By.ID, "view").get_attribute("data-drawn"))
+    assert drawn == len(browser.find_elements(By.CSS_SELECTOR, "#detections tbody tr"))
+    assert browser.execute_script("const c = document.getElementById('view'); return [c.width, c.height];") == [320, 320]
+    assert browser.find_element(By.TAG_NAME, "body").get_attribute("data-requests") == "1"
+
+
+def test_page_asks_for_the_api_key_of_a_server_that_needs_one(browser, served_model, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, WAIT_S)
+    with serving(create_app(served_model, ServeSettings(api_key="page-key"))) as url:
+        browser.get(url + "/")
+        wait.until(lambda d: "needs an API key" in d.find_element(By.ID, "status").text)
+        key = browser.find_element(By.ID, "api-key")
+        key.send_keys("page-key", Keys.TAB)  # leaving the field fires its change event
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#classes input[type=checkbox]")) == 3)
+        assert served_model.name in browser.find_element(By.ID, "model").text
+        browser.find_element(By.ID, "file").send_keys(str(shapes_image(tmp_path)))
+        wait.until(lambda d: "shapes.jpg: showing" in d.find_element(By.ID, "status").text)
 
 
 @pytest.mark.parametrize("byte_order", ["II", "MM"])
