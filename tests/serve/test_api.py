@@ -167,6 +167,35 @@ def test_bad_files_get_their_4xx_naming_the_file(client, name, data, status, wor
     assert client.post("/v1/detect", files=upload(("ok.png", encode(noise_image(32, 32, 0))))).status_code == 200
 
 
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares width x height RGB pixels but holds one row of data and no IEND chunk (a
+    few hundred bytes that would unpack to width * height * 3)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * (3 * width + 1)))
+
+
+def test_too_many_pixels_is_422_before_any_decoding(make_client, monkeypatch):
+    """The size in the header is checked before anything decodes the pixels: a truncated PNG's second
+    opinion (Pillow decoding it whole) would first allocate its full size."""
+    import detect.data.image_io as image_io
+
+    def no_decoding(data):
+        raise AssertionError("decoded an image over the pixel limit")
+
+    monkeypatch.setattr(image_io, "decodes_fully", no_decoding)
+    client = make_client(max_pixels=1_000_000)
+    answer = client.post("/v1/detect", files=upload(("huge.png", png_header_only(5000, 4000))))
+    assert answer.status_code == 422
+    assert answer.json()["error"] == "huge.png: image of 5000x4000 pixels is over the limit of 1000000 pixels"
+    assert client.post("/v1/detect", files=upload(("ok.png", encode(noise_image(32, 32, 0))))).status_code == 200
+
+
 @pytest.mark.parametrize("query, words", [
     ("score_threshold=1.5", "score_threshold"),
     ("score_threshold=abc", "score_threshold"),
