@@ -49,6 +49,9 @@ def test_export_refuses_to_replace_its_checkpoint(files, capsys):
     checkpoint = files["checkpoint"]
     code, err = run_cli(["export", checkpoint, "--output", checkpoint], capsys)
     assert_one_line(code, err, f"--output {checkpoint}: would overwrite the input {checkpoint}")
+    through_a_new_folder = checkpoint.parent / "new" / ".." / checkpoint.name  # `new` would be created first
+    code, err = run_cli(["export", checkpoint, "--output", through_a_new_folder], capsys)
+    assert_one_line(code, err, f"--output {through_a_new_folder}: would overwrite the input {checkpoint}")
     assert checkpoint.read_bytes() == b"checkpoint bytes"
 
 
