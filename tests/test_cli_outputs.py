@@ -97,6 +97,33 @@ def test_outputs_under_a_file_are_one_line(files, capsys):
     assert checkpoint.read_bytes() == b"checkpoint bytes"
 
 
+def test_outputs_in_a_read_only_folder_are_one_line(files, tmp_path, monkeypatch, capsys):
+    """A folder that refuses writes (read-only for this user, a read-only mount): root writes anyway,
+    so the refusal the write probe would meet is made here."""
+    import errno
+
+    from detect import outputs
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(outputs.tempfile, "TemporaryFile", refuse)
+    checkpoint, image, config = files["checkpoint"], files["image"], files["config"]
+    read_only = tmp_path / "read_only"
+    cases = [
+        (["export", checkpoint, "--output", read_only / "m.onnx"], f"--output {read_only / 'm.onnx'}"),
+        (["eval", checkpoint, "--json", read_only / "r.json"], f"--json {read_only / 'r.json'}"),
+        (["eval", checkpoint, "--plots", read_only], f"--plots {read_only}"),
+        (["infer", checkpoint, image, "--out", read_only], f"--out {read_only}"),
+        (["data", "show", "--config", config, "--out", read_only / "grid.png"], f"--out {read_only / 'grid.png'}"),
+        (["train", "--config", config, "--device", "cpu", "--output-dir", read_only], f"--output-dir {read_only}"),
+    ]
+    for args, named in cases:
+        code, err = run_cli(args, capsys)
+        assert_one_line(code, err, f"error: {named}: cannot write there (Permission denied)")
+    assert checkpoint.read_bytes() == b"checkpoint bytes"
+
+
 def test_eval_map_json_is_checked_before_measuring(files, capsys):
     tool = load_tool("eval_map")
     checkpoint, blocker = files["checkpoint"], files["blocker"]
