@@ -74,10 +74,19 @@ def test_train_refuses_a_run_folder_whose_files_replace_its_config(files, capsys
     assert config.read_text() == before
 
 
-def test_data_show_refuses_to_replace_its_config(files, capsys):
+def test_data_show_refuses_to_replace_its_config_or_its_data(files, tmp_path, capsys):
     config = files["config"]
     code, err = run_cli(["data", "show", "--config", config, "--out", config], capsys)
     assert_one_line(code, err, f"--out {config}: would overwrite the input {config}")
+    root = tmp_path / "shapes"
+    assert run_cli(["data", "synth", root, "-n", "4", "-s", "32"], capsys)[0] == 0
+    shown = (root / "ImageSets" / "Main" / "train.txt").read_text().split()[0]
+    image, xml = root / "JPEGImages" / f"{shown}.jpg", root / "Annotations" / f"{shown}.xml"
+    before = image.read_bytes(), xml.read_bytes()
+    for target in (image, xml):
+        code, err = run_cli(["data", "show", "--config", config, "--num", "4", "--out", target], capsys)
+        assert_one_line(code, err, f"--out {target}: would overwrite the input {target}")
+    assert (image.read_bytes(), xml.read_bytes()) == before
 
 
 def test_outputs_under_a_file_are_one_line(files, capsys):
