@@ -20,9 +20,12 @@ from detect.errors import DetectError
 
 
 def same_file(a: Path, b: Path) -> bool:
-    """True when `a` and `b` name the same file (links and `..` included); False when either is missing."""
+    """True when `a` and `b` name the same file (links and `..` included); False when either is missing.
+
+    `a` is resolved first: in `new/../model.pt` the folder `new` does not exist yet, so the kernel
+    cannot follow that path, but once the command creates its output folder it names `model.pt`."""
     try:
-        return os.path.samefile(a, b)
+        return os.path.samefile(os.path.realpath(a), b)
     except OSError:
         return False
 

@@ -53,8 +53,11 @@ def test_usage_error_exits_2():
     assert result.returncode == 2
 
 
-@pytest.mark.parametrize("override, key", [("train.clip_grad_norm=-1", "train.clip_grad_norm"), ("train.lr=1e400", "train.lr"),
-                                           ("train.epochs=true", "train.epochs"), ("model.ssd.first_scale=0", "model.ssd.first_scale")])
+@pytest.mark.parametrize("override, key", [
+    ("train.clip_grad_norm=-1", "train.clip_grad_norm"), ("train.lr=1e400", "train.lr"),
+    ("train.epochs=true", "train.epochs"), ("model.ssd.first_scale=0", "model.ssd.first_scale"),
+    ("data.classes=[]", "data.classes"), ("data.classes=[cat,dog,cat]", "data.classes"),
+])
 def test_train_refuses_a_senseless_number_before_any_work(override, key, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--config", "voc_ssd300", "--output-dir", str(tmp_path / "run"), "--set", override])

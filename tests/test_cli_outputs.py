@@ -49,6 +49,9 @@ def test_export_refuses_to_replace_its_checkpoint(files, capsys):
     checkpoint = files["checkpoint"]
     code, err = run_cli(["export", checkpoint, "--output", checkpoint], capsys)
     assert_one_line(code, err, f"--output {checkpoint}: would overwrite the input {checkpoint}")
+    through_a_new_folder = checkpoint.parent / "new" / ".." / checkpoint.name  # `new` would be created first
+    code, err = run_cli(["export", checkpoint, "--output", through_a_new_folder], capsys)
+    assert_one_line(code, err, f"--output {through_a_new_folder}: would overwrite the input {checkpoint}")
     assert checkpoint.read_bytes() == b"checkpoint bytes"
 
 
@@ -71,10 +74,19 @@ def test_train_refuses_a_run_folder_whose_files_replace_its_config(files, capsys
     assert config.read_text() == before
 
 
-def test_data_show_refuses_to_replace_its_config(files, capsys):
+def test_data_show_refuses_to_replace_its_config_or_its_data(files, tmp_path, capsys):
     config = files["config"]
     code, err = run_cli(["data", "show", "--config", config, "--out", config], capsys)
     assert_one_line(code, err, f"--out {config}: would overwrite the input {config}")
+    root = tmp_path / "shapes"
+    assert run_cli(["data", "synth", root, "-n", "4", "-s", "32"], capsys)[0] == 0
+    shown = (root / "ImageSets" / "Main" / "train.txt").read_text().split()[0]
+    image, xml = root / "JPEGImages" / f"{shown}.jpg", root / "Annotations" / f"{shown}.xml"
+    before = image.read_bytes(), xml.read_bytes()
+    for target in (image, xml):
+        code, err = run_cli(["data", "show", "--config", config, "--num", "4", "--out", target], capsys)
+        assert_one_line(code, err, f"--out {target}: would overwrite the input {target}")
+    assert (image.read_bytes(), xml.read_bytes()) == before
 
 
 def test_outputs_under_a_file_are_one_line(files, capsys):
@@ -91,6 +103,33 @@ def test_outputs_under_a_file_are_one_line(files, capsys):
     for args, option in cases:
         code, err = run_cli(args, capsys)
         assert_one_line(code, err, f"error: {option} {under}", f"cannot create the folder, {blocker} is a file")
+    assert checkpoint.read_bytes() == b"checkpoint bytes"
+
+
+def test_outputs_in_a_read_only_folder_are_one_line(files, tmp_path, monkeypatch, capsys):
+    """A folder that refuses writes (read-only for this user, a read-only mount): root writes anyway,
+    so the refusal the write probe would meet is made here."""
+    import errno
+
+    from detect import outputs
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(outputs.tempfile, "TemporaryFile", refuse)
+    checkpoint, image, config = files["checkpoint"], files["image"], files["config"]
+    read_only = tmp_path / "read_only"
+    cases = [
+        (["export", checkpoint, "--output", read_only / "m.onnx"], f"--output {read_only / 'm.onnx'}"),
+        (["eval", checkpoint, "--json", read_only / "r.json"], f"--json {read_only / 'r.json'}"),
+        (["eval", checkpoint, "--plots", read_only], f"--plots {read_only}"),
+        (["infer", checkpoint, image, "--out", read_only], f"--out {read_only}"),
+        (["data", "show", "--config", config, "--out", read_only / "grid.png"], f"--out {read_only / 'grid.png'}"),
+        (["train", "--config", config, "--device", "cpu", "--output-dir", read_only], f"--output-dir {read_only}"),
+    ]
+    for args, named in cases:
+        code, err = run_cli(args, capsys)
+        assert_one_line(code, err, f"error: {named}: cannot write there (Permission denied)")
     assert checkpoint.read_bytes() == b"checkpoint bytes"
 
 

@@ -25,6 +25,17 @@ def test_an_output_that_is_an_input_is_refused_through_links_and_dots(tmp_path):
     assert source.read_bytes() == b"weights"
 
 
+def test_an_output_through_a_folder_not_yet_created_and_dots_is_refused(tmp_path):
+    """`new/../model.pt`: `new` does not exist, so the path cannot be followed now; once the command
+    creates its output folder it names the input."""
+    source = tmp_path / "model.pt"
+    source.write_bytes(b"weights")
+    output = tmp_path / "new" / "deeper" / ".." / ".." / "model.pt"
+    with pytest.raises(DetectError, match=f"--output {output}: would overwrite the input {source}"):
+        refuse_overwrite("--output", [output], [source])
+    assert not (tmp_path / "new").exists()
+
+
 def test_the_folder_the_user_named_is_what_the_message_names(tmp_path):
     image = tmp_path / "x.jpg"
     image.write_bytes(b"pixels")

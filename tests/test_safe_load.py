@@ -1,6 +1,6 @@
 """No code runs from a file a user is handed: hostile checkpoints and state dicts are refused by every
-loading path (library functions and the CLI commands that read checkpoints), in all three file forms
-torch.load reads (zip, legacy torch.save, plain pickle)."""
+loading path (checkpoints, trunk and detector weight files, torch hub downloads, and every command and
+tool that reads one), in all three file forms torch.load reads (zip, legacy torch.save, plain pickle)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ import torch
 from benchmarks.zoo import read_state_dict
 from detect.engine.checkpoint import load_checkpoint, restore_rng_states, rng_states
 from detect.errors import CheckpointError
-from detect.models.backbones import load_classifier_weights
+from detect.models.backbones import hub_state_dict, load_classifier_weights
+from detect.models.weights import read_detector_weights
 from detect.safe_load import safe_torch_load
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, load_tool
 
 
 class RunsCode:
@@ -55,6 +56,7 @@ def test_every_loader_refuses_a_file_that_runs_code(tmp_path, form):
         lambda: load_checkpoint(path),
         lambda: read_state_dict(path, torch.nn.Linear(1, 1)),
         lambda: load_classifier_weights(torch.nn.Linear(1, 1), "resnet18", str(path)),
+        lambda: read_detector_weights(str(path), "faster_rcnn", "resnet50_fpn"),  # model.pretrained: PATH
     ]
     for load in loaders:
         with pytest.raises(CheckpointError) as raised:
@@ -65,6 +67,32 @@ def test_every_loader_refuses_a_file_that_runs_code(tmp_path, form):
             assert "not a readable" in message and "Unsupported operand" in message
         else:
             assert "refused to load" in message and "system" in message
+    assert not marker.exists()
+
+
+def test_a_downloaded_weight_file_that_runs_code_is_refused(tmp_path, monkeypatch):
+    """pretrained: imagenet or coco on a machine with network: the download is read as a local file is."""
+    marker = tmp_path / "ran"
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+
+    def download(url, dst, hash_prefix=None, progress=True):
+        hostile_file(tmp_path, "zip", marker).rename(dst)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", download)
+    url = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
+    with pytest.raises(CheckpointError) as raised:
+        hub_state_dict(url, "model.pretrained=imagenet", "ImageNet weights for 'resnet18'")
+    cached = tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    assert str(raised.value).startswith(f"{cached}: refused to load: the state dict asks to run '")
+    assert not marker.exists()
+
+
+def test_eval_map_refuses_a_hostile_checkpoint_in_one_line(tmp_path, capsys):
+    marker = tmp_path / "ran"
+    path = hostile_file(tmp_path, "zip", marker)
+    assert load_tool("eval_map").main([str(path), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: refused to load") and err.count("\n") == 1
     assert not marker.exists()
 
 
@@ -101,6 +129,10 @@ def test_an_earlier_versions_numpy_rng_state_still_loads(tmp_path):
     ["infer", "{ckpt}", "{image}"],
     ["export", "{ckpt}", "--output", "{tmp}/model.onnx"],
     ["train", "--config", "synthetic_ssd", "--resume", "{ckpt}", "--output-dir", "{tmp}/run"],
+    ["train", "--config", "synthetic_ssd", "--output-dir", "{tmp}/run", "--set", "model.pretrained={ckpt}",
+     "--set", "data.root={tmp}/shapes", "--set", "data.synth.num_images=4", "--set", "data.synth.image_size=32"],
+    ["serve", "{ckpt}", "--device", "cpu", "--port", "8765"],
+    ["infer", "{ckpt}", "{image}", "--backend", "onnxruntime"],
 ])
 def test_cli_commands_refuse_a_hostile_checkpoint_in_one_line(tmp_path, command):
     marker = tmp_path / "ran"

@@ -13,6 +13,7 @@ from detect.config import Config
 from detect.data.normalise import to_pixels
 from detect.draw import draw_boxes, make_grid
 from detect.errors import DataError
+from detect.outputs import refuse_overwrite
 
 
 def show_samples(cfg: Config, split: str, num: int, out: Path, seed: int = 0, train: bool = True,
@@ -37,7 +38,15 @@ def show_samples(cfg: Config, split: str, num: int, out: Path, seed: int = 0, tr
         tiles.append(draw_boxes(picture, target["boxes"].numpy(), target["labels"].numpy(), raw_dataset.class_names))
     grid = make_grid(tiles, columns=math.ceil(math.sqrt(len(tiles))))
     out = Path(out)
+    refuse_overwrite("--out", [out], input_files(raw_dataset))
     out.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(out), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)):
         raise DataError(f"{out}: cannot write the image (is the extension .png or .jpg?)")
     return out
+
+
+def input_files(raw_dataset) -> list[Path]:
+    """The dataset's files (images, annotation files, split lists): `--out` must not replace one."""
+    samples = getattr(raw_dataset, "samples", [])
+    return [*getattr(raw_dataset, "source_files", []), *(sample.image_path for sample in samples),
+            *(Path(sample.source) for sample in samples)]

@@ -56,7 +56,7 @@ def numpy_rng_state(state):
 
 def save_checkpoint(state: dict, path: str | Path) -> Path:
     """Atomic write: a temporary file in the same folder, then os.replace. Temporary files that
-    killed writes of the same checkpoint left behind are removed first."""
+    killed checkpoint writes left in that folder are removed first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
@@ -71,9 +71,10 @@ def save_checkpoint(state: dict, path: str | Path) -> Path:
 
 
 def remove_stale_temporaries(path: Path) -> None:
-    """Deletes `.<name>.tmp<PID>` files of `path` whose writing process is gone (a kill -9 during a
-    write leaves one, as large as the checkpoint). A live process's file is its write in progress."""
-    for stale in path.parent.glob(f".{path.name}.tmp*"):
+    """Deletes the `.<name>.pt.tmp<PID>` files in `path`'s folder whose writing process is gone (a
+    kill -9 during a write leaves one, as large as the checkpoint). A live process's file is its write
+    in progress. Every checkpoint's, not only `path`'s: best.pt may never be written again."""
+    for stale in path.parent.glob(".*.pt.tmp*"):
         pid = stale.name.rpartition(".tmp")[2]
         if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
             stale.unlink(missing_ok=True)

@@ -22,7 +22,7 @@ from torch import nn
 
 from detect.config import Config, config_to_yaml
 from detect.engine import distributed as dist_utils
-from detect.engine.checkpoint import check_finite_weights, load_checkpoint
+from detect.engine.checkpoint import check_finite_weights, load_checkpoint, nonfinite_tensors
 from detect.engine.device import resolve_device
 from detect.engine.interrupt import stop_on_sigterm
 from detect.engine.logger import RunLogger
@@ -124,7 +124,14 @@ def build_model(config: Config, num_classes: int) -> nn.Module:
     from detect.models.build import build_model as build_detector
 
     classes = list(config.data.classes) if config.data.classes else None
-    return build_detector(config.model, config.input, num_classes, classes)
+    model = build_detector(config.model, config.input, num_classes, classes)
+    # Fresh weights are finite, so a NaN or infinity came from the starting weights: a run from them
+    # would only skip or stop at its first step, blaming the learning rate.
+    bad = nonfinite_tensors(model.state_dict())
+    if bad:
+        raise CheckpointError(f"model.pretrained {config.model.pretrained}: {len(bad)} weight tensor(s) hold NaN or "
+                              f"infinite values (first: {bad[0]}); training cannot start from them")
+    return model
 
 
 def log_start(session, num_train_images: int, steps_per_epoch: int) -> None:

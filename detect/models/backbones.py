@@ -159,16 +159,21 @@ def hub_state_dict(url: str, setting: str, what: str) -> dict:
     Offline, a one-line ConfigError names `setting`, `what` was missing, and the file to put in place.
     """
     cached = hub_weight_file(url)
-    if cached.is_file():
-        return _read_state_dict(cached)
-    try:
-        return torch.hub.load_state_dict_from_url(url, progress=True, map_location="cpu", weights_only=True)
-    except (urllib.error.URLError, OSError, RuntimeError) as error:
-        reason = str(getattr(error, "reason", error)).splitlines()[0] if str(error) else type(error).__name__
-        raise ConfigError(
-            f"{setting}: {what} are not cached and could not be downloaded ({reason}); download {url} "
-            f"to {cached}, or set model.pretrained to the path of a local torchvision state dict"
-        ) from None
+    if not cached.is_file():
+        # torch hub's download (to a temporary file renamed into place, checked against the hash in
+        # the file name, as torchvision does), then read like any cached file: a downloaded file that
+        # would run code is refused in one line as a local one is.
+        match = torch.hub.HASH_REGEX.search(cached.name)
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(url, str(cached), hash_prefix=match.group(1) if match else None)
+        except (urllib.error.URLError, OSError, RuntimeError) as error:
+            reason = str(getattr(error, "reason", error)).splitlines()[0] if str(error) else type(error).__name__
+            raise ConfigError(
+                f"{setting}: {what} are not cached and could not be downloaded ({reason}); download {url} "
+                f"to {cached}, or set model.pretrained to the path of a local torchvision state dict"
+            ) from None
+    return _read_state_dict(cached)
 
 
 def _imagenet_state_dict(name: str) -> dict:

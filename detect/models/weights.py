@@ -26,7 +26,7 @@ name, its COCO weight enum, and the key renames between its state dict and ours.
 R-CNN box regression has rows for the background class (C + 1 classes), ours only for the C foreground
 classes; those rows are dropped / zero-filled. torchvision's SSD300 VGG16 and SSDlite320
 MobileNetV3-Large hold the same tensors as ours under other names. A COCO state dict has 91 classes
-(background and 90 ids, some unused: "N/A"). All files load with torch.load(weights_only=True).
+(background and 90 ids, some unused: "N/A"). All files load through detect.safe_load (weights_only).
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 import torchvision
 from torch import nn
@@ -51,6 +50,7 @@ from torchvision.models.detection import (
 
 from detect.errors import CheckpointError, ConfigError
 from detect.models.backbones import hub_state_dict, hub_weight_file
+from detect.safe_load import safe_torch_load
 
 CLS_SCORE = "roi_heads.cls_score."
 BBOX_PRED = "roi_heads.bbox_pred."
@@ -251,7 +251,7 @@ def read_detector_weights(pretrained: str, arch: str, backbone: str) -> Detector
     if not path.is_file():
         raise ConfigError(f"model.pretrained: '{pretrained}' is not a file (use none, imagenet, coco, or a "
                           f"path to a torchvision state dict or a detect checkpoint)")
-    loaded = read_weights_file(path)
+    loaded = safe_torch_load(path, "weights file")
     if _is_checkpoint(loaded):
         return DetectorWeights(dict(loaded["model"]), [str(n) for n in loaded["class_names"]], str(path))
     if isinstance(loaded, dict) and isinstance(loaded.get("model"), dict):
@@ -281,20 +281,6 @@ def _coco_detector_weights(arch: str, backbone: str) -> DetectorWeights:
 
 def _is_checkpoint(loaded) -> bool:
     return isinstance(loaded, dict) and isinstance(loaded.get("model"), dict) and "class_names" in loaded
-
-
-def read_weights_file(path: Path):
-    """torch.load(weights_only=True) of a file, with a one-line CheckpointError if it cannot be read.
-
-    numpy arrays are allowed (a detect checkpoint keeps numpy's RNG state); no other code runs."""
-    numpy_core = getattr(np, "_core", None) or np.core  # numpy 2 / numpy 1
-    allowed = [numpy_core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
-    try:
-        with torch.serialization.safe_globals(allowed):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unreadable file is the same user problem
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{path}: cannot read weights: {first_line}") from None
 
 
 # ---------------------------------------------------------------------------------------------------

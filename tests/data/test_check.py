@@ -114,3 +114,23 @@ def test_classes_null_without_a_training_split_says_where_names_come_from(voc_ro
     with pytest.raises(DataError, match=r"nope.txt: VOC split file not found .*data.classes: null takes the class "
                                         r"names from the training split 'nope'; set data.classes"):
         with_class_names(cfg.data)
+
+
+def test_data_check_reads_a_jpeg_missing_only_its_last_bytes_with_a_warning(tmp_path: Path, capsys):
+    """A JPEG without its end-of-image marker but with every block decodes whole: a warning naming the
+    file and the missing share; missing a visible part it stays an error, unless the threshold allows it."""
+    root = write_voc(tmp_path, {"a": [("cat", 5, 5, 20, 20)], "b": [("cat", 5, 5, 20, 20)]}, {"train": ["a", "b"]})
+    image = root / "JPEGImages" / "a.jpg"
+    data = image.read_bytes()
+    image.write_bytes(data[:-2])
+    check = ["data", "check", "--config", "voc_faster_rcnn", "--split", "train", "--set", f"data.root={root}",
+             "--set", "data.classes=[cat]"]
+    assert run_cli(check) == 0
+    assert (f"warning: {image}: truncated JPEG (no end-of-image marker) read, 0.00% of the image is missing "
+            "(grey)") in capsys.readouterr().out
+    image.write_bytes(data[: len(data) // 2])
+    assert run_cli(check) == 1
+    out = capsys.readouterr().out
+    assert f"error: {image}: truncated JPEG (no end-of-image marker), " in out
+    assert "of the image is missing (data.max_missing_share is 0.01)" in out
+    assert run_cli([*check, "--set", "data.max_missing_share=1.0"]) == 0

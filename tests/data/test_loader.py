@@ -163,3 +163,17 @@ def test_a_skipped_sample_travels_with_the_target_that_replaced_it(tmp_path):
     first, second = dataset[0][1], dataset[1][1]
     assert first["image_id"] == "b" and skipped_in([first, second]) == [(str(root / "JPEGImages" / "a.jpg"), raw.problems[0].message)]
     assert "skipped" not in second
+
+
+def test_no_builtin_config_asks_a_two_core_machine_for_more_workers_than_it_has(monkeypatch):
+    """What torch warns "may freeze": a built-in config's loader workers fit the machine (`auto`, or a
+    number a small machine has, as the synthetic main jobs on 2 cores set)."""
+    import os
+
+    from detect.config import builtin_config_names, load_config
+    from detect.data.loader import resolve_num_workers
+
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    asked = {name: resolve_num_workers(load_config(name).data.num_workers) for name in builtin_config_names()}
+    assert {name: workers for name, workers in asked.items() if workers > 2} == {}

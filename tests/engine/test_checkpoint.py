@@ -67,10 +67,12 @@ def test_temporaries_of_killed_writes_are_removed_by_the_next_write(tmp_path):
     stale.write_bytes(b"half a checkpoint")
     in_progress = tmp_path / f".last.pt.tmp{os.getppid()}"  # a live process still writing
     in_progress.write_bytes(b"being written")
-    other = tmp_path / f".best.pt.tmp{_dead_pid()}"  # another checkpoint's: its own next write cleans it
+    other = tmp_path / f".best.pt.tmp{_dead_pid()}"  # another checkpoint's: best.pt may never be written again
     other.write_bytes(b"x")
+    not_ours = tmp_path / f".notes.txt.tmp{_dead_pid()}"
+    not_ours.write_bytes(b"x")
     save_checkpoint({"model": {}, "config": {}, "class_names": [], "step": 1}, path)
-    assert not stale.exists() and in_progress.exists() and other.exists()
+    assert not stale.exists() and in_progress.exists() and not other.exists() and not_ours.exists()
     assert load_checkpoint(path)["step"] == 1
 
 

@@ -108,7 +108,8 @@ def test_resume_with_the_classes_reordered_is_refused(trained, tmp_path, capsys)
     assert "cannot resume: its classes are circle, square, triangle, star, ring; this config's in another order" in err
 
 
-def test_checkpoint_with_nonfinite_weights_is_refused_by_eval_infer_export(trained, tmp_path, capsys):
+def test_checkpoint_with_nonfinite_weights_is_refused_by_eval_infer_export_and_as_starting_weights(trained, tmp_path,
+                                                                                                   capsys):
     run_dir, root = trained
     state = load_checkpoint(run_dir / "last.pt")
     name = next(key for key, value in state["model"].items() if value.is_floating_point())
@@ -121,6 +122,11 @@ def test_checkpoint_with_nonfinite_weights_is_refused_by_eval_infer_export(train
         assert code == 2, args
         assert err.strip().startswith(f"error: {bad}: 1 model weight tensor(s) hold NaN or infinite values (first: {name})")
         assert "\n" not in err.strip()
+    code, _, err = run(["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(tmp_path / "run"),
+                        *sets(f"data.root={root}", *TINY, f"model.pretrained={bad}")], capsys)
+    assert code == 2 and not (tmp_path / "run" / "last.pt").exists()
+    assert err.strip() == (f"error: model.pretrained {bad}: 1 weight tensor(s) hold NaN or infinite values "
+                           f"(first: {name}); training cannot start from them")
 
 
 def test_eval_reports_what_on_error_skip_left_out(trained, tmp_path, capsys):

@@ -108,6 +108,19 @@ def test_on_error_skip_reports_count_and_files_in_log_and_metrics(tmp_path, voc_
     assert "c.xml: malformed XML" in log and "b.jpg" in log
 
 
+def test_training_goes_on_past_a_jpeg_missing_only_its_last_bytes(tmp_path, voc_with_problems, caplog):
+    """A public VOC set has such a file: it used to stop training (data.on_error: raise)."""
+    image = voc_with_problems / "JPEGImages" / "a.jpg"
+    image.write_bytes(image.read_bytes()[:-2])
+    # Without the fixture's broken b and c, which would stop a run that raises.
+    (voc_with_problems / "ImageSets" / "Main" / "train.txt").write_text("a\nd\n")
+    with caplog.at_level("WARNING"):
+        run_dir = train(voc_config(voc_with_problems, "data.on_error=raise"), tmp_path / "run", loaders=build_loaders)
+    assert load_checkpoint(run_dir / "last.pt")["epoch"] == 1
+    assert any(f"{image}: truncated JPEG (no end-of-image marker) read" in record.getMessage()
+               for record in caplog.records)
+
+
 def test_classes_are_derived_once_from_the_training_split(tmp_path):
     # The val split has no 'cat': derived per split, its labels would shift (dog would become 1).
     root = write_voc(tmp_path / "voc", {"a": [("cat", 2, 2, 20, 20)], "b": [("dog", 2, 2, 20, 20)],

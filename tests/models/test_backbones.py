@@ -175,7 +175,7 @@ def test_imagenet_not_cached_and_offline_says_what_to_download(offline):
 
 def test_imagenet_cached_file_is_used_without_network(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", pytest.fail)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", pytest.fail)
     torch.manual_seed(3)
     reference = torchvision.models.resnet18(weights=None)
     (tmp_path / "checkpoints").mkdir()

@@ -97,7 +97,7 @@ def test_coco_rows_carried_by_class_name_in_every_default_box_block(config_name,
     get COCO's person and dog rows and fresh raccoon rows, for each default box of each map."""
     theirs = _torchvision_model(config_name, seed=3)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", pytest.fail)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", pytest.fail)
     config = load_config(config_name, ["model.pretrained=coco"])
     cached = coco_weight_file(config.model.arch, config.model.backbone)
     cached.parent.mkdir(parents=True)

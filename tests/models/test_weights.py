@@ -153,7 +153,7 @@ def test_trunk_settings_are_not_detector_weights(tmp_path):
 def test_unreadable_file_is_a_one_line_error(tmp_path):
     path = tmp_path / "broken.pth"
     path.write_bytes(b"not a torch file")
-    with pytest.raises(CheckpointError, match="broken.pth: cannot read weights"):
+    with pytest.raises(CheckpointError, match="broken.pth: not a readable weights file"):
         build_model(_fpn_config(pretrained=str(path)), InputConfig(), 2)
 
 
@@ -170,7 +170,7 @@ def test_coco_offline_says_which_file_to_put_where(offline):
 def test_coco_cached_file_is_used_without_network(torchvision_file, tmp_path, monkeypatch):
     theirs, _ = torchvision_file
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", pytest.fail)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", pytest.fail)
     cached = coco_weight_file("faster_rcnn", "resnet50_fpn")
     cached.parent.mkdir(parents=True)
     torch.save(theirs.state_dict(), cached)  # 4 rows stand for COCO's 91: no name lines up by position
