@@ -35,7 +35,7 @@ SKIPPED = "skipped"  # target key: [(file, message), ...] of samples skipped in 
 
 def skipped_in(targets) -> list[tuple[str, str]]:
     """The (file, message) of every sample skipped in place of these targets (on_error: skip)."""
-    return [tuple(entry) for target in targets if target is not None for entry in target.get(SKIPPED, ())]
+    return [tuple(entry) for target in targets for entry in target.get(SKIPPED, ())]
 
 
 @dataclass
