@@ -52,15 +52,6 @@ class Sample:
     annotated_size: tuple[int, int] | None = None  # (h, w) the annotation claims, if it does
 
 
-def empty_objects() -> dict[str, np.ndarray]:
-    return {
-        "boxes": np.zeros((0, 4), np.float32),
-        "labels": np.zeros((0,), np.int64),
-        "difficult": np.zeros((0,), bool),
-        "iscrowd": np.zeros((0,), bool),
-    }
-
-
 class DetectionDataset(torch.utils.data.Dataset):
     """Raw (untransformed) items from a list of samples; see the module docstring for the item."""
 
