@@ -14,6 +14,8 @@ COPY pyproject.toml README.md ./
 COPY detect ./detect
 COPY configs ./configs
 COPY tools ./tools
+# The tools' measuring code: beside them, not installed by pip (as in a source checkout).
+COPY benchmarks ./benchmarks
 RUN pip install --no-cache-dir ".[export]"
 
 # Datasets, run folders and cached ImageNet weights live outside the image.

@@ -98,8 +98,8 @@ def build_torchvision_faster_rcnn(model_cfg: ModelConfig, input_cfg: InputConfig
         num_classes=None,
         min_size=size,
         max_size=max_size,
-        image_mean=[0.0, 0.0, 0.0],  # our batches come normalised: its own normalisation is the identity
-        image_std=[1.0, 1.0, 1.0],
+        image_mean=list(input_cfg.mean),  # ours, as for the SSD peers (switch_off_transform skips it)
+        image_std=list(input_cfg.std),
         rpn_anchor_generator=anchor_generator,
         rpn_pre_nms_top_n_train=rpn.pre_nms_top_n_train,
         rpn_pre_nms_top_n_test=rpn.pre_nms_top_n_test,

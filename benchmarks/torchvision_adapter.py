@@ -6,7 +6,7 @@ Same pixels for both: our data pipeline resizes and normalises, so torchvision's
 (GeneralizedRCNNTransform) must do neither; `switch_off_transform` is the one place that makes it so.
 It still batches the images it is given and maps boxes back, at a scale of 1. Its detections are in
 the pixels of the tensors it is handed (resized pixels); `postprocess` divides them by `scale`, as
-ours does.
+ours does, and pads its per-image lists into our padded detections (`pad_detections`).
 
 Normalisation: a model built with our settings (benchmarks.peers) takes our normalised batches as
 they are. A model whose weights expect its own mean and std (a torchvision builder by name, see
@@ -19,8 +19,7 @@ from typing import Sequence
 
 import torch
 from torch import nn
-
-from detect.models.detections import pad_detections
+from torch.nn.utils.rnn import pad_sequence
 
 # torchvision's loss names -> ours; any other is prefixed with "loss_" (the contract's loss dict).
 LOSS_NAMES = {"loss_objectness": "loss_rpn_objectness", "loss_rpn_box_reg": "loss_rpn_box",
@@ -98,3 +97,16 @@ class TorchvisionAdapter(nn.Module):
 
 def _channels(values: Sequence[float]) -> torch.Tensor:
     return torch.tensor(list(values), dtype=torch.float32).view(1, 3, 1, 1)
+
+
+def pad_detections(per_image: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """B dicts {boxes [K_i, 4], scores [K_i], labels [K_i]} (best first), as torchvision's detectors
+    return them -> the padded detections of our contract (detect/models/detections.py), D = max K_i."""
+    device = per_image[0]["scores"].device if per_image else torch.device("cpu")
+    counts = torch.tensor([len(found["scores"]) for found in per_image], dtype=torch.int64, device=device)
+    return {
+        "boxes": pad_sequence([found["boxes"].reshape(-1, 4) for found in per_image], batch_first=True),
+        "scores": pad_sequence([found["scores"] for found in per_image], batch_first=True),
+        "labels": pad_sequence([found["labels"].long() for found in per_image], batch_first=True),
+        "num": counts,
+    }

@@ -320,6 +320,10 @@ def export(
     )
 
 
+# ---------------------------------------------------------------------------------------------------
+# detect serve
+
+
 @app.command("serve")
 def serve(
     checkpoint: Path = typer.Argument(..., help="Checkpoint written by detect train (.pt)."),

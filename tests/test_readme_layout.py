@@ -1,17 +1,32 @@
-"""The README's layout section names every module of the product and of benchmarks/, and nothing that
-is gone."""
+"""The README's layout section names every file of the tree (every module of the product and of
+benchmarks/, every tool, doc, page asset and top-level file, every test folder; the configs through
+the Configuration table), and nothing that is gone."""
 
 from __future__ import annotations
 
 import re
+import subprocess
+
+import pytest
 
 from tests.conftest import REPO_ROOT
+
+# Folders whose files the layout names one by one (besides the modules of detect/ and benchmarks/).
+LISTED_FOLDERS = ("tools", "docs", "detect/serve/static", ".ci")
 
 
 def layout_section() -> str:
     text = (REPO_ROOT / "README.md").read_text()
     section = text[text.index("## Layout"):]
     return section[: section.index("```", section.index("```") + 3)]
+
+
+def tracked_files() -> list[str]:
+    """The files git tracks (untracked work files are not the tree); skips outside a git checkout."""
+    listed = subprocess.run(["git", "ls-files"], cwd=REPO_ROOT, capture_output=True, text=True)
+    if listed.returncode != 0 or not listed.stdout:
+        pytest.skip("not a git checkout")
+    return listed.stdout.splitlines()
 
 
 def test_every_module_is_named_and_every_name_exists():
@@ -21,5 +36,30 @@ def test_every_module_is_named_and_every_name_exists():
     missing = [str(path.relative_to(REPO_ROOT)) for path in modules if path.name not in layout]
     assert not missing, f"not in the README's layout: {missing}"
     named = set(re.findall(r"\b([a-z_]+\.py)\b", layout))
-    existing = {path.name for path in modules}
-    assert named <= existing | {"eval_map.py"}, f"named but absent: {sorted(named - existing)}"
+    existing = {path.name for path in modules} | {path.name for path in (REPO_ROOT / "tools").glob("*.py")}
+    assert named <= existing, f"named but absent: {sorted(named - existing)}"
+
+
+def test_every_tool_doc_asset_and_top_level_file_is_named_and_every_name_exists():
+    layout = layout_section()
+    files = tracked_files()
+    listed = [path for path in files if "/" not in path or path.rsplit("/", 1)[0] in LISTED_FOLDERS]
+    missing = [path for path in listed if path.rsplit("/", 1)[-1] not in layout]
+    assert not missing, f"not in the README's layout: {missing}"
+    named = set(re.findall(r"\b([\w.-]+\.(?:sh|md|png|html|js|css|toml))\b", layout))
+    existing = {path.rsplit("/", 1)[-1] for path in files}
+    assert named <= existing, f"named but absent: {sorted(named - existing)}"
+
+
+def test_every_test_folder_is_named():
+    layout = layout_section()
+    folders = sorted(path.name for path in (REPO_ROOT / "tests").iterdir() if (path / "__init__.py").is_file())
+    tests_row = layout.split("\ntests/", 1)[1]
+    assert [name for name in folders if f"{name}/" not in tests_row] == []
+
+
+def test_every_config_is_in_the_configuration_table():
+    text = (REPO_ROOT / "README.md").read_text()
+    table = text[text.index("## Configuration"):text.index("## Dataset layouts")]
+    names = [path.stem for path in (REPO_ROOT / "configs").glob("*.yaml")]
+    assert [name for name in names if f"`{name}`" not in table] == []

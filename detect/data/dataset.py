@@ -35,7 +35,7 @@ SKIPPED = "skipped"  # target key: [(file, message), ...] of samples skipped in 
 
 def skipped_in(targets) -> list[tuple[str, str]]:
     """The (file, message) of every sample skipped in place of these targets (on_error: skip)."""
-    return [tuple(entry) for target in targets if target is not None for entry in target.get(SKIPPED, ())]
+    return [tuple(entry) for target in targets for entry in target.get(SKIPPED, ())]
 
 
 @dataclass
@@ -50,15 +50,6 @@ class Sample:
     difficult: np.ndarray  # bool [N]
     iscrowd: np.ndarray  # bool [N]
     annotated_size: tuple[int, int] | None = None  # (h, w) the annotation claims, if it does
-
-
-def empty_objects() -> dict[str, np.ndarray]:
-    return {
-        "boxes": np.zeros((0, 4), np.float32),
-        "labels": np.zeros((0,), np.int64),
-        "difficult": np.zeros((0,), bool),
-        "iscrowd": np.zeros((0,), bool),
-    }
 
 
 class DetectionDataset(torch.utils.data.Dataset):

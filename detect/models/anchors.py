@@ -22,8 +22,6 @@ by the level's size, per axis: the nominal stride, except for a last max-pool le
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -92,8 +90,3 @@ class AnchorGenerator(nn.Module):
         yy, xx = torch.meshgrid(shift_y, shift_x, indexing="ij")
         shifts = torch.stack([xx, yy, xx, yy], dim=-1).reshape(-1, 1, 4)
         return (shifts + base_anchors.to(device)[None]).reshape(-1, 4)
-
-
-def max_anchor_extent(sizes: list[float], aspect_ratios: list[float]) -> float:
-    """The longest side any anchor can have (for sanity checks against the image size)."""
-    return max(sizes) * math.sqrt(max(max(aspect_ratios), 1 / min(aspect_ratios)))

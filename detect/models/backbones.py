@@ -253,15 +253,6 @@ def uses_frozen_batchnorm(pretrained: str) -> bool:
     return pretrained != "none"
 
 
-def vgg16_features(pretrained: str = "none", batch_norm: bool = False) -> tuple[nn.Sequential, nn.Sequential]:
-    """torchvision's VGG16 `features` (all 5 pools) and `classifier` (fc6, fc7, fc8) with weights loaded.
-
-    For SSD's VGG trunk, which reshapes pool5 and turns fc6/fc7 into (dilated) convolutions.
-    """
-    model = classifier_model("vgg16_bn" if batch_norm else "vgg16", pretrained)
-    return model.features, model.classifier
-
-
 # ---------------------------------------------------------------------------------------------------
 # Freezing
 

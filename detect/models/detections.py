@@ -13,7 +13,6 @@ fewer where it has fewer candidates). Per-image lists are cut from this at the e
 from __future__ import annotations
 
 import torch
-from torch.nn.utils.rnn import pad_sequence
 
 
 def padded_detections(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor,
@@ -29,16 +28,3 @@ def split_detections(detections: dict[str, torch.Tensor]) -> list[dict[str, torc
     counts = detections["num"].tolist()
     return [{key: detections[key][index, :count] for key in ("boxes", "scores", "labels")}
             for index, count in enumerate(counts)]
-
-
-def pad_detections(per_image: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """B dicts {boxes [K_i, 4], scores [K_i], labels [K_i]} (best first) -> padded detections with
-    D = max K_i: for detectors whose own postprocess makes lists (torchvision's)."""
-    device = per_image[0]["scores"].device if per_image else torch.device("cpu")
-    counts = torch.tensor([len(found["scores"]) for found in per_image], dtype=torch.int64, device=device)
-    return {
-        "boxes": pad_sequence([found["boxes"].reshape(-1, 4) for found in per_image], batch_first=True),
-        "scores": pad_sequence([found["scores"] for found in per_image], batch_first=True),
-        "labels": pad_sequence([found["labels"].long() for found in per_image], batch_first=True),
-        "num": counts,
-    }

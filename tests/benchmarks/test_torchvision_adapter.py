@@ -7,7 +7,7 @@ import pytest
 import torch
 import torchvision
 
-from benchmarks.torchvision_adapter import TorchvisionAdapter, switch_off_transform
+from benchmarks.torchvision_adapter import TorchvisionAdapter, pad_detections, switch_off_transform
 from detect.models.detections import split_detections
 
 OURS_MEAN, OURS_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -82,3 +82,15 @@ def test_losses_under_our_names_in_either_mode(builder, expected):
     with torch.no_grad():
         assert "detections" in adapter(images, torch.tensor([[64, 64]]))
     assert adapter.model.training
+
+
+def test_pad_detections_round_trips_through_split():
+    per_image = [
+        {"boxes": torch.rand(3, 4), "scores": torch.tensor([0.8, 0.4, 0.1]), "labels": torch.tensor([1, 2, 2])},
+        {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.int64)},
+    ]
+    padded = pad_detections(per_image)
+    assert padded["boxes"].shape == (2, 3, 4) and padded["num"].tolist() == [3, 0]
+    for ours, theirs in zip(split_detections(padded), per_image):
+        for key in ("boxes", "scores", "labels"):
+            assert torch.equal(ours[key], theirs[key])

@@ -10,7 +10,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from detect.errors import ConfigError
 from detect.models import backbones
-from detect.models.backbones import BACKBONES, build_backbone, classifier_model, vgg16_features
+from detect.models.backbones import BACKBONES, build_backbone, classifier_model
 
 EXPECTED = {
     # name: (out_channels, head_out_channels, roi_output_size)
@@ -99,12 +99,6 @@ def test_classifier_weights_for_ssd_come_from_the_same_file(tmp_path):
     torch.save({"model": reference.state_dict()}, path)  # a checkpoint wrapping the state dict works too
     model = classifier_model("resnet18", str(path))
     assert torch.equal(model.fc.weight, reference.fc.weight)
-
-
-def test_vgg16_features_has_all_pools_and_the_classifier():
-    features, classifier = vgg16_features("none")
-    assert sum(isinstance(m, torch.nn.MaxPool2d) for m in features) == 5
-    assert classifier[0].in_features == 512 * 7 * 7 and classifier[3].out_features == 4096
 
 
 def test_tiny_resnet_has_random_weights_only_and_freezes_bottom_stages():

@@ -1,10 +1,10 @@
-"""Padded detections: empty slots zeroed, cut per image at the edges, lists padded back."""
+"""Padded detections: empty slots zeroed, cut per image at the edges."""
 
 from __future__ import annotations
 
 import torch
 
-from detect.models.detections import pad_detections, padded_detections, split_detections
+from detect.models.detections import padded_detections, split_detections
 
 
 def test_padded_detections_zero_the_empty_slots_and_split_cuts_each_image():
@@ -18,15 +18,3 @@ def test_padded_detections_zero_the_empty_slots_and_split_cuts_each_image():
     assert torch.equal(first["boxes"], boxes[0, :2]) and first["labels"].tolist() == [2, 1]
     assert torch.equal(first["scores"], scores[0, :2])
     assert second["boxes"].shape == (0, 4) and second["scores"].shape == (0,)
-
-
-def test_pad_detections_round_trips_through_split():
-    per_image = [
-        {"boxes": torch.rand(3, 4), "scores": torch.tensor([0.8, 0.4, 0.1]), "labels": torch.tensor([1, 2, 2])},
-        {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.int64)},
-    ]
-    padded = pad_detections(per_image)
-    assert padded["boxes"].shape == (2, 3, 4) and padded["num"].tolist() == [3, 0]
-    for ours, theirs in zip(split_detections(padded), per_image):
-        for key in ("boxes", "scores", "labels"):
-            assert torch.equal(ours[key], theirs[key])
