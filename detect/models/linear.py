@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from detect.models.nms import is_exporting
+from detect.models.tracing import is_exporting
 
 
 def onednn_available() -> bool:

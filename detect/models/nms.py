@@ -25,6 +25,7 @@ import torch
 from torchvision.ops import batched_nms, nms
 
 from detect.models.boxes import box_iou
+from detect.models.tracing import is_exporting
 
 ROUNDS_PER_CHECK = 4  # cluster_nms rounds between convergence checks (SSD300 outputs: about 6 rounds)
 
@@ -42,10 +43,6 @@ def batched_nms_by_offset(
         return batched_nms(boxes, scores, groups, iou_thresh)
     offsets = groups.to(boxes.dtype) * (max_coordinate + 1)
     return nms(boxes + offsets[:, None], scores, iou_thresh)
-
-
-def is_exporting() -> bool:
-    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
 
 
 def nms_per_image(

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
 
-from detect.models.nms import is_exporting
+from detect.models.tracing import is_exporting
 
 
 def roi_align_batched(features: torch.Tensor | Sequence[torch.Tensor], rois: torch.Tensor, output_size: int,

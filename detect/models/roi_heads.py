@@ -26,7 +26,8 @@ from torchvision.ops import roi_pool
 from detect.models.boxes import box_iou, clip_boxes, decode, encode
 from detect.models.detections import padded_detections
 from detect.models.matcher import POSITIVE, match, sample_balanced
-from detect.models.nms import batched_nms_by_offset, is_exporting
+from detect.models.nms import batched_nms_by_offset
+from detect.models.tracing import is_exporting
 from detect.models.roi_align import roi_align_batched
 
 
