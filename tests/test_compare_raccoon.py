@@ -153,3 +153,44 @@ def by_score_then_box(found: dict, top: int) -> torch.Tensor:
     for column in reversed(range(rows.shape[1])):
         rows = rows[rows[:, column].argsort(stable=True)]
     return rows
+
+
+def test_same_init_ssdlite_trains_with_torchvisions_losses_and_gradients():
+    """One training step of ours and torchvision's SSDlite from the same weights on the same batch:
+    equal losses and equal gradients for every parameter. In float64, so that near-equal negatives of
+    the hard-negative mining are ranked alike in both; in float32 their order, and so the gradients,
+    can differ by rounding alone."""
+    from detect.config import load_config
+    from detect.models.weights import MAPPINGS
+
+    tool = load_tool("compare_raccoon")
+    config = load_config("voc_ssdlite320", ["model.pretrained=none", "data.classes=[a,b]"])
+    build_ours, build_torchvision = tool.same_init_builders(config)
+    ours = build_ours(config, 2).train().double()
+    peer = build_torchvision(config, 2).train().double()
+    data = doubles.TinyDataset(2, size=320, seed=3, scale=1.0)
+    images, targets = doubles.collate([data[0], data[1]])
+    images = images.double()
+    sizes = torch.stack([t["image_size"] for t in targets])
+    # Boxes of a few default boxes' size, at fractional corners: a box that lies wholly inside several
+    # default boxes of one size ties in IoU with all of them, and the two models may then take
+    # different ones as its first match (both right).
+    gt_boxes = [[[40.37, 61.21, 131.53, 170.11]], [[150.2, 20.7, 290.4, 240.9], [12.5, 200.3, 80.1, 301.7]]]
+    targets = [{**t, "boxes": torch.tensor(boxes, dtype=torch.float64), "labels": torch.tensor([1, 2][: len(boxes)])}
+               for t, boxes in zip(targets, gt_boxes)]
+    to_torchvision = MAPPINGS[("ssdlite", "mobilenet_v3_large")].to_torchvision
+    for term in ("loss_cls", "loss_box"):
+        ours.zero_grad()
+        peer.zero_grad()
+        ours_loss, peer_loss = ours(images, sizes, targets)[term], peer(images, sizes, targets)[term]
+        torch.testing.assert_close(ours_loss.double(), peer_loss.double(), rtol=1e-6, atol=1e-7)
+        ours_loss.backward()
+        peer_loss.backward()
+        ours_grads = to_torchvision({n: p.grad for n, p in ours.named_parameters() if p.grad is not None})
+        peer_grads = {n.removeprefix("model."): p.grad for n, p in peer.named_parameters() if p.grad is not None}
+        assert set(peer_grads) <= set(ours_grads)
+        for name, grad in peer_grads.items():
+            scale = grad.norm().item()
+            if scale > 1e-8:
+                difference = (ours_grads[name].double() - grad).norm().item()
+                assert difference <= 1e-4 * scale, (term, name, difference, scale)

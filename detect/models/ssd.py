@@ -113,17 +113,18 @@ class SSD(nn.Module):
         self._priors: dict[tuple, torch.Tensor] = {}  # per (map sizes, input size, device): not state
 
     def priors(self, maps: list[torch.Tensor], images: torch.Tensor) -> torch.Tensor:
-        """Default boxes [A, 4] xyxy in the input tensor's pixels, on its device (cached)."""
+        """Default boxes [A, 4] xyxy in the input tensor's pixels, on its device and in its dtype (float32
+        under autocast too: autocast casts only inside ops; float64 for a float64 model) (cached)."""
         height, width = images.shape[-2:]
         map_sizes = tuple(tuple(x.shape[-2:]) for x in maps)
-        key = (map_sizes, height, width, images.device)
+        key = (map_sizes, height, width, images.device, images.dtype)
         if key not in self._priors:
             normalised = cached_default_boxes(
                 map_sizes, self.scales, self.aspect_ratios, self.steps, (height, width) if self.steps else None,
                 self.clip_default_boxes,
             )
             pixels = normalised * torch.tensor([width, height, width, height], dtype=torch.float32)
-            self._priors[key] = pixels.to(images.device)
+            self._priors[key] = pixels.to(images.device, images.dtype)
         return self._priors[key]
 
     def forward(

@@ -57,7 +57,8 @@ class MultiBoxLoss(nn.Module):
     """The SSD training loss: forward(cls_logits, box_regression, priors, targets) -> loss dict.
 
     cls_logits [B, A, C + 1] (index 0 background); box_regression [B, A, 4] encoded offsets;
-    priors [A, 4] xyxy in the input's pixels; targets: B dicts {boxes [N, 4] pixels, labels [N]}.
+    priors [A, 4] xyxy in the input's pixels; targets: B dicts {boxes [N, 4] pixels, labels [N]}. The
+    losses are computed in the priors' dtype (float32, also for bf16 head outputs under autocast).
     Returns {"loss_cls": tensor, "loss_box": tensor}, both divided by the number of positives.
     """
 
@@ -83,10 +84,10 @@ class MultiBoxLoss(nn.Module):
         labels = torch.gather(gt_labels, 1, matched_gt).masked_fill(~positive, 0)  # [B, A]
         matched_boxes = torch.gather(gt_boxes, 1, matched_gt.unsqueeze(-1).expand(-1, -1, 4))
         box_targets = encode(matched_boxes, priors.unsqueeze(0), variance_weights(self.variances))
-        box_loss = F.smooth_l1_loss(box_regression.float(), box_targets, reduction="none").sum(-1)
+        box_loss = F.smooth_l1_loss(box_regression.to(priors.dtype), box_targets, reduction="none").sum(-1)
 
         cls_loss = F.cross_entropy(
-            cls_logits.float().flatten(0, 1), labels.flatten(), reduction="none"
+            cls_logits.to(priors.dtype).flatten(0, 1), labels.flatten(), reduction="none"
         ).view_as(labels)  # [B, A]
         num_positive = positive.sum(dim=1)
         num_negatives = self.negatives_per_image(num_positive, gt_valid.any(dim=1), positive.shape[1])
