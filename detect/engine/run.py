@@ -81,6 +81,7 @@ def _train_in_run_folder(config: Config, output_dir, device: torch.device, resum
         restore(session, checkpoint)
         logger.info(f"resumed from {checkpoint_path}: epoch {session.state.epoch}, step {session.state.step}")
     log_start(session, len(train_loader.dataset), steps_per_epoch)
+    warn_input_scaling(session)
     report_dataset_errors(session, train_loader, val_loader)
     try:
         fit(session, train_loader, val_loader)
@@ -142,6 +143,20 @@ def log_start(session, num_train_images: int, steps_per_epoch: int) -> None:
         f"{len(session.class_names)} classes, {num_params / 1e6:.2f} M trainable parameters; "
         f"{num_train_images} train images, {steps_per_epoch} steps/epoch; "
         f"device {session.device} x {dist_utils.world_size()}")
+
+
+def warn_input_scaling(session) -> None:
+    """COCO-trained starting weights with another input scaling: a warning, not an error (a user may
+    mean it), so that a weak start is not a mystery."""
+    from detect.models.weights import coco_input_mismatch
+
+    config = session.config
+    if session.state.step > 0:
+        return  # resumed: said at the start of the run
+    warning = coco_input_mismatch(config.model.pretrained, config.model.arch, config.model.backbone,
+                                  config.input.mean, config.input.std)
+    if warning:
+        session.logger.info(f"warning: {warning}")
 
 
 def report_dataset_errors(session, train_loader, val_loader) -> None:

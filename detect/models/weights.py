@@ -108,6 +108,11 @@ class DetectorMapping:
     """Every FrozenBatchNorm2d's eps after loading the COCO weights (fasterrcnn_resnet50_fpn's COCO_V1
     weights were trained with eps 0: torchvision's builder calls `overwrite_eps(model, 0.0)`, and so do
     we, so that our detections with that file equal its); None: left as built."""
+    coco_input: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+    """torchvision's builder's (image_mean, image_std) for this twin: the input scaling its COCO weights
+    were trained with."""
+    coco_config: str | None = None
+    """A built-in config whose input (and default boxes) fit the COCO weights, for messages."""
 
     def to_ours(self, state: dict) -> dict:
         """A torchvision state dict in our layout (tensors shared; background box rows dropped)."""
@@ -174,25 +179,33 @@ SSDLITE_RENAMES = (
     *SSD_HEAD_RENAMES,
 )
 
+# torchvision's detectors' input scaling (their builders' image_mean / image_std).
+IMAGENET_SCALING = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # Faster R-CNN's GeneralizedRCNNTransform
+SSD300_SCALING = ((0.48235, 0.45882, 0.40784), (1.0 / 255.0,) * 3)  # ssd300_vgg16: 0-255 pixels, mean removed
+SSDLITE_SCALING = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # ssdlite320_mobilenet_v3_large: [-1, 1]
+
 MAPPINGS: dict[tuple[str, str], DetectorMapping] = {
     ("faster_rcnn", "resnet50_fpn"): DetectorMapping(
         "fasterrcnn_resnet50_fpn", FasterRCNN_ResNet50_FPN_Weights.COCO_V1,
-        FASTER_RCNN_FPN_RENAMES, BBOX_PRED, coco_frozen_bn_eps=0.0),
+        FASTER_RCNN_FPN_RENAMES, BBOX_PRED, coco_frozen_bn_eps=0.0, coco_input=IMAGENET_SCALING,
+        coco_config="voc_faster_rcnn_fpn"),
     # torchvision ships no COCO weights for it; a state dict in the same layout loads.
     ("faster_rcnn", "resnet101_fpn"): DetectorMapping(
         "fasterrcnn_resnet101_fpn", None, FASTER_RCNN_FPN_RENAMES, BBOX_PRED),
     # One network under two names: each name picks the COCO checkpoint trained at its input size.
     ("faster_rcnn", "mobilenet_v3_large_fpn"): DetectorMapping(
         "fasterrcnn_mobilenet_v3_large_fpn", FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1,
-        FASTER_RCNN_FPN_RENAMES, BBOX_PRED),
+        FASTER_RCNN_FPN_RENAMES, BBOX_PRED, coco_input=IMAGENET_SCALING, coco_config="voc_faster_rcnn_mobilenet"),
     ("faster_rcnn", "mobilenet_v3_large_320_fpn"): DetectorMapping(
         "fasterrcnn_mobilenet_v3_large_320_fpn", FasterRCNN_MobileNet_V3_Large_320_FPN_Weights.COCO_V1,
-        FASTER_RCNN_FPN_RENAMES, BBOX_PRED),
+        FASTER_RCNN_FPN_RENAMES, BBOX_PRED, coco_input=IMAGENET_SCALING, coco_config="voc_faster_rcnn_mobilenet320"),
     # With 6 maps (SSD300); its default boxes and input scaling are configs/voc_ssd300_coco.yaml's.
     ("ssd", "vgg16"): DetectorMapping(
-        "ssd300_vgg16", SSD300_VGG16_Weights.COCO_V1, SSD300_VGG16_RENAMES),
+        "ssd300_vgg16", SSD300_VGG16_Weights.COCO_V1, SSD300_VGG16_RENAMES, coco_input=SSD300_SCALING,
+        coco_config="voc_ssd300_coco"),
     ("ssdlite", "mobilenet_v3_large"): DetectorMapping(
-        "ssdlite320_mobilenet_v3_large", SSDLite320_MobileNet_V3_Large_Weights.COCO_V1, SSDLITE_RENAMES),
+        "ssdlite320_mobilenet_v3_large", SSDLite320_MobileNet_V3_Large_Weights.COCO_V1, SSDLITE_RENAMES,
+        coco_input=SSDLITE_SCALING, coco_config="voc_ssdlite320"),
     # torchvision's SSDlite classes on its mobilenet_v3_small: no builder, no COCO weights; a file loads.
     ("ssdlite", "mobilenet_v3_small"): DetectorMapping("SSDlite on mobilenet_v3_small", None, SSDLITE_RENAMES),
 }
@@ -223,6 +236,25 @@ class DetectorWeights:
 
 def mapping_for(arch: str, backbone: str) -> DetectorMapping | None:
     return MAPPINGS.get((arch, backbone))
+
+
+def coco_input_mismatch(pretrained: str, arch: str, backbone: str, mean, std) -> str | None:
+    """With `pretrained: coco`, a warning when the input scaling (input.mean / input.std) is not the
+    one the COCO weights were trained with: the model would start from features of inputs it never
+    saw. None when they agree, or for any other `pretrained`."""
+    mapping = mapping_for(arch, backbone)
+    if pretrained != "coco" or mapping is None or mapping.coco_input is None:
+        return None
+    want_mean, want_std = mapping.coco_input
+    if all(abs(a - b) <= 1e-4 * max(abs(b), 1.0) for a, b in zip((*mean, *std), (*want_mean, *want_std))):
+        return None
+    return (f"model.pretrained=coco: torchvision's {mapping.torchvision_name} COCO weights were trained with "
+            f"input.mean {_fmt(want_mean)} and input.std {_fmt(want_std)}, this config has {_fmt(mean)} and "
+            f"{_fmt(std)}; config {mapping.coco_config} has the matching settings")
+
+
+def _fmt(values) -> str:
+    return "[" + ", ".join(f"{v:.5g}" for v in values) + "]"
 
 
 def coco_weight_file(arch: str, backbone: str) -> Path:

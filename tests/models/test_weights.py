@@ -280,3 +280,29 @@ def test_checkpoint_of_a_model_started_from_coco_keeps_eps_zero(torchvision_file
     assert len(found["boxes"]) == len(expected["boxes"]) > 10  # BatchNorm2d's arithmetic: float rounding only
     torch.testing.assert_close(found["boxes"], expected["boxes"], atol=1e-2, rtol=0)
     torch.testing.assert_close(found["scores"], expected["scores"], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("config_name, overrides, warned", [
+    ("voc_ssd300", ["model.pretrained=coco"], True),  # ImageNet scaling: the COCO weights saw 0-255 pixels
+    ("voc_ssd300_coco", [], False),
+    ("voc_ssdlite320", ["model.pretrained=coco"], False),
+    ("voc_ssdlite320", ["model.pretrained=coco", "input.mean=[0.485,0.456,0.406]"], True),
+    ("voc_faster_rcnn_fpn", [], False),
+    ("voc_faster_rcnn_mobilenet320", [], False),
+    ("voc_ssd300", [], False),  # ImageNet trunk: its own scaling is right
+])
+def test_coco_weights_with_another_input_scaling_are_warned_of(config_name, overrides, warned):
+    from detect.config import load_config
+    from detect.models.weights import coco_input_mismatch
+
+    config = load_config(config_name, overrides)
+    warning = coco_input_mismatch(config.model.pretrained, config.model.arch, config.model.backbone,
+                                  config.input.mean, config.input.std)
+    assert (warning is not None) == warned
+    if warned:
+        assert "input.mean" in warning and "\n" not in warning
+        mapping = MAPPINGS[(config.model.arch, config.model.backbone)]
+        assert mapping.coco_config in warning
+        fitting = load_config(mapping.coco_config, ["model.pretrained=coco"])
+        assert coco_input_mismatch("coco", fitting.model.arch, fitting.model.backbone, fitting.input.mean,
+                                   fitting.input.std) is None
