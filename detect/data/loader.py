@@ -27,6 +27,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampl
 
 from detect.config import AugmentConfig, DataConfig, InputConfig
 from detect.data.opencv_fork import make_opencv_fork_safe
+from detect.data.quiet_handoffs import quiet_abandoned_handoffs
 
 # Registered when the loader module is imported, before any worker can be forked (see opencv_fork.py).
 make_opencv_fork_safe()
@@ -149,7 +150,8 @@ class GroupedBatchSampler(BatchSampler):
 
 class WorkerInit:
     """Seeds each worker's augmentations from the worker's own torch seed (differs per worker and per
-    epoch), keeps OpenCV single-threaded there (the workers are the parallelism), and ignores SIGTERM.
+    epoch), keeps OpenCV single-threaded there (the workers are the parallelism), ignores SIGTERM, and
+    prints nothing when the main process stops while receiving a batch (detect.data.quiet_handoffs).
 
     Why SIGTERM is ignored: `timeout`, schedulers and container runtimes send it to the whole process
     group. A worker killed by it makes the main process raise "DataLoader worker ... is killed by
@@ -159,6 +161,7 @@ class WorkerInit:
 
     def __call__(self, worker_id: int) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        quiet_abandoned_handoffs()
         info = torch.utils.data.get_worker_info()
         seed = info.seed % 2**32
         random.seed(seed)

@@ -27,7 +27,8 @@ def stop_on_sigterm():
 
     Only the first SIGTERM interrupts: schedulers often repeat it, and a second KeyboardInterrupt
     would abort the writing of last.pt. SIGTERM sent to the whole process group also reaches the
-    DataLoader workers; they ignore it (detect.data.loader.WorkerInit) and end with the loader."""
+    DataLoader workers; they ignore it (detect.data.loader.WorkerInit) and end with the loader, quietly
+    even when the interrupt cut a batch handoff short (detect.data.quiet_handoffs)."""
     if threading.current_thread() is not threading.main_thread():
         return None
     received = []
