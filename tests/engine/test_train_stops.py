@@ -156,7 +156,9 @@ def wait_for_steps(run_dir, process, steps: int, limit_s: float = 120) -> None:
     raise AssertionError(f"training did not reach step {steps} (exit code {process.poll()})")
 
 
-def test_sigterm_to_the_process_group_stops_like_sigterm_to_the_trainer(tmp_path):
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl_c"])
+def test_a_stop_signal_to_the_process_group_stops_like_one_to_the_trainer(tmp_path, stop_signal):
+    """`timeout` and schedulers send SIGTERM to the whole group, a terminal's Ctrl-C sends SIGINT to it."""
     run_dir = tmp_path / "run"
     sets = [arg for value in [f"data.root={tmp_path / 'shapes'}", *TINY_RUN] for arg in ("--set", value)]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "NO_ALBUMENTATIONS_UPDATE": "1"}
@@ -167,7 +169,7 @@ def test_sigterm_to_the_process_group_stops_like_sigterm_to_the_trainer(tmp_path
         start_new_session=True)  # its own process group, as under `timeout` or a scheduler
     try:
         wait_for_steps(run_dir, process, steps=2)
-        os.killpg(process.pid, signal.SIGTERM)  # the trainer and its loader workers at once
+        os.killpg(process.pid, stop_signal)  # the trainer and its loader workers at once
         _, stderr = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
