@@ -166,7 +166,10 @@ def test_a_stop_signal_to_the_process_group_stops_like_one_to_the_trainer(tmp_pa
         [sys.executable, "-m", "detect", "train", "--config", "synthetic_faster_rcnn", "--device", "cpu",
          "--output-dir", str(run_dir), *sets],
         cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True)  # its own process group, as under `timeout` or a scheduler
+        start_new_session=True,  # its own process group, as under `timeout` or a scheduler
+        # Ctrl-C reaches it as in a terminal, also when this test runs where SIGINT is ignored (a
+        # background job of a non-interactive shell), which Python would otherwise inherit.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         wait_for_steps(run_dir, process, steps=2)
         os.killpg(process.pid, stop_signal)  # the trainer and its loader workers at once
