@@ -15,18 +15,20 @@ hook that was there before.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sys
 import traceback
 from types import TracebackType
 
 HANDOFF_ERRORS = (ConnectionError, EOFError, multiprocessing.AuthenticationError)
+SHARER_FILE = os.path.join("multiprocessing", "resource_sharer.py")
 
 
 def is_abandoned_handoff(error_type: type[BaseException], traceback_: TracebackType | None) -> bool:
     """True for a connection error raised in multiprocessing's resource sharer."""
     if not issubclass(error_type, HANDOFF_ERRORS):
         return False
-    return any(frame.filename.endswith("resource_sharer.py") for frame in traceback.extract_tb(traceback_))
+    return any(frame.f_code.co_filename.endswith(SHARER_FILE) for frame, _ in traceback.walk_tb(traceback_))
 
 
 def quiet_abandoned_handoffs() -> None:
