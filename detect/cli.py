@@ -12,6 +12,7 @@ from typing import List, Optional
 
 import typer
 
+from detect.data.image_header import DEFAULT_MAX_PIXELS
 from detect.errors import DetectError
 
 app = typer.Typer(
@@ -268,6 +269,7 @@ def infer(
         "torch", "--backend", help="torch, or onnxruntime (CPU): runs the exported model (detect export); "
         "CHECKPOINT may then be its .onnx file."
     ),
+    max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", min=1, help="Skip an image whose header declares more pixels (before decoding it)."),
 ) -> None:
     """Detect objects in images, folders, globs, videos, cameras and streams; write annotated copies."""
     from detect.infer import run_inference
@@ -278,7 +280,7 @@ def infer(
     parse_sources(sources)  # a missing path fails now, before the model loads
     writable_folder("--out", out)
     detector = load_detector(checkpoint, backend, device, score_threshold=score_threshold, classes=classes,
-                             batch_size=batch_size)
+                             batch_size=batch_size, max_pixels=max_pixels)
     summary = run_inference(detector, sources, out, write_json=json_out, max_frames=max_frames, progress=not quiet,
                             inputs=[checkpoint])
     parts = []
@@ -337,6 +339,9 @@ def serve(
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="DETECT_API_KEY", show_envvar=True,
                                           help="Require this key (X-API-Key header) on /v1/* and /metrics."),
     backend: str = typer.Option("torch", "--backend", help="torch, or onnxruntime (the model exported to ONNX at start-up, on the CPU)."),
+    max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", min=1, help="Largest image, in pixels, read from its header before decoding (422 above)."),
+    max_request_pixels: int = typer.Option(2 * DEFAULT_MAX_PIXELS, "--max-request-pixels", min=1, help="Pixels of all images of one request together (422 above)."),
+    max_held_pixels: int = typer.Option(4 * DEFAULT_MAX_PIXELS, "--max-held-pixels", min=1, help="Decoded pixels of all requests in flight (503 above)."),
 ) -> None:
     """Serve the detector over HTTP: JSON API (/v1/detect, /docs), web page (/), Prometheus /metrics."""
     import logging
@@ -346,7 +351,8 @@ def serve(
 
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     settings = ServeSettings(max_batch=max_batch, max_wait_ms=max_wait_ms, queue_capacity=max(max_queue, max_batch),
-                             max_upload_mb=max_upload_mb, api_key=api_key or None)
+                             max_upload_mb=max_upload_mb, api_key=api_key or None, max_pixels=max_pixels,
+                             max_request_pixels=max_request_pixels, max_held_pixels=max_held_pixels)
     run_server(checkpoint, host=host, port=port, device=device, settings=settings, backend=backend)
 
 

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from detect.data.image_header import DEFAULT_MAX_PIXELS
 from detect.errors import ConfigError
 
 
@@ -92,6 +93,10 @@ class DataConfig(Section):
     max_missing_share: float = Field(0.01, ge=0.0, le=1.0)
     """A JPEG without its end-of-image marker is read with a warning naming it when at most this share
     of its pixels is missing (the decoder leaves them grey); above it, it is a bad sample."""
+    max_pixels: int | None = Field(DEFAULT_MAX_PIXELS, ge=1)
+    """An image whose file header declares more pixels is a bad sample, refused before it is decoded (a
+    small file can declare gigabytes of pixels); null: no limit. Headers are read for JPEG, PNG, BMP,
+    GIF, TIFF, WebP and PNM; with a limit, a file of another format is a bad sample too."""
     num_workers: int | Literal["auto"] = "auto"
     """DataLoader worker processes per loader; `auto`: the CPU cores available (shared among the
     training processes of a machine), at most 8."""

@@ -29,6 +29,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
+from detect.data.image_header import DEFAULT_MAX_PIXELS
 from detect.data.normalise import batch_to_device
 from detect.data.voc import xyxy_to_voc
 from detect.engine.device import autocast_context, resolve_device
@@ -107,6 +108,7 @@ class Detector:
         classes: Sequence[str] | None = None,
         batch_size: int = 8,
         category_ids: Sequence[int] | None = None,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ):
         from detect.config import Config, validate_config
         from detect.data.transforms import build_transforms
@@ -122,6 +124,7 @@ class Detector:
         self.score_threshold = float(score_threshold)
         self.classes = self._class_filter(classes)
         self.batch_size = int(batch_size)
+        self.max_pixels = max_pixels  # image files whose header declares more are refused undecoded
         self._transform = build_transforms(self.config.input, self.config.augment, train=False)
 
     @classmethod
@@ -145,7 +148,8 @@ class Detector:
         results: list[Detections] = []
         for start in range(0, len(items), max(step, 1)):  # read one batch at a time: memory stays flat
             chunk = items[start:start + step]
-            found = self.detect_arrays([as_rgb_array(item) for item in chunk], score_threshold, classes, step)
+            arrays = [as_rgb_array(item, self.max_pixels) for item in chunk]
+            found = self.detect_arrays(arrays, score_threshold, classes, step)
             for result, item in zip(found, chunk):
                 result.source = str(item) if isinstance(item, (str, Path)) else None
             results.extend(found)
@@ -228,12 +232,13 @@ class Detector:
 # Inputs, checkpoints, eval preprocessing
 
 
-def as_rgb_array(item) -> np.ndarray:
-    """A path, an HxWx3 (or HxW) uint8 numpy array, or a PIL image -> HxWx3 uint8 RGB array."""
+def as_rgb_array(item, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A path (its header may declare at most `max_pixels`), an HxWx3 (or HxW) uint8 numpy array, or
+    a PIL image -> HxWx3 uint8 RGB array."""
     from detect.data.image_io import read_image
 
     if isinstance(item, (str, Path)):
-        return read_image(Path(item))
+        return read_image(Path(item), max_pixels=max_pixels)
     if isinstance(item, np.ndarray):
         array = item
     elif hasattr(item, "convert") and hasattr(item, "size"):  # PIL.Image.Image, without importing PIL
@@ -297,7 +302,8 @@ def run_inference(
 
     images, videos = parse_sources(specs)  # every path checked before any work starts
     out_dir = Path(out_dir)
-    images = [replace(source, name=name) for source, name in zip(images, _unique_names([s.name for s in images]))]
+    names = _unique_names([annotated_name(source.name) for source in images])
+    images = [replace(source, name=name) for source, name in zip(images, names)]
     videos = [replace(video, name=name) for video, name in zip(videos, _unique_names([v.name for v in videos]))]
     _refuse_to_overwrite_inputs(images, videos, out_dir, inputs)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -339,7 +345,7 @@ def _infer_images(detector: Detector, images, out_dir: Path, write_json: bool, s
         arrays, readable = [], []
         for source, name in chunk:
             try:
-                arrays.append(read_image(source.path))
+                arrays.append(read_image(source.path, max_pixels=detector.max_pixels))
                 readable.append((source, name))
             except DataError as error:
                 log.warning("skipping %s", error)
@@ -369,6 +375,17 @@ def _infer_images(detector: Detector, images, out_dir: Path, write_json: bool, s
         coco_path = out_dir / "detections_coco.json"
         coco_path.write_text(json.dumps(coco_results))
         summary.outputs += [json_path, coco_path]
+
+
+# Formats an annotated copy keeps (they hold colour and OpenCV writes them); other inputs (PGM and PBM
+# are grey or black and white, GIF animated) get a PNG copy: `scan.pgm` -> `scan.png`.
+COLOUR_OUTPUT_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
+
+
+def annotated_name(name: str) -> str:
+    """The annotated copy's name for an input image's name (relative path)."""
+    path = Path(name)
+    return name if path.suffix.lower() in COLOUR_OUTPUT_SUFFIXES else str(path.with_suffix(".png"))
 
 
 def _unique_names(names: list[str]) -> list[str]:

@@ -16,7 +16,8 @@ detect.data.image_io.read_image (corrupt and truncated files are DataErrors nami
 
 from __future__ import annotations
 
-import glob
+import fnmatch
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -26,7 +27,7 @@ import numpy as np
 
 from detect.errors import DetectError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".gif")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 _GLOB_CHARACTERS = "*?["
@@ -85,14 +86,11 @@ def parse_source(spec: str) -> tuple[list[ImageSource], list[VideoSource]]:
         return [], [VideoSource(text, "stream", _stream_name(text))]
     path = Path(text).expanduser()
     if path.is_dir():
-        return _classify(sorted(p for p in path.rglob("*") if p.is_file()), root=path, origin=f"folder {path}")
+        return _classify(list(walk_files(path)), root=path, origin=f"folder {path}")
     if path.is_file():
         return _classify([path], root=path.parent, origin=None)
     if any(char in text for char in _GLOB_CHARACTERS):
-        matches = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
-        files = [m for m in matches if m.is_file()]
-        for folder in (m for m in matches if m.is_dir()):
-            files.extend(sorted(p for p in folder.rglob("*") if p.is_file()))
+        files = glob_files(path)
         if not files:
             raise DetectError(f"{text}: the glob matches no files")
         return _classify(files, root=_glob_root(path), origin=f"glob {text}")
@@ -117,6 +115,59 @@ def _classify(files: list[Path], root: Path, origin: str | None) -> tuple[list[I
     if origin is not None and not images and not videos:
         raise DetectError(f"{origin}: no images or videos in it (by extension)")
     return images, videos
+
+
+def walk_files(root: Path) -> Iterator[Path]:
+    """Every file below `root`, sorted folder by folder. Links to folders are followed, but no folder
+    is entered twice (by its device and inode): a link back up the tree would otherwise never end,
+    and Python's own recursive glob follows such loops until the path is too long."""
+    seen = {_identity(root)}
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        kept = []
+        for name in sorted(subfolders):
+            identity = _identity(Path(folder) / name)
+            if identity is not None and identity not in seen:
+                seen.add(identity)
+                kept.append(name)
+        subfolders[:] = kept
+        for name in sorted(files):
+            if (Path(folder) / name).is_file():  # not a broken link
+                yield Path(folder) / name
+
+
+def _identity(folder: Path) -> tuple[int, int] | None:
+    try:
+        status = folder.stat()
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
+
+
+def glob_files(pattern: Path) -> list[Path]:
+    """The files a glob pattern names (`**` any number of folders), and every file inside a folder it
+    names, found with `walk_files` from the pattern's fixed leading part, so no folder is read twice."""
+    root = _glob_root(pattern)
+    pattern_parts = pattern.parts[len(root.parts):] if root != Path(".") else pattern.parts
+    found = []
+    for file in walk_files(root):
+        parts = file.relative_to(root).parts
+        # The file itself, or one of the folders it lies in, matches.
+        if any(_glob_match(pattern_parts, parts[:end]) for end in range(len(parts), 0, -1)):
+            found.append(file)
+    return found
+
+
+def _glob_match(pattern_parts: tuple[str, ...], parts: tuple[str, ...]) -> bool:
+    """Shell-style matching name by name (fnmatch), `**` standing for any number of folders; as
+    glob does, a wildcard does not match a name that starts with a dot."""
+    if not pattern_parts:
+        return not parts
+    head, rest = pattern_parts[0], pattern_parts[1:]
+    if head == "**":
+        return any(_glob_match(rest, parts[start:]) for start in range(len(parts) + 1))
+    if not parts or (parts[0].startswith(".") and not head.startswith(".")):
+        return False
+    return fnmatch.fnmatchcase(parts[0], head) and _glob_match(rest, parts[1:])
 
 
 def _relative_name(file: Path, root: Path) -> str:

@@ -20,6 +20,7 @@ def build_dataset(data_cfg: DataConfig, split: str, training: bool = False) -> D
     """
     dataset = _build(data_cfg, split, keep_difficult=data_cfg.use_difficult or not training)
     dataset.max_missing_share = data_cfg.max_missing_share
+    dataset.max_pixels = data_cfg.max_pixels
     return dataset
 
 

@@ -25,6 +25,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from detect.data.image_header import DEFAULT_MAX_PIXELS
 from detect.data.image_io import MAX_MISSING_SHARE, read_image, warn_once
 from detect.data.problems import Problem, ProblemLog
 from detect.errors import DataError
@@ -57,6 +58,8 @@ class DetectionDataset(torch.utils.data.Dataset):
 
     # data.max_missing_share: how much of a JPEG without its end marker may be missing (image_io.py)
     max_missing_share: float = MAX_MISSING_SHARE
+    # data.max_pixels: the most pixels an image's header may declare (image_header.py)
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
 
     def __init__(
         self,
@@ -128,7 +131,8 @@ class DetectionDataset(torch.utils.data.Dataset):
         """Reads sample `index`; DataError when its image cannot be used (whatever on_error says)."""
         sample = self.samples[index]
         image = read_image(sample.image_path, self.max_missing_share,
-                           warn=lambda message: self.record_truncated(sample.image_path, message))
+                           warn=lambda message: self.record_truncated(sample.image_path, message),
+                           max_pixels=self.max_pixels)
         height, width = image.shape[:2]
         if sample.annotated_size is not None and tuple(sample.annotated_size) != (height, width):
             self.log.warning(

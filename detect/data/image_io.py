@@ -10,6 +10,11 @@ also hold JPEGs that lack only their last bytes: they decode to full size with a
 blocks at the end. Such a file is read with a warning naming the file and the share of its pixels
 that is missing, as long as that share is at most `max_missing_share` (data.max_missing_share);
 above it, it stays an error.
+
+Why the pixel limit: a file of a few hundred bytes can declare 30000 x 30000 pixels, which the
+decoder allocates in full (gigabytes). The size is read from the format's own header first
+(detect.data.image_header); an image over `max_pixels` (data.max_pixels, `--max-pixels`) and a file
+whose header no parser understands are refused before any pixel is decoded.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from detect.data.image_header import DEFAULT_MAX_PIXELS, check_pixel_limit
 from detect.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -37,20 +43,22 @@ _MISSING_GREY = 128
 
 
 def read_image(path: str | Path, max_missing_share: float = MAX_MISSING_SHARE,
-               warn: Callable[[str], None] | None = None) -> np.ndarray:
+               warn: Callable[[str], None] | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Returns the image at `path` as uint8 RGB [H, W, 3]; raises DataError naming the file.
 
     A JPEG without its end marker is read when at most `max_missing_share` of its pixels are missing;
-    `warn(message)` then receives the warning (default: `warn_once`, this module's logger)."""
+    `warn(message)` then receives the warning (default: `warn_once`, this module's logger). An image
+    whose header declares more than `max_pixels` pixels is refused undecoded (None: no limit)."""
     path = Path(path)
-    return decode_image(read_image_bytes(path), path, max_missing_share, warn)
+    return decode_image(read_image_bytes(path), path, max_missing_share, warn, max_pixels)
 
 
 def decode_image(data: bytes, path: str | Path = "<image>", max_missing_share: float = MAX_MISSING_SHARE,
-                 warn: Callable[[str], None] | None = None) -> np.ndarray:
+                 warn: Callable[[str], None] | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Encoded image bytes (JPEG, PNG, ...) -> uint8 RGB [H, W, 3]; DataError naming `path` when they
-    are truncated or not an image. (What `read_image` does once the file is read; the server decodes
-    uploads with it.)"""
+    are truncated, not an image, or declare more than `max_pixels` pixels. (What `read_image` does
+    once the file is read; the server decodes uploads with it.)"""
+    check_pixel_limit(data, str(path), max_pixels)  # before any decoder, Pillow's included, sees the bytes
     if is_truncated_jpeg(data):
         try:  # the end marker lets the decoder finish; what the file lacks comes out grey
             image = decode(data + _JPEG_END, path)
@@ -153,8 +161,8 @@ def to_rgb8(image: np.ndarray, path: Path | str = "<image>") -> np.ndarray:
     """OpenCV's decoded array (gray, BGR or BGRA; 8-bit, 16-bit or float) -> uint8 RGB [H, W, 3]."""
     if image.dtype == np.uint16:
         image = (image >> 8).astype(np.uint8)
-    elif image.dtype in (np.float32, np.float64):
-        image = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    elif image.dtype in (np.float16, np.float32, np.float64):
+        image = float_to_uint8(image)
     elif image.dtype != np.uint8:
         raise DataError(f"{path}: unsupported pixel type {image.dtype}")
     if image.ndim == 3 and image.shape[2] == 1:
@@ -167,3 +175,11 @@ def to_rgb8(image: np.ndarray, path: Path | str = "<image>") -> np.ndarray:
     if channels == 4:
         return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
     raise DataError(f"{path}: unsupported number of channels {channels}")
+
+
+def float_to_uint8(image: np.ndarray) -> np.ndarray:
+    """Float pixels -> uint8. Float TIFFs come in two conventions: 0..1 (scaled by 255 here) and 0..255
+    (kept): a brightest value above 1 says which. NaN becomes 0."""
+    pixels = np.nan_to_num(image.astype(np.float32), nan=0.0, posinf=255.0, neginf=0.0)
+    scale = 255.0 if pixels.size == 0 or float(pixels.max()) <= 1.0 else 1.0
+    return (np.clip(pixels * scale, 0.0, 255.0) + 0.5).astype(np.uint8)

@@ -27,7 +27,8 @@ from detect.serve.guards import ApiKeyMiddleware, UploadLimitMiddleware
 from detect.serve.metrics import MetricsMiddleware, ServerMetrics
 from detect.serve.model import ServedModel
 from detect.serve.routes import router
-from detect.serve.uploads import DEFAULT_MAX_PIXELS
+from detect.data.image_header import DEFAULT_MAX_PIXELS
+from detect.serve.pixel_budget import PixelBudget
 
 log = logging.getLogger(__name__)
 WARM_UP_SIZE = (64, 64)
@@ -37,6 +38,8 @@ WARM_UP_SIZE = (64, 64)
 class ServeSettings:
     """max_batch images per model call, waiting at most max_wait_ms for them; queue_capacity images may
     wait (more: 503); max_upload_mb bounds a request's body; max_files the images in one request;
+    max_pixels one image's pixels, max_request_pixels a request's in all (422 above, from the headers,
+    before decoding); max_held_pixels the decoded pixels of all requests in flight (503 above);
     api_key: None leaves the API open."""
 
     max_batch: int = 8
@@ -45,7 +48,14 @@ class ServeSettings:
     max_upload_mb: float = 20.0
     max_files: int = 16
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_request_pixels: int = 2 * DEFAULT_MAX_PIXELS
+    max_held_pixels: int = 4 * DEFAULT_MAX_PIXELS
     api_key: str | None = None
+
+    def __post_init__(self):
+        # A request allowed on its own must fit the server's budget, and one image must fit a request.
+        self.max_request_pixels = max(self.max_request_pixels, self.max_pixels)
+        self.max_held_pixels = max(self.max_held_pixels, self.max_request_pixels)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -72,6 +82,7 @@ def create_app(model: ServedModel, settings: ServeSettings | None = None) -> Fas
                   description=_description(settings))
     app.state.model, app.state.queue, app.state.metrics = model, queue, metrics
     app.state.settings, app.state.ready = settings, False
+    app.state.pixel_budget = PixelBudget(settings.max_held_pixels)
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=str(resources.files("detect.serve") / "static")), name="static")
     app.add_exception_handler(HTTPException, _http_error)

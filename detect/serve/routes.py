@@ -1,7 +1,8 @@
 """The HTTP API: /v1/detect, /v1/model, /healthz, /readyz, /metrics and the page at /.
 
 Routes read what they share from `request.app.state`: `model` (ServedModel), `queue` (BatchQueue),
-`metrics` (ServerMetrics), `settings` (ServeSettings) and `ready` (bool). No route fetches a URL a
+`pixel_budget` (PixelBudget: decoded pixels held at once), `metrics` (ServerMetrics), `settings`
+(ServeSettings) and `ready` (bool). No route fetches a URL a
 client names: images arrive as uploaded bytes only.
 """
 
@@ -16,7 +17,8 @@ from starlette.concurrency import run_in_threadpool
 
 from detect.serve.answers import annotated_jpeg_base64, image_record, keep_detections
 from detect.serve.batching import QueueFull
-from detect.serve.uploads import UploadError, decode_upload
+from detect.serve.pixel_budget import PixelBudgetFull
+from detect.serve.uploads import UploadError, decode_upload, upload_pixels
 
 router = APIRouter()
 
@@ -43,21 +45,44 @@ async def detect(
     if len(files) > max_files:
         raise ApiError(422, f"{len(files)} files in one request; the limit is {max_files}")
     names = [upload.filename or f"files[{index}]" for index, upload in enumerate(files)]
+    settings = state.settings
     try:
         state.queue.ensure_room(len(files))  # a busy server refuses before decoding
-        images = [await _decoded(upload, name, state.settings.max_pixels) for upload, name in zip(files, names)]
-        found = await state.queue.submit(images)
-    except QueueFull as full:
-        raise ApiError(503, str(full), headers={"Retry-After": str(full.retry_after_s)}) from None
+        uploads = [await upload.read() for upload in files]
+        pixels = _declared_pixels(uploads, names, settings.max_pixels, settings.max_request_pixels)
+        with state.pixel_budget.reserve(pixels):  # held until the answer is built, annotated copies included
+            images = [await _decoded(data, name, settings.max_pixels) for data, name in zip(uploads, names)]
+            del uploads
+            found = await state.queue.submit(images)
+            return {"images": await _records(names, images, found, score_threshold, labels, annotate,
+                                             state.model.class_names)}
+    except (QueueFull, PixelBudgetFull) as busy:
+        raise ApiError(503, str(busy), headers={"Retry-After": str(busy.retry_after_s)}) from None
+
+
+def _declared_pixels(uploads: list[bytes], names: list[str], max_pixels: int, max_request_pixels: int) -> int:
+    """The pixels all uploads of a request declare in their headers (nothing decoded yet); 415 / 422
+    for a file that is not an image or is over the per-image limit, 422 when all of them together
+    are over the per-request limit."""
+    try:
+        pixels = [upload_pixels(data, name, max_pixels) for data, name in zip(uploads, names)]
+    except UploadError as error:
+        raise ApiError(error.status, str(error)) from None
+    if sum(pixels) > max_request_pixels:
+        raise ApiError(422, f"{len(uploads)} images of {sum(pixels)} pixels in all; the limit for one request is "
+                            f"{max_request_pixels} pixels (--max-request-pixels)")
+    return sum(pixels)
+
+
+async def _records(names, images, found, score_threshold: float, labels, annotate: bool, class_names) -> list[dict]:
     records = []
     for index, (name, image, result) in enumerate(zip(names, images, found)):
         kept = keep_detections(result, score_threshold, labels)
         record = image_record(index, name, kept)
         if annotate:
-            record["annotated_jpeg"] = await run_in_threadpool(annotated_jpeg_base64, image, kept,
-                                                               state.model.class_names)
+            record["annotated_jpeg"] = await run_in_threadpool(annotated_jpeg_base64, image, kept, class_names)
         records.append(record)
-    return {"images": records}
+    return records
 
 
 def _labels_or_422(model, classes: str | None) -> set[int] | None:
@@ -72,8 +97,7 @@ def _labels_or_422(model, classes: str | None) -> set[int] | None:
         raise ApiError(422, f"classes: {error}") from None
 
 
-async def _decoded(upload: UploadFile, name: str, max_pixels: int):
-    data = await upload.read()
+async def _decoded(data: bytes, name: str, max_pixels: int):
     try:  # decoding releases the GIL: off the event loop, it overlaps other requests
         return await run_in_threadpool(decode_upload, data, name, max_pixels)
     except UploadError as error:

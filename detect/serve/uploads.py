@@ -2,13 +2,15 @@
 
 415: the bytes are not an image format the server decodes (a text file, a PDF, empty bytes).
 422: an image whose data is truncated or corrupt (detect.data.image_io's end-marker check and
-decoder), or one larger than `max_pixels` (a small file can unpack to gigabytes).
+decoder), one whose header declares more than `max_pixels` or that no header parser reads (a small
+file can unpack to gigabytes; detect.data.image_header reads the size without decoding).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from detect.data.image_header import DEFAULT_MAX_PIXELS, check_pixel_limit
 from detect.data.image_io import decode_image
 from detect.errors import DataError
 
@@ -21,7 +23,6 @@ _SIGNATURES = (
     b"II*\x00", b"MM\x00*",               # TIFF
     b"RIFF",                              # WebP (RIFF....WEBP)
 )
-DEFAULT_MAX_PIXELS = 40_000_000
 
 
 class UploadError(Exception):
@@ -32,36 +33,25 @@ class UploadError(Exception):
         self.status = status
 
 
-def decode_upload(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """The upload's pixels as uint8 RGB [H, W, 3]; UploadError (415 or 422) naming the file."""
+def upload_pixels(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> int:
+    """The pixels the upload's header declares, read without decoding; UploadError 415 when the bytes
+    are not an image, 422 when no header parser understands them or they declare over `max_pixels`."""
     if not data:
         raise UploadError(415, f"{name}: empty file, not an image")
     if not data.startswith(_SIGNATURES) or (data.startswith(b"RIFF") and data[8:12] != b"WEBP"):
         raise UploadError(415, f"{name}: not an image (JPEG, PNG, BMP, GIF, TIFF or WebP expected)")
-    # The header's size first: decode_image's completeness check may decode a PNG whole (Pillow's
-    # second opinion on a file without its end chunk).
-    _check_pixel_count(data, name, max_pixels)
     try:
-        return decode_image(data, name)
+        _, width, height = check_pixel_limit(data, name, max_pixels)
     except DataError as error:
         raise UploadError(422, str(error)) from None
+    return width * height
 
 
-def _check_pixel_count(data: bytes, name: str, max_pixels: int) -> None:
-    """Read the size from the header (Pillow, without decoding) and refuse images too large to
-    decode safely. Without Pillow, or for a header it cannot read, the decoder's own limit stands."""
+def decode_upload(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """The upload's pixels as uint8 RGB [H, W, 3]; UploadError (415 or 422) naming the file. The size
+    is checked from the header before any decoder sees the bytes (detect.data.image_header)."""
+    upload_pixels(data, name, max_pixels)
     try:
-        import io
-
-        from PIL import Image
-    except ImportError:
-        return
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size
-    except Image.DecompressionBombError:
-        raise UploadError(422, f"{name}: image has too many pixels to decode safely") from None
-    except Exception:  # not Pillow's to judge: the decoder decides below
-        return
-    if width * height > max_pixels:
-        raise UploadError(422, f"{name}: image of {width}x{height} pixels is over the limit of {max_pixels} pixels")
+        return decode_image(data, name, max_pixels=max_pixels)
+    except DataError as error:
+        raise UploadError(422, str(error)) from None

@@ -134,3 +134,20 @@ def test_data_check_reads_a_jpeg_missing_only_its_last_bytes_with_a_warning(tmp_
     assert f"error: {image}: truncated JPEG (no end-of-image marker), " in out
     assert "of the image is missing (data.max_missing_share is 0.01)" in out
     assert run_cli([*check, "--set", "data.max_missing_share=1.0"]) == 0
+
+
+def test_data_check_refuses_an_image_over_data_max_pixels_undecoded(tmp_path: Path, capsys):
+    """The guard of `detect infer` and the server holds for datasets too (check, train, eval)."""
+    from tests.bombs import jpeg_bomb
+
+    root = write_voc(tmp_path, {"a": [("cat", 5, 5, 20, 20)], "b": [("cat", 5, 5, 20, 20)]},
+                     {"train": ["a", "b"]})
+    (root / "JPEGImages" / "b.jpg").write_bytes(jpeg_bomb(30000, 30000))
+    args = ["data", "check", "--config", "voc_faster_rcnn", "--split", "train", "--set", f"data.root={root}",
+            "--set", "data.classes=[cat]"]
+    assert run_cli(args) == 1
+    out = capsys.readouterr().out
+    assert (f"error: {root / 'JPEGImages' / 'b.jpg'}: JPEG of 30000x30000 pixels is over the limit of 40000000 "
+            f"pixels (max_pixels); not decoded") in out
+    assert run_cli(args + ["--set", "data.max_pixels=1000"]) == 1
+    assert "a.jpg: JPEG of 64x48 pixels is over the limit of 1000 pixels" in capsys.readouterr().out

@@ -300,3 +300,77 @@ def test_the_checkpoint_is_never_an_output(detectors, tmp_path):
         run_inference(detectors["ssd"], [str(image)], tmp_path / "out", write_json=True, progress=False,
                       inputs=[checkpoint])
     assert checkpoint.read_bytes() == b"weights"
+
+
+def test_cli_infer_skips_an_image_whose_header_is_over_the_pixel_limit(checkpoints, tmp_path, capsys, caplog,
+                                                                       monkeypatch):
+    """A 600-byte JPEG declaring 30000 x 30000 pixels is skipped undecoded and named; --max-pixels sets
+    the limit."""
+    from tests.bombs import jpeg_bomb
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "bomb.jpg").write_bytes(jpeg_bomb(30000, 30000))
+    cv2.imwrite(str(folder / "small.png"), noise_image(40, 50, seed=0))
+    real_decode = cv2.imdecode
+
+    def decode(data, flags):
+        assert len(data) > 1000, "the bomb reached the decoder"
+        return real_decode(data, flags)
+
+    monkeypatch.setattr(cv2, "imdecode", decode)
+    code, stdout, _ = run_cli(["infer", str(checkpoints["ssd"]), str(folder), "--out", str(tmp_path / "out"),
+                               "--device", "cpu", "-q"], capsys)
+    assert code == 0 and "1 images (1 skipped)" in stdout
+    assert "bomb.jpg: JPEG of 30000x30000 pixels is over the limit of 40000000 pixels" in caplog.text
+    code, stdout, _ = run_cli(["infer", str(checkpoints["ssd"]), str(folder / "small.png"), "--out",
+                               str(tmp_path / "out2"), "--device", "cpu", "-q", "--max-pixels", "1999"], capsys)
+    assert code == 0 and "0 images (1 skipped)" in stdout
+    assert "small.png: PNG of 50x40 pixels is over the limit of 1999 pixels" in caplog.text
+
+
+def test_cli_infer_follows_no_folder_link_twice(checkpoints, tmp_path, capsys):
+    """A glob or a folder over symlink loops ends, and finds each image once."""
+    root = tmp_path / "tree"
+    (root / "a").mkdir(parents=True)
+    cv2.imwrite(str(root / "a" / "x.jpg"), noise_image(20, 20, seed=0))
+    (root / "a" / "up").symlink_to(root)  # a loop back to the top
+    (root / "a" / "again").symlink_to(root / "a")  # a loop onto itself
+    (root / "b").symlink_to(root / "a")  # a second way to the same folder
+    for source in (f"{root}/**/*.jpg", str(root)):
+        code, stdout, _ = run_cli(["infer", str(checkpoints["ssd"]), source, "--out", str(tmp_path / "out"),
+                                   "--device", "cpu", "-q", "--json"], capsys)
+        assert code == 0 and "1 images" in stdout, stdout
+        [record] = json.loads((tmp_path / "out" / "detections.json").read_text())["images"]
+        assert record["file"] == str(root / "a" / "x.jpg")
+
+
+def test_cli_infer_reads_grey_and_gif_inputs_and_writes_colour_copies(checkpoints, tmp_path, capsys):
+    """PGM (grey) and GIF inputs, as files and in a folder: annotated copies as PNG, named uniquely."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "scan.pgm"), noise_image(30, 40, seed=0)[:, :, 0])
+    Image.fromarray(noise_image(30, 40, seed=1)).save(folder / "scan.gif")
+    cv2.imwrite(str(folder / "scan.png"), noise_image(30, 40, seed=2))
+    for sources in ([str(folder / "scan.pgm"), str(folder / "scan.gif")], [str(folder)]):
+        out = tmp_path / f"out{len(sources)}"
+        code, stdout, _ = run_cli(["infer", str(checkpoints["ssd"]), *sources, "--out", str(out), "--device", "cpu",
+                                   "-q", "--score-threshold", "0"], capsys)
+        assert code == 0 and stdout.startswith(f"{len(list(out.glob('*.png')))} images"), stdout
+        written = sorted(p.name for p in out.iterdir())
+        expected = ["scan.png", "scan_1.png"] if len(sources) == 2 else ["scan.png", "scan_1.png", "scan_2.png"]
+        assert written == expected
+        for name in written:
+            assert cv2.imread(str(out / name), cv2.IMREAD_UNCHANGED).shape == (30, 40, 3)
+
+
+def test_cli_infer_reads_a_float_tiff_of_0_to_255_like_its_uint8_twin(checkpoints, tmp_path, capsys):
+    image = noise_image(40, 50, seed=3)
+    cv2.imwrite(str(tmp_path / "float.tif"), image.astype(np.float32))
+    cv2.imwrite(str(tmp_path / "uint8.png"), image)
+    code, _, _ = run_cli(["infer", str(checkpoints["ssd"]), str(tmp_path / "float.tif"), str(tmp_path / "uint8.png"),
+                          "--out", str(tmp_path / "out"), "--device", "cpu", "-q", "--json", "--score-threshold",
+                          "0"], capsys)
+    assert code == 0
+    float_record, uint8_record = json.loads((tmp_path / "out" / "detections.json").read_text())["images"]
+    assert float_record["detections"] and float_record["detections"] == uint8_record["detections"]
