@@ -292,8 +292,9 @@ def run_inference(
     xyxy) and `out_dir/detections_coco.json` (COCO results, category_id = label, or the COCO category
     id for a COCO-trained checkpoint). For a checkpoint trained on VOC-layout data (voc, synthetic)
     the results are what `detect eval --detections` scores against such data: image_id = the file's
-    stem, bbox in the XML's 1-based corner convention. Otherwise image_id = the index in
-    detections.json and bbox in pixels as detections.json has them. Videos, cameras, streams:
+    stem, bbox in the XML's 1-based corner convention. Otherwise (COCO data) image_id = the file's
+    name, which `detect eval --detections` maps to the annotation file's image id, and bbox in pixels
+    as detections.json has them. Videos, cameras, streams:
     `out_dir/<name>.mp4` annotated at the input's frame rate and size, and `out_dir/<name>.jsonl`, one
     line per frame. Output names are unique in a run; no output may replace a source or one of
     `inputs` (the checkpoint).
@@ -362,7 +363,9 @@ def _infer_images(detector: Detector, images, out_dir: Path, write_json: bool, s
                 "id": image_id, "file": str(source.path), "output": str(target),
                 "height": found.image_size[0], "width": found.image_size[1], "detections": found.to_list(),
             })
-            results_id = source.path.stem if voc_layout else image_id
+            # VOC: the annotation's id, the file stem. COCO: the file's name, which `detect eval
+            # --detections` maps to the annotation file's image id (infer has no annotation file).
+            results_id = source.path.stem if voc_layout else source.path.name
             coco_results.extend(found.to_coco(results_id, detector.category_ids, xyxy_to_corners))
         bar.update(len(chunk))
     bar.close()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import math
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Literal
@@ -24,6 +23,7 @@ from detect.data.dataset import DetectionDataset, Sample
 from detect.data.problems import ProblemLog
 from detect.errors import DataError
 from detect.metrics.coco import xywh_to_xyxy
+from detect.text_files import read_json
 
 
 class CategoryMap:
@@ -100,16 +100,11 @@ class COCODataset(DetectionDataset):
 
 
 def read_coco_json(path: Path) -> dict:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
+    if not path.exists():
         available = sorted(p.name for p in path.parent.glob("instances_*.json")) if path.parent.is_dir() else []
         hint = f" (there: {', '.join(available)})" if available else ""
-        raise DataError(f"{path}: COCO annotation file not found{hint}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise DataError(f"{path}: malformed JSON at line {error.lineno} column {error.colno}: {error.msg}") from None
+        raise DataError(f"{path}: COCO annotation file not found{hint}")
+    data = read_json(path, "COCO annotation file")
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a JSON object with images, annotations and categories")
     return data
@@ -247,11 +242,26 @@ def check_annotation(annotation, index, image_ids, category_ids, path: Path, log
     if annotation["category_id"] not in category_ids:
         log.error(path, f"{where}: category_id {annotation['category_id']} is not in categories", "missing_field")
         return None
+    problem = optional_field_problem(annotation)
+    if problem is not None:
+        log.error(path, f"{where} (image id {annotation['image_id']}): {problem}", "bad_field")
+        return None
     if bbox[2] <= 0 or bbox[3] <= 0:
         log.error(path, f"{where} (image id {annotation['image_id']}): degenerate box {bbox}", "degenerate_box")
         return None
     # pycocotools' index wants an area; fill it where a hand-written file lacks it (ids: see below).
     return {"area": float(bbox[2] * bbox[3]), "iscrowd": 0, **annotation}
+
+
+def optional_field_problem(annotation: dict) -> str | None:
+    """What is wrong with the fields COCO evaluation reads besides the box, or None: `area` a number
+    of at least 0, `iscrowd` 0 or 1 (or true / false). Checked here: pycocotools would fail on them
+    only when scoring, after a whole evaluation run."""
+    if "area" in annotation and not (_is_finite_number(annotation["area"]) and annotation["area"] >= 0):
+        return f"area must be a number of at least 0, got {annotation['area']!r:.40}"
+    if "iscrowd" in annotation and annotation["iscrowd"] not in (0, 1):  # True == 1 and False == 0
+        return f"iscrowd must be 0 or 1, got {annotation['iscrowd']!r:.40}"
+    return None
 
 
 def _is_finite_number(value) -> bool:

@@ -22,6 +22,7 @@ import numpy as np
 from detect.data.dataset import DetectionDataset, Sample
 from detect.data.problems import ProblemLog
 from detect.errors import DataError
+from detect.text_files import read_text
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -101,7 +102,7 @@ def read_split_ids(folder: Path, split_name: str) -> list[str]:
             raise DataError(f"{folder}: VOC dataset folder not found")
         raise DataError(f"{split_file}: VOC split file not found{hint}")
     # A line may carry a second column (the per-class lists do); the id is the first word.
-    return [line.split()[0] for line in split_file.read_text().splitlines() if line.strip()]
+    return [line.split()[0] for line in read_text(split_file, "VOC split file").splitlines() if line.strip()]
 
 
 def parse_split(folder: Path, split_name: str, log: ProblemLog) -> list[tuple]:
@@ -142,6 +143,11 @@ def parse_voc_xml(xml_path: Path, log: ProblemLog):
     except ET.ParseError as error:
         log.error(xml_path, f"malformed XML: {error}", "malformed_annotation")
         return None
+    strip_namespaces(root)
+    if root.tag != "annotation":
+        log.error(xml_path, f"not a VOC annotation: the root element is <{root.tag}>, not <annotation>",
+                  "malformed_annotation")
+        return None
     size = parse_size(root, xml_path, log)
     names, boxes, difficult = [], [], []
     for index, obj in enumerate(root.findall("object")):
@@ -151,6 +157,15 @@ def parse_voc_xml(xml_path: Path, log: ProblemLog):
             boxes.append(parsed[1])
             difficult.append(parsed[2])
     return size, names, np.array(boxes, np.float32).reshape(-1, 4), np.array(difficult, bool)
+
+
+def strip_namespaces(root: ET.Element) -> None:
+    """`<annotation xmlns="...">` or `<v:annotation xmlns:v="...">`: ElementTree names every element
+    `{uri}tag`, so a lookup of `object` finds none and the file would read as empty. VOC has no
+    namespace of its own: the names without it are the VOC names."""
+    for element in root.iter():
+        if isinstance(element.tag, str) and element.tag.startswith("{"):
+            element.tag = element.tag.split("}", 1)[1]
 
 
 def parse_size(root: ET.Element, xml_path: Path, log: ProblemLog) -> tuple[int, int] | None:

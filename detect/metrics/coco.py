@@ -28,6 +28,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from detect.errors import DataError
+from detect.text_files import read_json
 
 COCO_METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
@@ -143,12 +144,7 @@ def write_coco_results(path: str | Path, results: list[dict]) -> None:
 def read_coco_results(path: str | Path) -> list[dict]:
     """Reads and checks a COCO results JSON: a list of {image_id, category_id, bbox [4 numbers], score}."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DataError(f"{path}: detections file not found") from None
-    except json.JSONDecodeError as error:
-        raise DataError(f"{path}: malformed JSON at line {error.lineno} column {error.colno}: {error.msg}") from None
+    data = read_json(path, "detections file")
     if not isinstance(data, list):
         raise DataError(f"{path}: expected a JSON list of detections (COCO results format)")
     for index, entry in enumerate(data):
@@ -162,9 +158,16 @@ def check_result_entry(entry, index: int, path: Path) -> None:
     missing = [key for key in ("image_id", "category_id", "bbox", "score") if key not in entry]
     if missing:
         raise DataError(f"{path}: entry {index} lacks {', '.join(missing)}")
+    for key in ("image_id", "category_id"):
+        if not isinstance(entry[key], (int, str)) or isinstance(entry[key], bool):
+            raise DataError(f"{path}: entry {index}: {key} must be an integer or a string, got {entry[key]!r:.60}")
     bbox = entry["bbox"]
     if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
-        raise DataError(f"{path}: entry {index}: bbox must be 4 numbers [x, y, w, h], got {bbox!r}")
+        raise DataError(f"{path}: entry {index}: bbox must be 4 numbers [x, y, w, h], got {bbox!r:.80}")
+    if bbox[2] < 0 or bbox[3] < 0:
+        # VOC scoring would clip such a box to nothing and COCO's would count it with a negative area.
+        raise DataError(f"{path}: entry {index}: bbox {bbox!r:.80} has a negative width or height; [x, y, w, h] "
+                        f"with w, h >= 0 expected")
     if not _is_number(entry["score"]):
         raise DataError(f"{path}: entry {index}: score must be a number, got {entry['score']!r}")
 

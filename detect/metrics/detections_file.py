@@ -2,7 +2,8 @@
 scores the predictions through detect.engine.eval_checkpoint).
 
 The results' `image_id` names the image: the file stem for VOC-layout data (an int matches a
-numeric stem, e.g. 5 -> "000005"), the COCO image id for COCO data. `category_id`: for VOC-layout
+numeric stem, e.g. 5 -> "000005"), the COCO image id for COCO data, or there the image's
+`file_name` (or its last part, where unique: what `detect infer --json` writes). `category_id`: for VOC-layout
 data the class name or its 1-based index in the dataset's `class_names`; for COCO data the COCO
 category id (ids of categories left out by `data.classes` are dropped). A class the data does not
 have is an error, or with `unknown_class="skip"` dropped and counted.
@@ -20,7 +21,7 @@ optionally `get_target(i)` (ground truth without reading pixels), `category_map`
 from __future__ import annotations
 
 from collections import defaultdict
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Iterable
 
 import numpy as np
@@ -78,21 +79,30 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def image_lookup(image_ids: Iterable) -> dict:
-    """Results image id -> dataset image id: the id itself, its string, and ints for numeric stems."""
+def image_lookup(image_ids: Iterable, file_names: dict | None = None) -> dict:
+    """Results image id -> dataset image id: the id itself, its string, and ints for numeric stems.
+    `file_names` (COCO data: image id -> file_name): the file name, and its last part where no other
+    image has it, name the image too (what `detect infer --json` writes for COCO-trained models)."""
     lookup = {}
     for image_id in image_ids:
         lookup[image_id] = image_id
         if isinstance(image_id, str) and image_id.isdigit():
             lookup.setdefault(int(image_id), image_id)
+    if file_names:
+        base_names = [PurePosixPath(name).name for name in file_names.values()]
+        for (image_id, name), base in zip(file_names.items(), base_names):
+            lookup.setdefault(name, image_id)
+            if base_names.count(base) == 1:
+                lookup.setdefault(base, image_id)
     return lookup
 
 
 def predictions_from_results(results: list[dict], image_ids: list, resolver: LabelResolver, path: Path,
-                             corners_to_xyxy=None) -> list[dict]:
+                             corners_to_xyxy=None, file_names: dict | None = None) -> list[dict]:
     """COCO results entries -> per-image predictions {boxes xyxy, scores, labels}, in `image_ids` order.
-    `corners_to_xyxy`: the data's annotation corners -> pipeline xyxy (VOC data), applied to each box."""
-    lookup = image_lookup(image_ids)
+    `corners_to_xyxy`: the data's annotation corners -> pipeline xyxy (VOC data), applied to each box.
+    `file_names`: see image_lookup."""
+    lookup = image_lookup(image_ids, file_names)
     by_image = defaultdict(list)
     for index, entry in enumerate(results):
         image_id = lookup.get(entry["image_id"])
@@ -125,7 +135,10 @@ def detections_file_predictions(path: str | Path, dataset, unknown_class: str = 
     ground_truths = dataset_ground_truths(dataset)
     image_ids = list(dict.fromkeys(_plain(target["image_id"]) for target in ground_truths))
     resolver = LabelResolver(dataset, path, unknown_class)
-    predictions = predictions_from_results(results, image_ids, resolver, path, getattr(dataset, "corners_to_xyxy", None))
+    coco = getattr(dataset, "coco", None)
+    file_names = {image_id: info["file_name"] for image_id, info in coco.imgs.items()} if coco is not None else None
+    predictions = predictions_from_results(results, image_ids, resolver, path, getattr(dataset, "corners_to_xyxy", None),
+                                           file_names)
     by_id = dict(zip(image_ids, predictions))
     return [by_id[_plain(t["image_id"])] for t in ground_truths], ground_truths, resolver.skipped_unknown
 

@@ -151,3 +151,83 @@ def test_data_check_refuses_an_image_over_data_max_pixels_undecoded(tmp_path: Pa
             f"pixels (max_pixels); not decoded") in out
     assert run_cli(args + ["--set", "data.max_pixels=1000"]) == 1
     assert "a.jpg: JPEG of 64x48 pixels is over the limit of 1000 pixels" in capsys.readouterr().out
+
+
+def _check(root: Path, *extra: str) -> list[str]:
+    return ["data", "check", "--config", "voc_faster_rcnn", "--split", "train", "--set", f"data.root={root}",
+            "--set", "data.classes=[cat]", *extra]
+
+
+@pytest.mark.parametrize("opening, closing", [
+    ('<annotation xmlns="http://example.org/voc">', "</annotation>"),
+    ('<v:annotation xmlns:v="http://example.org/voc">', "</v:annotation>"),
+])
+def test_data_check_reads_namespaced_voc_xml(tmp_path: Path, capsys, opening, closing):
+    """A namespace on the XML used to read as "objects: 0, problems: 0", and training ran on nothing."""
+    root = write_voc(tmp_path, {"a": [("cat", 5, 5, 20, 20), ("cat", 30, 10, 60, 40)]}, {"train": ["a"]})
+    xml = root / "Annotations" / "a.xml"
+    text = xml.read_text()
+    prefix = "v:" if "xmlns:v" in opening else ""
+    body = text.removeprefix("<annotation>").removesuffix("</annotation>")
+    if prefix:
+        body = body.replace("<", "<v:").replace("<v:/", "</v:")
+    xml.write_text(opening + body + closing)
+    assert run_cli(_check(root)) == 0
+    assert "objects: 2 (0 difficult, 0 crowd)" in capsys.readouterr().out
+
+
+def test_data_check_refuses_xml_that_is_not_a_voc_annotation(tmp_path: Path, capsys):
+    root = write_voc(tmp_path, {"a": [("cat", 5, 5, 20, 20)]}, {"train": ["a"]})
+    (root / "Annotations" / "a.xml").write_text("<svg><object><name>cat</name></object></svg>")
+    assert run_cli(_check(root)) == 1
+    assert f"{root / 'Annotations' / 'a.xml'}: not a VOC annotation: the root element is <svg>" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-32"])
+def test_data_check_reads_split_files_with_a_byte_order_mark(tmp_path: Path, capsys, encoding):
+    root = write_voc(tmp_path, {"a": [("cat", 5, 5, 20, 20)], "b": []}, {"train": ["a", "b"]})
+    (root / "ImageSets" / "Main" / "train.txt").write_bytes("a\r\nb\r\n".encode(encoding))
+    assert run_cli(_check(root)) == 0
+    assert "split train: 2 images (0 unreadable)" in capsys.readouterr().out
+
+
+def test_a_split_file_that_is_not_text_is_one_line(tmp_path: Path, capsys):
+    root = write_voc(tmp_path, {"a": []}, {"train": ["a"]})
+    split = root / "ImageSets" / "Main" / "train.txt"
+    split.write_bytes(b"a\n\xff\xfe\xfd\n")
+    assert run_cli(_check(root)) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"error: {split}: the VOC split file is not UTF-8 text (byte 2, line 2); save it as UTF-8"
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("area", "120", "area must be a number of at least 0, got '120'"),
+    ("area", None, "area must be a number of at least 0, got None"),
+    ("iscrowd", "no", "iscrowd must be 0 or 1, got 'no'"),
+])
+def test_data_check_refuses_coco_fields_that_scoring_cannot_read(coco_root: Path, capsys, field, value, message):
+    import json
+
+    annotation_file = coco_root / "annotations" / "instances_train.json"
+    data = json.loads(annotation_file.read_text())
+    data["annotations"][0][field] = value
+    annotation_file.write_text(json.dumps(data))
+    code = run_cli(["data", "check", "--config", "coco_faster_rcnn", "--split", "train", "--set", f"data.root={coco_root}"])
+    assert code == 1
+    assert message in capsys.readouterr().out
+
+
+def test_deeply_nested_json_is_one_line_in_data_check_and_eval(coco_root: Path, tmp_path: Path, capsys):
+    detections = tmp_path / "dets.json"
+    detections.write_text('{"a":' * 200_000 + "1" + "}" * 200_000)
+    code = run_cli(["eval", "--detections", str(detections), "--config", "coco_faster_rcnn", "--split", "train",
+                    "--set", f"data.root={coco_root}", "--set", "data.train_split=train"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip().startswith(f"error: {detections}: JSON nested too deeply to read")
+    annotation_file = coco_root / "annotations" / "instances_train.json"
+    annotation_file.write_text("[" * 200_000 + "]" * 200_000)
+    code = run_cli(["data", "check", "--config", "coco_faster_rcnn", "--split", "train", "--set", f"data.root={coco_root}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert err.strip() == (f"error: {annotation_file}: JSON nested too deeply to read (arrays or objects inside each "
+                           f"other thousands of levels deep); not a COCO annotation file")

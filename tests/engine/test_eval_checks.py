@@ -172,3 +172,42 @@ def test_a_checkpoint_on_coco_data_scores_as_its_detections_file(tmp_path_factor
     assert scored.results["coco"] == pytest.approx(direct.results["coco"], abs=1e-9)
     for metric in ("voc07", "voc12"):
         assert scored.results[metric]["ap"] == pytest.approx(direct.results[metric]["ap"], abs=1e-9)
+
+
+@pytest.fixture(scope="module")
+def trained_coco(tmp_path_factory):
+    """(run folder, COCO data root): the tiny SSD trained one epoch on COCO-format synthetic data."""
+    from detect.data.synthetic import generate_synthetic
+
+    folder = tmp_path_factory.mktemp("tiny_ssd_coco")
+    root = folder / "shapes_coco"
+    generate_synthetic(root, format="coco", num_images=12, image_size=64, seed=3, val_fraction=0.5)
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(folder / "run"),
+              *sets(f"data.root={root}", "data.format=coco", *TINY)])
+    assert exited.value.code in (0, None)
+    return folder / "run", root
+
+
+def test_infer_json_of_a_coco_trained_model_scores_as_the_checkpoint(trained_coco, tmp_path, capsys):
+    """COCO results from `infer --json` name each image by its file; `eval --detections` maps the names
+    to the annotation file's ids, so the round trip gives the checkpoint's own numbers."""
+    run_dir, root = trained_coco
+    checkpoint = run_dir / "last.pt"
+    direct = eval_json(checkpoint, tmp_path, capsys, "--metric", "all")
+    code, _, err = run(["infer", str(checkpoint), str(root / "val"), "--out", str(tmp_path / "infer"), "--json",
+                        "--score-threshold", "0", "--device", "cpu", "--quiet"], capsys)
+    assert code == 0, err
+    results = json.loads((tmp_path / "infer" / "detections_coco.json").read_text())
+    annotations = json.loads((root / "annotations" / "instances_val.json").read_text())
+    assert results and {entry["image_id"] for entry in results} <= {image["file_name"] for image in annotations["images"]}
+    config = tmp_path / "config.yaml"
+    config.write_text(config_to_yaml(validate_config(load_checkpoint(checkpoint)["config"])))
+    out_json = tmp_path / "scored.json"
+    code, _, err = run(["eval", "--detections", str(tmp_path / "infer" / "detections_coco.json"), "--config",
+                        str(config), "--metric", "all", "--json", str(out_json)], capsys)
+    assert code == 0, err
+    scored = json.loads(out_json.read_text())
+    for metric in ("voc07", "voc12"):
+        assert scored[metric]["ap"] == pytest.approx(direct[metric]["ap"], abs=1e-9)
+    assert scored["coco"] == pytest.approx(direct["coco"], abs=1e-9)

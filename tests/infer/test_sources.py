@@ -109,7 +109,7 @@ def test_read_image_is_rgb_and_corrupt_files_name_themselves(tmp_path):
     assert read_image(path).tolist() == [[[0, 0, 255]]]
     corrupt = tmp_path / "corrupt.jpg"
     corrupt.write_bytes(b"\xff\xd8 not really a jpeg")
-    with pytest.raises(DataError, match="corrupt.jpg: truncated JPEG"):
+    with pytest.raises(DataError, match="corrupt.jpg: truncated or corrupt JPEG"):
         read_image(corrupt)
     empty = tmp_path / "empty.png"
     empty.write_bytes(b"")

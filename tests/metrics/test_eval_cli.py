@@ -105,3 +105,32 @@ def test_numeric_stems_accept_int_image_ids():
 
     lookup = image_lookup(["000005", "cat_1"])
     assert lookup[5] == "000005" and lookup["000005"] == "000005" and lookup["cat_1"] == "cat_1"
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"image_id": [1, 2]}, "entry 0: image_id must be an integer or a string, got [1, 2]"),
+    ({"image_id": {"id": 1}}, "entry 0: image_id must be an integer or a string, got {'id': 1}"),
+    ({"category_id": [1]}, "entry 0: category_id must be an integer or a string, got [1]"),
+    ({"bbox": [10, 10, -5, 8]}, "entry 0: bbox [10, 10, -5, 8] has a negative width or height"),
+    ({"bbox": [10, 10, 5, -0.5]}, "entry 0: bbox [10, 10, 5, -0.5] has a negative width or height"),
+])
+def test_malformed_detection_entries_are_one_line_errors(tmp_path, voc_root, capsys, entry, message):
+    config = write_config(tmp_path, "voc", voc_root)
+    first_id = build_dataset(load_config(str(config), []).data, "val")[0][1]["image_id"]
+    detections = tmp_path / "dets.json"
+    detections.write_text(json.dumps([{"image_id": first_id, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.5,
+                                       **entry}]))
+    code, _, err = run(["eval", "--detections", str(detections), "--config", str(config)], capsys)
+    assert code == 2 and "Traceback" not in err
+    assert err.strip() == f"error: {detections}: {message}" + (
+        "; [x, y, w, h] with w, h >= 0 expected" if "negative" in message else "")
+
+
+def test_coco_results_may_name_images_by_file_name():
+    from detect.metrics.detections_file import image_lookup
+
+    lookup = image_lookup([139, 285], {139: "val2017/000000000139.jpg", 285: "000000000285.jpg"})
+    assert lookup["val2017/000000000139.jpg"] == lookup["000000000139.jpg"] == lookup[139] == 139
+    assert lookup["000000000285.jpg"] == 285
+    twins = image_lookup([1, 2], {1: "a/x.jpg", 2: "b/x.jpg"})
+    assert "x.jpg" not in twins and twins["a/x.jpg"] == 1  # a last part two images share names neither
