@@ -10,6 +10,7 @@ epoch, and on Ctrl-C) and best.pt (best validation mAP); see train_state.py for 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -26,12 +27,23 @@ from detect.engine.checkpoint import check_finite_weights, load_checkpoint, nonf
 from detect.engine.device import resolve_device
 from detect.engine.interrupt import stop_on_sigterm
 from detect.engine.logger import RunLogger
-from detect.engine.run_folder import check_run_folder, find_resume_checkpoint, forget_lost_records, new_run_dir
+from detect.engine.resume_check import check_resumable, describe
+from detect.engine.run_folder import (
+    carry_records,
+    check_run_folder,
+    continues_in_place,
+    find_resume_checkpoint,
+    forget_lost_records,
+    lock_run_folder,
+    new_run_dir,
+    resume_run_dir,
+)
 from detect.engine.session import make_session
 from detect.engine.skip_report import SkipReport, dataset_errors
 from detect.engine.train import fit
 from detect.engine.train_state import restore
 from detect.errors import CheckpointError, DetectError
+from detect.outputs import writable_folder
 
 
 def run_training(config: Config, output_dir: str | Path | None = None, device: str = "auto",
@@ -62,51 +74,65 @@ def out_of_memory_message(config: Config) -> str:
 
 def _train_in_run_folder(config: Config, output_dir, device: torch.device, resume: str | None,
                          config_file: Path | None) -> Path:
-    run_dir, checkpoint, checkpoint_path = open_run_folder(config, output_dir, resume, config_file)
-    seed_everything(config.train.seed, config.train.deterministic)
-    logger = RunLogger(run_dir, enabled=dist_utils.is_main(),
-                       purge_step=checkpoint["step"] + 1 if checkpoint is not None else None)
-    train_loader, val_loader = build_loaders(config, dist_utils.is_distributed())
-    config = with_dataset_classes(config, train_loader)
-    if checkpoint is not None:
-        check_same_classes(checkpoint, config.data.classes, checkpoint_path)
-    model = build_model(config, len(config.data.classes))
-    steps_per_epoch = math.ceil(len(train_loader) / config.train.accumulate)
-    session = make_session(config, model, config.data.classes, device, steps_per_epoch, run_dir, logger)
-    session.category_ids = dataset_category_ids(train_loader)
-    session.skip_report = SkipReport(logger)
-    if dist_utils.is_main():
-        (run_dir / "config.yaml").write_text(config_to_yaml(config))
-    if checkpoint is not None:
-        restore(session, checkpoint)
-        logger.info(f"resumed from {checkpoint_path}: epoch {session.state.epoch}, step {session.state.step}")
-    log_start(session, len(train_loader.dataset), steps_per_epoch)
-    warn_input_scaling(session)
-    report_dataset_errors(session, train_loader, val_loader)
-    try:
-        fit(session, train_loader, val_loader)
-    finally:
-        logger.close()
+    """Everything that may refuse the run happens before its first write: a refused command leaves
+    the folders as they were (no config.yaml, no log, no TensorBoard file)."""
+    run_dir, checkpoint, checkpoint_path, in_place = open_run_folder(config, output_dir, resume)
+    with lock_run_folder(run_dir) if dist_utils.is_main() else contextlib.nullcontext():
+        if dist_utils.is_main():  # under the lock: a run starting beside this one cannot pass the check too
+            check_run_folder(run_dir, config, config_file, resuming_in_place=in_place)
+        seed_everything(config.train.seed, config.train.deterministic)
+        train_loader, val_loader = build_loaders(config, dist_utils.is_distributed())
+        config = with_dataset_classes(config, train_loader)
+        changes = []
+        if checkpoint is not None:
+            check_same_classes(checkpoint, config.data.classes, checkpoint_path)
+            changes = check_resumable(checkpoint, config, checkpoint_path)
+        model = build_model(config, len(config.data.classes))
+        steps_per_epoch = math.ceil(len(train_loader) / config.train.accumulate)
+        session = make_session(config, model, config.data.classes, device, steps_per_epoch, run_dir)
+        session.category_ids = dataset_category_ids(train_loader)
+        if checkpoint is not None:
+            restore(session, checkpoint)  # refuses weights that do not fit, before anything is written
+        # From here on the run writes into its folder.
+        if dist_utils.is_main() and checkpoint is not None:
+            if in_place:
+                forget_lost_records(run_dir / "metrics.jsonl", checkpoint)
+            else:
+                carry_records(checkpoint_path.parent, run_dir, checkpoint)
+        logger = RunLogger(run_dir, enabled=dist_utils.is_main(),
+                           purge_step=checkpoint["step"] + 1 if checkpoint is not None else None)
+        session.logger, session.skip_report = logger, SkipReport(logger)
+        if dist_utils.is_main():
+            (run_dir / "config.yaml").write_text(config_to_yaml(config))
+        if checkpoint is not None:
+            logger.info(f"resumed from {checkpoint_path}: epoch {session.state.epoch}, step {session.state.step}"
+                        + (f"; config changes: {describe(changes)}" if changes else ""))
+        log_start(session, len(train_loader.dataset), steps_per_epoch)
+        warn_input_scaling(session)
+        report_dataset_errors(session, train_loader, val_loader)
+        try:
+            fit(session, train_loader, val_loader)
+        finally:
+            logger.close()
     return run_dir
 
 
-def open_run_folder(config: Config, output_dir, resume: str | None, config_file: Path | None):
-    """(run folder, checkpoint dict to resume or None, its path or None); the folder checked, and
-    metrics.jsonl cut back to the checkpoint, on rank 0."""
+def open_run_folder(config: Config, output_dir, resume: str | None):
+    """(run folder, checkpoint dict to resume or None, its path or None, whether the resume goes on in
+    the checkpoint's own folder); the folder created on rank 0, and nothing else written."""
     checkpoint = checkpoint_path = None
     if resume is not None:
         checkpoint_path = find_resume_checkpoint(config, resume, output_dir)
         checkpoint = load_checkpoint(checkpoint_path)
         check_finite_weights(checkpoint, checkpoint_path)
-        run_dir = checkpoint_path.parent
+        run_dir = resume_run_dir(checkpoint_path, output_dir)
     else:
         run_dir = new_run_dir(config, output_dir)
     run_dir = Path(dist_utils.broadcast_object(str(run_dir)))
+    in_place = checkpoint_path is not None and continues_in_place(run_dir, checkpoint_path)
     if dist_utils.is_main():
-        check_run_folder(run_dir, config, config_file, resuming=checkpoint is not None)
-        if checkpoint is not None:
-            forget_lost_records(run_dir / "metrics.jsonl", checkpoint)
-    return run_dir, checkpoint, checkpoint_path
+        writable_folder("--output-dir", run_dir)
+    return run_dir, checkpoint, checkpoint_path, in_place
 
 
 def with_dataset_classes(config: Config, train_loader) -> Config:

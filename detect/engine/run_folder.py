@@ -3,16 +3,27 @@ resume replays.
 
     new_run_dir(config, output_dir)                  --output-dir, else runs/<config>/<timestamp>/
     find_resume_checkpoint(config, resume, output_dir)
-    check_run_folder(run_dir, config, config_file, resuming)   writable, replaces no input
+    resume_run_dir(checkpoint_path, output_dir)      the checkpoint's folder, or --output-dir
+    check_run_folder(run_dir, config, config_file, resuming)   writable, replaces no input, no other run's
+    lock_run_folder(run_dir)                         one training at a time in a folder
+    carry_records(source_dir, run_dir, checkpoint)   a resume into another folder takes the logs along
     forget_lost_records(metrics_path, checkpoint)    metrics.jsonl cut back to the checkpoint
+
+Outputs of one run never replace another's: a new run refuses a folder that holds a run, a resume
+writes only in its own run's folder or in a new one, and a second training into a folder in use is
+refused (an advisory lock on the folder, held for the whole run).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from detect.config import Config
 from detect.errors import DetectError
@@ -46,17 +57,62 @@ def find_resume_checkpoint(config: Config, resume: str, output_dir: str | Path |
     return max(runs, key=lambda p: p.stat().st_mtime)
 
 
-def check_run_folder(run_dir: Path, config: Config, config_file: Path | None, resuming: bool) -> None:
-    """The run folder can be written, and none of its files replaces an input of the run: the config
-    file, a checkpoint given as model.pretrained."""
+# The files whose presence says a folder holds a run.
+RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl")
+
+
+def resume_run_dir(checkpoint_path: Path, output_dir: str | Path | None) -> Path:
+    """Where a resumed run writes: --output-dir when given (the source run is then left as it is),
+    else the checkpoint's own folder."""
+    return Path(output_dir) if output_dir is not None else checkpoint_path.parent
+
+
+def continues_in_place(run_dir: Path, checkpoint_path: Path) -> bool:
+    return run_dir.resolve() == checkpoint_path.parent.resolve()
+
+
+def check_run_folder(run_dir: Path, config: Config, config_file: Path | None, resuming_in_place: bool) -> None:
+    """The run folder can be written, holds no other run, and none of its files replaces an input of
+    the run: the config file, a checkpoint given as model.pretrained."""
     from detect.outputs import refuse_overwrite, writable_folder
 
     pretrained = Path(config.model.pretrained) if config.model.pretrained not in ("imagenet", "coco", "none") else None
     outputs = [run_dir / name for name in ("best.pt", "train.log", "metrics.jsonl")]
-    if not resuming:  # a resumed run goes on in its own folder: its last.pt and config.yaml are its own
+    if not resuming_in_place:  # a run resumed in place goes on in its own folder: its files are its own
         outputs += [run_dir / "last.pt", run_dir / "config.yaml"]
+        holds = [name for name in RUN_FILES if (run_dir / name).exists()]
+        if holds:
+            raise DetectError(f"--output-dir {run_dir}: already holds a run ({', '.join(holds)}); continue it with "
+                              f"--resume auto, or choose another folder")
     refuse_overwrite("--output-dir", outputs, [config_file, pretrained], given=run_dir)
     writable_folder("--output-dir", run_dir)
+
+
+@contextmanager
+def lock_run_folder(run_dir: Path) -> Iterator[None]:
+    """Holds an exclusive advisory lock on the folder itself (flock on its descriptor: no file is
+    created, so a refused command leaves nothing behind); DetectError at once when another process
+    holds it. Released when the run ends, however it ends (the kernel drops it with the process)."""
+    descriptor = os.open(run_dir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DetectError(f"--output-dir {run_dir}: another detect train is writing there now; wait for it to "
+                              f"end, or choose another folder") from None
+        yield
+    finally:
+        os.close(descriptor)
+
+
+def carry_records(source_dir: Path, run_dir: Path, checkpoint: dict) -> None:
+    """A resume into a new folder: train.log and metrics.jsonl of the source run are copied there
+    (metrics.jsonl cut back to the checkpoint), so the new folder holds the whole history. The
+    source run is only read."""
+    for name in ("train.log", "metrics.jsonl"):
+        if (source_dir / name).is_file():
+            shutil.copyfile(source_dir / name, run_dir / name)
+    forget_lost_records(run_dir / "metrics.jsonl", checkpoint)
 
 
 def forget_lost_records(metrics_path: Path, checkpoint: dict) -> None:

@@ -211,3 +211,101 @@ def test_infer_json_of_a_coco_trained_model_scores_as_the_checkpoint(trained_coc
     for metric in ("voc07", "voc12"):
         assert scored[metric]["ap"] == pytest.approx(direct[metric]["ap"], abs=1e-9)
     assert scored["coco"] == pytest.approx(direct["coco"], abs=1e-9)
+
+
+def snapshot(folder) -> dict:
+    """Every file below `folder`: (bytes, modification time)."""
+    return {str(path.relative_to(folder)): (path.read_bytes(), path.stat().st_mtime_ns)
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_resume_into_another_output_dir_leaves_the_source_run_alone(trained, tmp_path, capsys):
+    run_dir, root = trained
+    source = tmp_path / "source"
+    shutil.copytree(run_dir, source)
+    before = snapshot(source)
+    target = tmp_path / "continued"
+    code, _, err = run(["train", "--config", "synthetic_ssd", "--device", "cpu", "--resume", str(source / "last.pt"),
+                        "--output-dir", str(target), *sets(f"data.root={root}", *TINY, "train.epochs=2")], capsys)
+    assert code == 0, err
+    assert snapshot(source) == before
+    assert {"last.pt", "best.pt", "config.yaml", "train.log", "metrics.jsonl"} <= {p.name for p in target.iterdir()}
+    assert load_checkpoint(target / "last.pt")["epoch"] == 2
+    log = (target / "train.log").read_text()
+    assert log.startswith((source / "train.log").read_text())  # the history came along
+    assert f"resumed from {source / 'last.pt'}: epoch 1" in log and "config changes: train.epochs 1 -> 2" in log
+    epochs = [json.loads(line)["epoch"] for line in (target / "metrics.jsonl").read_text().splitlines()
+              if json.loads(line).get("type") == "epoch"]
+    assert epochs == [1, 2]
+
+
+@pytest.mark.parametrize("change, message", [
+    ("input.size=96", "cannot resume with input.size 64 -> 96"),
+    ("model.arch=faster_rcnn", "cannot resume with model.arch 'ssd' -> 'faster_rcnn'"),
+    ("train.batch_size=4", "cannot resume with train.batch_size 6 -> 4"),
+])
+def test_a_refused_resume_changes_nothing(trained, tmp_path, capsys, change, message):
+    run_dir, root = trained
+    source = tmp_path / "source"
+    shutil.copytree(run_dir, source)
+    before = snapshot(source)
+    for extra in ([], ["--output-dir", str(tmp_path / "elsewhere")]):
+        code, _, err = run(["train", "--config", "synthetic_ssd", "--device", "cpu", "--resume",
+                            str(source / "last.pt"), *extra, *sets(f"data.root={root}", *TINY, change)], capsys)
+        assert code == 2 and "Traceback" not in err and err.count("\n") == 1
+        assert err.startswith(f"error: {source / 'last.pt'}: {message}")
+        assert f"--set model.pretrained={source / 'last.pt'}" in err
+        assert snapshot(source) == before
+    assert not any((tmp_path / "elsewhere").glob("*"))
+
+
+def test_a_new_run_never_writes_into_a_folder_holding_a_run(trained, tmp_path, capsys):
+    run_dir, root = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    before = snapshot(copy)
+    code, _, err = run(["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(copy),
+                        *sets(f"data.root={root}", *TINY)], capsys)
+    assert code == 2 and err.strip() == (f"error: --output-dir {copy}: already holds a run (last.pt, best.pt, "
+                                         f"metrics.jsonl); continue it with --resume auto, or choose another folder")
+    assert snapshot(copy) == before
+
+
+def test_a_second_training_into_a_folder_in_use_is_refused(trained, tmp_path, capsys):
+    """Two `detect train` into one --output-dir, the second started while the first runs."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    _, root = trained
+    folder = tmp_path / "run"
+    first = subprocess.Popen([sys.executable, "-m", "detect", "train", "--config", "synthetic_ssd", "--device", "cpu",
+                              "--output-dir", str(folder), *sets(f"data.root={root}", *TINY, "train.epochs=200")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (folder / "train.log").exists() and time.monotonic() < deadline and first.poll() is None:
+            time.sleep(0.1)
+        assert first.poll() is None, first.stderr.read()
+        code, _, err = run(["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(folder),
+                            *sets(f"data.root={root}", *TINY)], capsys)
+        assert code == 2 and err.strip() == (f"error: --output-dir {folder}: another detect train is writing there "
+                                             f"now; wait for it to end, or choose another folder")
+        code, _, err = run(["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(folder),
+                            "--resume", "auto", *sets(f"data.root={root}", *TINY)], capsys)
+        assert code == 2 and ("another detect train is writing there now" in err or "no last.pt" in err), err
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=60)
+    config = yaml_config(folder)
+    assert config["train"]["epochs"] == 200  # the first run's, not replaced
+    lines = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    steps = [line["step"] for line in lines if line.get("type") == "train"]
+    assert steps == sorted(steps)  # one run's records, not two interleaved
+
+
+def yaml_config(folder) -> dict:
+    import yaml
+
+    return yaml.safe_load((folder / "config.yaml").read_text())
