@@ -297,7 +297,7 @@ def export(
     format: str = typer.Option("onnx", "--format", "-f", help="Export format (onnx)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file (default: next to the checkpoint, .onnx)."),
     dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="Let the batch size vary at run time."),
-    opset: int = typer.Option(17, "--opset", min=11, help="ONNX opset (NonMaxSuppression needs 11 or later)."),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset (one outside the supported range is refused, naming it); the written model must load in onnxruntime."),
     image_size: Optional[str] = typer.Option(
         None, "--image-size", help="Input H,W (or one side) for keep-ratio configs; default: the padded max size."
     ),

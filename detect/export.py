@@ -36,6 +36,15 @@ import torch
 from torch import nn
 
 from detect.errors import DetectError
+from detect.outputs import atomic_output
+
+# Opsets `detect export` writes: onnxruntime has no CPU kernel for Clip at opset 11 (SSD's box decoding
+# clamps), and torch's TorchScript exporter writes up to its own maximum.
+MIN_OPSET = 12
+try:
+    from torch.onnx._constants import ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET as MAX_OPSET
+except ImportError:  # a torch without the constant: the maximum of torch 2.9 to 2.14
+    MAX_OPSET = 20
 
 
 class ExportableDetector(nn.Module):
@@ -107,8 +116,7 @@ def export_onnx(
     """Write a checkpoint's model and postprocess as ONNX (see `export_model`)."""
     from detect.engine.checkpoint import load_trained_model
 
-    if opset < 11:
-        raise DetectError(f"--opset {opset}: NonMaxSuppression with these inputs needs opset 11 or later")
+    check_opset(opset)
     model, config, class_names, category_ids = load_trained_model(Path(checkpoint), torch.device("cpu"))
     return export_model(model, config, class_names, output, opset, dynamic_batch, image_size, batch_size,
                         category_ids)
@@ -131,12 +139,7 @@ def export_model(
     the resize mode and the input size (and, for COCO-trained models, `category_ids`: the COCO id of
     each label), so a deployment needs nothing but the .onnx file.
     """
-    import onnx
-
-    from detect.config import config_to_dict
-
-    if opset < 11:
-        raise DetectError(f"--opset {opset}: NonMaxSuppression with these inputs needs opset 11 or later")
+    check_opset(opset)
     module = build_export_module(model.cpu().eval())
     height, width = export_input_size(config.input, image_size)
     images = torch.randn(batch_size, 3, height, width, generator=torch.Generator().manual_seed(0))
@@ -149,16 +152,28 @@ def export_model(
     input_names = ["images", "image_sizes", "scales"]
     output_names = ["boxes", "scores", "labels", "num_detections"]
     dynamic_axes = {name: {0: "batch"} for name in input_names + output_names} if dynamic_batch else None
-    with warnings.catch_warnings(), torch.no_grad():
-        # The TorchScript-based exporter: it maps our NMS to NonMaxSuppression and keeps the data-
-        # dependent sizes NMS produces; torch.export (the default since torch 2.9) needs guards on them.
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module, (images, image_sizes, scales), str(output), dynamo=False, opset_version=opset,
-            input_names=input_names, output_names=output_names, dynamic_axes=dynamic_axes,
-            do_constant_folding=True,
-        )
-    graph = onnx.load(str(output))
+    with atomic_output(output) as temporary:  # a failed or refused export leaves no .onnx behind
+        with warnings.catch_warnings(), torch.no_grad():
+            # The TorchScript-based exporter: it maps our NMS to NonMaxSuppression and keeps the data-
+            # dependent sizes NMS produces; torch.export (the default since torch 2.9) needs guards on them.
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module, (images, image_sizes, scales), str(temporary), dynamo=False, opset_version=opset,
+                input_names=input_names, output_names=output_names, dynamic_axes=dynamic_axes,
+                do_constant_folding=True,
+            )
+        add_metadata(temporary, config, class_names, height, width, category_ids)
+        check_loads(temporary, output, opset)
+    return {"height": height, "width": width, "max_detections": max_detections, "class_names": list(class_names)}
+
+
+def add_metadata(path: Path, config, class_names: list[str], height: int, width: int,
+                 category_ids: list[int] | None) -> None:
+    import onnx
+
+    from detect.config import config_to_dict
+
+    graph = onnx.load(str(path))
     metadata = {
         "class_names": json.dumps(list(class_names)),
         "mean": json.dumps(list(config.input.mean)),
@@ -173,5 +188,26 @@ def export_model(
         metadata["category_ids"] = json.dumps([int(i) for i in category_ids])
     for key, value in metadata.items():
         graph.metadata_props.add(key=key, value=value)
-    onnx.save(graph, str(output))
-    return {"height": height, "width": width, "max_detections": max_detections, "class_names": list(class_names)}
+    onnx.save(graph, str(path))
+
+
+def check_opset(opset: int) -> None:
+    """One line naming the supported range for an opset outside it."""
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise DetectError(f"--opset {opset}: supported opsets are {MIN_OPSET} to {MAX_OPSET} (onnxruntime has no "
+                          f"Clip-11 kernel, which SSD needs; the exporter writes at most {MAX_OPSET})")
+
+
+def check_loads(path: Path, output: Path, opset: int) -> None:
+    """The written model must open in onnxruntime (when installed) before the export says "wrote":
+    the exporter can write graphs no runtime runs."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return
+    try:
+        onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own exception types, one per failure kind
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise DetectError(f"{output}: the model exported with opset {opset} does not load in onnxruntime "
+                          f"({first_line}); not written") from None

@@ -34,6 +34,8 @@ from detect.data.normalise import batch_to_device
 from detect.data.voc import xyxy_to_voc
 from detect.engine.device import autocast_context, resolve_device
 from detect.errors import DataError, DetectError
+from detect.outputs import atomic_output
+from detect.video_output import VideoOutput
 
 log = logging.getLogger(__name__)
 
@@ -374,9 +376,9 @@ def _infer_images(detector: Detector, images, out_dir: Path, write_json: bool, s
         categories = [{"id": int(category_id), "label": label, "name": name}
                       for label, (category_id, name) in enumerate(zip(ids, detector.class_names), start=1)]
         json_path = out_dir / "detections.json"
-        json_path.write_text(json.dumps({"categories": categories, "images": records}))
+        write_json_file(json_path, {"categories": categories, "images": records})
         coco_path = out_dir / "detections_coco.json"
-        coco_path.write_text(json.dumps(coco_results))
+        write_json_file(coco_path, coco_results)
         summary.outputs += [json_path, coco_path]
 
 
@@ -419,13 +421,15 @@ def _infer_video(detector: Detector, video, out_dir: Path, summary: InferenceSum
     fps, frame_count = capture_properties(capture)
     if max_frames is not None and frame_count is not None:
         frame_count = min(frame_count, max_frames)
-    output = _VideoOutput(out_dir / f"{video.name}.mp4", out_dir / f"{video.name}.jsonl", fps, detector.class_names)
+    draw = lambda frame, found: draw_detections(frame, found, detector.class_names)  # noqa: E731
+    output = VideoOutput(out_dir / f"{video.name}.mp4", out_dir / f"{video.name}.jsonl", fps, draw)
     bar = tqdm(total=frame_count, unit="frame", disable=not progress, desc=video.name)
+    batch_size = video_batch_size(detector.batch_size, capture, video.name)
     try:
-        for pairs in _batched(_prefetch(capture, max_frames, detector.prepare), detector.batch_size):
-            frames, samples = [frame for frame, _ in pairs], [sample for _, sample in pairs]
+        for items in _batched(_prefetch(capture, max_frames, detector.prepare, fps), batch_size):
+            frames, seconds, samples = (list(column) for column in zip(*items))
             results = detector.detect_arrays(frames, samples=samples)
-            output.put(frames, results)
+            output.put(frames, results, seconds)
             summary.detections += sum(len(found) for found in results)
             bar.update(len(frames))
     except KeyboardInterrupt:  # a live stream ends when the user says so; keep what was written
@@ -441,75 +445,29 @@ def _infer_video(detector: Detector, video, out_dir: Path, summary: InferenceSum
     summary.outputs += [output.video_path, output.jsonl_path]
 
 
-class _VideoOutput:
-    """Draws, encodes and logs frames on a background thread, so the model never waits for the encoder.
-
-    `put(frames, results)` queues a batch; `close()` waits for the queue to drain, closes the files
-    and returns the number of frames written (errors on the thread are raised there). The files are
-    opened with the first frame: the writer needs its size, and a video that yields no frame leaves
-    nothing behind.
-    """
-
-    def __init__(self, video_path: Path, jsonl_path: Path, fps: float, class_names: Sequence[str], depth: int = 4):
-        self.video_path, self.jsonl_path, self.fps, self.class_names = video_path, jsonl_path, fps, list(class_names)
-        self.frames_done = 0
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def put(self, frames: list[np.ndarray], results: list[Detections]) -> None:
-        if self._error is not None:
-            raise self._error
-        self._queue.put((frames, results))
-
-    def close(self) -> int:
-        self._queue.put(None)
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self.frames_done
-
-    def _run(self) -> None:
-        import cv2
-
-        writer, jsonl = None, None
-        try:
-            while (item := self._queue.get()) is not None:
-                for frame, found in zip(*item):
-                    if writer is None:
-                        self.video_path.parent.mkdir(parents=True, exist_ok=True)
-                        writer = _open_writer(self.video_path, self.fps, frame.shape[1], frame.shape[0])
-                        jsonl = open(self.jsonl_path, "w")
-                    writer.write(cv2.cvtColor(draw_detections(frame, found, self.class_names), cv2.COLOR_RGB2BGR))
-                    record = {"frame": self.frames_done, "time": round(self.frames_done / self.fps, 4),
-                              "detections": found.to_list()}
-                    jsonl.write(json.dumps(record) + "\n")
-                    self.frames_done += 1
-        except BaseException as error:  # handed to the main thread by put() / close()
-            self._error = error
-            while self._queue.get() is not None:  # drain, so that put() never blocks after a failure
-                pass
-        finally:
-            if writer is not None:
-                writer.release()
-            if jsonl is not None:
-                jsonl.close()
+# The most pixels of video frames one model call takes (with their preprocessed copies, they are what
+# a batch holds in memory): `--batch-size 100000` must not buffer a whole video.
+MAX_VIDEO_BATCH_PIXELS = 32_000_000
 
 
-def _open_writer(path: Path, fps: float, width: int, height: int):
+def video_batch_size(batch_size: int, capture, name: str) -> int:
+    """`batch_size`, or fewer frames where that many would pass MAX_VIDEO_BATCH_PIXELS (said once)."""
     import cv2
 
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    if not writer.isOpened():
-        raise DetectError(f"{path}: cannot open a video writer (mp4v, {width}x{height} at {fps:g} fps)")
-    return writer
+    pixels = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)) * int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    if pixels <= 0 or batch_size * pixels <= MAX_VIDEO_BATCH_PIXELS:
+        return batch_size
+    capped = max(1, MAX_VIDEO_BATCH_PIXELS // pixels)
+    log.warning("%s: %d frames per model call instead of --batch-size %d (at most %d pixels a call)", name, capped,
+                batch_size, MAX_VIDEO_BATCH_PIXELS)
+    return capped
 
 
-def _prefetch(capture, max_frames: int | None, prepare, depth: int = 32) -> Iterator[tuple[np.ndarray, Any]]:
-    """(frame, prepare(frame)) pairs, decoded and preprocessed on a background thread, so that both
-    overlap the model (OpenCV and the resize release the GIL)."""
-    from detect.sources import read_frames
+def _prefetch(capture, max_frames: int | None, prepare, fps: float,
+              depth: int = 32) -> Iterator[tuple[np.ndarray, float, Any]]:
+    """(frame, its time in seconds, prepare(frame)), decoded and preprocessed on a background thread,
+    so that both overlap the model (OpenCV and the resize release the GIL)."""
+    from detect.sources import read_timed_frames
 
     items: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -518,8 +476,8 @@ def _prefetch(capture, max_frames: int | None, prepare, depth: int = 32) -> Iter
 
     def reader() -> None:
         try:
-            for frame in read_frames(capture, max_frames):
-                item = (frame, prepare(frame))
+            for frame, seconds in read_timed_frames(capture, max_frames, fps):
+                item = (frame, seconds, prepare(frame))
                 while not stop.is_set():
                     try:
                         items.put(item, timeout=0.1)
@@ -562,12 +520,19 @@ def _batched(items: Iterable, size: int) -> Iterator[list]:
 
 
 def write_image(path: Path, image_rgb: np.ndarray) -> None:
+    """Encodes by `path`'s suffix and writes under a temporary name first (detect.outputs.atomic_output)."""
     import cv2
 
     ok, encoded = cv2.imencode(path.suffix if path.suffix else ".png", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise DetectError(f"{path}: cannot encode the annotated image")
-    encoded.tofile(str(path))
+    with atomic_output(path) as temporary:
+        encoded.tofile(str(temporary))
+
+
+def write_json_file(path: Path, value) -> None:
+    with atomic_output(path) as temporary:
+        temporary.write_text(json.dumps(value))
 
 
 def draw_detections(image_rgb: np.ndarray, found: Detections, class_names: Sequence[str]) -> np.ndarray:

@@ -3,6 +3,8 @@
     refuse_overwrite(option, outputs, inputs)   DetectError when an output is one of the inputs
     writable_folder(option, folder)             creates `folder`; DetectError when it cannot be written
     writable_file(option, path)                 the same for a file's folder; `path` must not be a folder
+    atomic_output(path) as temporary            write to `temporary`, renamed to `path` when done: a kill,
+                                                an error or a full disk never leaves half a file at `path`
 
 `option` is what the user typed to choose the output (`--out`, `--json` ...): the message names it
 together with the path. Commands call these before their long work starts, so a bad output path
@@ -11,10 +13,13 @@ fails at once and not after an hour of training or evaluation.
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from detect.errors import DetectError
 
@@ -80,3 +85,58 @@ def _file_in_the_way(folder: Path) -> Path | None:
         if candidate.exists() and not candidate.is_dir():
             return candidate
     return None
+
+
+# Below this many free bytes a failed write is taken for a full disk: writers that do not report the
+# operating system's error (torch's zip writer, OpenCV's encoders) leave only this trace of it.
+NEARLY_FULL_BYTES = 1 << 20
+
+
+class OutOfSpaceError(DetectError):
+    """A write failed because the disk (or the user's quota) is full."""
+
+
+def free_bytes(folder: Path) -> int | None:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def is_out_of_space(error: BaseException | None, folder: Path) -> bool:
+    """True when a failed write (`error`, or None for a writer that only returned false) failed for
+    lack of space: the operating system said so, or the disk is (nearly) full now."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    free = free_bytes(folder)
+    return free is not None and free < NEARLY_FULL_BYTES
+
+
+def out_of_space_message(folder: Path, name: str, note: str = "") -> str:
+    """`note`: what the failed write did not lose, e.g. "; the previous last.pt is kept"."""
+    return f"no space left on {folder}: {name} not written{note} (free some space, or choose another folder)"
+
+
+def temporary_name(path: Path) -> Path:
+    """`.name.tmp<PID>.suffix` beside `path`: hidden, unique to the process, and with the suffix that
+    tells OpenCV's writers the format."""
+    return path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+
+
+@contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """Yields a temporary path beside `path` to write; when the block ends without error it is renamed
+    to `path` (an existing `path` is replaced only then), otherwise removed. A failure for lack of
+    space becomes OutOfSpaceError naming the folder and the file."""
+    path = Path(path)
+    temporary = temporary_name(path)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    except (OSError, RuntimeError) as error:
+        if is_out_of_space(error, path.parent):
+            raise OutOfSpaceError(out_of_space_message(path.parent, path.name)) from None
+        raise
+    finally:
+        if temporary.exists():
+            temporary.unlink()

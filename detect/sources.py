@@ -234,10 +234,22 @@ def capture_properties(capture: cv2.VideoCapture, default_fps: float = 25.0) -> 
 
 def read_frames(capture: cv2.VideoCapture, max_frames: int | None = None) -> Iterator[np.ndarray]:
     """Frames of an open capture as HxWx3 uint8 RGB, until the end (or `max_frames`)."""
-    count = 0
+    for frame, _ in read_timed_frames(capture, max_frames):
+        yield frame
+
+
+def read_timed_frames(capture: cv2.VideoCapture, max_frames: int | None = None,
+                      fps: float = 25.0) -> Iterator[tuple[np.ndarray, float]]:
+    """(frame as HxWx3 uint8 RGB, its time in seconds) until the end (or `max_frames`). The time is
+    the container's timestamp of the frame, so variable-frame-rate video keeps its real times; where
+    a source gives none that moves forward (cameras, some streams), frame index / `fps`."""
+    count, previous = 0, -1.0
     while max_frames is None or count < max_frames:
         ok, frame = capture.read()
         if not ok or frame is None:
             return
+        stamp = capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+        seconds = stamp if np.isfinite(stamp) and stamp > previous and (count == 0 or stamp > 0) else count / fps
+        previous = seconds
         count += 1
-        yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), seconds

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from detect.errors import CheckpointError
+from detect.outputs import OutOfSpaceError, is_out_of_space, out_of_space_message
 from detect.safe_load import safe_torch_load
 
 REQUIRED_KEYS = ("model", "config", "class_names")
@@ -64,6 +65,11 @@ def save_checkpoint(state: dict, path: str | Path) -> Path:
     try:
         torch.save(state, tmp)
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as error:  # torch's zip writer reports a full disk as a RuntimeError
+        if is_out_of_space(error, path.parent):
+            kept = f"; the previous {path.name} is kept" if path.exists() else ""
+            raise OutOfSpaceError(out_of_space_message(path.parent, path.name, kept)) from None
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from detect.outputs import OutOfSpaceError, is_out_of_space, out_of_space_message
+
 
 class RunLogger:
     def __init__(self, run_dir: Path | None, enabled: bool = True, tensorboard: bool = True,
@@ -38,12 +40,31 @@ class RunLogger:
         if not self.enabled:
             return
         tqdm.write(message)
-        self._log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+        self._write(self._log, f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n", "train.log")
+
+    def log_only(self, message: str) -> None:
+        """A line in train.log alone (the console has it already: the CLI's error line). Best effort:
+        it reports a failure, often a full disk, that may stop this write too."""
+        if not self.enabled:
+            return
+        try:
+            self._log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+            self._log.flush()
+        except OSError:
+            pass
 
     def record(self, record: dict) -> None:
         """One JSON line in metrics.jsonl."""
         if self.enabled:
-            self._jsonl.write(json.dumps(record) + "\n")
+            self._write(self._jsonl, json.dumps(record) + "\n", "metrics.jsonl")
+
+    def _write(self, handle, text: str, name: str) -> None:
+        try:
+            handle.write(text)
+        except OSError as error:
+            if is_out_of_space(error, self.run_dir):
+                raise OutOfSpaceError(out_of_space_message(self.run_dir, f"a line of {name}")) from None
+            raise
 
     def scalars(self, values: dict[str, float], step: int, prefix: str) -> None:
         if self._tb is not None:

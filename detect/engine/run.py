@@ -112,9 +112,25 @@ def _train_in_run_folder(config: Config, output_dir, device: torch.device, resum
         report_dataset_errors(session, train_loader, val_loader)
         try:
             fit(session, train_loader, val_loader)
+        except DetectError as error:  # what stopped the run, in its log too
+            logger.log_only(f"error: {error}")
+            raise
         finally:
             logger.close()
+            stop_loader_workers(train_loader, val_loader)
     return run_dir
+
+
+def stop_loader_workers(*loaders) -> None:
+    """Ends the loaders' worker processes now. Persistent workers otherwise live until the loader is
+    collected; after an error that can be at interpreter exit, where the main process was seen waiting
+    on them for minutes (a failed checkpoint write on a full disk)."""
+    for loader in loaders:
+        iterator = getattr(loader, "_iterator", None)
+        shutdown = getattr(iterator, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
+            loader._iterator = None
 
 
 def open_run_folder(config: Config, output_dir, resume: str | None):

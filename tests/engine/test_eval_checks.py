@@ -309,3 +309,42 @@ def yaml_config(folder) -> dict:
     import yaml
 
     return yaml.safe_load((folder / "config.yaml").read_text())
+
+
+def test_a_full_disk_stops_training_in_one_line_that_the_log_has_too(trained, tmp_path):
+    """3 MB: the first checkpoint does not fit. The run ends at once (loader workers included), with
+    one line naming the folder, in train.log as well; no half-written checkpoint is left."""
+    from tests.full_disk import run_on_full_disk
+
+    _, root = trained
+    folder = tmp_path / "full"
+    done = run_on_full_disk(["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(folder / "run"),
+                             *sets(f"data.root={root}", *TINY[:-1], "data.num_workers=2", "train.epochs=3")],
+                            folder, "3m", timeout=120)
+    message = f"no space left on {folder / 'run'}: last.pt not written (free some space, or choose another folder)"
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == f"error: {message}" and "Traceback" not in done.stderr
+    assert not any(name.endswith(".pt") or ".tmp" in name for name in done.files), done.files
+    assert done.last_log_line.endswith(f" error: {message}")
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint(trained, tmp_path):
+    """A disk with room for one checkpoint but not two: best.pt of epoch 1 stays whole."""
+    from tests.full_disk import run_on_full_disk
+
+    run_dir, root = trained
+    checkpoint_bytes = (run_dir / "last.pt").stat().st_size
+    folder = tmp_path / "full"
+    done = run_on_full_disk(["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(folder / "run"),
+                             *sets(f"data.root={root}", *TINY[:-1], "train.epochs=3")], folder,
+                            f"{int(checkpoint_bytes * 1.5) // 1024}k", timeout=120)
+    assert done.returncode == 2, done.stderr
+    last_line = done.stderr.strip().splitlines()[-1]
+    assert last_line.startswith(f"error: no space left on {folder / 'run'}: ") and "Traceback" not in done.stderr
+    checkpoints = {name: size for name, size in done.files.items() if name.endswith(".pt")}
+    assert checkpoints and set(checkpoints.values()) == {checkpoint_bytes}, done.files  # whole ones only
+    for name in checkpoints:
+        if f"{name.removeprefix('run/')} not written" in last_line:
+            assert last_line.endswith(f"; the previous {name.removeprefix('run/')} is kept (free some space, or "
+                                      f"choose another folder)")
+    assert not any(".tmp" in name for name in done.files)

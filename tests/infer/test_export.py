@@ -172,8 +172,40 @@ def test_cli_export(checkpoints, tmp_path, capsys):
     inputs = onnx.load(str(output)).graph.input
     assert [dim.dim_value for dim in inputs[0].type.tensor_type.shape.dim] == [1, 3, 64, 96]
     for args, message in [
-        (["--opset", "10"], "greater than or equal to 11"),
+        (["--opset", "10"], "--opset 10: supported opsets are 12 to 20"),
+        (["--opset", "11"], "--opset 11: supported opsets are 12 to 20 (onnxruntime has no Clip-11 kernel"),
+        (["--opset", "25"], "--opset 25: supported opsets are 12 to 20"),
         (["--format", "tflite"], "only 'onnx'"),
     ]:
         code, _, stderr = run_cli(["export", str(checkpoints["ssd"]), *args, "--output", str(tmp_path / "x.onnx")], capsys)
-        assert code == 2 and message in stderr, stderr
+        assert code == 2 and message in stderr and stderr.count("\n") == 1, stderr
+        assert not (tmp_path / "x.onnx").exists()
+
+
+def test_cli_export_says_wrote_only_for_a_model_that_loads(checkpoints, tmp_path, capsys, monkeypatch):
+    """A graph onnxruntime refuses is not written (nor a temporary left), and the error names why."""
+    import onnxruntime
+
+    def refuse(path, *args, **kwargs):
+        raise RuntimeError("[ONNXRuntimeError] : 9 : NOT_IMPLEMENTED : Could not find an implementation for Clip(11)")
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", refuse)
+    output = tmp_path / "ssd.onnx"
+    code, stdout, stderr = run_cli(["export", str(checkpoints["ssd"]), "--output", str(output)], capsys)
+    assert code == 2 and "wrote" not in stdout
+    assert stderr.strip() == (f"error: {output}: the model exported with opset 17 does not load in onnxruntime "
+                              f"([ONNXRuntimeError] : 9 : NOT_IMPLEMENTED : Could not find an implementation for "
+                              f"Clip(11)); not written")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_export_to_a_full_disk_is_one_line_and_leaves_nothing(checkpoints, tmp_path):
+    from tests.full_disk import run_on_full_disk
+
+    folder = tmp_path / "full"
+    output = folder / "ssd.onnx"
+    done = run_on_full_disk(["export", str(checkpoints["ssd"]), "--output", str(output)], folder, "64k")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip() == (f"error: no space left on {folder}: ssd.onnx not written (free some space, or "
+                                   f"choose another folder)")
+    assert done.files == {}

@@ -270,8 +270,9 @@ def test_a_failing_video_writer_is_a_one_line_error(detectors, tmp_path):
     clip = write_video(tmp_path / "clip.mp4", frames=3)
     out = tmp_path / "out"
     (out / "clip.mp4").mkdir(parents=True)  # a folder where the annotated video should go
-    with pytest.raises(DetectError, match="clip.mp4: cannot open a video writer"):
+    with pytest.raises(DetectError, match=r"clip.mp4: cannot write the video \(Is a directory\)"):
         run_inference(detectors["ssd"], [str(clip)], out, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["clip.mp4"]  # no temporaries left
 
 
 def test_output_names_are_unique_even_against_a_source_named_like_a_renamed_one(checkpoints, tmp_path, capsys):
@@ -374,3 +375,25 @@ def test_cli_infer_reads_a_float_tiff_of_0_to_255_like_its_uint8_twin(checkpoint
     assert code == 0
     float_record, uint8_record = json.loads((tmp_path / "out" / "detections.json").read_text())["images"]
     assert float_record["detections"] and float_record["detections"] == uint8_record["detections"]
+
+
+def test_cli_infer_to_a_full_disk_is_one_line_and_leaves_only_whole_files(checkpoints, tmp_path):
+    from tests.full_disk import run_on_full_disk
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for index in range(12):
+        cv2.imwrite(str(images / f"noise{index:02d}.png"), noise_image(64, 64, seed=index))  # about 12 KB each
+    clip = write_video(tmp_path / "clip.mp4", frames=20)
+    for sources, size in (([str(images)], "48k"), ([str(clip)], "16k")):
+        folder = tmp_path / f"full_{size}"
+        done = run_on_full_disk(["infer", str(checkpoints["ssd"]), *sources, "--out", str(folder), "--device", "cpu",
+                                 "-q", "--json"], folder, size)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        [line] = done.stderr.strip().splitlines()
+        assert line.startswith(f"error: no space left on {folder}: ") and line.endswith(
+            " not written (free some space, or choose another folder)")
+        assert not any(".tmp" in name for name in done.files), done.files
+        written = {name: size for name, size in done.files.items() if name.endswith(".png")}
+        assert all(size > 8000 for size in written.values()), done.files  # whole annotated copies only
+        assert "clip.mp4" not in done.files and "clip.jsonl" not in done.files
