@@ -218,16 +218,13 @@ class Detector:
         return Detections(boxes, scores[keep].cpu().numpy(), labels, names, (int(image_size[0]), int(image_size[1])))
 
     def _class_filter(self, classes: Sequence[str] | str | None) -> set[int] | None:
-        """Class names -> the set of their labels (1..C); unknown names are a DetectError."""
+        """Class names (a list, or one comma-separated string: detect.class_filter) -> the set of their
+        labels (1..C); an empty list or an unknown name is a DetectError."""
         if classes is None:
             return None
-        if isinstance(classes, str):
-            classes = [name for name in classes.split(",")]
-        names = [name.strip() for name in classes if name.strip()]
-        unknown = [name for name in names if name not in self.class_names]
-        if unknown:
-            raise DetectError(f"unknown class(es) {', '.join(unknown)}; the checkpoint has: {', '.join(self.class_names)}")
-        return {self.class_names.index(name) + 1 for name in names}
+        from detect.class_filter import class_labels
+
+        return class_labels(classes, self.class_names)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -28,10 +28,17 @@ async def send_json_error(send, status: int, message: str, headers: dict[str, st
 
 
 def _header(scope, name: str) -> str | None:
+    value = _header_bytes(scope, name)
+    return None if value is None else value.decode("latin-1")
+
+
+def _header_bytes(scope, name: str) -> bytes | None:
+    """The header's raw bytes: a key with non-ASCII characters arrives as its UTF-8 bytes, and is
+    compared as such (decoding them as Latin-1 first made such a key never match)."""
     wanted = name.encode()
     for key, value in scope.get("headers", []):
         if key.lower() == wanted:
-            return value.decode("latin-1")
+            return value
     return None
 
 
@@ -40,7 +47,7 @@ class ApiKeyMiddleware:
     (compared in constant time). Paths in OPEN_PATHS / OPEN_PREFIXES need no key."""
 
     def __init__(self, app, api_key: str):
-        self.app, self.api_key = app, api_key.encode()
+        self.app, self.api_key = app, api_key.encode("utf-8")
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or _is_open(scope["path"]) or self._authorised(scope):
@@ -50,12 +57,12 @@ class ApiKeyMiddleware:
                               {"www-authenticate": 'Bearer realm="detect"'})
 
     def _authorised(self, scope) -> bool:
-        given = _header(scope, API_KEY_HEADER)
+        given = _header_bytes(scope, API_KEY_HEADER)
         if given is None:
-            authorization = _header(scope, "authorization") or ""
-            if authorization.lower().startswith("bearer "):
-                given = authorization[len("bearer "):].strip()
-        return given is not None and secrets.compare_digest(given.encode(), self.api_key)
+            authorization = _header_bytes(scope, "authorization") or b""
+            if authorization.lower().startswith(b"bearer "):
+                given = authorization[len(b"bearer "):].strip()
+        return given is not None and secrets.compare_digest(given, self.api_key)
 
 
 def _is_open(path: str) -> bool:

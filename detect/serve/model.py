@@ -35,12 +35,12 @@ class ServedModel:
         """HxWx3 uint8 RGB arrays -> one Detections each, in one model call (the batch queue sizes it)."""
         return self.detector.detect_arrays(images, score_threshold=MODEL_SCORE_FLOOR, batch_size=max(len(images), 1))
 
-    def labels_of(self, names: list[str]) -> set[int]:
-        """Class names -> their labels 1..C; ValueError naming the unknown ones."""
-        unknown = [name for name in names if name not in self.class_names]
-        if unknown:
-            raise ValueError(f"unknown class(es) {', '.join(unknown)}; the model has: {', '.join(self.class_names)}")
-        return {self.class_names.index(name) + 1 for name in names}
+    def labels_of(self, classes: str) -> set[int]:
+        """Comma-separated class names (detect.class_filter) -> their labels 1..C; DetectError naming
+        what is wrong."""
+        from detect.class_filter import class_labels
+
+        return class_labels(classes, self.class_names)
 
 
 def load_served_model(checkpoint: str | Path, device: str = "auto", backend: str = "torch") -> ServedModel:

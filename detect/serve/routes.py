@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from detect.serve.answers import annotated_jpeg_base64, image_record, keep_detections
+from detect.errors import DetectError
 from detect.serve.batching import QueueFull
 from detect.serve.pixel_budget import PixelBudgetFull
 from detect.serve.uploads import UploadError, decode_upload, upload_pixels
@@ -88,13 +89,10 @@ async def _records(names, images, found, score_threshold: float, labels, annotat
 def _labels_or_422(model, classes: str | None) -> set[int] | None:
     if classes is None:
         return None
-    names = [name.strip() for name in classes.split(",") if name.strip()]
-    if not names:
-        raise ApiError(422, "classes: give one or more class names separated by commas")
     try:
-        return model.labels_of(names)
-    except ValueError as error:
-        raise ApiError(422, f"classes: {error}") from None
+        return model.labels_of(classes)
+    except DetectError as error:
+        raise ApiError(422, str(error) if str(error).startswith("classes:") else f"classes: {error}") from None
 
 
 async def _decoded(data: bytes, name: str, max_pixels: int):

@@ -397,3 +397,79 @@ def test_cli_infer_to_a_full_disk_is_one_line_and_leaves_only_whole_files(checkp
         written = {name: size for name, size in done.files.items() if name.endswith(".png")}
         assert all(size > 8000 for size in written.values()), done.files  # whole annotated copies only
         assert "clip.mp4" not in done.files and "clip.jsonl" not in done.files
+
+
+def test_cli_infer_classes_may_hold_commas_and_an_empty_list_is_an_error(checkpoints, tmp_path, capsys):
+    state = torch.load(checkpoints["ssd"], weights_only=True)
+    names = ["raccoon, adult", "raccoon, young", "circle"][:len(state["class_names"])]
+    torch.save({**state, "class_names": names}, tmp_path / "commas.pt")
+    cv2.imwrite(str(tmp_path / "noise.png"), noise_image(64, 64, seed=5))
+    base = ["infer", str(tmp_path / "commas.pt"), str(tmp_path / "noise.png"), "--device", "cpu", "-q", "--json",
+            "--score-threshold", "0"]
+    kept = {}
+    for selection in ("raccoon, adult", "raccoon, adult,circle", " circle , raccoon, young"):
+        code, _, err = run_cli([*base, "--out", str(tmp_path / "out"), "--classes", selection], capsys)
+        assert code == 0, err
+        [record] = json.loads((tmp_path / "out" / "detections.json").read_text())["images"]
+        kept[selection] = {detection["class_name"] for detection in record["detections"]}
+    assert kept["raccoon, adult"] == {"raccoon, adult"}
+    assert kept["raccoon, adult,circle"] <= {"raccoon, adult", "circle"} and "circle" in kept["raccoon, adult,circle"]
+    assert kept[" circle , raccoon, young"] <= {"circle", "raccoon, young"}
+    for selection, message in ((",", "classes: no class name given"), (" , ", "classes: no class name given"),
+                               ("raccoon", "unknown class(es) raccoon; the model has: raccoon, adult; raccoon, young")):
+        code, _, err = run_cli([*base, "--out", str(tmp_path / "bad"), "--classes", selection], capsys)
+        assert code == 2 and message in err and err.count("\n") == 1, err
+
+
+def test_cli_infer_writes_videos_of_any_size_with_their_own_timestamps(checkpoints, tmp_path, capsys):
+    """A 1 x 1 clip and an odd-sized one (the encoder needs even sizes of at least 2: padded, never
+    cropped), and a variable-frame-rate clip whose JSONL keeps the container's times."""
+    from tests.infer.test_sources import write_vfr_video
+
+    clips = {}
+    for name, (width, height) in (("one", (1, 1)), ("odd", (31, 17))):
+        writer = cv2.VideoWriter(str(tmp_path / f"{name}.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (width, height))
+        for index in range(4):
+            writer.write(noise_image(height, width, seed=index))
+        writer.release()
+        capture = cv2.VideoCapture(str(tmp_path / f"{name}.avi"))  # the size the frames come out at
+        clips[name] = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    assert clips["one"] == (1, 1)
+    times = [0.0, 0.1, 0.5, 0.55, 1.5]
+    write_vfr_video(tmp_path / "vfr.mp4", times)
+    out = tmp_path / "out"
+    code, stdout, err = run_cli(["infer", str(checkpoints["ssd"]), str(tmp_path / "one.avi"), str(tmp_path / "odd.avi"),
+                                 str(tmp_path / "vfr.mp4"), "--out", str(out), "--device", "cpu", "-q"], capsys)
+    assert code == 0, err
+    assert "3 videos (13 frames)" in stdout
+    for name, (width, height) in clips.items():
+        capture = cv2.VideoCapture(str(out / f"{name}.mp4"))
+        assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == 4
+        assert (capture.get(cv2.CAP_PROP_FRAME_WIDTH), capture.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (
+            max(2, width + width % 2), max(2, height + height % 2))
+        records = [json.loads(line) for line in (out / f"{name}.jsonl").read_text().splitlines()]
+        assert [record["time"] for record in records] == [0.0, 0.1, 0.2, 0.3]
+    records = [json.loads(line) for line in (out / "vfr.jsonl").read_text().splitlines()]
+    assert [record["time"] for record in records] == times
+
+
+def test_cli_infer_bounds_the_frames_a_video_batch_holds(checkpoints, tmp_path, capsys, caplog, monkeypatch):
+    """`--batch-size 100000` no longer buffers a whole video: a model call takes at most
+    MAX_VIDEO_BATCH_PIXELS of frames (here lowered to 4 frames of 48 x 32)."""
+    import detect.infer as infer_module
+
+    clip = write_video(tmp_path / "clip.mp4", frames=10)
+    monkeypatch.setattr(infer_module, "MAX_VIDEO_BATCH_PIXELS", 4 * 48 * 32)
+    calls = []
+    original = infer_module.Detector.detect_arrays
+
+    def counting(self, images, *args, **kwargs):
+        calls.append(len(images))
+        return original(self, images, *args, **kwargs)
+
+    monkeypatch.setattr(infer_module.Detector, "detect_arrays", counting)
+    code, stdout, err = run_cli(["infer", str(checkpoints["ssd"]), str(clip), "--out", str(tmp_path / "out"),
+                                 "--device", "cpu", "-q", "--batch-size", "100000"], capsys)
+    assert code == 0, err
+    assert calls == [4, 4, 2] and "1 videos (10 frames)" in stdout
+    assert "clip: 4 frames per model call instead of --batch-size 100000" in caplog.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import cv2
@@ -35,6 +36,66 @@ def write_video(path: Path, frames: int = 5, fps: float = 10.0, size: tuple[int,
         frame = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8) if index else np.zeros((size[1], size[0], 3), np.uint8)
         writer.write(frame)
     writer.release()
+    return path
+
+
+def _boxes(data, start: int, end: int):
+    """(position, size, type) of the MP4 boxes between start and end."""
+    pos = start
+    while pos + 8 <= end:
+        size, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        yield pos, size, kind
+        pos += size
+
+def _find(data, start: int, end: int, kind: bytes) -> tuple[int, int]:
+    for pos, size, found in _boxes(data, start, end):
+        if found == kind:
+            return pos, size
+    raise KeyError(kind)
+
+def write_vfr_video(path: Path, frame_times_s: list[float], size: tuple[int, int] = (48, 32)) -> Path:
+    """A variable-frame-rate MP4: OpenCV writes it at a constant rate, then its time-to-sample table
+    (stts) is rewritten to give each frame the time asked for, the durations follow, and the edit
+    list (which would cut the track at the constant-rate length) is blanked."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, size)
+    rng = np.random.default_rng(0)
+    for _ in frame_times_s:
+        writer.write(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    writer.release()
+    data = bytearray(open(path, "rb").read())
+    chain = [_find(data, 0, len(data), b"moov")]
+    for kind in (b"trak", b"mdia", b"minf", b"stbl", b"stts"):
+        pos, size_ = chain[-1]
+        chain.append(_find(data, pos + 8, pos + size_, kind))
+    mdia_pos, mdia_size = chain[2]
+    mdhd, _ = _find(data, mdia_pos + 8, mdia_pos + mdia_size, b"mdhd")
+    timescale = struct.unpack(">I", data[mdhd + 20:mdhd + 24])[0]  # version 0: 4 bytes of flags, 8 of times
+    ticks = [round(t * timescale) for t in frame_times_s]
+    deltas = [b - a for a, b in zip(ticks, ticks[1:])]
+    deltas.append(deltas[-1])
+    entries = b"".join(struct.pack(">II", 1, d) for d in deltas)
+    stts = struct.pack(">I4sII", 16 + len(entries), b"stts", 0, len(deltas)) + entries
+    stts_pos, stts_size = chain[-1]
+    growth = len(stts) - stts_size
+    data[stts_pos:stts_pos + stts_size] = stts
+    for pos, size_ in chain[:-1]:
+        struct.pack_into(">I", data, pos, size_ + growth)
+    # The durations, and no edit list: it would cut the track at the constant-rate length.
+    total = ticks[-1] + deltas[-1]
+    struct.pack_into(">I", data, mdhd + 24, total)
+    moov_pos, moov_size = chain[0]
+    mvhd, _ = _find(data, moov_pos + 8, moov_pos + moov_size + growth, b"mvhd")
+    movie_scale = struct.unpack(">I", data[mvhd + 20:mvhd + 24])[0]
+    struct.pack_into(">I", data, mvhd + 24, round(total / timescale * movie_scale))
+    trak_pos, trak_size = chain[1]
+    tkhd, _ = _find(data, trak_pos + 8, trak_pos + trak_size + growth, b"tkhd")
+    struct.pack_into(">I", data, tkhd + 28, round(total / timescale * movie_scale))
+    try:
+        edts, _ = _find(data, trak_pos + 8, trak_pos + trak_size + growth, b"edts")
+        data[edts + 4:edts + 8] = b"free"
+    except KeyError:
+        pass
+    open(path, "wb").write(bytes(data))
     return path
 
 

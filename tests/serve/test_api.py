@@ -309,3 +309,23 @@ def _wait_for(condition, seconds: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.01)
+
+
+@pytest.mark.parametrize("classes, message", [
+    (",", "classes: no class name given"),
+    (" , ,", "classes: no class name given"),
+    ("hexagon", "classes: unknown class(es) hexagon"),
+])
+def test_classes_follow_the_rule_of_detect_infer(client, classes, message):
+    answer = client.post(f"/v1/detect?classes={classes}", files=upload(("a.png", encode(noise_image(32, 32, 0)))))
+    assert answer.status_code == 422 and answer.json()["error"].startswith(message)
+
+
+def test_a_non_ascii_api_key_matches_its_utf8_bytes(make_client):
+    client = make_client(api_key="clé-ünïcode-鍵")
+    image = upload(("a.png", encode(noise_image(32, 32, 0))))
+    key = "clé-ünïcode-鍵".encode("utf-8")
+    assert client.post("/v1/detect", files=image, headers={"x-api-key": key}).status_code == 200
+    assert client.post("/v1/detect", files=image, headers={"authorization": b"Bearer " + key}).status_code == 200
+    assert client.post("/v1/detect", files=image, headers={"x-api-key": "cle-unicode".encode()}).status_code == 401
+    assert client.post("/v1/detect", files=image, headers={"x-api-key": "clé".encode("latin-1")}).status_code == 401
