@@ -6,6 +6,7 @@ gloo on CPU, nccl on CUDA. Without torchrun's environment (WORLD_SIZE unset or 1
 from __future__ import annotations
 
 import os
+import socket
 
 import torch
 import torch.distributed as dist
@@ -43,7 +44,67 @@ def init_distributed(device: torch.device) -> torch.device:
         dist.init_process_group("nccl", init_method="env://", device_id=device)
     else:
         dist.init_process_group("gloo", init_method="env://")
+    _PEERS[:] = all_peers()
     return device
+
+
+# (host name, process id) of every rank, gathered when the group forms: when a rank stops, the others
+# can then name it (a killed rank leaves them only a broken connection, with an address, not a rank).
+_PEERS: list[tuple[str, int]] = []
+
+
+def all_peers() -> list[tuple[str, int]]:
+    peers: list = [None] * dist.get_world_size()
+    dist.all_gather_object(peers, (socket.gethostname(), os.getpid()))
+    return [tuple(peer) for peer in peers]
+
+
+def is_lost_peer(error: BaseException) -> bool:
+    """A collective that failed because another rank went away (gloo: a closed or reset connection;
+    NCCL: a backend error)."""
+    if not is_distributed() or not isinstance(error, RuntimeError):
+        return False
+    backend_error = getattr(dist, "DistBackendError", ())
+    text = str(error)
+    return (isinstance(error, backend_error) if backend_error else False) or any(
+        clue in text for clue in ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "gloo"))
+
+
+def stopped_ranks() -> list[tuple[int, int]]:
+    """(rank, pid) of the ranks on this machine whose process has ended."""
+    host = socket.gethostname()
+    stopped = []
+    for peer_rank, (peer_host, pid) in enumerate(_PEERS):
+        if peer_host == host and peer_rank != rank() and not _process_alive(pid):
+            stopped.append((peer_rank, pid))
+    return stopped
+
+
+def lost_peer_message() -> str:
+    """One line for this rank: which rank stopped, where it can tell."""
+    stopped = stopped_ranks()
+    if stopped:
+        which = ", ".join(f"rank {peer_rank} (pid {pid})" for peer_rank, pid in stopped)
+        return (f"rank {rank()}: stopping: {which} ended during training; its own output (or the launcher's "
+                f"report) says why")
+    return (f"rank {rank()}: stopping: another rank ended or lost its connection during training (on another "
+            f"machine, or it ended since); the launcher's report names it")
+
+
+def _process_alive(pid: int) -> bool:
+    """False for a process that is gone, or has ended and waits for its parent (a zombie: the
+    launcher may not have collected a killed rank yet)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):  # no /proc (not Linux): alive, as far as one can tell
+        return True
 
 
 def shutdown() -> None:

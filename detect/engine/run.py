@@ -56,6 +56,10 @@ def run_training(config: Config, output_dir: str | Path | None = None, device: s
         run_dir = _train_in_run_folder(config, output_dir, torch_device, resume, config_file)
     except torch.OutOfMemoryError:
         raise DetectError(out_of_memory_message(config)) from None
+    except RuntimeError as error:
+        if dist_utils.is_lost_peer(error):  # a killed rank: say which, not the backend's traceback
+            raise DetectError(dist_utils.lost_peer_message()) from None
+        raise
     finally:
         if previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)

@@ -54,3 +54,20 @@ def failure_report(stderr: str) -> str:
     clues = ("[rank1]", "terminate called", "what()", "Error", "Exception")
     lines = [line for line in stderr.splitlines() if any(clue in line for clue in clues)]
     return "\n".join(lines[-60:]) + "\n--- tail ---\n" + stderr[-2000:]
+
+
+def test_a_killed_rank_is_named_by_the_survivor_in_one_line(tmp_path):
+    """Rank 1 is killed (SIGKILL) in its second step; rank 0 stops with one line naming it, no gloo
+    traceback."""
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    # The launcher looks at its workers every 10 s here: rank 0 meets the broken connection first,
+    # instead of being stopped by the launcher's SIGTERM.
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
+               "--monitor-interval", "10", "-m", "tests.engine.ddp_worker", str(out), "kill-rank-1"]
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    rank_0_lines = [line for line in result.stderr.splitlines() if line.startswith(("[rank0]", "error: rank 0"))]
+    assert any(line.startswith("error: rank 0: stopping: rank 1 (pid ") and "ended during training" in line
+               for line in rank_0_lines), failure_report(result.stderr)
+    assert "Traceback" not in "\n".join(rank_0_lines) and "[rank0]" not in result.stderr, result.stderr[-3000:]
