@@ -162,13 +162,13 @@ def export_model(
                 input_names=input_names, output_names=output_names, dynamic_axes=dynamic_axes,
                 do_constant_folding=True,
             )
-        add_metadata(temporary, config, class_names, height, width, category_ids)
+        add_metadata(temporary, config, class_names, height, width, category_ids, max_detections)
         check_loads(temporary, output, opset)
     return {"height": height, "width": width, "max_detections": max_detections, "class_names": list(class_names)}
 
 
 def add_metadata(path: Path, config, class_names: list[str], height: int, width: int,
-                 category_ids: list[int] | None) -> None:
+                 category_ids: list[int] | None, max_detections: int) -> None:
     import onnx
 
     from detect.config import config_to_dict
@@ -180,6 +180,7 @@ def add_metadata(path: Path, config, class_names: list[str], height: int, width:
         "std": json.dumps(list(config.input.std)),
         "resize": config.input.resize,
         "input_size": json.dumps([height, width]),
+        "max_detections": str(int(max_detections)),  # D, which a free-batch graph's output shapes do not state
         "arch": config.model.arch,
         # The whole resolved config: `detect infer --backend onnxruntime` rebuilds the eval pipeline from it.
         "config": json.dumps(config_to_dict(config)),

@@ -59,11 +59,21 @@ class OnnxRuntimeModel(nn.Module):
         if height > self.height or width > self.width:
             raise DetectError(f"input {height} x {width} is larger than the exported {self.height} x {self.width}; "
                               f"export again with --image-size")
+        if images.shape[0] == 0:
+            return self._nothing()
         images = F.pad(images.float(), (0, self.width - width, 0, self.height - height))
         step = self.batch_size or images.shape[0]
         parts = [self._run(images[start:start + step], image_sizes[start:start + step])
                  for start in range(0, images.shape[0], step)]
         return {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
+
+    def _nothing(self) -> dict[str, torch.Tensor]:
+        """The outputs for an empty batch, without running the graph: a graph exported with a free
+        batch size cannot run on zero images (its reshapes infer a size from the element count)."""
+        slots = self.session.get_outputs()[0].shape[1]  # a name, not a number, in a free-batch graph
+        slots = slots if isinstance(slots, int) else int(self.metadata.get("max_detections", 0))
+        return {"boxes": torch.zeros(0, slots, 4), "scores": torch.zeros(0, slots),
+                "labels": torch.zeros(0, slots, dtype=torch.int64), "num_detections": torch.zeros(0, dtype=torch.int64)}
 
     def _run(self, images: torch.Tensor, image_sizes: torch.Tensor) -> dict[str, torch.Tensor]:
         count = images.shape[0]

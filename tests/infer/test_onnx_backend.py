@@ -115,3 +115,21 @@ def test_backend_errors_are_one_line(checkpoints, tmp_path, capsys):
         assert code == 2 and message in stderr and stderr.count("\n") == 1, stderr
     with pytest.raises(DetectError, match="predicts only"):
         OnnxRuntimeModel.forward(None, torch.zeros(1, 3, 8, 8), torch.ones(1, 2), targets=[{}])
+
+
+def test_an_empty_batch_is_answered_without_running_a_dynamic_batch_graph(checkpoints, tmp_path):
+    """onnxruntime refuses batch 0 in the graph's reshapes (docs/export.md): the backend answers it
+    with empty outputs of the graph's shapes, and the Detector with no detections."""
+    from detect.export import export_onnx
+    from detect.onnx_backend import OnnxRuntimeModel, load_detector
+
+    path = tmp_path / "ssd.onnx"
+    export_onnx(checkpoints["ssd"], path, dynamic_batch=True, batch_size=2)
+    model = OnnxRuntimeModel(path)
+    outputs = model(torch.zeros(0, 3, model.height, model.width), torch.zeros(0, 2, dtype=torch.int64))
+    slots = int(model.metadata["max_detections"])
+    assert slots > 0
+    assert outputs["boxes"].shape == (0, slots, 4) and outputs["scores"].shape == (0, slots)
+    assert outputs["labels"].shape == (0, slots) and outputs["num_detections"].shape == (0,)
+    detector = load_detector(path, "onnxruntime", "cpu")
+    assert detector([]) == []
