@@ -94,9 +94,9 @@ class DataConfig(Section):
     """A JPEG without its end-of-image marker is read with a warning naming it when at most this share
     of its pixels is missing (the decoder leaves them grey); above it, it is a bad sample."""
     max_pixels: int | None = Field(DEFAULT_MAX_PIXELS, ge=1)
-    """An image whose file header declares more pixels is a bad sample, refused before it is decoded (a
-    small file can declare gigabytes of pixels); null: no limit. Headers are read for JPEG, PNG, BMP,
-    GIF, TIFF, WebP and PNM; with a limit, a file of another format is a bad sample too."""
+    """An image whose file header declares more pixels is refused as a bad sample before it is decoded
+    (a small file can declare gigabytes of pixels); null: no limit. Headers are read for JPEG, PNG, BMP,
+    GIF, TIFF, WebP and PNM; with a limit, files of other formats are refused too."""
     num_workers: int | Literal["auto"] = "auto"
     """DataLoader worker processes per loader; `auto`: the CPU cores available (shared among the
     training processes of a machine), at most 8."""

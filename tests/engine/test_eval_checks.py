@@ -285,7 +285,7 @@ def test_a_second_training_into_a_folder_in_use_is_refused(trained, tmp_path, ca
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
-        while not (folder / "train.log").exists() and time.monotonic() < deadline and first.poll() is None:
+        while not (folder / "config.yaml").exists() and time.monotonic() < deadline and first.poll() is None:
             time.sleep(0.1)
         assert first.poll() is None, first.stderr.read()
         code, _, err = run(["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(folder),
