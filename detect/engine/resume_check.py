@@ -54,7 +54,8 @@ def check_resumable(checkpoint: dict, config: Config, path: str | Path) -> list[
     if not isinstance(saved, dict):
         return []
     changes = [change for change in config_changes(saved, config_to_dict(config)) if change[0] != "data.classes"]
-    refused = [change for change in changes if is_fixed(change[0])]
+    refused = sorted((change for change in changes if is_fixed(change[0])), key=lambda change: (
+        change[0] not in ("model.arch", "model.backbone"), change[0]))  # the change that matters most first
     if refused:
         raise CheckpointError(f"{path}: cannot resume with {describe(refused)}: a resumed run keeps the model, its "
                               f"input and the optimiser of its checkpoint; start a new run from these weights with "
@@ -62,7 +63,8 @@ def check_resumable(checkpoint: dict, config: Config, path: str | Path) -> list[
     return changes
 
 
-def describe(changes: list[tuple[str, Any, Any]]) -> str:
-    """`input.size 320 -> 512, train.epochs 12 -> 20`."""
-    return ", ".join(f"{key} {old!r} -> {new!r}" if isinstance(old, str) or isinstance(new, str)
-                     else f"{key} {old} -> {new}" for key, old, new in changes)
+def describe(changes: list[tuple[str, Any, Any]], most: int = 6) -> str:
+    """`input.size 320 -> 512, train.epochs 12 -> 20` (the first `most`, then how many more)."""
+    shown = ", ".join(f"{key} {old!r} -> {new!r}" if isinstance(old, str) or isinstance(new, str)
+                      else f"{key} {old} -> {new}" for key, old, new in changes[:most])
+    return shown + (f" and {len(changes) - most} more" if len(changes) > most else "")

@@ -106,10 +106,11 @@ def lock_run_folder(run_dir: Path) -> Iterator[None]:
 
 
 def carry_records(source_dir: Path, run_dir: Path, checkpoint: dict) -> None:
-    """A resume into a new folder: train.log and metrics.jsonl of the source run are copied there
-    (metrics.jsonl cut back to the checkpoint), so the new folder holds the whole history. The
+    """A resume into a new folder: best.pt, train.log and metrics.jsonl of the source run are copied
+    there (metrics.jsonl cut back to the checkpoint), so the new folder holds the whole run: its best
+    model so far (which the resumed run replaces only when it does better) and its history. The
     source run is only read."""
-    for name in ("train.log", "metrics.jsonl"):
+    for name in ("best.pt", "train.log", "metrics.jsonl"):
         if (source_dir / name).is_file():
             shutil.copyfile(source_dir / name, run_dir / name)
     forget_lost_records(run_dir / "metrics.jsonl", checkpoint)

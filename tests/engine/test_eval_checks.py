@@ -230,6 +230,7 @@ def test_resume_into_another_output_dir_leaves_the_source_run_alone(trained, tmp
     assert code == 0, err
     assert snapshot(source) == before
     assert {"last.pt", "best.pt", "config.yaml", "train.log", "metrics.jsonl"} <= {p.name for p in target.iterdir()}
+    assert load_checkpoint(target / "best.pt")["best_metric"] >= load_checkpoint(source / "best.pt")["best_metric"]
     assert load_checkpoint(target / "last.pt")["epoch"] == 2
     log = (target / "train.log").read_text()
     assert log.startswith((source / "train.log").read_text())  # the history came along
