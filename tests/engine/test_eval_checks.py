@@ -75,26 +75,31 @@ def test_eval_with_classes_reordered_or_a_subset_maps_by_name(trained, tmp_path,
 
 def test_infer_json_results_score_as_the_checkpoint(trained, tmp_path, capsys):
     run_dir, root = trained
-    checkpoint = run_dir / "last.pt"
-    direct = eval_json(checkpoint, tmp_path, capsys, "--metric", "all")
     val_ids = (root / "ImageSets" / "Main" / "val.txt").read_text().split()
     images = [str(root / "JPEGImages" / f"{image_id}.jpg") for image_id in val_ids]
-    code, _, err = run(["infer", str(checkpoint), *images, "--out", str(tmp_path / "infer"), "--json",
+    direct, results, scored = infer_json_then_score(run_dir / "last.pt", images, tmp_path, capsys)
+    assert {entry["image_id"] for entry in results} <= set(val_ids)  # VOC image ids: the file stems
+    assert direct["voc12"]["map"] > 0  # a case with matches to get right
+    for metric in ("voc07", "voc12"):
+        assert scored[metric]["ap"] == pytest.approx(direct[metric]["ap"], abs=1e-9)
+    assert scored["coco"] == pytest.approx(direct["coco"], abs=1e-9)
+
+
+def infer_json_then_score(checkpoint, sources: list[str], tmp_path, capsys) -> tuple[dict, list, dict]:
+    """(`detect eval CKPT --metric all` numbers, the COCO results `infer --json` wrote for `sources`,
+    `eval --detections` numbers of those results against the checkpoint's own config)."""
+    direct = eval_json(checkpoint, tmp_path, capsys, "--metric", "all")
+    code, _, err = run(["infer", str(checkpoint), *sources, "--out", str(tmp_path / "infer"), "--json",
                         "--score-threshold", "0", "--device", "cpu", "--quiet"], capsys)
     assert code == 0, err
     results = json.loads((tmp_path / "infer" / "detections_coco.json").read_text())
-    assert {entry["image_id"] for entry in results} <= set(val_ids)  # VOC image ids: the file stems
     config = tmp_path / "config.yaml"
     config.write_text(config_to_yaml(validate_config(load_checkpoint(checkpoint)["config"])))
     out_json = tmp_path / "scored.json"
     code, _, err = run(["eval", "--detections", str(tmp_path / "infer" / "detections_coco.json"), "--config",
                         str(config), "--metric", "all", "--json", str(out_json)], capsys)
     assert code == 0, err
-    scored = json.loads(out_json.read_text())
-    assert direct["voc12"]["map"] > 0  # a case with matches to get right
-    for metric in ("voc07", "voc12"):
-        assert scored[metric]["ap"] == pytest.approx(direct[metric]["ap"], abs=1e-9)
-    assert scored["coco"] == pytest.approx(direct["coco"], abs=1e-9)
+    return direct, results, json.loads(out_json.read_text())
 
 
 def test_resume_with_the_classes_reordered_is_refused(trained, tmp_path, capsys):
@@ -143,37 +148,6 @@ def test_eval_reports_what_on_error_skip_left_out(trained, tmp_path, capsys):
     assert code == 0 and f"data.on_error skip: 1 problem(s) left out of the val split: {broken}" in out
 
 
-def test_a_checkpoint_on_coco_data_scores_as_its_detections_file(tmp_path_factory, capsys):
-    """One evaluation path: `detect eval CKPT` and `--detections` both score COCO data against the
-    dataset's own annotation file, so the checkpoint's detections written as a results file give the
-    same COCO numbers."""
-    from detect.data.synthetic import generate_synthetic
-    from detect.engine.eval_checkpoint import evaluate_checkpoint, evaluate_detections
-    from detect.metrics.coco import predictions_to_coco_results
-
-    folder = tmp_path_factory.mktemp("tiny_ssd_coco")
-    root = folder / "shapes"
-    generate_synthetic(root, format="coco", num_images=12, image_size=64, seed=0, val_fraction=0.5)
-    with pytest.raises(SystemExit) as exited:
-        main(["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(folder / "run"),
-              *sets(f"data.root={root}", *TINY, "data.format=coco")])
-    assert exited.value.code in (0, None)
-    config_file = folder / "config.yaml"
-    config_file.write_text(config_to_yaml(validate_config(load_checkpoint(folder / "run" / "last.pt")["config"])))
-    direct = evaluate_checkpoint(folder / "run" / "last.pt", None, [], None, "all", device="cpu")
-    assert direct.evaluator.coco_gt is not None  # the annotation file's own index, not rebuilt ground truth
-    images = direct.evaluator.images()
-    results = predictions_to_coco_results([prediction for _, prediction, _ in images], [i for i, _, _ in images],
-                                          direct.evaluator.label_to_category_id)
-    assert results and all(isinstance(entry["image_id"], int) for entry in results)  # COCO image ids
-    detections = folder / "detections.json"
-    detections.write_text(json.dumps(results))
-    scored = evaluate_detections(detections, str(config_file), [], None, "all")
-    assert scored.results["coco"] == pytest.approx(direct.results["coco"], abs=1e-9)
-    for metric in ("voc07", "voc12"):
-        assert scored.results[metric]["ap"] == pytest.approx(direct.results[metric]["ap"], abs=1e-9)
-
-
 @pytest.fixture(scope="module")
 def trained_coco(tmp_path_factory):
     """(run folder, COCO data root): the tiny SSD trained one epoch on COCO-format synthetic data."""
@@ -189,25 +163,38 @@ def trained_coco(tmp_path_factory):
     return folder / "run", root
 
 
+def test_a_checkpoint_on_coco_data_scores_as_its_detections_file(trained_coco, tmp_path):
+    """One evaluation path: `detect eval CKPT` and `--detections` both score COCO data against the
+    dataset's own annotation file, so the checkpoint's detections written as a results file give the
+    same COCO numbers."""
+    from detect.engine.eval_checkpoint import evaluate_checkpoint, evaluate_detections
+    from detect.metrics.coco import predictions_to_coco_results
+
+    run_dir, _ = trained_coco
+    folder = tmp_path
+    config_file = folder / "config.yaml"
+    config_file.write_text(config_to_yaml(validate_config(load_checkpoint(run_dir / "last.pt")["config"])))
+    direct = evaluate_checkpoint(run_dir / "last.pt", None, [], None, "all", device="cpu")
+    assert direct.evaluator.coco_gt is not None  # the annotation file's own index, not rebuilt ground truth
+    images = direct.evaluator.images()
+    results = predictions_to_coco_results([prediction for _, prediction, _ in images], [i for i, _, _ in images],
+                                          direct.evaluator.label_to_category_id)
+    assert results and all(isinstance(entry["image_id"], int) for entry in results)  # COCO image ids
+    detections = folder / "detections.json"
+    detections.write_text(json.dumps(results))
+    scored = evaluate_detections(detections, str(config_file), [], None, "all")
+    assert scored.results["coco"] == pytest.approx(direct.results["coco"], abs=1e-9)
+    for metric in ("voc07", "voc12"):
+        assert scored.results[metric]["ap"] == pytest.approx(direct.results[metric]["ap"], abs=1e-9)
+
+
 def test_infer_json_of_a_coco_trained_model_scores_as_the_checkpoint(trained_coco, tmp_path, capsys):
     """COCO results from `infer --json` name each image by its file; `eval --detections` maps the names
     to the annotation file's ids, so the round trip gives the checkpoint's own numbers."""
     run_dir, root = trained_coco
-    checkpoint = run_dir / "last.pt"
-    direct = eval_json(checkpoint, tmp_path, capsys, "--metric", "all")
-    code, _, err = run(["infer", str(checkpoint), str(root / "val"), "--out", str(tmp_path / "infer"), "--json",
-                        "--score-threshold", "0", "--device", "cpu", "--quiet"], capsys)
-    assert code == 0, err
-    results = json.loads((tmp_path / "infer" / "detections_coco.json").read_text())
+    direct, results, scored = infer_json_then_score(run_dir / "last.pt", [str(root / "val")], tmp_path, capsys)
     annotations = json.loads((root / "annotations" / "instances_val.json").read_text())
     assert results and {entry["image_id"] for entry in results} <= {image["file_name"] for image in annotations["images"]}
-    config = tmp_path / "config.yaml"
-    config.write_text(config_to_yaml(validate_config(load_checkpoint(checkpoint)["config"])))
-    out_json = tmp_path / "scored.json"
-    code, _, err = run(["eval", "--detections", str(tmp_path / "infer" / "detections_coco.json"), "--config",
-                        str(config), "--metric", "all", "--json", str(out_json)], capsys)
-    assert code == 0, err
-    scored = json.loads(out_json.read_text())
     for metric in ("voc07", "voc12"):
         assert scored[metric]["ap"] == pytest.approx(direct[metric]["ap"], abs=1e-9)
     assert scored["coco"] == pytest.approx(direct["coco"], abs=1e-9)
