@@ -302,7 +302,8 @@ TABLE_COLUMNS = (
     ("model", lambda r: r["name"]), ("VOC07 mAP", lambda r: _percent(r["voc07_map"])),
     ("VOC12 mAP", lambda r: _percent(r["voc12_map"])), ("COCO AP", lambda r: _percent(r["coco_ap"])),
     ("AP50", lambda r: _percent(r["coco_ap50"])), ("img/s end-to-end", lambda r: _number(r["images_per_s_end_to_end"])),
-    ("img/s model", lambda r: _number(r["images_per_s_model"])), ("p50 ms (b1)", lambda r: _number(r["latency_ms_p50"])),
+    ("img/s model", lambda r: _number(r["images_per_s_model"])),
+    ("p50 ms (b1)", lambda r: _number(r["latency_ms_p50"])),
     ("p95 ms (b1)", lambda r: _number(r["latency_ms_p95"])), ("peak GPU MiB", lambda r: _number(r["peak_gpu_mib"], 0)),
 )
 

@@ -22,7 +22,6 @@ import torch
 
 from detect.engine.device import synchronize
 
-
 # ---------------------------------------------------------------------------------------------------
 # Batches
 
@@ -53,7 +52,8 @@ def make_batches(
         images = torch.zeros(batch_size, 3, padded_h, padded_w)
         sizes, targets = [], []
         for index in range(batch_size):
-            w = width if index == 0 or not vary_sizes else int(width * (0.75 + 0.25 * torch.rand(1, generator=generator)))
+            w = width if index == 0 or not vary_sizes else int(
+                width * (0.75 + 0.25 * torch.rand(1, generator=generator)))
             image, target = _synthetic_image(height, w, palette, boxes_per_image, generator)
             images[index, :, :height, :w] = image
             sizes.append((height, w))

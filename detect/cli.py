@@ -154,7 +154,8 @@ def data_show(
 def train_command(
     config: str = ConfigOption,
     overrides: Optional[List[str]] = SetOption,
-    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="Run folder (default: runs/<config>/<timestamp>/)."),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="Run folder (default: "
+                                                                               "runs/<config>/<timestamp>/)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     resume: Optional[str] = typer.Option(None, "--resume", help="last.pt path, or 'auto': the run folder's last.pt."),
 ) -> None:
@@ -172,14 +173,18 @@ def train_command(
 @app.command("eval")
 def eval_command(
     checkpoint: Optional[Path] = typer.Argument(None, help="A checkpoint (best.pt / last.pt) to run on the split."),
-    detections: Optional[Path] = typer.Option(None, "--detections", help="Instead of a checkpoint: a COCO results JSON (image_id, category_id, bbox xywh, score)."),
-    config: Optional[str] = typer.Option(None, "--config", "-c", help="Config name or YAML path (default with a checkpoint: its own config)."),
+    detections: Optional[Path] = typer.Option(None, "--detections", help="Instead of a checkpoint: a COCO results JSON "
+                                                                         "(image_id, category_id, bbox xywh, score)."),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="Config name or YAML path (default with a "
+                                                                      "checkpoint: its own config)."),
     split: Optional[str] = typer.Option(None, "--split", help="Split to evaluate on (default: data.val_split)."),
     metric: Optional[str] = typer.Option(None, "--metric", help="voc07, voc12, coco or all (default: eval.metric)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the numbers to this JSON file."),
     plots: Optional[Path] = typer.Option(None, "--plots", help="Write PR curves and a confusion matrix (PNG) here."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (with a checkpoint)."),
-    unknown_class: str = typer.Option("raise", "--unknown-class", help="With --detections: a detection of a class not in data.classes is an error (raise) or left out and counted (skip)."),
+    unknown_class: str = typer.Option(
+        "raise", "--unknown-class", help="With --detections: a detection of a class not in data.classes is an error "
+                                         "(raise) or left out and counted (skip)."),
     overrides: Optional[List[str]] = SetOption,
 ) -> None:
     """Evaluate a checkpoint (or a detections file) on a split; print per-class AP and mAP.
@@ -217,7 +222,9 @@ def eval_command(
 
         typer.echo(describe(results["skipped"]["problems"], split))
     if results.get("skipped_unknown_class"):
-        typer.echo(f"skipped {results['skipped_unknown_class']} detections of classes not in data.classes (--unknown-class skip)")
+        typer.echo(
+            f"skipped {results['skipped_unknown_class']} detections of classes not in data.classes (--unknown-class "
+            "skip)")
     typer.echo(format_results(results, class_names))
     if json_out is not None:
         key = "checkpoint" if checkpoint is not None else "detections"
@@ -230,7 +237,8 @@ def eval_command(
 
         plot_pr_curves(evaluation.evaluator.class_curves(), class_names, plots)
         score_thresh = 0.25
-        matrix = confusion_matrix(evaluation.evaluator.voc_inputs(), len(class_names), cfg.eval.iou_thresh, score_thresh)
+        matrix = confusion_matrix(
+            evaluation.evaluator.voc_inputs(), len(class_names), cfg.eval.iou_thresh, score_thresh)
         plot_confusion_matrix(matrix, class_names, plots / "confusion_matrix.png", score_thresh)
         typer.echo(f"wrote plots to {plots}")
 
@@ -253,23 +261,30 @@ def _check_eval_outputs(json_out: Optional[Path], plots: Optional[Path], inputs:
 
 @app.command("infer")
 def infer(
-    checkpoint: Path = typer.Argument(..., help="Checkpoint written by detect train (.pt); with --backend onnxruntime also an .onnx file from detect export."),
+    checkpoint: Path = typer.Argument(
+        ..., help="Checkpoint written by detect train (.pt); with --backend onnxruntime also an .onnx file from detect "
+                  "export."),
     sources: List[str] = typer.Argument(
         ..., help="Image files, folders (recursive), globs (quoted), videos, a camera index, rtsp/http URLs."
     ),
     out: Path = typer.Option(Path("runs/infer"), "--out", "-o", help="Folder for annotated images, videos, JSON."),
-    score_threshold: float = typer.Option(0.5, "--score-threshold", "-t", min=0.0, max=1.0, help="Keep detections scoring at least this."),
+    score_threshold: float = typer.Option(
+        0.5, "--score-threshold", "-t", min=0.0, max=1.0, help="Keep detections scoring at least this."),
     classes: Optional[str] = typer.Option(None, "--classes", help="Keep only these classes, comma-separated names."),
-    json_out: bool = typer.Option(False, "--json", help="Also write detections.json and detections_coco.json (images)."),
+    json_out: bool = typer.Option(
+        False, "--json", help="Also write detections.json and detections_coco.json (images)."),
     batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Images or video frames per model call."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
-    max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Stop each video or stream after this many frames."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Stop each video or stream after this "
+                                                                               "many frames."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     backend: str = typer.Option(
         "torch", "--backend", help="torch, or onnxruntime (CPU): runs the exported model (detect export); "
         "CHECKPOINT may then be its .onnx file."
     ),
-    max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", min=1, help="Skip an image whose header declares more pixels (before decoding it)."),
+    max_pixels: int = typer.Option(
+        DEFAULT_MAX_PIXELS, "--max-pixels", min=1, help="Skip an image whose header declares more pixels (before "
+                                                        "decoding it)."),
 ) -> None:
     """Detect objects in images, folders, globs, videos, cameras and streams; write annotated copies."""
     from detect.infer import run_inference
@@ -295,9 +310,12 @@ def infer(
 def export(
     checkpoint: Path = typer.Argument(..., help="Checkpoint written by detect train (.pt)."),
     format: str = typer.Option("onnx", "--format", "-f", help="Export format (onnx)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file (default: next to the checkpoint, .onnx)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file (default: next to the checkpoint, "
+                                                                       ".onnx)."),
     dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="Let the batch size vary at run time."),
-    opset: int = typer.Option(17, "--opset", help="ONNX opset (one outside the supported range is refused, naming it); the written model must load in onnxruntime."),
+    opset: int = typer.Option(
+        17, "--opset", help="ONNX opset (one outside the supported range is refused, naming it); the written model "
+                            "must load in onnxruntime."),
     image_size: Optional[str] = typer.Option(
         None, "--image-size", help="Input H,W (or one side) for keep-ratio configs; default: the padded max size."
     ),
@@ -333,15 +351,24 @@ def serve(
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="TCP port."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
     max_batch: int = typer.Option(8, "--max-batch", min=1, help="Images from concurrent requests per model call."),
-    max_wait_ms: float = typer.Option(10.0, "--max-wait-ms", min=0.0, help="How long the first image waits for others."),
+    max_wait_ms: float = typer.Option(
+        10.0, "--max-wait-ms", min=0.0, help="How long the first image waits for others."),
     max_queue: int = typer.Option(64, "--max-queue", min=1, help="Images that may wait; more are answered 503."),
-    max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", min=0.001, help="Largest request body, in MB (413 above)."),
+    max_upload_mb: float = typer.Option(
+        20.0, "--max-upload-mb", min=0.001, help="Largest request body, in MB (413 above)."),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="DETECT_API_KEY", show_envvar=True,
                                           help="Require this key (X-API-Key header) on /v1/* and /metrics."),
-    backend: str = typer.Option("torch", "--backend", help="torch, or onnxruntime (the model exported to ONNX at start-up, on the CPU)."),
-    max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", min=1, help="Largest image, in pixels, read from its header before decoding (422 above)."),
-    max_request_pixels: int = typer.Option(2 * DEFAULT_MAX_PIXELS, "--max-request-pixels", min=1, help="Pixels of all images of one request together (422 above)."),
-    max_held_pixels: int = typer.Option(4 * DEFAULT_MAX_PIXELS, "--max-held-pixels", min=1, help="Decoded pixels of all requests in flight (503 above)."),
+    backend: str = typer.Option(
+        "torch", "--backend", help="torch, or onnxruntime (the model exported to ONNX at start-up, on the CPU)."),
+    max_pixels: int = typer.Option(
+        DEFAULT_MAX_PIXELS, "--max-pixels", min=1, help="Largest image, in pixels, read from its header before "
+                                                        "decoding (422 above)."),
+    max_request_pixels: int = typer.Option(
+        2 * DEFAULT_MAX_PIXELS, "--max-request-pixels", min=1, help="Pixels of all images of one request together (422 "
+                                                                    "above)."),
+    max_held_pixels: int = typer.Option(
+        4 * DEFAULT_MAX_PIXELS, "--max-held-pixels", min=1,
+        help="Decoded pixels of all requests in flight (503 above)."),
 ) -> None:
     """Serve the detector over HTTP: JSON API (/v1/detect, /docs), web page (/), Prometheus /metrics."""
     import logging

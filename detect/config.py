@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from detect.data.image_header import DEFAULT_MAX_PIXELS
 from detect.errors import ConfigError
 
-
 # The largest image side a config may ask for: beyond it a typo (an extra zero) would only show as an
 # out-of-memory error deep inside the first step.
 MAX_IMAGE_SIDE = 8192
@@ -255,7 +254,8 @@ class RPNConfig(Section):
     @model_validator(mode="after")
     def _bg_not_above_fg(self) -> "RPNConfig":
         if self.bg_iou_thresh > self.fg_iou_thresh:
-            raise ValueError(f"rpn.bg_iou_thresh ({self.bg_iou_thresh}) is above rpn.fg_iou_thresh ({self.fg_iou_thresh})")
+            raise ValueError(
+                f"rpn.bg_iou_thresh ({self.bg_iou_thresh}) is above rpn.fg_iou_thresh ({self.fg_iou_thresh})")
         return self
 
 

@@ -243,7 +243,8 @@ def as_rgb_array(item, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarra
     elif hasattr(item, "convert") and hasattr(item, "size"):  # PIL.Image.Image, without importing PIL
         array = np.asarray(item.convert("RGB"))
     else:
-        raise DetectError(f"cannot run the detector on a {type(item).__name__}: give a path, a numpy RGB array or a PIL image")
+        raise DetectError(
+            f"cannot run the detector on a {type(item).__name__}: give a path, a numpy RGB array or a PIL image")
     if array.ndim == 2:
         array = np.repeat(array[:, :, None], 3, axis=2)
     if array.ndim != 3 or array.shape[2] not in (3, 4):

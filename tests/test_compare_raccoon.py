@@ -14,7 +14,6 @@ from detect.models.detections import split_detections
 from tests.conftest import load_tool
 from tests.engine import doubles
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

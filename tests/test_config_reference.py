@@ -93,7 +93,8 @@ def test_a_cut_section_text_is_caught(monkeypatch):
 
 
 def test_says_twice_finds_a_reworded_repeat():
-    assert says_twice("Proposals smaller than this (pixels) are dropped. proposals smaller than this (pixels) are dropped")
+    assert says_twice(
+        "Proposals smaller than this (pixels) are dropped. proposals smaller than this (pixels) are dropped")
     assert not says_twice("Clip the default boxes to the image, or only their size to the image.")
 
 

@@ -19,7 +19,8 @@ def test_an_output_that_is_an_input_is_refused_through_links_and_dots(tmp_path):
     os.link(source, tmp_path / "hard.pt")
     for output in (source, tmp_path / "sub" / ".." / "model.pt", tmp_path / "link.pt", tmp_path / "hard.pt"):
         (tmp_path / "sub").mkdir(exist_ok=True)
-        with pytest.raises(DetectError, match=f"--output {output}: would overwrite the input {source}; choose another path"):
+        with pytest.raises(
+            DetectError, match=f"--output {output}: would overwrite the input {source}; choose another path"):
             refuse_overwrite("--output", [output], [None, source])
     refuse_overwrite("--output", [tmp_path / "model.onnx", tmp_path / "new" / "model.pt"], [source])
     assert source.read_bytes() == b"weights"
@@ -39,7 +40,8 @@ def test_an_output_through_a_folder_not_yet_created_and_dots_is_refused(tmp_path
 def test_the_folder_the_user_named_is_what_the_message_names(tmp_path):
     image = tmp_path / "x.jpg"
     image.write_bytes(b"pixels")
-    with pytest.raises(DetectError, match=f"^--out {tmp_path}: would overwrite the input {image}; choose another folder$"):
+    with pytest.raises(
+        DetectError, match=f"^--out {tmp_path}: would overwrite the input {image}; choose another folder$"):
         refuse_overwrite("--out", [tmp_path / "x.jpg"], [image], given=tmp_path)
 
 
@@ -50,7 +52,8 @@ def test_a_folder_under_a_file_is_one_line(tmp_path):
         with pytest.raises(DetectError) as error:
             writable_folder("--out", folder)
         assert str(error.value) == f"--out {folder}: cannot create the folder, {blocker} is a file"
-    with pytest.raises(DetectError, match=f"^--json {blocker / 'r.json'}: cannot create the folder, {blocker} is a file$"):
+    with pytest.raises(
+        DetectError, match=f"^--json {blocker / 'r.json'}: cannot create the folder, {blocker} is a file$"):
         writable_file("--json", blocker / "r.json")
 
 

@@ -7,8 +7,9 @@ import ast
 import os
 import subprocess
 import sys
-import tomllib
 import zipfile
+
+import tomllib
 
 from detect.config import builtin_config_dir, builtin_config_names
 from tests.conftest import REPO_ROOT
@@ -20,7 +21,8 @@ def declared_packages() -> list[str]:
 
 
 def test_the_package_list_matches_the_tree():
-    on_disk = {".".join(init.parent.relative_to(REPO_ROOT).parts) for init in (REPO_ROOT / "detect").rglob("__init__.py")}
+    on_disk = {
+        ".".join(init.parent.relative_to(REPO_ROOT).parts) for init in (REPO_ROOT / "detect").rglob("__init__.py")}
     assert set(declared_packages()) == on_disk | {"detect.configs"}
 
 

@@ -46,9 +46,11 @@ def main() -> None:
 
     cfg = SSDConfig()
     maps = [(38, 38), (19, 19), (10, 10), (5, 5), (3, 3), (1, 1)]
-    priors = (default_boxes(maps, box_scales(6, cfg.min_scale, cfg.max_scale, cfg.first_scale), cfg.aspect_ratios) * 300).to(args.device)
+    scales_per_map = box_scales(6, cfg.min_scale, cfg.max_scale, cfg.first_scale)
+    priors = (default_boxes(maps, scales_per_map, cfg.aspect_ratios) * 300).to(args.device)
     generator = torch.Generator().manual_seed(0)
-    cls_logits = (torch.randn(args.batch, len(priors), args.classes + 1, generator=generator) * args.logit_scale).to(args.device)
+    cls_logits = torch.randn(args.batch, len(priors), args.classes + 1, generator=generator) * args.logit_scale
+    cls_logits = cls_logits.to(args.device)
     box_regression = (torch.randn(args.batch, len(priors), 4, generator=generator) * 0.5).to(args.device)
     image_sizes = torch.full((args.batch, 2), 300, device=args.device)
     scales = torch.ones(args.batch, 2, device=args.device)
@@ -59,8 +61,8 @@ def main() -> None:
 
     def theirs():
         return peer.postprocess_detections(
-            {"cls_logits": cls_logits, "bbox_regression": box_regression}, [priors] * args.batch, [(300, 300)] * args.batch
-        )
+            {"cls_logits": cls_logits, "bbox_regression": box_regression}, [priors] * args.batch,
+            [(300, 300)] * args.batch)
 
     with torch.no_grad():
         ours_ms, theirs_ms = _time(ours, args.repeat, args.device), _time(theirs, args.repeat, args.device)

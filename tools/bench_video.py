@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> dict:
     source.add_argument("--checkpoint", help="A checkpoint written by detect train.")
     source.add_argument("--config", help="A config name or YAML path (random weights).")
     parser.add_argument("--set", action="append", default=[], help="Config override (with --config), repeatable.")
-    parser.add_argument("--num-classes", type=int, default=None, help="With --config: classes (default: data.classes or 20).")
+    parser.add_argument(
+        "--num-classes", type=int, default=None, help="With --config: classes (default: data.classes or 20).")
     parser.add_argument("--video", help="A video file (default: a synthetic clip).")
     parser.add_argument("--frames", type=int, default=120, help="Frames of the synthetic clip.")
     parser.add_argument("--size", default="640x480", help="WxH of the synthetic clip.")

@@ -28,7 +28,8 @@ def random_data(num_images: int, num_classes: int, dets_per_image: int, gt_per_i
         near = rng.integers(0, num_gt, dets_per_image)
         boxes = gt_boxes[near] + rng.normal(0, 8, (dets_per_image, 4)).astype(np.float32)
         boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2] + 1)
-        labels = np.where(rng.random(dets_per_image) < 0.5, gt_labels[near], rng.integers(1, num_classes + 1, dets_per_image))
+        labels = np.where(
+            rng.random(dets_per_image) < 0.5, gt_labels[near], rng.integers(1, num_classes + 1, dets_per_image))
         predictions.append({"boxes": boxes, "scores": rng.random(dets_per_image).astype(np.float32), "labels": labels})
         ground_truths.append({"boxes": gt_boxes, "labels": gt_labels, "difficult": rng.random(num_gt) < 0.1,
                               "iscrowd": np.zeros(num_gt, bool), "image_id": index, "orig_size": (500, 500)})
@@ -60,7 +61,8 @@ def main() -> None:
         coco_results = predictions_to_coco_results(predictions, range(1, len(predictions) + 1))
         start = time.perf_counter()
         coco = coco_evaluate(coco_gt, coco_results)
-        print(f"pycocotools COCOeval (loadRes + evaluate + accumulate + summarize): {time.perf_counter() - start:.3f} s  "
+        print(f"pycocotools COCOeval (loadRes + evaluate + accumulate + summarize): {time.perf_counter() - start:.3f} "
+              "s  "
               f"AP50 {coco['AP50']:.4f}")
 
 

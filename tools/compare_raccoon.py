@@ -5,8 +5,8 @@
         [--faster-rcnn-config voc_faster_rcnn_resnet50] [--ssd-config voc_ssd300] [--same-init]
 
 Faster R-CNN: `voc_faster_rcnn_resnet50` (or `--faster-rcnn-config`, e.g. `voc_faster_rcnn` for VGG16)
-against torchvision's FasterRCNN on the same trunk; SSD: `voc_ssd300` (or `--ssd-config voc_ssdlite320`) against torchvision's SSD300
-VGG16 with our default boxes, or torchvision's SSD on our trunk for other backbones (both from
+against torchvision's FasterRCNN on the same trunk; SSD: `voc_ssd300` (or `--ssd-config voc_ssdlite320`) against
+torchvision's SSD300 VGG16 with our default boxes, or torchvision's SSD on our trunk for other backbones (both from
 benchmarks.peers.build_peer, behind benchmarks.torchvision_adapter). Both runs go through the project's
 engine (`detect.engine.run.run_training`) with one config, so data, augmentation, image size,
 batches, optimizer and schedule are the same; only the model differs. torchvision's model gets our

@@ -376,7 +376,8 @@ def parse_args(argv=None):
     parser.add_argument("--num-images", type=int, default=16, help="How many different images to cycle through.")
     parser.add_argument("--bad", type=int, default=0, help="Bad requests to mix into the measured load.")
     parser.add_argument("--api-key", default=os.environ.get("DETECT_API_KEY"), help="The server's API key.")
-    parser.add_argument("--max-upload-mb", type=float, default=20.0, help="The server's upload limit (for the 413 case).")
+    parser.add_argument(
+        "--max-upload-mb", type=float, default=20.0, help="The server's upload limit (for the 413 case).")
     parser.add_argument("--json", type=Path, help="Also write the results here.")
     args = parser.parse_args(argv)
     if (args.url is None) == (args.serve is None):

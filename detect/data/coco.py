@@ -161,9 +161,11 @@ def check_categories(entries: list, path: Path, log: ProblemLog) -> list[dict]:
         if not _is_id(category_id):
             raise DataError(f"{path}: categories[{index}]: id must be a non-negative integer, got {category_id!r:.40}")
         if not isinstance(name, str) or not name.strip():
-            raise DataError(f"{path}: categories[{index}] (id {category_id}): name must be a non-empty string, got {name!r:.40}")
+            raise DataError(
+                f"{path}: categories[{index}] (id {category_id}): name must be a non-empty string, got {name!r:.40}")
         if category_id in seen_ids:
-            log.error(path, f"categories[{index}]: category id {category_id} repeats categories[{seen_ids[category_id]}]",
+            log.error(path, f"categories[{index}]: category id {category_id} repeats "
+                            f"categories[{seen_ids[category_id]}]",
                       "duplicate_id")
             continue
         if name in seen_names:
@@ -185,7 +187,8 @@ def check_images(entries: list, path: Path, log: ProblemLog) -> list[dict]:
         problem = image_problem(image)
         if problem is not None:
             separator = " " if problem.startswith("lacks") else ": "
-            log.error(path, f"images[{index}]{separator}{problem}", "missing_field" if "lacks" in problem else "bad_field")
+            log.error(
+                path, f"images[{index}]{separator}{problem}", "missing_field" if "lacks" in problem else "bad_field")
             continue
         images.append(image)
     positions: dict[int, list[int]] = {}

@@ -30,7 +30,6 @@ from detect.data.image_io import MAX_MISSING_SHARE, read_image, warn_once
 from detect.data.problems import Problem, ProblemLog
 from detect.errors import DataError
 
-
 SKIPPED = "skipped"  # target key: [(file, message), ...] of samples skipped in place of this one
 
 
@@ -84,7 +83,8 @@ class DetectionDataset(torch.utils.data.Dataset):
         """The one-line error for a split without a single usable image."""
         where = self.source
         skipped = self.log.num_errors
-        hint = f" ({skipped} problems left out under data.on_error: skip; detect data check lists them)" if skipped else ""
+        hint = (f" ({skipped} problems left out under data.on_error: skip; detect data check lists them)"
+                if skipped else "")
         return DataError(f"{where}: split '{split}' has no images{hint}")
 
     @property
@@ -164,7 +164,8 @@ class DetectionDataset(torch.utils.data.Dataset):
         for i in np.flatnonzero((clipped != boxes).any(axis=1)):
             where = f"object {i} box {_fmt_box(boxes[i])} ({sample.image_path.name})"
             if keep[i]:
-                self.log.warning(sample.source, f"{where} extends outside the {width}x{height} image; clipped", "clipped_box")
+                self.log.warning(
+                    sample.source, f"{where} extends outside the {width}x{height} image; clipped", "clipped_box")
             else:
                 self.log.error(sample.source, f"{where} lies outside the {width}x{height} image", "box_outside")
         return clipped, keep

@@ -120,7 +120,8 @@ def _gif(data: bytes) -> tuple[int, int] | None:
     while position < len(data):
         block = data[position]
         if block == 0x2C:  # an image descriptor: left, top, width, height
-            left, top, frame_width, frame_height, frame_flags = struct.unpack("<HHHHB", data[position + 1:position + 10])
+            left, top, frame_width, frame_height, frame_flags = struct.unpack(
+                "<HHHHB", data[position + 1:position + 10])
             width, height = max(width, left + frame_width), max(height, top + frame_height)
             position += 10 + (3 * 2 ** ((frame_flags & 7) + 1) if frame_flags & 0x80 else 0) + 1
             position = _skip_sub_blocks(data, position)

@@ -23,16 +23,24 @@ from typing import Iterator, Sequence
 
 import cv2
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler, SequentialSampler
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    DistributedSampler,
+    RandomSampler,
+    Sampler,
+    SequentialSampler,
+)
 
 from detect.config import AugmentConfig, DataConfig, InputConfig
+from detect.data.dataset import SKIPPED
 from detect.data.opencv_fork import make_opencv_fork_safe
 from detect.data.quiet_handoffs import quiet_abandoned_handoffs
+from detect.errors import DataError
 
 # Registered when the loader module is imported, before any worker can be forked (see opencv_fork.py).
 make_opencv_fork_safe()
-from detect.data.dataset import SKIPPED
-from detect.errors import DataError
 
 
 class TransformedDataset(Dataset):

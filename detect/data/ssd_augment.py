@@ -187,7 +187,8 @@ class IoURandomCrop(BaseCrop):
         # passes is taken, so the accepted patch has the same distribution as with a loop.
         patches = self._sample_patches(height, width)
         if len(boxes):
-            passes = (_iou_with_patches(boxes, patches).max(axis=1) >= min_iou) & _centres_inside_patches(boxes, patches)
+            overlaps = _iou_with_patches(boxes, patches).max(axis=1) >= min_iou
+            passes = overlaps & _centres_inside_patches(boxes, patches)
             patches = patches[passes]
         if len(patches) == 0:
             return {"crop_coords": whole}

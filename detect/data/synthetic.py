@@ -231,7 +231,8 @@ def write_coco(out: Path, splits: dict, image_size: int) -> None:
         images, annotations = [], []
         for image_id, image, boxes, labels, areas in items:
             (out / split / f"{image_id}.jpg").write_bytes(encode_jpeg(image))
-            images.append({"id": int(image_id), "file_name": f"{image_id}.jpg", "width": image_size, "height": image_size})
+            images.append(
+                {"id": int(image_id), "file_name": f"{image_id}.jpg", "width": image_size, "height": image_size})
             for box, label, area in zip(boxes.astype(int).tolist(), labels.tolist(), areas.tolist()):
                 x0, y0, x1, y1 = box
                 annotations.append({

@@ -44,7 +44,8 @@ from detect.errors import ConfigError
 class ResizeTo(A.DualTransform):
     """Resize as `resized_shape` says. Boxes need no change: albumentations holds them normalised."""
 
-    def __init__(self, mode: str = "keep_ratio", min_size: int = 600, max_size: int = 1000, size: int = 300, p: float = 1.0):
+    def __init__(
+        self, mode: str = "keep_ratio", min_size: int = 600, max_size: int = 1000, size: int = 300, p: float = 1.0):
         super().__init__(p=p)
         if mode not in ("keep_ratio", "fixed"):
             raise ValueError(f"mode must be keep_ratio or fixed, got '{mode}'")
@@ -264,5 +265,6 @@ def build_transforms(input_cfg: InputConfig, augment_cfg: AugmentConfig, train: 
         steps = [
             build_augmentation(spec, input_cfg, f"augment.train[{i}]") for i, spec in enumerate(augment_cfg.train)
         ]
-        augment = A.Compose(fuse_expand_crop(steps), bbox_params=_bbox_params(augment_cfg.min_visibility, augment_cfg.min_area))
+        augment = A.Compose(
+            fuse_expand_crop(steps), bbox_params=_bbox_params(augment_cfg.min_visibility, augment_cfg.min_area))
     return DetectionTransform(augment, ResizeNormalize(input_cfg))

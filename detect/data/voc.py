@@ -76,7 +76,8 @@ class VOCDataset(DetectionDataset):
             classes = sorted({name for *_, names, _, _ in parsed for name in names})
         samples = [to_sample(entry, classes, unknown_class, log) for entry in parsed]
         super().__init__(samples, classes, log, keep_difficult)
-        self.source_files = [folder / "ImageSets" / "Main" / f"{name}.txt" for folder, name in split_parts(Path(root), split)]
+        self.source_files = [
+            folder / "ImageSets" / "Main" / f"{name}.txt" for folder, name in split_parts(Path(root), split)]
         self.root = Path(root)
         self.split = split
 

@@ -185,7 +185,8 @@ def load_trained_model(path: str | Path, device: str | torch.device = "cpu",
     try:
         model.load_state_dict(weights)
     except RuntimeError as error:
-        raise CheckpointError(f"{path}: weights do not fit the model of its config ({str(error).splitlines()[0]})") from None
+        first_line = str(error).splitlines()[0]
+        raise CheckpointError(f"{path}: weights do not fit the model of its config ({first_line})") from None
     return model.to(device).eval(), config, class_names, category_ids_of(state, path, len(class_names))
 
 

@@ -97,7 +97,8 @@ def restore(session: TrainSession, checkpoint: dict) -> None:
         session.optimizer.load_state_dict(checkpoint["optimizer"])
     except (RuntimeError, ValueError) as error:
         raise CheckpointError(f"the checkpoint to resume does not fit this config's model "
-                              f"({str(error).strip().splitlines()[0]}); resume with the config it was trained with") from None
+                              f"({str(error).strip().splitlines()[0]}); resume with the config it was trained "
+                              f"with") from None
     session.scheduler.load_state_dict(checkpoint["scheduler"])
     if session.scaler is not None and checkpoint.get("scaler") is not None:
         session.scaler.load_state_dict(checkpoint["scaler"])

@@ -64,7 +64,8 @@ class LabelResolver:
         if _is_int(category_id) and 1 <= category_id <= len(self.class_names):
             return int(category_id)
         if _is_int(category_id):
-            return self._unknown(f"entry {index}: category_id {category_id} is not a class index 1..{len(self.class_names)}")
+            return self._unknown(
+                f"entry {index}: category_id {category_id} is not a class index 1..{len(self.class_names)}")
         raise DataError(f"{self.path}: entry {index}: category_id {category_id!r:.40} must be a class name or "
                         f"1..{len(self.class_names)}")
 
@@ -108,7 +109,8 @@ def predictions_from_results(results: list[dict], image_ids: list, resolver: Lab
         image_id = lookup.get(entry["image_id"])
         if image_id is None:
             example = ", ".join(repr(i) for i in image_ids[:3])
-            raise DataError(f"{path}: entry {index}: image_id {entry['image_id']!r} is not in this split (ids such as {example})")
+            raise DataError(
+                f"{path}: entry {index}: image_id {entry['image_id']!r} is not in this split (ids such as {example})")
         label = resolver(entry["category_id"], index)
         if label > 0:
             by_image[image_id].append((entry["bbox"], float(entry["score"]), label))
@@ -137,8 +139,8 @@ def detections_file_predictions(path: str | Path, dataset, unknown_class: str = 
     resolver = LabelResolver(dataset, path, unknown_class)
     coco = getattr(dataset, "coco", None)
     file_names = {image_id: info["file_name"] for image_id, info in coco.imgs.items()} if coco is not None else None
-    predictions = predictions_from_results(results, image_ids, resolver, path, getattr(dataset, "corners_to_xyxy", None),
-                                           file_names)
+    predictions = predictions_from_results(results, image_ids, resolver, path,
+                                           getattr(dataset, "corners_to_xyxy", None), file_names)
     by_id = dict(zip(image_ids, predictions))
     return [by_id[_plain(t["image_id"])] for t in ground_truths], ground_truths, resolver.skipped_unknown
 

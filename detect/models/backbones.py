@@ -12,7 +12,8 @@ Every builder takes `(pretrained, trainable_layers)` and returns a `Backbone`:
 `vgg16`, `vgg16_bn`: conv1_1..conv5_3 (the last max pool dropped) as trunk; fc6, fc7 as head (after an
 adaptive pool to 7 x 7, which is the identity for 7 x 7 RoIs, as in torchvision's VGG).
 `resnet18/34/50/101`: the C4 layout of the Faster R-CNN paper's ResNet variant (He et al., 2016):
-conv1..layer3 (res4) as trunk, layer4 (res5) + global average pool as head; BatchNorm frozen when trained weights are loaded, trainable from random weights.
+conv1..layer3 (res4) as trunk, layer4 (res5) + global average pool as head; BatchNorm frozen when trained
+weights are loaded, trainable from random weights.
 
 `mobilenet_v3_large`, `mobilenet_v3_small` (Howard et al., 2019): the same C4 cut of torchvision's
 MobileNetV3 `features`: the blocks up to the last stride-16 one as trunk (112 / 48 channels), the

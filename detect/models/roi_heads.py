@@ -27,8 +27,8 @@ from detect.models.boxes import box_iou, clip_boxes, decode, encode
 from detect.models.detections import padded_detections
 from detect.models.matcher import POSITIVE, match, sample_balanced
 from detect.models.nms import batched_nms_by_offset
-from detect.models.tracing import is_exporting
 from detect.models.roi_align import roi_align_batched
+from detect.models.tracing import is_exporting
 
 
 def pool_rois(
@@ -144,7 +144,8 @@ class RoIHeads(nn.Module):
         if gt_boxes is None:
             proposals, proposal_valid = valid_slots_only(proposal_valid, proposals, proposal_valid)
             class_logits, box_deltas = self.predict(features, proposals)
-            return {"rois": proposals, "roi_valid": proposal_valid, "class_logits": class_logits, "box_deltas": box_deltas}
+            return {
+                "rois": proposals, "roi_valid": proposal_valid, "class_logits": class_logits, "box_deltas": box_deltas}
         samples = self.select_training_samples(proposals, proposal_valid, gt_boxes, gt_labels, gt_valid)
         rois, roi_valid, roi_labels, roi_targets = valid_slots_only(samples[1], *samples)
         class_logits, box_deltas = self.predict(features, rois)

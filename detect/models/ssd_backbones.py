@@ -41,7 +41,12 @@ from torch import nn
 from torchvision.ops.misc import Conv2dNormActivation
 
 from detect.errors import ConfigError
-from detect.models.backbones import classifier_model, freeze_mobilenet_v3, load_classifier_weights, mobilenet_v3_stage_starts
+from detect.models.backbones import (
+    classifier_model,
+    freeze_mobilenet_v3,
+    load_classifier_weights,
+    mobilenet_v3_stage_starts,
+)
 from detect.models.tiny_resnet import TINY_RESNET_CHANNELS, tiny_resnet_stages
 
 # (middle channels, out channels, kernel, stride, padding) of each extra layer pair (1x1, then kxk).
@@ -218,7 +223,8 @@ class ResNetTrunk(_TrunkWithExtras):
     The same layout as VGG's conv4_3 and fc7: at 300 px the maps are 38, 19, 10, 5, 3, 1.
     """
 
-    def __init__(self, name: str, num_maps: int, input_size: int, pretrained: str = "none", trainable_layers: int | None = None):
+    def __init__(
+        self, name: str, num_maps: int, input_size: int, pretrained: str = "none", trainable_layers: int | None = None):
         super().__init__()
         if num_maps < 2:
             raise ConfigError(f"model.ssd: ResNet SSD needs at least 2 feature maps (layer2, layer3), got {num_maps}")
@@ -272,7 +278,8 @@ def separable_extra_block(in_ch: int, out_ch: int) -> nn.Sequential:
     """SSDlite's extra layer: 1 x 1 to out/2, 3 x 3 depthwise stride 2, 1 x 1 to out."""
     mid = out_ch // 2
     return nn.Sequential(
-        conv_norm_relu6(in_ch, mid, 1), conv_norm_relu6(mid, mid, 3, stride=2, groups=mid), conv_norm_relu6(mid, out_ch, 1)
+        conv_norm_relu6(in_ch, mid, 1), conv_norm_relu6(mid, mid, 3, stride=2, groups=mid),
+        conv_norm_relu6(mid, out_ch, 1)
     )
 
 
@@ -340,7 +347,8 @@ class TinyResNetTrunk(_TrunkWithExtras):
     def __init__(self, num_maps: int, input_size: int, pretrained: str = "none", trainable_layers: int | None = None):
         super().__init__()
         if num_maps < 3:
-            raise ConfigError(f"model.ssd: tiny_resnet SSD needs at least 3 feature maps (layer2..layer4), got {num_maps}")
+            raise ConfigError(
+                f"model.ssd: tiny_resnet SSD needs at least 3 feature maps (layer2..layer4), got {num_maps}")
         if pretrained != "none":
             raise ConfigError(f"model.pretrained: tiny_resnet has no trained weights, use none (got '{pretrained}')")
         stages = tiny_resnet_stages()

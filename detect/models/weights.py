@@ -39,7 +39,6 @@ from typing import Sequence
 import torch
 import torchvision
 from torch import nn
-from torchvision.ops.misc import FrozenBatchNorm2d
 from torchvision.models.detection import (
     FasterRCNN_MobileNet_V3_Large_320_FPN_Weights,
     FasterRCNN_MobileNet_V3_Large_FPN_Weights,
@@ -47,6 +46,7 @@ from torchvision.models.detection import (
     SSD300_VGG16_Weights,
     SSDLite320_MobileNet_V3_Large_Weights,
 )
+from torchvision.ops.misc import FrozenBatchNorm2d
 
 from detect.errors import CheckpointError, ConfigError
 from detect.models.backbones import hub_state_dict, hub_weight_file
@@ -305,7 +305,8 @@ def read_detector_weights(pretrained: str, arch: str, backbone: str) -> Detector
 def _coco_detector_weights(arch: str, backbone: str) -> DetectorWeights:
     weights = _coco_enum(arch, backbone)
     mapping = mapping_for(arch, backbone)
-    state = hub_state_dict(weights.url, "model.pretrained=coco", f"the COCO weights of torchvision's {mapping.torchvision_name}")
+    state = hub_state_dict(
+        weights.url, "model.pretrained=coco", f"the COCO weights of torchvision's {mapping.torchvision_name}")
     names = list(weights.meta["categories"])[1:]  # row 0 is background; "N/A" rows match nothing
     return DetectorWeights(mapping.to_ours(state), names, str(hub_weight_file(weights.url)),
                            mapping.coco_frozen_bn_eps)

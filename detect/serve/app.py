@@ -22,13 +22,13 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
+from detect.data.image_header import DEFAULT_MAX_PIXELS
 from detect.serve.batching import BatchQueue
 from detect.serve.guards import ApiKeyMiddleware, UploadLimitMiddleware
 from detect.serve.metrics import MetricsMiddleware, ServerMetrics
 from detect.serve.model import ServedModel
-from detect.serve.routes import router
-from detect.data.image_header import DEFAULT_MAX_PIXELS
 from detect.serve.pixel_budget import PixelBudget
+from detect.serve.routes import router
 
 log = logging.getLogger(__name__)
 WARM_UP_SIZE = (64, 64)

@@ -15,8 +15,8 @@ from fastapi import APIRouter, File, HTTPException, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from detect.serve.answers import annotated_jpeg_base64, image_record, keep_detections
 from detect.errors import DetectError
+from detect.serve.answers import annotated_jpeg_base64, image_record, keep_detections
 from detect.serve.batching import QueueFull
 from detect.serve.pixel_budget import PixelBudgetFull
 from detect.serve.uploads import UploadError, decode_upload, upload_pixels

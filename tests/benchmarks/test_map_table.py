@@ -16,7 +16,6 @@ from detect.engine.checkpoint import save_checkpoint
 from detect.models.build import build_model
 from tests.conftest import load_tool
 
-
 # resnet18 at 96..128 px with 4 proposals per image (its per-RoI head is res5): about 0.1 s a forward on a CPU.
 TINY_OVERRIDES = ["input.min_size=96", "input.max_size=128", "model.anchors.sizes=[16,32,64]",
                   "model.rpn.pre_nms_top_n_test=200", "model.rpn.post_nms_top_n_test=4",
@@ -55,7 +54,8 @@ def _finite_positive(value) -> bool:
 def test_table_and_json_for_two_checkpoints_and_torchvision(tiny_setup, tmp_path, capsys):
     root, checkpoints = tiny_setup
     out_json = tmp_path / "bench.json"
-    code = load_tool("eval_map").main([str(checkpoints[0]), str(checkpoints[1]), "--device", "cpu", "--json", str(out_json),
+    code = load_tool("eval_map").main([str(checkpoints[0]), str(checkpoints[1]), "--device", "cpu",
+                             "--json", str(out_json),
                              "--torchvision", "fasterrcnn_mobilenet_v3_large_320_fpn", "--torchvision", "peer",
                              "--max-images", "4",
                              "--latency-images", "3", "--model-images", "4", "--warmup", "1"])

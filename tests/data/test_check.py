@@ -20,7 +20,8 @@ def run_cli(args: list[str]) -> int:
 
 def test_build_synthetic_generates_once_then_loads(tmp_path: Path):
     root = tmp_path / "shapes"
-    cfg = load_config("synthetic_faster_rcnn", [f"data.root={root}", "data.synth.num_images=10", "data.synth.image_size=64"])
+    cfg = load_config(
+        "synthetic_faster_rcnn", [f"data.root={root}", "data.synth.num_images=10", "data.synth.image_size=64"])
     train = build_dataset(cfg.data, cfg.data.train_split, training=True)
     assert isinstance(train, VOCDataset) and train.class_names == SYNTHETIC_CLASSES
     assert len(train) == 8 and len(build_dataset(cfg.data, "val")) == 2
@@ -53,8 +54,8 @@ def test_data_check_lists_every_problem_and_exits_non_zero(tmp_path: Path, capsy
 
 
 def test_data_check_clean_split_exits_zero(voc_root: Path, capsys):
-    code = run_cli(["data", "check", "--config", "voc_faster_rcnn", "--split", "train", "--set", f"data.root={voc_root}",
-                    "--set", "data.classes=[cat,dog]"])
+    code = run_cli(["data", "check", "--config", "voc_faster_rcnn", "--split", "train",
+                    "--set", f"data.root={voc_root}", "--set", "data.classes=[cat,dog]"])
     out = capsys.readouterr().out
     assert code == 0
     assert "split train: 3 images (0 unreadable)" in out and "objects: 4 (1 difficult, 0 crowd)" in out
@@ -85,7 +86,8 @@ def test_data_check_reports_repeated_coco_ids_and_names(coco_root: Path, capsys)
     data["annotations"][3]["id"] = 3
     data["images"].append({"id": 99, "file_name": "../../secret.jpg", "width": 5, "height": 5})
     path.write_text(json.dumps(data))
-    code = run_cli(["data", "check", "--config", "coco_faster_rcnn", "--split", "train", "--set", f"data.root={coco_root}"])
+    code = run_cli(
+        ["data", "check", "--config", "coco_faster_rcnn", "--split", "train", "--set", f"data.root={coco_root}"])
     out = capsys.readouterr().out
     assert code == 1
     assert f"error: {path}: categories[3] (id 11): category name 'cat' repeats categories[1]" in out
@@ -103,7 +105,8 @@ def test_training_a_model_without_classes_is_refused(coco_root: Path, capsys):
     code = run_cli(["train", "--config", "coco_faster_rcnn", "--device", "cpu", "--set", f"data.root={coco_root}",
                     "--set", "data.train_split=train", "--set", "data.num_workers=0"])
     assert code == 2
-    assert capsys.readouterr().err.strip() == f"error: {path}: no categories: a model needs at least one class to detect"
+    message = f"error: {path}: no categories: a model needs at least one class to detect"
+    assert capsys.readouterr().err.strip() == message
 
 
 def test_classes_null_without_a_training_split_says_where_names_come_from(voc_root: Path):
@@ -180,7 +183,8 @@ def test_data_check_refuses_xml_that_is_not_a_voc_annotation(tmp_path: Path, cap
     root = write_voc(tmp_path, {"a": [("cat", 5, 5, 20, 20)]}, {"train": ["a"]})
     (root / "Annotations" / "a.xml").write_text("<svg><object><name>cat</name></object></svg>")
     assert run_cli(_check(root)) == 1
-    assert f"{root / 'Annotations' / 'a.xml'}: not a VOC annotation: the root element is <svg>" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"{root / 'Annotations' / 'a.xml'}: not a VOC annotation: the root element is <svg>" in out
 
 
 @pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-32"])
@@ -212,7 +216,8 @@ def test_data_check_refuses_coco_fields_that_scoring_cannot_read(coco_root: Path
     data = json.loads(annotation_file.read_text())
     data["annotations"][0][field] = value
     annotation_file.write_text(json.dumps(data))
-    code = run_cli(["data", "check", "--config", "coco_faster_rcnn", "--split", "train", "--set", f"data.root={coco_root}"])
+    code = run_cli(
+        ["data", "check", "--config", "coco_faster_rcnn", "--split", "train", "--set", f"data.root={coco_root}"])
     assert code == 1
     assert message in capsys.readouterr().out
 
@@ -226,7 +231,8 @@ def test_deeply_nested_json_is_one_line_in_data_check_and_eval(coco_root: Path, 
     assert code == 2 and err.strip().startswith(f"error: {detections}: JSON nested too deeply to read")
     annotation_file = coco_root / "annotations" / "instances_train.json"
     annotation_file.write_text("[" * 200_000 + "]" * 200_000)
-    code = run_cli(["data", "check", "--config", "coco_faster_rcnn", "--split", "train", "--set", f"data.root={coco_root}"])
+    code = run_cli(
+        ["data", "check", "--config", "coco_faster_rcnn", "--split", "train", "--set", f"data.root={coco_root}"])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert err.strip() == (f"error: {annotation_file}: JSON nested too deeply to read (arrays or objects inside each "

@@ -60,7 +60,8 @@ def test_explicit_image_dir(coco_root: Path):
 
 
 def test_missing_annotation_file_lists_what_is_there(coco_root: Path):
-    with pytest.raises(DataError, match=r"instances_val\.json: COCO annotation file not found \(there: instances_train\.json\)"):
+    with pytest.raises(
+        DataError, match=r"instances_val\.json: COCO annotation file not found \(there: instances_train\.json\)"):
         COCODataset(coco_root, "val")
 
 
@@ -173,7 +174,8 @@ def test_unsafe_repeated_or_mistyped_entries_are_named(coco_root, change, messag
     assert [(p.severity, p.kind) for p in dataset.problems] == [("error", kind)]
     assert len(dataset) == num_images
     assert sum(len(dataset[i][1]["labels"]) for i in range(len(dataset))) == num_objects
-    assert all(sample.image_path.resolve().is_relative_to((coco_root / "train").resolve()) for sample in dataset.samples)
+    assert all(
+        sample.image_path.resolve().is_relative_to((coco_root / "train").resolve()) for sample in dataset.samples)
 
 
 @pytest.mark.parametrize(

@@ -156,12 +156,15 @@ def test_a_skipped_sample_travels_with_the_target_that_replaced_it(tmp_path):
     from detect.data.voc import VOCDataset
     from tests.data.conftest import write_voc
 
-    root = write_voc(tmp_path / "voc", {"a": [("cat", 2, 2, 20, 20)], "b": [("cat", 5, 5, 30, 30)]}, {"train": ["a", "b"]})
+    root = write_voc(
+        tmp_path / "voc", {"a": [("cat", 2, 2, 20, 20)], "b": [("cat", 5, 5, 30, 30)]}, {"train": ["a", "b"]})
     (root / "JPEGImages" / "a.jpg").write_bytes(b"not a jpeg")
     raw = VOCDataset(root, "train", classes=["cat"], on_error="skip")
-    dataset = TransformedDataset(raw, build_transforms(InputConfig(min_size=32, max_size=64), AugmentConfig(train=[]), train=False))
+    dataset = TransformedDataset(
+        raw, build_transforms(InputConfig(min_size=32, max_size=64), AugmentConfig(train=[]), train=False))
     first, second = dataset[0][1], dataset[1][1]
-    assert first["image_id"] == "b" and skipped_in([first, second]) == [(str(root / "JPEGImages" / "a.jpg"), raw.problems[0].message)]
+    assert first["image_id"] == "b"
+    assert skipped_in([first, second]) == [(str(root / "JPEGImages" / "a.jpg"), raw.problems[0].message)]
     assert "skipped" not in second
 
 

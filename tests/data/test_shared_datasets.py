@@ -35,7 +35,7 @@ def test_coco128_counts_and_labels(shared_dataset):
         assert dataset.category_ids[0] == 1 and dataset.category_ids[-1] == 90
         labels = [sample.labels for sample in dataset.samples]
         assert sum(map(len, labels)) == num_objects
-        assert sum(len(l) == 0 for l in labels) == num_empty
+        assert sum(len(image_labels) == 0 for image_labels in labels) == num_empty
         every_label = np.concatenate(labels)
         assert every_label.min() >= 1 and every_label.max() <= 80
     report = scan_dataset(COCODataset(root, "val2017"), "val2017")

@@ -87,7 +87,8 @@ def test_resize_records_scale(resize):
 
 def test_keep_ratio_caps_the_longer_side():
     input_cfg = InputConfig(resize="keep_ratio", min_size=600, max_size=1000)
-    _, target = build_transforms(input_cfg, AugmentConfig(), train=False)(np.zeros((100, 400, 3), np.uint8), raw_target([]))
+    transform = build_transforms(input_cfg, AugmentConfig(), train=False)
+    _, target = transform(np.zeros((100, 400, 3), np.uint8), raw_target([]))
     assert target["image_size"].tolist() == [250, 1000]
 
 
@@ -118,6 +119,7 @@ def test_boxes_below_min_visibility_are_dropped_with_labels_and_flags():
     assert same["labels"].tolist() == [3, 1, 2] and same["difficult"].tolist() == [False, True, False]
     # A crop that keeps only the left 100 px: box 0 fully, box 2 not at all, box 1 not at all.
     import albumentations as A
+
     from detect.data.transforms import DetectionTransform, _bbox_params
 
     pipeline = DetectionTransform(

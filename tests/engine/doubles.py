@@ -159,4 +159,5 @@ def tiny_config(iou_thresh: float = 0.5, **train):
     defaults = dict(epochs=3, batch_size=4, lr=0.05, warmup_iters=3, scheduler="cosine", log_every=2,
                     eval_every=1, momentum=0.9, weight_decay=1e-4)
     defaults.update(train)
-    return Config.model_validate({"name": "tiny", "train": defaults, "eval": {"batch_size": 4, "iou_thresh": iou_thresh}})
+    return Config.model_validate(
+        {"name": "tiny", "train": defaults, "eval": {"batch_size": 4, "iou_thresh": iou_thresh}})

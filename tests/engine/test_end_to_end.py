@@ -42,7 +42,8 @@ def test_train_then_eval_checkpoint(tmp_path, config, capsys):
     assert not model.training and cfg.name == config and names == checkpoint["class_names"]
     capsys.readouterr()
     out_json = tmp_path / "eval.json"
-    assert run_cli(["eval", str(run_dir / "best.pt"), "--device", "cpu", "--metric", "all", "--json", str(out_json)]) == 0
+    assert run_cli(["eval", str(run_dir / "best.pt"), "--device", "cpu", "--metric", "all",
+                    "--json", str(out_json)]) == 0
     printed = capsys.readouterr().out
     assert "| **mAP**" in printed and "circle" in printed
     evaluated = json.loads(out_json.read_text())

@@ -60,7 +60,8 @@ def test_eval_with_classes_reordered_or_a_subset_maps_by_name(trained, tmp_path,
     checkpoint = run_dir / "last.pt"
     assert load_checkpoint(checkpoint)["config"]["data"]["classes"] == NAMES  # stored resolved
     plain = eval_json(checkpoint, tmp_path, capsys)["voc12"]
-    reordered = eval_json(checkpoint, tmp_path, capsys, *sets("data.classes=[ring,star,triangle,square,circle]"))["voc12"]
+    reordered = eval_json(checkpoint, tmp_path, capsys,
+                          *sets("data.classes=[ring,star,triangle,square,circle]"))["voc12"]
     assert reordered["num_gt"] == plain["num_gt"]
     assert reordered["ap"] == pytest.approx(plain["ap"])
     subset = eval_json(checkpoint, tmp_path, capsys,
@@ -125,7 +126,8 @@ def test_checkpoint_with_nonfinite_weights_is_refused_by_eval_infer_export_and_a
                  ["export", str(bad), "--output", str(tmp_path / "nan.onnx")]):
         code, _, err = run(args, capsys)
         assert code == 2, args
-        assert err.strip().startswith(f"error: {bad}: 1 model weight tensor(s) hold NaN or infinite values (first: {name})")
+        assert err.strip().startswith(f"error: {bad}: 1 model weight tensor(s) hold NaN or infinite values (first: "
+                                      f"{name})")
         assert "\n" not in err.strip()
     code, _, err = run(["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(tmp_path / "run"),
                         *sets(f"data.root={root}", *TINY, f"model.pretrained={bad}")], capsys)
@@ -194,7 +196,8 @@ def test_infer_json_of_a_coco_trained_model_scores_as_the_checkpoint(trained_coc
     run_dir, root = trained_coco
     direct, results, scored = infer_json_then_score(run_dir / "last.pt", [str(root / "val")], tmp_path, capsys)
     annotations = json.loads((root / "annotations" / "instances_val.json").read_text())
-    assert results and {entry["image_id"] for entry in results} <= {image["file_name"] for image in annotations["images"]}
+    file_names = {image["file_name"] for image in annotations["images"]}
+    assert results and {entry["image_id"] for entry in results} <= file_names
     for metric in ("voc07", "voc12"):
         assert scored[metric]["ap"] == pytest.approx(direct[metric]["ap"], abs=1e-9)
     assert scored["coco"] == pytest.approx(direct["coco"], abs=1e-9)
@@ -306,7 +309,8 @@ def test_a_full_disk_stops_training_in_one_line_that_the_log_has_too(trained, tm
 
     _, root = trained
     folder = tmp_path / "full"
-    done = run_on_full_disk(["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(folder / "run"),
+    done = run_on_full_disk(["train", "--config", "synthetic_ssd", "--device", "cpu",
+                             "--output-dir", str(folder / "run"),
                              *sets(f"data.root={root}", *TINY[:-1], "data.num_workers=2", "train.epochs=3")],
                             folder, "3m", timeout=120)
     message = f"no space left on {folder / 'run'}: last.pt not written (free some space, or choose another folder)"
@@ -323,7 +327,8 @@ def test_a_full_disk_keeps_the_previous_checkpoint(trained, tmp_path):
     run_dir, root = trained
     checkpoint_bytes = (run_dir / "last.pt").stat().st_size
     folder = tmp_path / "full"
-    done = run_on_full_disk(["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(folder / "run"),
+    done = run_on_full_disk(["train", "--config", "synthetic_ssd", "--device", "cpu",
+                             "--output-dir", str(folder / "run"),
                              *sets(f"data.root={root}", *TINY[:-1], "train.epochs=3")], folder,
                             f"{int(checkpoint_bytes * 1.5) // 1024}k", timeout=120)
     assert done.returncode == 2, done.stderr

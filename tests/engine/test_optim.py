@@ -34,7 +34,8 @@ def test_no_decay_on_norms_and_biases_and_backbone_lr_multiplier():
     assert set(decayed) == {"backbone", "heads"}
 
 
-@pytest.mark.parametrize("name,cls", [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)])
+@pytest.mark.parametrize(
+    "name,cls", [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)])
 def test_optimizer_kinds(name, cls):
     assert isinstance(build_optimizer(nn.Linear(2, 2), TrainConfig(optimizer=name)), cls)
 

@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from detect.engine.checkpoint import load_checkpoint
 from detect.data.coco import CategoryMap
 from detect.data.loader import TransformedDataset
+from detect.engine.checkpoint import load_checkpoint
 from detect.engine.run import dataset_category_ids, dataset_class_names, run_training
 from detect.engine.train_state import NonFiniteLossError
 from detect.errors import CheckpointError
@@ -133,7 +133,9 @@ def test_nonfinite_loss_skip_counts_and_continues(tmp_path):
 
 
 def test_gradient_accumulation_counts_optimizer_steps(tmp_path):
-    run_dir = train(doubles.tiny_config(epochs=1, accumulate=2, clip_grad_norm=1.0, optimizer="adamw", channels_last=True), tmp_path)
+    run_dir = train(
+        doubles.tiny_config(epochs=1, accumulate=2, clip_grad_norm=1.0, optimizer="adamw", channels_last=True),
+        tmp_path)
     checkpoint = load_checkpoint(run_dir / "last.pt")
     assert checkpoint["step"] == 2 and checkpoint["scheduler"]["last_epoch"] == 2
 

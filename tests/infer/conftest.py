@@ -27,7 +27,8 @@ TINY_OVERRIDES = {
                               "model.ssd.detections_per_img=50"]),
     "faster_rcnn": ("synthetic_faster_rcnn", [
         "input.min_size=64", "input.max_size=96", "model.anchors.sizes=[16,32,64]",
-        "model.rpn.pre_nms_top_n_test=200", "model.rpn.post_nms_top_n_test=8", "model.roi_output_size=7", "model.roi_heads.detections_per_img=30",
+        "model.rpn.pre_nms_top_n_test=200", "model.rpn.post_nms_top_n_test=8", "model.roi_output_size=7",
+        "model.roi_heads.detections_per_img=30",
     ]),
 }
 
@@ -94,7 +95,8 @@ def checkpoints(tiny_models, tmp_path_factory):
     paths = {}
     for arch, (model, config) in tiny_models.items():
         paths[arch] = folder / f"{arch}.pt"
-        torch.save({"model": model.state_dict(), "config": config_to_dict(config), "class_names": CLASS_NAMES}, paths[arch])
+        torch.save(
+            {"model": model.state_dict(), "config": config_to_dict(config), "class_names": CLASS_NAMES}, paths[arch])
     return paths
 
 

@@ -177,7 +177,8 @@ def test_cli_export(checkpoints, tmp_path, capsys):
         (["--opset", "25"], "--opset 25: supported opsets are 12 to 20"),
         (["--format", "tflite"], "only 'onnx'"),
     ]:
-        code, _, stderr = run_cli(["export", str(checkpoints["ssd"]), *args, "--output", str(tmp_path / "x.onnx")], capsys)
+        code, _, stderr = run_cli(
+            ["export", str(checkpoints["ssd"]), *args, "--output", str(tmp_path / "x.onnx")], capsys)
         assert code == 2 and message in stderr and stderr.count("\n") == 1, stderr
         assert not (tmp_path / "x.onnx").exists()
 

@@ -220,7 +220,8 @@ def test_cli_infer_images_glob_and_video(checkpoints, tmp_path, capsys):
     assert code == 0 and "2 images, 1 videos (4 frames)" in stdout
     assert sorted(p.name for p in out.iterdir()) == [
         "clip.jsonl", "clip.mp4", "detections.json", "detections_coco.json", "img0.png", "img1.png"]
-    detections = [d for image in json.loads((out / "detections.json").read_text())["images"] for d in image["detections"]]
+    detections = [
+        d for image in json.loads((out / "detections.json").read_text())["images"] for d in image["detections"]]
     assert detections and {d["class_name"] for d in detections} <= {"circle", "square"}
     assert min(d["score"] for d in detections) >= 0.3
 
@@ -231,7 +232,9 @@ def test_cli_infer_errors_are_one_line(checkpoints, tmp_path, capsys):
     cases = [
         ([str(checkpoints["ssd"]), str(tmp_path / "missing.jpg")], "missing.jpg: no such file or folder"),
         ([str(tmp_path / "none.pt"), str(broken)], "none.pt: checkpoint not found"),
-        ([str(checkpoints["ssd"]), str(broken), "--out", str(tmp_path / "o")], "broken.mp4: cannot open the video file"),
+        (
+            [str(checkpoints["ssd"]), str(broken), "--out", str(tmp_path / "o")], "broken.mp4: cannot open the video "
+                                                                                  "file"),
         ([str(checkpoints["ssd"]), str(broken), "--classes", "hexagon"], "unknown class(es) hexagon"),
         ([str(checkpoints["ssd"]), "rtsp://127.0.0.1:1/none"], "rtsp://127.0.0.1:1/none: cannot open the stream"),
     ]

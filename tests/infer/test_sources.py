@@ -33,7 +33,8 @@ def write_video(path: Path, frames: int = 5, fps: float = 10.0, size: tuple[int,
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
     rng = np.random.default_rng(0)
     for index in range(frames):
-        frame = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8) if index else np.zeros((size[1], size[0], 3), np.uint8)
+        shape = (size[1], size[0], 3)
+        frame = rng.integers(0, 256, shape, dtype=np.uint8) if index else np.zeros(shape, np.uint8)
         writer.write(frame)
     writer.release()
     return path

@@ -46,7 +46,8 @@ def random_images(seed, num_images=12, num_classes=3):
         dboxes = (boxes[near] if n else rng.uniform(0, 200, (m, 4))) + rng.normal(0, 6, (m, 4))
         dboxes[:, 2:] = np.maximum(dboxes[:, 2:], dboxes[:, :2] + 1)
         dlabels = np.where(rng.random(m) < 0.7, labels[near] if n else 1, rng.integers(1, num_classes + 1, m))
-        preds.append({"boxes": dboxes.astype(np.float32), "scores": rng.random(m).astype(np.float32), "labels": dlabels})
+        preds.append(
+            {"boxes": dboxes.astype(np.float32), "scores": rng.random(m).astype(np.float32), "labels": dlabels})
     return preds, gts
 
 
@@ -57,8 +58,9 @@ def direct_pycocotools(preds, gts, category_ids):
         images.append({"id": g["image_id"], "height": 360, "width": 360})
         for box, label, crowd in zip(g["boxes"].tolist(), g["labels"].tolist(), g["iscrowd"].tolist()):
             w, h = box[2] - box[0], box[3] - box[1]
-            annotations.append({"id": len(annotations) + 1, "image_id": g["image_id"], "category_id": category_ids[label - 1],
-                                "bbox": [box[0], box[1], w, h], "area": w * h, "iscrowd": int(crowd)})
+            annotations.append({"id": len(annotations) + 1, "image_id": g["image_id"],
+                                "category_id": category_ids[label - 1], "bbox": [box[0], box[1], w, h], "area": w * h,
+                                "iscrowd": int(crowd)})
         for box, score, label in zip(p["boxes"].tolist(), p["scores"].tolist(), p["labels"].tolist()):
             results.append({"image_id": g["image_id"], "category_id": category_ids[label - 1],
                             "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]], "score": score})
@@ -98,7 +100,8 @@ def test_existing_coco_ground_truth_with_category_mapping():
     category_ids = [7, 11, 42]
     coco_gt, stats = direct_pycocotools(preds, gts, category_ids)
     mapping = np.array([0, *category_ids])
-    evaluator = DetectionEvaluator(NAMES, metrics="coco", coco_gt=coco_gt, label_to_category_id=lambda l: mapping[l])
+    evaluator = DetectionEvaluator(NAMES, metrics="coco", coco_gt=coco_gt,
+                                   label_to_category_id=lambda label: mapping[label])
     evaluator.process(preds, gts)
     assert_same_stats(evaluator.evaluate()["coco"], stats)
 
@@ -137,7 +140,8 @@ def test_results_json_round_trip(tmp_path):
         offset += len(entries)
         assert all(e["image_id"] == image_id for e in entries)
         assert [e["category_id"] for e in entries] == (p["labels"] * 10).tolist()
-        np.testing.assert_allclose(xywh_to_xyxy([e["bbox"] for e in entries]).reshape(-1, 4), p["boxes"].reshape(-1, 4), atol=1e-4)
+        np.testing.assert_allclose(
+            xywh_to_xyxy([e["bbox"] for e in entries]).reshape(-1, 4), p["boxes"].reshape(-1, 4), atol=1e-4)
         np.testing.assert_allclose([e["score"] for e in entries], p["scores"], atol=1e-7)
 
 

@@ -9,7 +9,7 @@ import torch
 
 from detect.metrics.confusion import confusion_matrix
 from detect.metrics.evaluator import DetectionEvaluator, format_results, parse_metrics
-from tests.metrics.test_voc import A, B, FAR, NAMES, gt, pred, random_case
+from tests.metrics.test_voc import FAR, NAMES, A, B, gt, pred, random_case
 
 
 def evaluate_in_calls(preds, gts, splits, metrics="all"):
@@ -42,7 +42,9 @@ def test_merge_of_two_halves_equals_the_whole_and_repeats_count_once():
 
 def test_torch_tensors_equal_numpy():
     preds, gts = random_case(7)
-    as_tensors = lambda d: {k: torch.as_tensor(v) if isinstance(v, np.ndarray) else v for k, v in d.items()}
+    def as_tensors(d):
+        return {k: torch.as_tensor(v) if isinstance(v, np.ndarray) else v for k, v in d.items()}
+
     evaluator = DetectionEvaluator(NAMES, metrics=("voc12",))
     evaluator.process([as_tensors(p) for p in preds], [as_tensors(g) for g in gts])
     assert evaluator.evaluate() == evaluate_in_calls(preds, gts, [], metrics=("voc12",))
@@ -87,7 +89,8 @@ def test_plots_write_pngs(tmp_path):
     evaluator = DetectionEvaluator(NAMES)
     evaluator.process(preds, gts)
     paths = plot_pr_curves(evaluator.class_curves(), NAMES, tmp_path / "plots")
-    paths.append(plot_confusion_matrix(confusion_matrix(evaluator.voc_inputs(), len(NAMES)), NAMES, tmp_path / "plots" / "cm.png"))
+    matrix = confusion_matrix(evaluator.voc_inputs(), len(NAMES))
+    paths.append(plot_confusion_matrix(matrix, NAMES, tmp_path / "plots" / "cm.png"))
     assert len(paths) == len(NAMES) + 2
     for path in paths:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -106,7 +109,8 @@ def _gather_worker(rank: int, world_size: int, init_file: str, queue) -> None:
 def test_synchronize_gathers_all_ranks(tmp_path):
     context = torch.multiprocessing.get_context("fork")  # spawn would import torch again (slow)
     queue = context.Queue()
-    processes = [context.Process(target=_gather_worker, args=(rank, 2, str(tmp_path / "init"), queue)) for rank in range(2)]
+    processes = [
+        context.Process(target=_gather_worker, args=(rank, 2, str(tmp_path / "init"), queue)) for rank in range(2)]
     for process in processes:
         process.start()
     outputs = dict(queue.get(timeout=60) for _ in processes)

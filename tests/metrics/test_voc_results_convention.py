@@ -50,7 +50,8 @@ def devkit_all_point_ap(class_name: str, iou_thresh: float = 0.5) -> float:
     """The devkit's procedure for one class: detections by descending score, each matched to the
     unmatched ground truth of best IoU; difficult objects neither count nor penalise; AP is the area
     under the precision envelope at every recall change (VOC2010+)."""
-    gts = {image: [(obj[1:5], bool(obj[5]) if len(obj) > 5 else False, [False]) for obj in objects if obj[0] == class_name]
+    gts = {image: [(obj[1:5], bool(obj[5]) if len(obj) > 5 else False, [False])
+                   for obj in objects if obj[0] == class_name]
            for image, objects in GROUND_TRUTH.items()}
     npos = sum(not difficult for objects in gts.values() for _, difficult, _ in objects)
     dets = sorted((d for d in DETECTIONS if d[1] == class_name), key=lambda d: -d[6])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 import torchvision
@@ -127,7 +126,8 @@ def _trainable_stage_names(backbone):
 def test_resnet_trainable_layers_freezes_exactly_the_bottom_stages(trainable):
     backbone = build_backbone("resnet18", trainable_layers=trainable)
     model_stage = {  # module prefix inside the backbone -> torchvision stage name
-        "trunk.0.": "conv1", "trunk.1.": "conv1", "trunk.4.": "layer1", "trunk.5.": "layer2", "trunk.6.": "layer3", "head.0.": "layer4",
+        "trunk.0.": "conv1", "trunk.1.": "conv1", "trunk.4.": "layer1", "trunk.5.": "layer2", "trunk.6.": "layer3",
+        "head.0.": "layer4",
     }
     expected_trainable = set(backbones.RESNET_STAGES[len(backbones.RESNET_STAGES) - trainable :])
     for name, parameter in backbone.named_parameters():

@@ -77,7 +77,8 @@ def test_vgg16_with_roi_pool_runs():
 
 def test_shipped_configs_build_their_settings():
     voc = load_config("voc_faster_rcnn").model
-    assert (voc.backbone, voc.roi_pool, voc.roi_heads.nms_thresh, voc.rpn.pre_nms_top_n_train) == ("vgg16", "roi_pool", 0.3, 12000)
+    settings = (voc.backbone, voc.roi_pool, voc.roi_heads.nms_thresh, voc.rpn.pre_nms_top_n_train)
+    assert settings == ("vgg16", "roi_pool", 0.3, 12000)
     resnet = load_config("voc_faster_rcnn_resnet50").model
     assert (resnet.backbone, resnet.roi_pool, resnet.trainable_layers) == ("resnet50", "roi_align", 3)
     synthetic = load_config("synthetic_faster_rcnn")

@@ -1,4 +1,5 @@
-"""Faster R-CNN with a feature pyramid (resnet18_fpn here; resnet50_fpn in test_weights.py): the model contract, batching, settings it refuses."""
+"""Faster R-CNN with a feature pyramid (resnet18_fpn here; resnet50_fpn in test_weights.py): the model contract,
+batching, settings it refuses."""
 
 from __future__ import annotations
 

@@ -17,7 +17,8 @@ def _boxes(count, generator, extent=100.0):
 
 def test_thresholds_and_ignored_band():
     gt = torch.tensor([[[0.0, 0.0, 10.0, 10.0]]])
-    references = torch.tensor([[[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 6.0], [0.0, 0.0, 10.0, 2.0], [50, 50, 60, 60]]])
+    references = torch.tensor(
+        [[[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 6.0], [0.0, 0.0, 10.0, 2.0], [50, 50, 60, 60]]])
     iou = box_iou(references, gt)  # 1.0, 0.6, 0.2, 0.0
     _, labels = match(iou, torch.ones(1, 1, dtype=torch.bool), fg_thresh=0.7, bg_thresh_hi=0.3)
     assert labels.tolist() == [[POSITIVE, IGNORE, NEGATIVE, NEGATIVE]]
@@ -70,7 +71,8 @@ def test_padding_does_not_change_matching():
     for i, boxes in enumerate(per_image_gt):
         one_iou = box_iou(anchors[None], boxes[None]) if len(boxes) else torch.zeros(1, 100, 0)
         if len(boxes):
-            one_matched, one_labels = match(one_iou, torch.ones(1, len(boxes), dtype=torch.bool), 0.5, 0.4, best_match_positive=True)
+            one_matched, one_labels = match(
+                one_iou, torch.ones(1, len(boxes), dtype=torch.bool), 0.5, 0.4, best_match_positive=True)
             assert torch.equal(one_labels[0], labels[i])
             assert torch.equal(one_matched[0][one_labels[0] == POSITIVE], matched[i][labels[i] == POSITIVE])
         else:

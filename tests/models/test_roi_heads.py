@@ -102,7 +102,8 @@ def test_batched_loss_equals_one_image_at_a_time():
         ce_sum = ce_sum + F.cross_entropy(class_logits[i, :n], labels, reduction="sum")
         for j in range(n):
             if labels[j] > 0:
-                box_sum = box_sum + F.smooth_l1_loss(box_deltas[i, j, labels[j] - 1], roi_targets[i, j], reduction="sum")
+                box_sum = box_sum + F.smooth_l1_loss(
+                    box_deltas[i, j, labels[j] - 1], roi_targets[i, j], reduction="sum")
         count += n
     torch.testing.assert_close(losses["loss_classifier"], ce_sum / count)
     torch.testing.assert_close(losses["loss_box_reg"], box_sum / count)
@@ -129,7 +130,8 @@ def _reference_postprocess(outputs, image_sizes, scales, score_thresh, nms_thres
     results = []
     for i in range(len(image_sizes)):
         valid = outputs["roi_valid"][i]
-        rois, logits, deltas = outputs["rois"][i][valid], outputs["class_logits"][i][valid], outputs["box_deltas"][i][valid]
+        rois, logits = outputs["rois"][i][valid], outputs["class_logits"][i][valid]
+        deltas = outputs["box_deltas"][i][valid]
         classes = deltas.shape[1]
         boxes = coder.decode_single(deltas.reshape(len(rois), classes * 4), rois).reshape(len(rois), classes, 4)
         height, width = image_sizes[i].tolist()

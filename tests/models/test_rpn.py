@@ -63,7 +63,8 @@ def test_an_image_left_without_proposals():
     objectness = torch.randn(2, len(anchors))
     deltas = torch.zeros(2, len(anchors), 4)
     deltas[1, :, 2:] = -10.0  # every box of image 1 shrinks below the minimum size
-    proposals, valid = select_proposals(anchors, objectness, deltas, torch.tensor([[64, 64], [64, 64]]), 100, 20, 0.7, 1.0, 64)
+    proposals, valid = select_proposals(
+        anchors, objectness, deltas, torch.tensor([[64, 64], [64, 64]]), 100, 20, 0.7, 1.0, 64)
     assert valid[0].any() and not valid[1].any()
 
 
@@ -108,7 +109,8 @@ def test_batched_loss_equals_one_image_at_a_time():
     sampled, sampled_valid = sample_balanced(labels, 32, 0.5, generator=generator)
     assert (labels.gather(1, sampled)[sampled_valid] == POSITIVE).sum() > 0
     losses = rpn_losses(objectness, deltas, anchors, gt_boxes, matched, labels, sampled, sampled_valid)
-    expected_objectness, expected_box = _reference_rpn_loss(objectness, deltas, anchors, per_image_gt, sampled, sampled_valid)
+    expected_objectness, expected_box = _reference_rpn_loss(
+        objectness, deltas, anchors, per_image_gt, sampled, sampled_valid)
     torch.testing.assert_close(losses["loss_rpn_objectness"], expected_objectness)
     torch.testing.assert_close(losses["loss_rpn_box"], expected_box)
 

@@ -187,7 +187,8 @@ class TinyTrunk(torch.nn.Module):
         super().__init__()
 
         def block(cin, cout):
-            return torch.nn.Sequential(torch.nn.Conv2d(cin, cout, 3, 2, 1), torch.nn.GroupNorm(8, cout), torch.nn.ReLU())
+            return torch.nn.Sequential(
+                torch.nn.Conv2d(cin, cout, 3, 2, 1), torch.nn.GroupNorm(8, cout), torch.nn.ReLU())
 
         self.stem = torch.nn.Sequential(block(3, 16), block(16, 32), block(32, 32))
         self.extras = torch.nn.ModuleList([block(32, 64), block(64, 64), block(64, 64), block(64, 64)])

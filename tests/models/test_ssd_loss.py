@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torchvision.ops import box_iou
 
-from detect.models.default_boxes import box_scales, default_boxes
 from detect.models.boxes import pad_ground_truth
+from detect.models.default_boxes import box_scales, default_boxes
 from detect.models.ssd_loss import MultiBoxLoss, hard_negative_mask, match_default_boxes
 
 NUM_CLASSES = 3
@@ -124,7 +124,8 @@ def test_images_without_ground_truth_train_on_mined_negatives_only():
     losses = criterion(cls_logits, box_regression, priors, [empty, empty])
     assert torch.isfinite(losses["loss_cls"]) and losses["loss_cls"] > 0
     assert losses["loss_box"] == 0
-    ce = torch.nn.functional.cross_entropy(cls_logits.transpose(1, 2), torch.zeros(2, priors.shape[0], dtype=torch.long), reduction="none")
+    ce = torch.nn.functional.cross_entropy(
+        cls_logits.transpose(1, 2), torch.zeros(2, priors.shape[0], dtype=torch.long), reduction="none")
     expected = ce.detach().topk(10, dim=1).values.sum()  # no positives: divided by 1
     assert torch.allclose(losses["loss_cls"], expected, rtol=1e-5)
     (losses["loss_cls"] + losses["loss_box"]).backward()

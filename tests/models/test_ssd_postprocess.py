@@ -71,7 +71,8 @@ def test_postprocess_equals_a_per_class_loop_over_torchvision_nms():
         ours = postprocess_detections(
             cls_logits, box_regression, priors, image_sizes, scales, score_thresh, top_k, nms_thresh, keep
         )
-        reference = _reference(cls_logits, box_regression, priors, image_sizes, scales, score_thresh, top_k, nms_thresh, keep)
+        reference = _reference(
+            cls_logits, box_regression, priors, image_sizes, scales, score_thresh, top_k, nms_thresh, keep)
         assert sum(len(r["scores"]) for r in reference) > 0
         _assert_same(ours, reference)
 
@@ -97,8 +98,8 @@ def test_postprocess_clips_to_the_valid_region_and_handles_nothing_above_thresho
 
 
 def test_postprocess_equals_torchvision_ssd_postprocess():
-    from detect.config import SSDConfig
     from benchmarks.peers import torchvision_ssd300
+    from detect.config import SSDConfig
 
     peer = torchvision_ssd300(NUM_CLASSES, SSDConfig(top_k_per_class=100, detections_per_img=150))
     priors = _priors()

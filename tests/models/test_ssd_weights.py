@@ -106,7 +106,8 @@ def test_coco_rows_carried_by_class_name_in_every_default_box_block(config_name,
     model = build_model(config.model, config.input, 3, ["person", "raccoon", "dog"])
     coco_rows = [0, COCO_NAMES.index("person"), None, COCO_NAMES.index("dog")]  # ours 0..3 -> COCO's
     assert coco_rows[1] == 1 and coco_rows[3] == 18
-    for ours_conv, tv_conv in zip(_last_convs(model.head.cls_convs), _last_convs(theirs.head.classification_head.module_list)):
+    for ours_conv, tv_conv in zip(
+        _last_convs(model.head.cls_convs), _last_convs(theirs.head.classification_head.module_list)):
         blocks = ours_conv.out_channels // 4  # default boxes per location; 4 rows each: background + 3
         assert tv_conv.out_channels == blocks * (COCO_CLASSES + 1)
         for block in range(blocks):

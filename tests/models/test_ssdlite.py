@@ -126,7 +126,8 @@ def test_a_state_dict_of_another_class_count_keeps_all_but_the_class_rows(tmp_pa
     tv_cls = reference.head.classification_head.module_list
     assert model.head.cls_convs[0][1].weight.shape[0] == 6 * (NUM_CLASSES + 2)
     assert not torch.equal(model.head.cls_convs[0][1].weight[:NUM_CLASSES + 1], tv_cls[0][1].weight[:NUM_CLASSES + 1])
-    assert torch.equal(model.head.cls_convs[0][0][0].weight, tv_cls[0][0][0].weight)  # the depthwise part is not per class
+    # The depthwise part is not per class.
+    assert torch.equal(model.head.cls_convs[0][0][0].weight, tv_cls[0][0][0].weight)
     assert torch.equal(model.head.box_convs[3][1].weight, reference.head.regression_head.module_list[3][1].weight)
     assert torch.equal(model.trunk.extra[0][0][0].weight, reference.backbone.extra[0][0][0].weight)
 

@@ -3,7 +3,6 @@ detections; round trips; predictor rows carried by class name; the errors a user
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 import torchvision

@@ -109,7 +109,8 @@ def test_model_describes_architecture_classes_input_and_checkpoint(client, check
     assert (info["arch"], info["backbone"], info["classes"]) == ("ssd", "tiny_resnet", ["circle", "square", "triangle"])
     assert info["input"] == {"resize": "fixed", "size": 64, "size_divisible": 1}
     meta = info["checkpoint"]
-    assert (meta["file"], meta["bytes"], meta["epoch"], meta["step"]) == (checkpoint.name, checkpoint.stat().st_size, 3, 120)
+    expected = (checkpoint.name, checkpoint.stat().st_size, 3, 120)
+    assert (meta["file"], meta["bytes"], meta["epoch"], meta["step"]) == expected
     assert len(meta["sha256"]) == 64
 
 

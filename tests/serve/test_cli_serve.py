@@ -18,7 +18,8 @@ from tests.conftest import REPO_ROOT
 @pytest.fixture
 def captured_run(monkeypatch):
     calls = []
-    monkeypatch.setattr("detect.serve.server.run_server", lambda checkpoint, **options: calls.append((checkpoint, options)))
+    monkeypatch.setattr(
+        "detect.serve.server.run_server", lambda checkpoint, **options: calls.append((checkpoint, options)))
     return calls
 
 
@@ -28,7 +29,8 @@ def test_defaults_bind_loopback_and_options_reach_the_settings(captured_run, mon
         main(["serve", str(checkpoint)])
     assert exit_info.value.code == 0
     _, options = captured_run[-1]
-    assert (options["host"], options["port"], options["device"], options["backend"]) == ("127.0.0.1", 8000, "auto", "torch")
+    chosen = (options["host"], options["port"], options["device"], options["backend"])
+    assert chosen == ("127.0.0.1", 8000, "auto", "torch")
     assert options["settings"].api_key is None and options["settings"].max_batch == 8
 
     monkeypatch.setenv("DETECT_API_KEY", "from-env")
@@ -37,7 +39,8 @@ def test_defaults_bind_loopback_and_options_reach_the_settings(captured_run, mon
               "--max-queue", "2", "--port", "9000"])
     _, options = captured_run[-1]
     settings = options["settings"]
-    assert (settings.max_batch, settings.max_wait_ms, settings.max_upload_mb, settings.api_key) == (4, 3.0, 2.0, "from-env")
+    chosen = (settings.max_batch, settings.max_wait_ms, settings.max_upload_mb, settings.api_key)
+    assert chosen == (4, 3.0, 2.0, "from-env")
     assert settings.queue_capacity == 4 and options["port"] == 9000  # the queue holds at least one batch
 
 
@@ -61,7 +64,8 @@ def test_the_command_serves_until_stopped(checkpoint):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     server = subprocess.Popen([sys.executable, "-m", "detect", "serve", str(checkpoint), "--port", str(port),
-                               "--device", "cpu"], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               "--device", "cpu"], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
     try:
         deadline = time.monotonic() + 90
         while True:

@@ -68,7 +68,8 @@ def test_page_draws_filters_and_tabulates_detections(browser, page_url, tmp_path
     wait = WebDriverWait(browser, WAIT_S)
     model = httpx.get(f"{page_url}/v1/model").json()
     browser.get(page_url + "/")
-    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#classes input[type=checkbox]")) == len(model["classes"]))
+    wait.until(
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, "#classes input[type=checkbox]")) == len(model["classes"]))
     assert model["name"] in browser.find_element(By.ID, "model").text
     assert model["arch"] in browser.find_element(By.ID, "model").text
     assert all(name in browser.find_element(By.ID, "model").text for name in model["classes"])
@@ -77,18 +78,20 @@ def test_page_draws_filters_and_tabulates_detections(browser, page_url, tmp_path
     browser.find_element(By.ID, "file").send_keys(str(image))
     wait.until(lambda d: "showing" in d.find_element(By.ID, "status").text)
     with image.open("rb") as stream:
-        answer = httpx.post(f"{page_url}/v1/detect?score_threshold={SCORE_FLOOR}", files={"files": ("shapes.jpg", stream)})
+        answer = httpx.post(
+            f"{page_url}/v1/detect?score_threshold={SCORE_FLOOR}", files={"files": ("shapes.jpg", stream)})
     found = answer.json()["images"][0]["detections"]
     assert found, "the model found nothing to draw"
 
     def shown() -> tuple[int, list[tuple[str, float]]]:
         drawn = int(browser.find_element(By.ID, "view").get_attribute("data-drawn"))
         rows = browser.find_elements(By.CSS_SELECTOR, "#detections tbody tr")
-        return drawn, [(row.find_elements(By.TAG_NAME, "td")[1].text, float(row.find_elements(By.TAG_NAME, "td")[2].text))
-                       for row in rows]
+        cells = [row.find_elements(By.TAG_NAME, "td") for row in rows]
+        return drawn, [(row_cells[1].text, float(row_cells[2].text)) for row_cells in cells]
 
     def expected(min_score: float, hidden: set[str] = frozenset()) -> list[tuple[str, float]]:
-        return [(d["class_name"], round(d["score"], 3)) for d in found if d["score"] >= min_score and d["class_name"] not in hidden]
+        return [(d["class_name"], round(d["score"], 3)) for d in found
+                if d["score"] >= min_score and d["class_name"] not in hidden]
 
     drawn, rows = shown()
     assert same(rows, expected(0.5)) and drawn == len(rows)
@@ -155,7 +158,8 @@ def test_page_takes_a_dropped_image(browser, page_url, tmp_path):
     WebDriverWait(browser, WAIT_S).until(lambda d: "dropped.jpg: showing" in d.find_element(By.ID, "status").text)
     drawn = int(browser.find_element(By.ID, "view").get_attribute("data-drawn"))
     assert drawn == len(browser.find_elements(By.CSS_SELECTOR, "#detections tbody tr"))
-    assert browser.execute_script("const c = document.getElementById('view'); return [c.width, c.height];") == [320, 320]
+    size = browser.execute_script("const c = document.getElementById('view'); return [c.width, c.height];")
+    assert size == [320, 320]
     assert browser.find_element(By.TAG_NAME, "body").get_attribute("data-requests") == "1"
 
 
