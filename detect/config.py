@@ -74,7 +74,7 @@ class DataConfig(Section):
     format: Literal["voc", "coco", "synthetic"] = "synthetic"
     """Dataset format: Pascal VOC XML, COCO JSON, or the generated synthetic shapes."""
     root: str = "data/shapes"
-    """Dataset folder (see "Dataset layouts" in the README)."""
+    """Dataset folder (see docs/data.md for the layouts)."""
     train_split: str = "train"
     """Training split: VOC `trainval` or `VOC2007/trainval+VOC2012/trainval`; COCO `train2017`."""
     val_split: str = "val"
