@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from detect.engine.checkpoint import rng_states
-from detect.engine.train_state import TrainState
+from detect.engine.session import TrainState
 
 if TYPE_CHECKING:
     from detect.engine.session import TrainSession

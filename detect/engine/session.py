@@ -3,7 +3,7 @@
     session = make_session(config, model, class_names, device, steps_per_epoch, run_dir, logger)
         session.model    what runs the step (maybe DDP or compiled)
         session.module   the plain model whose weights are saved
-        session.state    the TrainState (detect.engine.train_state) that checkpoints hold
+        session.state    the TrainState that checkpoints hold (detect.engine.train_state saves and restores it)
 """
 
 from __future__ import annotations
@@ -22,7 +22,18 @@ from detect.engine.ema import ModelEMA
 from detect.engine.logger import RunLogger
 from detect.engine.optim import build_optimizer, build_scheduler
 from detect.engine.skip_report import SkipReport
-from detect.engine.train_state import TrainState
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimiser steps done
+    batch_in_epoch: int = 0  # batches of the current (interrupted) epoch already trained
+    best_metric: float | None = None
+    nonfinite_skipped: int = 0
+    # The epoch's training is done, its evaluation and checkpoints are not: a run interrupted then
+    # does them first on resume (instead of finishing with no evaluation and no best.pt).
+    epoch_end_due: bool = False
 
 
 @dataclass

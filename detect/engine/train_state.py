@@ -20,33 +20,17 @@ category_ids (and ema).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from detect.config import config_to_dict
 from detect.engine import distributed as dist_utils
 from detect.engine.checkpoint import nonfinite_tensors, restore_rng_states, rng_states, save_checkpoint
+from detect.engine.session import TrainSession, TrainState
 from detect.errors import CheckpointError, DetectError
-
-if TYPE_CHECKING:
-    from detect.engine.session import TrainSession
 
 
 class NonFiniteLossError(DetectError):
     """The loss became NaN or infinite (train.nonfinite: stop)."""
-
-
-@dataclass
-class TrainState:
-    epoch: int = 0  # epochs completed
-    step: int = 0  # optimiser steps done
-    batch_in_epoch: int = 0  # batches of the current (interrupted) epoch already trained
-    best_metric: float | None = None
-    nonfinite_skipped: int = 0
-    # The epoch's training is done, its evaluation and checkpoints are not: a run interrupted then
-    # does them first on resume (instead of finishing with no evaluation and no best.pt).
-    epoch_end_due: bool = False
 
 
 def checkpoint_state(session: TrainSession, rng: dict | None = None, state: TrainState | None = None) -> dict:

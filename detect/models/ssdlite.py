@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from detect.models.ssd import SSDHead
 from detect.models.ssd_backbones import conv_norm_relu6, normal_init
+from detect.models.ssd_head import SSDHead
 
 
 def separable_prediction_block(in_channels: int, out_channels: int) -> nn.Sequential:
