@@ -3,7 +3,7 @@
 One row per detector (a checkpoint, or a torchvision model wrapped to our contract), each measured
 the same way on the same images:
     mAP            VOC07 (11-point) and VOC12 (all-point) at eval.iou_thresh, COCO AP and AP50
-                   (pycocotools), from the end-to-end pass (detect.engine.evaluate.run_detector)
+                   (pycocotools), from the end-to-end pass (detect.evaluation.evaluate.run_detector)
     end to end     images/s from creating the loader's iterator to the last batch's detections on the
                    host: reading and decoding images, the eval transforms, collate, host-to-device copy,
                    normalisation on the device (uint8 batches), forward, postprocess (loader workers
@@ -40,10 +40,10 @@ from benchmarks.torchvision_adapter import TorchvisionAdapter
 from benchmarks.zoo import build_named_detector, torchvision_detection_names
 from detect.config import Config, InputConfig, load_config
 from detect.data.normalise import batch_to_device
-from detect.engine.device import autocast_context, resolve_device, synchronize
-from detect.engine.predict import predict_batch
+from detect.device import autocast_context, resolve_device, synchronize
 from detect.errors import CheckpointError, ConfigError, DetectError
-from detect.metrics.evaluator import DetectionEvaluator
+from detect.evaluation.evaluator import DetectionEvaluator
+from detect.evaluation.predict import predict_batch
 
 METRICS = ("voc07", "voc12", "coco")
 ROW_KEYS = ("name", "kind", "source", "num_images", "num_params", "voc07_map", "voc12_map", "coco_ap",
@@ -66,7 +66,7 @@ class Candidate:
 
 
 def checkpoint_candidate(path: str | Path) -> Candidate:
-    from detect.engine.checkpoint import build_model_from_checkpoint
+    from detect.checkpoints import build_model_from_checkpoint
 
     path = Path(path)
     if not path.is_file():  # checked before any row runs, so a typo does not waste the others' time
@@ -111,7 +111,7 @@ def torchvision_candidate(spec: str, data_config: Config, class_names: Sequence[
 
 
 def _build_peer(path, data_config: Config, class_names):
-    from detect.engine.checkpoint import check_finite_weights, config_from_checkpoint, load_checkpoint
+    from detect.checkpoints import check_finite_weights, config_from_checkpoint, load_checkpoint
 
     config, state = data_config, None
     if path is not None:
@@ -133,8 +133,8 @@ def _build_peer(path, data_config: Config, class_names):
 
 def resolve_data_config(config_name: str | None, overrides: Sequence[str], checkpoints: Sequence[str | Path]) -> Config:
     """`--config` with `--set` applied, else the first checkpoint's own config with them."""
-    from detect.engine.checkpoint import config_from_checkpoint, load_checkpoint
-    from detect.engine.eval_checkpoint import _with_overrides
+    from detect.checkpoints import config_from_checkpoint, load_checkpoint
+    from detect.evaluation.eval_command import _with_overrides
 
     if config_name:
         return load_config(config_name, list(overrides))
@@ -155,7 +155,7 @@ def _to_device(batch, device: torch.device, input_cfg: InputConfig):
 
 
 def _timed_detect(model, device_batch, device, autocast) -> float:
-    """Seconds of one forward + postprocess (detect.engine.predict.predict_batch), the device
+    """Seconds of one forward + postprocess (detect.evaluation.predict.predict_batch), the device
     synchronised before and after."""
     synchronize(device)
     start = time.perf_counter()
@@ -185,7 +185,7 @@ def batch1_latencies_ms(model, items: list, collate, device, autocast, warmup: i
 def end_to_end(model, loader, class_names, device, autocast, iou_thresh: float,
                input_cfg: InputConfig) -> tuple[float, dict]:
     """(images/s over the whole loader, the evaluator's results over the same pass)."""
-    from detect.engine.evaluate import run_detector
+    from detect.evaluation.evaluate import run_detector
 
     collected = []
     start = time.perf_counter()

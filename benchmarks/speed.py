@@ -20,7 +20,7 @@ from typing import Callable
 
 import torch
 
-from detect.engine.device import synchronize
+from detect.device import synchronize
 
 # ---------------------------------------------------------------------------------------------------
 # Batches

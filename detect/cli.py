@@ -196,7 +196,7 @@ def eval_command(
     """
     import json
 
-    from detect.metrics.evaluator import format_results
+    from detect.evaluation.evaluator import format_results
 
     if (checkpoint is None) == (detections is None):
         raise DetectError("detect eval: give a checkpoint or --detections FILE (one of them)")
@@ -204,12 +204,12 @@ def eval_command(
     if unknown_class not in ("raise", "skip"):
         raise DetectError(f"--unknown-class must be raise or skip, got '{unknown_class}'")
     if checkpoint is not None:
-        from detect.engine.eval_checkpoint import evaluate_checkpoint
+        from detect.evaluation.eval_command import evaluate_checkpoint
 
         evaluation = evaluate_checkpoint(checkpoint, config, overrides or [], split, metric, device)
         source = str(checkpoint)
     else:
-        from detect.engine.eval_checkpoint import evaluate_detections
+        from detect.evaluation.eval_command import evaluate_detections
 
         if config is None:
             raise DetectError("detect eval --detections needs --config (the dataset to score against)")
@@ -218,7 +218,7 @@ def eval_command(
     cfg, class_names, split, results = evaluation.config, evaluation.class_names, evaluation.split, evaluation.results
     typer.echo(f"{source} on {cfg.data.format} split '{split}' ({results['num_images']} images)")
     if results["skipped"]["count"]:
-        from detect.engine.skip_report import describe
+        from detect.data.skip_report import describe
 
         typer.echo(describe(results["skipped"]["problems"], split))
     if results.get("skipped_unknown_class"):
@@ -232,8 +232,8 @@ def eval_command(
         json_out.write_text(json.dumps(record, indent=2))
         typer.echo(f"wrote {json_out}")
     if plots is not None:
-        from detect.metrics.confusion import confusion_matrix
-        from detect.metrics.plots import plot_confusion_matrix, plot_pr_curves
+        from detect.evaluation.confusion import confusion_matrix
+        from detect.evaluation.plots import plot_confusion_matrix, plot_pr_curves
 
         plot_pr_curves(evaluation.evaluator.class_curves(), class_names, plots)
         score_thresh = 0.25

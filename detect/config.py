@@ -15,7 +15,6 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from detect.data.image_header import DEFAULT_MAX_PIXELS
 from detect.errors import ConfigError
 
 # The largest image side a config may ask for: beyond it a typo (an extra zero) would only show as an
@@ -27,6 +26,11 @@ def _contains_bool(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return any(_contains_bool(item) for item in value)
     return isinstance(value, bool)
+
+
+# The default of data.max_pixels, and of `--max-pixels` in `detect infer` and `detect serve`: about
+# 8000 x 5000. A decoded image costs 3 bytes a pixel, and about twice that while it is converted.
+DEFAULT_MAX_PIXELS = 40_000_000
 
 
 class Section(BaseModel):

@@ -21,7 +21,7 @@ for keep-ratio configs (Faster R-CNN) `--image-size H,W`, by default the padded 
 (`input.max_size` rounded up to `input.size_divisible`, square), which holds any resized image.
 B is fixed at the traced batch size unless `dynamic_batch`.
 
-The graph is the prediction path itself (detect.engine.predict.padded_predictions): the model's
+The graph is the prediction path itself (detect.evaluation.predict.padded_predictions): the model's
 forward and its postprocess, which both detectors write in a form that tracing keeps. Their NMS
 becomes ONNX NonMaxSuppression (detect/models/nms.py), and the padded detections are the outputs.
 """
@@ -56,7 +56,7 @@ class ExportableDetector(nn.Module):
         self.model = model
 
     def forward(self, images: torch.Tensor, image_sizes: torch.Tensor, scales: torch.Tensor):
-        from detect.engine.predict import padded_predictions
+        from detect.evaluation.predict import padded_predictions
 
         found = padded_predictions(self.model, images, image_sizes, scales)
         return found["boxes"], found["scores"], found["labels"], found["num"]
@@ -114,7 +114,7 @@ def export_onnx(
     batch_size: int = 1,
 ) -> dict:
     """Write a checkpoint's model and postprocess as ONNX (see `export_model`)."""
-    from detect.engine.checkpoint import load_trained_model
+    from detect.checkpoints import load_trained_model
 
     check_opset(opset)
     model, config, class_names, category_ids = load_trained_model(Path(checkpoint), torch.device("cpu"))

@@ -9,7 +9,7 @@ Preprocessing is the checkpoint config's eval pipeline (resize and normalise, as
 padded to multiples of `input.size_divisible` like a training batch; with `input.normalize_on: device`
 (the default) the batch travels to the device as uint8 and is normalised there, as in training and
 `detect eval` (detect.data.normalise), so both settings give the model the same input. Detections
-come from detect.engine.predict, the prediction path of `detect eval` (its autocast: bf16 or fp16 on
+come from detect.evaluation.predict, the prediction path of `detect eval` (its autocast: bf16 or fp16 on
 CUDA when `train.amp`, float32 on CPU), so boxes are xyxy in the original image's pixels. `run_inference` (the
 CLI) writes annotated images, annotated videos, and the detections as JSON (images) and JSONL
 (video frames).
@@ -29,10 +29,10 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
+from detect.data.box_formats import xyxy_to_voc
 from detect.data.image_header import DEFAULT_MAX_PIXELS
 from detect.data.normalise import batch_to_device
-from detect.data.voc import xyxy_to_voc
-from detect.engine.device import autocast_context, resolve_device
+from detect.device import autocast_context, resolve_device
 from detect.errors import DataError, DetectError
 from detect.outputs import atomic_output
 from detect.video_output import VideoOutput
@@ -78,7 +78,7 @@ class Detections:
         category_ids[label - 1] (a COCO-trained checkpoint's own ids), else the label itself.
         `xyxy_to_corners` puts the boxes in the annotation files' convention first (VOC data: the
         XML's 1-based corners). Values are not rounded, so scoring the file gives the model's own mAP."""
-        from detect.metrics.coco import xyxy_to_xywh
+        from detect.data.box_formats import xyxy_to_xywh
 
         corners = xyxy_to_corners(self.boxes) if xyxy_to_corners is not None else self.boxes
         return [
@@ -133,7 +133,7 @@ class Detector:
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto", **options) -> "Detector":
         """Load a checkpoint written by `detect train` (weights, resolved config, class names and, for
         COCO data, the category ids)."""
-        from detect.engine.checkpoint import load_trained_model
+        from detect.checkpoints import load_trained_model
 
         resolved = resolve_device(device)
         model, config, class_names, category_ids = load_trained_model(Path(path), resolved)
@@ -197,7 +197,7 @@ class Detector:
 
     @torch.inference_mode()
     def _detect_batch(self, images: list[np.ndarray], samples: list, threshold: float, keep_labels) -> list[Detections]:
-        from detect.engine.predict import predict
+        from detect.evaluation.predict import predict
 
         batch, targets = self._collate(samples)
         # As `detect eval`: normalised on the device, bf16/fp16 autocast on CUDA with train.amp.

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from benchmarks.zoo import read_state_dict
-from detect.engine.checkpoint import load_checkpoint, restore_rng_states, rng_states
+from detect.checkpoints import load_checkpoint
+from detect.engine.checkpoint import restore_rng_states, rng_states
 from detect.errors import CheckpointError
 from detect.models.backbones import hub_state_dict, load_classifier_weights
 from detect.models.weights import read_detector_weights

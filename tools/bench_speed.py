@@ -66,8 +66,8 @@ from benchmarks.peers import build_peer  # noqa: E402
 from benchmarks.shared_weights import copy_weights  # noqa: E402
 from benchmarks.torchvision_adapter import switch_off_transform  # noqa: E402
 from detect.config import load_config  # noqa: E402
-from detect.engine.device import synchronize  # noqa: E402
-from detect.engine.predict import predict_batch  # noqa: E402
+from detect.device import synchronize  # noqa: E402
+from detect.evaluation.predict import predict_batch  # noqa: E402
 from detect.models.build import build_model  # noqa: E402
 from detect.models.fuse import fold_batchnorm  # noqa: E402
 

@@ -30,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detect.engine.device import resolve_device, synchronize  # noqa: E402
+from detect.device import resolve_device, synchronize  # noqa: E402
 from detect.infer import Detector, run_inference  # noqa: E402
 from detect.sources import VideoSource, open_capture, read_frames  # noqa: E402
 

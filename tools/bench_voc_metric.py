@@ -13,8 +13,8 @@ import time
 
 import numpy as np
 
-from detect.metrics.coco import coco_evaluate, coco_ground_truth, predictions_to_coco_results
-from detect.metrics.evaluator import DetectionEvaluator
+from detect.evaluation.coco import coco_evaluate, coco_ground_truth, predictions_to_coco_results
+from detect.evaluation.evaluator import DetectionEvaluator
 
 
 def random_data(num_images: int, num_classes: int, dets_per_image: int, gt_per_image: int, seed: int = 0):

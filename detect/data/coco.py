@@ -19,10 +19,10 @@ from typing import Literal
 import numpy as np
 from pycocotools.coco import COCO
 
+from detect.data.box_formats import xywh_to_xyxy
 from detect.data.dataset import DetectionDataset, Sample
 from detect.data.problems import ProblemLog
 from detect.errors import DataError
-from detect.metrics.coco import xywh_to_xyxy
 from detect.text_files import read_json
 
 

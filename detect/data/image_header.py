@@ -24,11 +24,10 @@ from __future__ import annotations
 import re
 import struct
 
+from detect.config import DEFAULT_MAX_PIXELS
 from detect.errors import DataError
 
-# The default of data.max_pixels, `detect infer --max-pixels` and `detect serve --max-pixels`: about
-# 8000 x 5000. A decoded image costs 3 bytes a pixel, and about twice that while it is converted.
-DEFAULT_MAX_PIXELS = 40_000_000
+__all__ = ["DEFAULT_MAX_PIXELS", "check_pixel_limit", "format_of", "header_size"]
 
 # JPEG markers that carry no frame size although they sit in the SOF range.
 _NOT_SOF = {0xC4, 0xC8, 0xCC}

@@ -21,10 +21,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from detect.checkpoints import check_finite_weights, load_checkpoint, nonfinite_tensors
 from detect.config import Config, config_to_yaml
+from detect.data.skip_report import SkipReport, dataset_errors
+from detect.device import resolve_device
 from detect.engine import distributed as dist_utils
-from detect.engine.checkpoint import check_finite_weights, load_checkpoint, nonfinite_tensors
-from detect.engine.device import resolve_device
 from detect.engine.interrupt import stop_on_sigterm
 from detect.engine.logger import RunLogger
 from detect.engine.resume_check import check_resumable, describe
@@ -39,7 +40,6 @@ from detect.engine.run_folder import (
     resume_run_dir,
 )
 from detect.engine.session import make_session
-from detect.engine.skip_report import SkipReport, dataset_errors
 from detect.engine.train import fit
 from detect.engine.train_state import restore
 from detect.errors import CheckpointError, DetectError

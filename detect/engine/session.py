@@ -16,12 +16,12 @@ import torch
 from torch import nn
 
 from detect.config import Config
+from detect.data.skip_report import SkipReport
+from detect.device import autocast_context
 from detect.engine import distributed as dist_utils
-from detect.engine.device import autocast_context
 from detect.engine.ema import ModelEMA
 from detect.engine.logger import RunLogger
 from detect.engine.optim import build_optimizer, build_scheduler
-from detect.engine.skip_report import SkipReport
 
 
 @dataclass

@@ -27,11 +27,11 @@ from detect.data.dataset import skipped_in
 from detect.data.normalise import batch_to_device
 from detect.engine import distributed as dist_utils
 from detect.engine.checkpoint import restore_rng_states
-from detect.engine.evaluate import headline_map
 from detect.engine.interrupt import interrupted_message, remember_boundary, rewind_to_boundary
 from detect.engine.session import TrainSession
 from detect.engine.train_state import NonFiniteLossError, save
 from detect.engine.validate import run_evaluation
+from detect.evaluation.evaluate import headline_map
 
 
 def targets_to_device(targets: Sequence[dict], device: torch.device) -> list[dict]:
@@ -239,7 +239,7 @@ def fit(session: TrainSession, train_loader, val_loader=None) -> dict | None:
             session.logger.info(interrupted_message(state, path))
         raise
     if results is not None and dist_utils.is_main():
-        from detect.metrics.evaluator import format_results
+        from detect.evaluation.evaluator import format_results
 
         session.logger.info(format_results(results, session.class_names))
     return results

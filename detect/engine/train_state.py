@@ -1,6 +1,6 @@
 """The training state a checkpoint holds, built from a `TrainSession` and restored into one.
 
-A training checkpoint (detect.engine.checkpoint writes and reads the file) is the dict
+A training checkpoint (detect.engine.checkpoint writes the file, detect.checkpoints reads it) is the dict
 `checkpoint_state` builds:
     model          state dict of the (unwrapped) model
     config         the resolved config as a plain dict (detect.config.config_to_dict)
@@ -22,9 +22,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from detect.checkpoints import nonfinite_tensors
 from detect.config import config_to_dict
 from detect.engine import distributed as dist_utils
-from detect.engine.checkpoint import nonfinite_tensors, restore_rng_states, rng_states, save_checkpoint
+from detect.engine.checkpoint import restore_rng_states, rng_states, save_checkpoint
 from detect.engine.session import TrainSession, TrainState
 from detect.errors import CheckpointError, DetectError
 

@@ -6,7 +6,7 @@ import time
 from typing import TYPE_CHECKING
 
 from detect.engine import distributed as dist_utils
-from detect.engine.evaluate import evaluate, headline_map, run_detector
+from detect.evaluation.evaluate import evaluate, headline_map, run_detector
 
 if TYPE_CHECKING:
     from detect.engine.session import TrainSession
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 def run_evaluation(session: TrainSession, val_loader) -> dict:
     """Evaluates the model (its EMA when kept) on the validation loader; records and logs the result,
-    draws a few images to TensorBoard. Returns detect.engine.evaluate.evaluate's results."""
+    draws a few images to TensorBoard. Returns detect.evaluation.evaluate.evaluate's results."""
     config, state = session.config, session.state
     model = session.eval_model()
     dist_utils.broadcast_buffers(model)

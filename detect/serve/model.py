@@ -46,7 +46,7 @@ class ServedModel:
 def load_served_model(checkpoint: str | Path, device: str = "auto", backend: str = "torch") -> ServedModel:
     """Load the checkpoint once: the Detector (and for onnxruntime its exported graph), and the
     metadata `GET /v1/model` reports."""
-    from detect.engine.checkpoint import load_checkpoint
+    from detect.checkpoints import load_checkpoint
     from detect.onnx_backend import load_detector
 
     path = Path(checkpoint)

@@ -3,7 +3,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detect.data.voc import VOCDataset, voc_to_xyxy, xyxy_to_voc
+from detect.data.box_formats import voc_to_xyxy, xyxy_to_voc
+from detect.data.voc import VOCDataset
 from detect.errors import DataError
 from tests.data.conftest import voc_xml, write_image, write_voc
 

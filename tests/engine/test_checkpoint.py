@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from detect.engine.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
+from detect.checkpoints import load_checkpoint
+from detect.engine.checkpoint import restore_rng_states, rng_states, save_checkpoint
 from detect.errors import CheckpointError
 
 

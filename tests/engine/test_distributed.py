@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from detect.checkpoints import load_checkpoint
 from detect.config import validate_config
-from detect.engine.checkpoint import load_checkpoint
-from detect.engine.evaluate import evaluate, headline_map
+from detect.evaluation.evaluate import evaluate, headline_map
 from tests.engine import doubles
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from detect.checkpoints import build_model_from_checkpoint, load_checkpoint
 from detect.cli import main
-from detect.engine.checkpoint import build_model_from_checkpoint, load_checkpoint
 
 TINY = [
     "data.synth.num_images=8", "data.synth.image_size=96", "data.num_workers=0", "data.synth.val_fraction=0.25",

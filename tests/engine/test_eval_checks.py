@@ -10,9 +10,10 @@ import shutil
 import pytest
 import torch
 
+from detect.checkpoints import load_checkpoint
 from detect.cli import main
 from detect.config import config_to_yaml, validate_config
-from detect.engine.checkpoint import load_checkpoint, save_checkpoint
+from detect.engine.checkpoint import save_checkpoint
 
 TINY = ["data.synth.num_images=12", "data.synth.image_size=64", "data.synth.val_fraction=0.5",
         "data.num_workers=0", "train.epochs=1", "train.batch_size=6", "train.warmup_iters=1", "eval.batch_size=6",
@@ -169,8 +170,8 @@ def test_a_checkpoint_on_coco_data_scores_as_its_detections_file(trained_coco, t
     """One evaluation path: `detect eval CKPT` and `--detections` both score COCO data against the
     dataset's own annotation file, so the checkpoint's detections written as a results file give the
     same COCO numbers."""
-    from detect.engine.eval_checkpoint import evaluate_checkpoint, evaluate_detections
-    from detect.metrics.coco import predictions_to_coco_results
+    from detect.evaluation.coco import predictions_to_coco_results
+    from detect.evaluation.eval_command import evaluate_checkpoint, evaluate_detections
 
     run_dir, _ = trained_coco
     folder = tmp_path

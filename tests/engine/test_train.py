@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
+from detect.checkpoints import load_checkpoint
 from detect.data.coco import CategoryMap
 from detect.data.loader import TransformedDataset
-from detect.engine.checkpoint import load_checkpoint
 from detect.engine.run import dataset_category_ids, dataset_class_names, run_training
 from detect.engine.train_state import NonFiniteLossError
 from detect.errors import CheckpointError

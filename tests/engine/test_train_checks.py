@@ -9,8 +9,9 @@ import json
 import pytest
 import torch
 
+from detect.checkpoints import check_finite_weights, load_checkpoint
 from detect.config import load_config
-from detect.engine.checkpoint import check_finite_weights, load_checkpoint, save_checkpoint
+from detect.engine.checkpoint import save_checkpoint
 from detect.engine.run import build_loaders
 from detect.engine.train_state import NonFiniteLossError
 from detect.errors import CheckpointError, DataError

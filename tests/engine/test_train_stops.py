@@ -13,8 +13,9 @@ import time
 
 import pytest
 
+from detect.checkpoints import load_checkpoint
 from detect.engine import train_state
-from detect.engine.checkpoint import load_checkpoint, save_checkpoint
+from detect.engine.checkpoint import save_checkpoint
 from tests.conftest import REPO_ROOT
 from tests.engine import doubles
 from tests.engine.test_train import _assert_same_training_state, train

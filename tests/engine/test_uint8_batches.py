@@ -10,9 +10,9 @@ import torch
 
 from detect.config import load_config
 from detect.engine import run
-from detect.engine.eval_checkpoint import evaluate_checkpoint
-from detect.engine.evaluate import run_detector
 from detect.engine.run import build_loaders, run_training
+from detect.evaluation.eval_command import evaluate_checkpoint
+from detect.evaluation.evaluate import run_detector
 from detect.models.build import build_model
 from tests.engine import doubles
 

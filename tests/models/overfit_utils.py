@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from detect.metrics.voc import VOCInputs, voc_average_precision
+from detect.evaluation.voc import VOCInputs, voc_average_precision
 
 
 def shapes_batch(count: int = 4, size: int = 128, seed: int = 0):
@@ -37,7 +37,7 @@ def shapes_batch(count: int = 4, size: int = 128, seed: int = 0):
 
 
 def mean_ap(detections: list[dict], targets: list[dict], num_classes: int, iou_thresh: float = 0.5) -> float:
-    """VOC all-point mAP at `iou_thresh` (detect.metrics.voc) of per-image detections against targets."""
+    """VOC all-point mAP at `iou_thresh` (detect.evaluation.voc) of per-image detections against targets."""
     def flat(items, key):
         return np.concatenate([np.asarray(item[key]) for item in items]) if items else np.zeros(0)
 

@@ -259,8 +259,9 @@ def test_checkpoint_of_a_model_started_from_coco_keeps_eps_zero(torchvision_file
     """Rebuilt from its checkpoint (norms are BatchNorm2d then, in eval mode), a model fine-tuned from the
     COCO weights keeps their eps 0 and predicts what it predicted after training (with variances that
     make eps matter)."""
+    from detect.checkpoints import build_model_from_checkpoint
     from detect.config import config_to_dict, load_config
-    from detect.engine.checkpoint import build_model_from_checkpoint, save_checkpoint
+    from detect.engine.checkpoint import save_checkpoint
 
     cached = coco_weight_file("faster_rcnn", "resnet50_fpn")
     cached.parent.mkdir(parents=True)

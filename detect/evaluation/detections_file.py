@@ -1,5 +1,5 @@
 """A COCO results JSON from any detector, matched to a dataset split's images (`detect eval --detections`
-scores the predictions through detect.engine.eval_checkpoint).
+scores the predictions through detect.evaluation.eval_command).
 
 The results' `image_id` names the image: the file stem for VOC-layout data (an int matches a
 numeric stem, e.g. 5 -> "000005"), the COCO image id for COCO data, or there the image's
@@ -26,8 +26,9 @@ from typing import Iterable
 
 import numpy as np
 
+from detect.data.box_formats import xywh_to_xyxy
 from detect.errors import DataError
-from detect.metrics.coco import read_coco_results, xywh_to_xyxy
+from detect.evaluation.coco import read_coco_results
 
 
 def dataset_ground_truths(dataset) -> list[dict]:

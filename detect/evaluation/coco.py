@@ -27,24 +27,11 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from detect.data.box_formats import xyxy_to_xywh
 from detect.errors import DataError
 from detect.text_files import read_json
 
 COCO_METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
-
-
-def xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
-    """Pipeline xyxy [N, 4] -> COCO (x, y, width, height) float64 [N, 4]."""
-    xywh = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
-    xywh[:, 2:] -= xywh[:, :2]
-    return xywh
-
-
-def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
-    """COCO (x, y, width, height) [N, 4] -> pipeline xyxy float64 [N, 4]."""
-    xyxy = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
-    xyxy[:, 2:] += xyxy[:, :2]
-    return xyxy
 
 
 def coco_ground_truth(ground_truths: Sequence[dict], class_names: Sequence[str]) -> COCO:

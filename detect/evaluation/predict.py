@@ -17,7 +17,7 @@ infer), the benchmarks and ONNX export all predict through it.
            (detect/models/detections.py): forward under autocast, head outputs cast to float32,
            postprocess. Tracing keeps it: `detect export` traces exactly this.
 
-`autocast` is a function returning a context manager (detect.engine.device.autocast_context for a
+`autocast` is a function returning a context manager (detect.device.autocast_context for a
 config and device); None runs in the model's own precision. A DistributedDataParallel wrapper runs
 the forward; its `module` the postprocess.
 """

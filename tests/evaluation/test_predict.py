@@ -7,7 +7,7 @@ import torch
 
 from detect.config import load_config
 from detect.data.normalise import normalise_batch
-from detect.engine.predict import padded_predictions, predict, predict_batch
+from detect.evaluation.predict import padded_predictions, predict, predict_batch
 from detect.models.build import build_model
 from detect.models.detections import split_detections
 

@@ -7,7 +7,7 @@
 Both score through one evaluator made for the dataset (`evaluator_for_dataset`): COCO data against
 the dataset's own annotation file, other data against the ground truth of the split's items.
 results: DetectionEvaluator.evaluate()'s dict plus `skipped` (what data.on_error: skip left out,
-see detect.engine.skip_report.summary) and, for a detections file, `skipped_unknown_class`.
+see detect.data.skip_report.summary) and, for a detections file, `skipped_unknown_class`.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from pathlib import Path
 
 import torch
 
+from detect.checkpoints import build_model_from_checkpoint
 from detect.config import Config, config_to_dict, load_config, parse_override, validate_config
 from detect.data.dataset import skipped_in
-from detect.engine.checkpoint import build_model_from_checkpoint
-from detect.engine.device import autocast_context, resolve_device
-from detect.engine.skip_report import SkipReport, dataset_errors, summary
+from detect.data.skip_report import SkipReport, dataset_errors, summary
+from detect.device import autocast_context, resolve_device
 from detect.errors import CheckpointError, DetectError
-from detect.metrics.evaluator import DetectionEvaluator, evaluator_for_dataset, parse_metrics
+from detect.evaluation.evaluator import DetectionEvaluator, evaluator_for_dataset, parse_metrics
 
 
 @dataclass
@@ -93,7 +93,7 @@ def evaluate_checkpoint(checkpoint: Path, config_name: str | None, overrides: li
     names others; then the model's labels are mapped to them by name (a subset or another order is
     scored as such), and a class the model does not know is refused."""
     from detect.data.loader import build_dataloader
-    from detect.engine.evaluate import run_detector
+    from detect.evaluation.evaluate import run_detector
 
     torch_device = resolve_device(device)
     model, ckpt_config, class_names = build_model_from_checkpoint(checkpoint, torch_device)
@@ -120,10 +120,10 @@ def evaluate_checkpoint(checkpoint: Path, config_name: str | None, overrides: li
 
 def evaluate_detections(detections: Path, config_name: str, overrides: list[str], split: str | None,
                         metric: str | None, unknown_class: str = "raise") -> Evaluation:
-    """A COCO results file (see detect.metrics.detections_file) scored on a split of the config's data.
+    """A COCO results file (see detect.evaluation.detections_file) scored on a split of the config's data.
     Class indices in the file mean the training split's classes, as a model trained on it has them."""
     from detect.data.build import build_dataset, with_class_names
-    from detect.metrics.detections_file import detections_file_predictions
+    from detect.evaluation.detections_file import detections_file_predictions
 
     config = load_config(config_name, overrides)
     metrics = metrics_of(metric, config)

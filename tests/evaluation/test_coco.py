@@ -10,16 +10,15 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from detect.data.box_formats import xywh_to_xyxy, xyxy_to_xywh
 from detect.errors import DataError
-from detect.metrics.coco import (
+from detect.evaluation.coco import (
     COCO_METRIC_NAMES,
     predictions_to_coco_results,
     read_coco_results,
     write_coco_results,
-    xywh_to_xyxy,
-    xyxy_to_xywh,
 )
-from detect.metrics.evaluator import DetectionEvaluator
+from detect.evaluation.evaluator import DetectionEvaluator
 
 NAMES = ["a", "b", "c"]
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from detect.metrics.pairs import paired_iou, pairs_by_key
-from detect.metrics.voc import VOCInputs
+from detect.evaluation.pairs import paired_iou, pairs_by_key
+from detect.evaluation.voc import VOCInputs
 
 
 def confusion_matrix(

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from detect.metrics.voc import ClassCurve, average_precision
+from detect.evaluation.voc import ClassCurve, average_precision
 
 
 def _pyplot():

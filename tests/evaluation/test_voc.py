@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detect.metrics.evaluator import DetectionEvaluator
-from detect.metrics.voc import average_precision
+from detect.evaluation.evaluator import DetectionEvaluator
+from detect.evaluation.voc import average_precision
 
 NAMES = ["cat", "dog", "bird"]
 

@@ -18,7 +18,7 @@ Because the chosen box does not depend on which boxes are taken, matching is vec
 detections with the ground truth of the same (image, class), one IoU per pair, a segmented argmax, and
 "first occurrence in ranking order" for duplicates. No Python loop over images or detections.
 
-Inputs are flat arrays over all images (see `VOCInputs`); `detect.metrics.evaluator` builds them.
+Inputs are flat arrays over all images (see `VOCInputs`); `detect.evaluation.evaluator` builds them.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detect.metrics.pairs import best_gt_per_detection, paired_iou, pairs_by_key
+from detect.evaluation.pairs import best_gt_per_detection, paired_iou, pairs_by_key
 
 # The VOC2007 11 recall points 0, 0.1, ..., 1, written as k/10 so that a recall of exactly 3/10
 # reaches the point 0.3 (np.arange(0, 1.1, 0.1) gives 0.30000000000000004).

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from detect.data.dataset import skipped_in
-from detect.engine.predict import predict
-from detect.metrics.evaluator import DetectionEvaluator
+from detect.evaluation.evaluator import DetectionEvaluator
+from detect.evaluation.predict import predict
 
 GT_KEYS = ("labels", "difficult", "iscrowd", "image_id", "orig_size", "skipped")
 
@@ -39,7 +39,7 @@ def ground_truth_in_original_pixels(targets: Sequence[dict]) -> list[dict]:
 def run_detector(model: nn.Module, loader, device: torch.device, autocast=None,
                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None):
     """Yields (detections, ground truths) per batch, both lists of per-image dicts in original pixels
-    on the host; detections from detect.engine.predict (`mean` / `std`: the model's input.mean /
+    on the host; detections from detect.evaluation.predict (`mean` / `std`: the model's input.mean /
     input.std, for loaders that send uint8 pixels; see detect.data.normalise)."""
     was_training = model.training
     model.eval()
@@ -55,7 +55,7 @@ def run_detector(model: nn.Module, loader, device: torch.device, autocast=None,
 def evaluate(model: nn.Module, loader, class_names: Sequence[str], device: torch.device,
              metrics="voc07", iou_thresh: float = 0.5, autocast=None,
              mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> dict:
-    """The evaluator's results dict (see detect.metrics.evaluator), gathered over all ranks;
+    """The evaluator's results dict (see detect.evaluation.evaluator), gathered over all ranks;
     `mean` / `std` normalise uint8 batches as in run_detector. results["skipped"]: the (file, message)
     of images this rank's loader skipped under data.on_error: skip."""
     evaluator = DetectionEvaluator(class_names, metrics=metrics, iou_thresh=iou_thresh)

@@ -12,8 +12,8 @@ import pytest
 from detect.cli import main
 from detect.config import load_config
 from detect.data.build import build_dataset
-from detect.metrics.detections_file import LabelResolver, dataset_ground_truths, predictions_from_results
-from detect.metrics.evaluator import DetectionEvaluator
+from detect.evaluation.detections_file import LabelResolver, dataset_ground_truths, predictions_from_results
+from detect.evaluation.evaluator import DetectionEvaluator
 from tests.data.conftest import write_voc
 
 # XML corners (xmin, ymin, xmax, ymax), 1-based and inclusive, as in the annotation files.

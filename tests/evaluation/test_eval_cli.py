@@ -8,9 +8,9 @@ import pytest
 
 from detect.cli import main
 from detect.config import load_config
+from detect.data.box_formats import xyxy_to_xywh
 from detect.data.build import build_dataset
 from detect.data.synthetic import generate_synthetic
-from detect.metrics.coco import xyxy_to_xywh
 
 
 def write_config(tmp_path, data_format, root):
@@ -101,7 +101,7 @@ def test_coco_layout_uses_category_ids(tmp_path, capsys):
 
 
 def test_numeric_stems_accept_int_image_ids():
-    from detect.metrics.detections_file import image_lookup
+    from detect.evaluation.detections_file import image_lookup
 
     lookup = image_lookup(["000005", "cat_1"])
     assert lookup[5] == "000005" and lookup["000005"] == "000005" and lookup["cat_1"] == "cat_1"
@@ -127,7 +127,7 @@ def test_malformed_detection_entries_are_one_line_errors(tmp_path, voc_root, cap
 
 
 def test_coco_results_may_name_images_by_file_name():
-    from detect.metrics.detections_file import image_lookup
+    from detect.evaluation.detections_file import image_lookup
 
     lookup = image_lookup([139, 285], {139: "val2017/000000000139.jpg", 285: "000000000285.jpg"})
     assert lookup["val2017/000000000139.jpg"] == lookup["000000000139.jpg"] == lookup[139] == 139

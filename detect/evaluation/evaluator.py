@@ -9,7 +9,7 @@ predictions: list of per-image {boxes float [N, 4] xyxy original pixels, scores 
 ground_truths: list of per-image {boxes [M, 4], labels [M], difficult bool [M], iscrowd bool [M],
     image_id (str or int), orig_size (h, w)}; torch tensors or numpy arrays.
 evaluate() -> {"voc07": {"map": float|None, "ap": {class: float|None}, "num_gt": {class: int}},
-               "voc12": {...same...}, "coco": {"AP": ..., "AP50": ..., ... see detect.metrics.coco},
+               "voc12": {...same...}, "coco": {"AP": ..., "AP50": ..., ... see detect.evaluation.coco},
                "num_images": int}
 An image id seen twice (a distributed sampler pads its last batch with repeats) counts once. Images are
 evaluated in image-id order, so ties in score break the same way on one process or many.
@@ -22,8 +22,8 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import torch
 
-from detect.metrics.coco import coco_evaluate, coco_ground_truth, predictions_to_coco_results
-from detect.metrics.voc import ClassCurve, VOCInputs, ap_from_curves, class_curves
+from detect.evaluation.coco import coco_evaluate, coco_ground_truth, predictions_to_coco_results
+from detect.evaluation.voc import ClassCurve, VOCInputs, ap_from_curves, class_curves
 
 METRICS = ("voc07", "voc12", "coco")
 

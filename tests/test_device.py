@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from detect.config import load_config
-from detect.engine.device import autocast_context, resolve_device, synchronize
+from detect.device import autocast_context, resolve_device, synchronize
 from detect.errors import DetectError
 
 

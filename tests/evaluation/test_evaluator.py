@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from detect.metrics.confusion import confusion_matrix
-from detect.metrics.evaluator import DetectionEvaluator, format_results, parse_metrics
-from tests.metrics.test_voc import FAR, NAMES, A, B, gt, pred, random_case
+from detect.evaluation.confusion import confusion_matrix
+from detect.evaluation.evaluator import DetectionEvaluator, format_results, parse_metrics
+from tests.evaluation.test_voc import FAR, NAMES, A, B, gt, pred, random_case
 
 
 def evaluate_in_calls(preds, gts, splits, metrics="all"):
@@ -83,7 +83,7 @@ def test_confusion_matrix_hand_case():
 
 def test_plots_write_pngs(tmp_path):
     pytest.importorskip("matplotlib")
-    from detect.metrics.plots import plot_confusion_matrix, plot_pr_curves
+    from detect.evaluation.plots import plot_confusion_matrix, plot_pr_curves
 
     preds, gts = random_case(8)
     evaluator = DetectionEvaluator(NAMES)
