@@ -287,10 +287,9 @@ def infer(
                                                         "decoding it)."),
 ) -> None:
     """Detect objects in images, folders, globs, videos, cameras and streams; write annotated copies."""
-    from detect.infer import run_inference
-    from detect.onnx_backend import load_detector
+    from detect.infer import load_detector, run_inference
+    from detect.infer.sources import parse_sources
     from detect.outputs import writable_folder
-    from detect.sources import parse_sources
 
     parse_sources(sources)  # a missing path fails now, before the model loads
     writable_folder("--out", out)

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detect.device import resolve_device, synchronize  # noqa: E402
 from detect.infer import Detector, run_inference  # noqa: E402
-from detect.sources import VideoSource, open_capture, read_frames  # noqa: E402
+from detect.infer.sources import VideoSource, open_capture, read_frames  # noqa: E402
 
 
 def synthetic_clip(path: Path, frames: int, width: int, height: int, fps: float = 30.0) -> Path:
@@ -68,15 +68,15 @@ def _config_detector(args) -> Detector:
 
 
 def _onnxruntime_detector(model, config, class_names, args) -> Detector:
-    """The model exported with a free batch size, run by onnxruntime (detect/onnx_backend.py)."""
+    """The model exported with a free batch size, run by onnxruntime (detect/backends/onnxruntime_backend.py)."""
     from detect.export import export_model
-    from detect.onnx_backend import onnxruntime_detector
+    from detect.infer import load_detector
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.onnx"
         export_model(model, config, class_names, path, dynamic_batch=True)
-        return onnxruntime_detector(path, threads=args.threads, score_threshold=args.score_threshold,
-                                    batch_size=args.batch_size)
+        return load_detector(path, "onnxruntime", "cpu", {"threads": args.threads},
+                             score_threshold=args.score_threshold, batch_size=args.batch_size)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -101,10 +101,10 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
 
     if args.checkpoint and args.backend == "onnxruntime":
-        from detect.onnx_backend import onnxruntime_detector
+        from detect.infer import load_detector
 
-        detector = onnxruntime_detector(args.checkpoint, threads=args.threads, score_threshold=args.score_threshold,
-                                        batch_size=args.batch_size)
+        detector = load_detector(args.checkpoint, "onnxruntime", "cpu", {"threads": args.threads},
+                                 score_threshold=args.score_threshold, batch_size=args.batch_size)
     elif args.checkpoint:
         detector = Detector.from_checkpoint(args.checkpoint, device=args.device, score_threshold=args.score_threshold,
                                             batch_size=args.batch_size)

@@ -2,7 +2,7 @@
 function the batch queue calls.
 
 Predictions go through `Detector.detect_arrays`, the same path as `detect infer`, for both backends
-(`torch`, or `onnxruntime`: the graph exported at start-up, detect.onnx_backend). Both keep detections from
+(`torch`, or `onnxruntime`: the graph exported at start-up, detect.backends). Both keep detections from
 the lowest score the server keeps (`MODEL_SCORE_FLOOR`); each request's threshold is applied to the
 result (detect.serve.answers), so that requests with different thresholds share one model call.
 """
@@ -36,9 +36,9 @@ class ServedModel:
         return self.detector.detect_arrays(images, score_threshold=MODEL_SCORE_FLOOR, batch_size=max(len(images), 1))
 
     def labels_of(self, classes: str) -> set[int]:
-        """Comma-separated class names (detect.class_filter) -> their labels 1..C; DetectError naming
+        """Comma-separated class names (detect.infer.class_filter) -> their labels 1..C; DetectError naming
         what is wrong."""
-        from detect.class_filter import class_labels
+        from detect.infer.class_filter import class_labels
 
         return class_labels(classes, self.class_names)
 
@@ -47,7 +47,7 @@ def load_served_model(checkpoint: str | Path, device: str = "auto", backend: str
     """Load the checkpoint once: the Detector (and for onnxruntime its exported graph), and the
     metadata `GET /v1/model` reports."""
     from detect.checkpoints import load_checkpoint
-    from detect.onnx_backend import load_detector
+    from detect.infer import load_detector
 
     path = Path(checkpoint)
     state = load_checkpoint(path)  # the training metadata; the weights are built by the Detector below

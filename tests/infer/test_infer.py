@@ -459,7 +459,7 @@ def test_cli_infer_writes_videos_of_any_size_with_their_own_timestamps(checkpoin
 def test_cli_infer_bounds_the_frames_a_video_batch_holds(checkpoints, tmp_path, capsys, caplog, monkeypatch):
     """`--batch-size 100000` no longer buffers a whole video: a model call takes at most
     MAX_VIDEO_BATCH_PIXELS of frames (here lowered to 4 frames of 48 x 32)."""
-    import detect.infer as infer_module
+    import detect.infer.run as infer_module
 
     clip = write_video(tmp_path / "clip.mp4", frames=10)
     monkeypatch.setattr(infer_module, "MAX_VIDEO_BATCH_PIXELS", 4 * 48 * 32)

@@ -18,7 +18,8 @@ from tests.infer.conftest import CLASS_NAMES, dark_image, noise_image, rigged
 from tests.infer.test_infer import run_cli
 
 pytest.importorskip("onnxruntime", reason="the onnxruntime backend needs the export extra: pip install -e '.[export]'")
-from detect.onnx_backend import OnnxRuntimeModel, onnxruntime_detector  # noqa: E402
+from detect.backends.onnxruntime_backend import OnnxRuntimeModel  # noqa: E402
+from detect.infer import load_detector  # noqa: E402
 
 IMAGES = [noise_image(60, 80, seed=1), dark_image(40, 40), noise_image(90, 50, seed=2), noise_image(64, 64, seed=3)]
 
@@ -65,7 +66,7 @@ def tiny_ssdlite(tmp_path_factory):
 def test_checkpoint_through_onnxruntime_equals_pytorch(checkpoints, tiny_ssdlite):
     for path in (checkpoints["ssd"], tiny_ssdlite):
         expected = Detector.from_checkpoint(path, device="cpu", score_threshold=0.0, batch_size=3)(IMAGES)
-        found = onnxruntime_detector(path, score_threshold=0.0, batch_size=3)(IMAGES)
+        found = load_detector(path, "onnxruntime", score_threshold=0.0, batch_size=3)(IMAGES)
         assert sum(len(f) for f in found) > 0
         assert_same_detections(found, expected)
 
@@ -77,7 +78,7 @@ def test_fixed_batch_onnx_file_takes_any_number_of_images(tiny_models, tmp_path)
     export_model(model, config, CLASS_NAMES, path, batch_size=2)
     assert OnnxRuntimeModel(path).batch_size == 2
     expected = Detector(model, config, CLASS_NAMES, device="cpu", score_threshold=0.0)(IMAGES[:3])
-    found = onnxruntime_detector(path, score_threshold=0.0, batch_size=3)(IMAGES[:3])  # chunks of 2: 2 + 1
+    found = load_detector(path, "onnxruntime", score_threshold=0.0, batch_size=3)(IMAGES[:3])  # chunks of 2: 2 + 1
     assert len(found[1]) == 0 and len(found[0]) > 0
     assert_same_detections(found, expected)
 
@@ -106,7 +107,8 @@ def test_backend_errors_are_one_line(checkpoints, tmp_path, capsys):
     image = tmp_path / "img.png"
     cv2.imwrite(str(image), noise_image(20, 20, seed=0))
     cases = [
-        (["--backend", "tensorrt"], str(checkpoints["ssd"]), "--backend tensorrt: choose from torch, onnxruntime"),
+        (["--backend", "tensorrt"], str(checkpoints["ssd"]),
+         "--backend tensorrt: unknown backend; choose from onnxruntime, torch"),
         (["--backend", "onnxruntime"], str(not_onnx), "bad.onnx: not a readable ONNX model"),
         (["--backend", "onnxruntime"], str(tmp_path / "none.onnx"), "none.onnx: ONNX file not found"),
     ]
@@ -121,7 +123,6 @@ def test_an_empty_batch_is_answered_without_running_a_dynamic_batch_graph(checkp
     """onnxruntime refuses batch 0 in the graph's reshapes (docs/export.md): the backend answers it
     with empty outputs of the graph's shapes, and the Detector with no detections."""
     from detect.export import export_onnx
-    from detect.onnx_backend import OnnxRuntimeModel, load_detector
 
     path = tmp_path / "ssd.onnx"
     export_onnx(checkpoints["ssd"], path, dynamic_batch=True, batch_size=2)

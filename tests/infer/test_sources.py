@@ -11,7 +11,7 @@ import pytest
 
 from detect.data.image_io import read_image
 from detect.errors import DataError, DetectError
-from detect.sources import (
+from detect.infer.sources import (
     ImageSource,
     VideoSource,
     capture_properties,

@@ -1,8 +1,8 @@
 """The onnxruntime inference backend: `detect infer --backend onnxruntime`.
 
 An exported detector (detect/export.py: model, postprocess and NMS in one ONNX graph) behind our
-model contract, so `Detector` (detect/infer.py) runs it exactly as the PyTorch model: same eval
-preprocessing, same per-image results.
+model contract, so `Detector` (detect/infer/detector.py) runs it exactly as the PyTorch model: same
+eval preprocessing, same per-image results.
 
     model = OnnxRuntimeModel("best.onnx")
     outputs = model(images, image_sizes)   # images float32 [B, 3, h, w] normalised (h, w at most the
@@ -12,14 +12,13 @@ preprocessing, same per-image results.
 
 The batch is zero-padded to the graph's fixed H x W (as `detect export` documents) and, for a graph
 traced with a fixed batch size, cut into chunks of that size (the last one padded with empty images).
-`onnxruntime_detector(path)` takes the .onnx file, or a checkpoint that it exports first (to a
-temporary folder: nothing is written beside the checkpoint).
+The backend takes an .onnx file written by `detect export`; `detect.infer.load_detector` exports a
+checkpoint first (to a temporary folder: nothing is written beside the checkpoint).
 """
 
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from detect.backends.base import BACKENDS, LoadedModel
 from detect.errors import DetectError
 
 
@@ -98,20 +98,15 @@ class OnnxRuntimeModel(nn.Module):
                 "num": outputs["num_detections"].long()}
 
 
-def onnxruntime_detector(path: str | Path, threads: int | None = None, **options):
-    """A `Detector` running `path` with onnxruntime: an .onnx file written by `detect export`, or a
-    checkpoint, exported first with a free batch size. `options` as for `Detector`."""
+@BACKENDS.register("onnxruntime")
+def load_onnxruntime(path: str | Path, device: str = "auto", threads: int | None = None) -> LoadedModel:
+    """An .onnx file written by `detect export`, with the config, class names and category ids its
+    metadata holds. onnxruntime runs on the CPU here."""
     from detect.config import validate_config
-    from detect.infer import Detector
 
+    if str(device) not in ("auto", "cpu"):
+        raise DetectError(f"--device {device}: --backend onnxruntime runs on the CPU; use --backend torch")
     path = Path(path)
-    if path.suffix.lower() != ".onnx":
-        with tempfile.TemporaryDirectory(prefix="detect-onnx-") as folder:
-            from detect.export import export_onnx
-
-            exported = Path(folder) / "model.onnx"
-            export_onnx(path, exported, dynamic_batch=True)
-            return onnxruntime_detector(exported, threads, **options)  # the session holds the graph in memory
     if not path.is_file():
         raise DetectError(f"{path}: ONNX file not found")
     model = OnnxRuntimeModel(path, threads)
@@ -119,23 +114,5 @@ def onnxruntime_detector(path: str | Path, threads: int | None = None, **options
         raise DetectError(f"{path}: no 'config' in its metadata; export it again with this version of detect export")
     config = validate_config(json.loads(model.metadata["config"]))
     category_ids = json.loads(model.metadata["category_ids"]) if "category_ids" in model.metadata else None
-    class_names = json.loads(model.metadata["class_names"])
-    return Detector(model, config, class_names, device="cpu", category_ids=category_ids, **options)
+    return LoadedModel(model, config, json.loads(model.metadata["class_names"]), category_ids, "cpu")
 
-
-BACKENDS = ("torch", "onnxruntime")
-
-
-def load_detector(checkpoint: str | Path, backend: str = "torch", device: str = "auto", **options):
-    """The `Detector` of `detect infer` and `detect serve` for a backend: `torch` (the checkpoint's
-    model on `device`) or `onnxruntime` (the exported graph on the CPU; `checkpoint` may then be an
-    .onnx file). `options` as for `Detector`. One-line DetectError for an unknown backend or device."""
-    from detect.infer import Detector
-
-    if backend == "torch":
-        return Detector.from_checkpoint(checkpoint, device=device, **options)
-    if backend == "onnxruntime":
-        if device not in ("auto", "cpu"):
-            raise DetectError(f"--device {device}: --backend onnxruntime runs on the CPU; use --backend torch")
-        return onnxruntime_detector(checkpoint, **options)
-    raise DetectError(f"--backend {backend}: choose from {', '.join(BACKENDS)}")
