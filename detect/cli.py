@@ -308,7 +308,7 @@ def infer(
 @app.command("export")
 def export(
     checkpoint: Path = typer.Argument(..., help="Checkpoint written by detect train (.pt)."),
-    format: str = typer.Option("onnx", "--format", "-f", help="Export format (onnx)."),
+    format: str = typer.Option("onnx", "--format", "-f", help="Export format (the registered ones: onnx)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file (default: next to the checkpoint, "
                                                                        ".onnx)."),
     dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="Let the batch size vary at run time."),
@@ -321,15 +321,14 @@ def export(
     batch_size: int = typer.Option(1, "--batch-size", min=1, help="Batch size traced (fixed unless --dynamic-batch)."),
 ) -> None:
     """Export the model with its postprocess (NMS included) to ONNX; see docs/export.md for running it."""
-    from detect.export import export_onnx, parse_image_size
+    from detect.export import EXPORT_SUFFIXES, EXPORTERS, parse_image_size
     from detect.outputs import refuse_overwrite, writable_file
 
-    if format != "onnx":
-        raise DetectError(f"--format: only 'onnx' is supported, got '{format}'")
-    target = output or checkpoint.with_suffix(".onnx")
+    exporter = EXPORTERS.get(format)
+    target = output or checkpoint.with_suffix(EXPORT_SUFFIXES[format])
     refuse_overwrite("--output", [target], [checkpoint])
     writable_file("--output", target)
-    info = export_onnx(
+    info = exporter(
         checkpoint, target, opset=opset, dynamic_batch=dynamic_batch, image_size=parse_image_size(image_size),
         batch_size=batch_size,
     )

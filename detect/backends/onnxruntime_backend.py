@@ -1,6 +1,6 @@
 """The onnxruntime inference backend: `detect infer --backend onnxruntime`.
 
-An exported detector (detect/export.py: model, postprocess and NMS in one ONNX graph) behind our
+An exported detector (detect/export/onnx.py: model, postprocess and NMS in one ONNX graph) behind our
 model contract, so `Detector` (detect/infer/detector.py) runs it exactly as the PyTorch model: same
 eval preprocessing, same per-image results.
 

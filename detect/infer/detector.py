@@ -175,7 +175,7 @@ class Detector:
         """The eval pipeline and the collate of `detect eval`: HxWx3 uint8 RGB arrays ->
         (images float32 [B, 3, H, W] normalised, zero-padded to multiples of input.size_divisible;
         image_sizes int64 [B, 2] (h, w) after resize; scales float32 [B, 2] (sx, sy)), on the host.
-        This is the exported ONNX model's input (detect/export.py), whatever input.normalize_on says."""
+        This is the exported ONNX model's input (detect/export/onnx.py), whatever input.normalize_on says."""
         batch, targets = self._collate([self.prepare(image) for image in images])
         return batch_to_device(batch, targets, torch.device("cpu"), self.config.input.mean, self.config.input.std)
 

@@ -175,7 +175,7 @@ def test_cli_export(checkpoints, tmp_path, capsys):
         (["--opset", "10"], "--opset 10: supported opsets are 12 to 20"),
         (["--opset", "11"], "--opset 11: supported opsets are 12 to 20 (onnxruntime has no Clip-11 kernel"),
         (["--opset", "25"], "--opset 25: supported opsets are 12 to 20"),
-        (["--format", "tflite"], "only 'onnx'"),
+        (["--format", "tflite"], "--format tflite: unknown export format; choose from onnx"),
     ]:
         code, _, stderr = run_cli(
             ["export", str(checkpoints["ssd"]), *args, "--output", str(tmp_path / "x.onnx")], capsys)

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from detect.errors import DetectError
+from detect.export.base import EXPORT_SUFFIXES, EXPORTERS
 from detect.outputs import atomic_output
 
 # Opsets `detect export` writes: onnxruntime has no CPU kernel for Clip at opset 11 (SSD's box decoding
@@ -45,6 +46,7 @@ try:
     from torch.onnx._constants import ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET as MAX_OPSET
 except ImportError:  # a torch without the constant: the maximum of torch 2.9 to 2.14
     MAX_OPSET = 20
+EXPORT_SUFFIXES["onnx"] = ".onnx"
 
 
 class ExportableDetector(nn.Module):
@@ -105,6 +107,7 @@ def export_input_size(input_cfg, image_size: tuple[int, int] | None = None) -> t
     return -(-height // divisor) * divisor, -(-width // divisor) * divisor
 
 
+@EXPORTERS.register("onnx")
 def export_onnx(
     checkpoint: str | Path,
     output: str | Path,

@@ -1,0 +1,10 @@
+"""Export formats, one module each, registered in EXPORTERS (detect/export/base.py); `detect export
+--format NAME` picks one. Today: `onnx` (the model with its postprocess, NMS included: onnx.py). A new
+format is one module here that registers itself, and its name in the import below.
+"""
+
+from detect.export import onnx  # noqa: F401 - registers itself
+from detect.export.base import EXPORT_SUFFIXES, EXPORTERS
+from detect.export.onnx import export_input_size, export_model, export_onnx, parse_image_size
+
+__all__ = ["EXPORTERS", "EXPORT_SUFFIXES", "export_input_size", "export_model", "export_onnx", "parse_image_size"]
