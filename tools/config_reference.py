@@ -1,9 +1,9 @@
-"""Write the configuration reference (docs/config.md) from the typed config in detect/config.py.
+"""Write the configuration reference (docs/config.md) from the typed config in detect/config/schema.py.
 
     python tools/config_reference.py            # print it
     python tools/config_reference.py --write    # update docs/config.md
 
-Every key's description is the docstring written under its field in detect/config.py; the test
+Every key's description is the docstring written under its field in detect/config/schema.py; the test
 tests/test_config_reference.py keeps docs/config.md in step with the code.
 """
 
@@ -25,7 +25,7 @@ DOC_PATH = Path(__file__).resolve().parents[1] / "docs" / "config.md"
 
 HEADER = """# Configuration reference
 
-Generated from `detect/config.py` by `python tools/config_reference.py --write`; do not edit by hand.
+Generated from `detect/config/schema.py` by `python tools/config_reference.py --write`; do not edit by hand.
 Every key can be set in a YAML config or with `--set key.sub=value`. Defaults are those of the code;
 the built-in configs in `configs/` override many of them.
 """
