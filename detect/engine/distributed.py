@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 
 import torch
 import torch.distributed as dist
@@ -80,9 +81,14 @@ def stopped_ranks() -> list[tuple[int, int]]:
     return stopped
 
 
-def lost_peer_message() -> str:
-    """One line for this rank: which rank stopped, where it can tell."""
+def lost_peer_message(wait_s: float = 3.0) -> str:
+    """One line for this rank: which rank stopped, where it can tell. A killed peer's connections
+    close while its process is still exiting, so its end is looked for a little while."""
+    deadline = time.monotonic() + wait_s
     stopped = stopped_ranks()
+    while not stopped and time.monotonic() < deadline:
+        time.sleep(0.1)
+        stopped = stopped_ranks()
     if stopped:
         which = ", ".join(f"rank {peer_rank} (pid {pid})" for peer_rank, pid in stopped)
         return (f"rank {rank()}: stopping: {which} ended during training; its own output (or the launcher's "

@@ -69,5 +69,5 @@ def test_a_killed_rank_is_named_by_the_survivor_in_one_line(tmp_path):
     assert result.returncode != 0
     rank_0_lines = [line for line in result.stderr.splitlines() if line.startswith(("[rank0]", "error: rank 0"))]
     assert any(line.startswith("error: rank 0: stopping: rank 1 (pid ") and "ended during training" in line
-               for line in rank_0_lines), failure_report(result.stderr)
+               for line in rank_0_lines), (rank_0_lines, failure_report(result.stderr))
     assert "Traceback" not in "\n".join(rank_0_lines) and "[rank0]" not in result.stderr, result.stderr[-3000:]
