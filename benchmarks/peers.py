@@ -110,11 +110,11 @@ def build_torchvision_faster_rcnn(model_cfg: ModelConfig, input_cfg: InputConfig
         rpn_bg_iou_thresh=rpn.bg_iou_thresh,
         rpn_batch_size_per_image=rpn.batch_size_per_image,
         rpn_positive_fraction=rpn.positive_fraction,
-        rpn_score_thresh=rpn.score_thresh,
+        rpn_score_thresh=rpn.score_threshold,
         box_roi_pool=pooler,
         box_head=backbone.head,
         box_predictor=FastRCNNPredictor(backbone.head_out_channels, num_classes + 1),
-        box_score_thresh=roi.score_thresh,
+        box_score_thresh=roi.score_threshold,
         box_nms_thresh=roi.nms_thresh,
         box_detections_per_img=roi.detections_per_img,
         box_fg_iou_thresh=roi.fg_iou_thresh,
@@ -178,7 +178,7 @@ def _default_boxes(ssd_cfg: SSDConfig) -> DefaultBoxGenerator:
 
 def _ssd_settings(ssd_cfg: SSDConfig) -> dict:
     """Our postprocess and matching settings under torchvision SSD's argument names."""
-    return {"score_thresh": ssd_cfg.score_thresh, "nms_thresh": ssd_cfg.nms_thresh,
+    return {"score_thresh": ssd_cfg.score_threshold, "nms_thresh": ssd_cfg.nms_thresh,
             "detections_per_img": ssd_cfg.detections_per_img, "iou_thresh": ssd_cfg.iou_thresh,
             "topk_candidates": ssd_cfg.top_k_per_class, "positive_fraction": 1.0 / (1.0 + ssd_cfg.neg_pos_ratio)}
 

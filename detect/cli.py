@@ -232,14 +232,12 @@ def eval_command(
         json_out.write_text(json.dumps(record, indent=2))
         typer.echo(f"wrote {json_out}")
     if plots is not None:
-        from detect.evaluation.confusion import confusion_matrix
+        from detect.evaluation.confusion import CONFUSION_SCORE_THRESHOLD, confusion_matrix
         from detect.evaluation.plots import plot_confusion_matrix, plot_pr_curves
 
         plot_pr_curves(evaluation.evaluator.class_curves(), class_names, plots)
-        score_thresh = 0.25
-        matrix = confusion_matrix(
-            evaluation.evaluator.voc_inputs(), len(class_names), cfg.eval.iou_thresh, score_thresh)
-        plot_confusion_matrix(matrix, class_names, plots / "confusion_matrix.png", score_thresh)
+        matrix = confusion_matrix(evaluation.evaluator.voc_inputs(), len(class_names), cfg.eval.iou_thresh)
+        plot_confusion_matrix(matrix, class_names, plots / "confusion_matrix.png", CONFUSION_SCORE_THRESHOLD)
         typer.echo(f"wrote plots to {plots}")
 
 

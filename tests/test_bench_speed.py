@@ -100,7 +100,7 @@ def detections_of_both(ours, peer, batch):
 @pytest.mark.parametrize(("model", "tiny", "levels"), [("faster_rcnn_vgg16", TINY_FASTER_RCNN, 1),
                                                   ("faster_rcnn_fpn", TINY_FPN, 5)])
 def test_faster_rcnn_peer_gives_our_detections_with_shared_weights(bench_speed, one_thread, model, tiny, levels):
-    args = bench_speed.parse_args(tiny + ["--score-thresh", "0.0"])
+    args = bench_speed.parse_args(tiny + ["--score-threshold", "0.0"])
     _, ours, peer, shared = bench_speed.build_pair(model, args)
     assert shared and len(peer.rpn.anchor_generator.sizes) == levels
     batch = make_batches(1, 2, 96, 128, 20, vary_sizes=True, seed=1)[0]
@@ -113,7 +113,7 @@ def test_faster_rcnn_peer_gives_our_detections_with_shared_weights(bench_speed, 
 
 def test_mobilenet_fpn_peer_gives_our_detections_with_shared_weights(bench_speed, one_thread):
     """Anchor sizes per level and the proposal score threshold reach torchvision's model too."""
-    args = bench_speed.parse_args(TINY_MOBILENET + ["--score-thresh", "0.0"])
+    args = bench_speed.parse_args(TINY_MOBILENET + ["--score-threshold", "0.0"])
     config, ours, peer, _ = bench_speed.build_pair("faster_rcnn_mobilenet320", args)
     assert [len(sizes) for sizes in peer.rpn.anchor_generator.sizes] == [5, 5, 5]
     assert peer.rpn.score_thresh == 0.05
@@ -146,7 +146,7 @@ def _ties_in_box_order(detections: dict) -> dict:
 
 
 def test_ssdlite_peer_is_torchvisions_with_our_weights(bench_speed, one_thread):
-    args = bench_speed.parse_args(TINY + ["--model", "ssdlite320", "--image-size", "160", "--score-thresh", "0.05"])
+    args = bench_speed.parse_args(TINY + ["--model", "ssdlite320", "--image-size", "160", "--score-threshold", "0.05"])
     config, ours, peer, shared = bench_speed.build_pair("ssdlite320", args)
     assert shared and type(peer.head).__name__ == "SSDLiteHead"
     batch = make_batches(1, 2, 160, 160, 20, size_divisible=1, seed=1)[0]

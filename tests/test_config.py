@@ -257,7 +257,7 @@ def test_a_config_that_is_not_utf8_is_one_line_naming_file_and_line(tmp_path, ca
         ("model.anchors.sizes=[[32,64],[32]]", "model.anchors.sizes", "same number of anchor sizes"),
         ("model.anchors.sizes=[[32],[]]", "model.anchors.sizes", "at least one"),
         ("model.anchors.sizes=[[32,-64]]", "model.anchors.sizes", "> 0"),
-        ("model.rpn.score_thresh=1.5", "model.rpn.score_thresh", "less than or equal"),
+        ("model.rpn.score_threshold=1.5", "model.rpn.score_threshold", "less than or equal"),
         ("model.rpn.bg_iou_thresh=0.8", "model.rpn", "bg_iou_thresh"),
         ("model.roi_heads.bg_iou_thresh_lo=0.6", "model.roi_heads", "bg_iou_thresh_lo"),
         ("model.roi_heads.box_weights=[10,10,0,5]", "model.roi_heads.box_weights", "> 0"),
@@ -278,3 +278,17 @@ def test_numbers_as_yaml_strings_and_ints_for_floats_still_load():
     config = load_config("voc_faster_rcnn", ["train.lr=1e-3", "train.clip_grad_norm=10", "train.epochs=3"])
     assert config.train.lr == pytest.approx(1e-3)
     assert config.train.clip_grad_norm == 10.0 and config.train.epochs == 3
+
+
+def test_configs_saved_before_the_score_threshold_rename_still_load():
+    """Checkpoints keep their resolved config: the old `score_thresh` keys are read as `score_threshold`."""
+    from detect.config import config_to_dict, validate_config
+
+    saved = config_to_dict(load_config("voc_faster_rcnn"))
+    for section in ("rpn", "roi_heads", "ssd"):
+        saved["model"][section]["score_thresh"] = saved["model"][section].pop("score_threshold") + 0.01
+    config = validate_config(saved)
+    default = load_config("voc_faster_rcnn").model
+    assert config.model.roi_heads.score_threshold == pytest.approx(default.roi_heads.score_threshold + 0.01)
+    assert config.model.ssd.score_threshold == pytest.approx(default.ssd.score_threshold + 0.01)
+    assert "score_thresh" in saved["model"]["ssd"]  # the caller's dict is left as it was

@@ -33,7 +33,7 @@ torchvision's model runs as torchvision ships it.
 Inference weights: random (the default) or, with `--train-steps N`, ours trained N steps on the
 benchmark batches, then copied. With shared weights both models score the same candidates; the
 `cands/img` columns count them (scores above the threshold that enter NMS), so the table shows that
-the postprocess work matches. `--score-thresh` overrides both models' threshold.
+the postprocess work matches. `--score-threshold` overrides both models' threshold.
 
 Timing: `--warmup` untimed steps, then `--repeats` timed ones, the device synchronised around each;
 medians. A training step is forward with targets, the summed loss's backward, and an SGD step; an
@@ -98,7 +98,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--num-classes", type=int, default=20)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config override for both models, e.g. model.backbone=resnet18 (repeatable)")
-    parser.add_argument("--score-thresh", type=float, default=None, help="inference score threshold for both")
+    parser.add_argument("--score-threshold", type=float, default=None, help="inference score threshold for both")
     parser.add_argument("--train-steps", type=int, default=0, help="train ours this many steps before inference")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None,
@@ -124,10 +124,10 @@ def build_pair(name: str, args) -> tuple[dict, torch.nn.Module, torch.nn.Module,
     size = _image_size(name, args)
     if name.startswith("ssd"):
         overrides.append(f"input.size={size[0]}")
-        if args.score_thresh is not None:
-            overrides.append(f"model.ssd.score_thresh={args.score_thresh}")
-    elif args.score_thresh is not None:
-        overrides.append(f"model.roi_heads.score_thresh={args.score_thresh}")
+        if args.score_threshold is not None:
+            overrides.append(f"model.ssd.score_threshold={args.score_threshold}")
+    elif args.score_threshold is not None:
+        overrides.append(f"model.roi_heads.score_threshold={args.score_threshold}")
     cfg = load_config(config_name, overrides)
     torch.manual_seed(args.seed)
     ours = build_model(cfg.model, cfg.input, args.num_classes)
@@ -206,10 +206,10 @@ def count_candidates(outputs, cfg, num_images: int) -> float:
     """Mean candidates per image above the score threshold (SSD: at most top_k per class)."""
     if cfg.model.arch == "faster_rcnn":
         scores = outputs["class_logits"].float().softmax(-1)[..., 1:]
-        above = (scores > cfg.model.roi_heads.score_thresh) & outputs["roi_valid"][..., None]
+        above = (scores > cfg.model.roi_heads.score_threshold) & outputs["roi_valid"][..., None]
         return above.sum().item() / num_images
     scores = outputs["cls_logits"].float().softmax(-1)[..., 1:]
-    above = (scores > cfg.model.ssd.score_thresh).sum(dim=1).clamp(max=cfg.model.ssd.top_k_per_class)
+    above = (scores > cfg.model.ssd.score_threshold).sum(dim=1).clamp(max=cfg.model.ssd.top_k_per_class)
     return above.sum().item() / num_images
 
 
@@ -221,13 +221,13 @@ def count_peer_candidates(peer, batch, cfg, device, dtype) -> float:
 
         def hook(_, __, output):
             scores = output[0].float().softmax(-1)[:, 1:]
-            seen["count"] = (scores > cfg.model.roi_heads.score_thresh).sum().item()
+            seen["count"] = (scores > cfg.model.roi_heads.score_threshold).sum().item()
     else:
         module = peer.head
 
         def hook(_, __, output):
             scores = output["cls_logits"].float().softmax(-1)[..., 1:]
-            above = (scores > cfg.model.ssd.score_thresh).sum(dim=1).clamp(max=cfg.model.ssd.top_k_per_class)
+            above = (scores > cfg.model.ssd.score_threshold).sum(dim=1).clamp(max=cfg.model.ssd.top_k_per_class)
             seen["count"] = above.sum().item()
 
     handle = module.register_forward_hook(hook)

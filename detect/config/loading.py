@@ -144,11 +144,42 @@ def load_raw_config(name_or_path: str) -> tuple[dict, dict[str, str]]:
     return merged, sources
 
 
+# Keys renamed since configs were first saved in checkpoints: the old spelling is read as the new one,
+# so checkpoints and YAML files written before the rename still load.
+RENAMED_KEYS = {
+    ("model", "rpn", "score_thresh"): "score_threshold",
+    ("model", "roi_heads", "score_thresh"): "score_threshold",
+    ("model", "ssd", "score_thresh"): "score_threshold",
+}
+
+
+def with_current_names(raw: dict) -> dict:
+    """A copy of `raw` with every key of RENAMED_KEYS under its current name (a key given both ways
+    keeps the current one)."""
+    raw = dict(raw)
+    for (*parents, old), new in RENAMED_KEYS.items():
+        holders = [raw]
+        for parent in parents:
+            child = holders[-1].get(parent)
+            if not isinstance(child, dict):
+                break
+            holders.append(dict(child))
+        else:
+            section = holders[-1]
+            if old in section:
+                value = section.pop(old)
+                section.setdefault(new, value)
+            for depth in range(len(parents), 0, -1):  # put the copies back, innermost first
+                holders[depth - 1][parents[depth - 1]] = holders[depth]
+    return raw
+
+
 def validate_config(raw: dict, sources: dict[str, str] | None = None) -> Config:
-    """Validate a mapping; the first problem becomes a one-line ConfigError."""
+    """Validate a mapping (old key names read as today's: RENAMED_KEYS); the first problem becomes a
+    one-line ConfigError."""
     sources = sources or {}
     try:
-        return Config.model_validate(raw)
+        return Config.model_validate(with_current_names(raw))
     except ValidationError as error:
         raise ConfigError(_describe(error.errors()[0], sources)) from None
 

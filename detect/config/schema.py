@@ -240,7 +240,7 @@ class RPNConfig(Section):
     """IoU threshold of the proposal NMS."""
     min_box_size: float = Field(1.0, ge=0.0)
     """Proposals with a side smaller than this (pixels) are dropped."""
-    score_thresh: float = Field(0.0, ge=0.0, le=1.0)
+    score_threshold: float = Field(0.0, ge=0.0, le=1.0)
     """Proposals whose objectness probability (sigmoid of the logit) is below this are dropped before
     NMS (0: none; torchvision's MobileNetV3 FPN detectors use 0.05)."""
     loss_box_weight: float = Field(1.0, ge=0.0)
@@ -271,7 +271,7 @@ class RoIHeadsConfig(Section):
     """Target normalisation: regression deltas are multiplied by these (1/0.1, 1/0.1, 1/0.2, 1/0.2)."""
     representation_size: int = Field(4096, ge=1)
     """Width of the fc6/fc7 box head (VGG)."""
-    score_thresh: float = Field(0.05, ge=0.0, le=1.0)
+    score_threshold: float = Field(0.05, ge=0.0, le=1.0)
     """Detections scoring below this are dropped in postprocess."""
     nms_thresh: float = Field(0.3, ge=0.0, le=1.0)
     """IoU threshold of the class-wise NMS in postprocess (0.3 in VOC configs)."""
@@ -328,7 +328,7 @@ class SSDConfig(Section):
     """Hard negatives kept per positive in the confidence loss."""
     empty_image_negatives: int = Field(24, ge=0)
     """Hard negatives mined in an image without ground truth (no positives to count 3:1 from)."""
-    score_thresh: float = Field(0.01, ge=0.0, le=1.0)
+    score_threshold: float = Field(0.01, ge=0.0, le=1.0)
     """Per-class score threshold in postprocess."""
     top_k_per_class: int = Field(200, ge=1)
     """Candidates per class kept before NMS."""

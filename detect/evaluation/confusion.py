@@ -1,6 +1,6 @@
 """Confusion matrix of a detector at one IoU threshold, with background as class 0.
 
-Detections above `score_thresh` are matched to ground truth of any class, one to one, greedily by IoU
+Detections above `score_threshold` are matched to ground truth of any class, one to one, greedily by IoU
 over all images at once (pairs sorted by IoU, highest first; each detection and each object used once).
 Row = true label, column = predicted label, index 0 = background:
 - a matched pair adds to [gt label, predicted label] (the diagonal when the class is right);
@@ -17,12 +17,15 @@ import numpy as np
 from detect.evaluation.pairs import paired_iou, pairs_by_key
 from detect.evaluation.voc import VOCInputs
 
+# Detections scoring at least this enter the confusion matrix of `detect eval --plots`: the matrix
+# shows what a deployed detector would report, not the low-score tail that AP integrates over.
+CONFUSION_SCORE_THRESHOLD = 0.25
 
 def confusion_matrix(
-    inputs: VOCInputs, num_classes: int, iou_thresh: float = 0.5, score_thresh: float = 0.25
+    inputs: VOCInputs, num_classes: int, iou_thresh: float = 0.5, score_threshold: float = CONFUSION_SCORE_THRESHOLD
 ) -> np.ndarray:
     """-> int64 [C + 1, C + 1] counts (rows: true label, columns: predicted label, 0: background)."""
-    keep = inputs.det_scores >= score_thresh
+    keep = inputs.det_scores >= score_threshold
     det_image, det_boxes, det_labels = inputs.det_image[keep], inputs.det_boxes[keep], inputs.det_labels[keep]
     det_index, gt_index = pairs_by_key(det_image, inputs.gt_image)
     ious = paired_iou(det_boxes[det_index], inputs.gt_boxes[gt_index])

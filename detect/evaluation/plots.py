@@ -70,7 +70,7 @@ def _style(axes, title: str) -> None:
 
 
 def plot_confusion_matrix(
-    matrix: np.ndarray, class_names: Sequence[str], path: str | Path, score_thresh: float | None = None
+    matrix: np.ndarray, class_names: Sequence[str], path: str | Path, score_threshold: float | None = None
 ) -> Path:
     """Writes the confusion matrix (rows true, columns predicted, index 0 background) as a PNG.
 
@@ -87,7 +87,7 @@ def plot_confusion_matrix(
     axes.set_yticks(range(size), names, fontsize=8)
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
-    scores = f", scores >= {score_thresh:g}" if score_thresh is not None else ""
+    scores = f", scores >= {score_threshold:g}" if score_threshold is not None else ""
     axes.set_title(f"confusion matrix (counts; colour: row share{scores})")
     if size <= 30:
         for row in range(size):

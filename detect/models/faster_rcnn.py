@@ -127,7 +127,7 @@ def build_faster_rcnn(model_cfg: ModelConfig, input_cfg: InputConfig, num_classe
         nms_thresh=rpn_cfg.nms_thresh,
         min_box_size=rpn_cfg.min_box_size,
         loss_box_weight=rpn_cfg.loss_box_weight,
-        score_thresh=rpn_cfg.score_thresh,
+        score_threshold=rpn_cfg.score_threshold,
     )
     roi_heads = RoIHeads(
         backbone.head,
@@ -142,7 +142,7 @@ def build_faster_rcnn(model_cfg: ModelConfig, input_cfg: InputConfig, num_classe
         batch_size_per_image=roi_cfg.batch_size_per_image,
         positive_fraction=roi_cfg.positive_fraction,
         box_weights=roi_cfg.box_weights,
-        score_thresh=roi_cfg.score_thresh,
+        score_threshold=roi_cfg.score_threshold,
         nms_thresh=roi_cfg.nms_thresh,
         detections_per_img=roi_cfg.detections_per_img,
         loss_box_weight=roi_cfg.loss_box_weight,

@@ -99,7 +99,7 @@ class RoIHeads(nn.Module):
         batch_size_per_image: int = 512,
         positive_fraction: float = 0.25,
         box_weights: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0),
-        score_thresh: float = 0.05,
+        score_threshold: float = 0.05,
         nms_thresh: float = 0.3,
         detections_per_img: int = 100,
         loss_box_weight: float = 1.0,
@@ -122,7 +122,7 @@ class RoIHeads(nn.Module):
         self.batch_size_per_image = batch_size_per_image
         self.positive_fraction = positive_fraction
         self.box_weights = tuple(box_weights)
-        self.score_thresh = score_thresh
+        self.score_threshold = score_threshold
         self.nms_thresh = nms_thresh
         self.detections_per_img = detections_per_img
         self.loss_box_weight = loss_box_weight
@@ -166,8 +166,8 @@ class RoIHeads(nn.Module):
 
     def postprocess(self, outputs: dict, image_sizes: torch.Tensor, scales: torch.Tensor) -> dict:
         return postprocess_detections(
-            outputs, image_sizes, scales, self.box_weights, self.score_thresh, self.nms_thresh, self.detections_per_img
-        )
+            outputs, image_sizes, scales, self.box_weights, self.score_threshold, self.nms_thresh,
+            self.detections_per_img)
 
 
 def sample_targets(candidates, labels, matched, gt_boxes, gt_labels, sampled, roi_valid, box_weights):
@@ -203,7 +203,7 @@ def postprocess_detections(
     image_sizes: torch.Tensor,
     scales: torch.Tensor,
     box_weights,
-    score_thresh: float,
+    score_threshold: float,
     nms_thresh: float,
     detections_per_img: int,
 ) -> dict[str, torch.Tensor]:
@@ -221,7 +221,7 @@ def postprocess_detections(
     boxes = decode(box_deltas, rois[:, :, None, :].float(), box_weights)  # [B, R, C, 4]
     boxes = clip_boxes(boxes, image_sizes[:, 0], image_sizes[:, 1])
     sizes = boxes[..., 2:] - boxes[..., :2]
-    candidate = roi_valid[..., None] & (scores > score_thresh) & (sizes >= 1e-2).all(dim=-1)
+    candidate = roi_valid[..., None] & (scores > score_threshold) & (sizes >= 1e-2).all(dim=-1)
 
     flat_boxes, flat_scores = boxes.reshape(-1, 4), scores.reshape(-1)
     groups = torch.arange(batch * count * num_classes, device=rois.device)

@@ -12,7 +12,7 @@ generator a pyramid one. The head is shared by the levels; `pre_nms_top_n` is th
 runs within each level (torchvision's `fasterrcnn_resnet50_fpn`), before the best `post_nms_top_n` of
 all levels are kept.
 
-`score_thresh` (torchvision's `rpn_score_thresh`) drops candidates whose objectness probability is below
+`score_threshold` (torchvision's `rpn_score_thresh`) drops candidates whose objectness probability is below
 it before NMS; 0 keeps them all.
 """
 
@@ -63,7 +63,7 @@ class RegionProposalNetwork(nn.Module):
         nms_thresh: float = 0.7,
         min_box_size: float = 1.0,
         loss_box_weight: float = 1.0,
-        score_thresh: float = 0.0,
+        score_threshold: float = 0.0,
     ):
         super().__init__()
         self.anchor_generator = anchor_generator
@@ -77,7 +77,7 @@ class RegionProposalNetwork(nn.Module):
         self.nms_thresh = nms_thresh
         self.min_box_size = min_box_size
         self.loss_box_weight = loss_box_weight
-        self.score_thresh = score_thresh
+        self.score_threshold = score_threshold
 
     def forward(
         self,
@@ -95,7 +95,7 @@ class RegionProposalNetwork(nn.Module):
         proposals, proposal_valid = select_proposals(
             anchors, objectness.detach().float(), deltas.detach().float(), image_sizes,
             self.pre_nms_top_n[mode], self.post_nms_top_n[mode], self.nms_thresh, self.min_box_size, max_coordinate,
-            level_counts, self.score_thresh,
+            level_counts, self.score_threshold,
         )
         losses: dict[str, torch.Tensor] = {}
         if gt_boxes is not None:
@@ -135,13 +135,13 @@ def select_proposals(
     min_box_size: float,
     max_coordinate: float,
     level_counts: list[int] | None = None,
-    score_thresh: float = 0.0,
+    score_threshold: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k by objectness, decode, clip, drop tiny boxes, NMS, top-k again: all images at once.
 
     anchors [N, 4], objectness [B, N], deltas [B, N, 4] -> proposals [B, P, 4], valid [B, P].
     `level_counts`: anchors per pyramid level (in order, summing to N); the first top-k and NMS are
-    then per level. None: one level. `score_thresh`: the lowest objectness probability kept.
+    then per level. None: one level. `score_threshold`: the lowest objectness probability kept.
     """
     level_counts = level_counts or [objectness.shape[1]]
     top_index, levels = top_k_per_level(objectness, level_counts, pre_nms_top_n)
@@ -151,8 +151,8 @@ def select_proposals(
     boxes = clip_boxes(boxes, image_sizes[:, 0], image_sizes[:, 1])
     sizes = boxes[..., 2:] - boxes[..., :2]
     valid = (sizes >= min_box_size).all(dim=-1) & torch.isfinite(top_scores)
-    if score_thresh > 0:  # not in place: ONNX export has no in-place `and`
-        valid = valid & (torch.sigmoid(top_scores) >= score_thresh)
+    if score_threshold > 0:  # not in place: ONNX export has no in-place `and`
+        valid = valid & (torch.sigmoid(top_scores) >= score_threshold)
     kept = nms_per_image(boxes, top_scores, valid, nms_thresh, max_coordinate, groups=levels)
     scores = top_scores.masked_fill(~kept, float("-inf"))
     best_scores, best = scores.topk(min(post_nms_top_n, scores.shape[1]), dim=1)

@@ -39,7 +39,7 @@ class SSD(nn.Module):
         steps: list[float] | None = None,
         variances: tuple[float, float] = (0.1, 0.2),
         loss: MultiBoxLoss | None = None,
-        score_thresh: float = 0.01,
+        score_threshold: float = 0.01,
         top_k_per_class: int = 200,
         nms_thresh: float = 0.45,
         detections_per_img: int = 200,
@@ -68,7 +68,7 @@ class SSD(nn.Module):
         # tests against torchvision's SSD, and the other order of summation moves them by float rounding.
         self.nhwc_inference = False
         self.loss = loss or MultiBoxLoss(variances)
-        self.score_thresh = score_thresh
+        self.score_threshold = score_threshold
         self.top_k_per_class = top_k_per_class
         self.nms_thresh = nms_thresh
         self.detections_per_img = detections_per_img
@@ -111,7 +111,7 @@ class SSD(nn.Module):
             outputs["priors"],
             image_sizes.to(outputs["priors"].device),
             scales.to(outputs["priors"].device),
-            score_thresh=self.score_thresh,
+            score_threshold=self.score_threshold,
             top_k=self.top_k_per_class,
             nms_thresh=self.nms_thresh,
             detections_per_img=self.detections_per_img,
@@ -168,7 +168,7 @@ def build_ssd(model_cfg: ModelConfig, input_cfg: InputConfig, num_classes: int,
         steps=ssd_cfg.steps,
         variances=ssd_cfg.variances,
         loss=loss,
-        score_thresh=ssd_cfg.score_thresh,
+        score_threshold=ssd_cfg.score_threshold,
         top_k_per_class=ssd_cfg.top_k_per_class,
         nms_thresh=ssd_cfg.nms_thresh,
         detections_per_img=ssd_cfg.detections_per_img,

@@ -1,7 +1,7 @@
 """SSD detections from the head's outputs, for the whole batch at once.
 
 Per image and class: softmax score, the `top_k` best default boxes by that score, those above
-`score_thresh`, greedy NMS at `nms_thresh`; then per image the `detections_per_img` best across
+`score_threshold`, greedy NMS at `nms_thresh`; then per image the `detections_per_img` best across
 classes, mapped back to the original image's pixels.
 
 All images and classes go through one set of tensor operations over [B * C, K] candidates (K =
@@ -28,7 +28,7 @@ def postprocess_detections(
     priors: torch.Tensor,
     image_sizes: torch.Tensor,
     scales: torch.Tensor,
-    score_thresh: float = 0.01,
+    score_threshold: float = 0.01,
     top_k: int = 200,
     nms_thresh: float = 0.45,
     detections_per_img: int = 200,
@@ -51,7 +51,7 @@ def postprocess_detections(
     candidate_boxes = torch.gather(
         boxes.unsqueeze(1).expand(-1, num_classes, -1, -1), 2, top_index.unsqueeze(-1).expand(-1, -1, -1, 4)
     )  # [B, C, K, 4]
-    valid = top_scores > score_thresh
+    valid = top_scores > score_threshold
     keep = sorted_groups_nms(candidate_boxes.reshape(-1, k, 4), valid.reshape(-1, k), nms_thresh)
     keep = keep.view(batch, num_classes, k)
 

@@ -23,9 +23,9 @@ from detect.infer import Detections, draw_detections
 JPEG_QUALITY = 90
 
 
-def keep_detections(found: Detections, min_score: float, labels: set[int] | None) -> Detections:
-    """The detections scoring at least `min_score` whose label is in `labels` (None: any label)."""
-    keep = found.scores >= min_score
+def keep_detections(found: Detections, score_threshold: float, labels: set[int] | None) -> Detections:
+    """The detections scoring at least `score_threshold` whose label is in `labels` (None: any label)."""
+    keep = found.scores >= score_threshold
     if labels is not None:
         keep &= np.isin(found.labels, sorted(labels))
     names = [name for name, kept in zip(found.class_names, keep) if kept]

@@ -3,7 +3,7 @@ function the batch queue calls.
 
 Predictions go through `Detector.detect_arrays`, the same path as `detect infer`, for both backends
 (`torch`, or `onnxruntime`: the graph exported at start-up, detect.backends). Both keep detections from
-the lowest score the server keeps (`MODEL_SCORE_FLOOR`); each request's threshold is applied to the
+the lowest score the server keeps (`MODEL_SCORE_THRESHOLD`); each request's threshold is applied to the
 result (detect.serve.answers), so that requests with different thresholds share one model call.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 
 from detect.infer import Detections, Detector
 
-MODEL_SCORE_FLOOR = 0.01
+MODEL_SCORE_THRESHOLD = 0.01
 
 
 @dataclass
@@ -33,7 +33,8 @@ class ServedModel:
 
     def predict(self, images: list[np.ndarray]) -> list[Detections]:
         """HxWx3 uint8 RGB arrays -> one Detections each, in one model call (the batch queue sizes it)."""
-        return self.detector.detect_arrays(images, score_threshold=MODEL_SCORE_FLOOR, batch_size=max(len(images), 1))
+        return self.detector.detect_arrays(images, score_threshold=MODEL_SCORE_THRESHOLD,
+                                           batch_size=max(len(images), 1))
 
     def labels_of(self, classes: str) -> set[int]:
         """Comma-separated class names (detect.infer.class_filter) -> their labels 1..C; DetectError naming

@@ -19,7 +19,7 @@ from tests.conftest import load_tool
 # resnet18 at 96..128 px with 4 proposals per image (its per-RoI head is res5): about 0.1 s a forward on a CPU.
 TINY_OVERRIDES = ["input.min_size=96", "input.max_size=128", "model.anchors.sizes=[16,32,64]",
                   "model.rpn.pre_nms_top_n_test=200", "model.rpn.post_nms_top_n_test=4",
-                  "model.roi_heads.detections_per_img=20", "model.roi_heads.score_thresh=0.0",
+                  "model.roi_heads.detections_per_img=20", "model.roi_heads.score_threshold=0.0",
                   "data.num_workers=0", "eval.batch_size=2"]
 
 pytestmark = pytest.mark.usefixtures("one_thread")

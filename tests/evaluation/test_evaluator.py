@@ -72,7 +72,7 @@ def test_confusion_matrix_hand_case():
         [pred([A, B, FAR, [0, 50, 10, 60]], [0.9, 0.8, 0.7, 0.1], [1, 3, 2, 2])],
         [gt([A, B, [30, 0, 40, 10], [0, 50, 10, 60]], [1, 2, 2, 1], difficult=[False, False, False, True])],
     )
-    matrix = confusion_matrix(evaluator.voc_inputs(), len(NAMES), score_thresh=0.25)
+    matrix = confusion_matrix(evaluator.voc_inputs(), len(NAMES), score_threshold=0.25)
     expected = np.zeros((4, 4), np.int64)
     expected[1, 1] = 1  # cat seen as cat
     expected[2, 3] = 1  # dog seen as bird

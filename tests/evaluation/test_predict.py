@@ -11,7 +11,7 @@ from detect.evaluation.predict import padded_predictions, predict, predict_batch
 from detect.models.build import build_model
 from detect.models.detections import split_detections
 
-TINY_SSD = ["input.size=64", "model.ssd.aspect_ratios=[[2.0],[2.0],[2.0]]", "model.ssd.score_thresh=0.2"]
+TINY_SSD = ["input.size=64", "model.ssd.aspect_ratios=[[2.0],[2.0],[2.0]]", "model.ssd.score_threshold=0.2"]
 
 
 def tiny_ssd():

@@ -23,7 +23,7 @@ from detect.models.build import build_model
 CLASS_NAMES = ["circle", "square", "triangle"]
 
 TINY_OVERRIDES = {
-    "ssd": ("synthetic_ssd", ["input.size=64", "model.ssd.aspect_ratios=[[2],[2],[2]]", "model.ssd.score_thresh=0.3",
+    "ssd": ("synthetic_ssd", ["input.size=64", "model.ssd.aspect_ratios=[[2],[2],[2]]", "model.ssd.score_threshold=0.3",
                               "model.ssd.detections_per_img=50"]),
     "faster_rcnn": ("synthetic_faster_rcnn", [
         "input.min_size=64", "input.max_size=96", "model.anchors.sizes=[16,32,64]",

@@ -74,7 +74,7 @@ FPN_MODELS = {
     "mobilenet_v3_large_320_fpn": ("voc_faster_rcnn_mobilenet320", ["input.min_size=160", "input.max_size=192"]),
 }
 FPN_COMMON = ["model.pretrained=none", "model.rpn.post_nms_top_n_test=20", "model.roi_heads.detections_per_img=30",
-              "model.roi_heads.score_thresh=0.0"]
+              "model.roi_heads.score_threshold=0.0"]
 
 
 def fpn_model(backbone: str):

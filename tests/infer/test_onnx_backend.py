@@ -46,7 +46,7 @@ def assert_same_detections(found, expected):
 def tiny_ssdlite(tmp_path_factory):
     """A checkpoint of a 64 px SSDlite (MobileNetV3-Large, three maps), random weights."""
     config = load_config("synthetic_ssdlite", ["input.size=64", "model.ssd.aspect_ratios=[[2],[2],[2]]",
-                                               "model.ssd.score_thresh=0.2", "model.ssd.detections_per_img=50"])
+                                               "model.ssd.score_threshold=0.2", "model.ssd.detections_per_img=50"])
     torch.manual_seed(0)
     model = build_model(config.model, config.input, len(CLASS_NAMES))
     # SSDlite's N(0, 0.03) start gives every location the same scores: ties that either backend may

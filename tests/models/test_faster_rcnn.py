@@ -55,7 +55,7 @@ def test_inference_outputs_and_postprocess_contract():
     with torch.no_grad():
         outputs = model(images, image_sizes)
     assert outputs["class_logits"].shape == (2, 20, 3) and outputs["box_deltas"].shape == (2, 20, 2, 4)
-    model.roi_heads.score_thresh = 0.0  # keep everything, so the cap is reached
+    model.roi_heads.score_threshold = 0.0  # keep everything, so the cap is reached
     scales = torch.tensor([[0.5, 0.5], [2.0, 2.0]])
     detections = split_detections(model.postprocess(outputs, image_sizes, scales))
     assert len(detections) == 2

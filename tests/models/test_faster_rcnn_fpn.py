@@ -97,5 +97,5 @@ def test_shipped_fpn_configs_have_torchvisions_settings(name):
     assert model.rpn.anchor_generator.sizes == [32, 64, 128, 256, 512] and model.rpn.anchor_generator.num_anchors == 3
     assert (model.rpn.pre_nms_top_n, model.rpn.post_nms_top_n) == ((2000, 1000), (2000, 1000))
     assert model.roi_heads.stride == (4, 8, 16, 32) and model.roi_heads.output_size == 7
-    assert (model.roi_heads.nms_thresh, model.roi_heads.score_thresh) == (0.5, 0.05)
+    assert (model.roi_heads.nms_thresh, model.roi_heads.score_threshold) == (0.5, 0.05)
     assert load_config("voc_faster_rcnn_fpn").model.pretrained == "coco"

@@ -92,7 +92,7 @@ def test_shipped_configs_have_torchvisions_settings(torchvision_files, name):
                                                                   theirs.rpn._post_nms_top_n["testing"])
     assert (rpn.pre_nms_top_n_train, rpn.post_nms_top_n_train) == (theirs.rpn._pre_nms_top_n["training"],
                                                                    theirs.rpn._post_nms_top_n["training"])
-    assert rpn.score_thresh == theirs.rpn.score_thresh == 0.05
+    assert rpn.score_threshold == theirs.rpn.score_thresh == 0.05
     assert config.model.anchors.sizes == [list(sizes) for sizes in theirs.rpn.anchor_generator.sizes]
 
 

@@ -125,7 +125,7 @@ def test_training_with_empty_ground_truth_and_no_proposals():
     assert torch.isfinite(features.grad).all()
 
 
-def _reference_postprocess(outputs, image_sizes, scales, score_thresh, nms_thresh, limit):
+def _reference_postprocess(outputs, image_sizes, scales, score_threshold, nms_thresh, limit):
     coder = BoxCoder(WEIGHTS)
     results = []
     for i in range(len(image_sizes)):
@@ -140,7 +140,7 @@ def _reference_postprocess(outputs, image_sizes, scales, score_thresh, nms_thres
         scores = F.softmax(logits, -1)[:, 1:]
         labels = torch.arange(1, classes + 1).expand(len(rois), -1)
         boxes, scores, labels = boxes.reshape(-1, 4), scores.reshape(-1), labels.reshape(-1)
-        keep = scores > score_thresh
+        keep = scores > score_threshold
         boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
         keep = batched_nms(boxes, scores, labels, nms_thresh)[:limit]
         sx, sy = scales[i].tolist()

@@ -31,8 +31,8 @@ def test_head_output_follows_anchor_order():
     torch.testing.assert_close(objectness[:, (1 * 6 + 2) * 3 + 2], raw[:, 2, 1, 2])
 
 
-@pytest.mark.parametrize("score_thresh", [0.0, 0.9])
-def test_batched_proposals_equal_per_image_torchvision(score_thresh):
+@pytest.mark.parametrize("score_threshold", [0.0, 0.9])
+def test_batched_proposals_equal_per_image_torchvision(score_threshold):
     generator = torch.Generator().manual_seed(1)
     anchor_generator = AnchorGenerator([32.0, 64.0], [0.5, 1.0, 2.0])
     anchors = anchor_generator(6, 8, "cpu")
@@ -40,7 +40,7 @@ def test_batched_proposals_equal_per_image_torchvision(score_thresh):
     deltas = torch.randn(3, len(anchors), 4, generator=generator) * 0.5
     image_sizes = torch.tensor([[96, 128], [80, 100], [64, 128]])
     proposals, valid = select_proposals(anchors, objectness, deltas, image_sizes, 200, 50, 0.7, 4.0, 128,
-                                        score_thresh=score_thresh)
+                                        score_threshold=score_threshold)
     assert proposals.shape == (3, 50, 4)
     coder = BoxCoder((1.0, 1.0, 1.0, 1.0))
     for i in range(3):
@@ -49,13 +49,13 @@ def test_batched_proposals_equal_per_image_torchvision(score_thresh):
         boxes = clip_boxes_to_image(boxes, tuple(image_sizes[i].tolist()))
         keep = remove_small_boxes(boxes, 4.0)
         boxes, scores = boxes[keep], scores[keep]
-        keep = scores.sigmoid() >= score_thresh  # torchvision's RPN thresholds probabilities
+        keep = scores.sigmoid() >= score_threshold  # torchvision's RPN thresholds probabilities
         boxes, scores = boxes[keep], scores[keep]
         keep = batched_nms(boxes, scores, torch.zeros_like(scores, dtype=torch.int64), 0.7)[:50]
         assert valid[i].sum() == len(keep)
         assert valid[i].tolist() == sorted(valid[i].tolist(), reverse=True)
         torch.testing.assert_close(proposals[i][valid[i]], boxes[keep])
-    assert (valid.sum(dim=1) < 50).any() == (score_thresh > 0)  # the threshold, where set, leaves fewer
+    assert (valid.sum(dim=1) < 50).any() == (score_threshold > 0)  # the threshold, where set, leaves fewer
 
 
 def test_an_image_left_without_proposals():

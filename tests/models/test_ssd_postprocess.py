@@ -28,7 +28,7 @@ def _head_outputs(seed: int, batch: int, num_priors: int):
     return cls_logits, box_regression
 
 
-def _reference(cls_logits, box_regression, priors, image_sizes, scales, score_thresh, top_k, nms_thresh, keep):
+def _reference(cls_logits, box_regression, priors, image_sizes, scales, score_threshold, top_k, nms_thresh, keep):
     """One image and one class at a time, with torchvision.ops.nms."""
     results = []
     for image in range(cls_logits.shape[0]):
@@ -39,7 +39,7 @@ def _reference(cls_logits, box_regression, priors, image_sizes, scales, score_th
         all_boxes, all_scores, all_labels = [], [], []
         for label in range(1, NUM_CLASSES + 1):
             score, index = scores[:, label].topk(min(top_k, len(priors)))
-            above = score > score_thresh
+            above = score > score_threshold
             score, index = score[above], index[above]
             kept = nms(boxes[index], score, nms_thresh)
             all_boxes.append(boxes[index][kept])
@@ -67,12 +67,12 @@ def test_postprocess_equals_a_per_class_loop_over_torchvision_nms():
     cls_logits, box_regression = _head_outputs(1, 3, priors.shape[0])
     image_sizes = torch.tensor([[128, 128], [128, 128], [128, 128]])
     scales = torch.tensor([[1.0, 1.0], [0.5, 0.25], [2.0, 1.6]])
-    for score_thresh, top_k, nms_thresh, keep in [(0.01, 200, 0.45, 200), (0.3, 50, 0.3, 40)]:
+    for score_threshold, top_k, nms_thresh, keep in [(0.01, 200, 0.45, 200), (0.3, 50, 0.3, 40)]:
         ours = postprocess_detections(
-            cls_logits, box_regression, priors, image_sizes, scales, score_thresh, top_k, nms_thresh, keep
+            cls_logits, box_regression, priors, image_sizes, scales, score_threshold, top_k, nms_thresh, keep
         )
         reference = _reference(
-            cls_logits, box_regression, priors, image_sizes, scales, score_thresh, top_k, nms_thresh, keep)
+            cls_logits, box_regression, priors, image_sizes, scales, score_threshold, top_k, nms_thresh, keep)
         assert sum(len(r["scores"]) for r in reference) > 0
         _assert_same(ours, reference)
 

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from detect.serve.model import MODEL_SCORE_FLOOR
+from detect.serve.model import MODEL_SCORE_THRESHOLD
 from tests.serve.conftest import encode, noise_image
 
 
@@ -84,11 +84,12 @@ def test_detect_several_images_keeps_their_order(client):
 
 def test_score_threshold_and_classes_filter_the_answer(client):
     data = encode(noise_image(64, 64, seed=2))
-    everything = client.post(f"/v1/detect?score_threshold={MODEL_SCORE_FLOOR}", files=upload(("a.png", data))).json()
+    everything = client.post(f"/v1/detect?score_threshold={MODEL_SCORE_THRESHOLD}",
+                             files=upload(("a.png", data))).json()
     all_found = everything["images"][0]["detections"]
     median = float(np.median([d["score"] for d in all_found]))
     high = client.post(f"/v1/detect?score_threshold={median}", files=upload(("a.png", data))).json()
-    squares = client.post(f"/v1/detect?score_threshold={MODEL_SCORE_FLOOR}&classes=square,",
+    squares = client.post(f"/v1/detect?score_threshold={MODEL_SCORE_THRESHOLD}&classes=square,",
                           files=upload(("a.png", data))).json()
     assert [d for d in all_found if d["score"] >= median] == high["images"][0]["detections"]
     assert 0 < len(high["images"][0]["detections"]) < len(all_found)
