@@ -1,4 +1,4 @@
-"""docs/config.md is generated from detect/config.py: it must list every key, as the code has it now."""
+"""docs/config.md is generated from detect/config/schema.py: it must list every key, as the code has it now."""
 
 from __future__ import annotations
 
