@@ -21,6 +21,7 @@ from detect.models.anchors import AnchorGenerator
 from detect.models.backbones import DETECTOR_WEIGHTS, Backbone, build_backbone, tiny_resnet_head
 from detect.models.boxes import pad_ground_truth
 from detect.models.linear import use_onednn_linear
+from detect.models.registry import DETECTORS
 from detect.models.roi_heads import RoIHeads
 from detect.models.rpn import RegionProposalNetwork, RPNHead
 from detect.models.weights import load_detector_weights, read_detector_weights
@@ -100,6 +101,7 @@ def build_detector_backbone(model_cfg: ModelConfig, trunk_pretrained: str | None
     return backbone
 
 
+@DETECTORS.register("faster_rcnn")
 def build_faster_rcnn(model_cfg: ModelConfig, input_cfg: InputConfig, num_classes: int,
                       class_names: list[str] | None = None) -> FasterRCNN:
     """Faster R-CNN from the `model` config section (`input` is not needed: resizing is the data's job).

@@ -21,6 +21,7 @@ from torch import nn
 from detect.config import InputConfig, ModelConfig
 from detect.errors import ConfigError
 from detect.models.default_boxes import box_scales, boxes_per_location, cached_default_boxes
+from detect.models.registry import DETECTORS
 from detect.models.ssd_backbones import build_ssd_trunk
 from detect.models.ssd_head import SSDHead
 from detect.models.ssd_loss import MultiBoxLoss
@@ -119,6 +120,8 @@ class SSD(nn.Module):
         )
 
 
+@DETECTORS.register("ssdlite")
+@DETECTORS.register("ssd")
 def build_ssd(model_cfg: ModelConfig, input_cfg: InputConfig, num_classes: int,
               class_names: list[str] | None = None) -> SSD:
     """SSD from the config: trunk `model.backbone`, `model.ssd` settings, square `input.size` input.
