@@ -40,7 +40,7 @@ class RunLogger:
         if not self.enabled:
             return
         tqdm.write(message)
-        self._write(self._log, f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n", "train.log")
+        self._write(self._log, _stamped(message), "train.log")
 
     def log_only(self, message: str) -> None:
         """A line in train.log alone (the console has it already: the CLI's error line). Best effort:
@@ -48,7 +48,7 @@ class RunLogger:
         if not self.enabled:
             return
         try:
-            self._log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+            self._log.write(_stamped(message))
             self._log.flush()
         except OSError:
             pass
@@ -84,3 +84,7 @@ class RunLogger:
             self._tb.close()
         self._log = self._jsonl = self._tb = None
         self.enabled = False
+
+
+def _stamped(message: str) -> str:
+    return f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n"

@@ -4,7 +4,8 @@ resume replays.
     new_run_dir(config, output_dir)                  --output-dir, else runs/<config>/<timestamp>/
     find_resume_checkpoint(config, resume, output_dir)
     resume_run_dir(checkpoint_path, output_dir)      the checkpoint's folder, or --output-dir
-    check_run_folder(run_dir, config, config_file, resuming)   writable, replaces no input, no other run's
+    check_run_folder(run_dir, config, config_file, resuming_in_place)   writable, replaces no input, no
+                                                     other run's
     lock_run_folder(run_dir)                         one training at a time in a folder
     carry_records(source_dir, run_dir, checkpoint)   a resume into another folder takes the logs along
     forget_lost_records(metrics_path, checkpoint)    metrics.jsonl cut back to the checkpoint

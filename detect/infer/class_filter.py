@@ -40,7 +40,7 @@ def class_labels(classes: str | Sequence[str], class_names: Sequence[str]) -> se
         raise DetectError(f"classes: no class name given; the model has: {', '.join(class_names)}")
     unknown = [name for name in names if name not in class_names]
     if unknown:
-        raise DetectError(f"unknown class(es) {'; '.join(unknown)}; the model has: {'; '.join(class_names)}"
-                          if any("," in name for name in class_names) else
-                          f"unknown class(es) {', '.join(unknown)}; the model has: {', '.join(class_names)}")
+        separator = "; " if any("," in name for name in class_names) else ", "  # names may hold commas
+        raise DetectError(f"classes: unknown class(es) {separator.join(unknown)}; the model has: "
+                          f"{separator.join(class_names)}")
     return {list(class_names).index(name) + 1 for name in names}

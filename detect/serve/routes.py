@@ -92,7 +92,7 @@ def _labels_or_422(model, classes: str | None) -> set[int] | None:
     try:
         return model.labels_of(classes)
     except DetectError as error:
-        raise ApiError(422, str(error) if str(error).startswith("classes:") else f"classes: {error}") from None
+        raise ApiError(422, str(error)) from None
 
 
 async def _decoded(data: bytes, name: str, max_pixels: int):

@@ -33,13 +33,18 @@ class UploadError(Exception):
         self.status = status
 
 
-def upload_pixels(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> int:
-    """The pixels the upload's header declares, read without decoding; UploadError 415 when the bytes
-    are not an image, 422 when no header parser understands them or they declare over `max_pixels`."""
+def check_image_kind(data: bytes, name: str) -> None:
+    """UploadError 415 when the bytes are not one of the image formats the server takes."""
     if not data:
         raise UploadError(415, f"{name}: empty file, not an image")
     if not data.startswith(_SIGNATURES) or (data.startswith(b"RIFF") and data[8:12] != b"WEBP"):
         raise UploadError(415, f"{name}: not an image (JPEG, PNG, BMP, GIF, TIFF or WebP expected)")
+
+
+def upload_pixels(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> int:
+    """The pixels the upload's header declares, read without decoding; UploadError 415 when the bytes
+    are not an image, 422 when no header parser understands them or they declare over `max_pixels`."""
+    check_image_kind(data, name)
     try:
         _, width, height = check_pixel_limit(data, name, max_pixels)
     except DataError as error:
@@ -49,8 +54,8 @@ def upload_pixels(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) 
 
 def decode_upload(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """The upload's pixels as uint8 RGB [H, W, 3]; UploadError (415 or 422) naming the file. The size
-    is checked from the header before any decoder sees the bytes (detect.data.image_header)."""
-    upload_pixels(data, name, max_pixels)
+    is checked from the header before any decoder sees the bytes (decode_image: detect.data.image_header)."""
+    check_image_kind(data, name)
     try:
         return decode_image(data, name, max_pixels=max_pixels)
     except DataError as error:

@@ -75,11 +75,21 @@ def test_pixels_held_by_requests_in_flight_are_bounded(make_client):
     assert budget.held == 0
 
 
-def test_the_limits_are_serve_options(checkpoint):
-    from typer.testing import CliRunner
+def test_the_limits_are_serve_options_that_reach_the_settings(checkpoint, monkeypatch):
+    from detect.cli import main
+    from detect.serve.app import ServeSettings
 
-    from detect.cli import app
-
-    result = CliRunner().invoke(app, ["serve", "--help"], terminal_width=200)
-    for option in ("--max-pixels", "--max-request-pixels", "--max-held-pixels"):
-        assert option in result.output
+    calls = []
+    monkeypatch.setattr("detect.serve.server.run_server", lambda checkpoint, **options: calls.append(options))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", str(checkpoint), "--max-pixels", "1000", "--max-request-pixels", "3000",
+              "--max-held-pixels", "5000"])
+    assert exit_info.value.code == 0
+    settings = calls[-1]["settings"]
+    assert (settings.max_pixels, settings.max_request_pixels, settings.max_held_pixels) == (1000, 3000, 5000)
+    defaults = ServeSettings()
+    assert (defaults.max_pixels, defaults.max_request_pixels, defaults.max_held_pixels) == (
+        40_000_000, 80_000_000, 160_000_000)
+    # A request limit below one image's, or a server budget below one request's, is raised to it.
+    raised = ServeSettings(max_pixels=1000, max_request_pixels=10, max_held_pixels=10)
+    assert (raised.max_request_pixels, raised.max_held_pixels) == (1000, 1000)
