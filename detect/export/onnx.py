@@ -65,11 +65,10 @@ class ExportableDetector(nn.Module):
 
 
 def build_export_module(model: nn.Module) -> nn.Module:
-    """The export module for a detector (SSD or Faster R-CNN)."""
-    from detect.models.faster_rcnn import FasterRCNN
-    from detect.models.ssd import SSD
+    """The export module for a detector whose family declares itself exportable (DetectionModel)."""
+    from detect.models.detection_model import DetectionModel
 
-    if isinstance(model, (SSD, FasterRCNN)):
+    if isinstance(model, DetectionModel) and model.exportable:
         return ExportableDetector(model).eval()
     raise DetectError(f"export: no ONNX export for a {type(model).__name__}")
 

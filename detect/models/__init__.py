@@ -22,6 +22,7 @@ The contract every detector keeps (Faster R-CNN in faster_rcnn.py, SSD in ssd.py
 Everything that predicts goes through detect.evaluation.predict; both detectors share the box primitives
 (boxes.py: coder, IoU, clipping, padded ground truth; matcher.py; nms.py).
 
-`model.num_classes` is C, the number of foreground classes. `build_model` (build.py) turns the config
-into a model.
+`model.num_classes` is C, the number of foreground classes. Every detector is a DetectionModel
+(detection_model.py), registered in DETECTORS by `model.arch`; it declares what weight loading, export
+and fusing need. `build_model` (build.py) turns the config into a model.
 """

@@ -12,6 +12,8 @@ Losses: loss_rpn_objectness, loss_rpn_box, loss_classifier, loss_box_reg.
 
 from __future__ import annotations
 
+import re
+
 import torch
 from torch import nn
 
@@ -20,14 +22,20 @@ from detect.errors import ConfigError
 from detect.models.anchors import AnchorGenerator
 from detect.models.backbones import DETECTOR_WEIGHTS, Backbone, build_backbone, tiny_resnet_head
 from detect.models.boxes import pad_ground_truth
+from detect.models.class_rows import ClassRows
+from detect.models.detection_model import DetectionModel
 from detect.models.linear import use_onednn_linear
 from detect.models.registry import DETECTORS
 from detect.models.roi_heads import RoIHeads
 from detect.models.rpn import RegionProposalNetwork, RPNHead
-from detect.models.weights import load_detector_weights, read_detector_weights
+from detect.models.weights import BBOX_PRED, CLS_SCORE, load_detector_weights, read_detector_weights
 
 
-class FasterRCNN(nn.Module):
+@DETECTORS.register("faster_rcnn")
+class FasterRCNN(DetectionModel):
+    # The predictor: C + 1 classifier rows (background first), 4 box rows per foreground class.
+    class_rows = (ClassRows(re.escape(CLS_SCORE)), ClassRows(re.escape(BBOX_PRED), per_class=4, background=False))
+
     def __init__(self, backbone: Backbone, rpn: RegionProposalNetwork, roi_heads: RoIHeads, num_classes: int):
         super().__init__()
         # The per-RoI head (res5, or fc6/fc7) lives in roi_heads only: one copy in the state dict.
@@ -42,8 +50,7 @@ class FasterRCNN(nn.Module):
         # backward; MobileNetV3 FPN's 198 -> 148 ms); RoIAlign's pixel table is then a view, not a copy.
         # Training steps always run so. Inference only in the copy fold_batchnorm makes for `detect infer`:
         # the other order of summation moves boxes by up to 2e-3 pixels, beyond the tolerance of the tests
-        # that compare this model's detections with torchvision's.
-        self.nhwc_inference = False
+        # that compare this model's detections with torchvision's. (The switch: DetectionModel.nhwc_inference.)
 
     def forward(self, images: torch.Tensor, image_sizes: torch.Tensor, targets: list[dict] | None = None):
         if images.device.type == "cpu" and (self.training or self.nhwc_inference):
@@ -62,6 +69,11 @@ class FasterRCNN(nn.Module):
     def postprocess(self, outputs: dict, image_sizes: torch.Tensor, scales: torch.Tensor) -> dict:
         device = outputs["rois"].device
         return self.roi_heads.postprocess(outputs, image_sizes.to(device), scales.to(device))
+
+    @classmethod
+    def from_config(cls, model_cfg: ModelConfig, input_cfg: InputConfig, num_classes: int,
+                    class_names: list[str] | None = None) -> "FasterRCNN":
+        return build_faster_rcnn(model_cfg, input_cfg, num_classes, class_names)
 
 
 def _vgg_head(in_channels: int, pool_size: int, width: int) -> nn.Module:
@@ -101,7 +113,6 @@ def build_detector_backbone(model_cfg: ModelConfig, trunk_pretrained: str | None
     return backbone
 
 
-@DETECTORS.register("faster_rcnn")
 def build_faster_rcnn(model_cfg: ModelConfig, input_cfg: InputConfig, num_classes: int,
                       class_names: list[str] | None = None) -> FasterRCNN:
     """Faster R-CNN from the `model` config section (`input` is not needed: resizing is the data's job).
@@ -152,7 +163,7 @@ def build_faster_rcnn(model_cfg: ModelConfig, input_cfg: InputConfig, num_classe
     use_onednn_linear(roi_heads)  # the box head's fc layers: on a CPU, oneDNN's products are the fast ones
     model = FasterRCNN(backbone, rpn, roi_heads, num_classes)
     if detector_weights is not None:
-        load_detector_weights(model, detector_weights, class_names, model_cfg.arch)
+        load_detector_weights(model, detector_weights, class_names)
     return model
 
 

@@ -11,7 +11,7 @@ head 42 -> 24 ms an image at batch 8; ResNet-50's blocks and the C4 head's res5 
 The model must be in eval mode and stays fit only for inference; the caller's model is left alone
 (a folded copy is returned).
 
-A model with an `nhwc_inference` switch (Faster R-CNN, SSD) gets it turned on in the copy: on a CPU its
+A DetectionModel (every detector of ours) has an `nhwc_inference` switch, turned on in the copy: on a CPU its
 convolutions then run on NHWC maps, faster there and, like folding, different only in float rounding.
 """
 
@@ -25,6 +25,8 @@ from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from detect.models.detection_model import DetectionModel
+
 # Children run one after the other, in registration order.
 IN_ORDER = (nn.Sequential, IntermediateLayerGetter)
 # Modules whose forward applies norm `bnK` right after convolution `convK`.
@@ -36,14 +38,14 @@ NAMED_PAIRS = {BasicBlock: (("conv1", "bn1"), ("conv2", "bn2")),
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """A copy of `model` (eval mode) with each (convolution, norm) pair folded (and NHWC inference
     switched on, see above); the model itself (in eval mode) when there is nothing to change."""
-    if not _foldable_pairs(model) and not hasattr(model, "nhwc_inference"):
+    if not _foldable_pairs(model) and not isinstance(model, DetectionModel):
         return model.eval()
     folded = copy.deepcopy(model).eval()
     for parent, conv_name, norm_name in _foldable_pairs(folded):
         conv, norm = getattr(parent, conv_name), getattr(parent, norm_name)
         setattr(parent, conv_name, fuse_conv_bn_eval(conv, norm))
         setattr(parent, norm_name, nn.Identity())
-    if hasattr(folded, "nhwc_inference"):
+    if isinstance(folded, DetectionModel):
         folded.nhwc_inference = True
     return folded
 

@@ -1,7 +1,10 @@
-"""The detector families, by `model.arch` (detect/models/build.py imports each family's module).
+"""The detector families (DetectionModel subclasses, detection_model.py), by `model.arch`
+(detect/models/build.py imports each family's module).
 
     @DETECTORS.register("ssd")
-    def build_ssd(model_cfg, input_cfg, num_classes, class_names=None) -> nn.Module: ...
+    class SSD(DetectionModel): ...
+
+    DETECTORS.get("ssd").from_config(model_cfg, input_cfg, num_classes, class_names)
 """
 
 from __future__ import annotations

@@ -20,7 +20,9 @@ from torch import nn
 
 from detect.config import InputConfig, ModelConfig
 from detect.errors import ConfigError
+from detect.models.class_rows import ClassRows
 from detect.models.default_boxes import box_scales, boxes_per_location, cached_default_boxes
+from detect.models.detection_model import DetectionModel
 from detect.models.registry import DETECTORS
 from detect.models.ssd_backbones import build_ssd_trunk
 from detect.models.ssd_head import SSDHead
@@ -28,8 +30,14 @@ from detect.models.ssd_loss import MultiBoxLoss
 from detect.models.ssd_postprocess import postprocess_detections
 
 
-class SSD(nn.Module):
+@DETECTORS.register("ssd")
+class SSD(DetectionModel):
     """The detector; see the module docstring and detect/models/__init__.py for the contract."""
+
+    # Each map's classification convolution: one block of C + 1 rows per default box of a location.
+    class_rows = (ClassRows(r"head\.cls_convs\.\d+\."),)
+    # On a CPU, depthwise convolutions are fast only on NHWC (SSDlite sets it).
+    channels_last_by_default = False
 
     def __init__(
         self,
@@ -59,7 +67,7 @@ class SSD(nn.Module):
         self.clip_default_boxes = clip_default_boxes
         # channels_last: weights and inputs in NHWC, where oneDNN has fast depthwise convolutions (the
         # default NCHW layout sends them to a slow generic kernel: SSDlite's trunk and head run about
-        # 3x faster on a CPU). The builder converts the weights; forward converts the input.
+        # 3x faster on a CPU). Converted here; forward converts the input.
         self.channels_last = channels_last
         if channels_last:
             self.to(memory_format=torch.channels_last)
@@ -67,7 +75,7 @@ class SSD(nn.Module):
         # copy: oneDNN's convolutions and max pools are faster on them there (VGG16 trunk at one thread,
         # 2 x 320 x 320: 689 -> 519 ms forward). Plain inference keeps NCHW: its numbers are those of the
         # tests against torchvision's SSD, and the other order of summation moves them by float rounding.
-        self.nhwc_inference = False
+        # (The switch: DetectionModel.nhwc_inference.)
         self.loss = loss or MultiBoxLoss(variances)
         self.score_threshold = score_threshold
         self.top_k_per_class = top_k_per_class
@@ -119,14 +127,21 @@ class SSD(nn.Module):
             variances=self.variances,
         )
 
+    @staticmethod
+    def make_head(in_channels: list[int], boxes_per_cell: list[int], num_classes: int) -> nn.Module:
+        """The prediction head for the trunk's maps (SSDlite's separable one: ssdlite.py)."""
+        return SSDHead(in_channels, boxes_per_cell, num_classes)
 
-@DETECTORS.register("ssdlite")
-@DETECTORS.register("ssd")
+    @classmethod
+    def from_config(cls, model_cfg: ModelConfig, input_cfg: InputConfig, num_classes: int,
+                    class_names: list[str] | None = None) -> "SSD":
+        return build_ssd(model_cfg, input_cfg, num_classes, class_names, family=cls)
+
+
 def build_ssd(model_cfg: ModelConfig, input_cfg: InputConfig, num_classes: int,
-              class_names: list[str] | None = None) -> SSD:
-    """SSD from the config: trunk `model.backbone`, `model.ssd` settings, square `input.size` input.
-
-    `model.arch: ssdlite` gives the depthwise-separable head (ssdlite.py). `model.pretrained` may name
+              class_names: list[str] | None = None, family: type[SSD] = SSD) -> SSD:
+    """An SSD of `family` (SSD, or ssdlite.SSDLite with its depthwise-separable head) from the config:
+    trunk `model.backbone`, `model.ssd` settings, square `input.size` input. `model.pretrained` may name
     a whole detector's weights (coco, or a torchvision / our state dict or a detect checkpoint:
     weights.py maps them onto ours); `class_names` (the C foreground names, when known) decide which
     classification rows are carried over. The trunk is then built as from random weights (every stage
@@ -158,12 +173,7 @@ def build_ssd(model_cfg: ModelConfig, input_cfg: InputConfig, num_classes: int,
     loss = MultiBoxLoss(
         ssd_cfg.variances, ssd_cfg.iou_thresh, ssd_cfg.neg_pos_ratio, ssd_cfg.empty_image_negatives
     )
-    head = None
-    if model_cfg.arch == "ssdlite":
-        from detect.models.ssdlite import ssdlite_head
-
-        head = ssdlite_head(trunk.out_channels, boxes_per_location(ssd_cfg.aspect_ratios), num_classes)
-    model = SSD(
+    model = family(
         trunk,
         num_classes,
         ssd_cfg.aspect_ratios,
@@ -175,10 +185,10 @@ def build_ssd(model_cfg: ModelConfig, input_cfg: InputConfig, num_classes: int,
         top_k_per_class=ssd_cfg.top_k_per_class,
         nms_thresh=ssd_cfg.nms_thresh,
         detections_per_img=ssd_cfg.detections_per_img,
-        head=head,
+        head=family.make_head(trunk.out_channels, boxes_per_location(ssd_cfg.aspect_ratios), num_classes),
         clip_default_boxes=ssd_cfg.clip_default_boxes,
-        channels_last=model_cfg.arch == "ssdlite",  # its depthwise convolutions need NHWC to be fast
+        channels_last=family.channels_last_by_default,
     )
     if detector_weights is not None:
-        weights.load_detector_weights(model, detector_weights, class_names, model_cfg.arch)
+        weights.load_detector_weights(model, detector_weights, class_names)
     return model

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from torch import nn
 
+from detect.models.class_rows import ClassRows
+from detect.models.registry import DETECTORS
+from detect.models.ssd import SSD
 from detect.models.ssd_backbones import conv_norm_relu6, normal_init
 from detect.models.ssd_head import SSDHead
 
@@ -28,3 +31,12 @@ def ssdlite_head(in_channels: list[int], boxes_per_cell: list[int], num_classes:
     head = SSDHead(in_channels, boxes_per_cell, num_classes, block=separable_prediction_block)
     normal_init(head)
     return head
+
+
+@DETECTORS.register("ssdlite")
+class SSDLite(SSD):
+    """SSD with the separable head; its weights and inputs NHWC (depthwise convolutions are fast there)."""
+
+    class_rows = (ClassRows(r"head\.cls_convs\.\d+\.1\."),)  # the 1 x 1 after each depthwise block
+    channels_last_by_default = True
+    make_head = staticmethod(ssdlite_head)

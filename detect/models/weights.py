@@ -10,16 +10,16 @@
 and ssd_backbones.py.)
 
     weights = read_detector_weights(pretrained, arch, backbone)   # None: not detector weights
-    load_detector_weights(model, weights, class_names, arch)
+    load_detector_weights(model, weights, class_names)
 
 Every layer but the class-specific ones must fit. Their rows are carried over by class name where the
 source's classes are known (COCO's categories, a checkpoint's class_names; VOC's names of COCO
 classes count as COCO's), by position where they are not and the class counts agree, and
-re-initialised otherwise; the background row comes along with any carried class. `CLASS_ROWS` says
-where each architecture keeps a class's rows: Faster R-CNN's predictor has one block of C + 1
-classifier rows (and 4 box rows per foreground class); an SSD head's classification convolution on
-each map has one block of C + 1 rows per default box of a location, [A * (C + 1)], and rows are
-carried in every block. SSD's box regression is class-agnostic and loads as it is.
+re-initialised otherwise; the background row comes along with any carried class. Each detector family
+declares where it keeps a class's rows (its `class_rows`, detect/models/detection_model.py): Faster
+R-CNN's predictor has one block of C + 1 classifier rows (and 4 box rows per foreground class); an SSD
+head's classification convolution on each map has one block of C + 1 rows per default box of a
+location, [A * (C + 1)], and rows are carried in every block. SSD's box regression is class-agnostic and loads as it is.
 
 One `DetectorMapping` per (model.arch, model.backbone) with a torchvision twin: torchvision's builder
 name, its COCO weight enum, and the key renames between its state dict and ours. torchvision's Faster
@@ -31,7 +31,6 @@ MobileNetV3-Large hold the same tensors as ours under other names. A COCO state 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -50,47 +49,12 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from detect.errors import CheckpointError, ConfigError
 from detect.models.backbones import hub_state_dict, hub_weight_file
+from detect.models.class_rows import ClassRows
+from detect.models.registry import DETECTORS
 from detect.safe_load import safe_torch_load
 
 CLS_SCORE = "roi_heads.cls_score."
 BBOX_PRED = "roi_heads.bbox_pred."
-
-
-@dataclass(frozen=True)
-class ClassRows:
-    """Where one class-specific layer of ours (its `weight` and `bias`) keeps each class's rows along
-    dim 0: blocks (one per default box of a location for SSD, one for Faster R-CNN) of `per_class`
-    rows per class, class 0 (background) first when `background`."""
-
-    pattern: str
-    """Our keys without their `weight` / `bias` suffix, a regular expression."""
-    per_class: int = 1
-    background: bool = True
-
-    def keys(self, state: dict) -> list[str]:
-        """The layer's keys in `state`, in the state dict's order."""
-        return [key for key in state
-                if key.endswith((".weight", ".bias")) and re.fullmatch(self.pattern, key.rsplit(".", 1)[0] + ".")]
-
-    def classes(self, num_classes: int) -> int:
-        """Classes with rows in each block, for `num_classes` foreground classes."""
-        return num_classes + int(self.background)
-
-    def rows(self, labels: torch.Tensor, num_classes: int, blocks: int) -> torch.Tensor:
-        """Row indices [blocks * len * per_class] of `labels` (0: background; foreground labels only
-        where there is no background row) in a layer for `num_classes` foreground classes."""
-        index = labels if self.background else labels - 1
-        within = (index[:, None] * self.per_class + torch.arange(self.per_class)).reshape(-1)
-        block = self.classes(num_classes) * self.per_class
-        return (torch.arange(blocks)[:, None] * block + within).reshape(-1)
-
-
-# model.arch -> its class-specific layers, in our key layout.
-CLASS_ROWS: dict[str, tuple[ClassRows, ...]] = {
-    "faster_rcnn": (ClassRows(re.escape(CLS_SCORE)), ClassRows(re.escape(BBOX_PRED), per_class=4, background=False)),
-    "ssd": (ClassRows(r"head\.cls_convs\.\d+\."),),
-    "ssdlite": (ClassRows(r"head\.cls_convs\.\d+\.1\."),),  # the 1 x 1 after each depthwise block
-}
 
 
 @dataclass(frozen=True)
@@ -297,7 +261,7 @@ def read_detector_weights(pretrained: str, arch: str, backbone: str) -> Detector
             raise CheckpointError(f"{path}: a torchvision detector's state dict, but backbone '{backbone}' with "
                                   f"model.arch {arch} has no torchvision twin (those with one: {have})")
         return DetectorWeights(mapping.to_ours(loaded), None, str(path))
-    if any(rows.keys(loaded) for layers in CLASS_ROWS.values() for rows in layers):
+    if any(rows.keys(loaded) for family in DETECTORS.values() for rows in family.class_rows):
         return DetectorWeights(dict(loaded), None, str(path))  # ours
     return None  # a classification state dict: the trunk loads it
 
@@ -320,9 +284,8 @@ def _is_checkpoint(loaded) -> bool:
 # Loading
 
 
-def load_detector_weights(model: nn.Module, weights: DetectorWeights, class_names: Sequence[str] | None,
-                          arch: str) -> None:
-    """Load `weights` into `model` (ours, of `arch`, same architecture); the class-specific rows as in
+def load_detector_weights(model: nn.Module, weights: DetectorWeights, class_names: Sequence[str] | None) -> None:
+    """Load `weights` into `model` (a DetectionModel of the same architecture); its `class_rows` as in
     the module docstring. `class_names`: the model's foreground classes (None: unknown, rows carried by
     position)."""
     expected = model.state_dict()
@@ -332,7 +295,7 @@ def load_detector_weights(model: nn.Module, weights: DetectorWeights, class_name
     state.update({key: value for key, value in expected.items()
                   if key.endswith("num_batches_tracked") and key not in state})
     state.update(carried_class_rows(expected, state, model.num_classes, weights.class_names, class_names,
-                                    CLASS_ROWS[arch]))
+                                    model.class_rows))
     misfit = describe_misfit(state, expected)
     if misfit is not None:
         raise CheckpointError(f"{weights.source}: weights do not fit this model.arch and model.backbone ({misfit})")

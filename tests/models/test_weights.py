@@ -102,7 +102,7 @@ def test_predictor_rows_carried_over_by_class_name(torchvision_file, tmp_path):
     torch.manual_seed(0)
     model = build_model(_fpn_config(), InputConfig(), 3)
     fresh = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("roi_heads.")}
-    load_detector_weights(model, weights, ["aeroplane", "raccoon", "person"], "faster_rcnn")
+    load_detector_weights(model, weights, ["aeroplane", "raccoon", "person"])
     cls_w = model.roi_heads.cls_score.weight
     airplane, person = COCO_NAMES.index("airplane"), COCO_NAMES.index("person")
     assert torch.equal(cls_w[0], state["roi_heads.box_predictor.cls_score.weight"][0])  # background
