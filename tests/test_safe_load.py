@@ -17,7 +17,7 @@ from benchmarks.zoo import read_state_dict
 from detect.checkpoints import load_checkpoint
 from detect.engine.checkpoint import restore_rng_states, rng_states
 from detect.errors import CheckpointError
-from detect.models.backbones import hub_state_dict, load_classifier_weights
+from detect.models.backbones.weight_files import hub_state_dict, load_classifier_weights
 from detect.models.weights import read_detector_weights
 from detect.safe_load import safe_torch_load
 from tests.conftest import REPO_ROOT, load_tool

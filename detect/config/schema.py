@@ -369,7 +369,8 @@ class ModelConfig(Section):
     state dict (the trunk), a torchvision detection state dict or a detect checkpoint (the whole
     detector; the classifier's rows kept by class name)."""
     trainable_layers: int | None = None
-    """How many backbone stages train (the rest are frozen); None: the backbone's default."""
+    """How many backbone stages train, counted from the top (the rest are frozen); None: every stage from
+    random weights, every stage but the lowest with loaded weights (detect/models/backbones/freezing.py)."""
     roi_pool: Literal["roi_pool", "roi_align"] = "roi_pool"
     """Faster R-CNN RoI pooling: torchvision's roi_pool or roi_align."""
     roi_output_size: int | None = None

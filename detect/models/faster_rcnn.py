@@ -20,7 +20,9 @@ from torch import nn
 from detect.config import InputConfig, ModelConfig
 from detect.errors import ConfigError
 from detect.models.anchors import AnchorGenerator
-from detect.models.backbones import DETECTOR_WEIGHTS, Backbone, build_backbone, tiny_resnet_head
+from detect.models.backbones import Backbone, build_backbone
+from detect.models.backbones.tiny_resnet import tiny_resnet_head
+from detect.models.backbones.weight_files import DETECTOR_WEIGHTS
 from detect.models.boxes import pad_ground_truth
 from detect.models.class_rows import ClassRows
 from detect.models.detection_model import DetectionModel

@@ -6,7 +6,7 @@
                                                      #  "box_regression" [B, A, 4], "priors" [A, 4]}
     detections = model.postprocess(outputs, image_sizes, scales)
 
-Parts: a trunk giving the feature maps (ssd_backbones.py), a 3 x 3 convolution per map predicting
+Parts: a trunk giving the feature maps (backbones/, by model.backbone), a 3 x 3 convolution per map predicting
 each default box's class scores and encoded offsets, default boxes (default_boxes.py), the multibox
 loss (ssd_loss.py) and the batched postprocess (ssd_postprocess.py). Default boxes are made for the
 input tensor's actual feature map sizes and scaled to its pixels (H, W), so padding the batch is
@@ -20,11 +20,11 @@ from torch import nn
 
 from detect.config import InputConfig, ModelConfig
 from detect.errors import ConfigError
+from detect.models.backbones import build_ssd_trunk
 from detect.models.class_rows import ClassRows
 from detect.models.default_boxes import box_scales, boxes_per_location, cached_default_boxes
 from detect.models.detection_model import DetectionModel
 from detect.models.registry import DETECTORS
-from detect.models.ssd_backbones import build_ssd_trunk
 from detect.models.ssd_head import SSDHead
 from detect.models.ssd_loss import MultiBoxLoss
 from detect.models.ssd_postprocess import postprocess_detections

@@ -3,7 +3,7 @@
 The detector is our SSD (ssd.py: default boxes, matching, multibox loss, batched postprocess) with
 one change, the head: each map's classification and box predictions come from a 3 x 3 depthwise
 convolution (BatchNorm, ReLU6) followed by a 1 x 1 convolution, instead of a full 3 x 3 convolution.
-With the MobileNetV3 trunk (ssd_backbones.MobileNetV3Trunk) this is the layout of torchvision's
+With the MobileNetV3 trunk (backbones/mobilenet_v3.py) this is the layout of torchvision's
 `ssdlite320_mobilenet_v3_large`; detect/models/weights.py maps its state dict onto ours.
 """
 
@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from torch import nn
 
+from detect.models.backbones.ssd_layers import conv_norm_relu6, normal_init
 from detect.models.class_rows import ClassRows
 from detect.models.registry import DETECTORS
 from detect.models.ssd import SSD
-from detect.models.ssd_backbones import conv_norm_relu6, normal_init
 from detect.models.ssd_head import SSDHead
 
 

@@ -6,8 +6,8 @@
            names the file and where to put it)
     PATH   a torchvision detection state dict of the same architecture, a state dict of ours, or a
            detect checkpoint (its `model` weights and `class_names`)
-(`none`, `imagenet` and a classification state dict are the trunk's business: detect/models/backbones.py
-and ssd_backbones.py.)
+(`none`, `imagenet` and a classification state dict are the trunk's business:
+detect/models/backbones/weight_files.py.)
 
     weights = read_detector_weights(pretrained, arch, backbone)   # None: not detector weights
     load_detector_weights(model, weights, class_names)
@@ -48,7 +48,7 @@ from torchvision.models.detection import (
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from detect.errors import CheckpointError, ConfigError
-from detect.models.backbones import hub_state_dict, hub_weight_file
+from detect.models.backbones.weight_files import hub_state_dict, hub_weight_file
 from detect.models.class_rows import ClassRows
 from detect.models.registry import DETECTORS
 from detect.safe_load import safe_torch_load
@@ -123,7 +123,7 @@ SSD_HEAD_RENAMES = (
     ("head.regression_head.module_list.", "head.box_convs."),
 )
 
-# torchvision's SSDFeatureExtractorVGG -> our VGGTrunk (ssd_backbones.py). torchvision's `extra.0`
+# torchvision's SSDFeatureExtractorVGG -> our VGGTrunk (backbones/vgg.py). torchvision's `extra.0`
 # is conv5_1 .. conv5_3 (the max pool after conv4_3 first) followed by a Sequential of pool5, fc6,
 # ReLU, fc7, ReLU at index 7; ours lays those out flat in `fc7`: fc6 at 8, fc7 at 10.
 SSD300_VGG16_RENAMES = (

@@ -28,7 +28,7 @@ def settle_batchnorm(model: nn.Module, seed: int) -> None:
     """A random-weight torchvision detector made to behave like a loaded one: BatchNorm statistics of
     one random batch (so activations stay in a normal range), then FrozenBatchNorm2d as with COCO
     weights."""
-    from detect.models.backbones import frozen_batchnorm
+    from detect.models.backbones.freezing import frozen_batchnorm
 
     for module in model.modules():
         if isinstance(module, nn.BatchNorm2d):

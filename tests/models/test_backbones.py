@@ -8,8 +8,16 @@ import torchvision
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from detect.errors import ConfigError
-from detect.models import backbones
-from detect.models.backbones import BACKBONES, build_backbone, classifier_model
+from detect.models.backbones import (
+    BACKBONES,
+    backbone_names,
+    build_backbone,
+    build_ssd_trunk,
+    mobilenet_v3,
+    resnet,
+    weight_files,
+)
+from detect.models.backbones.weight_files import classifier_model
 
 EXPECTED = {
     # name: (out_channels, head_out_channels, roi_output_size)
@@ -129,7 +137,7 @@ def test_resnet_trainable_layers_freezes_exactly_the_bottom_stages(trainable):
         "trunk.0.": "conv1", "trunk.1.": "conv1", "trunk.4.": "layer1", "trunk.5.": "layer2", "trunk.6.": "layer3",
         "head.0.": "layer4",
     }
-    expected_trainable = set(backbones.RESNET_STAGES[len(backbones.RESNET_STAGES) - trainable :])
+    expected_trainable = set(resnet.RESNET_STAGES[len(resnet.RESNET_STAGES) - trainable :])
     for name, parameter in backbone.named_parameters():
         stage = next(stage for prefix, stage in model_stage.items() if name.startswith(prefix))
         assert parameter.requires_grad == (stage in expected_trainable), name
@@ -146,7 +154,7 @@ def test_vgg_trainable_layers_freezes_the_bottom_conv_blocks(trainable):
 
 
 def test_default_trainable_layers():
-    # Random init: everything trains; with weights: the top 3 stages.
+    # Random init: everything trains (with weights: all but the lowest stage, tested with a cached file below).
     assert all(p.requires_grad for p in build_backbone("resnet18").parameters())
 
 
@@ -176,8 +184,8 @@ def test_imagenet_cached_file_is_used_without_network(tmp_path, monkeypatch):
     torch.save(reference.state_dict(), tmp_path / "checkpoints" / "resnet18-f37072fd.pth")
     backbone = build_backbone("resnet18", pretrained="imagenet")
     assert torch.equal(backbone.trunk[0].weight, reference.conv1.weight)
-    # With weights, the default is the top 3 stages trainable: conv1 and layer1 frozen.
-    assert not backbone.trunk[0].weight.requires_grad and backbone.trunk[5][0].conv1.weight.requires_grad
+    # With weights, the default trains every stage but the lowest: conv1 (and its norm) frozen, layer1 trains.
+    assert not backbone.trunk[0].weight.requires_grad and backbone.trunk[4][0].conv1.weight.requires_grad
 
 
 @pytest.mark.parametrize("name", ["mobilenet_v3_large", "mobilenet_v3_small"])
@@ -204,7 +212,7 @@ def test_mobilenet_v3_imagenet_transfer_from_a_local_file(tmp_path, name):
 def test_mobilenet_v3_trainable_layers_freezes_the_bottom_stages(trainable):
     backbone = build_backbone("mobilenet_v3_large", trainable_layers=trainable)
     blocks = [*backbone.trunk, *backbone.head[:-2]]  # the 17 `features` blocks, in order
-    starts = backbones.mobilenet_v3_stage_starts(torch.nn.Sequential(*blocks))
+    starts = mobilenet_v3.mobilenet_v3_stage_starts(torch.nn.Sequential(*blocks))
     assert starts == [0, 2, 4, 7, 13, 16]
     first_trainable = len(blocks) if trainable == 0 else starts[len(starts) - trainable]
     for index, block in enumerate(blocks):
@@ -231,10 +239,22 @@ def test_fpn_trunk_parameter_names_are_torchvisions():
 
 
 def test_fpn_with_detector_weights_freezes_like_torchvision():
-    backbone = build_backbone("resnet50_fpn", pretrained=backbones.DETECTOR_WEIGHTS)
+    backbone = build_backbone("resnet50_fpn", pretrained=weight_files.DETECTOR_WEIGHTS, trainable_layers=3)
     norms = _norms(backbone)
     assert norms and all(isinstance(m, FrozenBatchNorm2d) for m in norms)
     body = backbone.trunk.body
-    # The default with trained weights: layer2..layer4 train, conv1 and layer1 are frozen; the pyramid trains.
+    # torchvision's default (and our configs'), 3: layer2..layer4 train, conv1 and layer1 are frozen; the
+    # pyramid trains.
     assert not body.conv1.weight.requires_grad and not body.layer1[0].conv1.weight.requires_grad
     assert body.layer2[0].conv1.weight.requires_grad and backbone.trunk.fpn.inner_blocks[0][0].weight.requires_grad
+
+
+def test_each_backbone_declares_the_families_it_builds_for():
+    """One registry for both detector families: the SSD trunks are the plain networks, not the two-stage-only
+    cuts (vgg16_bn, the pyramids), and asking a family for a name it lacks is one line listing its names."""
+    assert set(backbone_names("two_stage")) == set(EXPECTED) | PYRAMIDS
+    assert set(backbone_names("ssd")) == {"vgg16", "resnet18", "resnet34", "resnet50", "resnet101",
+                                          "mobilenet_v3_large", "mobilenet_v3_small", "tiny_resnet"}
+    with pytest.raises(ConfigError, match=r"^model.backbone: 'resnet50_fpn' has no SSD trunk \(allowed for SSD: "
+                                          r"mobilenet_v3_large, .*, tiny_resnet, vgg16\)$"):
+        build_ssd_trunk("resnet50_fpn", 6, 300)

@@ -68,7 +68,7 @@ def _norms(model: torch.nn.Module) -> int:
 def test_resnet_blocks_and_frozen_batchnorm_fold(backbone, frozen):
     """torchvision's ResNet blocks (conv / bn attribute pairs), the FPN trunk's layer getter and
     FrozenBatchNorm2d (trained weights) fold too; the outputs stay, and NHWC inference is switched on."""
-    from detect.models.backbones import frozen_batchnorm
+    from detect.models.backbones.freezing import frozen_batchnorm
 
     model = _with_statistics(_small_faster_rcnn(backbone))
     if frozen:

@@ -9,7 +9,7 @@ from torchvision.ops import box_iou
 
 from detect.config import InputConfig, ModelConfig, SSDConfig, load_config
 from detect.errors import ConfigError
-from detect.models import ssd_backbones
+from detect.models.backbones import vgg
 from detect.models.build import build_model
 from detect.models.default_boxes import box_scales
 from detect.models.detections import split_detections
@@ -75,8 +75,8 @@ def test_imagenet_fc_weights_are_subsampled_into_fc6_fc7(monkeypatch):
         loaded["classifier"] = model.classifier
         return model
 
-    monkeypatch.setattr(ssd_backbones, "load_classifier_weights", fake_load)
-    trunk = ssd_backbones.VGGTrunk(6, 300, pretrained="weights.pth")
+    monkeypatch.setattr(vgg, "load_classifier_weights", fake_load)
+    trunk = vgg.VGGTrunk(6, 300, pretrained="weights.pth")
     fc6, fc7 = [m for m in trunk.fc7 if isinstance(m, torch.nn.Conv2d)][-2:]
     source_fc6, source_fc7 = loaded["classifier"][0], loaded["classifier"][3]
     assert torch.equal(fc6.weight, source_fc6.weight.view(4096, 512, 7, 7)[::4, :, ::3, ::3])

@@ -8,8 +8,8 @@ import torchvision
 from torch.utils.flop_counter import FlopCounterMode
 
 from detect.errors import ConfigError
-from detect.models.ssd_backbones import TinyResNetTrunk, build_ssd_trunk
-from detect.models.tiny_resnet import TINY_RESNET_CHANNELS, tiny_resnet_stages
+from detect.models.backbones import build_ssd_trunk
+from detect.models.backbones.tiny_resnet import TINY_RESNET_CHANNELS, TinyResNetTrunk, tiny_resnet_stages
 
 
 def test_stage_shapes_and_strides():

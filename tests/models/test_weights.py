@@ -10,7 +10,7 @@ import torchvision
 from benchmarks.torchvision_adapter import switch_off_transform
 from detect.config import InputConfig, ModelConfig
 from detect.errors import CheckpointError, ConfigError
-from detect.models.backbones import frozen_batchnorm
+from detect.models.backbones.freezing import frozen_batchnorm
 from detect.models.build import build_model
 from detect.models.detections import split_detections
 from detect.models.weights import MAPPINGS, coco_weight_file, load_detector_weights, read_detector_weights
