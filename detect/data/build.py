@@ -1,14 +1,12 @@
-"""`build_dataset(data_cfg, split)`: the config's `data` section -> a raw detection dataset."""
+"""`build_dataset(data_cfg, split)`: the config's `data` section -> a raw detection dataset, built by the
+format that `data.format` names (detect/data/formats.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from detect.config import DataConfig
-from detect.data.coco import COCODataset
+from detect.data import coco, synthetic, voc  # noqa: F401 - each registers its format
 from detect.data.dataset import DetectionDataset
-from detect.data.synthetic import SYNTHETIC_CLASSES, generate_synthetic
-from detect.data.voc import VOCDataset
+from detect.data.formats import DATASET_FORMATS
 from detect.errors import DataError
 
 
@@ -18,29 +16,11 @@ def build_dataset(data_cfg: DataConfig, split: str, training: bool = False) -> D
     `training=True` leaves VOC `difficult` objects out of the targets unless `data.use_difficult`;
     evaluation datasets keep them (flagged) so the VOC metric can ignore them.
     """
-    dataset = _build(data_cfg, split, keep_difficult=data_cfg.use_difficult or not training)
+    keep_difficult = data_cfg.use_difficult or not training
+    dataset = DATASET_FORMATS.get(data_cfg.format)(data_cfg, split, keep_difficult)
     dataset.max_missing_share = data_cfg.max_missing_share
     dataset.max_pixels = data_cfg.max_pixels
     return dataset
-
-
-def _build(data_cfg: DataConfig, split: str, keep_difficult: bool) -> DetectionDataset:
-    if data_cfg.format == "coco":
-        return COCODataset(
-            data_cfg.root, split, classes=data_cfg.classes, image_dir=data_cfg.image_dir, on_error=data_cfg.on_error
-        )
-    classes = data_cfg.classes
-    if data_cfg.format == "synthetic":
-        ensure_synthetic(data_cfg)
-        classes = classes or list(SYNTHETIC_CLASSES)
-    return VOCDataset(
-        data_cfg.root,
-        split,
-        classes=classes,
-        unknown_class=data_cfg.unknown_class,
-        on_error=data_cfg.on_error,
-        keep_difficult=keep_difficult,
-    )
 
 
 def with_class_names(data_cfg: DataConfig, train_dataset: DetectionDataset | None = None) -> DataConfig:
@@ -65,15 +45,3 @@ def with_class_names(data_cfg: DataConfig, train_dataset: DetectionDataset | Non
         raise DataError(f"{data_cfg.root}: no class names found in the training split '{data_cfg.train_split}' "
                         f"(no objects); set data.classes")
     return data_cfg.model_copy(update={"classes": names})
-
-
-def ensure_synthetic(data_cfg: DataConfig) -> None:
-    """Generates the synthetic dataset (VOC layout) in `data.root` unless one is already there."""
-    root = Path(data_cfg.root)
-    if (root / "ImageSets" / "Main").is_dir() and (root / "Annotations").is_dir():
-        return
-    synth = data_cfg.synth
-    generate_synthetic(
-        root, format="voc", num_images=synth.num_images, image_size=synth.image_size, seed=synth.seed,
-        val_fraction=synth.val_fraction,
-    )

@@ -21,6 +21,7 @@ from pycocotools.coco import COCO
 
 from detect.data.box_formats import xywh_to_xyxy
 from detect.data.dataset import DetectionDataset, Sample
+from detect.data.formats import DATASET_FORMATS
 from detect.data.problems import ProblemLog
 from detect.errors import DataError
 from detect.text_files import read_json
@@ -97,6 +98,14 @@ class COCODataset(DetectionDataset):
             iscrowd=np.array([bool(a.get("iscrowd", 0)) for a in kept], dtype=bool),
             annotated_size=size,
         )
+
+
+@DATASET_FORMATS.register("coco")
+def build_coco(data_cfg, split: str, keep_difficult: bool) -> COCODataset:
+    """`data.format: coco`: `data.root/annotations/instances_<split>.json`, images in `data.image_dir` or
+    `data.root/<split>/` (COCO has no difficult flag: `keep_difficult` changes nothing)."""
+    return COCODataset(data_cfg.root, split, classes=data_cfg.classes, image_dir=data_cfg.image_dir,
+                       on_error=data_cfg.on_error)
 
 
 def read_coco_json(path: Path) -> dict:

@@ -1,6 +1,7 @@
 """A synthetic shapes dataset, the offline default: coloured shapes on textured, noisy backgrounds.
 
-`generate_synthetic(out, format="voc"|"coco", ...)` writes
+`data.format: synthetic` generates it in VOC layout in `data.root` (`data.synth` settings) unless a
+VOC dataset is already there, then reads it as VOC. `generate_synthetic(out, format="voc"|"coco", ...)` writes
 - VOC:  out/Annotations/<id>.xml, out/JPEGImages/<id>.jpg, out/ImageSets/Main/{train,val}.txt
 - COCO: out/annotations/instances_{train,val}.json, images in out/train/ and out/val/
 
@@ -18,6 +19,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from detect.data.formats import DATASET_FORMATS
+from detect.data.voc import VOCDataset, build_voc
 
 SYNTHETIC_CLASSES = ["circle", "square", "triangle", "star", "ring"]
 
@@ -242,3 +246,25 @@ def write_coco(out: Path, splits: dict, image_size: int) -> None:
                 annotation_id += 1
         data = {"images": images, "annotations": annotations, "categories": categories}
         (out / "annotations" / f"instances_{split}.json").write_text(json.dumps(data, indent=1) + "\n")
+
+
+@DATASET_FORMATS.register("synthetic")
+def build_synthetic(data_cfg, split: str, keep_difficult: bool) -> VOCDataset:
+    """`data.format: synthetic`: the shapes in `data.root`, generated there first when missing; the class
+    names default to SYNTHETIC_CLASSES."""
+    ensure_synthetic(data_cfg)
+    if data_cfg.classes is None:
+        data_cfg = data_cfg.model_copy(update={"classes": list(SYNTHETIC_CLASSES)})
+    return build_voc(data_cfg, split, keep_difficult)
+
+
+def ensure_synthetic(data_cfg) -> None:
+    """Generates the synthetic dataset (VOC layout) in `data.root` unless one is already there."""
+    root = Path(data_cfg.root)
+    if (root / "ImageSets" / "Main").is_dir() and (root / "Annotations").is_dir():
+        return
+    synth = data_cfg.synth
+    generate_synthetic(
+        root, format="voc", num_images=synth.num_images, image_size=synth.image_size, seed=synth.seed,
+        val_fraction=synth.val_fraction,
+    )

@@ -21,6 +21,7 @@ import numpy as np
 
 from detect.data.box_formats import voc_to_xyxy, xyxy_to_voc
 from detect.data.dataset import DetectionDataset, Sample
+from detect.data.formats import DATASET_FORMATS
 from detect.data.problems import ProblemLog
 from detect.errors import DataError
 from detect.text_files import read_text
@@ -60,6 +61,13 @@ class VOCDataset(DetectionDataset):
             folder / "ImageSets" / "Main" / f"{name}.txt" for folder, name in split_parts(Path(root), split)]
         self.root = Path(root)
         self.split = split
+
+
+@DATASET_FORMATS.register("voc")
+def build_voc(data_cfg, split: str, keep_difficult: bool) -> VOCDataset:
+    """`data.format: voc`: split `split` of the VOC folder `data.root` (see the module docstring)."""
+    return VOCDataset(data_cfg.root, split, classes=data_cfg.classes, unknown_class=data_cfg.unknown_class,
+                      on_error=data_cfg.on_error, keep_difficult=keep_difficult)
 
 
 def split_parts(root: Path, split: str) -> list[tuple[Path, str]]:
