@@ -134,14 +134,14 @@ def _build_peer(path, data_config: Config, class_names):
 def resolve_data_config(config_name: str | None, overrides: Sequence[str], checkpoints: Sequence[str | Path]) -> Config:
     """`--config` with `--set` applied, else the first checkpoint's own config with them."""
     from detect.checkpoints import config_from_checkpoint, load_checkpoint
-    from detect.evaluation.eval_command import _with_overrides
+    from detect.config import saved_config_with_overrides
 
     if config_name:
         return load_config(config_name, list(overrides))
     if not checkpoints:
         raise DetectError("eval_map: give --config (the data to run on) when no checkpoint is given")
     first = checkpoints[0]
-    return _with_overrides(config_from_checkpoint(load_checkpoint(first), first), list(overrides))
+    return saved_config_with_overrides(config_from_checkpoint(load_checkpoint(first), first), list(overrides))
 
 
 # ---------------------------------------------------------------------------------------------------

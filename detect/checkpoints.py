@@ -72,11 +72,11 @@ def check_finite_weights(state: dict, path: str | Path) -> None:
 
 
 def config_from_checkpoint(state: dict, path: str | Path = "checkpoint"):
-    from detect.config import validate_config
+    from detect.config import validate_saved_config
     from detect.errors import ConfigError
 
     try:
-        return validate_config(state["config"])
+        return validate_saved_config(state["config"])
     except ConfigError as error:
         raise CheckpointError(f"{path}: its config is not valid for this version: {error}") from None
 

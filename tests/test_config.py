@@ -268,7 +268,7 @@ def test_a_config_that_is_not_utf8_is_one_line_naming_file_and_line(tmp_path, ca
 )
 def test_numbers_that_make_no_sense_are_refused_naming_the_key(override, key, words):
     with pytest.raises(ConfigError) as error:
-        load_config("voc_faster_rcnn", [override])
+        load_config("voc_ssd300" if key.startswith(("model.ssd", "input.size")) else "voc_faster_rcnn", [override])
     message = str(error.value)
     assert f"'{key}'" in message and words in message
     assert "\n" not in message
@@ -280,15 +280,53 @@ def test_numbers_as_yaml_strings_and_ints_for_floats_still_load():
     assert config.train.clip_grad_norm == 10.0 and config.train.epochs == 3
 
 
-def test_configs_saved_before_the_score_threshold_rename_still_load():
-    """Checkpoints keep their resolved config: the old `score_thresh` keys are read as `score_threshold`."""
-    from detect.config import config_to_dict, validate_config
+def _as_saved_before_per_architecture_sections(config_name: str) -> dict:
+    """A config as versions before per-architecture sections saved it: every detector's model sections,
+    and the old `score_thresh` spelling."""
+    from detect.config import FasterRCNNModelConfig, SSDModelConfig, config_to_dict
 
-    saved = config_to_dict(load_config("voc_faster_rcnn"))
+    saved = config_to_dict(load_config(config_name))
+    every = {**FasterRCNNModelConfig().model_dump(mode="json"), **SSDModelConfig().model_dump(mode="json")}
+    saved["model"] = {**every, **saved["model"]}
     for section in ("rpn", "roi_heads", "ssd"):
         saved["model"][section]["score_thresh"] = saved["model"][section].pop("score_threshold") + 0.01
-    config = validate_config(saved)
-    default = load_config("voc_faster_rcnn").model
-    assert config.model.roi_heads.score_threshold == pytest.approx(default.roi_heads.score_threshold + 0.01)
-    assert config.model.ssd.score_threshold == pytest.approx(default.ssd.score_threshold + 0.01)
-    assert "score_thresh" in saved["model"]["ssd"]  # the caller's dict is left as it was
+    return saved
+
+
+@pytest.mark.parametrize("config_name", ["voc_faster_rcnn", "synthetic_ssd"])
+def test_configs_saved_by_older_versions_still_load(config_name):
+    """Checkpoints keep their resolved config. The old `score_thresh` keys are read as `score_threshold`,
+    and the sections of other detectors, which older versions saved for every model, are dropped."""
+    from detect.config import validate_config, validate_saved_config
+
+    saved = _as_saved_before_per_architecture_sections(config_name)
+    config = validate_saved_config(saved)
+    default = load_config(config_name).model
+    if config.model.arch == "faster_rcnn":
+        assert config.model.roi_heads.score_threshold == pytest.approx(default.roi_heads.score_threshold + 0.01)
+        assert not hasattr(config.model, "ssd")
+    else:
+        assert config.model.ssd.score_threshold == pytest.approx(default.ssd.score_threshold + 0.01)
+        assert not hasattr(config.model, "rpn")
+    assert "score_thresh" in saved["model"]["ssd"] and "rpn" in saved["model"]  # the caller's dict is as it was
+    with pytest.raises(ConfigError, match="is not a setting of model.arch"):
+        validate_config(saved)  # a config written by hand gets no such pass
+
+
+def test_a_config_holds_the_sections_of_its_own_detector_only():
+    """`detect config show synthetic_ssd` has no RPN, RoI or anchor keys; asking an SSD config for one is
+    one line naming the key, where it came from, and the keys that model.arch has."""
+    from detect.config import config_to_dict
+
+    ssd_model = config_to_dict(load_config("synthetic_ssd"))["model"]
+    assert set(ssd_model) == {"arch", "backbone", "pretrained", "trainable_layers", "ssd"}
+    faster_model = config_to_dict(load_config("synthetic_faster_rcnn"))["model"]
+    assert "ssd" not in faster_model and {"rpn", "roi_heads", "anchors"} <= set(faster_model)
+    with pytest.raises(ConfigError) as error:
+        load_config("synthetic_ssd", ["model.rpn.nms_thresh=0.5"])
+    assert str(error.value) == ("'model.rpn' in --set model.rpn.nms_thresh=0.5 is not a setting of model.arch ssd "
+                                "(its keys: arch, backbone, pretrained, trainable_layers, ssd)")
+    with pytest.raises(ConfigError, match=r"^bad value for 'model.arch' in --set model.arch=yolo: 'yolo': must be "
+                                          r"one of faster_rcnn, ssd, ssdlite$"):
+        load_config("synthetic_ssd", ["model.arch=yolo"])
+    assert load_config("synthetic_ssd", ["model.arch=ssdlite"]).model.arch == "ssdlite"

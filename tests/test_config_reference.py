@@ -8,7 +8,7 @@ import re
 import pytest
 from pydantic import BaseModel
 
-from detect.config import Config, config_to_dict
+from detect.config import Config, FasterRCNNModelConfig, SSDModelConfig, config_to_dict
 from tests.conftest import REPO_ROOT
 
 
@@ -38,20 +38,33 @@ def test_docs_config_md_is_up_to_date():
 
 def test_every_key_is_documented_with_a_meaning():
     text = load_tool().render()
-    for key in dotted_keys(config_to_dict(Config())):
+    every_model = {**FasterRCNNModelConfig().model_dump(mode="json"), **SSDModelConfig().model_dump(mode="json")}
+    for key in dotted_keys({**config_to_dict(Config()), "model": every_model}):
         row = next((line for line in text.splitlines() if line.startswith(f"| `{key}` |")), None)
         assert row is not None, key
         assert not row.rstrip().endswith("|  |"), f"{key} has no description"
 
 
 
-def sections(model, prefix=""):
-    """(title, section model) of every config section, as docs/config.md heads them."""
-    found = [(prefix.rstrip(".") or "top level", model)]
+def sections(model, prefix="", title=None, keys=None):
+    """(title, section model) of every config section, as docs/config.md heads them (a union of sections,
+    `model`: the keys its members share, then each member's own)."""
+    found = [(title or prefix.rstrip(".") or "top level", model)]
     for name, field in model.model_fields.items():
+        if keys is not None and name not in keys:
+            continue
         if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
             found += sections(field.annotation, f"{prefix}{name}.")
+        members = load_tool().union_members(field.annotation)
+        for sub_title, member, member_keys in (load_tool().union_sections(members, f"{prefix}{name}") if members
+                                               else []):
+            found += sections(member, f"{prefix}{name}.", sub_title, member_keys)
     return found
+
+
+def test_every_architecture_has_its_own_model_section():
+    titles = [title for title, _ in sections(Config)]
+    assert {"model", "model (faster_rcnn)", "model (ssd, ssdlite)", "model.rpn", "model.ssd"} <= set(titles)
 
 
 def sentences(text: str) -> list[str]:

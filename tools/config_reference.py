@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import typing
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Union
 
 from pydantic import BaseModel
 
@@ -53,12 +54,39 @@ def section_text(model: type[BaseModel]) -> str:
     return one_line(model.__doc__ or "")
 
 
-def _section(model: type[BaseModel], prefix: str, out: list[str]) -> None:
+def union_members(annotation: Any) -> list[type[BaseModel]]:
+    """The sections of a field that is a union of sections (`model`: one per architecture); [] otherwise."""
+    if typing.get_origin(annotation) is not Union:
+        return []
+    members = [typing.get_args(m)[0] if typing.get_origin(m) is Annotated else m for m in typing.get_args(annotation)]
+    return [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
+
+
+def union_sections(members: list[type[BaseModel]], name: str) -> list[tuple[str, type[BaseModel], list[str]]]:
+    """(title, section, its keys) for a union field: the keys all members share under `name`, then each
+    member's own keys under `name (its arch values)`."""
+    common = next(base for base in members[0].__mro__ if all(issubclass(m, base) for m in members))
+    found = [(name, common, list(common.model_fields))]
+    for member in members:
+        archs = ", ".join(typing.get_args(member.model_fields["arch"].annotation))
+        found.append((f"{name} ({archs})", member, [k for k in member.model_fields if k not in common.model_fields]))
+    return found
+
+
+def _section(model: type[BaseModel], prefix: str, out: list[str], title: str | None = None,
+             keys: list[str] | None = None) -> None:
     rows, subsections = [], []
     for name, field in model.model_fields.items():
+        if keys is not None and name not in keys:
+            continue
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             subsections.append((annotation, f"{prefix}{name}"))
+            continue
+        members = union_members(annotation)
+        if members:
+            for sub_title, member, member_keys in union_sections(members, f"{prefix}{name}"):
+                subsections.append((member, f"{prefix}{name}", sub_title, member_keys))
             continue
         default = field.get_default(call_default_factory=True)
         if isinstance(default, list) and default and isinstance(default[0], BaseModel):
@@ -66,12 +94,12 @@ def _section(model: type[BaseModel], prefix: str, out: list[str]) -> None:
         description = one_line(field.description or "").replace("|", "\\|")
         rows.append(f"| `{prefix}{name}` | {_type_name(annotation).replace('|', 'or')} | "
                     f"`{_default(default)}` | {description} |")
-    if rows:
-        title = prefix.rstrip(".") or "top level"
-        out += [f"\n## `{title}`\n", section_text(model), "",
-                "| key | type | default | meaning |", "|---|---|---|---|", *rows]
-    for sub_model, sub_prefix in subsections:
-        _section(sub_model, f"{sub_prefix}.", out)
+    if rows or title:  # a union member's section is shown even when its keys are all sub-sections
+        title = title or prefix.rstrip(".") or "top level"
+        out += [f"\n## `{title}`\n", section_text(model)]
+        out += ["", "| key | type | default | meaning |", "|---|---|---|---|", *rows] if rows else []
+    for sub_model, sub_prefix, *titled in subsections:
+        _section(sub_model, f"{sub_prefix}.", out, *titled)
 
 
 def render() -> str:

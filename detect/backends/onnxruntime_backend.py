@@ -102,7 +102,7 @@ class OnnxRuntimeModel(nn.Module):
 def load_onnxruntime(path: str | Path, device: str = "auto", threads: int | None = None) -> LoadedModel:
     """An .onnx file written by `detect export`, with the config, class names and category ids its
     metadata holds. onnxruntime runs on the CPU here."""
-    from detect.config import validate_config
+    from detect.config import validate_saved_config
 
     if str(device) not in ("auto", "cpu"):
         raise DetectError(f"--device {device}: --backend onnxruntime runs on the CPU; use --backend torch")
@@ -112,7 +112,7 @@ def load_onnxruntime(path: str | Path, device: str = "auto", threads: int | None
     model = OnnxRuntimeModel(path, threads)
     if "config" not in model.metadata:
         raise DetectError(f"{path}: no 'config' in its metadata; export it again with this version of detect export")
-    config = validate_config(json.loads(model.metadata["config"]))
+    config = validate_saved_config(json.loads(model.metadata["config"]))
     category_ids = json.loads(model.metadata["category_ids"]) if "category_ids" in model.metadata else None
     return LoadedModel(model, config, json.loads(model.metadata["class_names"]), category_ids, "cpu")
 

@@ -13,7 +13,9 @@ from detect.config.loading import (
     load_raw_config,
     parse_override,
     resolve_config_path,
+    saved_config_with_overrides,
     validate_config,
+    validate_saved_config,
 )
 from detect.config.schema import (
     DEFAULT_MAX_PIXELS,
@@ -23,15 +25,18 @@ from detect.config.schema import (
     Config,
     DataConfig,
     EvalConfig,
+    FasterRCNNModelConfig,
     InputConfig,
     ModelConfig,
     RoIHeadsConfig,
     RPNConfig,
     Section,
     SSDConfig,
+    SSDModelConfig,
     SynthConfig,
     TrainConfig,
     TransformSpec,
+    model_section,
 )
 
 __all__ = [
@@ -43,10 +48,12 @@ __all__ = [
     "EvalConfig",
     "InputConfig",
     "MAX_IMAGE_SIDE",
+    "FasterRCNNModelConfig",
     "ModelConfig",
     "RPNConfig",
     "RoIHeadsConfig",
     "SSDConfig",
+    "SSDModelConfig",
     "Section",
     "SynthConfig",
     "TrainConfig",
@@ -57,7 +64,10 @@ __all__ = [
     "config_to_yaml",
     "load_config",
     "load_raw_config",
+    "model_section",
     "parse_override",
     "resolve_config_path",
+    "saved_config_with_overrides",
     "validate_config",
+    "validate_saved_config",
 ]

@@ -15,7 +15,14 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from detect.config.schema import Config
+from detect.config.schema import (
+    ALL_MODEL_KEYS,
+    MODEL_SECTIONS,
+    RESIZE_KEYS,
+    Config,
+    FasterRCNNModelConfig,
+    other_resize_keys,
+)
 from detect.errors import ConfigError
 
 
@@ -112,14 +119,54 @@ def _nest(keys: list[str], value: Any) -> dict:
     return value
 
 
-def load_config(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Read a config by name or path, apply its `base:` and the `--set` overrides, and validate."""
-    raw, sources = load_raw_config(name_or_path)
+def with_overrides(raw: dict, overrides: list[str] | tuple[str, ...], sources: dict[str, str]) -> dict:
+    """`raw` with the `--set key.sub=value` overrides merged in, each key's source recorded in `sources`."""
     for text in overrides:
         keys, value = parse_override(text)
         raw = _merge(raw, _nest(keys, value), sources, f"--set {text}")
+    return raw
+
+
+def load_config(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a config by name or path, apply its `base:` and the `--set` overrides, and validate."""
+    raw, sources = load_raw_config(name_or_path)
+    raw = with_overrides(raw, overrides, sources)
     raw.setdefault("name", Path(str(name_or_path)).stem)
     return validate_config(raw, sources)
+
+
+def saved_config_with_overrides(config: Config, overrides: list[str] | tuple[str, ...]) -> Config:
+    """A run's config (a checkpoint's) with `--set` overrides, validated; errors name the override."""
+    sources: dict[str, str] = {}
+    return validate_config(with_overrides(config_to_dict(config), overrides, sources), sources)
+
+
+def validate_saved_config(raw: dict) -> Config:
+    """Validate a config saved by a run (in a checkpoint, or an exported model's metadata), as this version
+    or an older one saved it. Before per-architecture model sections, a saved `model` held every
+    detector's sections; those of other detectors never reached the model, so they are dropped."""
+    return validate_config(_own_sections(raw))
+
+
+def _own_sections(raw: dict) -> dict:
+    """`raw` without the model sections of other detectors and the input sizes of other resize modes."""
+    raw = _own_model_sections(raw)
+    section = raw.get("input")
+    if isinstance(section, dict):
+        dropped = other_resize_keys(section.get("resize", "keep_ratio"))
+        raw = {**raw, "input": {key: value for key, value in section.items() if key not in dropped}}
+    return raw
+
+
+def _own_model_sections(raw: dict) -> dict:
+    model = raw.get("model")
+    if not isinstance(model, dict):
+        return raw
+    section = MODEL_SECTIONS.get(model.get("arch", "faster_rcnn"))
+    if section is None:
+        return raw
+    own = {key: value for key, value in model.items() if key in section.model_fields or key not in ALL_MODEL_KEYS}
+    return {**raw, "model": own}
 
 
 def load_raw_config(name_or_path: str) -> tuple[dict, dict[str, str]]:
@@ -178,23 +225,53 @@ def validate_config(raw: dict, sources: dict[str, str] | None = None) -> Config:
     """Validate a mapping (old key names read as today's: RENAMED_KEYS); the first problem becomes a
     one-line ConfigError."""
     sources = sources or {}
+    _check_resize_keys(raw, sources)
     try:
         return Config.model_validate(with_current_names(raw))
     except ValidationError as error:
         raise ConfigError(_describe(error.errors()[0], sources)) from None
 
 
+def _check_resize_keys(raw: dict, sources: dict[str, str]) -> None:
+    """A config sets the sizes of its own `input.resize` mode only (see InputConfig)."""
+    section = raw.get("input")
+    if not isinstance(section, dict) or section.get("resize", "keep_ratio") not in RESIZE_KEYS:
+        return
+    resize = section.get("resize", "keep_ratio")
+    for key in other_resize_keys(resize):
+        if key in section:
+            source = _source_of(["input", key], sources)
+            where = f" in {source}" if source else ""
+            raise ConfigError(f"'input.{key}'{where} is not a setting of input.resize {resize} (its sizes: "
+                              f"{', '.join(RESIZE_KEYS[resize])})")
+
+
+# The `model` union's members by the tag pydantic puts in error locations (their class names).
+MODEL_TAGS = {section.__name__: section for section in MODEL_SECTIONS.values()}
+
+
 def _describe(problem: dict, sources: dict[str, str]) -> str:
     loc = [str(part) for part in problem["loc"]]
+    # Inside the `model` union, pydantic puts the chosen section's tag (its class name) after "model".
+    in_union = len(loc) > 1 and loc[0] == "model" and loc[1] in MODEL_TAGS
+    model_section = MODEL_TAGS[loc.pop(1)] if in_union else None
+    value = problem.get("input")
+    if problem["type"] == "unknown_arch":
+        loc, value = loc + ["arch"], value.get("arch") if isinstance(value, dict) else value
+    if problem["type"] == "other_detectors_key":
+        loc = loc + [problem["ctx"]["key"]]
     key = ".".join(loc)
     source = _source_of(loc, sources)
     where = f" in {source}" if source else ""
+    if problem["type"] == "other_detectors_key":
+        return f"'{key}'{where} is {problem['msg']}"
+    if problem["type"] == "unknown_arch":
+        return f"bad value for '{key}'{where}: {value!r}: {problem['msg']}"
     if problem["type"] == "extra_forbidden":
-        allowed = _allowed_keys(loc[:-1])
+        allowed = _allowed_keys(loc[:-1], model_section)
         close = difflib.get_close_matches(loc[-1], allowed, n=1)
         hint = f"; did you mean '{'.'.join(loc[:-1] + [close[0]])}'?" if close else ""
         return f"unknown key '{key}'{where}{hint} (allowed: {', '.join(allowed)})"
-    value = problem.get("input")
     message = problem["msg"]
     if problem["type"] == "literal_error":
         message = "must be one of " + message.removeprefix("Input should be ")
@@ -212,11 +289,14 @@ def _source_of(loc: list[str], sources: dict[str, str]) -> str | None:
     return None
 
 
-def _allowed_keys(section_loc: list[str]) -> list[str]:
+def _allowed_keys(section_loc: list[str], model_section: type[BaseModel] | None = None) -> list[str]:
+    """The keys of the section at `section_loc`; `model_section`: the `model` union's chosen member."""
     model: type[BaseModel] = Config
     for part in section_loc:
         field = model.model_fields.get(part)
         annotation = field.annotation if field is not None else None
+        if model is Config and part == "model":
+            annotation = model_section or FasterRCNNModelConfig
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             model = annotation
         else:

@@ -4,9 +4,21 @@ key's meaning in the docstring under its field (docs/config.md is generated from
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 # The largest image side a config may ask for: beyond it a typo (an extra zero) would only show as an
 # out-of-memory error deep inside the first step.
@@ -130,7 +142,7 @@ class InputConfig(Section):
 
     resize: Literal["keep_ratio", "fixed"] = "keep_ratio"
     """keep_ratio: shorter side `min_size`, longer side at most `max_size` (Faster R-CNN); fixed: every image
-    resized to `size` x `size` (SSD)."""
+    resized to `size` x `size` (SSD). A config sets and shows the sizes of its own mode only."""
     min_size: int = Field(600, ge=16, le=MAX_IMAGE_SIDE)
     """keep_ratio: target of the shorter side, in pixels."""
     max_size: int = Field(1000, ge=16, le=MAX_IMAGE_SIDE)
@@ -158,6 +170,24 @@ class InputConfig(Section):
         if self.max_size < self.min_size:
             raise ValueError(f"input.max_size ({self.max_size}) is smaller than input.min_size ({self.min_size})")
         return self
+
+    @model_serializer(mode="wrap")
+    def _its_resize_keys_only(self, handler):
+        # A config shows (and saves) the sizes of its own resize mode only: a fixed-size SSD has no
+        # min_size / max_size, whose defaults would only mislead (detect/config/loading.py refuses them).
+        shown = handler(self)
+        for key in other_resize_keys(self.resize):
+            shown.pop(key, None)
+        return shown
+
+
+# input.resize -> the size keys it reads.
+RESIZE_KEYS = {"keep_ratio": ("min_size", "max_size"), "fixed": ("size",)}
+
+
+def other_resize_keys(resize: str) -> list[str]:
+    """The size keys of the other resize modes (those that `resize` does not read)."""
+    return [key for mode, keys in RESIZE_KEYS.items() if mode != resize for key in keys]
 
 
 class TransformSpec(BaseModel):
@@ -349,18 +379,19 @@ class SSDConfig(Section):
         return self
 
 
-class ModelConfig(Section):
-    """The detector and its backbone."""
+class _ModelSection(Section):
+    """What every detector's `model` section holds; each architecture adds its own sections."""
 
-    arch: Literal["faster_rcnn", "ssd", "ssdlite"] = "faster_rcnn"
-    """Detector: the two-stage Faster R-CNN, the one-stage SSD, or SSDlite (SSD with depthwise-separable
-    prediction heads; settings in `model.ssd`)."""
+    arch: str = "faster_rcnn"
+    """Detector: `faster_rcnn` (two-stage), `ssd` (one-stage), or `ssdlite` (SSD with depthwise-separable
+    prediction heads). A config holds the sections of its own detector only."""
     backbone: str = "vgg16"
     """vgg16, vgg16_bn, resnet18, resnet34, resnet50, resnet101, mobilenet_v3_large, mobilenet_v3_small,
     tiny_resnet (a narrow ResNet for CPU training from random weights); resnet18_fpn .. resnet101_fpn,
     mobilenet_v3_large_fpn, mobilenet_v3_large_320_fpn (feature pyramids, Faster R-CNN only: anchor sizes
     per level, roi_align; the two MobileNet names build the same network and differ in which COCO
-    checkpoint `pretrained: coco` loads)."""
+    checkpoint `pretrained: coco` loads). SSD takes vgg16, the four ResNets, the two MobileNetV3s and
+    tiny_resnet (detect/models/backbones/)."""
     pretrained: str = "none"
     """Where the weights start: `none` (random); `imagenet` (the trunk's torchvision classification
     weights); `coco` (torchvision's COCO-trained detector of the same architecture: Faster R-CNN on
@@ -371,19 +402,71 @@ class ModelConfig(Section):
     trainable_layers: int | None = None
     """How many backbone stages train, counted from the top (the rest are frozen); None: every stage from
     random weights, every stage but the lowest with loaded weights (detect/models/backbones/freezing.py)."""
-    roi_pool: Literal["roi_pool", "roi_align"] = "roi_pool"
-    """Faster R-CNN RoI pooling: torchvision's roi_pool or roi_align."""
-    roi_output_size: int | None = None
-    """None: 7 for VGG, 14 for ResNet (then res5)"""
-    anchors: AnchorConfig = AnchorConfig()
-    rpn: RPNConfig = RPNConfig()
-    roi_heads: RoIHeadsConfig = RoIHeadsConfig()
-    ssd: SSDConfig = SSDConfig()
 
     @field_validator("pretrained")
     @classmethod
     def _pretrained_word_or_path(cls, value: str) -> str:
         return value.strip()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_other_detectors_sections(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            foreign = [key for key in data if key not in cls.model_fields and key in ALL_MODEL_KEYS]
+            if foreign:
+                arch = data.get("arch", cls.model_fields["arch"].default)
+                raise PydanticCustomError(
+                    "other_detectors_key", "not a setting of model.arch {arch} (its keys: {keys})",
+                    {"key": foreign[0], "arch": arch, "keys": ", ".join(cls.model_fields)})
+        return data
+
+
+class FasterRCNNModelConfig(_ModelSection):
+    """The detector and its backbone, for `model.arch: faster_rcnn`: anchors, RPN and RoI head."""
+
+    arch: Literal["faster_rcnn"] = "faster_rcnn"
+    roi_pool: Literal["roi_pool", "roi_align"] = "roi_pool"
+    """RoI pooling: torchvision's roi_pool or roi_align."""
+    roi_output_size: int | None = None
+    """None: 7 for VGG, 14 for ResNet (then res5)"""
+    anchors: AnchorConfig = AnchorConfig()
+    rpn: RPNConfig = RPNConfig()
+    roi_heads: RoIHeadsConfig = RoIHeadsConfig()
+
+
+class SSDModelConfig(_ModelSection):
+    """The detector and its backbone, for `model.arch: ssd` and `ssdlite`: default boxes, loss, postprocess."""
+
+    arch: Literal["ssd", "ssdlite"] = "ssd"
+    ssd: SSDConfig = SSDConfig()
+
+
+# model.arch -> the section that holds its settings.
+MODEL_SECTIONS: dict[str, type[_ModelSection]] = {
+    "faster_rcnn": FasterRCNNModelConfig, "ssd": SSDModelConfig, "ssdlite": SSDModelConfig}
+ALL_MODEL_KEYS = {key for section in MODEL_SECTIONS.values() for key in section.model_fields}
+
+
+def _model_family(value: Any) -> str:
+    """The union member for a `model` mapping or section: the class name of its arch's section (a missing
+    arch is Faster R-CNN's default; an unknown one is refused by the discriminator, listing the arches)."""
+    arch = value.get("arch", "faster_rcnn") if isinstance(value, dict) else getattr(value, "arch", None)
+    section = MODEL_SECTIONS.get(arch)
+    return section.__name__ if section is not None else str(arch)
+
+
+ModelConfig = Annotated[
+    Union[Annotated[FasterRCNNModelConfig, Tag("FasterRCNNModelConfig")],
+          Annotated[SSDModelConfig, Tag("SSDModelConfig")]],
+    Discriminator(_model_family, custom_error_type="unknown_arch",
+                  custom_error_message=f"must be one of {', '.join(MODEL_SECTIONS)}"),
+]
+"""The `model` section: FasterRCNNModelConfig or SSDModelConfig, chosen by `arch`."""
+
+
+def model_section(raw: dict) -> FasterRCNNModelConfig | SSDModelConfig:
+    """A `model` mapping validated as the section of its `arch` (Faster R-CNN's when it names none)."""
+    return TypeAdapter(ModelConfig).validate_python(raw)
 
 
 class TrainConfig(Section):
@@ -480,6 +563,6 @@ class Config(Section):
     data: DataConfig = DataConfig()
     input: InputConfig = InputConfig()
     augment: AugmentConfig = AugmentConfig()
-    model: ModelConfig = ModelConfig()
+    model: ModelConfig = FasterRCNNModelConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()

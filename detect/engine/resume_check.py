@@ -15,8 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from detect.config import Config, config_to_dict
-from detect.errors import CheckpointError
+from detect.config import Config, config_to_dict, validate_saved_config
+from detect.errors import CheckpointError, ConfigError
 
 # Keys (and sections, ending in a dot) that a resume must keep; model.pretrained is not among them:
 # the checkpoint holds the weights, the starting weights are not read again.
@@ -53,6 +53,10 @@ def check_resumable(checkpoint: dict, config: Config, path: str | Path) -> list[
     saved = checkpoint.get("config")
     if not isinstance(saved, dict):
         return []
+    try:  # as this version shows it: a config saved by an older one may hold sections that never applied
+        saved = config_to_dict(validate_saved_config(saved))
+    except ConfigError as error:
+        raise CheckpointError(f"{path}: its config is not valid for this version: {error}") from None
     changes = [change for change in config_changes(saved, config_to_dict(config)) if change[0] != "data.classes"]
     refused = sorted((change for change in changes if is_fixed(change[0])), key=lambda change: (
         change[0] not in ("model.arch", "model.backbone"), change[0]))  # the change that matters most first

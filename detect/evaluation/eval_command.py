@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from detect.checkpoints import build_model_from_checkpoint
-from detect.config import Config, config_to_dict, load_config, parse_override, validate_config
+from detect.config import Config, load_config, saved_config_with_overrides
 from detect.data.dataset import skipped_in
 from detect.data.skip_report import SkipReport, dataset_errors, summary
 from detect.device import autocast_context, resolve_device
@@ -44,17 +44,6 @@ def metrics_of(metric: str | None, config: Config) -> tuple[str, ...]:
         return parse_metrics(metric or config.eval.metric)
     except ValueError as error:
         raise DetectError(f"--metric: {error}") from None
-
-
-def _with_overrides(config, overrides: list[str]):
-    raw = config_to_dict(config)
-    for text in overrides:
-        keys, value = parse_override(text)
-        node = raw
-        for key in keys[:-1]:
-            node = node.setdefault(key, {})
-        node[keys[-1]] = value
-    return validate_config(raw)
 
 
 def label_map_by_name(model_classes: list[str], data_classes: list[str], checkpoint: Path) -> torch.Tensor | None:
@@ -97,7 +86,7 @@ def evaluate_checkpoint(checkpoint: Path, config_name: str | None, overrides: li
 
     torch_device = resolve_device(device)
     model, ckpt_config, class_names = build_model_from_checkpoint(checkpoint, torch_device)
-    config = load_config(config_name, overrides) if config_name else _with_overrides(ckpt_config, overrides)
+    config = load_config(config_name, overrides) if config_name else saved_config_with_overrides(ckpt_config, overrides)
     if config.data.classes is None:
         config = config.model_copy(update={"data": config.data.model_copy(update={"classes": list(class_names)})})
     label_map = label_map_by_name(class_names, config.data.classes, checkpoint)

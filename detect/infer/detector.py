@@ -105,11 +105,11 @@ class Detector:
         category_ids: Sequence[int] | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ):
-        from detect.config import Config, validate_config
+        from detect.config import Config, validate_saved_config
         from detect.data.transforms import build_transforms
         from detect.models.fuse import fold_batchnorm
 
-        self.config = config if isinstance(config, Config) else validate_config(dict(config))
+        self.config = config if isinstance(config, Config) else validate_saved_config(dict(config))
         self.class_names = list(class_names)
         # COCO-trained checkpoints: the dataset's category id of each label, for COCO results files.
         self.category_ids = list(category_ids) if category_ids is not None else None

@@ -8,7 +8,7 @@ import torch
 
 from benchmarks.peers import build_peer, build_torchvision_faster_rcnn
 from benchmarks.torchvision_adapter import TorchvisionAdapter
-from detect.config import Config, InputConfig, ModelConfig
+from detect.config import Config, InputConfig, model_section
 from detect.models.detections import split_detections
 from tests.models.overfit_utils import shapes_batch
 from tests.models.test_faster_rcnn import LOSS_KEYS, SMALL
@@ -18,7 +18,7 @@ from tests.models.test_faster_rcnn import LOSS_KEYS, SMALL
 def test_torchvision_peer_runs_a_forward_pass(pool):
     torch.manual_seed(0)
     input_cfg = InputConfig(min_size=64, max_size=96)
-    peer = build_torchvision_faster_rcnn(ModelConfig.model_validate({**SMALL, "roi_pool": pool}), input_cfg, 2).train()
+    peer = build_torchvision_faster_rcnn(model_section({**SMALL, "roi_pool": pool}), input_cfg, 2).train()
     images, targets = shapes_batch(2, 64)
     losses = peer(list(images), targets)
     assert {"loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"} == set(losses)
@@ -32,7 +32,7 @@ def test_torchvision_peer_roi_pool_is_torchvision_ops_roi_pool():
     """torchvision's FasterRCNN accepts only a MultiScaleRoIAlign: the RoIPool peer passes as one."""
     from torchvision.ops import roi_pool
 
-    peer = build_torchvision_faster_rcnn(ModelConfig.model_validate({**SMALL, "roi_pool": "roi_pool"}),
+    peer = build_torchvision_faster_rcnn(model_section({**SMALL, "roi_pool": "roi_pool"}),
                                          InputConfig(min_size=64, max_size=96), 2)
     pooler = peer.roi_heads.box_roi_pool
     features = torch.randn(2, 8, 6, 6, generator=torch.Generator().manual_seed(1))
@@ -43,7 +43,7 @@ def test_torchvision_peer_roi_pool_is_torchvision_ops_roi_pool():
 
 def test_torchvision_peer_keeps_our_model_contract():
     torch.manual_seed(0)
-    peer = TorchvisionAdapter(build_torchvision_faster_rcnn(ModelConfig.model_validate(SMALL),
+    peer = TorchvisionAdapter(build_torchvision_faster_rcnn(model_section(SMALL),
                                                          InputConfig(min_size=64, max_size=64), 2), 2)
     images, targets = shapes_batch(2, 64)
     sizes = torch.tensor([[64, 64], [48, 64]])

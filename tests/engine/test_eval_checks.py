@@ -233,7 +233,7 @@ def test_resume_into_another_output_dir_leaves_the_source_run_alone(trained, tmp
 
 @pytest.mark.parametrize("change, message", [
     ("input.size=96", "cannot resume with input.size 64 -> 96"),
-    ("model.arch=faster_rcnn", "cannot resume with model.arch 'ssd' -> 'faster_rcnn'"),
+    ("model.backbone=resnet18", "cannot resume with model.backbone 'tiny_resnet' -> 'resnet18'"),
     ("train.batch_size=4", "cannot resume with train.batch_size 6 -> 4"),
 ])
 def test_a_refused_resume_changes_nothing(trained, tmp_path, capsys, change, message):

@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from detect.config import InputConfig, ModelConfig
+from detect.config import InputConfig
+from detect.config.schema import MODEL_SECTIONS
 from detect.models.build import build_model
 from detect.models.detections import split_detections
 from tests.models.overfit_utils import shapes_batch
@@ -30,7 +31,7 @@ INPUTS = {"faster_rcnn": InputConfig(), "ssd": InputConfig(resize="fixed", size=
 @pytest.mark.parametrize("arch", sorted(MODELS))
 def test_bf16_training_step_and_postprocess_on_cuda(arch):
     torch.manual_seed(0)
-    model = build_model(ModelConfig.model_validate(MODELS[arch]), INPUTS[arch], num_classes=2).cuda()
+    model = build_model(MODEL_SECTIONS[arch].model_validate(MODELS[arch]), INPUTS[arch], num_classes=2).cuda()
     images, targets = shapes_batch(4, 192)
     images = images.cuda()
     targets = [{key: value.cuda() for key, value in target.items()} for target in targets]

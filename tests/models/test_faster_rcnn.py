@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from detect.config import InputConfig, ModelConfig, load_config
+from detect.config import InputConfig, load_config, model_section
 from detect.errors import ConfigError
 from detect.models.build import build_model
 from detect.models.detections import split_detections
@@ -25,7 +25,7 @@ LOSS_KEYS = {"loss_rpn_objectness", "loss_rpn_box", "loss_classifier", "loss_box
 
 def _small_model(num_classes=2, **overrides):
     torch.manual_seed(0)
-    return build_model(ModelConfig.model_validate({**SMALL, **overrides}), InputConfig(), num_classes)
+    return build_model(model_section({**SMALL, **overrides}), InputConfig(), num_classes)
 
 
 def test_losses_with_an_image_without_ground_truth_and_backward():
@@ -89,7 +89,7 @@ def test_shipped_configs_build_their_settings():
 
 def test_bad_class_count():
     with pytest.raises(ConfigError):
-        build_model(ModelConfig.model_validate(SMALL), InputConfig(), 0)
+        build_model(model_section(SMALL), InputConfig(), 0)
 
 
 def _overfit(steps: int, eval_every: int, target: float, lr: float = 1e-3, **model_overrides) -> float:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from detect.config import InputConfig, ModelConfig, load_config
+from detect.config import InputConfig, load_config, model_section
 from detect.errors import ConfigError
 from detect.models.build import build_model
 from detect.models.detections import split_detections
@@ -27,7 +27,7 @@ LOSS_KEYS = {"loss_rpn_objectness", "loss_rpn_box", "loss_classifier", "loss_box
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    return build_model(ModelConfig.model_validate(SMALL_FPN), InputConfig(), 2)
+    return build_model(model_section(SMALL_FPN), InputConfig(), 2)
 
 
 def test_losses_with_an_image_without_ground_truth_and_backward(model):
@@ -84,9 +84,9 @@ def test_nms_within_groups_only():
 
 def test_pyramid_settings_a_user_can_get_wrong():
     with pytest.raises(ConfigError, match="model.anchors.sizes: .*5 pyramid levels.*got 3"):
-        build_model(ModelConfig.model_validate({**SMALL_FPN, "anchors": {"sizes": [32, 64, 128]}}), InputConfig(), 2)
+        build_model(model_section({**SMALL_FPN, "anchors": {"sizes": [32, 64, 128]}}), InputConfig(), 2)
     with pytest.raises(ConfigError, match="model.roi_pool: .*roi_align"):
-        build_model(ModelConfig.model_validate({**SMALL_FPN, "roi_pool": "roi_pool"}), InputConfig(), 2)
+        build_model(model_section({**SMALL_FPN, "roi_pool": "roi_pool"}), InputConfig(), 2)
 
 
 @pytest.mark.parametrize("name", ["voc_faster_rcnn_fpn", "coco_faster_rcnn_fpn"])

@@ -44,14 +44,14 @@ def test_frozen_batchnorm_and_lone_norms_stay():
 
 
 def _small_faster_rcnn(backbone: str) -> torch.nn.Module:
-    from detect.config import ModelConfig
+    from detect.config import model_section
     from tests.models.test_faster_rcnn import SMALL
 
     torch.manual_seed(0)
     overrides = {"backbone": backbone}
     if backbone.endswith("_fpn"):
         overrides.update(roi_output_size=7, anchors={"sizes": [16, 32, 64, 128, 256]})
-    cfg = ModelConfig.model_validate({**SMALL, **overrides})
+    cfg = model_section({**SMALL, **overrides})
     from detect.config import InputConfig
 
     return build_model(cfg, InputConfig(), 3)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torchvision.ops import box_iou
 
-from detect.config import InputConfig, ModelConfig, SSDConfig, load_config
+from detect.config import InputConfig, SSDConfig, SSDModelConfig, load_config
 from detect.errors import ConfigError
 from detect.models.backbones import vgg
 from detect.models.build import build_model
@@ -23,7 +23,7 @@ FIVE_MAPS = [[2.0], [2.0, 3.0], [2.0, 3.0], [2.0], [2.0]]
 
 
 def _model(backbone: str, size: int, num_classes: int = 3, **ssd) -> torch.nn.Module:
-    model_cfg = ModelConfig(arch="ssd", backbone=backbone, ssd=SSDConfig(**ssd))
+    model_cfg = SSDModelConfig(arch="ssd", backbone=backbone, ssd=SSDConfig(**ssd))
     return build_ssd(model_cfg, InputConfig(resize="fixed", size=size, size_divisible=1), num_classes)
 
 
@@ -95,7 +95,7 @@ def test_bad_ssd_configs_are_config_errors():
     with pytest.raises(ConfigError, match="no SSD trunk"):
         _model("mobilenet", 160)
     with pytest.raises(ConfigError, match="fixed"):
-        build_ssd(ModelConfig(arch="ssd", backbone="resnet18"), InputConfig(resize="keep_ratio"), 3)
+        build_ssd(SSDModelConfig(arch="ssd", backbone="resnet18"), InputConfig(resize="keep_ratio"), 3)
 
 
 def test_training_step_with_an_image_without_objects():

@@ -8,7 +8,7 @@ import torch
 import torchvision
 
 from benchmarks.torchvision_adapter import switch_off_transform
-from detect.config import InputConfig, ModelConfig
+from detect.config import FasterRCNNModelConfig, InputConfig, model_section
 from detect.errors import CheckpointError, ConfigError
 from detect.models.backbones.freezing import frozen_batchnorm
 from detect.models.build import build_model
@@ -26,8 +26,8 @@ FPN = {
 COCO_NAMES = torchvision.models.detection.FasterRCNN_ResNet50_FPN_Weights.COCO_V1.meta["categories"]
 
 
-def _fpn_config(**overrides) -> ModelConfig:
-    return ModelConfig.model_validate({**FPN, **overrides})
+def _fpn_config(**overrides) -> FasterRCNNModelConfig:
+    return model_section({**FPN, **overrides})
 
 
 def _torchvision_fpn(num_classes: int, seed: int = 0) -> torch.nn.Module:
