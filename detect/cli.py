@@ -306,7 +306,8 @@ def infer(
 @app.command("export")
 def export(
     checkpoint: Path = typer.Argument(..., help="Checkpoint written by detect train (.pt)."),
-    format: str = typer.Option("onnx", "--format", "-f", help="Export format: onnx, or another registered in detect/export/."),
+    format: str = typer.Option("onnx", "--format", "-f",
+                               help="Export format: onnx, or another registered in detect/export/."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file (default: next to the checkpoint, "
                                                                        "with the format's suffix)."),
     dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="Let the batch size vary at run time."),
