@@ -317,6 +317,7 @@ def test_a_config_holds_the_sections_of_its_own_detector_only():
     """`detect config show synthetic_ssd` has no RPN, RoI or anchor keys; asking an SSD config for one is
     one line naming the key, where it came from, and the keys that model.arch has."""
     from detect.config import config_to_dict
+    from detect.config.schema import MODEL_SECTIONS
 
     ssd_model = config_to_dict(load_config("synthetic_ssd"))["model"]
     assert set(ssd_model) == {"arch", "backbone", "pretrained", "trainable_layers", "ssd"}
@@ -326,7 +327,7 @@ def test_a_config_holds_the_sections_of_its_own_detector_only():
         load_config("synthetic_ssd", ["model.rpn.nms_thresh=0.5"])
     assert str(error.value) == ("'model.rpn' in --set model.rpn.nms_thresh=0.5 is not a setting of model.arch ssd "
                                 "(its keys: arch, backbone, pretrained, trainable_layers, ssd)")
-    with pytest.raises(ConfigError, match=r"^bad value for 'model.arch' in --set model.arch=yolo: 'yolo': must be "
-                                          r"one of faster_rcnn, ssd, ssdlite$"):
+    with pytest.raises(ConfigError, match=rf"^bad value for 'model.arch' in --set model.arch=yolo: 'yolo': must be "
+                                          rf"one of {', '.join(MODEL_SECTIONS)}$"):
         load_config("synthetic_ssd", ["model.arch=yolo"])
     assert load_config("synthetic_ssd", ["model.arch=ssdlite"]).model.arch == "ssdlite"
