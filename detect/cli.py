@@ -331,10 +331,7 @@ def export(
         checkpoint, target, opset=opset, dynamic_batch=dynamic_batch, image_size=parse_image_size(image_size),
         batch_size=batch_size,
     )
-    typer.echo(
-        f"wrote {target}: input images [{'B' if dynamic_batch else batch_size}, 3, {info['height']}, {info['width']}], "
-        f"outputs boxes/scores/labels padded to {info['max_detections']} per image, num_detections"
-    )
+    typer.echo(f"wrote {target}: {info['summary']}")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -135,7 +135,8 @@ def export_model(
     batch_size: int = 1,
     category_ids: list[int] | None = None,
 ) -> dict:
-    """Write `model` with its postprocess as ONNX; returns {height, width, max_detections, class_names}.
+    """Write `model` with its postprocess as ONNX; returns {height, width, max_detections, class_names,
+    summary (the line `detect export` prints after the file name)}.
 
     The file's metadata (JSON strings) holds the class names (label order), the input mean and std,
     the resize mode and the input size (and, for COCO-trained models, `category_ids`: the COCO id of
@@ -166,7 +167,11 @@ def export_model(
             )
         add_metadata(temporary, config, class_names, height, width, category_ids, max_detections)
         check_loads(temporary, output, opset)
-    return {"height": height, "width": width, "max_detections": max_detections, "class_names": list(class_names)}
+    batch = "B" if dynamic_batch else batch_size
+    summary = (f"input images [{batch}, 3, {height}, {width}], outputs boxes/scores/labels padded to {max_detections} "
+               f"per image, num_detections")
+    return {"height": height, "width": width, "max_detections": max_detections, "class_names": list(class_names),
+            "summary": summary}
 
 
 def add_metadata(path: Path, config, class_names: list[str], height: int, width: int,
