@@ -6,11 +6,11 @@ the same way on the same images:
                    (pycocotools), from the end-to-end pass (detect.evaluation.evaluate.run_detector)
     end to end     images/s from creating the loader's iterator to the last batch's detections on the
                    host: reading and decoding images, the eval transforms, collate, host-to-device copy,
-                   normalisation on the device (uint8 batches), forward, postprocess (loader workers
+                   normalization on the device (uint8 batches), forward, postprocess (loader workers
                    as data.num_workers; their start is included)
     model only     images/s of forward + postprocess on batches prepared beforehand (at most
-                   `model_images` images), each batch copied to the device and normalised there
-                   (detect.data.normalise) before its clock starts; CUDA-synchronised before and after
+                   `model_images` images), each batch copied to the device and normalized there
+                   (detect.data.normalize) before its clock starts; CUDA-synchronised before and after
     latency        p50 / p95 milliseconds of forward + postprocess at batch 1 (at most
                    `latency_images` images), after `warmup` untimed calls
     peak memory    torch.cuda.max_memory_allocated over the model-only and end-to-end passes (MiB);
@@ -18,7 +18,7 @@ the same way on the same images:
 Every row runs under the same autocast: the data config's train.amp / amp_dtype (bf16 on CUDA by
 default, fp32 on CPU); `--set train.amp=false` measures fp32 on CUDA.
 Each checkpoint sees its own input pipeline (the one it was trained with); torchvision rows see the
-data config's (benchmarks/torchvision_adapter.py switches their own resize and normalisation off).
+data config's (benchmarks/torchvision_adapter.py switches their own resize and normalization off).
 Results are a list of row dicts (ROW_KEYS); `format_table` makes the markdown.
 """
 
@@ -39,7 +39,7 @@ from benchmarks.peers import build_torchvision_faster_rcnn
 from benchmarks.torchvision_adapter import TorchvisionAdapter
 from benchmarks.zoo import build_named_detector, torchvision_detection_names
 from detect.config import Config, InputConfig, load_config
-from detect.data.normalise import batch_to_device
+from detect.data.normalize import batch_to_device
 from detect.device import autocast_context, resolve_device, synchronize
 from detect.errors import CheckpointError, ConfigError, DetectError
 from detect.evaluation.evaluator import DetectionEvaluator
@@ -149,7 +149,7 @@ def resolve_data_config(config_name: str | None, overrides: Sequence[str], check
 
 
 def _to_device(batch, device: torch.device, input_cfg: InputConfig):
-    """A loader batch -> (images float32 normalised, image_sizes, scales), all on `device`."""
+    """A loader batch -> (images float32 normalized, image_sizes, scales), all on `device`."""
     images, targets = batch
     return batch_to_device(images, targets, device, input_cfg.mean, input_cfg.std)
 

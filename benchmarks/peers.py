@@ -21,7 +21,7 @@ Other SSDs (SSD512, other trunks; `torchvision_ssd_on_trunk`): torchvision's SSD
 
 Every peer comes with random weights (benchmarks.shared_weights copies ours into it) and is a raw
 torchvision model: wrap it in benchmarks.torchvision_adapter.TorchvisionAdapter for our contract, or
-switch its input transform off (`switch_off_transform`) and hand it lists of our normalised images.
+switch its input transform off (`switch_off_transform`) and hand it lists of our normalized images.
 """
 
 from __future__ import annotations

@@ -71,7 +71,7 @@ def make_batches(
 
 
 def _synthetic_image(height, width, palette, boxes_per_image, generator) -> tuple[torch.Tensor, dict]:
-    """Noise in [-1, 1] (a normalised image's range) with class-coloured rectangles on it."""
+    """Noise in [-1, 1] (a normalized image's range) with class-coloured rectangles on it."""
     image = torch.rand(3, height, width, generator=generator) * 0.6 - 0.3
     low, high = boxes_per_image
     count = int(torch.randint(low, high + 1, (1,), generator=generator))

@@ -2,15 +2,15 @@
 (detect/models/__init__.py), so the training engine, evaluation and the benchmark table run it as
 they run ours.
 
-Same pixels for both: our data pipeline resizes and normalises, so torchvision's own input transform
+Same pixels for both: our data pipeline resizes and normalizes, so torchvision's own input transform
 (GeneralizedRCNNTransform) must do neither; `switch_off_transform` is the one place that makes it so.
 It still batches the images it is given and maps boxes back, at a scale of 1. Its detections are in
 the pixels of the tensors it is handed (resized pixels); `postprocess` divides them by `scale`, as
 ours does, and pads its per-image lists into our padded detections (`pad_detections`).
 
-Normalisation: a model built with our settings (benchmarks.peers) takes our normalised batches as
+Normalization: a model built with our settings (benchmarks.peers) takes our normalized batches as
 they are. A model whose weights expect its own mean and std (a torchvision builder by name, see
-benchmarks.zoo) gets `input_mean` / `input_std`: the adapter turns our normalisation into its own.
+benchmarks.zoo) gets `input_mean` / `input_std`: the adapter turns our normalization into its own.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def _unchanged(image: torch.Tensor) -> torch.Tensor:
 
 
 def switch_off_transform(model: nn.Module) -> nn.Module:
-    """Make a torchvision detection model's GeneralizedRCNNTransform neither resize nor normalise (in
+    """Make a torchvision detection model's GeneralizedRCNNTransform neither resize nor normalize (in
     place): instance attributes shadow its methods."""
     model.transform.resize = _same_size
     model.transform.normalize = _unchanged
@@ -50,7 +50,7 @@ def _loss_name(name: str) -> str:
 class TorchvisionAdapter(nn.Module):
     """A torchvision detection model behind our contract (see the module docstring).
 
-    forward(images [B, 3, H, W] normalised, image_sizes [B, 2], targets=None): each image is cut to its
+    forward(images [B, 3, H, W] normalized, image_sizes [B, 2], targets=None): each image is cut to its
     valid region and handed over as a list; with targets, its losses under our `loss_*` names (in train
     mode, where torchvision computes them, so a validation loss works too); without, {"detections":
     its per-image list of {boxes, scores, labels} in resized pixels}.
@@ -63,15 +63,15 @@ class TorchvisionAdapter(nn.Module):
         super().__init__()
         self.model = switch_off_transform(model)
         self.num_classes = num_classes
-        self.renormalise = input_mean is not None
-        if self.renormalise:  # ours -> 0..1 pixels -> the model's own normalisation, in one affine map
+        self.renormalize = input_mean is not None
+        if self.renormalize:  # ours -> 0..1 pixels -> the model's own normalization, in one affine map
             ours_mean, ours_std = _channels(input_mean), _channels(input_std)
             own_mean, own_std = _channels(model.transform.image_mean), _channels(model.transform.image_std)
             self.register_buffer("gain", ours_std / own_std, persistent=False)
             self.register_buffer("offset", (ours_mean - own_mean) / own_std, persistent=False)
 
     def forward(self, images: torch.Tensor, image_sizes: torch.Tensor, targets: list[dict] | None = None):
-        if self.renormalise:
+        if self.renormalize:
             images = images * self.gain + self.offset
         crops = [image[:, :h, :w] for image, (h, w) in zip(images, image_sizes.tolist())]
         was_training = self.model.training

@@ -28,7 +28,7 @@ def torchvision_detection_names() -> list[str]:
 def build_named_detector(name: str, num_classes: int, mean: Sequence[float], std: Sequence[float],
                          weights_path: str | Path | None = None) -> TorchvisionAdapter:
     """torchvision.models.detection.<name> for `num_classes` foreground classes, behind our contract,
-    taking batches normalised with `mean` / `std`; random weights or the state dict at `weights_path`
+    taking batches normalized with `mean` / `std`; random weights or the state dict at `weights_path`
     (a plain state dict, or a detect checkpoint holding one under `model`)."""
     names = torchvision_detection_names()
     if name not in names:

@@ -1,4 +1,4 @@
-"""Throughput of the training data pipeline (decode + augment + resize [+ normalise] + collate [+ pin]).
+"""Throughput of the training data pipeline (decode + augment + resize [+ normalize] + collate [+ pin]).
 
     python tools/bench_data.py --config voc_ssd300 --set data.root=... --workers 2 --num-batches 20 [--pin]
 
@@ -7,8 +7,8 @@ and the batch's dtype and size. The warm-up defaults to two batches per worker: 
 two batches at start, and counting those would credit the pipeline with work done before the clock
 started.
 
-`--set input.normalize_on=loader` measures the float32 batches normalised in the workers, `device`
-(the default) the uint8 ones (their normalisation happens on the GPU, after this pipeline). `--pin`
+`--set input.normalize_on=loader` measures the float32 batches normalized in the workers, `device`
+(the default) the uint8 ones (their normalization happens on the GPU, after this pipeline). `--pin`
 adds the DataLoader's pin-memory thread (page-locked copies of each batch in the main process),
 which needs CUDA: torch cannot pin memory without an accelerator, so on a CPU-only machine the flag
 is reported and ignored.

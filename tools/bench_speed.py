@@ -23,7 +23,7 @@ architecture, no weights) with our default boxes and settings; for SSDlite320 to
 trunks, torchvision's `SSD` on a copy of our trunk (its SSD512 extractor has other extra layers); all
 from benchmarks.peers.build_peer. Both get identical weights (ours copied into torchvision's,
 benchmarks.shared_weights; reported per row) and identical tensors: torchvision's internal resize
-and normalisation are switched off (benchmarks.torchvision_adapter.switch_off_transform), and it gets
+and normalization are switched off (benchmarks.torchvision_adapter.switch_off_transform), and it gets
 each image's valid region, which it pads back into the same batch tensor. Batches and timing:
 benchmarks.speed.
 

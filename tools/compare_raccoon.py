@@ -10,7 +10,7 @@ torchvision's SSD300 VGG16 with our default boxes, or torchvision's SSD on our t
 benchmarks.peers.build_peer, behind benchmarks.torchvision_adapter). Both runs go through the project's
 engine (`detect.engine.run.run_training`) with one config, so data, augmentation, image size,
 batches, optimizer and schedule are the same; only the model differs. torchvision's model gets our
-already resized and normalised batches (its own resize and normalisation are switched off).
+already resized and normalized batches (its own resize and normalization are switched off).
 Weights are random (`model.pretrained=none`) unless overridden; with `--same-init` both start from the
 same random weights (ours, copied into torchvision's model by benchmarks.shared_weights), so the two
 runs differ only in the models' code. `--max-images N` trains and
@@ -82,7 +82,7 @@ def same_init_builders(config: Config):
     ours from the same seed, and torchvision's gets a copy of them."""
     from detect.engine import run
 
-    build_model = run.build_model  # taken now: during a run, run.build_model is one of these builders
+    build_model = run.build_starting_model  # taken now: during a run, that attribute is one of these builders
 
     def build_ours(run_config: Config, num_classes: int) -> nn.Module:
         torch.manual_seed(config.train.seed)
@@ -104,7 +104,7 @@ def train_both(config: Config, out: Path, device: str = "auto", build_loaders_fn
     from detect.engine import run
 
     loaders = build_loaders_fn or run.build_loaders
-    builders = same_init_builders(config) if same_init else (run.build_model, build_peer)
+    builders = same_init_builders(config) if same_init else (run.build_starting_model, build_peer)
     summary = {}
     for name, build_model in zip(("ours", "torchvision"), builders):
         torch.manual_seed(config.train.seed)
@@ -112,7 +112,8 @@ def train_both(config: Config, out: Path, device: str = "auto", build_loaders_fn
         try:
             # The run builds its data and model through these two module attributes: the peer and
             # the cut loaders take their places for this run only.
-            with mock.patch.object(run, "build_loaders", loaders), mock.patch.object(run, "build_model", build_model):
+            with (mock.patch.object(run, "build_loaders", loaders),
+                  mock.patch.object(run, "build_starting_model", build_model)):
                 run_dir = run.run_training(config, output_dir=out / name, device=device)
         except DetectError as error:  # e.g. a non-finite loss: record it and still train the other model
             summary[name] = {"run_dir": str(out / name), "error": str(error), "best_map": None, "last_map": None,

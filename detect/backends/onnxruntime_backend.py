@@ -5,7 +5,7 @@ model contract, so `Detector` (detect/infer/detector.py) runs it exactly as the 
 eval preprocessing, same per-image results.
 
     model = OnnxRuntimeModel("best.onnx")
-    outputs = model(images, image_sizes)   # images float32 [B, 3, h, w] normalised (h, w at most the
+    outputs = model(images, image_sizes)   # images float32 [B, 3, h, w] normalized (h, w at most the
                                            # graph's H, W): {"boxes" [B, D, 4] resized pixels,
                                            # "scores" [B, D], "labels" [B, D], "num_detections" [B]}
     detections = model.postprocess(outputs, image_sizes, scales)   # B dicts, original pixels

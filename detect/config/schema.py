@@ -138,7 +138,7 @@ class DataConfig(Section):
 
 
 class InputConfig(Section):
-    """How images become the model's input: resize, pad, normalise (the eval pipeline is exactly this)."""
+    """How images become the model's input: resize, pad, normalize (the eval pipeline is exactly this)."""
 
     resize: Literal["keep_ratio", "fixed"] = "keep_ratio"
     """keep_ratio: shorter side `min_size`, longer side at most `max_size` (Faster R-CNN); fixed: every image
@@ -157,8 +157,8 @@ class InputConfig(Section):
     """Per-channel std that pixels are divided by after the mean."""
     normalize_on: Literal["device", "loader"] = "device"
     """Where mean / std are applied. device: the loader's workers only resize and send uint8 batches (a
-    quarter of float32's bytes through shared and pinned memory), normalised after the copy to the model's
-    device (detect/data/normalise.py); loader: the workers send normalised float32 batches."""
+    quarter of float32's bytes through shared and pinned memory), normalized after the copy to the model's
+    device (detect/data/normalize.py); loader: the workers send normalized float32 batches."""
 
     @field_validator("std")
     @classmethod
@@ -205,7 +205,7 @@ class TransformSpec(BaseModel):
 
 
 class AugmentConfig(Section):
-    """Training augmentations, in order, before the resize and normalisation of `input`."""
+    """Training augmentations, in order, before the resize and normalization of `input`."""
 
     train: list[TransformSpec] = Field(default_factory=lambda: [TransformSpec(name="horizontal_flip", p=0.5)])
     """Ordered list of named transforms, each `{name, p, ...parameters}`: horizontal_flip, random_crop,
@@ -298,7 +298,7 @@ class RoIHeadsConfig(Section):
     bg_iou_thresh_lo: float = Field(0.0, ge=0.0, le=1.0)
     """Lower IoU bound of background RoIs."""
     box_weights: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0)
-    """Target normalisation: regression deltas are multiplied by these (1/0.1, 1/0.1, 1/0.2, 1/0.2)."""
+    """Target normalization: regression deltas are multiplied by these (1/0.1, 1/0.1, 1/0.2, 1/0.2)."""
     representation_size: int = Field(4096, ge=1)
     """Width of the fc6/fc7 box head (VGG)."""
     score_threshold: float = Field(0.05, ge=0.0, le=1.0)
@@ -487,7 +487,7 @@ class TrainConfig(Section):
     weight_decay: float = Field(5e-4, ge=0.0)
     """L2 weight decay (decoupled for adamw)."""
     decay_norm_and_bias: bool = False
-    """Apply weight decay to normalisation layers and biases too (off by default)."""
+    """Apply weight decay to normalization layers and biases too (off by default)."""
     backbone_lr_mult: float = Field(1.0, ge=0.0)
     """The backbone trunk's learning rate is `lr` times this."""
     scheduler: Literal["multistep", "step", "cosine", "constant"] = "multistep"

@@ -2,9 +2,9 @@
 
     images, targets = batch
         images   uint8 [B, 3, H, W] pixels (input.normalize_on device, the default) or float32
-                 [B, 3, H, W] normalised (normalize_on loader): each image top-left, zeros after it;
+                 [B, 3, H, W] normalized (normalize_on loader): each image top-left, zeros after it;
                  H and W multiples of `size_divisible`. Consumers move it to their device and call
-                 detect.data.normalise.normalise_batch, which gives float32 either way.
+                 detect.data.normalize.normalize_batch, which gives float32 either way.
         targets  list of B transformed target dicts (see transforms.py): image_size, scale, boxes ...
 
 A raw dataset never returns None: under data.on_error: skip it gives the next readable sample instead
@@ -64,7 +64,7 @@ class TransformedDataset(Dataset):
 
 def collate(batch: Sequence, size_divisible: int = 32):
     """List of (image [3, h, w], target) -> (images [B, 3, H, W] zero-padded, list of targets).
-    The batch has the images' dtype (uint8 pixels or normalised float32; all the same)."""
+    The batch has the images' dtype (uint8 pixels or normalized float32; all the same)."""
     images = [image for image, _ in batch]
     dtypes = {image.dtype for image in images}
     if len(dtypes) > 1:  # copying into one batch tensor would silently convert some of them

@@ -1,6 +1,6 @@
-"""The last step of every pipeline: resize as `input` says, then either normalise into a CHW float
+"""The last step of every pipeline: resize as `input` says, then either normalize into a CHW float
 tensor (`input.normalize_on: loader`) or keep the uint8 pixels in CHW order (`device`, the default: the
-consumer normalises the batch on its device, see normalise.py).
+consumer normalizes the batch on its device, see normalize.py).
 
     prepare = ResizeNormalize(input_cfg)
     out = prepare(image=image, bboxes=boxes, box_index=box_index)
@@ -11,10 +11,10 @@ consumer normalises the batch on its device, see normalise.py).
                of the resized image, box_index int64 [M]}
 
 Why not an albumentations Compose: this step runs on every item of every epoch, and a Compose spends
-more time on its box bookkeeping (format checks, normalised boxes, filtering) than the resize takes on
+more time on its box bookkeeping (format checks, normalized boxes, filtering) than the resize takes on
 a 300 x 300 image; and A.Normalize followed by an HWC -> CHW copy makes two float passes over the
 largest image of the pipeline (600 x 1000 for Faster R-CNN). Here the boxes are scaled in one numpy
-op, and the normalisation is one 256-entry float table per channel (cv2.LUT) written straight into
+op, and the normalization is one 256-entry float table per channel (cv2.LUT) written straight into
 the CHW output: exact, as the input has only 256 values per channel. The result matches the former
 `A.Compose([ResizeTo, A.Normalize])` (same cv2.resize call; values within float32 rounding).
 
@@ -48,19 +48,19 @@ def resize_image(image: np.ndarray, out_shape: tuple[int, int]) -> np.ndarray:
     return cv2.resize(image, (out_shape[1], out_shape[0]), interpolation=cv2.INTER_LINEAR)
 
 
-def normalisation_tables(mean, std) -> list[np.ndarray]:
-    """Per channel, the normalised value of each of the 256 pixel values: float32 [256] x 3."""
+def normalization_tables(mean, std) -> list[np.ndarray]:
+    """Per channel, the normalized value of each of the 256 pixel values: float32 [256] x 3."""
     return [((np.arange(256) / 255.0 - m) / s).astype(np.float32) for m, s in zip(mean, std)]
 
 
-def normalise_to_chw(image: np.ndarray, mean, std, tables: list[np.ndarray] | None = None) -> torch.Tensor:
+def normalize_to_chw(image: np.ndarray, mean, std, tables: list[np.ndarray] | None = None) -> torch.Tensor:
     """uint8 [h, w, 3] -> float32 tensor [3, h, w] of (pixel / 255 - mean) / std, one table look-up
-    pass per channel (`tables` from normalisation_tables); other dtypes take the plain arithmetic."""
+    pass per channel (`tables` from normalization_tables); other dtypes take the plain arithmetic."""
     if image.dtype != np.uint8:
         chw = image.transpose(2, 0, 1).astype(np.float32) / 255.0
         chw = (chw - np.float32(mean)[:, None, None]) / np.float32(std)[:, None, None]
         return torch.from_numpy(np.ascontiguousarray(chw, dtype=np.float32))
-    tables = tables or normalisation_tables(mean, std)
+    tables = tables or normalization_tables(mean, std)
     out = np.empty((3, *image.shape[:2]), np.float32)
     for channel, plane in enumerate(cv2.split(image)):
         cv2.LUT(plane, tables[channel], dst=out[channel])
@@ -73,7 +73,7 @@ def uint8_to_chw(image: np.ndarray) -> torch.Tensor:
 
 
 class ResizeNormalize:
-    """The pipelines' final resize, and normalisation unless `input.normalize_on` is device (see the
+    """The pipelines' final resize, and normalization unless `input.normalize_on` is device (see the
     module docstring); called like a Compose."""
 
     def __init__(self, input_cfg: InputConfig) -> None:
@@ -81,7 +81,7 @@ class ResizeNormalize:
         self.min_size, self.max_size, self.size = input_cfg.min_size, input_cfg.max_size, input_cfg.size
         self.mean, self.std = tuple(input_cfg.mean), tuple(input_cfg.std)
         self.normalize = input_cfg.normalize_on == "loader"
-        self.tables = normalisation_tables(self.mean, self.std)
+        self.tables = normalization_tables(self.mean, self.std)
 
     def __call__(self, image: np.ndarray, bboxes, box_index) -> dict:
         in_h, in_w = image.shape[:2]
@@ -99,10 +99,10 @@ class ResizeNormalize:
         }
 
     def to_tensor(self, image: np.ndarray) -> torch.Tensor:
-        """The resized HWC image as the batch carries it: normalised float32 or uint8, both CHW."""
+        """The resized HWC image as the batch carries it: normalized float32 or uint8, both CHW."""
         if self.normalize:
-            return normalise_to_chw(image, self.mean, self.std, self.tables)
-        if image.dtype != np.uint8:  # a float image would reach the model unnormalised
+            return normalize_to_chw(image, self.mean, self.std, self.tables)
+        if image.dtype != np.uint8:  # a float image would reach the model unnormalized
             raise TypeError(f"input.normalize_on=device sends uint8 pixels, but the augmentations gave "
                             f"{image.dtype}; use input.normalize_on=loader")
         return uint8_to_chw(image)

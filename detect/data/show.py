@@ -1,4 +1,4 @@
-"""`detect data show`: augmented training samples as pixels (uint8, or de-normalised float), with their boxes,
+"""`detect data show`: augmented training samples as pixels (uint8, or de-normalized float), with their boxes,
 in one grid image."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from detect.config import Config
-from detect.data.normalise import to_pixels
+from detect.data.normalize import to_pixels
 from detect.draw import draw_boxes, make_grid
 from detect.errors import DataError
 from detect.outputs import refuse_overwrite

@@ -7,7 +7,7 @@ these three are ours. They draw their randomness from `self.py_random`, which `C
 seeds: that keeps DataLoader workers apart and runs reproducible.
 
 Boxes reach `apply_to_bboxes` in albumentations' internal format: float [N, 4 + extra] with x_min,
-y_min, x_max, y_max normalised to 0..1 by the image's width and height; extra columns carry labels.
+y_min, x_max, y_max normalized to 0..1 by the image's width and height; extra columns carry labels.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@
     in:   image uint8 RGB numpy [H, W, 3]; target {boxes float32 [N, 4] xyxy (original pixels),
           labels int64 [N], difficult bool [N], iscrowd bool [N], image_id, orig_size (h, w)}
     out:  image uint8 tensor [3, h, w] (input.normalize_on device, the default), or float32 tensor
-          [3, h, w] normalised with input.mean / input.std (normalize_on loader);
+          [3, h, w] normalized with input.mean / input.std (normalize_on loader);
           target {boxes float32 [M, 4] xyxy in the resized image's pixels, labels int64 [M],
                   difficult bool [M], iscrowd bool [M] (the rows of the M boxes kept),
                   image_id (unchanged), orig_size int64 [2] (h, w of the raw image),
@@ -15,8 +15,8 @@
 The training pipeline is `augment.train` (an ordered list of named transforms, see TRANSFORMS) under
 one `A.BboxParams` (boxes leaving the image are clipped; boxes keeping less than `min_visibility` of
 their area, or under `min_area` pixels, are dropped with their labels and flags), then the resize and
-normalisation of `input` (the normalisation there only with `normalize_on: loader`; otherwise it
-happens on the device, see normalise.py). The eval pipeline is the resize and normalisation alone, so
+normalization of `input` (the normalization there only with `normalize_on: loader`; otherwise it
+happens on the device, see normalize.py). The eval pipeline is the resize and normalization alone, so
 it is deterministic. `scale` is the resize's factor: the image entering the resize times `scale` is the
 output. For the eval pipeline that image is the raw one, so `boxes / scale` maps predictions back to
 the original pixels; after training augmentations (crops, zoom-out) there is no such map, nor need.
@@ -42,7 +42,7 @@ from detect.errors import ConfigError
 
 
 class ResizeTo(A.DualTransform):
-    """Resize as `resized_shape` says. Boxes need no change: albumentations holds them normalised."""
+    """Resize as `resized_shape` says. Boxes need no change: albumentations holds them normalized."""
 
     def __init__(
         self, mode: str = "keep_ratio", min_size: int = 600, max_size: int = 1000, size: int = 300, p: float = 1.0):
@@ -73,7 +73,7 @@ class ResizeTo(A.DualTransform):
 
 
 def _fill(input_cfg: InputConfig) -> tuple[float, float, float]:
-    """The dataset mean in 0..255: what uncovered pixels are filled with (zero after normalisation)."""
+    """The dataset mean in 0..255: what uncovered pixels are filled with (zero after normalization)."""
     return tuple(round(255 * m) for m in input_cfg.mean)
 
 
@@ -123,7 +123,7 @@ def photometric_distort(input_cfg: InputConfig, p: float, brightness_delta: floa
 
 
 def expand(input_cfg: InputConfig, p: float, max_ratio: float = 4.0):
-    """Zoom out up to `max_ratio` times, the margin filled with input.mean (zero once normalised)."""
+    """Zoom out up to `max_ratio` times, the margin filled with input.mean (zero once normalized)."""
     return Expand(max_ratio=max_ratio, fill=_fill(input_cfg), p=p)
 
 
@@ -259,7 +259,7 @@ def fuse_expand_crop(steps: list[A.BasicTransform]) -> list[A.BasicTransform]:
 
 
 def build_transforms(input_cfg: InputConfig, augment_cfg: AugmentConfig, train: bool) -> DetectionTransform:
-    """The training pipeline (augment.train, then resize + normalise) or the eval one (resize + normalise)."""
+    """The training pipeline (augment.train, then resize + normalize) or the eval one (resize + normalize)."""
     augment = None
     if train and augment_cfg.train:
         steps = [

@@ -1,6 +1,6 @@
 """Optimiser and per-iteration learning-rate schedule from the `train` config section.
 
-Parameter groups. Weight decay is not applied to normalisation weights and biases (any parameter
+Parameter groups. Weight decay is not applied to normalization weights and biases (any parameter
 with fewer than 2 dimensions) unless `train.decay_norm_and_bias`. The backbone learning rate is
 `lr * train.backbone_lr_mult`; a parameter belongs to the backbone when one of the components of its
 dotted name is `backbone` or `trunk` (Faster R-CNN: `backbone.trunk.*`, `backbone.head.*`; SSD:

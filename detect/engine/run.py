@@ -1,7 +1,7 @@
 """Training from a config: the run's set-up around the loop (detect.engine.train).
 
     run_training(config, output_dir=None, device="auto", resume=None, config_file=None) -> run folder
-        builds data (`build_loaders`) and model (`build_model`) from the config, resumes if asked,
+        builds data (`build_loaders`) and model (`build_starting_model`) from the config, resumes if asked,
         calls `fit`; SIGTERM stops it like Ctrl-C (detect.engine.interrupt).
 
 The run folder holds config.yaml, train.log, metrics.jsonl, TensorBoard events, last.pt (every
@@ -91,7 +91,7 @@ def _train_in_run_folder(config: Config, output_dir, device: torch.device, resum
         if checkpoint is not None:
             check_same_classes(checkpoint, config.data.classes, checkpoint_path)
             changes = check_resumable(checkpoint, config, checkpoint_path)
-        model = build_model(config, len(config.data.classes))
+        model = build_starting_model(config, len(config.data.classes))
         steps_per_epoch = math.ceil(len(train_loader) / config.train.accumulate)
         session = make_session(config, model, config.data.classes, device, steps_per_epoch, run_dir)
         session.category_ids = dataset_category_ids(train_loader)
@@ -165,13 +165,14 @@ def with_dataset_classes(config: Config, train_loader) -> Config:
     return config.model_copy(update={"data": config.data.model_copy(update={"classes": class_names})})
 
 
-def build_model(config: Config, num_classes: int) -> nn.Module:
-    """The config's detector for `num_classes` foreground classes (model.pretrained applied; detector
-    weights carry the classifier's rows over by the names in data.classes)."""
-    from detect.models.build import build_model as build_detector
+def build_starting_model(config: Config, num_classes: int) -> nn.Module:
+    """The model a run starts from: the config's detector for `num_classes` foreground classes
+    (model.pretrained applied; detector weights carry the classifier's rows over by the names in
+    data.classes)."""
+    from detect.models.build import build_model
 
     classes = list(config.data.classes) if config.data.classes else None
-    model = build_detector(config.model, config.input, num_classes, classes)
+    model = build_model(config.model, config.input, num_classes, classes)
     # Fresh weights are finite, so a NaN or infinity came from the starting weights: a run from them
     # would only skip or stop at its first step, blaming the learning rate.
     bad = nonfinite_tensors(model.state_dict())

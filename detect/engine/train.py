@@ -24,7 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from detect.data.dataset import skipped_in
-from detect.data.normalise import batch_to_device
+from detect.data.normalize import batch_to_device
 from detect.engine import distributed as dist_utils
 from detect.engine.checkpoint import restore_rng_states
 from detect.engine.interrupt import interrupted_message, remember_boundary, rewind_to_boundary

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import torch
 
-from detect.data.normalise import to_pixels
+from detect.data.normalize import to_pixels
 from detect.draw import draw_boxes
 
 # Predictions drawn on the validation images TensorBoard shows during training: enough to see what the
@@ -16,7 +16,7 @@ VISUALIZE_SCORE_THRESHOLD = 0.3
 def draw_batch_detections(images: torch.Tensor, targets: Sequence[dict], detections: Sequence[dict],
                           mean, std, class_names: Sequence[str],
                           score_threshold: float = VISUALIZE_SCORE_THRESHOLD) -> list[torch.Tensor]:
-    """Loader batch images (padded; uint8 pixels, or float32 normalised with mean / std) and detections
+    """Loader batch images (padded; uint8 pixels, or float32 normalized with mean / std) and detections
     in original pixels -> uint8 [3, h, w] images of each valid (resized) region with the detections
     scoring at least `score_threshold` scaled onto it."""
     drawn = []

@@ -40,7 +40,7 @@ def run_detector(model: nn.Module, loader, device: torch.device, autocast=None,
                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None):
     """Yields (detections, ground truths) per batch, both lists of per-image dicts in original pixels
     on the host; detections from detect.evaluation.predict (`mean` / `std`: the model's input.mean /
-    input.std, for loaders that send uint8 pixels; see detect.data.normalise)."""
+    input.std, for loaders that send uint8 pixels; see detect.data.normalize)."""
     was_training = model.training
     model.eval()
     try:
@@ -56,7 +56,7 @@ def evaluate(model: nn.Module, loader, class_names: Sequence[str], device: torch
              metrics="voc07", iou_thresh: float = 0.5, autocast=None,
              mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> dict:
     """The evaluator's results dict (see detect.evaluation.evaluator), gathered over all ranks;
-    `mean` / `std` normalise uint8 batches as in run_detector. results["skipped"]: the (file, message)
+    `mean` / `std` normalize uint8 batches as in run_detector. results["skipped"]: the (file, message)
     of images this rank's loader skipped under data.on_error: skip."""
     evaluator = DetectionEvaluator(class_names, metrics=metrics, iou_thresh=iou_thresh)
     skipped = []

@@ -74,15 +74,15 @@ def plot_confusion_matrix(
 ) -> Path:
     """Writes the confusion matrix (rows true, columns predicted, index 0 background) as a PNG.
 
-    Each row is normalised to sum 1 for the colours; cells show the counts."""
+    Each row is normalized to sum 1 for the colours; cells show the counts."""
     plt = _pyplot()
     names = ["background", *class_names]
     size = len(names)
     row_sums = matrix.sum(axis=1, keepdims=True)
-    normalised = np.divide(matrix, row_sums, out=np.zeros(matrix.shape), where=row_sums > 0)
+    normalized = np.divide(matrix, row_sums, out=np.zeros(matrix.shape), where=row_sums > 0)
     side = max(5.0, 0.45 * size + 2)
     figure, axes = plt.subplots(figsize=(side, side))
-    axes.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+    axes.imshow(normalized, cmap="Blues", vmin=0, vmax=1)
     axes.set_xticks(range(size), names, rotation=90, fontsize=8)
     axes.set_yticks(range(size), names, fontsize=8)
     axes.set_xlabel("predicted")
@@ -93,7 +93,7 @@ def plot_confusion_matrix(
         for row in range(size):
             for column in range(size):
                 if matrix[row, column]:
-                    colour = "white" if normalised[row, column] > 0.5 else "black"
+                    colour = "white" if normalized[row, column] > 0.5 else "black"
                     axes.text(column, row, str(matrix[row, column]), ha="center", va="center", fontsize=7, color=colour)
     figure.tight_layout()
     path = Path(path)

@@ -2,11 +2,11 @@
 infer), the benchmarks and ONNX export all predict through it.
 
     detections = predict(model, images, targets, device, mean, std, autocast)
-        images   uint8 pixels or float32 normalised [B, 3, H, W], on the host (a loader batch)
+        images   uint8 pixels or float32 normalized [B, 3, H, W], on the host (a loader batch)
         targets  B dicts with `image_size` (h, w) and `scale` (sx, sy), as the eval transforms give
         returns  B dicts {boxes float32 [K, 4] xyxy in original image pixels, scores [K] descending,
                  labels int64 [K] in 1..C}, on `device`
-        the steps: move to `device` (pinned first on CUDA), normalise (detect.data.normalise), then
+        the steps: move to `device` (pinned first on CUDA), normalize (detect.data.normalize), then
         `predict_batch`
 
     predict_batch(model, images, image_sizes, scales, autocast)     a batch already on the device
@@ -30,7 +30,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from detect.data.normalise import batch_to_device
+from detect.data.normalize import batch_to_device
 from detect.models.detections import split_detections
 
 
@@ -47,7 +47,7 @@ def padded_predictions(model: nn.Module, images: torch.Tensor, image_sizes: torc
 @torch.no_grad()
 def predict_batch(model: nn.Module, images: torch.Tensor, image_sizes: torch.Tensor, scales: torch.Tensor,
                   autocast: Callable | None = None) -> list[dict[str, torch.Tensor]]:
-    """A normalised batch on the model's device -> one dict of detections per image (see above)."""
+    """A normalized batch on the model's device -> one dict of detections per image (see above)."""
     return split_detections(padded_predictions(model, images, image_sizes, scales, autocast))
 
 

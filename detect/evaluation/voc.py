@@ -135,14 +135,6 @@ def average_precision(precision: np.ndarray, recall: np.ndarray, eleven_point: b
     return float(np.sum(recall_steps * envelope))
 
 
-def voc_average_precision(
-    inputs: VOCInputs, num_classes: int, iou_thresh: float = 0.5, eleven_point: bool = False
-) -> tuple[list[float | None], float | None]:
-    """Per-class AP (None for a class without ground truth that counts) and their mean (None if none)."""
-    curves = class_curves(inputs, num_classes, iou_thresh)
-    return ap_from_curves(curves, eleven_point)
-
-
 def ap_from_curves(curves: list[ClassCurve], eleven_point: bool) -> tuple[list[float | None], float | None]:
     aps = [average_precision(c.precision, c.recall, eleven_point) if c.num_gt > 0 else None for c in curves]
     present = [ap for ap in aps if ap is not None]

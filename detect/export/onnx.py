@@ -2,7 +2,7 @@
 
 The ONNX graph (see docs/export.md for running it with onnxruntime):
 
-    inputs   images          float32 [B, 3, H, W]  normalised like the eval pipeline (resize, then
+    inputs   images          float32 [B, 3, H, W]  normalized like the eval pipeline (resize, then
                                                    (pixel / 255 - mean) / std), zero-padded to H x W
              image_sizes     int64   [B, 2]        (h, w) of each image's resized, unpadded region
              scales          float32 [B, 2]        (sx, sy) with resized = original * scale
@@ -11,9 +11,9 @@ The ONNX graph (see docs/export.md for running it with onnxruntime):
              labels          int64   [B, D]        1..C; 0 (background) in empty slots
              num_detections  int64   [B]           how many of the D slots hold a detection
 
-`images` is normalised whatever `input.normalize_on` says: that setting only decides where training
-and `detect eval` normalise (in the loader, or on the device after a uint8 copy); the values are the
-same, and `Detector.preprocess` gives exactly this batch. The normalisation stays outside the graph,
+`images` is normalized whatever `input.normalize_on` says: that setting only decides where training
+and `detect eval` normalize (in the loader, or on the device after a uint8 copy); the values are the
+same, and `Detector.preprocess` gives exactly this batch. The normalization stays outside the graph,
 so the contract does not depend on the checkpoint's setting.
 
 D is the model's `detections_per_img`. H and W are fixed at export: SSD's `input.size` square;

@@ -5,10 +5,10 @@
     found = detector("photo.jpg")                      # one input -> one Detections
     found = detector([array_rgb, pil_image, "b.png"])  # a list -> a list of Detections
 
-Preprocessing is the checkpoint config's eval pipeline (resize and normalise, as in `detect eval`),
+Preprocessing is the checkpoint config's eval pipeline (resize and normalize, as in `detect eval`),
 padded to multiples of `input.size_divisible` like a training batch; with `input.normalize_on: device`
-(the default) the batch travels to the device as uint8 and is normalised there, as in training and
-`detect eval` (detect.data.normalise), so both settings give the model the same input. Detections
+(the default) the batch travels to the device as uint8 and is normalized there, as in training and
+`detect eval` (detect.data.normalize), so both settings give the model the same input. Detections
 come from detect.evaluation.predict, the prediction path of `detect eval` (its autocast: bf16 or fp16 on
 CUDA when `train.amp`, float32 on CPU), so boxes are xyxy in the original image's pixels. `run_inference` (the
 CLI) writes annotated images, annotated videos, and the detections as JSON (images) and JSONL
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from detect.data.image_header import DEFAULT_MAX_PIXELS
-from detect.data.normalise import batch_to_device
+from detect.data.normalize import batch_to_device
 from detect.device import autocast_context, resolve_device
 from detect.errors import DetectError
 
@@ -168,12 +168,12 @@ class Detector:
 
     def prepare(self, image: np.ndarray) -> tuple[torch.Tensor, dict]:
         """One HxWx3 uint8 RGB array through the eval pipeline: (image [3, h, w], uint8 pixels or
-        float32 normalised as input.normalize_on says, target with image_size and scale)."""
+        float32 normalized as input.normalize_on says, target with image_size and scale)."""
         return self._transform(image, _no_objects(image))
 
     def preprocess(self, images: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The eval pipeline and the collate of `detect eval`: HxWx3 uint8 RGB arrays ->
-        (images float32 [B, 3, H, W] normalised, zero-padded to multiples of input.size_divisible;
+        (images float32 [B, 3, H, W] normalized, zero-padded to multiples of input.size_divisible;
         image_sizes int64 [B, 2] (h, w) after resize; scales float32 [B, 2] (sx, sy)), on the host.
         This is the exported ONNX model's input (detect/export/onnx.py), whatever input.normalize_on says."""
         batch, targets = self._collate([self.prepare(image) for image in images])
@@ -189,7 +189,7 @@ class Detector:
         from detect.evaluation.predict import predict
 
         batch, targets = self._collate(samples)
-        # As `detect eval`: normalised on the device, bf16/fp16 autocast on CUDA with train.amp.
+        # As `detect eval`: normalized on the device, bf16/fp16 autocast on CUDA with train.amp.
         predictions = predict(self.model, batch, targets, self.device, self.config.input.mean, self.config.input.std,
                               lambda: autocast_context(self.config, self.device))
         return [self._to_detections(pred, image.shape[:2], threshold, keep_labels)

@@ -3,8 +3,8 @@
 The contract every detector keeps (Faster R-CNN in faster_rcnn.py, SSD in ssd.py):
 
     outputs = model(images, image_sizes, targets=None)
-        images       float32 [B, 3, H, W], normalised, padded (H, W multiples of input.size_divisible):
-                     a loader batch after detect.data.normalise.normalise_batch (the loader may send
+        images       float32 [B, 3, H, W], normalized, padded (H, W multiples of input.size_divisible):
+                     a loader batch after detect.data.normalize.normalize_batch (the loader may send
                      uint8 pixels; models never see those)
         image_sizes  int64 [B, 2]: (h, w) of each image's valid (resized, unpadded) region
         targets      None, or a list of B dicts, in the resized image's pixels:

@@ -5,7 +5,7 @@ Boxes are absolute xyxy float tensors. All functions work on whole batches.
 Box coder: the parametrisation of R-CNN (Girshick et al., 2014), as torchvision's BoxCoder:
     dx = wx (gx - rx) / rw,  dy = wy (gy - ry) / rh,  dw = ww log(gw / rw),  dh = wh log(gh / rh)
 on centres and sizes of a box g and its reference r (an anchor, a proposal, a default box). The
-weights (wx, wy, ww, wh) are the inverse of the targets' normalisation stds: Faster R-CNN's RoI
+weights (wx, wy, ww, wh) are the inverse of the targets' normalization stds: Faster R-CNN's RoI
 head uses (10, 10, 5, 5) = 1 / (0.1, 0.1, 0.2, 0.2), the RPN (1, 1, 1, 1); SSD's "variances"
 (v0, v1) are the same thing, weights (1 / v0, 1 / v0, 1 / v1, 1 / v1) (`variance_weights`).
 

@@ -6,7 +6,7 @@ side) and the aspect ratios {1, a_1, 1/a_1, ...} plus one extra square box of sc
 Box centres sit at ((j + 0.5) / f_k, (i + 0.5) / f_k), or at ((j + 0.5) * step_k / size, ...) when
 explicit steps are given (as Caffe SSD and torchvision do).
 
-Default boxes are generated in normalised [0, 1] xyxy (clipped to the image), location-major: for
+Default boxes are generated in normalized [0, 1] xyxy (clipped to the image), location-major: for
 each feature map, for each cell (row i, then column j), the cell's boxes in the order
 [s_k 1:1, sqrt(s_k s_{k+1}) 1:1, then for each ratio a: a:1, 1:a]. The SSD head lays out its
 predictions in the same order.
@@ -51,7 +51,7 @@ def default_boxes(
     image_size: tuple[int, int] | None = None,
     clip: str = "corners",
 ) -> torch.Tensor:
-    """All default boxes, normalised xyxy float32 [A, 4].
+    """All default boxes, normalized xyxy float32 [A, 4].
 
     feature_map_sizes: (h, w) of each map; scales: m + 1 values (see box_scales); aspect_ratios: per
     map, the ratios besides 1 (each adds a:1 and 1:a). steps (pixels per cell, one per map) and
@@ -86,7 +86,7 @@ def default_boxes(
 
 
 def _box_shapes(scale: float, next_scale: float, ratios: list[float]) -> list[tuple[float, float]]:
-    """(w, h) of one cell's boxes, normalised: two squares, then a:1 and 1:a for each ratio."""
+    """(w, h) of one cell's boxes, normalized: two squares, then a:1 and 1:a for each ratio."""
     shapes = [(scale, scale), (math.sqrt(scale * next_scale),) * 2]
     for ratio in ratios:
         root = math.sqrt(ratio)

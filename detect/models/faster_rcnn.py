@@ -48,8 +48,7 @@ class FasterRCNN(DetectionModel):
         self.roi_heads = roi_heads
         self.num_classes = num_classes
         # On a CPU, oneDNN's convolutions are faster on NHWC maps, and every layer keeps its input's layout
-        # (one thread, 2 x 320 x 320: VGG16's trunk 689 -> 519 ms forward, 2132 -> 1900 ms forward and
-        # backward; MobileNetV3 FPN's 198 -> 148 ms); RoIAlign's pixel table is then a view, not a copy.
+        # (docs/benchmarks.md, CPU fast paths); RoIAlign's pixel table is then a view, not a copy.
         # Training steps always run so. Inference only in the copy fold_batchnorm makes for `detect infer`:
         # the other order of summation moves boxes by up to 2e-3 pixels, beyond the tolerance of the tests
         # that compare this model's detections with torchvision's. (The switch: DetectionModel.nhwc_inference.)

@@ -6,8 +6,7 @@ convolution and an Identity. "Directly follows" is known in two places: consecut
 nn.Sequential or of torchvision's IntermediateLayerGetter (which runs its children in order: the
 trunks of the FPN detectors), and the (conv1, bn1), (conv2, bn2), (conv3, bn3) attributes of
 torchvision's ResNet and its blocks, whose forward applies each norm right after its convolution.
-On a CPU this removes a full pass over every feature map per layer (SSDlite320, one thread: trunk and
-head 42 -> 24 ms an image at batch 8; ResNet-50's blocks and the C4 head's res5 on every RoI likewise).
+On a CPU this removes a full pass over every feature map per layer (docs/benchmarks.md, CPU fast paths).
 The model must be in eval mode and stays fit only for inference; the caller's model is left alone
 (a folded copy is returned).
 

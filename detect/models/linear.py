@@ -5,8 +5,7 @@
                                               (sharing its parameters)
 
 Why our own: nn.Linear's float32 products on a CPU go to MKL's sgemm, which on the AMD EPYC CPUs we
-benchmark on runs at about half the speed of oneDNN's (VGG16's fc6 on 600 RoIs, one thread: 3.5 s
-against 1.7 s; forward and backward on 1024 RoIs: 7.7 s against 4.2 s), and the box heads of Faster
+benchmark on runs at about half the speed of oneDNN's (docs/benchmarks.md, CPU fast paths), and the box heads of Faster
 R-CNN (VGG16's fc6 / fc7, the FPN's two-layer MLP) spend most of a CPU step there. The products are
 the same sums in another order (relative differences around 1e-6).
 

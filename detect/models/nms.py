@@ -16,7 +16,7 @@ tracing, torchvision's `batched_nms` is not used: above a few thousand boxes it 
 in Python, and its one-call path shifts by the largest coordinate of the boxes, data that tracing
 would freeze. On the CPU in eager mode it is the faster one: the NMS kernel compares each kept box
 with every other candidate, across groups too when they are shifted apart, and the CPU has no host
-sync to save (13,800 boxes in 40 groups, one thread: 1.3 s shifted against 0.19 s per group).
+sync to save (docs/benchmarks.md, CPU fast paths).
 """
 
 from __future__ import annotations
@@ -55,9 +55,9 @@ def nms_per_image(
 
     The one loop over images in the detector, on purpose: NMS kernels compare every candidate with every
     other, so one grouped call over B*K proposals costs O((B*K)^2) where B calls cost O(B*K^2). With the
-    RPN's thousands of candidates per image that is the difference that matters (B=4, K=6000 on one CPU
-    thread: 5.3 s grouped against 1.4 s per image; on CUDA the grouped call's suppression mask alone
-    would take (B*K)^2/8 bytes). Each call keeps the same boxes the grouped call would.
+    RPN's thousands of candidates per image that is the difference that matters (docs/benchmarks.md, CPU
+    fast paths; on CUDA the grouped call's suppression mask alone would take (B*K)^2/8 bytes). Each call
+    keeps the same boxes the grouped call would.
     """
     flat_boxes = torch.where(valid[..., None], boxes, torch.zeros_like(boxes))
     masked_scores = scores.masked_fill(~valid, float("-inf"))
@@ -107,9 +107,8 @@ def sorted_groups_nms(boxes: torch.Tensor, valid: torch.Tensor, iou_thresh: floa
 
 def torchvision_nms_each_group(boxes: torch.Tensor, valid: torch.Tensor, iou_thresh: float) -> torch.Tensor:
     """`sorted_groups_nms` on the CPU: torchvision's nms kernel on each non-empty group in turn. The
-    kernel skips boxes already suppressed, where `cluster_nms` computes all K x K IoUs of every group:
-    SSDlite's 40 groups of 300 candidates (2 images x 20 classes) take about 10 ms this way against
-    90 ms on one thread. This is the one Python loop over groups, and only on the CPU, where there is
+    kernel skips boxes already suppressed, where `cluster_nms` computes all K x K IoUs of every group
+    (docs/benchmarks.md, CPU fast paths). This is the one Python loop over groups, and only on the CPU, where there is
     no kernel launch or host sync to save. Each box's rank is its score, so ties keep our order."""
     keep = torch.zeros_like(valid)
     rank_scores = torch.arange(boxes.shape[1], 0, -1, dtype=torch.float32)

@@ -12,7 +12,7 @@ the feature gradient one by one on one thread; on the Faster R-CNN main job it t
 step. Here every output bin is a weighted sum of at most 4 * k^2 feature-map pixels (k samples per bin
 side, 4 bilinear neighbours each), so the whole operation is one `embedding_bag` over the pixels as rows
 of a table: vectorised over channels and a fifth of torchvision's time forward and backward together
-(B 8, C 128, 16 x 16 maps, 64 RoIs each, 2 threads: 19 against 103 ms). A pyramid is one gather as
+(docs/benchmarks.md, CPU fast paths). A pyramid is one gather as
 well: its maps' rows are stacked into one table, with no per-level loop or host sync.
 
 torchvision's operator is still used on CUDA (its kernel is fast there), when tracing for ONNX (which

@@ -66,14 +66,14 @@ class SSD(DetectionModel):
         self.head = head or SSDHead(trunk.out_channels, boxes_per_location(aspect_ratios), num_classes)
         self.clip_default_boxes = clip_default_boxes
         # channels_last: weights and inputs in NHWC, where oneDNN has fast depthwise convolutions (the
-        # default NCHW layout sends them to a slow generic kernel: SSDlite's trunk and head run about
-        # 3x faster on a CPU). Converted here; forward converts the input.
+        # default NCHW layout sends them to a slow generic kernel; docs/benchmarks.md, CPU fast paths).
+        # Converted here; forward converts the input.
         self.channels_last = channels_last
         if channels_last:
             self.to(memory_format=torch.channels_last)
         # Without the switch, NHWC inputs still on a CPU in training steps and in fold_batchnorm's inference
-        # copy: oneDNN's convolutions and max pools are faster on them there (VGG16 trunk at one thread,
-        # 2 x 320 x 320: 689 -> 519 ms forward). Plain inference keeps NCHW: its numbers are those of the
+        # copy: oneDNN's convolutions and max pools are faster on them there (docs/benchmarks.md, CPU fast
+        # paths). Plain inference keeps NCHW: its numbers are those of the
         # tests against torchvision's SSD, and the other order of summation moves them by float rounding.
         # (The switch: DetectionModel.nhwc_inference.)
         self.loss = loss or MultiBoxLoss(variances)
@@ -90,11 +90,11 @@ class SSD(DetectionModel):
         map_sizes = tuple(tuple(x.shape[-2:]) for x in maps)
         key = (map_sizes, height, width, images.device, images.dtype)
         if key not in self._priors:
-            normalised = cached_default_boxes(
+            normalized = cached_default_boxes(
                 map_sizes, self.scales, self.aspect_ratios, self.steps, (height, width) if self.steps else None,
                 self.clip_default_boxes,
             )
-            pixels = normalised * torch.tensor([width, height, width, height], dtype=torch.float32)
+            pixels = normalized * torch.tensor([width, height, width, height], dtype=torch.float32)
             self._priors[key] = pixels.to(images.device, images.dtype)
         return self._priors[key]
 

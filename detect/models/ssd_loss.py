@@ -93,10 +93,10 @@ class MultiBoxLoss(nn.Module):
         num_negatives = self.negatives_per_image(num_positive, gt_valid.any(dim=1), positive.shape[1])
         negative = hard_negative_mask(cls_loss, positive, num_negatives)
 
-        normaliser = num_positive.sum().clamp(min=1).to(cls_loss.dtype)
+        normalizer = num_positive.sum().clamp(min=1).to(cls_loss.dtype)
         return {
-            "loss_cls": (cls_loss * (positive | negative)).sum() / normaliser,
-            "loss_box": (box_loss * positive).sum() / normaliser,
+            "loss_cls": (cls_loss * (positive | negative)).sum() / normalizer,
+            "loss_box": (box_loss * positive).sum() / normalizer,
         }
 
     def negatives_per_image(self, num_positive: torch.Tensor, has_objects: torch.Tensor, num_priors: int):

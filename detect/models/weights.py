@@ -177,7 +177,7 @@ MAPPINGS: dict[tuple[str, str], DetectorMapping] = {
 # Key prefixes only torchvision's detectors have: a state dict with one is a detector's, not a trunk's.
 TORCHVISION_DETECTOR_KEYS = ("roi_heads.box_predictor.", "head.classification_head.")
 
-# VOC's names of COCO classes (after `_normalised_name`), so that VOC data keeps COCO's rows.
+# VOC's names of COCO classes (after `_normalized_name`), so that VOC data keeps COCO's rows.
 NAME_SYNONYMS = {"aeroplane": "airplane", "motorbike": "motorcycle", "sofa": "couch", "tvmonitor": "tv"}
 
 
@@ -219,11 +219,6 @@ def coco_input_mismatch(pretrained: str, arch: str, backbone: str, mean, std) ->
 
 def _fmt(values) -> str:
     return "[" + ", ".join(f"{v:.5g}" for v in values) + "]"
-
-
-def coco_weight_file(arch: str, backbone: str) -> Path:
-    """Where the torch hub cache keeps the COCO checkpoint of the torchvision twin of `arch` on `backbone`."""
-    return hub_weight_file(_coco_enum(arch, backbone).url)
 
 
 def _coco_enum(arch: str, backbone: str) -> torchvision.models.WeightsEnum:
@@ -375,16 +370,16 @@ def _row_pairs(source_count: int, target_count: int, source_names: list[str] | N
         return [(label, label) for label in range(1, target_count + 1)] if same else []
     source_index = {}
     for label, name in enumerate(source_names[:source_count], start=1):
-        source_index.setdefault(_normalised_name(name), label)
+        source_index.setdefault(_normalized_name(name), label)
     pairs = []
     for label, name in enumerate(target_names, start=1):
-        found = source_index.get(_normalised_name(name))
+        found = source_index.get(_normalized_name(name))
         if found is not None:
             pairs.append((label, found))
     return pairs
 
 
-def _normalised_name(name: str) -> str:
+def _normalized_name(name: str) -> str:
     plain = "".join(ch for ch in name.lower() if ch.isalnum())
     return NAME_SYNONYMS.get(plain, plain)
 

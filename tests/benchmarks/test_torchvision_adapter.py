@@ -1,5 +1,5 @@
 """benchmarks.torchvision_adapter: torchvision's detectors see our pixels at our size, in their own
-normalisation; losses come back under our names; detections are divided by the scale."""
+normalization; losses come back under our names; detections are divided by the scale."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def _mobilenet_faster_rcnn(seed: int = 0) -> torch.nn.Module:
         weights=None, weights_backbone=None, num_classes=3, image_mean=[0.5, 0.4, 0.3], image_std=[0.2, 0.25, 0.3])
 
 
-def test_switched_off_transform_neither_resizes_nor_normalises():
+def test_switched_off_transform_neither_resizes_nor_normalizes():
     model = switch_off_transform(_mobilenet_faster_rcnn()).eval()
     images = [torch.rand(3, 64, 96), torch.rand(3, 50, 70)]
     batch, _ = model.transform(images)
@@ -33,7 +33,7 @@ def test_switched_off_transform_neither_resizes_nor_normalises():
     assert batch.tensors.shape[-2:] == (64, 96)  # padded to 32, never resized to its 320 px
 
 
-def test_the_model_sees_the_valid_region_in_its_own_normalisation():
+def test_the_model_sees_the_valid_region_in_its_own_normalization():
     model = _mobilenet_faster_rcnn()
     adapter = TorchvisionAdapter(model, 2, OURS_MEAN, OURS_STD).eval()
     seen = []
@@ -52,7 +52,7 @@ def test_the_model_sees_the_valid_region_in_its_own_normalisation():
         torch.testing.assert_close(found["boxes"], raw["boxes"] / torch.tensor([sx, sy, sx, sy]))
 
 
-def test_without_our_normalisation_the_batch_is_handed_over_as_it_is():
+def test_without_our_normalization_the_batch_is_handed_over_as_it_is():
     model = _mobilenet_faster_rcnn()
     adapter = TorchvisionAdapter(model, 2).eval()
     seen = []

@@ -1,4 +1,4 @@
-"""The final resize + normalisation (detect/data/prepare.py) against albumentations' own ops."""
+"""The final resize + normalization (detect/data/prepare.py) against albumentations' own ops."""
 
 from __future__ import annotations
 
@@ -9,19 +9,19 @@ import pytest
 import torch
 
 from detect.config import InputConfig
-from detect.data.prepare import ResizeNormalize, normalise_to_chw
+from detect.data.prepare import ResizeNormalize, normalize_to_chw
 
 
-def test_normalise_to_chw_matches_albumentations_normalize():
+def test_normalize_to_chw_matches_albumentations_normalize():
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     expected = A.Normalize(mean=mean, std=std, max_pixel_value=255.0, p=1.0)(image=image)["image"]
-    out = normalise_to_chw(image, mean, std)
+    out = normalize_to_chw(image, mean, std)
     assert out.dtype == torch.float32 and out.shape == (3, 37, 53) and out.is_contiguous()
     np.testing.assert_allclose(out.numpy(), expected.transpose(2, 0, 1), atol=1e-5)
     # A float image takes the arithmetic path and agrees.
-    np.testing.assert_allclose(normalise_to_chw(image.astype(np.float32), mean, std).numpy(), out.numpy(), atol=1e-5)
+    np.testing.assert_allclose(normalize_to_chw(image.astype(np.float32), mean, std).numpy(), out.numpy(), atol=1e-5)
 
 
 @pytest.mark.parametrize("normalize_on", ["loader", "device"])
@@ -34,7 +34,7 @@ def test_resize_normalize_scales_boxes_and_drops_degenerate_ones(normalize_on):
     np.testing.assert_allclose(out["bboxes"], [[20, 10, 80, 90], [140, 20, 160, 60]], atol=1e-4)
     assert out["box_index"].tolist() == [0, 1]
     resized = cv2.resize(image, (160, 100), interpolation=cv2.INTER_LINEAR)
-    if normalize_on == "device":  # the pixels, CHW; normalised later on the device
+    if normalize_on == "device":  # the pixels, CHW; normalized later on the device
         assert out["image"].dtype == torch.uint8 and out["image"].is_contiguous()
         np.testing.assert_array_equal(out["image"].numpy(), resized.transpose(2, 0, 1))
         return
@@ -44,7 +44,7 @@ def test_resize_normalize_scales_boxes_and_drops_degenerate_ones(normalize_on):
 
 
 def test_device_mode_refuses_a_float_image():
-    """A float image would be sent as unnormalised float and pass the device normalisation unchanged."""
+    """A float image would be sent as unnormalized float and pass the device normalization unchanged."""
     prepare = ResizeNormalize(InputConfig(resize="fixed", size=16))
     with pytest.raises(TypeError, match="normalize_on=loader"):
         prepare(image=np.zeros((16, 16, 3), np.float32), bboxes=np.zeros((0, 4)), box_index=np.zeros(0))

@@ -10,7 +10,7 @@ from detect.config import AugmentConfig, InputConfig, TransformSpec
 from detect.data.transforms import build_augmentation, build_transforms
 from detect.errors import ConfigError
 
-# No-op normalisation (mean 0, std 1/255 -> values stay 0..255) so masks can be read back.
+# No-op normalization (mean 0, std 1/255 -> values stay 0..255) so masks can be read back.
 PLAIN_INPUT = InputConfig(resize="fixed", size=200, mean=(0.0, 0.0, 0.0), std=(1 / 255, 1 / 255, 1 / 255))
 
 
@@ -93,8 +93,8 @@ def test_keep_ratio_caps_the_longer_side():
 
 
 @pytest.mark.parametrize("normalize_on", ["loader", "device"])
-def test_eval_pipeline_is_deterministic_and_normalised(normalize_on):
-    from detect.data.normalise import normalise_batch
+def test_eval_pipeline_is_deterministic_and_normalized(normalize_on):
+    from detect.data.normalize import normalize_batch
 
     input_cfg = InputConfig(resize="keep_ratio", min_size=64, max_size=128, normalize_on=normalize_on)
     image = np.random.default_rng(1).integers(0, 255, (50, 70, 3), dtype=np.uint8)
@@ -105,7 +105,7 @@ def test_eval_pipeline_is_deterministic_and_normalised(normalize_on):
     assert a.dtype == (torch.float32 if normalize_on == "loader" else torch.uint8)
     grey = np.full((50, 70, 3), np.round(np.array(input_cfg.mean) * 255), np.uint8)
     c, tc = transform(grey, raw_target([]))
-    c = normalise_batch(c[None], tc["image_size"][None], input_cfg.mean, input_cfg.std)
+    c = normalize_batch(c[None], tc["image_size"][None], input_cfg.mean, input_cfg.std)
     assert c.abs().max() < 0.02  # the mean maps to about zero
 
 

@@ -148,7 +148,7 @@ def engine_on(loaders=build_loaders, model=build_model):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(run, "build_loaders", loaders)
-        patch.setattr(run, "build_model", model)
+        patch.setattr(run, "build_starting_model", model)
         yield
 
 

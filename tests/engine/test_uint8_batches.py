@@ -1,5 +1,5 @@
 """Training and evaluation on the real pipeline's uint8 batches (input.normalize_on: device) give what
-the float32 batches normalised in the loader give: tiny synthetic SSD, CPU."""
+the float32 batches normalized in the loader give: tiny synthetic SSD, CPU."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def train_tiny_ssd(tmp_path, normalize_on: str):
         seen_dtypes.add(next(iter(train_loader))[0].dtype)
         return train_loader, val_loader
 
-    with doubles.engine_on(loaders, run.build_model):  # the real model, on the real loaders watched
+    with doubles.engine_on(loaders, run.build_starting_model):  # the real model, on the real loaders watched
         run_dir = run_training(config, tmp_path / normalize_on, device="cpu")
     return run_dir, seen_dtypes
 

@@ -1,12 +1,12 @@
 """The one prediction path: a loader batch in, per-image detections out, equal to the model's own
-forward and postprocess; uint8 and normalised float batches give the same; padded form kept."""
+forward and postprocess; uint8 and normalized float batches give the same; padded form kept."""
 
 from __future__ import annotations
 
 import torch
 
 from detect.config import load_config
-from detect.data.normalise import normalise_batch
+from detect.data.normalize import normalize_batch
 from detect.evaluation.predict import padded_predictions, predict, predict_batch
 from detect.models.build import build_model
 from detect.models.detections import split_detections
@@ -39,16 +39,16 @@ def test_predict_equals_forward_then_postprocess():
 
     image_sizes = torch.stack([t["image_size"] for t in targets])
     scales = torch.stack([t["scale"] for t in targets])
-    normalised = normalise_batch(images, image_sizes, mean, std)
+    normalized = normalize_batch(images, image_sizes, mean, std)
     with torch.no_grad():
-        expected = split_detections(model.postprocess(model(normalised, image_sizes), image_sizes, scales))
+        expected = split_detections(model.postprocess(model(normalized, image_sizes), image_sizes, scales))
     assert len(found) == 2 and sum(len(f["scores"]) for f in found) > 0
     for ours, theirs in zip(found, expected):
         for key in ("boxes", "scores", "labels"):
             assert torch.equal(ours[key], theirs[key])
 
-    # A batch normalised beforehand (input.normalize_on: loader) gives the same detections.
-    as_float = predict(model, normalised, targets, torch.device("cpu"), None, None)
+    # A batch normalized beforehand (input.normalize_on: loader) gives the same detections.
+    as_float = predict(model, normalized, targets, torch.device("cpu"), None, None)
     for ours, theirs in zip(as_float, found):
         assert torch.equal(ours["labels"], theirs["labels"])
         torch.testing.assert_close(ours["boxes"], theirs["boxes"])
@@ -59,14 +59,14 @@ def test_padded_predictions_are_what_predict_batch_cuts():
     images, targets = loader_batch(seed=1)
     image_sizes = torch.stack([t["image_size"] for t in targets])
     scales = torch.ones(2, 2)
-    normalised = normalise_batch(images, image_sizes, config.input.mean, config.input.std)
+    normalized = normalize_batch(images, image_sizes, config.input.mean, config.input.std)
     calls = []
     with torch.no_grad():
-        padded = padded_predictions(model, normalised, image_sizes, scales,
+        padded = padded_predictions(model, normalized, image_sizes, scales,
                                     autocast=lambda: calls.append(1) or torch.autocast("cpu", enabled=False))
     assert calls == [1]  # the forward runs inside the given autocast
     detections_per_img = model.detections_per_img
     assert padded["boxes"].shape == (2, detections_per_img, 4) and padded["num"].shape == (2,)
     assert padded["scores"].dtype == torch.float32 and padded["labels"].dtype == torch.int64
-    cut = predict_batch(model, normalised, image_sizes, scales)
+    cut = predict_batch(model, normalized, image_sizes, scales)
     assert [len(found["scores"]) for found in cut] == padded["num"].tolist()

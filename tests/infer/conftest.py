@@ -3,7 +3,7 @@
 Both heads at a small input size on resnet18: SSD (fixed 96 px, three feature maps) and Faster R-CNN
 (keep-ratio 96..128 px, 16 proposals per image), so that a forward pass takes well under a second on
 a CPU. `rigged` turns a model into one that finds nothing in dark images: the trunk's features are
-zeroed for an image whose brightest normalised pixel is below 0 (any all-dark image), which leaves
+zeroed for an image whose brightest normalized pixel is below 0 (any all-dark image), which leaves
 SSD with uniform class scores (1 / (C + 1) = 0.25, below its score threshold 0.3 set here) and
 Faster R-CNN with no valid proposals. Bright or noisy images keep their random-weight detections.
 """
@@ -39,7 +39,7 @@ def tiny_config(arch: str):
 
 
 class _DarkGate(nn.Module):
-    """Multiplies a module's output by 0 for images whose brightest normalised pixel is below 0."""
+    """Multiplies a module's output by 0 for images whose brightest normalized pixel is below 0."""
 
     def __init__(self, inner: nn.Module):
         super().__init__()

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from detect.evaluation.voc import VOCInputs, voc_average_precision
+from detect.evaluation.voc import VOCInputs, ap_from_curves, class_curves
 
 
 def shapes_batch(count: int = 4, size: int = 128, seed: int = 0):
-    """`count` images [count, 3, size, size] (roughly normalised) with 1-3 filled rectangles (label 1)
+    """`count` images [count, 3, size, size] (roughly normalized) with 1-3 filled rectangles (label 1)
     and circles (label 2) each, and their targets (boxes xyxy pixels, labels)."""
     rng = np.random.default_rng(seed)
     images = np.zeros((count, size, size, 3), dtype=np.float32)
@@ -51,4 +51,4 @@ def mean_ap(detections: list[dict], targets: list[dict], num_classes: int, iou_t
         gt_labels=flat(targets, "labels").astype(np.int64),
         gt_ignore=np.zeros(sum(len(t["labels"]) for t in targets), dtype=bool),
     )
-    return voc_average_precision(inputs, num_classes, iou_thresh)[1] or 0.0
+    return ap_from_curves(class_curves(inputs, num_classes, iou_thresh), eleven_point=False)[1] or 0.0

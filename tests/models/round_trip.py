@@ -1,11 +1,19 @@
-"""State-dict checks shared by the Faster R-CNN weight tests."""
+"""State-dict checks shared by the detector weight tests, and where the COCO files are cached."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from detect.models.weights import DetectorMapping
+from detect.models.backbones.weight_files import hub_weight_file
+from detect.models.weights import MAPPINGS, DetectorMapping
+
+
+def coco_weight_file(arch: str, backbone: str) -> Path:
+    """Where the torch hub cache keeps the COCO checkpoint of the torchvision twin of `arch` on `backbone`."""
+    return hub_weight_file(MAPPINGS[(arch, backbone)].coco_weights.url)
 
 
 def assert_round_trips(mapping: DetectorMapping, ours: nn.Module, theirs: nn.Module) -> None:

@@ -17,9 +17,9 @@ from detect.models.backbones.mobilenet_v3 import mobilenet_v3_stage_starts
 from detect.models.backbones.weight_files import DETECTOR_WEIGHTS
 from detect.models.build import build_model
 from detect.models.detections import split_detections
-from detect.models.weights import MAPPINGS, coco_weight_file
+from detect.models.weights import MAPPINGS
 from tests.models.overfit_utils import shapes_batch
-from tests.models.round_trip import assert_round_trips, settle_batchnorm
+from tests.models.round_trip import assert_round_trips, coco_weight_file, settle_batchnorm
 
 # Our config -> torchvision's builder of the same detector.
 VARIANTS = {
@@ -64,7 +64,7 @@ def _ours(name: str, pretrained: str) -> torch.nn.Module:
 def test_detections_equal_torchvisions_with_its_weights(torchvision_files, name, one_thread):
     theirs, path = torchvision_files[name]
     ours = _ours(name, str(path))
-    switch_off_transform(theirs)  # same pixels: no resize, no normalisation inside
+    switch_off_transform(theirs)  # same pixels: no resize, no normalization inside
     images = torch.randn(2, 3, 320, 416, generator=torch.Generator().manual_seed(1))
     images[1, :, :, 352:] = 0  # the second image is 320 x 352, padded
     sizes = torch.tensor([[320, 416], [320, 352]])

@@ -84,7 +84,7 @@ def test_batched_loss_equals_one_image_at_a_time():
     criterion = MultiBoxLoss()
     batched = criterion(cls_logits, box_regression, priors, targets)
 
-    # Per image, sum the unnormalised losses, then normalise by the batch's total positives.
+    # Per image, sum the unnormalized losses, then normalize by the batch's total positives.
     total_pos, sums = 0, {"loss_cls": 0.0, "loss_box": 0.0}
     for image, target in enumerate(targets):
         single = criterion(cls_logits[image : image + 1], box_regression[image : image + 1], priors, [target])

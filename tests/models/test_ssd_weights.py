@@ -56,7 +56,7 @@ def test_ssd300_detections_equal_torchvisions_with_its_weights(ssd300_file):
     # The config scales inputs as torchvision's model does (its weights expect it) ...
     assert list(config.input.mean) == theirs.transform.image_mean
     assert list(config.input.std) == pytest.approx(theirs.transform.image_std, abs=1e-12)
-    # ... and both get the same scaled pixels: torchvision's resize and normalisation are switched off.
+    # ... and both get the same scaled pixels: torchvision's resize and normalization are switched off.
     mean, std = (torch.tensor(values).view(1, 3, 1, 1) for values in (config.input.mean, config.input.std))
     images = (_smooth_images(2, 300, seed=2) - mean) / std
     sizes = torch.tensor([[300, 300], [300, 300]])

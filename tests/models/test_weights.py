@@ -13,8 +13,8 @@ from detect.errors import CheckpointError, ConfigError
 from detect.models.backbones.freezing import frozen_batchnorm
 from detect.models.build import build_model
 from detect.models.detections import split_detections
-from detect.models.weights import MAPPINGS, coco_weight_file, load_detector_weights, read_detector_weights
-from tests.models.round_trip import assert_round_trips, settle_batchnorm
+from detect.models.weights import MAPPINGS, load_detector_weights, read_detector_weights
+from tests.models.round_trip import assert_round_trips, coco_weight_file, settle_batchnorm
 
 FPN = {
     "backbone": "resnet50_fpn",
@@ -51,7 +51,7 @@ def torchvision_file(tmp_path_factory):
 def test_detections_equal_torchvisions_with_its_weights(torchvision_file):
     theirs, path = torchvision_file
     ours = build_model(_fpn_config(pretrained=str(path)), InputConfig(), 3).eval()
-    switch_off_transform(theirs)  # same pixels: no resize, no normalisation inside
+    switch_off_transform(theirs)  # same pixels: no resize, no normalization inside
     images = torch.randn(2, 3, 128, 192, generator=torch.Generator().manual_seed(1))
     images[1, :, :, 160:] = 0  # the second image is 128 x 160, padded
     sizes = torch.tensor([[128, 192], [128, 160]])

@@ -69,7 +69,7 @@ class TrunkWithExtras(nn.Module):
     extra layers, each on the previous map. Subclasses set `specs`, `extras` and `_trunk_sizes`."""
 
     def add_extras(self, in_channels: int, base_map_size: int, num_extras: int, channels=None) -> list[int]:
-        """Sets `specs` and `extras` (normalised, Xavier-initialised) for `num_extras` maps after a base
+        """Sets `specs` and `extras` (normalized, Xavier-initialised) for `num_extras` maps after a base
         map of `base_map_size` with `in_channels`; returns the extras' output channels."""
         self.specs = size_driven_extras(base_map_size, num_extras, channels)
         self.extras = nn.ModuleList()

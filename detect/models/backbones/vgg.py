@@ -9,7 +9,7 @@ SSD, `vgg16` (Liu et al., 2016): conv1_1..conv5_3 with pool3 rounding up (so 300
 pool5 made 3 x 3 stride 1; fc6 becomes a 3 x 3 convolution with dilation 6 and fc7 a 1 x 1
 convolution, both 1024 wide; with ImageNet weights their kernels are subsampled from fc6/fc7 (every
 4th unit; every 3rd of fc6's 7 x 7 positions, which the dilation compensates). The maps are conv4_3
-(after a learned L2 normalisation, scale initialised to 20), fc7, then the extra layers: the paper's
+(after a learned L2 normalization, scale initialised to 20), fc7, then the extra layers: the paper's
 SSD300 layers for 6 maps, SSD512's for 7.
 """
 
@@ -78,7 +78,7 @@ L2NORM_SCALE = 20.0
 
 
 class L2Norm(nn.Module):
-    """Per-position L2 normalisation over channels with a learned per-channel scale (ParseNet)."""
+    """Per-position L2 normalization over channels with a learned per-channel scale (ParseNet)."""
 
     def __init__(self, channels: int, scale: float = L2NORM_SCALE, eps: float = 1e-10):
         super().__init__()
@@ -92,7 +92,7 @@ class L2Norm(nn.Module):
 
 
 class VGGTrunk(TrunkWithExtras):
-    """SSD's VGG16: conv4_3 (L2-normalised), fc7, and the extra layers."""
+    """SSD's VGG16: conv4_3 (L2-normalized), fc7, and the extra layers."""
 
     def __init__(self, num_maps: int, input_size: int, pretrained: str = "none", trainable_layers: int | None = None):
         super().__init__()

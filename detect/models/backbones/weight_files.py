@@ -120,7 +120,7 @@ def classifier_model(name: str, pretrained: str = "none", **constructor_args) ->
 
     BatchNorm: with loaded weights, ResNets get FrozenBatchNorm2d (ImageNet statistics; detection
     batches are too small to re-estimate them). From random weights there are no statistics to keep,
-    and a frozen identity norm leaves a deep ResNet unnormalised, so ordinary BatchNorm2d trains.
+    and a frozen identity norm leaves a deep ResNet unnormalized, so ordinary BatchNorm2d trains.
     """
     if name not in IMAGENET_WEIGHTS:
         known = ", ".join(IMAGENET_WEIGHTS)

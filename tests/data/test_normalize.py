@@ -1,4 +1,4 @@
-"""Device normalisation (detect/data/normalise.py): uint8 batches normalised after the copy give what
+"""Device normalization (detect/data/normalize.py): uint8 batches normalized after the copy give what
 the loader's float32 path gives, padding exactly zero."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import torch
 from detect.config import AugmentConfig, DataConfig, InputConfig, TransformSpec
 from detect.data.build import build_dataset
 from detect.data.loader import collate
-from detect.data.normalise import normalise_batch, to_pixels, valid_mask
+from detect.data.normalize import normalize_batch, to_pixels, valid_mask
 from detect.data.transforms import build_transforms
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -49,25 +49,25 @@ def test_device_path_matches_the_loader_path_on_real_items(synthetic_train):
     for target, float_target in zip(targets, float_targets):
         assert torch.equal(target["boxes"], float_target["boxes"])
 
-    normalised = normalise_batch(pixels, sizes, MEAN, STD)
-    assert normalised.dtype == torch.float32 and normalised.shape == pixels.shape
-    torch.testing.assert_close(normalised, floats, atol=1e-5, rtol=0)
-    outside = ~valid_mask(sizes, pixels.shape[-2:]).expand_as(normalised)
-    assert outside.any() and torch.all(normalised[outside] == 0)  # exactly zero, as the float path's
+    normalized = normalize_batch(pixels, sizes, MEAN, STD)
+    assert normalized.dtype == torch.float32 and normalized.shape == pixels.shape
+    torch.testing.assert_close(normalized, floats, atol=1e-5, rtol=0)
+    outside = ~valid_mask(sizes, pixels.shape[-2:]).expand_as(normalized)
+    assert outside.any() and torch.all(normalized[outside] == 0)  # exactly zero, as the float path's
     assert torch.all(floats[outside] == 0)
 
 
 def test_float_batches_pass_through_unchanged():
     images = torch.randn(2, 3, 8, 8)
-    assert normalise_batch(images, torch.tensor([[8, 8], [4, 6]]), MEAN, STD) is images
-    assert normalise_batch(images, torch.tensor([[8, 8], [4, 6]]), None, None) is images
+    assert normalize_batch(images, torch.tensor([[8, 8], [4, 6]]), MEAN, STD) is images
+    assert normalize_batch(images, torch.tensor([[8, 8], [4, 6]]), None, None) is images
 
 
-def test_padding_is_zero_after_normalisation():
-    """A zero pixel normalises to -mean/std; in the padding the result is 0, and only there."""
+def test_padding_is_zero_after_normalization():
+    """A zero pixel normalizes to -mean/std; in the padding the result is 0, and only there."""
     images = torch.zeros(2, 3, 6, 8, dtype=torch.uint8)
     sizes = torch.tensor([[6, 8], [3, 5]])
-    out = normalise_batch(images, sizes, MEAN, STD)
+    out = normalize_batch(images, sizes, MEAN, STD)
     expected_inside = torch.tensor([-m / s for m, s in zip(MEAN, STD)]).view(3, 1, 1)
     torch.testing.assert_close(out[0], expected_inside.expand(3, 6, 8))
     torch.testing.assert_close(out[1, :, :3, :5], expected_inside.expand(3, 3, 5))
@@ -76,34 +76,34 @@ def test_padding_is_zero_after_normalisation():
 
 def test_every_pixel_value_matches_the_loader_table():
     """All 256 values against prepare.py's float64-computed tables (the loader path)."""
-    from detect.data.prepare import normalisation_tables
+    from detect.data.prepare import normalization_tables
 
     values = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16).expand(1, 3, 16, 16).contiguous()
-    out = normalise_batch(values, torch.tensor([[16, 16]]), MEAN, STD)
-    tables = torch.from_numpy(np.stack(normalisation_tables(MEAN, STD))).view(1, 3, 16, 16)
+    out = normalize_batch(values, torch.tensor([[16, 16]]), MEAN, STD)
+    tables = torch.from_numpy(np.stack(normalization_tables(MEAN, STD))).view(1, 3, 16, 16)
     torch.testing.assert_close(out, tables, atol=1e-5, rtol=0)
 
 
 def test_channels_last_is_kept():
     images = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8).contiguous(memory_format=torch.channels_last)
-    out = normalise_batch(images, torch.tensor([[8, 8], [5, 7]]), MEAN, STD)
+    out = normalize_batch(images, torch.tensor([[8, 8], [5, 7]]), MEAN, STD)
     assert out.is_contiguous(memory_format=torch.channels_last)
-    expected = normalise_batch(images.contiguous(), torch.tensor([[8, 8], [5, 7]]), MEAN, STD)
+    expected = normalize_batch(images.contiguous(), torch.tensor([[8, 8], [5, 7]]), MEAN, STD)
     torch.testing.assert_close(out, expected)
 
 
 def test_uint8_without_mean_and_other_dtypes_are_errors():
     with pytest.raises(ValueError, match="input.mean"):
-        normalise_batch(torch.zeros(1, 3, 4, 4, dtype=torch.uint8), torch.tensor([[4, 4]]), None, None)
+        normalize_batch(torch.zeros(1, 3, 4, 4, dtype=torch.uint8), torch.tensor([[4, 4]]), None, None)
     with pytest.raises(TypeError, match="int32"):
-        normalise_batch(torch.zeros(1, 3, 4, 4, dtype=torch.int32), torch.tensor([[4, 4]]), MEAN, STD)
+        normalize_batch(torch.zeros(1, 3, 4, 4, dtype=torch.int32), torch.tensor([[4, 4]]), MEAN, STD)
 
 
 def test_to_pixels_inverts_either_kind_of_batch():
     pixels = torch.randint(0, 256, (1, 3, 5, 7), dtype=torch.uint8)
-    normalised = normalise_batch(pixels, torch.tensor([[5, 7]]), MEAN, STD)
+    normalized = normalize_batch(pixels, torch.tensor([[5, 7]]), MEAN, STD)
     assert torch.equal(to_pixels(pixels[0], MEAN, STD), pixels[0])
-    assert torch.equal(to_pixels(normalised[0], MEAN, STD), pixels[0])
+    assert torch.equal(to_pixels(normalized[0], MEAN, STD), pixels[0])
 
 
 def test_collate_of_uint8_items_is_a_zero_padded_uint8_batch():
@@ -118,19 +118,19 @@ def test_collate_of_uint8_items_is_a_zero_padded_uint8_batch():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_pinned_uint8_batch_moves_non_blocking_and_normalises_on_cuda():
+def test_pinned_uint8_batch_moves_non_blocking_and_normalizes_on_cuda():
     pixels = torch.randint(0, 256, (2, 3, 64, 96), dtype=torch.uint8).pin_memory()
     sizes = torch.tensor([[64, 96], [40, 70]])
-    on_cuda = normalise_batch(pixels.to("cuda", non_blocking=True), sizes.to("cuda", non_blocking=True), MEAN, STD)
-    torch.testing.assert_close(on_cuda.cpu(), normalise_batch(pixels, sizes, MEAN, STD), atol=1e-6, rtol=0)
+    on_cuda = normalize_batch(pixels.to("cuda", non_blocking=True), sizes.to("cuda", non_blocking=True), MEAN, STD)
+    torch.testing.assert_close(on_cuda.cpu(), normalize_batch(pixels, sizes, MEAN, STD), atol=1e-6, rtol=0)
 
 
 def test_batch_to_device_gives_images_sizes_and_scales(synthetic_train):
-    from detect.data.normalise import batch_to_device
+    from detect.data.normalize import batch_to_device
 
     images, targets = batch_through("device", synthetic_train)
     moved, sizes, scales = batch_to_device(images, targets, torch.device("cpu"), MEAN, STD, channels_last=True)
     assert moved.dtype == torch.float32 and moved.is_contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(moved, normalise_batch(images, image_sizes_of(targets), MEAN, STD))
+    torch.testing.assert_close(moved, normalize_batch(images, image_sizes_of(targets), MEAN, STD))
     assert torch.equal(sizes, image_sizes_of(targets)) and sizes.dtype == torch.int64
     assert torch.equal(scales, torch.stack([torch.as_tensor(t["scale"], dtype=torch.float32) for t in targets]))
