@@ -15,7 +15,7 @@ from detect.config import (
     load_config,
     parse_override,
 )
-from detect.config.schema import MODEL_SECTIONS
+from detect.config.model_sections import MODEL_SECTIONS
 from detect.errors import ConfigError
 
 REQUIRED_KEYS = [

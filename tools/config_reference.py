@@ -1,10 +1,10 @@
-"""Write the configuration reference (docs/config.md) from the typed config in detect/config/schema.py.
+"""Write the configuration reference (docs/config.md) from the typed config in detect/config/.
 
     python tools/config_reference.py            # print it
     python tools/config_reference.py --write    # update docs/config.md
 
-Every key's description is the docstring written under its field in detect/config/schema.py; the test
-tests/test_config_reference.py keeps docs/config.md in step with the code.
+Every key's description is the docstring written under its field in detect/config/ (schema.py,
+model_sections.py); the test tests/test_config_reference.py keeps docs/config.md in step with the code.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ DOC_PATH = Path(__file__).resolve().parents[1] / "docs" / "config.md"
 
 HEADER = """# Configuration reference
 
-Generated from `detect/config/schema.py` by `python tools/config_reference.py --write`; do not edit by hand.
+Generated from the typed config in `detect/config/` by `python tools/config_reference.py --write`; do not edit by hand.
 Every key can be set in a YAML config or with `--set key.sub=value`. Defaults are those of the code;
 the built-in configs in `configs/` override many of them.
 """

@@ -1,4 +1,5 @@
-"""The configuration: its schema (schema.py: one typed section per part of a run) and its loading
+"""The configuration: its schema (schema.py: one typed section per part of a run; model_sections.py:
+the `model` section of each detector family; section.py: what every section is) and its loading
 (loading.py: YAML, `base:`, `--set`). Everything is importable from here:
 
     from detect.config import Config, load_config
@@ -17,27 +18,29 @@ from detect.config.loading import (
     validate_config,
     validate_saved_config,
 )
+from detect.config.model_sections import (
+    AnchorConfig,
+    FasterRCNNModelConfig,
+    ModelConfig,
+    RoIHeadsConfig,
+    RPNConfig,
+    SSDConfig,
+    SSDModelConfig,
+    model_section,
+)
 from detect.config.schema import (
     DEFAULT_MAX_PIXELS,
     MAX_IMAGE_SIDE,
-    AnchorConfig,
     AugmentConfig,
     Config,
     DataConfig,
     EvalConfig,
-    FasterRCNNModelConfig,
     InputConfig,
-    ModelConfig,
-    RoIHeadsConfig,
-    RPNConfig,
-    Section,
-    SSDConfig,
-    SSDModelConfig,
     SynthConfig,
     TrainConfig,
     TransformSpec,
-    model_section,
 )
+from detect.config.section import Section
 
 __all__ = [
     "AnchorConfig",

@@ -15,14 +15,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from detect.config.schema import (
-    ALL_MODEL_KEYS,
-    MODEL_SECTIONS,
-    RESIZE_KEYS,
-    Config,
-    FasterRCNNModelConfig,
-    other_resize_keys,
-)
+from detect.config.model_sections import ALL_MODEL_KEYS, MODEL_SECTIONS, FasterRCNNModelConfig
+from detect.config.schema import RESIZE_KEYS, Config, other_resize_keys
 from detect.errors import ConfigError
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from detect.config import load_config
-from detect.config.schema import MODEL_SECTIONS
+from detect.config.model_sections import MODEL_SECTIONS
 from detect.errors import DetectError
 from detect.models.build import build_model
 from detect.models.detection_model import DetectionModel

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from detect.config import InputConfig
-from detect.config.schema import MODEL_SECTIONS
+from detect.config.model_sections import MODEL_SECTIONS
 from detect.models.build import build_model
 from detect.models.detections import split_detections
 from tests.models.overfit_utils import shapes_batch
