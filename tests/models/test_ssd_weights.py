@@ -14,7 +14,8 @@ from detect.config import load_config
 from detect.errors import ConfigError
 from detect.models.build import build_model
 from detect.models.detections import split_detections
-from detect.models.weights import MAPPINGS, coco_weight_file
+from detect.models.weights import MAPPINGS
+from tests.models.round_trip import coco_weight_file
 
 COCO_NAMES = torchvision.models.detection.SSD300_VGG16_Weights.COCO_V1.meta["categories"]
 COCO_CLASSES = len(COCO_NAMES) - 1  # 90 foreground ids, "N/A" ones included
