@@ -183,7 +183,7 @@ def batch1_latencies_ms(model, items: list, collate, device, autocast, warmup: i
 
 
 def end_to_end(model, loader, class_names, device, autocast, iou_thresh: float,
-               input_cfg: InputConfig) -> tuple[float, dict]:
+               input_cfg: InputConfig, coco_backend: str = "numpy") -> tuple[float, dict]:
     """(images/s over the whole loader, the evaluator's results over the same pass)."""
     from detect.evaluation.evaluate import run_detector
 
@@ -192,7 +192,7 @@ def end_to_end(model, loader, class_names, device, autocast, iou_thresh: float,
     for detections, ground_truths in run_detector(model, loader, device, autocast, input_cfg.mean, input_cfg.std):
         collected.append((detections, ground_truths))  # scored after the clock stops
     seconds = time.perf_counter() - start
-    evaluator = DetectionEvaluator(class_names, metrics=METRICS, iou_thresh=iou_thresh)
+    evaluator = DetectionEvaluator(class_names, metrics=METRICS, iou_thresh=iou_thresh, coco_backend=coco_backend)
     for detections, ground_truths in collected:
         evaluator.process(detections, ground_truths)
     num_images = sum(len(detections) for detections, _ in collected)
@@ -224,7 +224,7 @@ def measure(candidate: Candidate, data_config: Config, raw_dataset, split: str, 
         torch.cuda.reset_peak_memory_stats(device)
     model_ips = model_only_images_per_s(model, batches, device, autocast, input_cfg)
     e2e_ips, results = end_to_end(model, loader, class_names, device, autocast, data_config.eval.iou_thresh,
-                                  input_cfg)
+                                  input_cfg, data_config.eval.coco_backend)
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     latencies = batch1_latencies_ms(model, first[:latency_images], collate, device, autocast, warmup, input_cfg)
     row = {

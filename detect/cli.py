@@ -185,6 +185,9 @@ def eval_command(
     unknown_class: str = typer.Option(
         "raise", "--unknown-class", help="With --detections: a detection of a class not in data.classes is an error "
                                          "(raise) or left out and counted (skip)."),
+    coco_backend: Optional[str] = typer.Option(
+        None, "--coco-backend", help="What computes the COCO metric: numpy (default) or pycocotools (the reference; "
+                                     "the same numbers, slower). Sets eval.coco_backend."),
     overrides: Optional[List[str]] = SetOption,
 ) -> None:
     """Evaluate a checkpoint (or a detections file) on a split; print per-class AP and mAP.
@@ -203,6 +206,8 @@ def eval_command(
     _check_eval_outputs(json_out, plots, [checkpoint, detections, _config_file(config)])
     if unknown_class not in ("raise", "skip"):
         raise DetectError(f"--unknown-class must be raise or skip, got '{unknown_class}'")
+    if coco_backend is not None:
+        overrides = [*(overrides or []), f"eval.coco_backend={coco_backend}"]
     if checkpoint is not None:
         from detect.evaluation.eval_command import evaluate_checkpoint
 

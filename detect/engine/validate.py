@@ -21,7 +21,7 @@ def run_evaluation(session: TrainSession, val_loader) -> dict:
     started = time.perf_counter()
     results = evaluate(model, val_loader, session.class_names, session.device, metrics=config.eval.metric,
                        iou_thresh=config.eval.iou_thresh, autocast=session.autocast,
-                       mean=config.input.mean, std=config.input.std)
+                       mean=config.input.mean, std=config.input.std, coco_backend=config.eval.coco_backend)
     session.skip_report.add(results.get("skipped", []), config.data.val_split, epoch=state.epoch, step=state.step)
     score = headline_map(results)
     seconds = time.perf_counter() - started

@@ -95,7 +95,7 @@ def evaluate_checkpoint(checkpoint: Path, config_name: str | None, overrides: li
     # The model's input pipeline is the checkpoint's (what it was trained on).
     loader = build_dataloader(config.data, ckpt_config.input, config.augment, split, train=False,
                               batch_size=config.eval.batch_size)
-    evaluator = evaluator_for_dataset(loader.dataset.raw, metrics, config.eval.iou_thresh)
+    evaluator = evaluator_for_dataset(loader.dataset.raw, metrics, config.eval.iou_thresh, config.eval.coco_backend)
     autocast = lambda: autocast_context(ckpt_config, torch_device)  # noqa: E731
     skipped = SkipReport()
     for detections, ground_truths in run_detector(model, loader, torch_device, autocast, ckpt_config.input.mean,
@@ -119,7 +119,7 @@ def evaluate_detections(detections: Path, config_name: str, overrides: list[str]
     split = split or config.data.val_split
     dataset = build_dataset(with_class_names(config.data), split, training=False)
     predictions, ground_truths, skipped_unknown = detections_file_predictions(detections, dataset, unknown_class)
-    evaluator = evaluator_for_dataset(dataset, metrics, config.eval.iou_thresh)
+    evaluator = evaluator_for_dataset(dataset, metrics, config.eval.iou_thresh, config.eval.coco_backend)
     evaluator.process(predictions, ground_truths)
     results = {**evaluator.evaluate(), "skipped_unknown_class": skipped_unknown,
                "skipped": summary(dataset_errors(dataset))}

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from detect.data.dataset import skipped_in
+from detect.evaluation.coco import DEFAULT_COCO_BACKEND
 from detect.evaluation.evaluator import DetectionEvaluator
 from detect.evaluation.predict import predict
 
@@ -54,11 +55,12 @@ def run_detector(model: nn.Module, loader, device: torch.device, autocast=None,
 
 def evaluate(model: nn.Module, loader, class_names: Sequence[str], device: torch.device,
              metrics="voc07", iou_thresh: float = 0.5, autocast=None,
-             mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> dict:
+             mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+             coco_backend: str = DEFAULT_COCO_BACKEND) -> dict:
     """The evaluator's results dict (see detect.evaluation.evaluator), gathered over all ranks;
     `mean` / `std` normalize uint8 batches as in run_detector. results["skipped"]: the (file, message)
     of images this rank's loader skipped under data.on_error: skip."""
-    evaluator = DetectionEvaluator(class_names, metrics=metrics, iou_thresh=iou_thresh)
+    evaluator = DetectionEvaluator(class_names, metrics=metrics, iou_thresh=iou_thresh, coco_backend=coco_backend)
     skipped = []
     for detections, ground_truths in run_detector(model, loader, device, autocast, mean, std):
         evaluator.process(detections, ground_truths)

@@ -22,7 +22,15 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import torch
 
-from detect.evaluation.coco import coco_evaluate, coco_ground_truth, predictions_to_coco_results
+from detect.evaluation.coco import (
+    DEFAULT_COCO_BACKEND,
+    coco_evaluation,
+    coco_ground_truth,
+    predictions_to_coco_results,
+    stats_dict,
+    summary_table,
+)
+from detect.evaluation.coco_eval import CocoBoxEvaluation
 from detect.evaluation.voc import ClassCurve, VOCInputs, ap_from_curves, class_curves
 
 METRICS = ("voc07", "voc12", "coco")
@@ -70,6 +78,7 @@ class DetectionEvaluator:
         coco_gt=None,
         label_to_category_id: Callable[[np.ndarray], np.ndarray] | None = None,
         print_coco_summary: bool = False,
+        coco_backend: str = DEFAULT_COCO_BACKEND,
     ) -> None:
         self.class_names = list(class_names)
         self.metrics = parse_metrics(metrics)
@@ -77,6 +86,7 @@ class DetectionEvaluator:
         self.coco_gt = coco_gt
         self.label_to_category_id = label_to_category_id
         self.print_coco_summary = print_coco_summary
+        self.coco_backend = coco_backend
         self.reset()
 
     def reset(self) -> None:
@@ -172,32 +182,41 @@ class DetectionEvaluator:
                     aps, mean_ap = ap_from_curves(curves, eleven_point)
                     results[name] = {"map": mean_ap, "ap": dict(zip(self.class_names, aps)), "num_gt": num_gt}
         if "coco" in self.metrics:
-            results["coco"] = self.evaluate_coco()
+            evaluation = self.evaluate_coco()
+            results["coco"] = stats_dict(evaluation.stats)
+            # Per class: AP at IoU .50:.95, all areas, 100 detections (None: no ground truth of it).
+            results["coco_ap"] = {name: (float(ap) if ap >= 0 else None)
+                                  for name, ap in zip(self.class_names, evaluation.per_class_ap)}
         return results
 
-    def evaluate_coco(self) -> dict:
+    def evaluate_coco(self) -> CocoBoxEvaluation:
         images = self.images()
         predictions = [pred for _, pred, _ in images]
         if self.coco_gt is None:
             coco_gt = coco_ground_truth([gt for _, _, gt in images], self.class_names)
             results = predictions_to_coco_results(predictions, range(1, len(images) + 1))
-            return coco_evaluate(coco_gt, results, print_summary=self.print_coco_summary)
-        image_ids = [image_id for image_id, _, _ in images]
-        results = predictions_to_coco_results(predictions, image_ids, self.label_to_category_id)
-        labels = np.arange(1, len(self.class_names) + 1)
-        category_ids = self.label_to_category_id(labels) if self.label_to_category_id is not None else labels
-        return coco_evaluate(self.coco_gt, results, image_ids, category_ids, print_summary=self.print_coco_summary)
+            evaluation = coco_evaluation(coco_gt, results, backend=self.coco_backend)
+        else:
+            image_ids = [image_id for image_id, _, _ in images]
+            results = predictions_to_coco_results(predictions, image_ids, self.label_to_category_id)
+            labels = np.arange(1, len(self.class_names) + 1)
+            category_ids = self.label_to_category_id(labels) if self.label_to_category_id is not None else labels
+            evaluation = coco_evaluation(self.coco_gt, results, image_ids, category_ids, backend=self.coco_backend)
+        if self.print_coco_summary:
+            print(summary_table(evaluation.stats))
+        return evaluation
 
 
-def evaluator_for_dataset(dataset, metrics, iou_thresh: float = 0.5) -> DetectionEvaluator:
+def evaluator_for_dataset(dataset, metrics, iou_thresh: float = 0.5,
+                          coco_backend: str = DEFAULT_COCO_BACKEND) -> DetectionEvaluator:
     """An evaluator for a dataset's split (detect/data's datasets: `class_names`; COCO data also
     `coco` and `category_map`): COCO data is scored against its own annotation file (official areas)."""
     coco = getattr(dataset, "coco", None)
     category_map = getattr(dataset, "category_map", None)
     if coco is not None and category_map is not None:
         return DetectionEvaluator(dataset.class_names, metrics, iou_thresh, coco_gt=coco,
-                                  label_to_category_id=category_map.labels_to_category_ids)
-    return DetectionEvaluator(dataset.class_names, metrics, iou_thresh)
+                                  label_to_category_id=category_map.labels_to_category_ids, coco_backend=coco_backend)
+    return DetectionEvaluator(dataset.class_names, metrics, iou_thresh, coco_backend=coco_backend)
 
 
 def _concat(arrays: list[np.ndarray], empty_shape: tuple, dtype) -> np.ndarray:

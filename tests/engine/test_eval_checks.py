@@ -191,6 +191,24 @@ def test_a_checkpoint_on_coco_data_scores_as_its_detections_file(trained_coco, t
         assert scored.results[metric]["ap"] == pytest.approx(direct.results[metric]["ap"], abs=1e-9)
 
 
+def test_eval_coco_backends_give_the_same_numbers(trained_coco, tmp_path, capsys):
+    """`detect eval --coco-backend pycocotools` runs the reference: the same 12 numbers and per-class AP
+    as the default numpy evaluator, on the dataset's own annotation file."""
+    run_dir, _ = trained_coco
+    numbers = {}
+    for backend in ("numpy", "pycocotools"):
+        out_json = tmp_path / f"{backend}.json"
+        code, out, err = run(["eval", str(run_dir / "last.pt"), "--metric", "coco", "--device", "cpu",
+                              "--coco-backend", backend, "--json", str(out_json)], capsys)
+        assert code == 0, err
+        numbers[backend] = json.loads(out_json.read_text())
+    assert numbers["numpy"]["coco"] == pytest.approx(numbers["pycocotools"]["coco"], abs=1e-12)
+    assert numbers["numpy"]["coco_ap"] == pytest.approx(numbers["pycocotools"]["coco_ap"], abs=1e-12)
+    assert set(numbers["numpy"]["coco_ap"]) == {"circle", "square", "triangle", "star", "ring"}
+    code, _, err = run(["eval", str(run_dir / "last.pt"), "--coco-backend", "cocoapi"], capsys)
+    assert code != 0 and "eval.coco_backend" in err and "numpy" in err and "\n" not in err.strip()
+
+
 def test_infer_json_of_a_coco_trained_model_scores_as_the_checkpoint(trained_coco, tmp_path, capsys):
     """COCO results from `infer --json` name each image by its file; `eval --detections` maps the names
     to the annotation file's ids, so the round trip gives the checkpoint's own numbers."""
