@@ -84,7 +84,7 @@ def config_list() -> None:
 @data_app.command("synth")
 def data_synth(
     out: Path = typer.Argument(..., help="Folder to write the dataset into."),
-    format: str = typer.Option("voc", "--format", "-f", help="voc or coco."),
+    format: str = typer.Option("voc", "--format", "-f", help="voc, coco or yolo."),
     num_images: int = typer.Option(200, "--num-images", "-n", min=1, help="Number of images in all."),
     image_size: int = typer.Option(320, "--image-size", "-s", min=32, help="Image side in pixels."),
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same bytes."),
@@ -93,8 +93,8 @@ def data_synth(
     """Generate a synthetic shapes dataset (VOC or COCO layout), the offline default."""
     from detect.data.synthetic import generate_synthetic
 
-    if format not in ("voc", "coco"):
-        raise DetectError(f"--format must be voc or coco, got '{format}'")
+    if format not in ("voc", "coco", "yolo"):
+        raise DetectError(f"--format must be voc, coco or yolo, got '{format}'")
     summary = generate_synthetic(
         out, format=format, num_images=num_images, image_size=image_size, seed=seed, val_fraction=val_fraction
     )

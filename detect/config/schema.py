@@ -38,12 +38,14 @@ class SynthConfig(Section):
 class DataConfig(Section):
     """Where the dataset is, which splits and classes, and how bad samples are handled."""
 
-    format: Literal["voc", "coco", "synthetic"] = "synthetic"
-    """Dataset format: Pascal VOC XML, COCO JSON, or the generated synthetic shapes."""
+    format: Literal["voc", "coco", "yolo", "synthetic"] = "synthetic"
+    """Dataset format: Pascal VOC XML, COCO JSON, YOLO text labels (Ultralytics' data.yaml), or the
+    generated synthetic shapes."""
     root: str = "data/shapes"
-    """Dataset folder (see docs/data.md for the layouts)."""
+    """Dataset folder (see docs/data.md for the layouts); for yolo, the data.yaml file or its folder."""
     train_split: str = "train"
-    """Training split: VOC `trainval` or `VOC2007/trainval+VOC2012/trainval`; COCO `train2017`."""
+    """Training split: VOC `trainval` or `VOC2007/trainval+VOC2012/trainval`; COCO `train2017`; YOLO a key of
+    data.yaml (`train`)."""
     val_split: str = "val"
     """Validation split, evaluated during training and by `detect eval`."""
     classes: list[str] | None = None

@@ -4,7 +4,7 @@ format that `data.format` names (detect/data/formats.py)."""
 from __future__ import annotations
 
 from detect.config import DataConfig
-from detect.data import coco, synthetic, voc  # noqa: F401 - each registers its format
+from detect.data import coco, synthetic, voc, yolo  # noqa: F401 - each registers its format
 from detect.data.dataset import DetectionDataset
 from detect.data.formats import DATASET_FORMATS
 from detect.errors import DataError

@@ -1,9 +1,10 @@
 """A synthetic shapes dataset, the offline default: coloured shapes on textured, noisy backgrounds.
 
 `data.format: synthetic` generates it in VOC layout in `data.root` (`data.synth` settings) unless a
-VOC dataset is already there, then reads it as VOC. `generate_synthetic(out, format="voc"|"coco", ...)` writes
+VOC dataset is already there, then reads it as VOC. `generate_synthetic(out, format="voc"|"coco"|"yolo", ...)` writes
 - VOC:  out/Annotations/<id>.xml, out/JPEGImages/<id>.jpg, out/ImageSets/Main/{train,val}.txt
 - COCO: out/annotations/instances_{train,val}.json, images in out/train/ and out/val/
+- YOLO: out/data.yaml, out/images/{train,val}/<id>.jpg, out/labels/{train,val}/<id>.txt
 
 Five classes (SYNTHETIC_CLASSES) with varied colour, aspect (0.5..2), rotation and size (about 5% to
 60% of the image side); shapes may overlap (an object keeps at least half of its pixels visible);
@@ -41,8 +42,8 @@ def generate_synthetic(
     val_fraction: float = 0.2,
 ) -> dict:
     """Writes the dataset; returns {num_images, num_train, num_val, num_objects, classes}."""
-    if format not in ("voc", "coco"):
-        raise ValueError(f"format must be 'voc' or 'coco', got {format!r}")
+    if format not in WRITERS:
+        raise ValueError(f"format must be one of {', '.join(WRITERS)}, got {format!r}")
     out = Path(out)
     rng = np.random.default_rng(seed)
     num_val = int(round(num_images * val_fraction))
@@ -52,8 +53,7 @@ def generate_synthetic(
         image, boxes, labels, areas = draw_image(rng, image_size)
         split = "val" if index in val_indices else "train"
         splits[split].append((f"{index:06d}", image, boxes, labels, areas))
-    writer = write_voc if format == "voc" else write_coco
-    writer(out, splits, image_size)
+    WRITERS[format](out, splits, image_size)
     return {
         "num_images": num_images,
         "num_train": len(splits["train"]),
@@ -246,6 +246,26 @@ def write_coco(out: Path, splits: dict, image_size: int) -> None:
                 annotation_id += 1
         data = {"images": images, "annotations": annotations, "categories": categories}
         (out / "annotations" / f"instances_{split}.json").write_text(json.dumps(data, indent=1) + "\n")
+
+
+def write_yolo(out: Path, splits: dict, image_size: int) -> None:
+    """Ultralytics' layout: data.yaml, images/<split>/, labels/<split>/ (`class cx cy w h`, 0..1)."""
+    for split, items in splits.items():
+        (out / "images" / split).mkdir(parents=True, exist_ok=True)
+        (out / "labels" / split).mkdir(parents=True, exist_ok=True)
+        for image_id, image, boxes, labels, _areas in items:
+            (out / "images" / split / f"{image_id}.jpg").write_bytes(encode_jpeg(image))
+            lines = []
+            for (x0, y0, x1, y1), label in zip(boxes.astype(int).tolist(), labels.tolist()):
+                cx, cy = (x0 + x1) / 2 / image_size, (y0 + y1) / 2 / image_size
+                w, h = (x1 - x0) / image_size, (y1 - y0) / image_size
+                lines.append(f"{label - 1} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n")
+            (out / "labels" / split / f"{image_id}.txt").write_text("".join(lines))
+    names = "".join(f"  {index}: {name}\n" for index, name in enumerate(SYNTHETIC_CLASSES))
+    (out / "data.yaml").write_text(f"path: .\ntrain: images/train\nval: images/val\nnames:\n{names}")
+
+
+WRITERS = {"voc": write_voc, "coco": write_coco, "yolo": write_yolo}
 
 
 @DATASET_FORMATS.register("synthetic")
