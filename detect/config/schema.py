@@ -50,8 +50,13 @@ class DataConfig(Section):
     """Validation split, evaluated during training and by `detect eval`."""
     classes: list[str] | None = None
     """Foreground class names in label order (label 1 is the first). None: take them from the data."""
-    image_dir: str | None = None
-    """COCO only: the image folder, when it is not `root/<split>/`."""
+    annotations: str | dict[str, str] | None = None
+    """COCO only: the annotation file, once (a path) or per split (`{train: a.json, val: b.json}`); null:
+    `root/annotations/instances_<split>.json`, else `root/<split>/_annotations.coco.json` (Roboflow's), else
+    the one .json file in `root/<split>/`."""
+    image_dir: str | dict[str, str] | None = None
+    """COCO only: the image folder, once or per split; null: the annotation file's folder when it is not
+    `root/annotations/`, else `root/<split>/`."""
     use_difficult: bool = False
     """Train on objects marked difficult (VOC); evaluation always ignores them."""
     unknown_class: Literal["raise", "skip"] = "raise"

@@ -1,4 +1,5 @@
-"""COCO loader: `root/annotations/instances_<split>.json`, images in `root/<split>/` (or `image_dir`).
+"""COCO loader: `root/annotations/instances_<split>.json` (or Roboflow's `root/<split>/_annotations.coco.json`,
+or any file: `data.annotations`), images in `root/<split>/` or beside the annotation file (or `image_dir`).
 
 The JSON is read and checked by us (so a malformed file or a missing field gets a one-line message
 with the file, line or object) and then indexed by pycocotools (`self.coco`, which COCO evaluation
@@ -59,15 +60,19 @@ class COCODataset(DetectionDataset):
         classes: list[str] | None = None,
         image_dir: str | Path | None = None,
         on_error: Literal["raise", "skip"] = "raise",
+        annotation_file: str | Path | None = None,
     ) -> None:
         log = ProblemLog(on_error)
         root = Path(root)
-        self.annotation_file = root / "annotations" / f"instances_{split}.json"
-        self.image_dir = Path(image_dir) if image_dir else root / split
+        self.annotation_file = Path(annotation_file) if annotation_file else find_annotation_file(root, split)
+        # Roboflow and most exporters keep the images beside their annotation file.
+        beside = self.annotation_file.parent if self.annotation_file.parent != root / "annotations" else None
+        self.image_dir = Path(image_dir) if image_dir else beside or root / split
         data = read_coco_json(self.annotation_file)
         valid = validate_coco(data, self.annotation_file, log)
         self.coco = index_with_pycocotools(valid)
         categories = sorted(self.coco.loadCats(self.coco.getCatIds()), key=lambda category: category["id"])
+        categories = without_group_categories(categories, self.coco)
         categories = select_categories(categories, classes, self.annotation_file)
         self.category_map = CategoryMap([category["id"] for category in categories])
         class_names = [category["name"] for category in categories]
@@ -104,8 +109,29 @@ class COCODataset(DetectionDataset):
 def build_coco(data_cfg, split: str, keep_difficult: bool) -> COCODataset:
     """`data.format: coco`: `data.root/annotations/instances_<split>.json`, images in `data.image_dir` or
     `data.root/<split>/` (COCO has no difficult flag: `keep_difficult` changes nothing)."""
-    return COCODataset(data_cfg.root, split, classes=data_cfg.classes, image_dir=data_cfg.image_dir,
-                       on_error=data_cfg.on_error)
+    return COCODataset(data_cfg.root, split, classes=data_cfg.classes, image_dir=per_split(data_cfg.image_dir, split),
+                       on_error=data_cfg.on_error, annotation_file=per_split(data_cfg.annotations, split))
+
+
+def per_split(setting, split: str):
+    """A setting given once for every split (a path) or per split (a mapping: split -> path)."""
+    return setting.get(split) if isinstance(setting, dict) else setting
+
+
+ROBOFLOW_ANNOTATIONS = "_annotations.coco.json"
+
+
+def find_annotation_file(root: Path, split: str) -> Path:
+    """`root/annotations/instances_<split>.json`, else Roboflow's `root/<split>/_annotations.coco.json`,
+    else the one .json file in `root/<split>/`; the first of those when none exists (its error names it)."""
+    standard = root / "annotations" / f"instances_{split}.json"
+    if standard.exists():
+        return standard
+    roboflow = root / split / ROBOFLOW_ANNOTATIONS
+    if roboflow.exists():
+        return roboflow
+    alone = sorted((root / split).glob("*.json")) if (root / split).is_dir() else []
+    return alone[0] if len(alone) == 1 else standard
 
 
 def read_coco_json(path: Path) -> dict:
@@ -308,6 +334,14 @@ def index_with_pycocotools(data: dict) -> COCO:
     with contextlib.redirect_stdout(io.StringIO()):  # createIndex prints progress lines
         coco.createIndex()
     return coco
+
+
+def without_group_categories(categories: list[dict], coco: COCO) -> list[dict]:
+    """Without the categories that only name a group of others (Roboflow's exports start with one, id 0,
+    the supercategory of every class, never on an object): they are not classes to detect."""
+    groups = {category.get("supercategory") for category in categories}
+    return [category for category in categories
+            if not (category["name"] in groups and not coco.getAnnIds(catIds=[category["id"]]))]
 
 
 def select_categories(categories: list[dict], classes: list[str] | None, path: Path) -> list[dict]:

@@ -57,8 +57,7 @@ class VOCDataset(DetectionDataset):
             classes = sorted({name for *_, names, _, _ in parsed for name in names})
         samples = [to_sample(entry, classes, unknown_class, log) for entry in parsed]
         super().__init__(samples, classes, log, keep_difficult)
-        self.source_files = [
-            folder / "ImageSets" / "Main" / f"{name}.txt" for folder, name in split_parts(Path(root), split)]
+        self.source_files = [split_source(folder, name) for folder, name in split_parts(Path(root), split)]
         self.root = Path(root)
         self.split = split
 
@@ -94,7 +93,19 @@ def read_split_ids(folder: Path, split_name: str) -> list[str]:
     return [line.split()[0] for line in read_text(split_file, "VOC split file").splitlines() if line.strip()]
 
 
+def is_devkit(folder: Path) -> bool:
+    """A VOC devkit folder (split lists in ImageSets/Main), or a plain folder of images and XML files."""
+    return (folder / "ImageSets" / "Main").is_dir()
+
+
+def split_source(folder: Path, split_name: str) -> Path:
+    """What defines a split: its list file in a devkit, else its folder."""
+    return folder / "ImageSets" / "Main" / f"{split_name}.txt" if is_devkit(folder) else folder / split_name
+
+
 def parse_split(folder: Path, split_name: str, log: ProblemLog) -> list[tuple]:
+    if not is_devkit(folder):
+        return parse_flat_split(folder, split_name, log)
     image_ids = read_split_ids(folder, split_name)
     image_dir = folder / "JPEGImages"
     images_by_stem = index_images(image_dir)
@@ -104,6 +115,33 @@ def parse_split(folder: Path, split_name: str, log: ProblemLog) -> list[tuple]:
         image_path = images_by_stem.get(image_id)
         if image_path is None:
             log.error(image_dir / f"{image_id}.jpg", "image file not found", "missing_image")
+            continue
+        entry = parse_voc_xml(xml_path, log)
+        if entry is not None:
+            entries.append((image_path, xml_path, image_id, *entry))
+    return entries
+
+
+def parse_flat_split(folder: Path, split_name: str, log: ProblemLog) -> list[tuple]:
+    """A split of a folder without ImageSets, as labelImg leaves them: the split is the subfolder
+    `split_name` (train/, val/, test/), its images anywhere below it, each image's XML beside it or in
+    an `Annotations` folder next to its image folder; an image without XML has no objects."""
+    split_dir = folder / split_name
+    if not split_dir.is_dir():
+        if not folder.is_dir():
+            raise DataError(f"{folder}: VOC dataset folder not found")
+        present = sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name != "Annotations")
+        raise DataError(f"{folder}: no ImageSets/Main split lists and no '{split_name}' folder (folders there: "
+                        f"{', '.join(present) or 'none'}); name a split folder in data.train_split / val_split")
+    entries = []
+    for image_path in sorted(p for p in split_dir.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS):
+        image_id = image_path.relative_to(split_dir).with_suffix("").as_posix()
+        beside = image_path.with_suffix(".xml")
+        apart = image_path.parent.parent / "Annotations" / f"{image_path.stem}.xml"
+        xml_path = beside if beside.is_file() else apart if apart.is_file() else None
+        if xml_path is None:
+            no_objects = (None, [], np.zeros((0, 4), np.float32), np.zeros(0, bool))
+            entries.append((image_path, image_path, image_id, *no_objects))
             continue
         entry = parse_voc_xml(xml_path, log)
         if entry is not None:
