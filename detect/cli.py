@@ -104,6 +104,29 @@ def data_synth(
     )
 
 
+@data_app.command("convert")
+def data_convert(
+    out: Path = typer.Argument(..., help="New (or empty) folder to write the converted dataset into."),
+    config: str = ConfigOption,
+    to: str = typer.Option(..., "--to", help="voc, coco or yolo."),
+    splits: Optional[str] = typer.Option(None, "--splits", help="Comma-separated splits (default: train and val)."),
+    copy: bool = typer.Option(False, "--copy", help="Copy the images (default: symbolic links to them)."),
+    overrides: Optional[List[str]] = SetOption,
+) -> None:
+    """Write the config's dataset (any readable format) as VOC, COCO or YOLO, classes and splits kept."""
+    from detect.data.convert import convert_dataset
+
+    cfg = _load(config, overrides)
+    names = [s.strip() for s in splits.split(",") if s.strip()] if splits else list(
+        dict.fromkeys([cfg.data.train_split, cfg.data.val_split]))
+    summary = convert_dataset(cfg.data, names, out, to, copy)
+    parts = ", ".join(f"{split}: {summary['images'][split]} images, {summary['objects'][split]} objects"
+                      for split in names)
+    typer.echo(f"wrote {out} ({to}; {len(summary['classes'])} classes; {parts})")
+    for flag, count in summary["dropped_flags"].items():
+        typer.echo(f"note: {count} objects marked {flag} written as ordinary objects ({to} has no {flag} flag)")
+
+
 @data_app.command("check")
 def data_check(
     config: str = ConfigOption,

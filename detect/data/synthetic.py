@@ -23,6 +23,7 @@ import numpy as np
 
 from detect.data.formats import DATASET_FORMATS
 from detect.data.voc import VOCDataset, build_voc
+from detect.data.yolo import data_yaml, label_line
 
 SYNTHETIC_CLASSES = ["circle", "square", "triangle", "star", "ring"]
 
@@ -255,14 +256,10 @@ def write_yolo(out: Path, splits: dict, image_size: int) -> None:
         (out / "labels" / split).mkdir(parents=True, exist_ok=True)
         for image_id, image, boxes, labels, _areas in items:
             (out / "images" / split / f"{image_id}.jpg").write_bytes(encode_jpeg(image))
-            lines = []
-            for (x0, y0, x1, y1), label in zip(boxes.astype(int).tolist(), labels.tolist()):
-                cx, cy = (x0 + x1) / 2 / image_size, (y0 + y1) / 2 / image_size
-                w, h = (x1 - x0) / image_size, (y1 - y0) / image_size
-                lines.append(f"{label - 1} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n")
+            lines = [label_line(label - 1, box, image_size, image_size, decimals=6)
+                     for box, label in zip(boxes.astype(int).tolist(), labels.tolist())]
             (out / "labels" / split / f"{image_id}.txt").write_text("".join(lines))
-    names = "".join(f"  {index}: {name}\n" for index, name in enumerate(SYNTHETIC_CLASSES))
-    (out / "data.yaml").write_text(f"path: .\ntrain: images/train\nval: images/val\nnames:\n{names}")
+    (out / "data.yaml").write_text(data_yaml(list(splits), SYNTHETIC_CLASSES))
 
 
 WRITERS = {"voc": write_voc, "coco": write_coco, "yolo": write_yolo}

@@ -21,6 +21,7 @@ are labelled by those names (label order), and a class of `names` not among them
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -201,3 +202,21 @@ def _parse_line(line: str, number: int, path: Path, num_classes: int, log: Probl
         log.error(path, f"line {number}: box {' '.join(fields[1:])} reaches outside the image (0..1)", "bad_box")
         return None
     return int(class_id), (cx, cy, w, h)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Writing (detect data synth --format yolo, detect data convert --to yolo)
+
+
+def label_line(class_id: int, box, width: int, height: int, decimals: int = 8) -> str:
+    """One label line for a pixel box (x0, y0, x1, y1) in a width x height image."""
+    x0, y0, x1, y1 = box
+    values = ((x0 + x1) / 2 / width, (y0 + y1) / 2 / height, (x1 - x0) / width, (y1 - y0) / height)
+    return f"{class_id} " + " ".join(f"{value:.{decimals}f}" for value in values) + "\n"
+
+
+def data_yaml(splits: list[str], names: list[str]) -> str:
+    """data.yaml for images/<split>/ folders beside it."""
+    lines = ["path: ."] + [f"{split}: images/{split}" for split in splits] + ["names:"]
+    lines += [f"  {index}: {json.dumps(name)}" for index, name in enumerate(names)]
+    return "\n".join(lines) + "\n"
