@@ -162,3 +162,10 @@ def test_coco128_with_realistic_detections_equals_pycocotools():
             results.append({"image_id": entry["image_id"], "category_id": label, "bbox": box,
                             "score": float(rng.random())})
     assert_same_as_pycocotools(dataset, results)
+
+
+def test_the_progress_bar_changes_nothing(capsys):
+    dataset, results = random_set(6)
+    quiet = evaluate_coco_boxes(dataset, results)
+    shown = evaluate_coco_boxes(dataset, results, progress=True)
+    assert np.array_equal(shown.precision, quiet.precision) and "COCO AP" in capsys.readouterr().err
