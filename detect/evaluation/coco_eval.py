@@ -1,4 +1,4 @@
-"""COCO box AP and AR as pycocotools' COCOeval computes them, vectorised per category.
+"""COCO box AP and AR as pycocotools' COCOeval computes them, vectorised.
 
     evaluation = evaluate_coco_boxes(dataset, results, image_ids, category_ids)
     evaluation.stats        float64 [12]: AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl
@@ -10,8 +10,8 @@
 `dataset` is a COCO ground-truth dict (images, annotations, categories); `results` COCO results entries
 (image_id, category_id, bbox xywh, score). Why our own: pycocotools matches every (image, category,
 area range) in its own Python call. Here the IoUs of every detection with the ground truth of its image
-and category are computed at once, as one flat array (memory grows with those pairs, not with a
-padded matrix); detections that reach no ground truth at IoU 0.5 are unmatched at every threshold and
+and category are computed as one flat array, for a group of categories at a time (at most
+PAIRS_PER_CHUNK pairs, or one category's); detections that reach no ground truth at IoU 0.5 are unmatched at every threshold and
 leave the matching; the rest are matched for all area ranges and IoU thresholds together, one
 detection rank at a time, in groups of (image, category) pairs of similar ground-truth counts
 (docs/evaluation.md has the timing against pycocotools and faster-coco-eval).
