@@ -11,10 +11,10 @@
 (image_id, category_id, bbox xywh, score). Why our own: pycocotools matches every (image, category,
 area range) in its own Python call. Here the IoUs of every detection with the ground truth of its image
 and category are computed as one flat array, for a group of categories at a time (at most
-PAIRS_PER_CHUNK pairs, or one category's); detections that reach no ground truth at IoU 0.5 are unmatched at every threshold and
-leave the matching; the rest are matched for all area ranges and IoU thresholds together, one
-detection rank at a time, in groups of (image, category) pairs of similar ground-truth counts
-(docs/evaluation.md has the timing against pycocotools and faster-coco-eval).
+PAIRS_PER_CHUNK pairs, or one category's); detections that reach no ground truth at IoU 0.5 are
+unmatched at every threshold and leave the matching; the rest are matched for all area ranges and IoU
+thresholds together, one detection rank at a time, in groups of (image, category) pairs of similar
+ground-truth counts (docs/evaluation.md has the timing against pycocotools and faster-coco-eval).
 
 Every rule is pycocotools' (2.0), reproduced operation for operation so that the numbers agree to the
 last bits (tests compare them on many sets):
