@@ -16,7 +16,8 @@ that is not 5 numbers, a class id outside `names`, or a box reaching outside the
 rounding (ROUNDING of the side) is a problem naming the label file and line (data.on_error decides
 what it does); a box within rounding of the border is clipped to it. With `data.classes`, objects
 are labelled by those names (label order), and a class of `names` not among them follows
-`data.unknown_class`.
+`data.unknown_class`. Results files (`infer --json`, `eval --detections`) name classes by their ids in
+`names`, as the label files do, and images by file name.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from detect.data.coco import CategoryMap
 from detect.data.dataset import DetectionDataset, Sample
 from detect.data.formats import DATASET_FORMATS
 from detect.data.image_header import header_size
@@ -57,7 +59,13 @@ class YOLODataset(DetectionDataset):
             raise DataError(f"{data_file}: no '{split}' split (it lists {', '.join(present) or 'none'})")
         images = split_images(spec[split], base, data_file)
         classes = list(classes) if classes is not None else names
+        strangers = [name for name in classes if name not in names]
+        if strangers:
+            raise DataError(f"{data_file}: data.classes names {', '.join(strangers)} not among its names "
+                            f"({', '.join(names)})")
         label_of = {name: label for label, name in enumerate(classes, start=1)}
+        # Each label's class id in the files: `infer --json` writes these, `eval --detections` reads them.
+        self.category_map = CategoryMap([names.index(name) for name in classes])
         samples = [_sample(image, base, names, label_of, unknown_class, log) for image in images]
         super().__init__([sample for sample in samples if sample is not None], classes, log)
         self.source_files = [data_file]

@@ -5,7 +5,8 @@ A training checkpoint (detect.engine.checkpoint writes the file, detect.checkpoi
     model          state dict of the (unwrapped) model
     config         the resolved config as a plain dict (detect.config.config_to_dict)
     class_names    list[str]; label i is class_names[i - 1]
-    category_ids   COCO data: list[int], label i is COCO category category_ids[i - 1]; None otherwise
+    category_ids   COCO data: list[int], label i is COCO category category_ids[i - 1]; YOLO data: the class ids
+                   of its names likewise; None otherwise
     optimizer, scheduler, scaler, ema    state dicts, or None
     epoch          epochs completed
     step           optimiser steps done

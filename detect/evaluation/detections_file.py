@@ -139,7 +139,10 @@ def detections_file_predictions(path: str | Path, dataset, unknown_class: str = 
     image_ids = list(dict.fromkeys(_plain(target["image_id"]) for target in ground_truths))
     resolver = LabelResolver(dataset, path, unknown_class)
     coco = getattr(dataset, "coco", None)
-    file_names = {image_id: info["file_name"] for image_id, info in coco.imgs.items()} if coco is not None else None
+    if coco is not None:
+        file_names = {image_id: info["file_name"] for image_id, info in coco.imgs.items()}
+    else:  # YOLO data's image ids are paths: results name the images by file name (what infer --json writes)
+        file_names = {sample.image_id: sample.image_path.name for sample in getattr(dataset, "samples", [])}
     predictions = predictions_from_results(results, image_ids, resolver, path,
                                            getattr(dataset, "corners_to_xyxy", None), file_names)
     by_id = dict(zip(image_ids, predictions))

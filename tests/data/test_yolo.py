@@ -136,3 +136,22 @@ def test_synth_yolo_then_check_through_the_cli(tmp_path, capsys):
     out = capsys.readouterr().out
     assert exited.value.code in (0, None), out
     assert "train" in out and "val" in out
+
+
+def test_a_yolo_trained_model_writes_and_reads_yolo_class_ids(tmp_path, capsys):
+    """`infer --json` of a model trained on YOLO data names classes by their ids in data.yaml (0-based) and
+    images by file name; `eval --detections` reads that file back to the checkpoint's own numbers."""
+    from tests.engine.test_eval_checks import TINY, infer_json_then_score, run, sets
+
+    generate_synthetic(tmp_path / "shapes", format="yolo", num_images=12, image_size=64, seed=3, val_fraction=0.5)
+    code, _, err = run(["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(tmp_path / "run"),
+                        *sets("data.format=yolo", f"data.root={tmp_path / 'shapes'}", *TINY)], capsys)
+    assert code == 0, err
+    direct, results, scored = infer_json_then_score(tmp_path / "run" / "last.pt",
+                                                    [str(tmp_path / "shapes" / "images" / "val")], tmp_path, capsys)
+    assert results and {entry["category_id"] for entry in results} <= set(range(len(SYNTHETIC_CLASSES)))
+    val_images = {path.name for path in (tmp_path / "shapes" / "images" / "val").iterdir()}
+    assert {entry["image_id"] for entry in results} <= val_images
+    for metric in ("voc07", "voc12"):
+        assert scored[metric]["ap"] == pytest.approx(direct[metric]["ap"], abs=1e-9)
+    assert scored["coco"] == pytest.approx(direct["coco"], abs=1e-9)
