@@ -269,7 +269,7 @@ class EvalConfig(Section):
     """IoU threshold of the VOC metrics."""
     coco_backend: Literal["numpy", "pycocotools"] = "numpy"
     """What computes the COCO metric: numpy (detect/evaluation/coco_eval.py: pycocotools' numbers, about
-    15x faster on COCO val's size) or pycocotools itself (the reference)."""
+    18x faster on a COCO-val-sized set, docs/evaluation.md) or pycocotools itself (the reference)."""
 
 
 class Config(Section):

@@ -28,7 +28,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from detect.data.box_formats import xyxy_to_voc, xyxy_to_xywh
-from detect.data.image_header import header_size
+from detect.data.image_header import file_header_size
 from detect.data.yolo import data_yaml, label_line
 from detect.errors import DataError
 
@@ -90,8 +90,10 @@ def image_size(sample) -> tuple[int, int]:
     """(height, width): the annotation's, else the image header's."""
     if sample.annotated_size is not None:
         return tuple(int(v) for v in sample.annotated_size)
-    with open(sample.image_path, "rb") as file:
-        size = header_size(file.read(1 << 16))
+    try:
+        size = file_header_size(sample.image_path)
+    except OSError:
+        size = None
     if size is None:
         raise DataError(f"{sample.image_path}: its size cannot be read from its header")
     return size[2], size[1]

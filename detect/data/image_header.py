@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import re
 import struct
+from pathlib import Path
 
 from detect.config import DEFAULT_MAX_PIXELS
 from detect.errors import DataError
 
-__all__ = ["DEFAULT_MAX_PIXELS", "check_pixel_limit", "format_of", "header_size"]
+__all__ = ["DEFAULT_MAX_PIXELS", "check_pixel_limit", "file_header_size", "format_of", "header_size"]
+HEADER_BYTES = 1 << 16
 
 # JPEG markers that carry no frame size although they sit in the SOF range.
 _NOT_SOF = {0xC4, 0xC8, 0xCC}
@@ -44,6 +46,17 @@ def header_size(data: bytes) -> tuple[str, int, int] | None:
                 return None
             return None if size is None else (_FORMAT_NAMES[reader], *size)
     return None
+
+
+def file_header_size(path: str | Path) -> tuple[str, int, int] | None:
+    """header_size of a file: its first 64 KiB, then the whole file when the header reaches further
+    (a JPEG's EXIF or ICC segments may come before its size). OSError for a file that cannot be read."""
+    with open(path, "rb") as file:
+        start = file.read(HEADER_BYTES)
+        size = header_size(start)
+        if size is None and len(start) == HEADER_BYTES:
+            size = header_size(start + file.read())
+    return size
 
 
 def format_of(data: bytes) -> str | None:

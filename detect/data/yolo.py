@@ -31,7 +31,7 @@ import yaml
 from detect.data.coco import CategoryMap
 from detect.data.dataset import DetectionDataset, Sample
 from detect.data.formats import DATASET_FORMATS
-from detect.data.image_header import header_size
+from detect.data.image_header import file_header_size
 from detect.data.problems import ProblemLog
 from detect.data.voc import IMAGE_EXTENSIONS
 from detect.errors import DataError
@@ -39,7 +39,6 @@ from detect.text_files import read_text
 
 DATA_FILES = ("data.yaml", "data.yml")
 ROUNDING = 1e-3  # how far (a fraction of the image side) a box may reach past the border: rounding
-HEADER_BYTES = 1 << 16
 
 
 class YOLODataset(DetectionDataset):
@@ -146,8 +145,7 @@ def label_file(image: Path) -> Path:
 def _sample(image: Path, base: Path, names: list[str], label_of: dict, unknown_class: str,
             log: ProblemLog) -> Sample | None:
     try:
-        with open(image, "rb") as file:
-            size = header_size(file.read(HEADER_BYTES))
+        size = file_header_size(image)
     except OSError:
         log.error(image, "image file not found or unreadable", "missing_image")
         return None

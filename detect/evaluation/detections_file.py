@@ -2,11 +2,12 @@
 scores the predictions through detect.evaluation.eval_command).
 
 The results' `image_id` names the image: the file stem for VOC-layout data (an int matches a
-numeric stem, e.g. 5 -> "000005"), the COCO image id for COCO data, or there the image's
-`file_name` (or its last part, where unique: what `detect infer --json` writes). `category_id`: for VOC-layout
-data the class name or its 1-based index in the dataset's `class_names`; for COCO data the COCO
-category id (ids of categories left out by `data.classes` are dropped). A class the data does not
-have is an error, or with `unknown_class="skip"` dropped and counted.
+numeric stem, e.g. 5 -> "000005"), the COCO image id for COCO data, or the image's file name (COCO's
+`file_name` or its last part, where unique; elsewhere the file's name: what `detect infer --json`
+writes). `category_id`: for VOC-layout data the class name or its 1-based index in the dataset's
+`class_names`; for COCO data the COCO category id, for YOLO data its class id in data.yaml's names
+(ids of categories left out by `data.classes` are dropped). A class the data does not have is an
+error, or with `unknown_class="skip"` dropped and counted.
 
 Boxes: `bbox` is [x, y, w, h] in the annotation files' own pixel convention. For VOC-layout data that
 is the XML's 1-based corners (x = xmin, y = ymin, w = xmax - xmin, h = ymax - ymin), converted to the

@@ -121,3 +121,19 @@ def test_a_zero_size_header_is_refused():
 
     with pytest.raises(DataError, match="declares a size of 0x5 pixels"):
         check_pixel_limit(png_bomb(0, 5, extra="none"), "zero.png", 1000)
+
+
+def test_a_jpeg_whose_size_comes_after_64_kib_of_metadata(tmp_path):
+    """Long EXIF / ICC segments may put the frame size past the first 64 KiB: the file is read further."""
+    import cv2
+    import numpy as np
+
+    from detect.data.image_header import file_header_size
+
+    ok, encoded = cv2.imencode(".jpg", np.zeros((30, 50, 3), np.uint8))
+    data = encoded.tobytes()
+    segment = b"\xff\xe1" + (40000).to_bytes(2, "big") + b"\0" * 39998  # two APP1 segments of 40 kB
+    path = tmp_path / "long_exif.jpg"
+    path.write_bytes(data[:2] + segment + segment + data[2:])
+    assert header_size(path.read_bytes()[:1 << 16]) is None
+    assert file_header_size(path) == ("JPEG", 50, 30)
