@@ -146,12 +146,24 @@ def unit_polygon(name: str) -> np.ndarray:
 
 
 def leaves_others_visible(owner: np.ndarray, mask: np.ndarray, full_areas: list[int]) -> bool:
-    """True when drawing `mask` on top keeps at least MIN_VISIBLE_FRACTION of every earlier object."""
+    """True when drawing `mask` on top keeps at least MIN_VISIBLE_FRACTION of every earlier object, and
+    every object (this one too) still spans 2 pixels each way: a box one pixel thin is 0 wide in VOC's
+    inclusive corners, which the VOC reader refuses as degenerate."""
+    if not spans_two_pixels(mask):
+        return False
     if not full_areas:
         return True
     visible = np.bincount(owner[owner >= 0], minlength=len(full_areas))
     covered = np.bincount(owner[mask & (owner >= 0)], minlength=len(full_areas))
-    return bool(np.all(visible - covered >= MIN_VISIBLE_FRACTION * np.array(full_areas)))
+    if not np.all(visible - covered >= MIN_VISIBLE_FRACTION * np.array(full_areas)):
+        return False
+    remaining = np.where(mask, -1, owner)
+    return all(spans_two_pixels(remaining == index) for index in np.flatnonzero(covered))
+
+
+def spans_two_pixels(mask: np.ndarray) -> bool:
+    rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return rows.size > 0 and rows[-1] > rows[0] and columns[-1] > columns[0]
 
 
 def pick_colour(rng: np.random.Generator, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
