@@ -32,6 +32,7 @@ from detect.evaluation.coco import (
 )
 from detect.evaluation.coco_eval import CocoBoxEvaluation
 from detect.evaluation.voc import ClassCurve, VOCInputs, ap_from_curves, class_curves
+from detect.tables import markdown_table
 
 METRICS = ("voc07", "voc12", "coco")
 
@@ -235,10 +236,7 @@ def format_results(results: dict, class_names: Sequence[str] | None = None) -> s
         rows = [[name, str(first["num_gt"].get(name, 0))] + [_fmt(results[v]["ap"].get(name)) for v in voc_names]
                 for name in classes]
         rows.append(["**mAP**", str(sum(first["num_gt"].values()))] + [_fmt(results[v]["map"]) for v in voc_names])
-        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-        lines.append("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |")
-        lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-        lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in rows]
+        lines += markdown_table([header, *rows])
     if "coco" in results:
         coco = results["coco"]
         lines.append("")

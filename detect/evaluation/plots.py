@@ -5,31 +5,18 @@ matplotlib with the Agg backend (no display needed); imported only when plots ar
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from detect.evaluation.voc import ClassCurve, average_precision
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def safe_file_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "class"
+from detect.tables import pyplot, safe_file_name
 
 
 def plot_pr_curves(curves: Sequence[ClassCurve], class_names: Sequence[str], out_dir: str | Path) -> list[Path]:
     """Writes `pr_<class>.png` for each class and `pr_curves.png` with all classes; returns the paths."""
-    plt = _pyplot()
+    plt = pyplot()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -75,7 +62,7 @@ def plot_confusion_matrix(
     """Writes the confusion matrix (rows true, columns predicted, index 0 background) as a PNG.
 
     Each row is normalized to sum 1 for the colours; cells show the counts."""
-    plt = _pyplot()
+    plt = pyplot()
     names = ["background", *class_names]
     size = len(names)
     row_sums = matrix.sum(axis=1, keepdims=True)
