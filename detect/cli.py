@@ -127,6 +127,36 @@ def data_convert(
         typer.echo(f"note: {count} objects marked {flag} written as ordinary objects ({to} has no {flag} flag)")
 
 
+@data_app.command("split")
+def data_split(
+    out: Path = typer.Argument(..., help="Folder to write train.txt and val.txt into."),
+    config: str = ConfigOption,
+    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", min=0.0, max=1.0,
+                                                 help="Share of images in val (default: data.val_fraction, else 0.2)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the draw (default: data.split_seed)."),
+    overrides: Optional[List[str]] = SetOption,
+) -> None:
+    """Draw a stratified validation part from the training split; write the two lists of image ids."""
+    from detect.data.build import build_split_pool
+    from detect.data.splits import LIST_FILES, drawn_keys, split_table, write_split_lists
+
+    cfg = _load(config, overrides)
+    fraction = val_fraction or cfg.data.val_fraction or 0.2
+    if not 0.0 < fraction < 1.0:
+        raise DetectError(f"--val-fraction must be between 0 and 1, got {fraction}")
+    written = [out / name for name in LIST_FILES.values() if (out / name).exists()]
+    if written:
+        raise DetectError(f"{written[0]}: already exists; choose another folder (lists are never overwritten: a "
+                          f"run may be scored on them)")
+    data_cfg = cfg.data.model_copy(update={"val_fraction": fraction, "split_lists": None})
+    pool = build_split_pool(data_cfg)
+    train_keys, val_keys = drawn_keys(pool, fraction, cfg.data.split_seed if seed is None else seed)
+    write_split_lists(out, train_keys, val_keys)
+    typer.echo(split_table(pool, train_keys, val_keys))
+    typer.echo(f"wrote {out / LIST_FILES['train']} and {out / LIST_FILES['val']}; train and evaluate on them with "
+               f"--set data.split_lists={out}")
+
+
 @data_app.command("check")
 def data_check(
     config: str = ConfigOption,

@@ -47,7 +47,18 @@ class DataConfig(Section):
     """Training split: VOC `trainval` or `VOC2007/trainval+VOC2012/trainval`; COCO `train2017`; YOLO a key of
     data.yaml (`train`)."""
     val_split: str = "val"
-    """Validation split, evaluated during training and by `detect eval`."""
+    """Validation split, evaluated during training and by `detect eval`; with val_fraction or split_lists, the
+    name of the part drawn from the training split."""
+    val_fraction: float | None = Field(None, gt=0.0, lt=1.0)
+    """For data without a validation split: this share of the training split's images becomes the validation
+    part (seeded by split_seed, stratified so that each class of 2 or more images is in both parts). A run
+    writes the lists it drew into its folder (splits/) and records them in split_lists. null: the splits
+    are read as the dataset has them."""
+    split_seed: int = 0
+    """Seed of the val_fraction draw: the same data and seed give the same parts."""
+    split_lists: str | None = None
+    """A folder with train.txt and val.txt (image ids, one per line) choosing the parts of the training split,
+    as `detect data split` or a run with val_fraction writes them; null: drawn with val_fraction."""
     classes: list[str] | None = None
     """Foreground class names in label order (label 1 is the first). None: take them from the data."""
     annotations: str | dict[str, str] | None = None
@@ -102,6 +113,14 @@ class DataConfig(Section):
         if repeated:
             raise ValueError(f"class names must be unique; repeated: {', '.join(repeated)}")
         return classes
+
+    @model_validator(mode="after")
+    def _drawn_part_named_apart(self) -> "DataConfig":
+        if (self.val_fraction is not None or self.split_lists is not None) and self.val_split == self.train_split:
+            raise ValueError(f"val_split and train_split are both '{self.train_split}': with val_fraction or "
+                             f"split_lists the validation part is drawn from the training split and needs its own "
+                             f"name (e.g. val)")
+        return self
 
 
 class InputConfig(Section):

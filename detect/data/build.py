@@ -7,20 +7,31 @@ from detect.config import DataConfig
 from detect.data import coco, synthetic, voc, yolo  # noqa: F401 - each registers its format
 from detect.data.dataset import DetectionDataset
 from detect.data.formats import DATASET_FORMATS
+from detect.data.splits import part_name, split_part
 from detect.errors import DataError
 
 
 def build_dataset(data_cfg: DataConfig, split: str, training: bool = False) -> DetectionDataset:
-    """The raw dataset of `split` (e.g. data_cfg.train_split).
+    """The raw dataset of `split` (e.g. data_cfg.train_split); with data.val_fraction or data.split_lists,
+    the train and val splits are the parts of the training split that detect/data/splits.py chooses.
 
     `training=True` leaves VOC `difficult` objects out of the targets unless `data.use_difficult`;
     evaluation datasets keep them (flagged) so the VOC metric can ignore them.
     """
     keep_difficult = data_cfg.use_difficult or not training
-    dataset = DATASET_FORMATS.get(data_cfg.format)(data_cfg, split, keep_difficult)
+    if part_name(data_cfg, split) is not None:  # a part drawn from the training split (detect/data/splits.py)
+        dataset = split_part(build_split_pool(data_cfg, keep_difficult), data_cfg, split)
+    else:
+        dataset = DATASET_FORMATS.get(data_cfg.format)(data_cfg, split, keep_difficult)
     dataset.max_missing_share = data_cfg.max_missing_share
     dataset.max_pixels = data_cfg.max_pixels
     return dataset
+
+
+def build_split_pool(data_cfg: DataConfig, keep_difficult: bool = True) -> DetectionDataset:
+    """The training split as the format reads it, for a config with data.val_fraction or data.split_lists:
+    the pool that the train and val parts come from (a VOC folder without split folders is read whole)."""
+    return DATASET_FORMATS.get(data_cfg.format)(data_cfg, data_cfg.train_split, keep_difficult)
 
 
 def with_class_names(data_cfg: DataConfig, train_dataset: DetectionDataset | None = None) -> DataConfig:

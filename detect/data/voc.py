@@ -23,6 +23,7 @@ from detect.data.box_formats import voc_to_xyxy, xyxy_to_voc
 from detect.data.dataset import DetectionDataset, Sample
 from detect.data.formats import DATASET_FORMATS
 from detect.data.problems import ProblemLog
+from detect.data.splits import draws_splits
 from detect.errors import DataError
 from detect.text_files import read_text
 
@@ -48,11 +49,12 @@ class VOCDataset(DetectionDataset):
         unknown_class: Literal["raise", "skip"] = "raise",
         on_error: Literal["raise", "skip"] = "raise",
         keep_difficult: bool = True,
+        whole_folder: bool = False,
     ) -> None:
         log = ProblemLog(on_error)
         parsed = []  # (image_path, xml_path, image_id, size, names, voc_boxes, difficult)
         for folder, split_name in split_parts(Path(root), split):
-            parsed.extend(parse_split(folder, split_name, log))
+            parsed.extend(parse_split(folder, split_name, log, whole_folder))
         if classes is None:
             classes = sorted({name for *_, names, _, _ in parsed for name in names})
         samples = [to_sample(entry, classes, unknown_class, log) for entry in parsed]
@@ -64,9 +66,11 @@ class VOCDataset(DetectionDataset):
 
 @DATASET_FORMATS.register("voc")
 def build_voc(data_cfg, split: str, keep_difficult: bool) -> VOCDataset:
-    """`data.format: voc`: split `split` of the VOC folder `data.root` (see the module docstring)."""
+    """`data.format: voc`: split `split` of the VOC folder `data.root` (see the module docstring). A folder
+    without split folders is one pool when the validation part is drawn from it (data.val_fraction)."""
+    whole_folder = draws_splits(data_cfg) and split == data_cfg.train_split
     return VOCDataset(data_cfg.root, split, classes=data_cfg.classes, unknown_class=data_cfg.unknown_class,
-                      on_error=data_cfg.on_error, keep_difficult=keep_difficult)
+                      on_error=data_cfg.on_error, keep_difficult=keep_difficult, whole_folder=whole_folder)
 
 
 def split_parts(root: Path, split: str) -> list[tuple[Path, str]]:
@@ -100,12 +104,14 @@ def is_devkit(folder: Path) -> bool:
 
 def split_source(folder: Path, split_name: str) -> Path:
     """What defines a split: its list file in a devkit, else its folder."""
-    return folder / "ImageSets" / "Main" / f"{split_name}.txt" if is_devkit(folder) else folder / split_name
+    if is_devkit(folder):
+        return folder / "ImageSets" / "Main" / f"{split_name}.txt"
+    return folder / split_name if (folder / split_name).is_dir() else folder
 
 
-def parse_split(folder: Path, split_name: str, log: ProblemLog) -> list[tuple]:
+def parse_split(folder: Path, split_name: str, log: ProblemLog, whole_folder: bool = False) -> list[tuple]:
     if not is_devkit(folder):
-        return parse_flat_split(folder, split_name, log)
+        return parse_flat_split(folder, split_name, log, whole_folder)
     image_ids = read_split_ids(folder, split_name)
     image_dir = folder / "JPEGImages"
     images_by_stem = index_images(image_dir)
@@ -122,17 +128,23 @@ def parse_split(folder: Path, split_name: str, log: ProblemLog) -> list[tuple]:
     return entries
 
 
-def parse_flat_split(folder: Path, split_name: str, log: ProblemLog) -> list[tuple]:
+def parse_flat_split(folder: Path, split_name: str, log: ProblemLog, whole_folder: bool = False) -> list[tuple]:
     """A split of a folder without ImageSets, as labelImg leaves them: the split is the subfolder
     `split_name` (train/, val/, test/), its images anywhere below it, each image's XML beside it or in
-    an `Annotations` folder next to its image folder; an image without XML has no objects."""
+    an `Annotations` folder next to its image folder; an image without XML has no objects.
+    `whole_folder`: without that subfolder, every image of the folder (the pool a validation part is
+    drawn from)."""
     split_dir = folder / split_name
     if not split_dir.is_dir():
         if not folder.is_dir():
             raise DataError(f"{folder}: VOC dataset folder not found")
-        present = sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name != "Annotations")
-        raise DataError(f"{folder}: no ImageSets/Main split lists and no '{split_name}' folder (folders there: "
-                        f"{', '.join(present) or 'none'}); name a split folder in data.train_split / val_split")
+        if whole_folder:
+            split_dir = folder
+        else:
+            present = sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name != "Annotations")
+            raise DataError(f"{folder}: no ImageSets/Main split lists and no '{split_name}' folder (folders there: "
+                            f"{', '.join(present) or 'none'}); name a split folder in data.train_split / "
+                            f"val_split, or set data.val_fraction to draw a validation part from the images")
     entries = []
     for image_path in sorted(p for p in split_dir.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS):
         image_id = image_path.relative_to(split_dir).with_suffix("").as_posix()

@@ -4,8 +4,9 @@
         builds data (`build_loaders`) and model (`build_starting_model`) from the config, resumes if asked,
         calls `fit`; SIGTERM stops it like Ctrl-C (detect.engine.interrupt).
 
-The run folder holds config.yaml, train.log, metrics.jsonl, TensorBoard events, last.pt (every
-epoch, and on Ctrl-C) and best.pt (best validation mAP); see train_state.py for what a checkpoint holds.
+The run folder holds config.yaml, splits/ (when the validation part is drawn: detect/data/splits.py),
+train.log, metrics.jsonl, TensorBoard events, last.pt (every epoch, and on Ctrl-C) and best.pt (best
+validation mAP); see train_state.py for what a checkpoint holds.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from torch import nn
 from detect.checkpoints import check_finite_weights, load_checkpoint, nonfinite_tensors
 from detect.config import Config, config_to_yaml
 from detect.data.skip_report import SkipReport, dataset_errors
+from detect.data.splits import SPLITS_FOLDER, draws_splits, run_split_lists, write_split_lists
 from detect.device import resolve_device
 from detect.engine import distributed as dist_utils
 from detect.engine.interrupt import stop_on_sigterm
@@ -85,8 +87,10 @@ def _train_in_run_folder(config: Config, output_dir, device: torch.device, resum
         if dist_utils.is_main():  # under the lock: a run starting beside this one cannot pass the check too
             check_run_folder(run_dir, config, config_file, resuming_in_place=in_place)
         seed_everything(config.train.seed, config.train.deterministic)
+        config = with_checkpoint_split_lists(config, checkpoint, checkpoint_path)
         train_loader, val_loader = build_loaders(config, dist_utils.is_distributed())
         config = with_dataset_classes(config, train_loader)
+        config, split_keys = with_run_split_lists(config, run_dir, train_loader, val_loader)
         changes = []
         if checkpoint is not None:
             check_same_classes(checkpoint, config.data.classes, checkpoint_path)
@@ -107,6 +111,8 @@ def _train_in_run_folder(config: Config, output_dir, device: torch.device, resum
                            purge_step=checkpoint["step"] + 1 if checkpoint is not None else None)
         session.logger, session.skip_report = logger, SkipReport(logger)
         if dist_utils.is_main():
+            if split_keys is not None:
+                write_split_lists(Path(config.data.split_lists), *split_keys)
             (run_dir / "config.yaml").write_text(config_to_yaml(config))
         if checkpoint is not None:
             logger.info(f"resumed from {checkpoint_path}: epoch {session.state.epoch}, step {session.state.step}"
@@ -162,7 +168,30 @@ def with_dataset_classes(config: Config, train_loader) -> Config:
     if not class_names:
         raise DetectError(f"{config.data.root}: the training split '{config.data.train_split}' has no class names; "
                           f"set data.classes")
-    return config.model_copy(update={"data": config.data.model_copy(update={"classes": class_names})})
+    return _with_data(config, classes=class_names)
+
+
+def with_checkpoint_split_lists(config: Config, checkpoint: dict | None, checkpoint_path: Path | None) -> Config:
+    """A resume of a run that drew its validation part reads the lists that run wrote (its folder's
+    splits/, else the folder its config names), so that images added since change neither part."""
+    if checkpoint is None or not draws_splits(config.data) or config.data.split_lists is not None:
+        return config
+    lists = run_split_lists(checkpoint_path.parent, (checkpoint.get("config") or {}).get("data", {}))
+    return config if lists is None else _with_data(config, split_lists=str(lists))
+
+
+def with_run_split_lists(config: Config, run_dir: Path, train_loader, val_loader):
+    """(config, (train keys, val keys) or None): a run whose parts are drawn records them in its folder's
+    splits/ (written with config.yaml) and names that folder in data.split_lists."""
+    if not draws_splits(config.data):
+        return config, None
+    keys = tuple([str(sample.image_id) for sample in _dataset_attribute(loader.dataset, "samples")]
+                 for loader in (train_loader, val_loader))
+    return _with_data(config, split_lists=str(run_dir / SPLITS_FOLDER)), keys
+
+
+def _with_data(config: Config, **changes) -> Config:
+    return config.model_copy(update={"data": config.data.model_copy(update=changes)})
 
 
 def build_starting_model(config: Config, num_classes: int) -> nn.Module:

@@ -21,6 +21,7 @@ from detect.checkpoints import build_model_from_checkpoint
 from detect.config import Config, load_config, saved_config_with_overrides
 from detect.data.dataset import skipped_in
 from detect.data.skip_report import SkipReport, dataset_errors, summary
+from detect.data.splits import draws_splits, run_split_lists
 from detect.device import autocast_context, resolve_device
 from detect.errors import CheckpointError, DetectError
 from detect.evaluation.evaluator import DetectionEvaluator, evaluator_for_dataset, parse_metrics
@@ -89,6 +90,7 @@ def evaluate_checkpoint(checkpoint: Path, config_name: str | None, overrides: li
     config = load_config(config_name, overrides) if config_name else saved_config_with_overrides(ckpt_config, overrides)
     if config.data.classes is None:
         config = config.model_copy(update={"data": config.data.model_copy(update={"classes": list(class_names)})})
+    config = with_run_split_lists(config, ckpt_config, checkpoint, given=config_name is not None)
     label_map = label_map_by_name(class_names, config.data.classes, checkpoint)
     metrics = metrics_of(metric, config)
     split = split or config.data.val_split
@@ -105,6 +107,18 @@ def evaluate_checkpoint(checkpoint: Path, config_name: str | None, overrides: li
     skipped.add(dataset_errors(loader.dataset.raw), split)
     results = {**evaluator.evaluate(), "skipped": summary(skipped.skipped)}
     return Evaluation(config, list(config.data.classes), split, evaluator, results)
+
+
+def with_run_split_lists(config: Config, ckpt_config: Config, checkpoint: Path, given: bool) -> Config:
+    """A checkpoint of a run that drew its validation part is scored on that run's part: the lists in
+    the checkpoint's folder (splits/), else those its config names (detect/data/splits.py). A config
+    given on the command line keeps the lists it names itself."""
+    if not draws_splits(config.data) or (given and config.data.split_lists is not None):
+        return config
+    lists = run_split_lists(checkpoint.parent, {"split_lists": ckpt_config.data.split_lists})
+    if lists is None:
+        return config
+    return config.model_copy(update={"data": config.data.model_copy(update={"split_lists": str(lists)})})
 
 
 def evaluate_detections(detections: Path, config_name: str, overrides: list[str], split: str | None,
