@@ -157,6 +157,32 @@ def data_split(
                f"--set data.split_lists={out}")
 
 
+@data_app.command("stats")
+def data_stats(
+    config: str = ConfigOption,
+    split: Optional[str] = typer.Option(None, "--split", help="Split to describe (default: train and val splits)."),
+    plots: Optional[Path] = typer.Option(None, "--plots", help="Folder to write box-size and best-IoU histograms "
+                                                               "into (PNG)."),
+    overrides: Optional[List[str]] = SetOption,
+) -> None:
+    """Classes, box sizes at the input size, and how the config's anchors or default boxes reach the boxes."""
+    from detect.data.build import build_dataset, with_class_names
+    from detect.data.stats import split_boxes
+    from detect.data.stats_report import format_stats, plot_stats
+    from detect.models.anchor_fit import anchor_fit
+
+    cfg = _load(config, overrides)
+    data_cfg = with_class_names(cfg.data)
+    for name in [split] if split else list(dict.fromkeys([cfg.data.train_split, cfg.data.val_split])):
+        boxes = split_boxes(build_dataset(data_cfg, name), cfg.input, name)
+        fit = anchor_fit(cfg.model, cfg.input, boxes.boxes_per_image(~boxes.crowd), boxes.input_sizes,
+                         len(boxes.class_names))
+        typer.echo(format_stats(boxes, fit, cfg.name) + "\n")
+        if plots is not None:
+            for path in plot_stats(boxes, fit, plots):
+                typer.echo(f"wrote {path}")
+
+
 @data_app.command("check")
 def data_check(
     config: str = ConfigOption,

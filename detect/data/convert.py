@@ -28,7 +28,6 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from detect.data.box_formats import xyxy_to_voc, xyxy_to_xywh
-from detect.data.image_header import file_header_size
 from detect.data.yolo import data_yaml, label_line
 from detect.errors import DataError
 
@@ -86,26 +85,13 @@ class _Writer:
         pass
 
 
-def image_size(sample) -> tuple[int, int]:
-    """(height, width): the annotation's, else the image header's."""
-    if sample.annotated_size is not None:
-        return tuple(int(v) for v in sample.annotated_size)
-    try:
-        size = file_header_size(sample.image_path)
-    except OSError:
-        size = None
-    if size is None:
-        raise DataError(f"{sample.image_path}: its size cannot be read from its header")
-    return size[2], size[1]
-
-
 class _VOCWriter(_Writer):
     def write_split(self, split: str, samples) -> None:
         ids = []
         for sample in samples:
             name = self.place_image(sample, self.out / "JPEGImages")
             stem = Path(name).stem
-            height, width = image_size(sample)
+            height, width = sample.image_size()
             (self.out / "Annotations").mkdir(parents=True, exist_ok=True)
             (self.out / "Annotations" / f"{stem}.xml").write_text(self.xml(name, sample, height, width))
             ids.append(stem)
@@ -138,7 +124,7 @@ class _COCOWriter(_Writer):
         images, annotations = [], []
         for image_number, sample in enumerate(samples, start=self.next_image_id):
             name = self.place_image(sample, self.out / split)
-            height, width = image_size(sample)
+            height, width = sample.image_size()
             images.append({"id": image_number, "file_name": name, "height": height, "width": width})
             for box, label, crowd in zip(xyxy_to_xywh(np.asarray(sample.boxes, np.float64)).tolist(),
                                          sample.labels.tolist(), sample.iscrowd.tolist()):
@@ -161,7 +147,7 @@ class _YOLOWriter(_Writer):
         (self.out / "labels" / split).mkdir(parents=True, exist_ok=True)
         for sample in samples:
             name = self.place_image(sample, self.out / "images" / split)
-            height, width = image_size(sample)
+            height, width = sample.image_size()
             # Clipped to the image: YOLO's fractions live in 0..1.
             boxes = np.clip(np.asarray(sample.boxes, np.float64), 0, [width, height, width, height])
             lines = [label_line(label - 1, box, width, height) for box, label in zip(boxes.tolist(),

@@ -25,7 +25,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from detect.data.image_header import DEFAULT_MAX_PIXELS
+from detect.data.image_header import DEFAULT_MAX_PIXELS, file_header_size
 from detect.data.image_io import MAX_MISSING_SHARE, read_image, warn_once
 from detect.data.problems import Problem, ProblemLog
 from detect.errors import DataError
@@ -50,6 +50,18 @@ class Sample:
     difficult: np.ndarray  # bool [N]
     iscrowd: np.ndarray  # bool [N]
     annotated_size: tuple[int, int] | None = None  # (h, w) the annotation claims, if it does
+
+    def image_size(self) -> tuple[int, int]:
+        """(height, width) without decoding the image: the annotation's, else the image file header's."""
+        if self.annotated_size is not None:
+            return tuple(int(v) for v in self.annotated_size)
+        try:
+            size = file_header_size(self.image_path)
+        except OSError:
+            size = None
+        if size is None:
+            raise DataError(f"{self.image_path}: its size cannot be read from its header")
+        return size[2], size[1]
 
 
 class DetectionDataset(torch.utils.data.Dataset):

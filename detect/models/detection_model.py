@@ -16,6 +16,10 @@ Declared by each family:
                     fixed-shape postprocess makes that possible)
     nhwc_inference  a switch fold_batchnorm's inference copy turns on: on a CPU, convolutions on NHWC
                     maps (faster there, equal up to float rounding)
+    reference_boxes the boxes ground truth is matched to in training (RPN anchors, SSD default boxes)
+                    and the IoU that makes a match, for `detect data stats` (detect/models/anchor_fit.py);
+                    `reference_box_name` says what they are, `reference_box_keys` which config keys
+                    shape them
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ class DetectionModel(nn.Module):
 
     class_rows: ClassVar[tuple[ClassRows, ...]] = ()
     exportable: ClassVar[bool] = True
+    reference_box_name: ClassVar[str] = "reference boxes"
+    reference_box_keys: ClassVar[str] = ""
 
     def __init__(self):
         super().__init__()
@@ -48,3 +54,18 @@ class DetectionModel(nn.Module):
     def postprocess(self, outputs: dict, image_sizes: torch.Tensor, scales: torch.Tensor) -> dict:
         """Raw outputs -> padded detections (detect/models/__init__.py)."""
         raise NotImplementedError
+
+    def reference_boxes(self, height: int, width: int) -> tuple[torch.Tensor, float]:
+        """(boxes float32 [A, 4] xyxy in input pixels, on the CPU; the IoU at which a ground-truth box
+        counts as matched) for a padded input of `height` x `width`. The model may live on the meta
+        device: only the shapes of its feature maps are needed."""
+        raise NotImplementedError
+
+    def _map_shapes(self, features_of, height: int, width: int) -> list[torch.Tensor]:
+        """Empty CPU tensors [0, 0, Hl, Wl] with the shapes of the maps `features_of` gives for such an
+        input (what anchor and default-box generators read)."""
+        device = next(self.parameters()).device
+        with torch.no_grad():
+            maps = features_of(torch.empty(1, 3, height, width, device=device))
+        maps = maps if isinstance(maps, (list, tuple)) else [maps]
+        return [torch.empty(0, 0, *feature_map.shape[-2:]) for feature_map in maps]

@@ -66,6 +66,14 @@ class FasterRCNN(DetectionModel):
         roi_losses = self.roi_heads(features, proposals, proposal_valid, gt_boxes, gt_labels, gt_valid)
         return {**rpn_losses, **roi_losses}
 
+    reference_box_name = "RPN anchors"
+    reference_box_keys = "model.anchors.sizes, model.anchors.aspect_ratios, input.min_size / input.max_size"
+
+    def reference_boxes(self, height: int, width: int) -> tuple[torch.Tensor, float]:
+        """The RPN's anchors and its positive IoU (rpn.fg_iou_thresh); see DetectionModel."""
+        anchors = self.rpn.anchors(self._map_shapes(self.backbone, height, width))[0]
+        return anchors, self.rpn.fg_iou_thresh
+
     @torch.no_grad()
     def postprocess(self, outputs: dict, image_sizes: torch.Tensor, scales: torch.Tensor) -> dict:
         device = outputs["rois"].device

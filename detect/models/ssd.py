@@ -110,6 +110,14 @@ class SSD(DetectionModel):
             return self.loss(cls_logits, box_regression, priors, targets)
         return {"cls_logits": cls_logits, "box_regression": box_regression, "priors": priors}
 
+    reference_box_name = "default boxes"
+    reference_box_keys = "model.ssd.min_scale / first_scale / max_scale, model.ssd.aspect_ratios, input.size"
+
+    def reference_boxes(self, height: int, width: int) -> tuple[torch.Tensor, float]:
+        """The default boxes and the matching IoU (ssd.iou_thresh); see DetectionModel."""
+        maps = self._map_shapes(self.trunk, height, width)
+        return self.priors(maps, torch.empty(0, 0, height, width)), self.loss.iou_thresh
+
     @torch.no_grad()
     def postprocess(
         self, outputs: dict[str, torch.Tensor], image_sizes: torch.Tensor, scales: torch.Tensor
