@@ -132,16 +132,22 @@ def _build_peer(path, data_config: Config, class_names):
 
 
 def resolve_data_config(config_name: str | None, overrides: Sequence[str], checkpoints: Sequence[str | Path]) -> Config:
-    """`--config` with `--set` applied, else the first checkpoint's own config with them."""
+    """`--config` with `--set` applied, else the first checkpoint's own config with them; either reads the
+    split lists of the first checkpoint's run when its validation part was drawn (data.val_fraction)."""
     from detect.checkpoints import config_from_checkpoint, load_checkpoint
     from detect.config import saved_config_with_overrides
+    from detect.evaluation.eval_command import with_run_split_lists
 
-    if config_name:
-        return load_config(config_name, list(overrides))
     if not checkpoints:
+        if config_name:
+            return load_config(config_name, list(overrides))
         raise DetectError("eval_map: give --config (the data to run on) when no checkpoint is given")
-    first = checkpoints[0]
-    return saved_config_with_overrides(config_from_checkpoint(load_checkpoint(first), first), list(overrides))
+    first = Path(checkpoints[0])
+    saved = config_from_checkpoint(load_checkpoint(first), first)
+    config = load_config(config_name, list(overrides)) if config_name else saved_config_with_overrides(
+        saved, list(overrides))
+    # A run that drew its validation part is measured on that part (the lists in its folder).
+    return with_run_split_lists(config, saved, first, given=config_name is not None)
 
 
 # ---------------------------------------------------------------------------------------------------

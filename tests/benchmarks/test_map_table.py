@@ -148,3 +148,24 @@ def test_the_tool_finishes_with_loader_workers_after_the_main_process_resized_la
     assert process.returncode == 0, stderr
     row = json.loads(out_json.read_text())["rows"][0]
     assert row["num_images"] == 2 and _finite_positive(row["images_per_s_end_to_end"])
+
+
+def test_a_run_on_yolo_data_with_a_drawn_validation_part_is_measured_on_that_part(tmp_path, capsys):
+    """The data forms of docs/data.md reach the tool too: YOLO labels, a validation part drawn from the
+    training images (data.val_fraction), read back from the run's splits/ lists."""
+    from tests.engine.test_eval_checks import TINY, run, sets
+
+    root = tmp_path / "yolo"
+    generate_synthetic(root, format="yolo", num_images=12, image_size=64, seed=3, val_fraction=0.0)
+    run_dir = tmp_path / "run"
+    code, _, err = run(["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(run_dir),
+                        *sets("data.format=yolo", f"data.root={root}", "data.val_fraction=0.25", *TINY)], capsys)
+    assert code == 0, err
+    val_ids = (run_dir / "splits" / "val.txt").read_text().split()
+    assert len(val_ids) == 3
+    out_json = tmp_path / "bench.json"
+    args = [str(run_dir / "last.pt"), "--device", "cpu", "--batch-size", "1", "--model-images", "1",
+            "--latency-images", "1", "--warmup", "0", "--json", str(out_json)]
+    assert load_tool("eval_map").main(args) == 0, capsys.readouterr().err
+    report = json.loads(out_json.read_text())
+    assert report["split"] == "val" and report["num_images"] == 3 and report["rows"][0]["num_images"] == 3
