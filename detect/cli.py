@@ -245,6 +245,20 @@ def train_command(
     run_training(cfg, output_dir=output_dir, device=device, resume=resume, config_file=_config_file(config))
 
 
+@app.command("plot")
+def plot_command(
+    runs: List[Path] = typer.Argument(..., help="Run folders (each with its metrics.jsonl)."),
+    out: Path = typer.Option(Path("curves.png"), "--out", "-o", help="Image file to write (PNG)."),
+) -> None:
+    """Draw the loss, learning-rate and mAP curves of one or more runs on one figure."""
+    from detect.engine.curves import plot_runs
+    from detect.outputs import refuse_overwrite, writable_file
+
+    refuse_overwrite("--out", [out], [run / "metrics.jsonl" for run in runs])
+    writable_file("--out", out)
+    typer.echo(f"wrote {plot_runs(runs, out)}")
+
+
 # ---------------------------------------------------------------------------------------------------
 # detect eval
 

@@ -211,6 +211,12 @@ class TrainConfig(Section):
     """Images per step (per process under torchrun)."""
     lr: float = Field(0.01, gt=0.0)
     """Learning rate for the whole batch (not per image)."""
+    base_batch_size: int | None = Field(None, ge=1)
+    """The total batch `lr` is tuned for: images per optimiser step over all processes. null: batch_size x
+    accumulate on one process (the lr then scales only with the number of processes)."""
+    scale_lr: bool = True
+    """Scale `lr` linearly with the total batch (batch_size x accumulate x processes) / base_batch_size (the
+    linear scaling rule of Goyal et al., 2017); the effective lr is logged at the start of a run."""
     optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
     """sgd (with momentum), adam or adamw."""
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
@@ -269,6 +275,10 @@ class TrainConfig(Section):
     """Convert BatchNorm to SyncBatchNorm under torchrun."""
     eval_every: int = Field(1, ge=0)
     """Evaluate every this many epochs; 0: only at the end."""
+    patience: int | None = Field(None, ge=1)
+    """Early stopping: end the run once this many epochs have passed since the best validation mAP (best.pt
+    holds that model); null: train all epochs. A run stopped so is not trained on by `--resume` unless
+    patience (or the epochs) grow."""
     log_every: int = Field(20, ge=1)
     """Write a training log line every this many optimiser steps."""
     nonfinite: Literal["stop", "skip"] = "stop"

@@ -47,15 +47,23 @@ def parameter_groups(model: nn.Module, lr: float, weight_decay: float, decay_nor
     return result
 
 
-def build_optimizer(model: nn.Module, train_cfg: TrainConfig) -> torch.optim.Optimizer:
-    groups = parameter_groups(model, train_cfg.lr, train_cfg.weight_decay, train_cfg.decay_norm_and_bias,
+def effective_lr(train_cfg: TrainConfig, world_size: int = 1) -> float:
+    """train.lr scaled to the total batch (train.scale_lr, train.base_batch_size)."""
+    total = train_cfg.batch_size * train_cfg.accumulate * world_size
+    base = train_cfg.base_batch_size or train_cfg.batch_size * train_cfg.accumulate
+    return train_cfg.lr * total / base if train_cfg.scale_lr else train_cfg.lr
+
+
+def build_optimizer(model: nn.Module, train_cfg: TrainConfig, world_size: int = 1) -> torch.optim.Optimizer:
+    lr = effective_lr(train_cfg, world_size)
+    groups = parameter_groups(model, lr, train_cfg.weight_decay, train_cfg.decay_norm_and_bias,
                               train_cfg.backbone_lr_mult)
     if train_cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=train_cfg.lr, momentum=train_cfg.momentum,
+        return torch.optim.SGD(groups, lr=lr, momentum=train_cfg.momentum,
                                nesterov=train_cfg.nesterov and train_cfg.momentum > 0)
     if train_cfg.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=train_cfg.lr)
-    return torch.optim.AdamW(groups, lr=train_cfg.lr)
+        return torch.optim.Adam(groups, lr=lr)
+    return torch.optim.AdamW(groups, lr=lr)
 
 
 def lr_factor(step: int, train_cfg: TrainConfig, steps_per_epoch: int) -> float:

@@ -219,6 +219,20 @@ def log_start(session, num_train_images: int, steps_per_epoch: int) -> None:
         f"{len(session.class_names)} classes, {num_params / 1e6:.2f} M trainable parameters; "
         f"{num_train_images} train images, {steps_per_epoch} steps/epoch; "
         f"device {session.device} x {dist_utils.world_size()}")
+    session.logger.info(lr_message(config.train, dist_utils.world_size()))
+
+
+def lr_message(train_cfg, world_size: int) -> str:
+    """The learning rate the run uses, and how it follows from train.lr and the batch."""
+    from detect.engine.optim import effective_lr
+
+    total = train_cfg.batch_size * train_cfg.accumulate * world_size
+    base = train_cfg.base_batch_size or train_cfg.batch_size * train_cfg.accumulate
+    if not train_cfg.scale_lr:
+        return f"lr {train_cfg.lr:g} for a total batch of {total} (train.scale_lr: false)"
+    return (f"lr {effective_lr(train_cfg, world_size):g}: train.lr {train_cfg.lr:g} for a batch of {base} "
+            f"(train.base_batch_size), scaled to the total batch of {total} ({train_cfg.batch_size} x "
+            f"{train_cfg.accumulate} accumulated x {world_size} processes)")
 
 
 def warn_input_scaling(session) -> None:

@@ -30,6 +30,7 @@ class TrainState:
     step: int = 0  # optimiser steps done
     batch_in_epoch: int = 0  # batches of the current (interrupted) epoch already trained
     best_metric: float | None = None
+    best_epoch: int | None = None  # the epoch of best_metric (early stopping counts from it)
     nonfinite_skipped: int = 0
     # The epoch's training is done, its evaluation and checkpoints are not: a run interrupted then
     # does them first on resume (instead of finishing with no evaluation and no best.pt).
@@ -87,7 +88,7 @@ def make_session(config: Config, model: nn.Module, class_names: Sequence[str], d
     if train_cfg.sync_bn and dist_utils.is_distributed():
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     module = model
-    optimizer = build_optimizer(module, train_cfg)
+    optimizer = build_optimizer(module, train_cfg, dist_utils.world_size())
     scheduler = build_scheduler(optimizer, train_cfg, steps_per_epoch)
     ema = ModelEMA(module, train_cfg.ema_decay) if train_cfg.ema else None
     runner: nn.Module = module

@@ -27,6 +27,7 @@ from detect.data.dataset import skipped_in
 from detect.data.normalize import batch_to_device
 from detect.engine import distributed as dist_utils
 from detect.engine.checkpoint import restore_rng_states
+from detect.engine.curves import write_run_files
 from detect.engine.interrupt import interrupted_message, remember_boundary, rewind_to_boundary
 from detect.engine.session import TrainSession
 from detect.engine.train_state import NonFiniteLossError, save
@@ -223,15 +224,25 @@ def log_step(session: TrainSession, losses: dict, images_per_s: float, progress)
 
 def fit(session: TrainSession, train_loader, val_loader=None) -> dict | None:
     """Trains up to train.epochs, evaluating every train.eval_every epochs and at the end; writes
-    last.pt every epoch and best.pt on a better validation mAP. Returns the last evaluation's
-    results. Ctrl-C writes last.pt (mid-epoch) and re-raises KeyboardInterrupt."""
+    last.pt every epoch and best.pt on a better validation mAP; stops early once train.patience epochs
+    pass without a better one. Returns the last evaluation's results. Ctrl-C writes last.pt
+    (mid-epoch) and re-raises KeyboardInterrupt."""
     config, state = session.config, session.state
     results = None
+    if not state.epoch_end_due and patience_spent(session):
+        session.logger.info(f"stopped early at epoch {state.epoch} ({early_stop_reason(session)}); not training "
+                            f"on: raise train.patience to continue")
+        return None
     try:
         while state.epoch < config.train.epochs or state.epoch_end_due:
             if not state.epoch_end_due:
                 train_epoch_and_log(session, train_loader)
             results = end_epoch(session, val_loader) or results
+            if patience_spent(session) and state.epoch < config.train.epochs:
+                session.logger.info(f"early stop after epoch {state.epoch}: {early_stop_reason(session)}")
+                session.logger.record({"type": "early_stop", "epoch": state.epoch, "step": state.step,
+                                       "best_epoch": state.best_epoch, "best_map": state.best_metric})
+                break
     except KeyboardInterrupt:
         rewind_to_boundary(session)
         path = save(session, "last.pt", rng=session.boundary_rng)
@@ -243,6 +254,19 @@ def fit(session: TrainSession, train_loader, val_loader=None) -> dict | None:
 
         session.logger.info(format_results(results, session.class_names))
     return results
+
+
+def patience_spent(session: TrainSession) -> bool:
+    """train.patience epochs have passed since the best validation mAP."""
+    patience, state = session.config.train.patience, session.state
+    return patience is not None and state.best_epoch is not None and state.epoch - state.best_epoch >= patience
+
+
+def early_stop_reason(session: TrainSession) -> str:
+    state = session.state
+    return (f"no better validation mAP for {state.epoch - state.best_epoch} epochs (train.patience "
+            f"{session.config.train.patience}); the best, {state.best_metric:.4f} at epoch {state.best_epoch}, "
+            f"is in best.pt")
 
 
 def train_epoch_and_log(session: TrainSession, train_loader) -> None:
@@ -260,7 +284,7 @@ def train_epoch_and_log(session: TrainSession, train_loader) -> None:
         f"lr {current_lr(session):.3e} step {state.step} {seconds:.1f} s"
         + (f", {state.nonfinite_skipped} non-finite steps skipped" if state.nonfinite_skipped else ""))
     session.logger.record({"type": "epoch", "epoch": state.epoch, "step": state.step, "seconds": seconds,
-                           **{f"mean_{k}": v for k, v in means.items()}})
+                           "lr": current_lr(session), **{f"mean_{k}": v for k, v in means.items()}})
 
 
 def end_epoch(session: TrainSession, val_loader) -> dict | None:
@@ -277,8 +301,11 @@ def end_epoch(session: TrainSession, val_loader) -> dict | None:
         results = run_evaluation(session, val_loader)
         score = headline_map(results)
         if score is not None and (state.best_metric is None or score > state.best_metric):
-            save(session, "best.pt", state=replace(state, best_metric=score, epoch_end_due=False))
-            state.best_metric = score
+            save(session, "best.pt", state=replace(state, best_metric=score, best_epoch=state.epoch,
+                                                   epoch_end_due=False))
+            state.best_metric, state.best_epoch = score, state.epoch
     state.epoch_end_due = False
     save(session, "last.pt")
+    if session.run_dir is not None and dist_utils.is_main():
+        write_run_files(session.run_dir)  # results.csv and curves.png, this epoch included
     return results

@@ -12,6 +12,7 @@ A training checkpoint (detect.engine.checkpoint writes the file, detect.checkpoi
     step           optimiser steps done
     batch_in_epoch batches of the interrupted epoch already trained (0 at an epoch's end)
     best_metric    best validation mAP so far (or None)
+    best_epoch     the epoch it was reached in (or None): train.patience counts from it
     nonfinite_skipped   steps skipped for a non-finite loss
     epoch_end_due  the epoch's training is done, its evaluation and checkpoints are not
     rng            python, numpy, torch and cuda RNG states (detect.engine.checkpoint.rng_states)
@@ -50,6 +51,7 @@ def checkpoint_state(session: TrainSession, rng: dict | None = None, state: Trai
         "step": state.step,
         "batch_in_epoch": state.batch_in_epoch,
         "best_metric": state.best_metric,
+        "best_epoch": state.best_epoch,
         "nonfinite_skipped": state.nonfinite_skipped,
         "epoch_end_due": state.epoch_end_due,
         "rng": rng if rng is not None else rng_states(),
@@ -92,7 +94,8 @@ def restore(session: TrainSession, checkpoint: dict) -> None:
         session.ema.load_state_dict(checkpoint["ema"])
     session.state = TrainState(
         epoch=checkpoint["epoch"], step=checkpoint["step"], batch_in_epoch=checkpoint.get("batch_in_epoch", 0),
-        best_metric=checkpoint.get("best_metric"), nonfinite_skipped=checkpoint.get("nonfinite_skipped", 0),
+        best_metric=checkpoint.get("best_metric"), best_epoch=checkpoint.get("best_epoch"),
+        nonfinite_skipped=checkpoint.get("nonfinite_skipped", 0),
         epoch_end_due=bool(checkpoint.get("epoch_end_due", False)),
     )
     session.resume_rng = checkpoint.get("rng")

@@ -80,3 +80,29 @@ def test_scheduler_steps_per_iteration():
     expected = [lr_factor(s, cfg, 8) for s in range(8)]
     assert lrs == pytest.approx(expected)
     assert lrs[4] == pytest.approx(0.5 * (1 + math.cos(math.pi * 4 / 8)))
+
+
+def test_the_learning_rate_follows_the_total_batch():
+    from detect.config import load_config
+    from detect.engine.optim import effective_lr
+    from detect.engine.run import lr_message
+
+    train_cfg = load_config("voc_faster_rcnn").train  # lr 0.01 for a batch of 8
+    assert effective_lr(train_cfg) == pytest.approx(train_cfg.lr)
+    assert effective_lr(train_cfg, world_size=4) == pytest.approx(4 * train_cfg.lr)
+    doubled = train_cfg.model_copy(update={"batch_size": 8, "accumulate": 2})
+    assert effective_lr(doubled, world_size=2) == pytest.approx(4 * train_cfg.lr)
+    assert "total batch of 32 (8 x 2 accumulated x 2 processes)" in lr_message(doubled, 2)
+    fixed = doubled.model_copy(update={"scale_lr": False})
+    assert effective_lr(fixed, world_size=2) == train_cfg.lr and "scale_lr: false" in lr_message(fixed, 2)
+    default_base = train_cfg.model_copy(update={"base_batch_size": None, "batch_size": 3})
+    assert effective_lr(default_base, world_size=2) == pytest.approx(2 * train_cfg.lr)  # one process's batch
+
+
+def test_the_optimizer_starts_at_the_scaled_rate():
+    from detect.config import load_config
+    from detect.engine.optim import build_optimizer
+
+    train_cfg = load_config("synthetic_ssd", ["train.batch_size=4"]).train  # lr 0.01 for 8: half
+    model = torch.nn.Linear(2, 2)
+    assert [group["lr"] for group in build_optimizer(model, train_cfg).param_groups] == pytest.approx([0.005] * 2)
