@@ -151,6 +151,14 @@ class SSDConfig(Section):
     """Box encoding variances for centre and size."""
     iou_thresh: float = Field(0.5, ge=0.0, le=1.0)
     """Default boxes with IoU >= this with a ground truth are positive (and each ground truth's best)."""
+    cls_loss: Literal["hard_negatives", "focal"] = "hard_negatives"
+    """Classification loss: cross-entropy over the positives and the hardest negatives (neg_pos_ratio, the SSD
+    paper), or the focal loss over every default box (Lin et al., 2017, "Focal Loss for Dense Object
+    Detection"), which down-weights the easy ones instead of leaving them out."""
+    focal_gamma: float = Field(2.0, ge=0.0)
+    """focal: the focusing exponent (2 in the paper)."""
+    focal_alpha: float = Field(0.25, gt=0.0, lt=1.0)
+    """focal: the weight of foreground boxes (background: 1 - alpha; 0.25 in the paper)."""
     neg_pos_ratio: float = Field(3.0, gt=0.0)
     """Hard negatives kept per positive in the confidence loss."""
     empty_image_negatives: int = Field(24, ge=0)

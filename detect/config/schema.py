@@ -90,6 +90,10 @@ class DataConfig(Section):
     """Keep workers alive between epochs (when num_workers > 0)."""
     aspect_ratio_grouping: bool = False
     """Batch images of similar aspect ratio together (less padding for keep-ratio resizing)."""
+    repeat_factor_threshold: float | None = Field(None, gt=0.0, le=1.0)
+    """Class imbalance: draw training images of rare classes more often per epoch. A class in a share f of the
+    images below this threshold t repeats its images sqrt(t / f) times (LVIS's rule; an image takes its rarest
+    class's factor); null: every image once. LVIS uses 0.001; for a handful of classes, about 0.5 to 1."""
     synth: SynthConfig = SynthConfig()
 
     @field_validator("num_workers", mode="before")
@@ -275,6 +279,9 @@ class TrainConfig(Section):
     """Convert BatchNorm to SyncBatchNorm under torchrun."""
     eval_every: int = Field(1, ge=0)
     """Evaluate every this many epochs; 0: only at the end."""
+    class_weights: Literal["none", "auto"] | list[float] = "none"
+    """Class imbalance: weights of the classification loss per foreground class, in label order (background
+    keeps 1). auto: 1 / sqrt(boxes of the class in the training split), scaled to a mean of 1; none: all 1."""
     patience: int | None = Field(None, ge=1)
     """Early stopping: end the run once this many epochs have passed since the best validation mAP (best.pt
     holds that model); null: train all epochs. A run stopped so is not trained on by `--resume` unless

@@ -37,6 +37,7 @@ from detect.config import AugmentConfig, DataConfig, InputConfig
 from detect.data.dataset import SKIPPED
 from detect.data.opencv_fork import make_opencv_fork_safe
 from detect.data.quiet_handoffs import quiet_abandoned_handoffs
+from detect.data.repeat_factor import RepeatFactorSampler, repeat_factors
 from detect.errors import DataError
 
 # Registered when the loader module is imported, before any worker can be forked (see opencv_fork.py).
@@ -190,13 +191,23 @@ def resolve_num_workers(setting: int | str, most: int = 8) -> int:
     return max(1, min(most, cores // processes))
 
 
+def repeat_factor_sampler(raw_dataset, threshold: float, seed: int, distributed: bool) -> RepeatFactorSampler:
+    """data.repeat_factor_threshold: images of rare classes drawn more often (detect/data/repeat_factor.py)."""
+    label_sets = [set(int(label) for label in sample.labels) for sample in raw_dataset.samples]
+    replicas, rank = ((torch.distributed.get_world_size(), torch.distributed.get_rank()) if distributed
+                      else (1, 0))
+    return RepeatFactorSampler(repeat_factors(label_sets, threshold), seed, replicas, rank)
+
+
 def build_dataloader(data_cfg: DataConfig, input_cfg: InputConfig, augment_cfg: AugmentConfig, split: str,
                      train: bool, batch_size: int, distributed: bool = False, seed: int = 0,
                      raw_dataset=None) -> DataLoader:
     """The DataLoader of `split`: shuffled, augmented and (optionally) aspect-grouped when `train`.
 
     `distributed` (or a running torch.distributed group) shards the data with a DistributedSampler;
-    call `loader.sampler.set_epoch(epoch)` (or `loader.batch_sampler.sampler`) each epoch then.
+    call `loader.sampler.set_epoch(epoch)` (or `loader.batch_sampler.sampler`) each epoch then. With
+    data.repeat_factor_threshold, training draws images by their repeat factors (RepeatFactorSampler,
+    sharded likewise).
     `raw_dataset` replaces `build_dataset(data_cfg, split)` (tests, in-memory data).
     """
     from detect.data.transforms import build_transforms
@@ -213,7 +224,9 @@ def build_dataloader(data_cfg: DataConfig, input_cfg: InputConfig, augment_cfg: 
     dataset = TransformedDataset(raw_dataset, transforms)
     generator = torch.Generator().manual_seed(seed)
     distributed = distributed or (torch.distributed.is_available() and torch.distributed.is_initialized())
-    if distributed:
+    if train and data_cfg.repeat_factor_threshold is not None:
+        sampler = repeat_factor_sampler(raw_dataset, data_cfg.repeat_factor_threshold, seed, distributed)
+    elif distributed:
         sampler = DistributedSampler(dataset, shuffle=train, seed=seed, drop_last=False)
     elif train:
         sampler = RandomSampler(dataset, generator=generator)

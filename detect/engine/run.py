@@ -28,6 +28,7 @@ from detect.data.skip_report import SkipReport, dataset_errors
 from detect.data.splits import SPLITS_FOLDER, draws_splits, run_split_lists, write_split_lists
 from detect.device import resolve_device
 from detect.engine import distributed as dist_utils
+from detect.engine.imbalance import class_weights, imbalance_lines
 from detect.engine.interrupt import stop_on_sigterm
 from detect.engine.logger import RunLogger
 from detect.engine.resume_check import check_resumable, describe
@@ -96,6 +97,9 @@ def _train_in_run_folder(config: Config, output_dir, device: torch.device, resum
             check_same_classes(checkpoint, config.data.classes, checkpoint_path)
             changes = check_resumable(checkpoint, config, checkpoint_path)
         model = build_starting_model(config, len(config.data.classes))
+        train_samples = _dataset_attribute(train_loader.dataset, "samples") or []
+        weights = class_weights(config.train.class_weights, train_samples, config.data.classes)
+        model.set_class_weights(weights)
         steps_per_epoch = math.ceil(len(train_loader) / config.train.accumulate)
         session = make_session(config, model, config.data.classes, device, steps_per_epoch, run_dir)
         session.category_ids = dataset_category_ids(train_loader)
@@ -118,6 +122,8 @@ def _train_in_run_folder(config: Config, output_dir, device: torch.device, resum
             logger.info(f"resumed from {checkpoint_path}: epoch {session.state.epoch}, step {session.state.step}"
                         + (f"; config changes: {describe(changes)}" if changes else ""))
         log_start(session, len(train_loader.dataset), steps_per_epoch)
+        for line in imbalance_lines(config, train_samples, config.data.classes, weights):
+            logger.info(line)
         warn_input_scaling(session)
         report_dataset_errors(session, train_loader, val_loader)
         try:

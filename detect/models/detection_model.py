@@ -16,6 +16,7 @@ Declared by each family:
                     fixed-shape postprocess makes that possible)
     nhwc_inference  a switch fold_batchnorm's inference copy turns on: on a CPU, convolutions on NHWC
                     maps (faster there, equal up to float rounding)
+    set_class_weights  weights of the classification loss per class (train.class_weights)
     reference_boxes the boxes ground truth is matched to in training (RPN anchors, SSD default boxes)
                     and the IoU that makes a match, for `detect data stats` (detect/models/anchor_fit.py);
                     `reference_box_name` says what they are, `reference_box_keys` which config keys
@@ -53,6 +54,11 @@ class DetectionModel(nn.Module):
 
     def postprocess(self, outputs: dict, image_sizes: torch.Tensor, scales: torch.Tensor) -> dict:
         """Raw outputs -> padded detections (detect/models/__init__.py)."""
+        raise NotImplementedError
+
+    def set_class_weights(self, weights: torch.Tensor | None) -> None:
+        """float [C + 1]: weights of the classification loss by true class (index 0 background), as
+        train.class_weights resolves them; None: all 1. Not part of the state dict."""
         raise NotImplementedError
 
     def reference_boxes(self, height: int, width: int) -> tuple[torch.Tensor, float]:

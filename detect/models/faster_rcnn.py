@@ -66,6 +66,9 @@ class FasterRCNN(DetectionModel):
         roi_losses = self.roi_heads(features, proposals, proposal_valid, gt_boxes, gt_labels, gt_valid)
         return {**rpn_losses, **roi_losses}
 
+    def set_class_weights(self, weights: torch.Tensor | None) -> None:
+        self.roi_heads.class_weights = weights
+
     reference_box_name = "RPN anchors"
     reference_box_keys = "model.anchors.sizes, model.anchors.aspect_ratios, input.min_size / input.max_size"
 

@@ -122,6 +122,8 @@ class RoIHeads(nn.Module):
         self.batch_size_per_image = batch_size_per_image
         self.positive_fraction = positive_fraction
         self.box_weights = tuple(box_weights)
+        # float [C + 1] weights of the classification loss (train.class_weights) or None; not state.
+        self.class_weights: torch.Tensor | None = None
         self.score_threshold = score_threshold
         self.nms_thresh = nms_thresh
         self.detections_per_img = detections_per_img
@@ -149,7 +151,8 @@ class RoIHeads(nn.Module):
         samples = self.select_training_samples(proposals, proposal_valid, gt_boxes, gt_labels, gt_valid)
         rois, roi_valid, roi_labels, roi_targets = valid_slots_only(samples[1], *samples)
         class_logits, box_deltas = self.predict(features, rois)
-        losses = fast_rcnn_losses(class_logits, box_deltas, roi_valid, roi_labels, roi_targets)
+        losses = fast_rcnn_losses(class_logits, box_deltas, roi_valid, roi_labels, roi_targets,
+                                  self.class_weights)
         losses["loss_box_reg"] = losses["loss_box_reg"] * self.loss_box_weight
         return losses
 
@@ -181,14 +184,18 @@ def sample_targets(candidates, labels, matched, gt_boxes, gt_labels, sampled, ro
     return rois, roi_valid, roi_labels, roi_targets
 
 
-def fast_rcnn_losses(class_logits, box_deltas, roi_valid, roi_labels, roi_targets) -> dict[str, torch.Tensor]:
+def fast_rcnn_losses(class_logits, box_deltas, roi_valid, roi_labels, roi_targets,
+                     class_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Cross-entropy over the sampled RoIs, smooth L1 on the true class's deltas of the foreground ones;
     both divided by the number of sampled RoIs in the batch.
 
-    class_logits [B, S, C+1], box_deltas [B, S, C, 4], roi_valid [B, S], roi_labels [B, S], roi_targets [B, S, 4].
+    class_logits [B, S, C+1], box_deltas [B, S, C, 4], roi_valid [B, S], roi_labels [B, S], roi_targets [B, S, 4];
+    class_weights [C+1] weigh each RoI's cross-entropy by its true class (None: all 1).
     """
     count = roi_valid.sum().clamp(min=1)
-    ce = F.cross_entropy(class_logits.flatten(0, 1), roi_labels.flatten(), reduction="none")
+    logits = class_logits.flatten(0, 1)
+    weights = None if class_weights is None else class_weights.to(logits.device, logits.dtype)
+    ce = F.cross_entropy(logits, roi_labels.flatten(), weight=weights, reduction="none")
     loss_classifier = (ce * roi_valid.flatten()).sum() / count
     is_foreground = (roi_labels > 0) & roi_valid
     class_index = (roi_labels - 1).clamp(min=0)

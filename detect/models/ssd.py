@@ -110,6 +110,9 @@ class SSD(DetectionModel):
             return self.loss(cls_logits, box_regression, priors, targets)
         return {"cls_logits": cls_logits, "box_regression": box_regression, "priors": priors}
 
+    def set_class_weights(self, weights: torch.Tensor | None) -> None:
+        self.loss.class_weights = weights
+
     reference_box_name = "default boxes"
     reference_box_keys = "model.ssd.min_scale / first_scale / max_scale, model.ssd.aspect_ratios, input.size"
 
@@ -179,7 +182,8 @@ def build_ssd(model_cfg: ModelConfig, input_cfg: InputConfig, num_classes: int,
     if ssd_cfg.steps is not None and len(ssd_cfg.steps) != num_maps:
         raise ConfigError(f"model.ssd.steps: {len(ssd_cfg.steps)} values for {num_maps} feature maps")
     loss = MultiBoxLoss(
-        ssd_cfg.variances, ssd_cfg.iou_thresh, ssd_cfg.neg_pos_ratio, ssd_cfg.empty_image_negatives
+        ssd_cfg.variances, ssd_cfg.iou_thresh, ssd_cfg.neg_pos_ratio, ssd_cfg.empty_image_negatives,
+        focal=(ssd_cfg.focal_gamma, ssd_cfg.focal_alpha) if ssd_cfg.cls_loss == "focal" else None,
     )
     model = family(
         trunk,

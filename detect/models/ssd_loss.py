@@ -68,12 +68,18 @@ class MultiBoxLoss(nn.Module):
         iou_thresh: float = 0.5,
         neg_pos_ratio: float = 3.0,
         empty_image_negatives: int = 24,
+        focal: tuple[float, float] | None = None,
     ):
+        """`focal`: (gamma, alpha) for the focal loss over every default box instead of hard negatives."""
         super().__init__()
         self.variances = tuple(variances)
         self.iou_thresh = iou_thresh
         self.neg_pos_ratio = neg_pos_ratio
         self.empty_image_negatives = empty_image_negatives
+        self.focal = focal
+        # float [C + 1] per-class weights of the classification loss (train.class_weights), or None.
+        # Not state: a run sets them from its data at the start (and again on resume).
+        self.class_weights: torch.Tensor | None = None
 
     def forward(
         self, cls_logits: torch.Tensor, box_regression: torch.Tensor, priors: torch.Tensor, targets: list[dict]
@@ -86,21 +92,32 @@ class MultiBoxLoss(nn.Module):
         box_targets = encode(matched_boxes, priors.unsqueeze(0), variance_weights(self.variances))
         box_loss = F.smooth_l1_loss(box_regression.to(priors.dtype), box_targets, reduction="none").sum(-1)
 
-        cls_loss = F.cross_entropy(
-            cls_logits.to(priors.dtype).flatten(0, 1), labels.flatten(), reduction="none"
-        ).view_as(labels)  # [B, A]
+        logits = cls_logits.to(priors.dtype).flatten(0, 1)
+        weights = None if self.class_weights is None else self.class_weights.to(logits.device, logits.dtype)
+        cls_loss = F.cross_entropy(logits, labels.flatten(), weight=weights, reduction="none").view_as(labels)  # [B, A]
         num_positive = positive.sum(dim=1)
-        num_negatives = self.negatives_per_image(num_positive, gt_valid.any(dim=1), positive.shape[1])
-        negative = hard_negative_mask(cls_loss, positive, num_negatives)
-
         normalizer = num_positive.sum().clamp(min=1).to(cls_loss.dtype)
-        return {
-            "loss_cls": (cls_loss * (positive | negative)).sum() / normalizer,
-            "loss_box": (box_loss * positive).sum() / normalizer,
-        }
+        if self.focal is not None:
+            counted = focal_loss(logits, labels.flatten(), cls_loss.flatten(), *self.focal).sum()
+        else:
+            num_negatives = self.negatives_per_image(num_positive, gt_valid.any(dim=1), positive.shape[1])
+            negative = hard_negative_mask(cls_loss, positive, num_negatives)
+            counted = (cls_loss * (positive | negative)).sum()
+        return {"loss_cls": counted / normalizer, "loss_box": (box_loss * positive).sum() / normalizer}
 
     def negatives_per_image(self, num_positive: torch.Tensor, has_objects: torch.Tensor, num_priors: int):
         """neg_pos_ratio x positives; `empty_image_negatives` for an image without ground truth."""
         ratio_count = torch.floor(num_positive * self.neg_pos_ratio).long()
         count = torch.where(has_objects, ratio_count, torch.full_like(ratio_count, self.empty_image_negatives))
         return torch.minimum(count, num_priors - num_positive)
+
+
+def focal_loss(logits: torch.Tensor, labels: torch.Tensor, cross_entropy: torch.Tensor, gamma: float,
+               alpha: float) -> torch.Tensor:
+    """The softmax form of the focal loss (Lin et al., 2017): alpha_t (1 - p_t)^gamma CE, p_t the
+    probability of the true class, alpha_t `alpha` for foreground and 1 - alpha for background.
+
+    logits [N, C + 1], labels [N] (0 background), cross_entropy [N] (possibly class-weighted) -> [N]."""
+    p_true = torch.softmax(logits, dim=1).gather(1, labels[:, None]).squeeze(1)
+    alpha_t = torch.where(labels > 0, alpha, 1.0 - alpha).to(logits.dtype)
+    return alpha_t * (1.0 - p_true).pow(gamma) * cross_entropy
