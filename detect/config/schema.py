@@ -286,6 +286,10 @@ class TrainConfig(Section):
     """Early stopping: end the run once this many epochs have passed since the best validation mAP (best.pt
     holds that model); null: train all epochs. A run stopped so is not trained on by `--resume` unless
     patience (or the epochs) grow."""
+    loggers: list[Literal["tensorboard", "csv", "mlflow"]] = ["tensorboard", "csv"]
+    """Where a run's numbers go besides train.log and metrics.jsonl: TensorBoard events; csv, results.csv and
+    curves.png in the run folder after every epoch; mlflow, an MLflow run (MLFLOW_TRACKING_URI, else a local
+    mlruns/ folder; `pip install 'detect[mlflow]'`)."""
     log_every: int = Field(20, ge=1)
     """Write a training log line every this many optimiser steps."""
     nonfinite: Literal["stop", "skip"] = "stop"

@@ -1,4 +1,5 @@
-"""The run folder's logs: train.log (and the console), metrics.jsonl, TensorBoard events.
+"""The run folder's logs: train.log (and the console), metrics.jsonl, TensorBoard events; every scalar
+also to MLflow when a sink is given (detect/engine/mlflow_sink.py).
 
 Only rank 0 writes; on other ranks every method does nothing.
 """
@@ -16,12 +17,13 @@ from detect.outputs import OutOfSpaceError, is_out_of_space, out_of_space_messag
 
 class RunLogger:
     def __init__(self, run_dir: Path | None, enabled: bool = True, tensorboard: bool = True,
-                 purge_step: int | None = None) -> None:
+                 purge_step: int | None = None, mlflow=None) -> None:
         """`purge_step`: on resume, the first step to come; TensorBoard hides the events from that step
         on that the earlier run wrote (the resumed run writes them again)."""
         self.enabled = enabled and run_dir is not None
         self.run_dir = run_dir
         self._log = self._jsonl = self._tb = None
+        self._mlflow = mlflow if self.enabled else None
         if not self.enabled:
             return
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -71,18 +73,22 @@ class RunLogger:
             for key, value in values.items():
                 if value is not None:
                     self._tb.add_scalar(f"{prefix}/{key}", value, step)
+        if self._mlflow is not None:
+            self._mlflow.metrics({f"{prefix}/{key}": value for key, value in values.items()}, step)
 
     def image(self, tag: str, image_chw, step: int) -> None:
         if self._tb is not None:
             self._tb.add_image(tag, image_chw, step)
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
         for handle in (self._log, self._jsonl):
             if handle is not None:
                 handle.close()
         if self._tb is not None:
             self._tb.close()
-        self._log = self._jsonl = self._tb = None
+        if self._mlflow is not None:
+            self._mlflow.finish(self.run_dir, failed)
+        self._log = self._jsonl = self._tb = self._mlflow = None
         self.enabled = False
 
 

@@ -31,6 +31,7 @@ from detect.engine import distributed as dist_utils
 from detect.engine.imbalance import class_weights, imbalance_lines
 from detect.engine.interrupt import stop_on_sigterm
 from detect.engine.logger import RunLogger
+from detect.engine.mlflow_sink import MlflowSink
 from detect.engine.resume_check import check_resumable, describe
 from detect.engine.run_folder import (
     carry_records,
@@ -99,7 +100,8 @@ def _train_in_run_folder(config: Config, output_dir, device: torch.device, resum
         model = build_starting_model(config, len(config.data.classes))
         train_samples = _dataset_attribute(train_loader.dataset, "samples") or []
         weights = class_weights(config.train.class_weights, train_samples, config.data.classes)
-        model.set_class_weights(weights)
+        if weights is not None:
+            model.set_class_weights(weights)
         steps_per_epoch = math.ceil(len(train_loader) / config.train.accumulate)
         session = make_session(config, model, config.data.classes, device, steps_per_epoch, run_dir)
         session.category_ids = dataset_category_ids(train_loader)
@@ -111,8 +113,11 @@ def _train_in_run_folder(config: Config, output_dir, device: torch.device, resum
                 forget_lost_records(run_dir / "metrics.jsonl", checkpoint)
             else:
                 carry_records(checkpoint_path.parent, run_dir, checkpoint)
-        logger = RunLogger(run_dir, enabled=dist_utils.is_main(),
-                           purge_step=checkpoint["step"] + 1 if checkpoint is not None else None)
+        loggers = config.train.loggers
+        sink = (MlflowSink(config, run_dir, resuming=in_place) if "mlflow" in loggers and dist_utils.is_main()
+                else None)
+        logger = RunLogger(run_dir, enabled=dist_utils.is_main(), tensorboard="tensorboard" in loggers,
+                           purge_step=checkpoint["step"] + 1 if checkpoint is not None else None, mlflow=sink)
         session.logger, session.skip_report = logger, SkipReport(logger)
         if dist_utils.is_main():
             if split_keys is not None:
@@ -126,13 +131,15 @@ def _train_in_run_folder(config: Config, output_dir, device: torch.device, resum
             logger.info(line)
         warn_input_scaling(session)
         report_dataset_errors(session, train_loader, val_loader)
+        failed = False
         try:
             fit(session, train_loader, val_loader)
         except DetectError as error:  # what stopped the run, in its log too
             logger.log_only(f"error: {error}")
+            failed = True
             raise
         finally:
-            logger.close()
+            logger.close(failed)
             stop_loader_workers(train_loader, val_loader)
     return run_dir
 

@@ -285,6 +285,8 @@ def train_epoch_and_log(session: TrainSession, train_loader) -> None:
         + (f", {state.nonfinite_skipped} non-finite steps skipped" if state.nonfinite_skipped else ""))
     session.logger.record({"type": "epoch", "epoch": state.epoch, "step": state.step, "seconds": seconds,
                            "lr": current_lr(session), **{f"mean_{k}": v for k, v in means.items()}})
+    session.logger.scalars({**means, "loss": sum(means.values()), "lr": current_lr(session), "seconds": seconds},
+                           state.epoch, "epoch")
 
 
 def end_epoch(session: TrainSession, val_loader) -> dict | None:
@@ -306,6 +308,6 @@ def end_epoch(session: TrainSession, val_loader) -> dict | None:
             state.best_metric, state.best_epoch = score, state.epoch
     state.epoch_end_due = False
     save(session, "last.pt")
-    if session.run_dir is not None and dist_utils.is_main():
+    if session.run_dir is not None and dist_utils.is_main() and "csv" in config.train.loggers:
         write_run_files(session.run_dir)  # results.csv and curves.png, this epoch included
     return results

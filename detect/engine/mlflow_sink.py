@@ -1,0 +1,83 @@
+"""A run's numbers in MLflow (`train.loggers: [..., mlflow]`): the resolved config as params, every scalar
+the run logs as a metric (per step, and per epoch), and best.pt, config.yaml, curves.png and results.csv
+as artifacts when the run ends.
+
+Where: MLFLOW_TRACKING_URI when set (a server, a database), else the folder `mlruns/` in the working
+directory as a local file store (MLflow keeps that store working but in maintenance: we opt in to it
+with MLFLOW_ALLOW_FILE_STORE, so nothing needs a server or a network). The experiment is the config's
+name, the MLflow run is named after the run folder. The run folder keeps the MLflow run id
+(`mlflow_run_id`), so `--resume` in place continues the same MLflow run.
+
+mlflow is optional: `pip install 'detect[mlflow]'` (the client only, mlflow-skinny).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from detect.config import Config, config_to_dict
+from detect.errors import ConfigError
+
+RUN_ID_FILE = "mlflow_run_id"
+ARTIFACTS = ("best.pt", "config.yaml", "curves.png", "results.csv")
+PARAM_VALUE_LIMIT = 6000  # MLflow's longest param value
+
+
+def tracking_uri() -> str:
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    return Path("mlruns").resolve().as_uri()
+
+
+def flat_params(tree: dict, prefix: str = "") -> dict[str, str]:
+    """The config as MLflow params: dotted keys, values as text (cut at MLflow's limit)."""
+    params = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            params.update(flat_params(value, f"{prefix}{key}."))
+        else:
+            params[f"{prefix}{key}"] = str(value)[:PARAM_VALUE_LIMIT]
+    return params
+
+
+class MlflowSink:
+    def __init__(self, config: Config, run_dir: Path, resuming: bool) -> None:
+        try:
+            from mlflow.entities import Param
+            from mlflow.tracking import MlflowClient
+        except ImportError:
+            raise ConfigError("train.loggers names mlflow, which is not installed: pip install 'detect[mlflow]' "
+                              "(or leave mlflow out of train.loggers)") from None
+        uri = tracking_uri()
+        self.client = MlflowClient(uri)
+        self.uri = uri
+        id_file = Path(run_dir) / RUN_ID_FILE
+        if resuming and id_file.is_file():
+            self.run_id = id_file.read_text().strip()
+            self.client.update_run(self.run_id, status="RUNNING")
+            return
+        experiment = self.client.get_experiment_by_name(config.name)
+        experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(config.name)
+        self.run_id = self.client.create_run(experiment_id, run_name=Path(run_dir).name).info.run_id
+        id_file.write_text(self.run_id + "\n")
+        params = [Param(key, value) for key, value in flat_params(config_to_dict(config)).items()]
+        for start in range(0, len(params), 100):  # MLflow takes at most 100 params a batch
+            self.client.log_batch(self.run_id, params=params[start:start + 100])
+
+    def metrics(self, values: dict[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        stamp = int(time.time() * 1000)
+        batch = [Metric(key, float(value), stamp, step) for key, value in values.items() if value is not None]
+        if batch:
+            self.client.log_batch(self.run_id, metrics=batch)
+
+    def finish(self, run_dir: Path, failed: bool = False) -> None:
+        for name in ARTIFACTS:
+            if (Path(run_dir) / name).is_file():
+                self.client.log_artifact(self.run_id, str(Path(run_dir) / name))
+        self.client.set_terminated(self.run_id, status="FAILED" if failed else "FINISHED")

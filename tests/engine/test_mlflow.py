@@ -1,0 +1,39 @@
+"""train.loggers: [mlflow]: params, metrics and artifacts in a local MLflow file store; a resume continues
+the same MLflow run."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.engine.test_eval_checks import TINY, run, sets
+
+mlflow = pytest.importorskip("mlflow", reason="the mlflow extra is not installed (pip install '.[mlflow]')")
+
+
+def test_a_run_and_its_resume_log_to_one_mlflow_run(tmp_path, capsys, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    store = (tmp_path / "mlruns").as_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    run_dir = tmp_path / "run"
+    args = ["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(run_dir),
+            *sets(f"data.root={tmp_path / 'shapes'}", *TINY, "train.loggers=[csv, mlflow]", "train.eval_every=1",
+                 "train.log_every=1")]
+    code, _, err = run(args, capsys)
+    assert code == 0, err
+    run_id = (run_dir / "mlflow_run_id").read_text().strip()
+    client = MlflowClient(store)
+    logged = client.get_run(run_id)
+    assert logged.info.status == "FINISHED" and logged.info.run_name == "run"
+    assert logged.data.params["train.epochs"] == "1" and logged.data.params["model.arch"] == "ssd"
+    assert {"train/loss", "train/lr", "epoch/loss", "val/map"} <= set(logged.data.metrics)
+    assert {"best.pt", "config.yaml", "curves.png", "results.csv"} <= {a.path for a in client.list_artifacts(run_id)}
+    assert not list(run_dir.glob("events.out.tfevents*"))  # tensorboard left out of train.loggers
+
+    code, _, err = run([*args, "--set", "train.epochs=2", "--resume", "auto"], capsys)
+    assert code == 0, err
+    assert (run_dir / "mlflow_run_id").read_text().strip() == run_id
+    history = client.get_metric_history(run_id, "epoch/loss")
+    assert sorted(point.step for point in history) == [1, 2]
+    assert client.get_experiment(logged.info.experiment_id).name == "synthetic_ssd"
