@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from detect.config import Config, config_to_dict
+from detect.engine.resume_check import flatten
 from detect.errors import ConfigError
 
 RUN_ID_FILE = "mlflow_run_id"
@@ -31,17 +32,6 @@ def tracking_uri() -> str:
         return uri
     os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     return Path("mlruns").resolve().as_uri()
-
-
-def flat_params(tree: dict, prefix: str = "") -> dict[str, str]:
-    """The config as MLflow params: dotted keys, values as text (cut at MLflow's limit)."""
-    params = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            params.update(flat_params(value, f"{prefix}{key}."))
-        else:
-            params[f"{prefix}{key}"] = str(value)[:PARAM_VALUE_LIMIT]
-    return params
 
 
 class MlflowSink:
@@ -64,7 +54,7 @@ class MlflowSink:
         experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(config.name)
         self.run_id = self.client.create_run(experiment_id, run_name=Path(run_dir).name).info.run_id
         id_file.write_text(self.run_id + "\n")
-        params = [Param(key, value) for key, value in flat_params(config_to_dict(config)).items()]
+        params = [Param(key, str(value)[:PARAM_VALUE_LIMIT]) for key, value in flatten(config_to_dict(config)).items()]
         for start in range(0, len(params), 100):  # MLflow takes at most 100 params a batch
             self.client.log_batch(self.run_id, params=params[start:start + 100])
 
