@@ -381,6 +381,10 @@ def infer(
     max_pixels: int = typer.Option(
         DEFAULT_MAX_PIXELS, "--max-pixels", min=1, help="Skip an image whose header declares more pixels (before "
                                                         "decoding it)."),
+    track: bool = typer.Option(False, "--track", help="Videos: follow objects across frames (track ids in the "
+                                                      "JSONL and the drawing, a tracks.csv per video)."),
+    track_settings: Optional[List[str]] = typer.Option(None, "--track-set", help="A tracker setting, "
+                                                       "key=value (track.* in docs/config.md); repeatable."),
 ) -> None:
     """Detect objects in images, folders, globs, videos, cameras and streams; write annotated copies."""
     from detect.infer import load_detector, run_inference
@@ -389,16 +393,27 @@ def infer(
 
     parse_sources(sources)  # a missing path fails now, before the model loads
     writable_folder("--out", out)
-    detector = load_detector(checkpoint, backend, device, score_threshold=score_threshold, classes=classes,
+    track_cfg = _track_config(track_settings) if track else None
+    # Tracking needs the unsure detections too (ByteTrack): the model runs at track.low_score.
+    model_threshold = min(score_threshold, track_cfg.low_score) if track_cfg is not None else score_threshold
+    detector = load_detector(checkpoint, backend, device, score_threshold=model_threshold, classes=classes,
                              batch_size=batch_size, max_pixels=max_pixels)
     summary = run_inference(detector, sources, out, write_json=json_out, max_frames=max_frames, progress=not quiet,
-                            inputs=[checkpoint])
+                            inputs=[checkpoint], tracking=(track_cfg, score_threshold) if track_cfg else None)
     parts = []
     if summary.images or summary.skipped:
         parts.append(f"{summary.images} images" + (f" ({len(summary.skipped)} skipped)" if summary.skipped else ""))
     if summary.videos:
         parts.append(f"{summary.videos} videos ({summary.frames} frames)")
     typer.echo(f"{', '.join(parts)}: {summary.detections} detections in {summary.seconds:.1f} s; results in {out}")
+
+
+def _track_config(settings: Optional[List[str]]):
+    """track.* settings from --track-set key=value (the key with or without `track.`)."""
+    from detect.config import Config, saved_config_with_overrides
+
+    overrides = [f"track.{item.removeprefix('track.')}" for item in settings or []]
+    return saved_config_with_overrides(Config(), overrides).track
 
 
 @app.command("export")

@@ -23,7 +23,8 @@ def class_colour(label: int) -> tuple[int, int, int]:
 
 
 def draw_boxes(image: np.ndarray, boxes, labels, class_names: Sequence[str], scores=None,
-               thickness: int | None = None) -> np.ndarray:
+               thickness: int | None = None, texts: Sequence[str] | None = None) -> np.ndarray:
+    """`texts`: each box's label text instead of its class name and score (a tracked video's ids)."""
     out = np.ascontiguousarray(image, dtype=np.uint8).copy()
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
     labels = np.asarray(labels).reshape(-1)
@@ -35,7 +36,7 @@ def draw_boxes(image: np.ndarray, boxes, labels, class_names: Sequence[str], sco
         x0, y0, x1, y1 = (int(round(v)) for v in box)
         cv2.rectangle(out, (x0, y0), (x1, y1), colour, thickness)
         name = class_names[label - 1] if 1 <= label <= len(class_names) else str(int(label))
-        text = name if scores is None else f"{name} {scores[i]:.2f}"
+        text = texts[i] if texts is not None else name if scores is None else f"{name} {scores[i]:.2f}"
         _label(out, text, x0, y0, colour, font_scale, thickness)
     return out
 

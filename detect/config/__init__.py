@@ -37,6 +37,7 @@ from detect.config.schema import (
     EvalConfig,
     InputConfig,
     SynthConfig,
+    TrackConfig,
     TrainConfig,
     TransformSpec,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "SSDConfig",
     "SSDModelConfig",
     "Section",
+    "TrackConfig",
     "SynthConfig",
     "TrainConfig",
     "TransformSpec",

@@ -312,6 +312,34 @@ class EvalConfig(Section):
     18x faster on a COCO-val-sized set, docs/evaluation.md) or pycocotools itself (the reference)."""
 
 
+class TrackConfig(Section):
+    """Tracking in videos (`detect infer --track`): ByteTrack's association rules and defaults (Zhang et al.,
+    2022), see detect/track/bytetrack.py."""
+
+    high_score: float = Field(0.5, gt=0.0, le=1.0)
+    """Detections at least this confident are matched first and may start tracks."""
+    low_score: float = Field(0.1, ge=0.0, le=1.0)
+    """Detections from this score up to high_score only keep existing tracks alive (a partly hidden object)."""
+    new_track_score: float = Field(0.6, gt=0.0, le=1.0)
+    """An unmatched detection at least this confident starts a track."""
+    match_iou: float = Field(0.2, ge=0.0, le=1.0)
+    """The least IoU of a track's predicted box and a confident detection to match them."""
+    low_match_iou: float = Field(0.5, ge=0.0, le=1.0)
+    """The least IoU to match a track with an unsure detection."""
+    tentative_match_iou: float = Field(0.3, ge=0.0, le=1.0)
+    """The least IoU to confirm a track seen once with its second detection."""
+    lost_buffer: int = Field(30, ge=0)
+    """Frames a track may go unseen (occluded, missed) and still take up its id again."""
+    trail: int = Field(20, ge=0)
+    """Frames of each track's past centres drawn in the output video (0: none)."""
+
+    @model_validator(mode="after")
+    def _low_below_high(self) -> "TrackConfig":
+        if self.low_score > self.high_score:
+            raise ValueError(f"track.low_score ({self.low_score}) is above track.high_score ({self.high_score})")
+        return self
+
+
 class Config(Section):
     """The whole resolved configuration; saved inside every checkpoint."""
 
@@ -323,3 +351,4 @@ class Config(Section):
     model: ModelConfig = FasterRCNNModelConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    track: TrackConfig = TrackConfig()

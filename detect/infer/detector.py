@@ -40,7 +40,9 @@ class Detections:
     """One image's detections, in the original image's pixels.
 
     boxes float32 [K, 4] xyxy; scores float32 [K] descending; labels int64 [K] in 1..C;
-    class_names: K names (label i is the checkpoint's class_names[i - 1]); image_size (h, w).
+    class_names: K names (label i is the checkpoint's class_names[i - 1]); image_size (h, w);
+    track_ids: in a tracked video (`infer --track`), int64 [K], each detection's track id, 0 for one
+    that belongs to no confirmed track; else None.
     """
 
     boxes: np.ndarray
@@ -49,13 +51,15 @@ class Detections:
     class_names: list[str]
     image_size: tuple[int, int]
     source: str | None = None
+    track_ids: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.scores)
 
     def to_list(self) -> list[dict[str, Any]]:
-        """[{box: [x1, y1, x2, y2], score, label, class_name}, ...] (JSON-ready)."""
-        return [
+        """[{box: [x1, y1, x2, y2], score, label, class_name}, ...] (JSON-ready); tracked, each also has
+        track_id (null for a detection in no confirmed track)."""
+        records = [
             {
                 "box": [round(float(v), 2) for v in box],
                 "score": round(float(score), 5),
@@ -64,6 +68,10 @@ class Detections:
             }
             for box, score, label, name in zip(self.boxes, self.scores, self.labels, self.class_names)
         ]
+        if self.track_ids is not None:
+            for record, track_id in zip(records, self.track_ids):
+                record["track_id"] = int(track_id) or None
+        return records
 
     def to_coco(self, image_id: int | str, category_ids: Sequence[int] | None = None,
                 xyxy_to_corners=None) -> list[dict[str, Any]]:

@@ -47,6 +47,7 @@ def run_inference(
     max_frames: int | None = None,
     progress: bool = True,
     inputs: Sequence[Path] = (),
+    tracking: Any = None,
 ) -> InferenceSummary:
     """Run `detector` on every SOURCE in `specs` and write the results under `out_dir`.
 
@@ -60,7 +61,8 @@ def run_inference(
     as detections.json has them. Videos, cameras, streams:
     `out_dir/<name>.mp4` annotated at the input's frame rate and size, and `out_dir/<name>.jsonl`, one
     line per frame. Output names are unique in a run; no output may replace a source or one of
-    `inputs` (the checkpoint).
+    `inputs` (the checkpoint). `tracking`: (track config, score threshold) to track objects in videos
+    (detect/infer/tracking.py): track ids in the JSONL and the drawing, and `out_dir/<name>.tracks.csv`.
     """
     from detect.infer.sources import parse_sources
 
@@ -76,7 +78,7 @@ def run_inference(
     if images:
         _infer_images(detector, images, out_dir, write_json, summary, progress)
     for video in videos:
-        _infer_video(detector, video, out_dir, summary, max_frames, progress)
+        _infer_video(detector, video, out_dir, summary, max_frames, progress, tracking)
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -173,16 +175,19 @@ def _unique_names(names: list[str]) -> list[str]:
 
 
 def _infer_video(detector: Detector, video, out_dir: Path, summary: InferenceSummary, max_frames: int | None,
-                 progress: bool) -> None:
+                 progress: bool, tracking=None) -> None:
     from tqdm import tqdm
 
     from detect.infer.sources import capture_properties, open_capture
+    from detect.infer.tracking import VideoTracking
 
     capture = open_capture(video)
     fps, frame_count = capture_properties(capture)
     if max_frames is not None and frame_count is not None:
         frame_count = min(frame_count, max_frames)
-    draw = lambda frame, found: draw_detections(frame, found, detector.class_names)  # noqa: E731
+    tracks = VideoTracking(*tracking, detector.class_names) if tracking is not None else None
+    draw = tracks.draw if tracks is not None else (
+        lambda frame, found: draw_detections(frame, found, detector.class_names))
     output = VideoOutput(out_dir / f"{video.name}.mp4", out_dir / f"{video.name}.jsonl", fps, draw)
     bar = tqdm(total=frame_count, unit="frame", disable=not progress, desc=video.name)
     batch_size = video_batch_size(detector.batch_size, capture, video.name)
@@ -190,6 +195,8 @@ def _infer_video(detector: Detector, video, out_dir: Path, summary: InferenceSum
         for items in _batched(_prefetch(capture, max_frames, detector.prepare, fps), batch_size):
             frames, seconds, samples = (list(column) for column in zip(*items))
             results = detector.detect_arrays(frames, samples=samples)
+            if tracks is not None:
+                results = [tracks.track(found) for found in results]
             output.put(frames, results, seconds)
             summary.detections += sum(len(found) for found in results)
             bar.update(len(frames))
@@ -204,6 +211,8 @@ def _infer_video(detector: Detector, video, out_dir: Path, summary: InferenceSum
     summary.videos += 1
     summary.frames += frames_done
     summary.outputs += [output.video_path, output.jsonl_path]
+    if tracks is not None:
+        summary.outputs.append(tracks.write_csv(out_dir / f"{video.name}.tracks.csv"))
 
 
 # The most pixels of video frames one model call takes (with their preprocessed copies, they are what

@@ -1,0 +1,1 @@
+"""Object identities across the frames of a video (ByteTrack-style association, bytetrack.py)."""

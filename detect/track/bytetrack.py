@@ -1,0 +1,165 @@
+"""Identities across video frames: ByteTrack-style association of each frame's detections with tracks.
+
+The rules are ByteTrack's (Zhang et al., 2022, "ByteTrack: Multi-Object Tracking by Associating Every
+Detection Box"), with its default settings (`track.*` in the config):
+1. Every track's box is predicted into the frame (constant-velocity Kalman filter, kalman.py).
+2. Confirmed and lost tracks are matched to the confident detections (score >= high_score) by IoU,
+   optimally (the Hungarian method, scipy's linear_sum_assignment), pairs below match_iou left apart.
+3. Confirmed tracks still unmatched are matched to the unsure detections (low_score <= score <
+   high_score) at low_match_iou: a partly hidden object keeps its track on a weak detection.
+4. Tentative tracks (seen once) are matched to the confident detections left, at tentative_match_iou;
+   those left unmatched are dropped.
+5. A confident detection still unmatched with score >= new_track_score starts a tentative track;
+   tentative tracks become confirmed at their second match (in a video's first frame, at once). A
+   confirmed track unmatched for more than lost_buffer frames ends. Track ids are given at
+   confirmation, count up from 1 within a video, and are never reused.
+Unlike ByteTrack, a detection is matched only with tracks of its own class.
+
+    tracker = ByteTracker(track_cfg)
+    tracked = tracker.update(boxes [N, 4] xyxy, scores [N], labels [N])   once per frame, in order
+        -> TrackedDetections: track_ids int [M], boxes, scores, labels, detection_index int [M] (which
+           input detection each track took this frame); only confirmed tracks matched in this frame
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from detect.track import kalman
+
+
+@dataclass
+class Track:
+    track_id: int
+    label: int
+    mean: np.ndarray
+    covariance: np.ndarray
+    score: float
+    confirmed: bool = False
+    frames_seen: int = 1
+    last_frame: int = 0
+    first_frame: int = 0
+
+    @property
+    def box(self) -> np.ndarray:
+        return kalman.measurement_to_xyxy(self.mean)
+
+
+@dataclass
+class TrackedDetections:
+    track_ids: np.ndarray
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    detection_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def __len__(self) -> int:
+        return len(self.track_ids)
+
+
+def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """float [A, B] IoU of xyxy boxes."""
+    if len(boxes_a) == 0 or len(boxes_b) == 0:
+        return np.zeros((len(boxes_a), len(boxes_b)))
+    top_left = np.maximum(boxes_a[:, None, :2], boxes_b[None, :, :2])
+    bottom_right = np.minimum(boxes_a[:, None, 2:], boxes_b[None, :, 2:])
+    inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)
+    area_a = np.prod(np.clip(boxes_a[:, 2:] - boxes_a[:, :2], 0, None), axis=1)
+    area_b = np.prod(np.clip(boxes_b[:, 2:] - boxes_b[:, :2], 0, None), axis=1)
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+def match(tracks: list[Track], boxes: np.ndarray, labels: np.ndarray, min_iou: float):
+    """Optimal one-to-one pairs (track index, detection index) of IoU >= min_iou and the same class."""
+    if not tracks or len(boxes) == 0:
+        return [], list(range(len(tracks))), list(range(len(boxes)))
+    iou = iou_matrix(np.stack([track.box for track in tracks]), boxes)
+    iou[np.array([track.label for track in tracks])[:, None] != labels[None, :]] = 0.0
+    rows, cols = linear_sum_assignment(-iou)
+    pairs = [(r, c) for r, c in zip(rows, cols) if iou[r, c] >= min_iou]
+    matched_tracks, matched_dets = {r for r, _ in pairs}, {c for _, c in pairs}
+    return (pairs, [i for i in range(len(tracks)) if i not in matched_tracks],
+            [j for j in range(len(boxes)) if j not in matched_dets])
+
+
+class ByteTracker:
+    def __init__(self, track_cfg) -> None:
+        self.cfg = track_cfg
+        self.tracks: list[Track] = []  # confirmed (matched or lost) and tentative
+        self.ended: list[Track] = []
+        self.frame = -1
+        self.next_id = 1
+
+    def update(self, boxes, scores, labels) -> TrackedDetections:
+        cfg = self.cfg
+        self.frame += 1
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        scores, labels = np.asarray(scores, np.float64).reshape(-1), np.asarray(labels, np.int64).reshape(-1)
+        for track in self.tracks:
+            track.mean, track.covariance = kalman.predict(track.mean, track.covariance)
+        high = np.flatnonzero(scores >= cfg.high_score)
+        low = np.flatnonzero((scores >= cfg.low_score) & (scores < cfg.high_score))
+        confirmed = [t for t in self.tracks if t.confirmed]
+        tentative = [t for t in self.tracks if not t.confirmed]
+        taken: dict[int, Track] = {}  # detection index -> its track
+
+        pairs, unmatched, high_left = match(confirmed, boxes[high], labels[high], cfg.match_iou)
+        self._apply(pairs, confirmed, high, boxes, scores, taken)
+        recent = [confirmed[i] for i in unmatched if confirmed[i].last_frame == self.frame - 1]
+        pairs, _, _ = match(recent, boxes[low], labels[low], cfg.low_match_iou)
+        self._apply(pairs, recent, low, boxes, scores, taken)
+        high_left = high[high_left]
+        pairs, tentative_left, high_rest = match(tentative, boxes[high_left], labels[high_left],
+                                                 cfg.tentative_match_iou)
+        self._apply(pairs, tentative, high_left, boxes, scores, taken, confirm=True)
+        dropped = {id(tentative[i]) for i in tentative_left}
+        for index in high_left[high_rest]:
+            if scores[index] >= cfg.new_track_score:
+                track = self._start(boxes[index], scores[index], labels[index])
+                self.tracks.append(track)
+                if track.confirmed:  # the first frame's tracks are confirmed at once
+                    taken[int(index)] = track
+        kept = []
+        for track in self.tracks:
+            if id(track) in dropped:
+                continue
+            if track.confirmed and self.frame - track.last_frame > cfg.lost_buffer:
+                self.ended.append(track)
+                continue
+            kept.append(track)
+        self.tracks = kept
+        order = sorted(taken)
+        return TrackedDetections(
+            np.array([taken[i].track_id for i in order], np.int64), boxes[order].reshape(-1, 4).astype(np.float32),
+            scores[order].astype(np.float32), labels[order], np.array(order, np.int64))
+
+    def _apply(self, pairs, tracks, det_indices, boxes, scores, taken, confirm=False) -> None:
+        for track_index, local in pairs:
+            track, index = tracks[track_index], int(det_indices[local])
+            track.mean, track.covariance = kalman.update(track.mean, track.covariance,
+                                                         kalman.xyxy_to_measurement(boxes[index]))
+            track.score, track.last_frame = float(scores[index]), self.frame
+            track.frames_seen += 1
+            if confirm:
+                self._confirm(track)
+            if track.confirmed:
+                taken[index] = track
+
+    def _start(self, box, score, label) -> Track:
+        mean, covariance = kalman.initiate(kalman.xyxy_to_measurement(box))
+        track = Track(0, int(label), mean, covariance, float(score), last_frame=self.frame, first_frame=self.frame)
+        if self.frame == 0:
+            self._confirm(track)
+        return track
+
+    def _confirm(self, track: Track) -> None:
+        """A track gets its id when confirmed: ids count up without gaps left by tentative tracks."""
+        track.confirmed, track.track_id = True, self.next_id
+        self.next_id += 1
+
+    def all_tracks(self) -> list[Track]:
+        """Every confirmed track of the video so far, ended or not, by id (for tracks.csv)."""
+        return sorted((t for t in [*self.ended, *self.tracks] if t.confirmed), key=lambda t: t.track_id)

@@ -1,0 +1,94 @@
+"""`detect infer --track` on a video: track ids in the JSONL, a tracks.csv, unsure detections kept only
+within tracks; the CLI's tracker settings. The detector is scripted (two squares moving and crossing,
+one weak detection) so that the expected ids are known."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from detect.config import TrackConfig
+from detect.infer.detector import Detections
+from detect.infer.run import run_inference
+from tests.infer.test_sources import write_video
+
+NAMES = ["circle", "square"]
+
+
+class ScriptedDetector:
+    """Frame t: a square moving right and one moving left on one row (they cross at t = 10), and at frame
+    5 the first one is found only weakly (score 0.3); plus, from frame 3, a circle scored 0.15 that never
+    reaches a track."""
+
+    batch_size = 4
+    class_names = NAMES
+
+    def __init__(self):
+        self.frame = 0
+
+    def prepare(self, frame):
+        return frame
+
+    def detect_arrays(self, frames, samples=None):
+        results = []
+        for _ in frames:
+            t = self.frame
+            boxes = [[20 + 8 * t, 60, 60 + 8 * t, 100], [180 - 8 * t, 62, 220 - 8 * t, 102]]
+            scores, labels = [0.3 if t == 5 else 0.9, 0.9], [2, 2]
+            if t >= 3:
+                boxes.append([5, 5, 25, 25])
+                scores.append(0.15)
+                labels.append(1)
+            order = np.argsort(scores)[::-1]
+            results.append(Detections(np.array(boxes, np.float32)[order], np.array(scores, np.float32)[order],
+                                      np.array(labels, np.int64)[order], [NAMES[labels[i] - 1] for i in order],
+                                      (120, 240)))
+            self.frame += 1
+        return results
+
+
+def test_a_tracked_video_writes_ids_and_tracks_csv(tmp_path):
+    clip = write_video(tmp_path / "clip.avi", frames=20, fps=10.0, size=(240, 120))
+    out = tmp_path / "out"
+    summary = run_inference(ScriptedDetector(), [str(clip)], out, progress=False, tracking=(TrackConfig(), 0.5))
+    assert summary.frames == 20 and out / "clip.tracks.csv" in summary.outputs
+    lines = [json.loads(line) for line in (out / "clip.jsonl").read_text().splitlines()]
+    first = {d["box"][0]: d["track_id"] for d in lines[0]["detections"]}
+    right, left = first[20.0], first[180.0]
+    assert {right, left} == {1, 2}
+    for line in lines:
+        squares = sorted(((d["box"][0], d["track_id"]) for d in line["detections"] if d["class_name"] == "square"))
+        t = line["frame"]
+        expected = sorted([(20 + 8 * t, right), (180 - 8 * t, left)])
+        assert squares == [(float(x), i) for x, i in expected], t  # the weak frame 5 and the crossing kept
+        assert all(d["class_name"] != "circle" for d in line["detections"])  # 0.15: in no track, below 0.5
+    with open(out / "clip.tracks.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["track_id"], r["class_name"], r["first_frame"], r["last_frame"], r["frames_seen"]) for r in rows] == [
+        ("1", "square", "0", "19", "20"), ("2", "square", "0", "19", "20")]
+
+
+def test_track_settings_from_the_command_line(tmp_path):
+    from detect.cli import _track_config
+    from detect.errors import DetectError
+
+    assert _track_config(["lost_buffer=5", "track.high_score=0.6"]) == TrackConfig(lost_buffer=5, high_score=0.6)
+    with pytest.raises(DetectError, match="track.low_score"):
+        _track_config(["low_score=0.9"])
+
+
+def test_cli_infer_track_writes_the_tracks_table(checkpoints, tmp_path, capsys):
+    from tests.infer.test_infer import run_cli
+
+    clip = write_video(tmp_path / "clip.mp4", frames=6, size=(64, 48))
+    out = tmp_path / "out"
+    code, stdout, err = run_cli(["infer", str(checkpoints["ssd"]), str(clip), "--out", str(out), "--track",
+                                 "--track-set", "lost_buffer=3", "--device", "cpu", "-q"], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["clip.jsonl", "clip.mp4", "clip.tracks.csv"]
+    records = [json.loads(line) for line in (out / "clip.jsonl").read_text().splitlines()]
+    assert all("track_id" in d for r in records for d in r["detections"])
+    assert (out / "clip.tracks.csv").read_text().startswith("track_id,class_name,first_frame,last_frame,frames_seen")

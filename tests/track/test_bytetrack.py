@@ -1,0 +1,68 @@
+"""The tracker on scripted detections: occlusion within the buffer, crossings of one class, low-score
+detections keeping a track, ids never reused, and the Kalman filter following constant motion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from detect.config import TrackConfig
+from detect.track import kalman
+from detect.track.bytetrack import ByteTracker
+
+
+def box_at(x, y, size=40):
+    return [x, y, x + size, y + size]
+
+
+def run(frames, **settings):
+    """frames: [[(box, score, label), ...], ...] -> per frame {detection index: track id}."""
+    tracker = ByteTracker(TrackConfig(**settings))
+    out = []
+    for detections in frames:
+        boxes = np.array([d[0] for d in detections], np.float32).reshape(-1, 4)
+        tracked = tracker.update(boxes, [d[1] for d in detections], [d[2] for d in detections])
+        out.append(dict(zip(tracked.detection_index.tolist(), tracked.track_ids.tolist())))
+    return out, tracker
+
+
+def test_a_track_survives_a_ten_frame_occlusion_within_the_buffer():
+    frames = [[(box_at(10 + 5 * t, 100), 0.9, 1)] if not 20 <= t < 30 else [] for t in range(50)]
+    ids, tracker = run(frames, lost_buffer=15)
+    assert {i for frame in ids for i in frame.values()} == {1}
+    assert ids[30] == {0: 1}  # taken up again after 10 frames unseen, where the motion put it
+    ids, _ = run(frames, lost_buffer=5)
+    assert ids[30] == {} and ids[31] == {0: 2}  # beyond the buffer: a new id (confirmed at its 2nd frame)
+
+
+def test_two_crossing_objects_of_one_class_keep_their_ids():
+    # One moves right, the other left, on the same row, passing through each other around frame 20.
+    frames = [[(box_at(10 + 6 * t, 100), 0.9, 1), (box_at(250 - 6 * t, 104), 0.9, 1)] for t in range(40)]
+    ids, _ = run(frames)
+    assert all(frame == {0: 1, 1: 2} for frame in ids)
+
+
+def test_a_low_score_detection_keeps_a_track_and_ids_are_never_reused():
+    frames = [[(box_at(10 + 4 * t, 50), 0.9 if t < 5 or t > 9 else 0.3, 2)] for t in range(15)]
+    ids, _ = run(frames)
+    assert all(frame == {0: 1} for frame in ids)  # the unsure frames 5..9 kept the same track
+    again = [[(box_at(10, 50), 0.9, 1)]] * 3 + [[]] * 5 + [[(box_at(300, 300), 0.9, 1)]] * 3
+    ids, tracker = run(again, lost_buffer=2)
+    assert ids[0] == {0: 1} and ids[9] == {0: 2}
+    assert [t.track_id for t in tracker.all_tracks()] == [1, 2]
+
+
+def test_other_classes_never_share_a_track():
+    frames = [[(box_at(10 + 2 * t, 10), 0.9, 1 if t < 5 else 2)] for t in range(10)]
+    ids, _ = run(frames)
+    assert ids[4] == {0: 1} and ids[5] == {} and ids[6] == {0: 2}
+
+
+def test_the_kalman_filter_learns_a_constant_velocity():
+    mean, covariance = kalman.initiate(kalman.xyxy_to_measurement(box_at(0, 0)))
+    for t in range(1, 20):
+        mean, covariance = kalman.predict(mean, covariance)
+        mean, covariance = kalman.update(mean, covariance, kalman.xyxy_to_measurement(box_at(3 * t, 2 * t)))
+    predicted, _ = kalman.predict(mean, covariance)
+    np.testing.assert_allclose(kalman.measurement_to_xyxy(predicted), box_at(60, 40), atol=0.5)
+    assert kalman.measurement_to_xyxy(kalman.xyxy_to_measurement([1, 2, 11, 32])) == pytest.approx([1, 2, 11, 32])
