@@ -381,6 +381,7 @@ def infer(
     max_pixels: int = typer.Option(
         DEFAULT_MAX_PIXELS, "--max-pixels", min=1, help="Skip an image whose header declares more pixels (before "
                                                         "decoding it)."),
+    codec: str = typer.Option("h264", "--codec", help="Video output codec: h264 (plays in browsers), hevc or mpeg4."),
     track: bool = typer.Option(False, "--track", help="Videos: follow objects across frames (track ids in the "
                                                       "JSONL and the drawing, a tracks.csv per video)."),
     track_settings: Optional[List[str]] = typer.Option(None, "--track-set", help="A tracker setting, "
@@ -389,17 +390,21 @@ def infer(
     """Detect objects in images, folders, globs, videos, cameras and streams; write annotated copies."""
     from detect.infer import load_detector, run_inference
     from detect.infer.sources import parse_sources
+    from detect.infer.video_output import CODECS
     from detect.outputs import writable_folder
 
     parse_sources(sources)  # a missing path fails now, before the model loads
     writable_folder("--out", out)
+    if codec not in CODECS:
+        raise DetectError(f"--codec must be one of {', '.join(CODECS)}, got '{codec}'")
     track_cfg = _track_config(track_settings) if track else None
     # Tracking needs the unsure detections too (ByteTrack): the model runs at track.low_score.
     model_threshold = min(score_threshold, track_cfg.low_score) if track_cfg is not None else score_threshold
     detector = load_detector(checkpoint, backend, device, score_threshold=model_threshold, classes=classes,
                              batch_size=batch_size, max_pixels=max_pixels)
     summary = run_inference(detector, sources, out, write_json=json_out, max_frames=max_frames, progress=not quiet,
-                            inputs=[checkpoint], tracking=(track_cfg, score_threshold) if track_cfg else None)
+                            inputs=[checkpoint], tracking=(track_cfg, score_threshold) if track_cfg else None,
+                            codec=codec)
     parts = []
     if summary.images or summary.skipped:
         parts.append(f"{summary.images} images" + (f" ({len(summary.skipped)} skipped)" if summary.skipped else ""))

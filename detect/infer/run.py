@@ -22,7 +22,7 @@ import numpy as np
 from detect.data.box_formats import xyxy_to_voc
 from detect.errors import DataError, DetectError
 from detect.infer.detector import Detections, Detector
-from detect.infer.video_output import VideoOutput
+from detect.infer.video_output import DEFAULT_CODEC, VideoOutput
 from detect.outputs import atomic_output
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ def run_inference(
     progress: bool = True,
     inputs: Sequence[Path] = (),
     tracking: Any = None,
+    codec: str = DEFAULT_CODEC,
 ) -> InferenceSummary:
     """Run `detector` on every SOURCE in `specs` and write the results under `out_dir`.
 
@@ -59,9 +60,9 @@ def run_inference(
     stem, bbox in the XML's 1-based corner convention. Otherwise (COCO data) image_id = the file's
     name, which `detect eval --detections` maps to the annotation file's image id, and bbox in pixels
     as detections.json has them. Videos, cameras, streams:
-    `out_dir/<name>.mp4` annotated at the input's frame rate and size, and `out_dir/<name>.jsonl`, one
-    line per frame. Output names are unique in a run; no output may replace a source or one of
-    `inputs` (the checkpoint). `tracking`: (track config, score threshold) to track objects in videos
+    `out_dir/<name>.mp4` annotated at the input's frame rate and size (H.264 by default: `codec`), and
+    `out_dir/<name>.jsonl`, one line per frame. Output names are unique in a run; no output may replace
+    a source or one of `inputs` (the checkpoint). `tracking`: (track config, score threshold) to track objects in videos
     (detect/infer/tracking.py): track ids in the JSONL and the drawing, and `out_dir/<name>.tracks.csv`.
     """
     from detect.infer.sources import parse_sources
@@ -78,7 +79,7 @@ def run_inference(
     if images:
         _infer_images(detector, images, out_dir, write_json, summary, progress)
     for video in videos:
-        _infer_video(detector, video, out_dir, summary, max_frames, progress, tracking)
+        _infer_video(detector, video, out_dir, summary, max_frames, progress, tracking, codec)
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -175,7 +176,7 @@ def _unique_names(names: list[str]) -> list[str]:
 
 
 def _infer_video(detector: Detector, video, out_dir: Path, summary: InferenceSummary, max_frames: int | None,
-                 progress: bool, tracking=None) -> None:
+                 progress: bool, tracking=None, codec: str = DEFAULT_CODEC) -> None:
     from tqdm import tqdm
 
     from detect.infer.sources import capture_properties, open_capture
@@ -188,7 +189,7 @@ def _infer_video(detector: Detector, video, out_dir: Path, summary: InferenceSum
     tracks = VideoTracking(*tracking, detector.class_names) if tracking is not None else None
     draw = tracks.draw if tracks is not None else (
         lambda frame, found: draw_detections(frame, found, detector.class_names))
-    output = VideoOutput(out_dir / f"{video.name}.mp4", out_dir / f"{video.name}.jsonl", fps, draw)
+    output = VideoOutput(out_dir / f"{video.name}.mp4", out_dir / f"{video.name}.jsonl", fps, draw, codec=codec)
     bar = tqdm(total=frame_count, unit="frame", disable=not progress, desc=video.name)
     batch_size = video_batch_size(detector.batch_size, capture, video.name)
     try:

@@ -8,8 +8,10 @@ per frame, written on a background thread so the model never waits for the encod
 
 Both files are written under temporary names and renamed when `close()` finds the video whole (it
 opens it again and counts the frames): a full disk or an error leaves no half-written video behind,
-and says so in one line. The encoder (MPEG-4 Part 2) needs an even width and height of at least 2:
-other frames are padded with black on the right and bottom, so boxes keep their pixel positions.
+and says so in one line. The video is H.264 in MP4 (yuv420p, index first), which browsers play,
+through PyAV (its wheels carry FFmpeg; `codec`: h264, hevc or mpeg4); without PyAV, MPEG-4 Part 2 through
+OpenCV, with a warning. Both need an even width and height of at least 2: other frames are padded
+with black on the right and bottom, so boxes keep their pixel positions.
 """
 
 from __future__ import annotations
@@ -18,14 +20,19 @@ import json
 import os
 import queue
 import threading
+from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Sequence
 
 import cv2
 import numpy as np
 
+from detect.data.image_io import warn_once
 from detect.errors import DetectError
 from detect.outputs import OutOfSpaceError, is_out_of_space, out_of_space_message, temporary_name
+
+DEFAULT_CODEC = "h264"
+CODECS = {"h264": "libx264", "hevc": "libx265", "mpeg4": "mpeg4"}  # --codec -> PyAV's encoder
 
 
 def encodable_size(width: int, height: int) -> tuple[int, int]:
@@ -43,8 +50,10 @@ def pad_to(frame_bgr: np.ndarray, width: int, height: int) -> np.ndarray:
 class VideoOutput:
     """See the module docstring. `draw(frame_rgb, detections)` returns the annotated RGB frame."""
 
-    def __init__(self, video_path: Path, jsonl_path: Path, fps: float, draw: Callable, depth: int = 4):
+    def __init__(self, video_path: Path, jsonl_path: Path, fps: float, draw: Callable, depth: int = 4,
+                 codec: str = DEFAULT_CODEC):
         self.video_path, self.jsonl_path, self.fps, self.draw = video_path, jsonl_path, fps, draw
+        self.codec = codec
         self._temporary_video, self._temporary_jsonl = temporary_name(video_path), temporary_name(jsonl_path)
         self.frames_done = 0
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
@@ -98,7 +107,7 @@ class VideoOutput:
                 for frame, found, seconds in zip(*item):
                     if writer is None:
                         size = encodable_size(frame.shape[1], frame.shape[0])
-                        writer = open_writer(self._temporary_video, self.video_path, self.fps, *size)
+                        writer = open_writer(self._temporary_video, self.video_path, self.fps, *size, self.codec)
                         jsonl = open(self._temporary_jsonl, "w")
                     annotated = cv2.cvtColor(self.draw(frame, found), cv2.COLOR_RGB2BGR)
                     writer.write(pad_to(annotated, *size))
@@ -120,8 +129,49 @@ class VideoOutput:
                     self._error = self._error or error
 
 
-def open_writer(path: Path, shown_path: Path, fps: float, width: int, height: int):
+def open_writer(path: Path, shown_path: Path, fps: float, width: int, height: int, codec: str = DEFAULT_CODEC):
+    """A writer of BGR frames (`write`, `release`): PyAV's FFmpeg encoder for `codec`, in MP4 with yuv420p
+    pixels and the index at the front (faststart), which browsers play; OpenCV's MPEG-4 Part 2 writer,
+    with a warning, where PyAV is not installed."""
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        warn_once("PyAV is not installed: videos are written as MPEG-4 Part 2 (mp4v) through OpenCV, which "
+                  "browsers do not play; pip install av")
+        return _opencv_writer(path, shown_path, fps, width, height)
+    return PyAVWriter(path, shown_path, fps, width, height, codec)
+
+
+def _opencv_writer(path: Path, shown_path: Path, fps: float, width: int, height: int):
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
     if not writer.isOpened():
         raise DetectError(f"{shown_path}: cannot open a video writer (mp4v, {width}x{height} at {fps:g} fps)")
     return writer
+
+
+class PyAVWriter:
+    def __init__(self, path: Path, shown_path: Path, fps: float, width: int, height: int, codec: str) -> None:
+        import av
+
+        if codec not in CODECS:
+            raise DetectError(f"--codec must be one of {', '.join(CODECS)}, got '{codec}'")
+        rate = Fraction(fps).limit_denominator(1001)
+        try:
+            self.container = av.open(str(path), "w", format="mp4", options={"movflags": "faststart"})
+            self.stream = self.container.add_stream(CODECS[codec], rate=rate)
+        except (av.error.FFmpegError, ValueError) as error:
+            raise DetectError(f"{shown_path}: cannot open a video writer ({codec}, {width}x{height} at {fps:g} "
+                              f"fps): {error}") from None
+        self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, "yuv420p"
+
+    def write(self, frame_bgr: np.ndarray) -> None:
+        import av
+
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_bgr), format="bgr24")
+        for packet in self.stream.encode(frame):
+            self.container.mux(packet)
+
+    def release(self) -> None:
+        for packet in self.stream.encode():  # the frames the encoder still holds
+            self.container.mux(packet)
+        self.container.close()
