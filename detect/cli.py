@@ -89,9 +89,22 @@ def data_synth(
     image_size: int = typer.Option(320, "--image-size", "-s", min=32, help="Image side in pixels."),
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same bytes."),
     val_fraction: float = typer.Option(0.2, "--val-fraction", min=0.0, max=0.99, help="Share of images in val."),
+    video: bool = typer.Option(False, "--video", help="Instead: video clips of moving shapes with a MOTChallenge "
+                                                      "ground truth (clip_K.mp4, clip_K.gt.txt)."),
+    clips: int = typer.Option(3, "--clips", min=1, help="--video: number of clips."),
+    frames: int = typer.Option(300, "--frames", min=1, help="--video: frames per clip."),
 ) -> None:
-    """Generate a synthetic shapes dataset (VOC or COCO layout), the offline default."""
+    """Generate a synthetic shapes dataset (VOC, COCO or YOLO layout), the offline default; or video clips
+    with a tracking ground truth (--video, 640 x 480 at 25 fps)."""
     from detect.data.synthetic import generate_synthetic
+
+    if video:
+        from detect.data.synthetic_video import generate_video_clips
+
+        totals = generate_video_clips(out, num_clips=clips, frames=frames, seed=seed)
+        typer.echo(f"wrote {totals['clips']} clips ({totals['frames']} frames, {totals['objects']} objects, "
+                   f"{totals['boxes']} ground-truth boxes) to {out}")
+        return
 
     if format not in ("voc", "coco", "yolo"):
         raise DetectError(f"--format must be voc, coco or yolo, got '{format}'")
@@ -390,8 +403,8 @@ def infer(
     """Detect objects in images, folders, globs, videos, cameras and streams; write annotated copies."""
     from detect.infer import load_detector, run_inference
     from detect.infer.sources import parse_sources
-    from detect.infer.video_output import CODECS
     from detect.outputs import writable_folder
+    from detect.video_writer import CODECS
 
     parse_sources(sources)  # a missing path fails now, before the model loads
     writable_folder("--out", out)

@@ -22,8 +22,9 @@ import numpy as np
 from detect.data.box_formats import xyxy_to_voc
 from detect.errors import DataError, DetectError
 from detect.infer.detector import Detections, Detector
-from detect.infer.video_output import DEFAULT_CODEC, VideoOutput
+from detect.infer.video_output import VideoOutput
 from detect.outputs import atomic_output
+from detect.video_writer import DEFAULT_CODEC
 
 log = logging.getLogger(__name__)
 

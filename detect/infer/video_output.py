@@ -20,19 +20,15 @@ import json
 import os
 import queue
 import threading
-from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Sequence
 
 import cv2
 import numpy as np
 
-from detect.data.image_io import warn_once
 from detect.errors import DetectError
 from detect.outputs import OutOfSpaceError, is_out_of_space, out_of_space_message, temporary_name
-
-DEFAULT_CODEC = "h264"
-CODECS = {"h264": "libx264", "hevc": "libx265", "mpeg4": "mpeg4"}  # --codec -> PyAV's encoder
+from detect.video_writer import DEFAULT_CODEC, open_writer
 
 
 def encodable_size(width: int, height: int) -> tuple[int, int]:
@@ -127,51 +123,3 @@ class VideoOutput:
                     jsonl.close()
                 except OSError as error:  # the last buffered lines met a full disk
                     self._error = self._error or error
-
-
-def open_writer(path: Path, shown_path: Path, fps: float, width: int, height: int, codec: str = DEFAULT_CODEC):
-    """A writer of BGR frames (`write`, `release`): PyAV's FFmpeg encoder for `codec`, in MP4 with yuv420p
-    pixels and the index at the front (faststart), which browsers play; OpenCV's MPEG-4 Part 2 writer,
-    with a warning, where PyAV is not installed."""
-    try:
-        import av  # noqa: F401
-    except ImportError:
-        warn_once("PyAV is not installed: videos are written as MPEG-4 Part 2 (mp4v) through OpenCV, which "
-                  "browsers do not play; pip install av")
-        return _opencv_writer(path, shown_path, fps, width, height)
-    return PyAVWriter(path, shown_path, fps, width, height, codec)
-
-
-def _opencv_writer(path: Path, shown_path: Path, fps: float, width: int, height: int):
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    if not writer.isOpened():
-        raise DetectError(f"{shown_path}: cannot open a video writer (mp4v, {width}x{height} at {fps:g} fps)")
-    return writer
-
-
-class PyAVWriter:
-    def __init__(self, path: Path, shown_path: Path, fps: float, width: int, height: int, codec: str) -> None:
-        import av
-
-        if codec not in CODECS:
-            raise DetectError(f"--codec must be one of {', '.join(CODECS)}, got '{codec}'")
-        rate = Fraction(fps).limit_denominator(1001)
-        try:
-            self.container = av.open(str(path), "w", format="mp4", options={"movflags": "faststart"})
-            self.stream = self.container.add_stream(CODECS[codec], rate=rate)
-        except (av.error.FFmpegError, ValueError) as error:
-            raise DetectError(f"{shown_path}: cannot open a video writer ({codec}, {width}x{height} at {fps:g} "
-                              f"fps): {error}") from None
-        self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, "yuv420p"
-
-    def write(self, frame_bgr: np.ndarray) -> None:
-        import av
-
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_bgr), format="bgr24")
-        for packet in self.stream.encode(frame):
-            self.container.mux(packet)
-
-    def release(self) -> None:
-        for packet in self.stream.encode():  # the frames the encoder still holds
-            self.container.mux(packet)
-        self.container.close()

@@ -92,3 +92,16 @@ def test_cli_infer_track_writes_the_tracks_table(checkpoints, tmp_path, capsys):
     records = [json.loads(line) for line in (out / "clip.jsonl").read_text().splitlines()]
     assert all("track_id" in d for r in records for d in r["detections"])
     assert (out / "clip.tracks.csv").read_text().startswith("track_id,class_name,first_frame,last_frame,frames_seen")
+
+
+def test_the_tracking_benchmark_runs_end_to_end(checkpoints, tmp_path, capsys):
+    pytest.importorskip("motmetrics", reason="motmetrics is in the dev extra (pip install '.[dev]')")
+    from tests.conftest import load_tool
+
+    code = load_tool("bench_tracking").main([str(checkpoints["ssd"]), "--out", str(tmp_path), "--clips", "1",
+                                             "--frames", "12", "--device", "cpu"])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads((tmp_path / "tracking.json").read_text())
+    row = report["rows"][0]
+    assert row["frames"] == 12 and 0.0 <= row["detector_recall"] <= 1.0 and row["tracker_ms_per_frame"] > 0
+    assert "| clip_0.mp4 | 12 |" in capsys.readouterr().out

@@ -57,6 +57,7 @@ def test_without_pyav_the_opencv_writer_is_used_with_a_warning(tmp_path, monkeyp
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_av)
+    monkeypatch.setattr("detect.video_writer._warned", False)  # said once a process
     path = write_clip(tmp_path / "clip.mp4")
     assert "PyAV is not installed" in caplog.text
     capture = cv2.VideoCapture(str(path))

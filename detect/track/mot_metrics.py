@@ -1,0 +1,79 @@
+"""Tracking scored against a MOTChallenge ground truth with the standard CLEAR-MOT and identity metrics
+(Bernardin and Stiefelhagen, 2008; Ristani et al., 2016), as the motmetrics library computes them.
+
+    scores = score_video(gt_txt, tracked_jsonl) -> {mota, idf1, num_switches, recall, precision, ...,
+                                                    detector_recall, num_frames, num_objects}
+
+The ground truth: `frame,id,left,top,width,height,conf,class,visibility` lines (1-based frames), as
+`detect data synth --video` writes them. The tracker's output: the JSONL of `detect infer --track`
+(frame 0-based; detections with a track_id are the hypotheses). A hypothesis matches an object at IoU
+>= 0.5, whatever the class. `detector_recall` is the share of ground-truth boxes that some detection of
+the frame (tracked or not) covers at IoU >= 0.5: the bound the detector puts on the tracker.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from detect.errors import DetectError
+from detect.track.bytetrack import iou_matrix
+
+METRICS = ("mota", "motp", "idf1", "num_switches", "recall", "precision", "mostly_tracked", "mostly_lost",
+           "num_unique_objects", "num_fragmentations")
+
+
+def read_gt(path: Path) -> dict[int, list[tuple[int, np.ndarray]]]:
+    """0-based frame -> [(object id, xyxy box)]."""
+    frames: dict[int, list] = defaultdict(list)
+    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            frame, object_id, left, top, width, height = (float(v) for v in line.split(",")[:6])
+        except ValueError:
+            raise DetectError(f"{path}: line {number}: expected frame,id,left,top,width,height,...") from None
+        frames[int(frame) - 1].append((int(object_id), np.array([left, top, left + width, top + height])))
+    return frames
+
+
+def read_tracked(path: Path) -> dict[int, list[dict]]:
+    return {record["frame"]: record["detections"] for record in map(json.loads, Path(path).read_text().splitlines())}
+
+
+def score_video(gt_path: Path, tracked_path: Path) -> dict:
+    try:
+        import motmetrics
+    except ImportError:
+        raise DetectError("scoring tracks needs motmetrics: pip install motmetrics") from None
+    gt, tracked = read_gt(gt_path), read_tracked(tracked_path)
+    accumulator = motmetrics.MOTAccumulator(auto_id=False)
+    covered = total = 0
+    for frame in range(max([*gt, *tracked], default=-1) + 1):
+        objects = gt.get(frame, [])
+        detections = tracked.get(frame, [])
+        hypotheses = [d for d in detections if d.get("track_id") is not None]
+        gt_boxes = np.array([box for _, box in objects]).reshape(-1, 4)
+        hyp_boxes = np.array([d["box"] for d in hypotheses], float).reshape(-1, 4)
+        iou = iou_matrix(gt_boxes, hyp_boxes)
+        accumulator.update([i for i, _ in objects], [d["track_id"] for d in hypotheses],
+                           np.where(iou >= 0.5, 1.0 - iou, np.nan), frameid=frame)
+        all_boxes = np.array([d["box"] for d in detections], float).reshape(-1, 4)
+        covered += matched_count(iou_matrix(gt_boxes, all_boxes))
+        total += len(objects)
+    summary = motmetrics.metrics.create().compute(accumulator, metrics=list(METRICS), name="video")
+    scores = {name: float(summary[name].iloc[0]) for name in METRICS}
+    return {**scores, "detector_recall": covered / total if total else 0.0, "num_frames": len(tracked),
+            "num_objects": total}
+
+
+def matched_count(iou: np.ndarray, threshold: float = 0.5) -> int:
+    """Ground-truth boxes matched one-to-one at IoU >= threshold (optimal assignment)."""
+    if iou.size == 0:
+        return 0
+    rows, cols = linear_sum_assignment(-iou)
+    return int((iou[rows, cols] >= threshold).sum())
