@@ -13,7 +13,9 @@ Detection Box"), with its default settings (`track.*` in the config):
    tentative tracks become confirmed at their second match (in a video's first frame, at once). A
    confirmed track unmatched for more than lost_buffer frames ends. Track ids are given at
    confirmation, count up from 1 within a video, and are never reused.
-Unlike ByteTrack, a detection is matched only with tracks of its own class.
+Before these, a detection covered (IoU >= duplicate_iou) by a more confident one of any class is left out:
+the detector's NMS runs per class, and one object must not feed two tracks. Matching is across classes,
+as ByteTrack's (a track takes the class its detections mostly name); `per_class` restricts it.
 
     tracker = ByteTracker(track_cfg)
     tracked = tracker.update(boxes [N, 4] xyxy, scores [N], labels [N])   once per frame, in order
@@ -23,6 +25,7 @@ Unlike ByteTrack, a detection is matched only with tracks of its own class.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,6 +45,7 @@ class Track:
     frames_seen: int = 1
     last_frame: int = 0
     first_frame: int = 0
+    label_votes: Counter = field(default_factory=Counter)  # the classes of its detections (class-agnostic matching)
 
     @property
     def box(self) -> np.ndarray:
@@ -72,12 +76,29 @@ def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
-def match(tracks: list[Track], boxes: np.ndarray, labels: np.ndarray, min_iou: float):
-    """Optimal one-to-one pairs (track index, detection index) of IoU >= min_iou and the same class."""
+def distinct(boxes: np.ndarray, scores: np.ndarray, max_iou: float) -> np.ndarray:
+    """bool [N]: detections not covered at IoU >= max_iou by a higher-scoring one of any class. A
+    detector's NMS runs per class, so one object may come back as two classes; only one may take a
+    track."""
+    keep = np.ones(len(scores), bool)
+    if len(scores) < 2 or max_iou >= 1.0:
+        return keep
+    order = np.argsort(-scores, kind="stable")
+    iou = iou_matrix(boxes[order], boxes[order])
+    for rank in range(1, len(order)):
+        if np.any(iou[rank, :rank][keep[order[:rank]]] >= max_iou):
+            keep[order[rank]] = False
+    return keep
+
+
+def match(tracks: list[Track], boxes: np.ndarray, labels: np.ndarray, min_iou: float, per_class: bool = False):
+    """Optimal one-to-one pairs (track index, detection index) of IoU >= min_iou (and the same class when
+    `per_class`)."""
     if not tracks or len(boxes) == 0:
         return [], list(range(len(tracks))), list(range(len(boxes)))
     iou = iou_matrix(np.stack([track.box for track in tracks]), boxes)
-    iou[np.array([track.label for track in tracks])[:, None] != labels[None, :]] = 0.0
+    if per_class:
+        iou[np.array([track.label for track in tracks])[:, None] != labels[None, :]] = 0.0
     rows, cols = linear_sum_assignment(-iou)
     pairs = [(r, c) for r, c in zip(rows, cols) if iou[r, c] >= min_iou]
     matched_tracks, matched_dets = {r for r, _ in pairs}, {c for _, c in pairs}
@@ -100,21 +121,22 @@ class ByteTracker:
         scores, labels = np.asarray(scores, np.float64).reshape(-1), np.asarray(labels, np.int64).reshape(-1)
         for track in self.tracks:
             track.mean, track.covariance = kalman.predict(track.mean, track.covariance)
-        high = np.flatnonzero(scores >= cfg.high_score)
-        low = np.flatnonzero((scores >= cfg.low_score) & (scores < cfg.high_score))
+        usable = distinct(boxes, scores, cfg.duplicate_iou)
+        high = np.flatnonzero(usable & (scores >= cfg.high_score))
+        low = np.flatnonzero(usable & (scores >= cfg.low_score) & (scores < cfg.high_score))
         confirmed = [t for t in self.tracks if t.confirmed]
         tentative = [t for t in self.tracks if not t.confirmed]
         taken: dict[int, Track] = {}  # detection index -> its track
 
-        pairs, unmatched, high_left = match(confirmed, boxes[high], labels[high], cfg.match_iou)
-        self._apply(pairs, confirmed, high, boxes, scores, taken)
+        pairs, unmatched, high_left = match(confirmed, boxes[high], labels[high], cfg.match_iou, cfg.per_class)
+        self._apply(pairs, confirmed, high, boxes, scores, labels, taken)
         recent = [confirmed[i] for i in unmatched if confirmed[i].last_frame == self.frame - 1]
-        pairs, _, _ = match(recent, boxes[low], labels[low], cfg.low_match_iou)
-        self._apply(pairs, recent, low, boxes, scores, taken)
+        pairs, _, _ = match(recent, boxes[low], labels[low], cfg.low_match_iou, cfg.per_class)
+        self._apply(pairs, recent, low, boxes, scores, labels, taken)
         high_left = high[high_left]
         pairs, tentative_left, high_rest = match(tentative, boxes[high_left], labels[high_left],
-                                                 cfg.tentative_match_iou)
-        self._apply(pairs, tentative, high_left, boxes, scores, taken, confirm=True)
+                                                 cfg.tentative_match_iou, cfg.per_class)
+        self._apply(pairs, tentative, high_left, boxes, scores, labels, taken, confirm=True)
         dropped = {id(tentative[i]) for i in tentative_left}
         for index in high_left[high_rest]:
             if scores[index] >= cfg.new_track_score:
@@ -136,13 +158,15 @@ class ByteTracker:
             np.array([taken[i].track_id for i in order], np.int64), boxes[order].reshape(-1, 4).astype(np.float32),
             scores[order].astype(np.float32), labels[order], np.array(order, np.int64))
 
-    def _apply(self, pairs, tracks, det_indices, boxes, scores, taken, confirm=False) -> None:
+    def _apply(self, pairs, tracks, det_indices, boxes, scores, labels, taken, confirm=False) -> None:
         for track_index, local in pairs:
             track, index = tracks[track_index], int(det_indices[local])
             track.mean, track.covariance = kalman.update(track.mean, track.covariance,
                                                          kalman.xyxy_to_measurement(boxes[index]))
             track.score, track.last_frame = float(scores[index]), self.frame
             track.frames_seen += 1
+            track.label_votes[int(labels[index])] += scores[index]
+            track.label = track.label_votes.most_common(1)[0][0]  # the class the detections mostly say
             if confirm:
                 self._confirm(track)
             if track.confirmed:
@@ -150,7 +174,8 @@ class ByteTracker:
 
     def _start(self, box, score, label) -> Track:
         mean, covariance = kalman.initiate(kalman.xyxy_to_measurement(box))
-        track = Track(0, int(label), mean, covariance, float(score), last_frame=self.frame, first_frame=self.frame)
+        track = Track(0, int(label), mean, covariance, float(score), last_frame=self.frame, first_frame=self.frame,
+                      label_votes=Counter({int(label): float(score)}))
         if self.frame == 0:
             self._confirm(track)
         return track

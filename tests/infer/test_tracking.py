@@ -36,7 +36,7 @@ class ScriptedDetector:
         results = []
         for _ in frames:
             t = self.frame
-            boxes = [[20 + 8 * t, 60, 60 + 8 * t, 100], [180 - 8 * t, 62, 220 - 8 * t, 102]]
+            boxes = [[20 + 8 * t, 50, 60 + 8 * t, 90], [180 - 8 * t, 70, 220 - 8 * t, 110]]  # IoU up to 1/3
             scores, labels = [0.3 if t == 5 else 0.9, 0.9], [2, 2]
             if t >= 3:
                 boxes.append([5, 5, 25, 25])

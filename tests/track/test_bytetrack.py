@@ -36,10 +36,16 @@ def test_a_track_survives_a_ten_frame_occlusion_within_the_buffer():
 
 
 def test_two_crossing_objects_of_one_class_keep_their_ids():
-    # One moves right, the other left, on the same row, passing through each other around frame 20.
-    frames = [[(box_at(10 + 6 * t, 100), 0.9, 1), (box_at(250 - 6 * t, 104), 0.9, 1)] for t in range(40)]
-    ids, _ = run(frames)
+    # One moves right, the other left, on nearly the same row, passing through each other around frame 20.
+    frames = [[(box_at(10 + 6 * t, 100), 0.9, 1), (box_at(250 - 6 * t, 104), 0.8, 1)] for t in range(40)]
+    ids, _ = run(frames, duplicate_iou=1.0)  # both detections kept while they overlap
     assert all(frame == {0: 1, 1: 2} for frame in ids)
+    # By default the weaker of two boxes overlapping at IoU >= 0.5 is a duplicate: while they overlap that
+    # much only one is tracked, and both come out of the crossing with the ids they went in with.
+    ids, tracker = run(frames)
+    overlapping = [t for t in range(40) if len(ids[t]) == 1]
+    assert overlapping and min(overlapping) > 10 and max(overlapping) < 30
+    assert ids[39] == {0: 1, 1: 2} and [t.track_id for t in tracker.all_tracks()] == [1, 2]
 
 
 def test_a_low_score_detection_keeps_a_track_and_ids_are_never_reused():
@@ -52,9 +58,11 @@ def test_a_low_score_detection_keeps_a_track_and_ids_are_never_reused():
     assert [t.track_id for t in tracker.all_tracks()] == [1, 2]
 
 
-def test_other_classes_never_share_a_track():
-    frames = [[(box_at(10 + 2 * t, 10), 0.9, 1 if t < 5 else 2)] for t in range(10)]
-    ids, _ = run(frames)
+def test_a_track_outlives_a_wavering_class_unless_matching_is_per_class():
+    frames = [[(box_at(10 + 2 * t, 10), 0.9, 1 if t < 5 or t > 6 else 2)] for t in range(10)]
+    ids, tracker = run(frames)
+    assert all(frame == {0: 1} for frame in ids) and tracker.all_tracks()[0].label == 1  # mostly class 1
+    ids, _ = run(frames, per_class=True)
     assert ids[4] == {0: 1} and ids[5] == {} and ids[6] == {0: 2}
 
 
