@@ -54,9 +54,9 @@ def measure(args) -> dict:
     tracker_seconds = [0.0]
     original = tracking_module.VideoTracking.track
 
-    def timed(self, found):
+    def timed(self, found, *args):
         started = time.perf_counter()
-        result = original(self, found)
+        result = original(self, found, *args)
         tracker_seconds[0] += time.perf_counter() - started
         return result
 

@@ -198,7 +198,7 @@ def _infer_video(detector: Detector, video, out_dir: Path, summary: InferenceSum
             frames, seconds, samples = (list(column) for column in zip(*items))
             results = detector.detect_arrays(frames, samples=samples)
             if tracks is not None:
-                results = [tracks.track(found) for found in results]
+                results = [tracks.track(found, frame) for found, frame in zip(results, frames)]
             output.put(frames, results, seconds)
             summary.detections += sum(len(found) for found in results)
             bar.update(len(frames))

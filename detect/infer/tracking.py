@@ -24,6 +24,7 @@ import numpy as np
 from detect.draw import class_colour, draw_boxes
 from detect.infer.detector import Detections
 from detect.outputs import atomic_output
+from detect.track.appearance import BINS, colour_histograms
 from detect.track.bytetrack import ByteTracker
 
 
@@ -35,8 +36,14 @@ class VideoTracking:
         self.trail_length = track_cfg.trail
         self.trails: dict[int, deque] = {}
 
-    def track(self, found: Detections) -> Detections:
-        tracked = self.tracker.update(found.boxes, found.scores, found.labels)
+    def track(self, found: Detections, frame_rgb: np.ndarray | None = None) -> Detections:
+        features = None
+        if frame_rgb is not None and self.tracker.cfg.appearance_weight > 0:
+            # Only confident detections are matched by appearance: histograms of the others are not needed.
+            confident = found.scores >= self.tracker.cfg.high_score
+            features = np.zeros((len(found), BINS ** 3), np.float32)
+            features[confident] = colour_histograms(frame_rgb, found.boxes[confident])
+        tracked = self.tracker.update(found.boxes, found.scores, found.labels, features)
         track_ids = np.zeros(len(found), np.int64)
         track_ids[tracked.detection_index] = tracked.track_ids
         keep = (track_ids > 0) | (found.scores >= self.score_threshold)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from detect.track import kalman
+from detect.track import appearance, kalman
 
 
 @dataclass
@@ -46,6 +46,7 @@ class Track:
     last_frame: int = 0
     first_frame: int = 0
     label_votes: Counter = field(default_factory=Counter)  # the classes of its detections (class-agnostic matching)
+    feature: np.ndarray | None = None  # colour histogram, a running mean over its matches (appearance.py)
 
     @property
     def box(self) -> np.ndarray:
@@ -91,15 +92,23 @@ def distinct(boxes: np.ndarray, scores: np.ndarray, max_iou: float) -> np.ndarra
     return keep
 
 
-def match(tracks: list[Track], boxes: np.ndarray, labels: np.ndarray, min_iou: float, per_class: bool = False):
+def match(tracks: list[Track], boxes: np.ndarray, labels: np.ndarray, min_iou: float, per_class: bool = False,
+          features: np.ndarray | None = None, cfg=None):
     """Optimal one-to-one pairs (track index, detection index) of IoU >= min_iou (and the same class when
-    `per_class`)."""
+    `per_class`). With `features` (the detections' colour histograms), pairs that look too different
+    (appearance distance > cfg.max_appearance_distance) are left apart, and the assignment weighs IoU
+    minus cfg.appearance_weight x the distance."""
     if not tracks or len(boxes) == 0:
         return [], list(range(len(tracks))), list(range(len(boxes)))
     iou = iou_matrix(np.stack([track.box for track in tracks]), boxes)
     if per_class:
         iou[np.array([track.label for track in tracks])[:, None] != labels[None, :]] = 0.0
-    rows, cols = linear_sum_assignment(-iou)
+    score = iou.copy()
+    if features is not None and all(track.feature is not None for track in tracks):
+        looks = appearance.distance(np.stack([track.feature for track in tracks]), features)
+        iou[looks > cfg.max_appearance_distance] = 0.0
+        score = iou - cfg.appearance_weight * looks
+    rows, cols = linear_sum_assignment(-score)
     pairs = [(r, c) for r, c in zip(rows, cols) if iou[r, c] >= min_iou]
     matched_tracks, matched_dets = {r for r, _ in pairs}, {c for _, c in pairs}
     return (pairs, [i for i in range(len(tracks)) if i not in matched_tracks],
@@ -113,9 +122,13 @@ class ByteTracker:
         self.ended: list[Track] = []
         self.frame = -1
         self.next_id = 1
+        self.features: np.ndarray | None = None
 
-    def update(self, boxes, scores, labels) -> TrackedDetections:
+    def update(self, boxes, scores, labels, features=None) -> TrackedDetections:
+        """`features`: float [N, F] colour histograms of the detections (appearance.py), or None to match by
+        boxes alone."""
         cfg = self.cfg
+        self.features = None if features is None or cfg.appearance_weight == 0 else np.asarray(features)
         self.frame += 1
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         scores, labels = np.asarray(scores, np.float64).reshape(-1), np.asarray(labels, np.int64).reshape(-1)
@@ -128,7 +141,8 @@ class ByteTracker:
         tentative = [t for t in self.tracks if not t.confirmed]
         taken: dict[int, Track] = {}  # detection index -> its track
 
-        pairs, unmatched, high_left = match(confirmed, boxes[high], labels[high], cfg.match_iou, cfg.per_class)
+        pairs, unmatched, high_left = match(confirmed, boxes[high], labels[high], cfg.match_iou, cfg.per_class,
+                                            self._features(high), cfg)
         self._apply(pairs, confirmed, high, boxes, scores, labels, taken)
         recent = [confirmed[i] for i in unmatched if confirmed[i].last_frame == self.frame - 1]
         pairs, _, _ = match(recent, boxes[low], labels[low], cfg.low_match_iou, cfg.per_class)
@@ -141,6 +155,7 @@ class ByteTracker:
         for index in high_left[high_rest]:
             if scores[index] >= cfg.new_track_score:
                 track = self._start(boxes[index], scores[index], labels[index])
+                track.feature = None if self.features is None else self.features[index]
                 self.tracks.append(track)
                 if track.confirmed:  # the first frame's tracks are confirmed at once
                     taken[int(index)] = track
@@ -166,11 +181,17 @@ class ByteTracker:
             track.score, track.last_frame = float(scores[index]), self.frame
             track.frames_seen += 1
             track.label_votes[int(labels[index])] += scores[index]
+            if self.features is not None:
+                seen = self.features[index]
+                track.feature = seen if track.feature is None else 0.9 * track.feature + 0.1 * seen
             track.label = track.label_votes.most_common(1)[0][0]  # the class the detections mostly say
             if confirm:
                 self._confirm(track)
             if track.confirmed:
                 taken[index] = track
+
+    def _features(self, indices: np.ndarray) -> np.ndarray | None:
+        return None if self.features is None else self.features[indices]
 
     def _start(self, box, score, label) -> Track:
         mean, covariance = kalman.initiate(kalman.xyxy_to_measurement(box))

@@ -74,3 +74,34 @@ def test_the_kalman_filter_learns_a_constant_velocity():
     predicted, _ = kalman.predict(mean, covariance)
     np.testing.assert_allclose(kalman.measurement_to_xyxy(predicted), box_at(60, 40), atol=0.5)
     assert kalman.measurement_to_xyxy(kalman.xyxy_to_measurement([1, 2, 11, 32])) == pytest.approx([1, 2, 11, 32])
+
+
+def test_appearance_keeps_apart_two_objects_whose_boxes_trade_places():
+    """Two objects swap positions while hidden for a few frames: by boxes alone the tracks follow the
+    positions (the ids swap); with their colours, each id stays with its object."""
+    from detect.track.appearance import colour_histograms, distance
+
+    red, blue = np.zeros((40, 40, 3), np.uint8), np.zeros((40, 40, 3), np.uint8)
+    red[..., 0], blue[..., 2] = 220, 220
+    features = {"red": colour_histograms(red, np.array([[0, 0, 40, 40]]))[0],
+                "blue": colour_histograms(blue, np.array([[0, 0, 40, 40]]))[0]}
+    assert distance(features["red"][None], features["blue"][None])[0, 0] == pytest.approx(1.0)
+    assert distance(features["red"][None], features["red"][None])[0, 0] == pytest.approx(0.0)
+
+    def frame(t):
+        left, right = box_at(100, 100), box_at(104, 100)  # standing almost on one spot, side by side
+        if t < 5:
+            return [(left, "red"), (right, "blue")]
+        return [] if t < 8 else [(left, "blue"), (right, "red")]  # hidden, then back the other way round
+
+    for weight, same in ((0.0, False), (0.5, True)):
+        tracker = ByteTracker(TrackConfig(appearance_weight=weight, duplicate_iou=1.0))
+        colour_of = {}
+        for t in range(12):
+            found = frame(t)
+            boxes = np.array([b for b, _ in found], np.float32).reshape(-1, 4)
+            tracked = tracker.update(boxes, [0.9] * len(found), [1] * len(found),
+                                     np.stack([features[c] for _, c in found]) if found else np.zeros((0, 64)))
+            for index, track_id in zip(tracked.detection_index, tracked.track_ids):
+                colour_of.setdefault(int(track_id), set()).add(found[index][1])
+        assert all(len(colours) == 1 for colours in colour_of.values()) == same, (weight, colour_of)
