@@ -70,8 +70,8 @@ def collate(batch: Sequence, size_divisible: int = 32):
     dtypes = {image.dtype for image in images}
     if len(dtypes) > 1:  # copying into one batch tensor would silently convert some of them
         raise TypeError(f"collate: images of different dtypes in one batch: {sorted(map(str, dtypes))}")
-    height = _round_up(max(image.shape[1] for image in images), size_divisible)
-    width = _round_up(max(image.shape[2] for image in images), size_divisible)
+    height = round_up(max(image.shape[1] for image in images), size_divisible)
+    width = round_up(max(image.shape[2] for image in images), size_divisible)
     padded = _new_batch(images[0], (len(images), 3, height, width))
     for slot, image in zip(padded, images):
         h, w = image.shape[1:]
@@ -91,7 +91,7 @@ def _new_batch(like: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     return like.new(storage).view(shape)
 
 
-def _round_up(value: int, multiple: int) -> int:
+def round_up(value: int, multiple: int) -> int:
     return int(math.ceil(value / multiple) * multiple)
 
 

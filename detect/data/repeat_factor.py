@@ -12,7 +12,7 @@ proportional to them. The epoch's order is a function of (seed, epoch) alone (`s
 resumed run replays it; under DistributedDataParallel each process takes every world_size-th draw of
 the same order (padded by wrapping round, as DistributedSampler does).
 
-    factors = repeat_factors(label_sets, threshold) -> float [N]
+    factors = repeat_factors(label_sets, threshold) -> float [N]; class_repeat_factors(...) -> {label: r}
     sampler = RepeatFactorSampler(factors, seed, shuffle=True, num_replicas=1, rank=0)
 """
 
@@ -26,11 +26,16 @@ import torch
 from torch.utils.data import Sampler
 
 
-def repeat_factors(label_sets: list[set[int]], threshold: float) -> np.ndarray:
-    """float [N]: each image's repeat factor (see the module docstring)."""
+def class_repeat_factors(label_sets: list[set[int]], threshold: float) -> dict[int, float]:
+    """{label: r(c)} for every class present (see the module docstring)."""
     count = max(len(label_sets), 1)
     images_of = Counter(label for labels in label_sets for label in labels)
-    class_factor = {label: max(1.0, math.sqrt(threshold / (n / count))) for label, n in images_of.items()}
+    return {label: max(1.0, math.sqrt(threshold / (n / count))) for label, n in images_of.items()}
+
+
+def repeat_factors(label_sets: list[set[int]], threshold: float) -> np.ndarray:
+    """float [N]: each image's repeat factor (see the module docstring)."""
+    class_factor = class_repeat_factors(label_sets, threshold)
     return np.array([max((class_factor[label] for label in labels), default=1.0) for labels in label_sets])
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from detect.data.dataset import DetectionDataset
+from detect.data.loader import round_up
 from detect.data.prepare import resized_shape
 
 SIZE_NAMES = ("small", "medium", "large")
@@ -48,7 +49,7 @@ def split_boxes(dataset: DetectionDataset, input_cfg, split: str) -> SplitBoxes:
         height, width = sample.image_size()
         out_h, out_w = resized_shape(height, width, input_cfg.resize, input_cfg.min_size, input_cfg.max_size,
                                      input_cfg.size)
-        input_sizes.append((_round_up(out_h, input_cfg.size_divisible), _round_up(out_w, input_cfg.size_divisible)))
+        input_sizes.append((round_up(out_h, input_cfg.size_divisible), round_up(out_w, input_cfg.size_divisible)))
         scale = np.array([out_w / width, out_h / height] * 2, np.float32)
         boxes.append(np.asarray(sample.boxes, np.float32).reshape(-1, 4) * scale)
         labels.append(np.asarray(sample.labels, np.int64))
@@ -74,10 +75,6 @@ def aspect_ratios(boxes: np.ndarray) -> np.ndarray:
     """height / width of each box (the convention of model.anchors.aspect_ratios)."""
     widths = np.clip(boxes[:, 2] - boxes[:, 0], 1e-6, None)
     return np.clip(boxes[:, 3] - boxes[:, 1], 0, None) / widths
-
-
-def _round_up(value: int, divisor: int) -> int:
-    return -(-value // divisor) * divisor
 
 
 def _concat(parts: list[np.ndarray], empty_shape: tuple, dtype) -> np.ndarray:

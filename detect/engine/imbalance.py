@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from detect.data.repeat_factor import repeat_factors
+from detect.data.repeat_factor import class_repeat_factors, repeat_factors
 from detect.errors import ConfigError
 
 
@@ -48,12 +48,9 @@ def imbalance_lines(config, samples, class_names: list[str], weights: torch.Tens
     if threshold is not None:
         label_sets = [set(int(label) for label in sample.labels) for sample in samples]
         factors = repeat_factors(label_sets, threshold)
-        images_of = np.zeros(len(class_names), np.int64)
-        for labels in label_sets:
-            for label in labels:
-                images_of[label - 1] += 1
-        repeated = [f"{name} x{max(1.0, np.sqrt(threshold / (n / len(samples)))):.2f}"
-                    for name, n in zip(class_names, images_of) if n and threshold > n / len(samples)]
+        by_class = class_repeat_factors(label_sets, threshold)
+        repeated = [f"{class_names[label - 1]} x{factor:.2f}" for label, factor in sorted(by_class.items())
+                    if factor > 1.0]
         lines.append(f"repeat-factor sampling (threshold {threshold:g}): {round(factors.sum())} draws an epoch "
                      f"from {len(samples)} images; " + (", ".join(repeated) or "no class is below the threshold"))
     return lines

@@ -34,14 +34,21 @@ def tracking_uri() -> str:
     return Path("mlruns").resolve().as_uri()
 
 
+def require_mlflow() -> None:
+    """A ConfigError when mlflow is not installed: a run checks this before it writes anything."""
+    try:
+        import mlflow  # noqa: F401
+    except ImportError:
+        raise ConfigError("train.loggers names mlflow, which is not installed: pip install 'detect[mlflow]' "
+                          "(or leave mlflow out of train.loggers)") from None
+
+
 class MlflowSink:
     def __init__(self, config: Config, run_dir: Path, resuming: bool) -> None:
-        try:
-            from mlflow.entities import Param
-            from mlflow.tracking import MlflowClient
-        except ImportError:
-            raise ConfigError("train.loggers names mlflow, which is not installed: pip install 'detect[mlflow]' "
-                              "(or leave mlflow out of train.loggers)") from None
+        require_mlflow()
+        from mlflow.entities import Param
+        from mlflow.tracking import MlflowClient
+
         uri = tracking_uri()
         self.client = MlflowClient(uri)
         self.uri = uri

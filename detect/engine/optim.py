@@ -47,10 +47,15 @@ def parameter_groups(model: nn.Module, lr: float, weight_decay: float, decay_nor
     return result
 
 
+def batch_sizes(train_cfg: TrainConfig, world_size: int = 1) -> tuple[int, int]:
+    """(total batch: images per optimiser step over all processes, the base batch train.lr is for)."""
+    per_process = train_cfg.batch_size * train_cfg.accumulate
+    return per_process * world_size, train_cfg.base_batch_size or per_process
+
+
 def effective_lr(train_cfg: TrainConfig, world_size: int = 1) -> float:
     """train.lr scaled to the total batch (train.scale_lr, train.base_batch_size)."""
-    total = train_cfg.batch_size * train_cfg.accumulate * world_size
-    base = train_cfg.base_batch_size or train_cfg.batch_size * train_cfg.accumulate
+    total, base = batch_sizes(train_cfg, world_size)
     return train_cfg.lr * total / base if train_cfg.scale_lr else train_cfg.lr
 
 

@@ -31,7 +31,7 @@ from detect.engine import distributed as dist_utils
 from detect.engine.imbalance import class_weights, imbalance_lines
 from detect.engine.interrupt import stop_on_sigterm
 from detect.engine.logger import RunLogger
-from detect.engine.mlflow_sink import MlflowSink
+from detect.engine.mlflow_sink import MlflowSink, require_mlflow
 from detect.engine.resume_check import check_resumable, describe
 from detect.engine.run_folder import (
     carry_records,
@@ -88,6 +88,8 @@ def _train_in_run_folder(config: Config, output_dir, device: torch.device, resum
     with lock_run_folder(run_dir) if dist_utils.is_main() else contextlib.nullcontext():
         if dist_utils.is_main():  # under the lock: a run starting beside this one cannot pass the check too
             check_run_folder(run_dir, config, config_file, resuming_in_place=in_place)
+            if "mlflow" in config.train.loggers:
+                require_mlflow()
         seed_everything(config.train.seed, config.train.deterministic)
         config = with_checkpoint_split_lists(config, checkpoint, checkpoint_path)
         train_loader, val_loader = build_loaders(config, dist_utils.is_distributed())
@@ -237,10 +239,9 @@ def log_start(session, num_train_images: int, steps_per_epoch: int) -> None:
 
 def lr_message(train_cfg, world_size: int) -> str:
     """The learning rate the run uses, and how it follows from train.lr and the batch."""
-    from detect.engine.optim import effective_lr
+    from detect.engine.optim import batch_sizes, effective_lr
 
-    total = train_cfg.batch_size * train_cfg.accumulate * world_size
-    base = train_cfg.base_batch_size or train_cfg.batch_size * train_cfg.accumulate
+    total, base = batch_sizes(train_cfg, world_size)
     if not train_cfg.scale_lr:
         return f"lr {train_cfg.lr:g} for a total batch of {total} (train.scale_lr: false)"
     return (f"lr {effective_lr(train_cfg, world_size):g}: train.lr {train_cfg.lr:g} for a batch of {base} "

@@ -42,7 +42,15 @@ def read_gt(path: Path) -> dict[int, list[tuple[int, np.ndarray]]]:
 
 
 def read_tracked(path: Path) -> dict[int, list[dict]]:
-    return {record["frame"]: record["detections"] for record in map(json.loads, Path(path).read_text().splitlines())}
+    """0-based frame -> its detections, from a JSONL of `detect infer --track`."""
+    frames = {}
+    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        try:
+            record = json.loads(line)
+            frames[int(record["frame"])] = list(record["detections"])
+        except (ValueError, KeyError, TypeError):
+            raise DetectError(f"{path}: line {number}: expected a JSON record with frame and detections") from None
+    return frames
 
 
 def score_video(gt_path: Path, tracked_path: Path) -> dict:

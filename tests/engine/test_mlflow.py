@@ -37,3 +37,21 @@ def test_a_run_and_its_resume_log_to_one_mlflow_run(tmp_path, capsys, monkeypatc
     history = client.get_metric_history(run_id, "epoch/loss")
     assert sorted(point.step for point in history) == [1, 2]
     assert client.get_experiment(logged.info.experiment_id).name == "synthetic_ssd"
+
+
+def test_without_mlflow_the_run_is_refused_before_it_writes(tmp_path, capsys, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_mlflow(name, *args, **kwargs):
+        if name == "mlflow" or name.startswith("mlflow."):
+            raise ImportError("no mlflow")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_mlflow)
+    run_dir = tmp_path / "run"
+    code, _, err = run(["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(run_dir),
+                        *sets(f"data.root={tmp_path / 'shapes'}", *TINY, "train.loggers=[mlflow]")], capsys)
+    assert code != 0 and "pip install 'detect[mlflow]'" in err and err.count("\n") == 1
+    assert not run_dir.exists() or not any(run_dir.iterdir())

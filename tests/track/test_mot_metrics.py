@@ -62,3 +62,13 @@ def test_a_perfect_tracker_scores_one_and_swapped_ids_are_counted(clip, tmp_path
     assert perfect["num_switches"] == 0 and perfect["detector_recall"] == pytest.approx(1.0)
     swapped = score_video(gt_path, tracker_output(gt, tmp_path / "swapped.jsonl", swap_after=20))
     assert swapped["num_switches"] == 2 and swapped["idf1"] < 0.9 and swapped["recall"] == pytest.approx(1.0)
+
+
+def test_a_bad_tracked_line_is_one_line_naming_the_file(tmp_path):
+    from detect.errors import DetectError
+    from detect.track.mot_metrics import read_tracked
+
+    path = tmp_path / "clip.jsonl"
+    path.write_text('{"frame": 0, "detections": []}\nnot json\n')
+    with pytest.raises(DetectError, match=r"clip.jsonl: line 2: expected a JSON record"):
+        read_tracked(path)
