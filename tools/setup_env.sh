@@ -16,6 +16,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 # torch and torchvision first, on their own: the rest then resolves against the installed pair.
-.venv/bin/python -m pip install -q "torch>=2.9" "torchvision>=0.24"
+.venv/bin/python -m pip install -q "torch>=2.9,<2.15" "torchvision>=0.24,<0.30"  # pyproject.toml's range
 .venv/bin/python -m pip install -q -e ".[dev,export,mlflow]"
 echo "$wanted" > "$STAMP"

@@ -157,14 +157,9 @@ def export_model(
     dynamic_axes = {name: {0: "batch"} for name in input_names + output_names} if dynamic_batch else None
     with atomic_output(output) as temporary:  # a failed or refused export leaves no .onnx behind
         with warnings.catch_warnings(), torch.no_grad():
-            # The TorchScript-based exporter: it maps our NMS to NonMaxSuppression and keeps the data-
-            # dependent sizes NMS produces; torch.export (the default since torch 2.9) needs guards on them.
             warnings.simplefilter("ignore")
-            torch.onnx.export(
-                module, (images, image_sizes, scales), str(temporary), dynamo=False, opset_version=opset,
-                input_names=input_names, output_names=output_names, dynamic_axes=dynamic_axes,
-                do_constant_folding=True,
-            )
+            torchscript_export(module, (images, image_sizes, scales), temporary, opset, input_names, output_names,
+                               dynamic_axes)
         add_metadata(temporary, config, class_names, height, width, category_ids, max_detections)
         check_loads(temporary, output, opset)
     batch = "B" if dynamic_batch else batch_size
@@ -172,6 +167,20 @@ def export_model(
                f"per image, num_detections")
     return {"height": height, "width": width, "max_detections": max_detections, "class_names": list(class_names),
             "summary": summary}
+
+
+def torchscript_export(module, inputs, path: Path, opset, input_names, output_names, dynamic_axes) -> None:
+    """torch's TorchScript-based exporter (dynamo=False). It maps our NMS to NonMaxSuppression and keeps
+    the data-dependent sizes NMS produces; the torch.export-based one (the default since torch 2.9) stops
+    at them (docs/export.md, "Which exporter"). pyproject.toml bounds torch to releases that still have
+    it; a torch without it gets one line naming the cause."""
+    try:
+        torch.onnx.export(module, inputs, str(path), dynamo=False, opset_version=opset, input_names=input_names,
+                          output_names=output_names, dynamic_axes=dynamic_axes, do_constant_folding=True)
+    except TypeError as error:  # a torch whose export() no longer takes dynamo=False or these arguments
+        raise DetectError(f"export: torch {torch.__version__} no longer has the TorchScript-based ONNX exporter "
+                          f"this version of detect uses ({error}); install torch<2.15 as pyproject.toml "
+                          f"says") from None
 
 
 def add_metadata(path: Path, config, class_names: list[str], height: int, width: int,
