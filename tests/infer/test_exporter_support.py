@@ -5,10 +5,10 @@ torch upgrade would otherwise break `export`, `infer --backend onnxruntime` and 
 from __future__ import annotations
 
 import inspect
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import torch
 from packaging.requirements import Requirement
 from packaging.version import Version
