@@ -16,7 +16,7 @@ COPY configs ./configs
 COPY tools ./tools
 # The tools' measuring code: beside them, not installed by pip (as in a source checkout).
 COPY benchmarks ./benchmarks
-RUN pip install --no-cache-dir ".[export]"
+RUN pip install --no-cache-dir ".[export,openvino]"
 
 # Datasets, run folders and cached ImageNet weights live outside the image.
 VOLUME ["/data", "/runs", "/weights"]

@@ -278,7 +278,8 @@ def plot_command(
 
 @app.command("eval")
 def eval_command(
-    checkpoint: Optional[Path] = typer.Argument(None, help="A checkpoint (best.pt / last.pt) to run on the split."),
+    checkpoint: Optional[Path] = typer.Argument(None, help="A checkpoint (best.pt / last.pt), or a model detect export "
+                                                            "wrote (.onnx, .xml, .engine), to run on the split."),
     detections: Optional[Path] = typer.Option(None, "--detections", help="Instead of a checkpoint: a COCO results JSON "
                                                                          "(image_id, category_id, bbox xywh, score)."),
     config: Optional[str] = typer.Option(None, "--config", "-c", help="Config name or YAML path (default with a "
@@ -294,6 +295,8 @@ def eval_command(
     coco_backend: Optional[str] = typer.Option(
         None, "--coco-backend", help="What computes the COCO metric: numpy (default) or pycocotools (the reference; "
                                      "the same numbers, slower). Sets eval.coco_backend."),
+    backend: str = typer.Option("auto", "--backend", help="What runs the model: auto (by its file's suffix), torch, "
+                                                           "onnxruntime, openvino or tensorrt."),
     overrides: Optional[List[str]] = SetOption,
 ) -> None:
     """Evaluate a checkpoint (or a detections file) on a split; print per-class AP and mAP.
@@ -317,7 +320,7 @@ def eval_command(
     if checkpoint is not None:
         from detect.evaluation.eval_command import evaluate_checkpoint
 
-        evaluation = evaluate_checkpoint(checkpoint, config, overrides or [], split, metric, device)
+        evaluation = evaluate_checkpoint(checkpoint, config, overrides or [], split, metric, device, backend)
         source = str(checkpoint)
     else:
         from detect.evaluation.eval_command import evaluate_detections
@@ -371,8 +374,8 @@ def _check_eval_outputs(json_out: Optional[Path], plots: Optional[Path], inputs:
 @app.command("infer")
 def infer(
     checkpoint: Path = typer.Argument(
-        ..., help="Checkpoint written by detect train (.pt); with --backend onnxruntime also an .onnx file from detect "
-                  "export."),
+        ..., help="Model file: a checkpoint of detect train (.pt), or what detect export wrote (.onnx, OpenVINO .xml, "
+                  "TensorRT .engine)."),
     sources: List[str] = typer.Argument(
         ..., help="Image files, folders (recursive), globs (quoted), videos, a camera index, rtsp/http URLs."
     ),
@@ -388,9 +391,8 @@ def infer(
                                                                                "many frames."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     backend: str = typer.Option(
-        "torch", "--backend", help="torch, or onnxruntime (CPU): runs the exported model (detect export); "
-        "CHECKPOINT may then be its .onnx file."
-    ),
+        "auto", "--backend", help="auto (by the model file's suffix: .pt torch, .onnx onnxruntime, .xml openvino, "
+        ".engine tensorrt), or one of them; onnxruntime and openvino given a .pt export it first."),
     max_pixels: int = typer.Option(
         DEFAULT_MAX_PIXELS, "--max-pixels", min=1, help="Skip an image whose header declares more pixels (before "
                                                         "decoding it)."),
@@ -471,7 +473,8 @@ def export(
 
 @app.command("serve")
 def serve(
-    checkpoint: Path = typer.Argument(..., help="Checkpoint written by detect train (.pt)."),
+    checkpoint: Path = typer.Argument(..., help="Model file: a checkpoint of detect train (.pt), or what detect export "
+                                                "wrote (.onnx, .xml, .engine)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; 0.0.0.0 serves other machines too."),
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="TCP port."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
@@ -484,7 +487,8 @@ def serve(
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="DETECT_API_KEY", show_envvar=True,
                                           help="Require this key (X-API-Key header) on /v1/* and /metrics."),
     backend: str = typer.Option(
-        "torch", "--backend", help="torch, or onnxruntime (the model exported to ONNX at start-up, on the CPU)."),
+        "auto", "--backend", help="auto (by the model file's suffix), torch, onnxruntime or openvino (a .pt exported "
+                                  "at start-up, on the CPU), tensorrt."),
     max_pixels: int = typer.Option(
         DEFAULT_MAX_PIXELS, "--max-pixels", min=1, help="Largest image, in pixels, read from its header before "
                                                         "decoding (422 above)."),

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Create (or reuse) the project's virtual environment in .venv and install detect with its test, export
-# and mlflow extras. Idempotent: when .venv was set up from the same pyproject.toml, a second run checks
+# Create (or reuse) the project's virtual environment in .venv and install detect with its test, export,
+# mlflow and openvino extras. Idempotent: when .venv was set up from the same pyproject.toml, a second run checks
 # that stamp and that detect imports, and skips pip (its index checks take tens of seconds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,5 +17,5 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 # torch and torchvision first, on their own: the rest then resolves against the installed pair.
 .venv/bin/python -m pip install -q "torch>=2.9,<2.15" "torchvision>=0.24,<0.30"  # pyproject.toml's range
-.venv/bin/python -m pip install -q -e ".[dev,export,mlflow]"
+.venv/bin/python -m pip install -q -e ".[dev,export,mlflow,openvino]"
 echo "$wanted" > "$STAMP"

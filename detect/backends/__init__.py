@@ -1,15 +1,82 @@
 """Inference backends, one module each, registered in BACKENDS (detect/backends/base.py): `torch`
-(the checkpoint's model) and `onnxruntime` (an exported graph on the CPU). Each loads a `LoadedModel`;
-`detect.infer.Detector` runs any of them the same way. A new runtime is one module here that
-registers itself, and its name in the import below.
+(the checkpoint's model), `onnxruntime` and `openvino` (an exported graph on the CPU) and `tensorrt`
+(an engine on an NVIDIA GPU). Each loads a `LoadedModel`; `detect.infer.Detector` runs any of them the
+same way. A new runtime is one module here that registers itself, its name in the import below, and
+the file suffixes it reads in NATIVE_SUFFIXES.
 
     loaded = BACKENDS.get("onnxruntime")(path, device)
+    backend = backend_for_file("model.xml")   # "openvino": what "auto" picks for a file
 """
 
-from detect.backends import onnxruntime_backend, torch_backend  # noqa: F401 - they register themselves
+from pathlib import Path
+
+from detect.backends import onnxruntime_backend, openvino_backend, tensorrt_backend, torch_backend  # noqa: F401
 from detect.backends.base import BACKENDS, LoadedModel
+from detect.errors import DetectError
 
-# Backends that run an ONNX graph: given a checkpoint, `detect.infer.load_detector` exports it first.
-RUNS_ONNX = ("onnxruntime",)
+# The files each backend reads as they are. Given a checkpoint, a backend that runs an exported graph
+# (RUNS_ONNX) gets it exported to ONNX first (detect.infer.load_detector).
+NATIVE_SUFFIXES = {
+    "torch": (".pt", ".pth"),
+    "onnxruntime": (".onnx",),
+    "openvino": (".xml", ".onnx"),
+    "tensorrt": (".engine", ".plan"),
+}
+RUNS_ONNX = ("onnxruntime", "openvino")
 
-__all__ = ["BACKENDS", "LoadedModel", "RUNS_ONNX"]
+
+def backend_for_file(path: str | Path) -> str:
+    """The backend `--backend auto` picks for a model file, by its suffix (the first backend listing it)."""
+    suffix = Path(path).suffix.lower()
+    for backend, suffixes in NATIVE_SUFFIXES.items():
+        if suffix in suffixes:
+            return backend
+    known = ", ".join(sorted({s for suffixes in NATIVE_SUFFIXES.values() for s in suffixes}))
+    raise DetectError(f"{path}: no backend reads '{suffix or 'no suffix'}' files (known: {known}); name one with "
+                      f"--backend")
+
+
+def reads_natively(backend: str, path: str | Path) -> bool:
+    return Path(path).suffix.lower() in NATIVE_SUFFIXES.get(backend, ())
+
+
+def is_exported_file(path: str | Path) -> bool:
+    """Whether the file's suffix is one an exported model has (.onnx, .xml, .engine, ...), not a checkpoint's."""
+    suffix = Path(path).suffix.lower()
+    return any(suffix in suffixes for backend, suffixes in NATIVE_SUFFIXES.items() if backend != "torch")
+
+
+def resolve_backend(path: str | Path, backend: str | None) -> str:
+    """`backend` itself, or for "auto" / None the one the file's suffix names."""
+    if backend in (None, "auto"):
+        return backend_for_file(path)
+    BACKENDS.get(backend)  # an unknown name: one line listing the registered ones
+    return backend
+
+
+def load_model_file(path: str | Path, backend: str | None = "auto", device="auto",
+                    backend_options: dict | None = None) -> LoadedModel:
+    """Any model file, loaded by `backend` ("auto": by the file's suffix): a checkpoint's PyTorch model
+    (torch, EMA weights where it has them), or an exported file run by its backend. Given a
+    checkpoint, a backend that runs an ONNX graph (RUNS_ONNX) gets it exported first with a free batch
+    size, to a temporary folder: nothing is written beside the checkpoint. `backend_options` go to the
+    backend (onnxruntime, openvino: `threads`). The model follows the detector contract either way."""
+    import tempfile
+
+    backend = resolve_backend(path, backend)
+    load = BACKENDS.get(backend)
+    path = Path(path)
+    if backend in RUNS_ONNX and not reads_natively(backend, path):
+        from detect.export import export_onnx
+
+        if str(device) not in ("auto", "cpu"):
+            load(path, str(device))  # the backend's own one-line refusal, before exporting anything
+        with tempfile.TemporaryDirectory(prefix="detect-onnx-") as folder:
+            exported = Path(folder) / "model.onnx"
+            export_onnx(path, exported, dynamic_batch=True)
+            return load(exported, device, **(backend_options or {}))  # the graph is held in memory
+    return load(path, device, **(backend_options or {}))
+
+
+__all__ = ["BACKENDS", "LoadedModel", "NATIVE_SUFFIXES", "RUNS_ONNX", "backend_for_file", "is_exported_file",
+           "load_model_file", "reads_natively", "resolve_backend"]

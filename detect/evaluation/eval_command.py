@@ -17,12 +17,11 @@ from pathlib import Path
 
 import torch
 
-from detect.checkpoints import build_model_from_checkpoint
 from detect.config import Config, load_config, saved_config_with_overrides
 from detect.data.dataset import skipped_in
 from detect.data.skip_report import SkipReport, dataset_errors, summary
 from detect.data.splits import draws_splits, run_split_lists
-from detect.device import autocast_context, resolve_device
+from detect.device import autocast_context
 from detect.errors import CheckpointError, DetectError
 from detect.evaluation.evaluator import DetectionEvaluator, evaluator_for_dataset, parse_metrics
 
@@ -75,18 +74,23 @@ def relabel(detections: list[dict], label_map: torch.Tensor | None) -> list[dict
 
 
 def evaluate_checkpoint(checkpoint: Path, config_name: str | None, overrides: list[str], split: str | None,
-                        metric: str | None, device: str = "auto") -> Evaluation:
+                        metric: str | None, device: str = "auto", backend: str = "torch") -> Evaluation:
     """The checkpoint's model on a split. The data config is the checkpoint's own unless
-    `config_name` is given; the model always comes from the checkpoint.
+    `config_name` is given; the model always comes from the checkpoint. `backend` runs it
+    (detect.backends: "auto" picks by the file's suffix): an exported .onnx / .xml / .engine file is
+    scored like the checkpoint it came from, with the config its metadata holds.
 
     Classes travel by name: the data is read with the checkpoint's class list unless `data.classes`
     names others; then the model's labels are mapped to them by name (a subset or another order is
     scored as such), and a class the model does not know is refused."""
+    from detect.backends import load_model_file, resolve_backend
     from detect.data.loader import build_dataloader
     from detect.evaluation.evaluate import run_detector
 
-    torch_device = resolve_device(device)
-    model, ckpt_config, class_names = build_model_from_checkpoint(checkpoint, torch_device)
+    backend = resolve_backend(checkpoint, backend)
+    loaded = load_model_file(checkpoint, backend, device)
+    torch_device = loaded.device if backend == "torch" else torch.device("cpu")  # graphs take host inputs
+    model, ckpt_config, class_names = loaded.model, loaded.config, loaded.class_names
     config = load_config(config_name, overrides) if config_name else saved_config_with_overrides(ckpt_config, overrides)
     if config.data.classes is None:
         config = config.model_copy(update={"data": config.data.model_copy(update={"classes": list(class_names)})})

@@ -136,6 +136,16 @@ class Detector:
         COCO data, the category ids) with the torch backend."""
         return load_detector(path, "torch", device, **options)
 
+    @classmethod
+    def from_file(cls, path: str | Path, backend: str | None = "auto", device: str | torch.device = "auto",
+                  threads: int | None = None, **options) -> "Detector":
+        """Any model file behind one interface: a checkpoint (.pt), an ONNX graph (.onnx, fp32 or INT8),
+        OpenVINO IR (.xml) or a TensorRT engine (.engine), run by `backend` ("auto": by the suffix; a
+        checkpoint runs on onnxruntime or openvino once exported to a temporary folder). `threads`:
+        the CPU threads of onnxruntime or OpenVINO."""
+        backend_options = {"threads": threads} if threads is not None else None
+        return load_detector(path, backend, device, backend_options, **options)
+
     # -----------------------------------------------------------------------------------------------
 
     def __call__(self, inputs, score_threshold: float | None = None, classes: Sequence[str] | None = None,
@@ -258,28 +268,17 @@ def _no_objects(image: np.ndarray) -> dict:
             "iscrowd": np.zeros(0, bool), "image_id": None, "orig_size": (height, width)}
 
 
-def load_detector(checkpoint: str | Path, backend: str = "torch", device: str | torch.device = "auto",
+def load_detector(checkpoint: str | Path, backend: str | None = "auto", device: str | torch.device = "auto",
                   backend_options: dict | None = None, **options) -> Detector:
-    """The `Detector` of `detect infer`, `detect serve` and the Python API for a registered backend
-    (detect.backends: `torch`, `onnxruntime`). A backend that runs an ONNX graph, given a checkpoint,
-    gets it exported first with a free batch size, to a temporary folder (nothing is written beside
-    the checkpoint). `backend_options` go to the backend (onnxruntime: `threads`), `options` to the
-    Detector. One-line DetectError for an unknown backend or a device the backend cannot use."""
-    import tempfile
+    """The `Detector` of `detect infer`, `detect serve`, the tools and the Python API, for any model file
+    and a registered backend (detect.backends: `torch`, `onnxruntime`, `openvino`, `tensorrt`); "auto"
+    (or None) picks the backend by the file's suffix (.pt torch, .onnx onnxruntime, .xml openvino,
+    .engine tensorrt). A backend that runs an ONNX graph, given a checkpoint, gets it exported first
+    with a free batch size, to a temporary folder (nothing is written beside the checkpoint).
+    `backend_options` go to the backend (onnxruntime, openvino: `threads`), `options` to the Detector.
+    One-line DetectError for an unknown backend or a device the backend cannot use."""
+    from detect.backends import load_model_file
 
-    from detect.backends import BACKENDS, RUNS_ONNX
-
-    load = BACKENDS.get(backend)
-    path = Path(checkpoint)
-    if backend in RUNS_ONNX and path.suffix.lower() != ".onnx":
-        from detect.export import export_onnx
-
-        if str(device) not in ("auto", "cpu"):
-            load(path, str(device))  # the backend's own one-line refusal, before exporting anything
-        with tempfile.TemporaryDirectory(prefix="detect-onnx-") as folder:
-            exported = Path(folder) / "model.onnx"
-            export_onnx(path, exported, dynamic_batch=True)
-            return load_detector(exported, backend, device, backend_options, **options)  # held in memory
-    loaded = load(path, device, **(backend_options or {}))
+    loaded = load_model_file(checkpoint, backend, device, backend_options)
     return Detector(loaded.model, loaded.config, loaded.class_names, device=loaded.device,
                     category_ids=loaded.category_ids, **options)

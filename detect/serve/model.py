@@ -44,16 +44,21 @@ class ServedModel:
         return class_labels(classes, self.class_names)
 
 
-def load_served_model(checkpoint: str | Path, device: str = "auto", backend: str = "torch") -> ServedModel:
-    """Load the checkpoint once: the Detector (and for onnxruntime its exported graph), and the
-    metadata `GET /v1/model` reports."""
+def load_served_model(checkpoint: str | Path, device: str = "auto", backend: str = "auto") -> ServedModel:
+    """Load the model file once: the Detector (for onnxruntime and openvino given a checkpoint, its
+    exported graph), and the metadata `GET /v1/model` reports (epoch, step, best_metric: None for an
+    exported file, which does not keep them)."""
+    from detect.backends import is_exported_file, resolve_backend
     from detect.checkpoints import load_checkpoint
     from detect.infer import load_detector
 
     path = Path(checkpoint)
-    state = load_checkpoint(path)  # the training metadata; the weights are built by the Detector below
-    metadata = {key: state.get(key) for key in ("epoch", "step", "best_metric")}
-    del state
+    backend = resolve_backend(path, backend)
+    metadata = dict.fromkeys(("epoch", "step", "best_metric"))
+    if not is_exported_file(path):
+        state = load_checkpoint(path)  # the training metadata; the weights are built by the Detector below
+        metadata = {key: state.get(key) for key in metadata}
+        del state
     detector = load_detector(path, backend, device)
     return ServedModel(detector, name=path.name, info={**model_info(detector, path, metadata), "backend": backend})
 

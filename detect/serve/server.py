@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 
 
 def run_server(checkpoint: Path, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
-               settings: ServeSettings | None = None, backend: str = "torch") -> None:
+               settings: ServeSettings | None = None, backend: str = "auto") -> None:
     """Blocks until the server is stopped (Ctrl-C)."""
     import uvicorn
 
@@ -24,7 +24,8 @@ def run_server(checkpoint: Path, host: str = "127.0.0.1", port: int = 8000, devi
     model = load_served_model(checkpoint, device, backend)
     app = create_app(model, settings)
     print(f"detect serve: {model.name} ({model.info['arch']}, {len(model.class_names)} classes) on "
-          f"{model.info['device']} with {backend}; page at http://{_url_host(host)}:{port}/, API docs at /docs",
+          f"{model.info['device']} with {model.info['backend']}; page at http://{_url_host(host)}:{port}/, "
+          f"API docs at /docs",
           flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
 

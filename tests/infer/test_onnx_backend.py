@@ -107,8 +107,9 @@ def test_backend_errors_are_one_line(checkpoints, tmp_path, capsys):
     image = tmp_path / "img.png"
     cv2.imwrite(str(image), noise_image(20, 20, seed=0))
     cases = [
-        (["--backend", "tensorrt"], str(checkpoints["ssd"]),
-         "--backend tensorrt: unknown backend; choose from onnxruntime, torch"),
+        (["--backend", "nope"], str(checkpoints["ssd"]),
+         "--backend nope: unknown backend; choose from onnxruntime, openvino, tensorrt, torch"),
+        ([], str(tmp_path / "model.tflite"), "model.tflite: no backend reads '.tflite' files"),
         (["--backend", "onnxruntime"], str(not_onnx), "bad.onnx: not a readable ONNX model"),
         (["--backend", "onnxruntime"], str(tmp_path / "none.onnx"), "none.onnx: ONNX file not found"),
     ]
