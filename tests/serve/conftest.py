@@ -40,7 +40,7 @@ def served_model(request, checkpoint):
     """The served model, once per backend: every server test runs with the checkpoint's PyTorch model
     and with the same model exported and compiled by OpenVINO (`detect serve --backend openvino`)."""
     if request.param == "openvino":
-        pytest.importorskip("openvino", reason="--backend openvino needs the openvino extra: pip install -e '.[openvino]'")
+        pytest.importorskip("openvino", reason="--backend openvino needs the extra: pip install -e '.[openvino]'")
     previous = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny convolutions: a second thread only spin-waits on a busy machine
     yield load_served_model(checkpoint, device="cpu", backend=request.param)
