@@ -46,37 +46,46 @@ from detect.evaluation.evaluator import DetectionEvaluator
 from detect.evaluation.predict import predict_batch
 
 METRICS = ("voc07", "voc12", "coco")
-ROW_KEYS = ("name", "kind", "source", "num_images", "num_params", "voc07_map", "voc12_map", "coco_ap",
-            "coco_ap50", "images_per_s_end_to_end", "images_per_s_model", "latency_ms_p50",
+ROW_KEYS = ("name", "kind", "source", "backend", "precision", "num_images", "num_params", "voc07_map", "voc12_map",
+            "coco_ap", "coco_ap50", "images_per_s_end_to_end", "images_per_s_model", "latency_ms_p50",
             "latency_ms_p95", "peak_gpu_mib", "voc07_ap", "voc12_ap")
 
 
 @dataclass
 class Candidate:
-    """One row to measure. `build(device)` -> (model in eval mode on device, its InputConfig, class names)."""
+    """One row to measure. `build(device)` -> (model in eval mode on device, its InputConfig, class names).
+    `backend` runs it (detect.backends); one other than torch takes its inputs on the host (CPU)."""
 
     name: str
     kind: str  # "checkpoint" or "torchvision"
     source: str
     build: Callable[[torch.device], tuple[nn.Module, InputConfig, list[str]]]
+    backend: str = "torch"
+    precision: str = "fp32"
 
 
 # ---------------------------------------------------------------------------------------------------
 # What to run
 
 
-def checkpoint_candidate(path: str | Path) -> Candidate:
-    from detect.checkpoints import build_model_from_checkpoint
+def checkpoint_candidate(path: str | Path, backend: str = "auto") -> Candidate:
+    """A model file's row: a checkpoint run by `backend` (torch; onnxruntime or openvino export it first,
+    in float), or an exported file (.onnx, .xml, .engine: fp32 or INT8) run by its own backend."""
+    from detect.backends import is_exported_file, load_model_file, resolve_backend
 
     path = Path(path)
     if not path.is_file():  # checked before any row runs, so a typo does not waste the others' time
-        raise CheckpointError(f"{path}: checkpoint not found")
+        raise CheckpointError(f"{path}: model file not found")
+    backend = resolve_backend(path, "auto" if is_exported_file(path) else backend)
 
     def build(device):
-        model, config, class_names = build_model_from_checkpoint(path, device)
-        return model, config.input, class_names
+        loaded = load_model_file(path, backend, device if backend == "torch" else "auto")
+        return loaded.model, loaded.config.input, loaded.class_names
 
-    return Candidate(str(path), "checkpoint", str(path), build)
+    precision = "fp32"
+    if is_exported_file(path):
+        precision = getattr(load_model_file(path, backend, "auto").model, "metadata", {}).get("precision", "fp32")
+    return Candidate(f"{path} ({backend}, {precision})", "checkpoint", str(path), build, backend, precision)
 
 
 def torchvision_candidate(spec: str, data_config: Config, class_names: Sequence[str]) -> Candidate:
@@ -134,6 +143,7 @@ def _build_peer(path, data_config: Config, class_names):
 def resolve_data_config(config_name: str | None, overrides: Sequence[str], checkpoints: Sequence[str | Path]) -> Config:
     """`--config` with `--set` applied, else the first checkpoint's own config with them; either reads the
     split lists of the first checkpoint's run when its validation part was drawn (data.val_fraction)."""
+    from detect.backends import is_exported_file, load_model_file
     from detect.checkpoints import config_from_checkpoint, load_checkpoint
     from detect.config import saved_config_with_overrides
     from detect.evaluation.eval_command import with_run_split_lists
@@ -143,7 +153,10 @@ def resolve_data_config(config_name: str | None, overrides: Sequence[str], check
             return load_config(config_name, list(overrides))
         raise DetectError("eval_map: give --config (the data to run on) when no checkpoint is given")
     first = Path(checkpoints[0])
-    saved = config_from_checkpoint(load_checkpoint(first), first)
+    if is_exported_file(first):
+        saved = load_model_file(first, "auto", "auto").config  # the config an export keeps in its metadata
+    else:
+        saved = config_from_checkpoint(load_checkpoint(first), first)
     config = load_config(config_name, list(overrides)) if config_name else saved_config_with_overrides(
         saved, list(overrides))
     # A run that drew its validation part is measured on that part (the lists in its folder).
@@ -210,6 +223,8 @@ def measure(candidate: Candidate, data_config: Config, raw_dataset, split: str, 
     """One row (ROW_KEYS) for `candidate` on `raw_dataset` (see the module docstring)."""
     from detect.data.loader import build_dataloader
 
+    if candidate.backend != "torch":
+        device = torch.device("cpu")  # an exported graph takes host inputs; its runtime picks its own device
     model, input_cfg, class_names = candidate.build(device)
     data_classes = list(getattr(raw_dataset, "class_names", None) or class_names)
     if list(class_names) != data_classes:
@@ -234,7 +249,8 @@ def measure(candidate: Candidate, data_config: Config, raw_dataset, split: str, 
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     latencies = batch1_latencies_ms(model, first[:latency_images], collate, device, autocast, warmup, input_cfg)
     row = {
-        "name": candidate.name, "kind": candidate.kind, "source": candidate.source,
+        "name": candidate.name, "kind": candidate.kind, "source": candidate.source, "backend": candidate.backend,
+        "precision": candidate.precision,
         "num_images": results["num_images"], "num_params": sum(p.numel() for p in model.parameters()),
         "voc07_map": results["voc07"]["map"], "voc12_map": results["voc12"]["map"],
         "coco_ap": results["coco"]["AP"], "coco_ap50": results["coco"]["AP50"],
@@ -255,13 +271,17 @@ def measure(candidate: Candidate, data_config: Config, raw_dataset, split: str, 
 def run_benchmark(checkpoints: Sequence[str | Path], config_name: str | None = None, overrides: Sequence[str] = (),
                   split: str | None = None, device: str = "auto", batch_size: int | None = None,
                   torchvision: Sequence[str] = (), max_images: int | None = None, model_images: int = 64,
-                  latency_images: int = 32, warmup: int = 2, progress: Callable[[str], None] | None = None) -> dict:
-    """Measure every checkpoint, then every torchvision spec, on one split -> the report dict:
-    {config, split, device, batch_size, precision, num_images, rows: [row dict (ROW_KEYS)], torch}."""
+                  latency_images: int = 32, warmup: int = 2, progress: Callable[[str], None] | None = None,
+                  backends: Sequence[str] = ("torch",)) -> dict:
+    """Measure every checkpoint (once per backend of `backends`; an exported file on its own backend),
+    then every torchvision spec, on one split -> the report dict: {config, split, device, batch_size,
+    precision, num_images, rows: [row dict (ROW_KEYS)], torch}."""
+    from detect.backends import is_exported_file
     from detect.data.build import build_dataset
 
     torch_device = resolve_device(device)
-    candidates = [checkpoint_candidate(path) for path in checkpoints]  # every path checked up front
+    candidates = [checkpoint_candidate(path, backend)  # every path checked up front
+                  for path in checkpoints for backend in (["auto"] if is_exported_file(path) else backends)]
     data_config = resolve_data_config(config_name, overrides, checkpoints)
     split = split or data_config.data.val_split
     raw_dataset = build_dataset(data_config.data, split, training=False)
@@ -312,12 +332,15 @@ TABLE_COLUMNS = (
     ("p50 ms (b1)", lambda r: _number(r["latency_ms_p50"])),
     ("p95 ms (b1)", lambda r: _number(r["latency_ms_p95"])), ("peak GPU MiB", lambda r: _number(r["peak_gpu_mib"], 0)),
 )
+FIRST_ROW_RATIO = "img/s model vs row 1"  # each row's model-only images/s over the first row's
 
 
 def format_table(report: dict) -> str:
     """The report as a markdown table, one row per model, under a line naming the data and device."""
-    header = [name for name, _ in TABLE_COLUMNS]
-    cells = [[cell(row) for _, cell in TABLE_COLUMNS] for row in report["rows"]]
+    header = [name for name, _ in TABLE_COLUMNS] + [FIRST_ROW_RATIO]
+    first = report["rows"][0]["images_per_s_model"] if report["rows"] else None
+    cells = [[cell(row) for _, cell in TABLE_COLUMNS] + [f"{row['images_per_s_model'] / first:.2f}x" if first else "-"]
+             for row in report["rows"]]
     widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
     lines = [f"{report['config']} split '{report['split']}': {report['num_images']} images, batch "
              f"{report['batch_size']}, {report['device']}, {report['precision']}, torch {report['torch']}", ""]

@@ -42,15 +42,17 @@ loading is excluded (batches are made on the device beforehand). `--dtype bf16` 
 autocast. Peak memory (CUDA) is measured with only the model being timed on the device.
 `--profile DIR` writes, per row and model, a table of the top ops of one step (torch.profiler).
 
-`--mode onnxruntime` (included in `all` on the CPU in fp32): our model exported to ONNX (detect export:
-model, postprocess and NMS, batch fixed at the benchmark's) run by onnxruntime on the CPU, against
-torchvision's eager inference (its `infer` figure when that row was measured).
+`--mode onnxruntime` and `--mode openvino` (included in `all` on the CPU in fp32, openvino where it is
+installed): our model exported to ONNX (detect export: model, postprocess and NMS, batch fixed at the
+benchmark's) run by that runtime on the CPU (detect.backends), against torchvision's eager inference
+(its `infer` figure when that row was measured).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import platform
 import sys
@@ -71,6 +73,7 @@ from detect.evaluation.predict import predict_batch  # noqa: E402
 from detect.models.build import build_model  # noqa: E402
 from detect.models.fuse import fold_batchnorm  # noqa: E402
 
+GRAPH_MODES = ("onnxruntime", "openvino")  # our model exported and run by that runtime (detect.backends)
 MODELS = {
     "faster_rcnn_vgg16": ("voc_faster_rcnn", (600, 1000)),
     "faster_rcnn_resnet50": ("voc_faster_rcnn_resnet50", (600, 1000)),
@@ -86,8 +89,8 @@ MODELS = {
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=[*MODELS, "all"], default="all")
-    parser.add_argument("--mode", choices=["train", "infer", "onnxruntime", "all"], default="all",
-                        help="all: infer, train, and onnxruntime on the CPU in fp32")
+    parser.add_argument("--mode", choices=["train", "infer", *GRAPH_MODES, "all"], default="all",
+                        help="all: infer, train, and on the CPU in fp32 onnxruntime and openvino")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the config's train.batch_size")
     parser.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -255,12 +258,12 @@ def measure(name: str, args, device: torch.device) -> list[dict]:
             "image_size": [height, width], "dtype": args.dtype, "device": str(device), "shared_weights": shared}
     rows = []
     modes = selected_modes(args, device)
-    if ("infer" in modes or "onnxruntime" in modes) and args.train_steps > 0:
+    if ("infer" in modes or set(GRAPH_MODES) & set(modes)) and args.train_steps > 0:
         brief_training(ours, peer, batches, args, device, cfg)
     for mode in modes:
         row = dict(base, mode=mode)
-        if mode == "onnxruntime":
-            row["ours"] = run_onnxruntime(ours, batches, args, cfg)
+        if mode in GRAPH_MODES:
+            row["ours"] = run_exported(ours, batches, args, cfg, mode)
             infer_rows = [r for r in rows if r["mode"] == "infer"]
             row["torchvision"] = (infer_rows[0]["torchvision"] if infer_rows
                                   else run_one(peer, False, "infer", batches, args, device, cfg, name, "torchvision"))
@@ -275,15 +278,17 @@ def measure(name: str, args, device: torch.device) -> list[dict]:
 def selected_modes(args, device: torch.device) -> list[str]:
     if args.mode != "all":
         return [args.mode]
-    return ["infer", "train"] + (["onnxruntime"] if device.type == "cpu" and args.dtype == "fp32" else [])
+    if device.type != "cpu" or args.dtype != "fp32":
+        return ["infer", "train"]
+    return ["infer", "train", "onnxruntime"] + (["openvino"] if importlib.util.find_spec("openvino") else [])
 
 
-def run_onnxruntime(ours, batches, args, cfg) -> dict:
-    """Our model exported to ONNX (batch fixed at the benchmark's), timed in onnxruntime on the CPU."""
+def run_exported(ours, batches, args, cfg, backend: str) -> dict:
+    """Our model exported to ONNX (batch fixed at the benchmark's) and timed in `backend` (onnxruntime or
+    OpenVINO, detect.backends) on the CPU, with torch's thread count."""
     import tempfile
 
-    import onnxruntime
-
+    from detect.backends import load_model_file
     from detect.export import export_model
 
     images = batches[0]["images"]
@@ -292,14 +297,12 @@ def run_onnxruntime(ours, batches, args, cfg) -> dict:
         path = Path(folder) / "model.onnx"
         export_model(ours.cpu().eval(), cfg, class_names, path, image_size=tuple(images.shape[-2:]),
                      batch_size=images.shape[0])
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        graph = load_model_file(path, backend, "cpu", {"threads": torch.get_num_threads()}).model
 
     def step(batch):
         feeds = {"images": batch["images"].cpu().numpy(), "image_sizes": batch["image_sizes"].cpu().numpy(),
                  "scales": batch["scales"].cpu().numpy()}
-        return session.run(None, feeds)
+        return graph.run_graph(feeds)
 
     times = speed.time_steps(step, batches, args.warmup, args.repeats, torch.device("cpu"))
     result = speed.summarise(times, images.shape[0])

@@ -1,9 +1,16 @@
 """Benchmark table: mAP (VOC07, VOC12, COCO AP / AP50), images/s end to end and model-only, latency
-p50 / p95 at batch 1 and peak GPU memory, one row per checkpoint, on one split.
+p50 / p95 at batch 1 and peak GPU memory, one row per model file and backend, on one split.
 
     python tools/eval_map.py runs/a/best.pt runs/b/best.pt [--config X] [--set data.root=...] \
         [--split val] [--device auto] [--batch-size 8] [--json bench.json] \
         [--torchvision fasterrcnn_resnet50_fpn --torchvision peer=runs/tv/best.pt] [--max-images 500]
+    python tools/eval_map.py runs/a/best.pt runs/a/best.int8.onnx runs/a/best.int8.xml \
+        --backend torch --backend onnxruntime --backend openvino
+
+A model file is a checkpoint or what `detect export` wrote (.onnx, OpenVINO .xml, TensorRT .engine;
+fp32 or INT8). Each checkpoint gets a row per `--backend` (default torch; onnxruntime and openvino
+export it in float first), each exported file a row on its own backend; the rows name backend and
+precision, and the last column is each row's model-only images/s over the first row's.
 
 The data come from --config (default: the first checkpoint's own config) with --set applied; each
 checkpoint runs with its own input pipeline. --torchvision NAME adds a row for torchvision's
@@ -27,7 +34,10 @@ from detect.errors import DetectError  # noqa: E402
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoints", nargs="*", type=Path, metavar="CKPT")
+    parser.add_argument("checkpoints", nargs="*", type=Path, metavar="MODEL",
+                        help="checkpoints (.pt) and exported models (.onnx, .xml, .engine)")
+    parser.add_argument("--backend", dest="backends", action="append", default=None,
+                        help="run each checkpoint on this backend (repeatable; default torch)")
     parser.add_argument("--config", "-c", default=None, help="config name or YAML (default: the first checkpoint's)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override a.b=c")
     parser.add_argument("--split", default=None, help="split to run on (default: data.val_split)")
@@ -66,7 +76,8 @@ def main(argv=None) -> int:
             writable_file("--json", args.json_out)
         report = run_benchmark(args.checkpoints, args.config, args.overrides, args.split, args.device,
                                args.batch_size, args.torchvision, args.max_images, args.model_images,
-                               args.latency_images, args.warmup, progress=lambda text: print(text, file=sys.stderr))
+                               args.latency_images, args.warmup, progress=lambda text: print(text, file=sys.stderr),
+                               backends=args.backends or ["torch"])
     except DetectError as error:
         if args.debug:
             raise

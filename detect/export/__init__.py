@@ -1,10 +1,11 @@
 """Export formats, one module each, registered in EXPORTERS (detect/export/base.py); `detect export
---format NAME` picks one: `onnx` (the model with its postprocess, NMS included: onnx.py) and
-`openvino` (that graph as OpenVINO IR: openvino.py). A new
-format is one module here that registers itself, and its name in the import below.
+--format NAME` picks one: `onnx` (the model with its postprocess, NMS included: onnx.py), `openvino`
+(that graph as OpenVINO IR: openvino.py) and `tensorrt` (an engine built from it on a GPU machine:
+tensorrt.py). `--int8` quantizes the onnx and openvino graphs (int8.py, its report int8_report.py). A
+new format is one module here that registers itself, and its name in the import below.
 """
 
-from detect.export import onnx, openvino  # noqa: F401 - they register themselves
+from detect.export import onnx, openvino, tensorrt  # noqa: F401 - they register themselves
 from detect.export.base import EXPORT_SUFFIXES, EXPORTERS
 from detect.export.onnx import export_input_size, export_model, export_onnx, parse_image_size
 

@@ -6,7 +6,7 @@ rt_info under "detect", so the two files are all a deployment needs (detect/back
 
 from __future__ import annotations
 
-import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -45,5 +45,11 @@ def save_ir(onnx_path: Path, output: Path, model=None) -> None:
     with tempfile.TemporaryDirectory(prefix="detect-ir-", dir=output.parent) as folder:
         staged = Path(folder) / output.name
         openvino.save_model(model, str(staged), compress_to_fp16=False)
-        os.replace(staged.with_suffix(".bin"), output.with_suffix(".bin"))
-        os.replace(staged, output)
+        move_ir(staged, output)
+
+
+def move_ir(staged: Path, output: Path) -> None:
+    """An IR's two files to `output` (.xml) and its .bin: the weights first, so that an .xml never
+    points at missing or stale weights."""
+    shutil.move(staged.with_suffix(".bin"), output.with_suffix(".bin"))
+    shutil.move(staged, output)

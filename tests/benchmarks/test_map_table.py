@@ -67,7 +67,9 @@ def test_table_and_json_for_two_checkpoints_and_torchvision(tiny_setup, tmp_path
     assert str(checkpoints[0]) in table[2] and str(checkpoints[1]) in table[3]
     assert "torchvision fasterrcnn_mobilenet_v3_large_320_fpn (random weights)" in table[4]
     assert "torchvision peer (random weights)" in table[5]
-    assert all(line.rstrip(" |").endswith("-") for line in table[2:])  # no GPU memory on a CPU
+    gpu_column = [cell.strip() for cell in table[0].split("|")].index("peak GPU MiB")
+    assert all(line.split("|")[gpu_column].strip() == "-" for line in table[2:])  # no GPU memory on a CPU
+    assert table[2].rstrip(" |").endswith("1.00x")  # each row's model-only speed over the first row's
     report = json.loads(out_json.read_text())
     assert {"config", "split", "num_images", "batch_size", "device", "precision", "rows"} <= set(report)
     assert report["split"] == "val" and report["num_images"] == 4 and report["precision"] == "fp32"
@@ -90,7 +92,7 @@ def test_missing_checkpoint_is_a_one_line_error(tiny_setup, tmp_path, capsys):
     code = load_tool("eval_map").main([str(checkpoints[0]), str(missing), "--device", "cpu"])
     err = capsys.readouterr().err.strip()
     assert code == 2
-    assert err == f"error: {missing}: checkpoint not found"
+    assert err == f"error: {missing}: model file not found"
 
 
 def test_unknown_torchvision_model_is_a_one_line_error(tiny_setup, capsys):
@@ -169,3 +171,28 @@ def test_a_run_on_yolo_data_with_a_drawn_validation_part_is_measured_on_that_par
     assert load_tool("eval_map").main(args) == 0, capsys.readouterr().err
     report = json.loads(out_json.read_text())
     assert report["split"] == "val" and report["num_images"] == 3 and report["rows"][0]["num_images"] == 3
+
+
+def test_a_row_per_backend_and_exported_file(tiny_setup, tmp_path, capsys):
+    """A checkpoint on each --backend, and its exported ONNX file on onnxruntime: each row names its
+    backend and precision, and the two runtimes of one exported graph score alike. (This random model's
+    scores are near-ties, which eager PyTorch may break otherwise: the parity of each backend with
+    PyTorch is tested on models with spread scores, tests/infer/test_openvino_backend.py.)"""
+    pytest.importorskip("onnxruntime", reason="needs the export extra")
+    pytest.importorskip("openvino", reason="needs the openvino extra")
+    from detect.export import export_onnx
+
+    _, checkpoints = tiny_setup
+    exported = tmp_path / "model.onnx"
+    export_onnx(checkpoints[0], exported, dynamic_batch=True)
+    out_json = tmp_path / "bench.json"
+    code = load_tool("eval_map").main([str(checkpoints[0]), str(exported), "--backend", "torch", "--backend",
+                                       "openvino", "--device", "cpu", "--json", str(out_json), "--max-images", "4",
+                                       "--latency-images", "2", "--model-images", "4", "--warmup", "1"])
+    assert code == 0, capsys.readouterr().err
+    rows = json.loads(out_json.read_text())["rows"]
+    assert [(row["backend"], row["precision"]) for row in rows] == [
+        ("torch", "fp32"), ("openvino", "fp32"), ("onnxruntime", "fp32")]
+    assert rows[0]["name"].endswith("(torch, fp32)") and rows[2]["source"] == str(exported)
+    assert rows[1]["voc07_map"] == pytest.approx(rows[2]["voc07_map"], abs=1e-6)
+    assert rows[1]["coco_ap"] == pytest.approx(rows[2]["coco_ap"], abs=1e-3)

@@ -1,0 +1,238 @@
+"""INT8 post-training quantization of the exported graph: `detect export --int8 [--calibration N]`.
+
+Only the trunk and the heads run in INT8; box decoding, the postprocess and NMS stay in float:
+- onnxruntime (`--format onnx`): static quantization in the QDQ format, of the Conv, MatMul and Gemm
+  nodes only (weights int8 per output channel, activations uint8, min-max ranges);
+- OpenVINO (`--format openvino`): NNCF's post-training quantization of the converted model, with the
+  elementwise and decoding ops (FLOAT_OPS) left out of its scope.
+Calibration: N images (default 300, all of them when the split has fewer) of the checkpoint's training
+split, drawn with a fixed seed, through the eval preprocessing (`Detector.preprocess`) and zero-padded
+to the graph's H x W, exactly what the graph sees at inference. A model the runtime cannot quantize or
+run after quantizing is one line naming the layer and the reason, and nothing is written.
+
+    info = export_int8("onnx", checkpoint, output, calibration=300, overrides=[], dynamic_batch=True)
+        -> export_onnx's info, plus "quantized" (layers in INT8 / quantizable layers) and "report"
+           (detect/export/int8_report.py: float and INT8 mAP@0.5 and images/s), also written to
+           <output stem>.json beside the model
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch.nn.functional as F
+
+from detect.errors import DetectError
+
+INT8_FORMATS = ("onnx", "openvino")
+DEFAULT_CALIBRATION = 300
+CALIBRATION_SEED = 0
+QUANTIZED_ONNX_OPS = ("Conv", "MatMul", "Gemm")
+# What NNCF would also quantize but must stay float: box decoding (anchors times offsets, exp),
+# score arithmetic and the postprocess before NMS.
+FLOAT_OPS = ["Multiply", "Add", "Subtract", "Divide", "Exp", "Concat", "Sigmoid", "SoftMax", "Clamp"]
+
+
+def export_int8(format: str, checkpoint: str | Path, output: str | Path, calibration: int = DEFAULT_CALIBRATION,
+                overrides=(), **export_options) -> dict:
+    """Export `checkpoint` in float to a temporary folder, quantize it for `format`'s runtime, write
+    the INT8 model to `output` and the float-against-INT8 report beside it."""
+    from detect.export.int8_report import compare_precisions
+    from detect.export.onnx import export_onnx
+
+    if format not in INT8_FORMATS:
+        raise DetectError(f"--int8: quantization is for --format {' or '.join(INT8_FORMATS)}, not {format}")
+    if calibration < 1:
+        raise DetectError(f"--calibration {calibration}: give at least one image")
+    output = Path(output)
+    with tempfile.TemporaryDirectory(prefix="detect-int8-") as folder:
+        float_onnx = Path(folder) / "float.onnx"
+        info = export_onnx(checkpoint, float_onnx, **export_options)
+        feeds = calibration_feeds(checkpoint, float_onnx, calibration, overrides)
+        if format == "onnx":
+            info["quantized"] = quantize_onnx(float_onnx, output, feeds)
+            float_model, backend = float_onnx, "onnxruntime"
+        else:
+            from detect.export.openvino import save_ir
+
+            info["quantized"] = quantize_openvino(float_onnx, output, feeds)
+            float_model, backend = Path(folder) / "float.xml", "openvino"
+            save_ir(float_onnx, float_model)
+        report = compare_precisions(checkpoint, float_model, output, backend, overrides)
+    report.update(calibration_images=sum(len(feed["images"]) for feed in feeds), quantized=info["quantized"])
+    report_path = output.with_suffix(".json")
+    report_path.write_text(json.dumps(report, indent=2) + "\n")
+    info["report"], info["report_path"] = report, report_path
+    layers = info["quantized"]
+    info["summary"] = (f"INT8 ({layers['int8']} of {layers['quantizable']} layers), {info['summary']}; "
+                       f"float and INT8 compared in {report_path.name}")
+    return info
+
+
+# ---------------------------------------------------------------------------------------------------
+# Calibration
+
+
+def calibration_feeds(checkpoint: str | Path, float_onnx: Path, count: int, overrides=()) -> list[dict]:
+    """Up to `count` images of the checkpoint's training split as the graph's input feeds (batches of
+    the graph's batch size, or of one for a free batch)."""
+    from detect.backends.onnxruntime_backend import load_onnxruntime
+    from detect.data.build import build_dataset
+    from detect.infer.detector import Detector
+
+    loaded = load_onnxruntime(float_onnx, "cpu")
+    graph = loaded.model
+    data_config = checkpoint_data_config(checkpoint, overrides)
+    try:
+        dataset = build_dataset(data_config.data, data_config.data.train_split, training=False)
+    except DetectError as error:
+        raise DetectError(f"--int8 calibrates on the training split of the checkpoint's data: {error} (point at it "
+                          f"with --set data.root=...)") from None
+    picks = np.random.default_rng(CALIBRATION_SEED).permutation(len(dataset))[:count]
+    detector = Detector(graph, loaded.config, loaded.class_names, device="cpu")
+    step = graph.batch_size or 1
+    feeds = []
+    for start in range(0, len(picks) - step + 1, step):
+        images = [dataset[int(index)][0] for index in picks[start:start + step]]
+        batch, image_sizes, _ = detector.preprocess(images)
+        batch = F.pad(batch, (0, graph.width - batch.shape[3], 0, graph.height - batch.shape[2]))
+        feeds.append({"images": batch.numpy(), "image_sizes": image_sizes.numpy().astype(np.int64),
+                      "scales": np.ones((len(images), 2), np.float32)})
+    if not feeds:
+        raise DetectError(f"--int8: the training split has {len(dataset)} images, fewer than the graph's batch of "
+                          f"{step}")
+    return feeds
+
+
+def checkpoint_data_config(checkpoint: str | Path, overrides=()):
+    """The checkpoint's own config with `overrides`, reading the parts its run drew (detect/data/splits.py)."""
+    from detect.checkpoints import config_from_checkpoint, load_checkpoint
+    from detect.config import saved_config_with_overrides
+    from detect.evaluation.eval_command import with_run_split_lists
+
+    checkpoint = Path(checkpoint)
+    saved = config_from_checkpoint(load_checkpoint(checkpoint), checkpoint)
+    config = saved_config_with_overrides(saved, list(overrides))
+    return with_run_split_lists(config, saved, checkpoint, given=False)
+
+
+# ---------------------------------------------------------------------------------------------------
+# onnxruntime
+
+
+def quantize_onnx(float_onnx: Path, output: Path, feeds: list[dict]) -> dict:
+    """Static QDQ quantization of QUANTIZED_ONNX_OPS; returns {"int8": nodes quantized, "quantizable":
+    nodes of those types}."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Feeds(CalibrationDataReader):
+        def __init__(self):
+            self.remaining = iter(feeds)
+
+        def get_next(self):
+            return next(self.remaining, None)
+
+    with tempfile.TemporaryDirectory(prefix="detect-quantize-") as folder:
+        prepared, staged = Path(folder) / "prepared.onnx", Path(folder) / "int8.onnx"
+        try:
+            # Constant folding and shape inference first, as onnxruntime's quantizer expects.
+            quant_pre_process(str(float_onnx), str(prepared), skip_symbolic_shape=True)
+            quantize_static(str(prepared), str(staged), Feeds(), quant_format=QuantFormat.QDQ,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                            op_types_to_quantize=list(QUANTIZED_ONNX_OPS))
+        except Exception as error:  # noqa: BLE001 - the quantizer raises whatever its passes raise
+            raise DetectError(f"onnxruntime cannot quantize this model: {first_line(error)}; nothing written") from None
+        quantized = onnx.load(str(staged))
+        copy_metadata(float_onnx, quantized)
+        onnx.save(quantized, str(staged))
+        check_runs_onnx(staged, feeds[0])
+        layers = count_quantized_onnx(onnx.load(str(float_onnx)), quantized)
+        shutil.move(staged, output)  # the temporary folder may be on another file system
+    return layers
+
+
+def copy_metadata(float_onnx: Path, quantized) -> None:
+    """The float model's metadata (class names, config, ...) on the quantized one, with its precision."""
+    import onnx
+
+    del quantized.metadata_props[:]
+    for prop in onnx.load(str(float_onnx), load_external_data=False).metadata_props:
+        quantized.metadata_props.add(key=prop.key, value=prop.value)
+    quantized.metadata_props.add(key="precision", value="int8")
+
+
+def count_quantized_onnx(float_model, quantized) -> dict:
+    """Nodes of QUANTIZED_ONNX_OPS in the float graph, and how many of them read a dequantized weight."""
+    quantizable = sum(node.op_type in QUANTIZED_ONNX_OPS for node in float_model.graph.node)
+    dequantized = {out for node in quantized.graph.node if node.op_type == "DequantizeLinear" for out in node.output}
+    int8 = sum(node.op_type in QUANTIZED_ONNX_OPS and len(node.input) > 1 and node.input[1] in dequantized
+               for node in quantized.graph.node)
+    return {"int8": int8, "quantizable": quantizable}
+
+
+def check_runs_onnx(path: Path, feed: dict) -> None:
+    import onnxruntime
+
+    try:
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session.run(None, feed)
+    except Exception as error:  # noqa: BLE001 - onnxruntime's own exception types
+        raise DetectError(f"onnxruntime cannot run the quantized model: {first_line(error)}; nothing written") from None
+
+
+# ---------------------------------------------------------------------------------------------------
+# OpenVINO
+
+
+def quantize_openvino(float_onnx: Path, output: Path, feeds: list[dict]) -> dict:
+    """NNCF post-training quantization, FLOAT_OPS left out; returns {"int8": layers quantized,
+    "quantizable": convolutions and matrix products}."""
+    from detect.backends.openvino_backend import OpenVinoModel, require_openvino
+    from detect.export.openvino import move_ir, save_ir
+
+    openvino = require_openvino()
+    try:
+        import nncf
+    except ImportError:
+        raise DetectError("--int8 with --format openvino needs NNCF: pip install -e '.[openvino]'") from None
+    nncf.set_log_level(logging.ERROR)
+    model = openvino.convert_model(str(float_onnx))
+    try:
+        quantized = nncf.quantize(model, nncf.Dataset(feeds), subset_size=len(feeds),
+                                  ignored_scope=nncf.IgnoredScope(types=FLOAT_OPS, validate=False))
+    except Exception as error:  # noqa: BLE001 - NNCF raises whatever its passes raise
+        raise DetectError(f"NNCF cannot quantize this model: {first_line(error)}; nothing written") from None
+    quantized.set_rt_info("int8", ["detect", "precision"])
+    with tempfile.TemporaryDirectory(prefix="detect-quantize-") as folder:
+        # Checked as written: saving compresses the quantized weights to int8, and it is that file which
+        # must run (the in-memory model may not compile).
+        staged = Path(folder) / output.name
+        save_ir(float_onnx, staged, model=quantized)
+        try:
+            OpenVinoModel(staged).run_graph(feeds[0])
+        except Exception as error:  # noqa: BLE001 - OpenVINO's RuntimeError subclasses
+            raise DetectError(f"OpenVINO cannot run the quantized model: {first_line(error)}; nothing "
+                              f"written") from None
+        move_ir(staged, output)
+    return count_quantized_openvino(quantized)
+
+
+def count_quantized_openvino(model) -> dict:
+    """Convolutions and matrix products, and how many of them take a FakeQuantize'd input."""
+    kinds = ("Convolution", "GroupConvolution", "MatMul")
+    layers = [op for op in model.get_ops() if op.get_type_name() in kinds]
+    int8 = sum(any(value.get_node().get_type_name() in ("FakeQuantize", "Convert") for value in
+                   (source.get_source_output() for source in op.inputs()))
+               for op in layers)
+    return {"int8": int8, "quantizable": len(layers)}
+
+
+def first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
