@@ -13,7 +13,7 @@ run after quantizing is one line naming the layer and the reason, and nothing is
     info = export_int8("onnx", checkpoint, output, calibration=300, overrides=[], dynamic_batch=True)
         -> export_onnx's info, plus "quantized" (layers in INT8 / quantizable layers) and "report"
            (detect/export/int8_report.py: float and INT8 mAP@0.5 and images/s), also written to
-           <output stem>.json beside the model
+           <output>.json beside the model (report_path_of)
 """
 
 from __future__ import annotations
@@ -65,13 +65,19 @@ def export_int8(format: str, checkpoint: str | Path, output: str | Path, calibra
             save_ir(float_onnx, float_model)
         report = compare_precisions(checkpoint, float_model, output, backend, overrides)
     report.update(calibration_images=sum(len(feed["images"]) for feed in feeds), quantized=info["quantized"])
-    report_path = output.with_suffix(".json")
+    report_path = report_path_of(output)
     report_path.write_text(json.dumps(report, indent=2) + "\n")
     info["report"], info["report_path"] = report, report_path
     layers = info["quantized"]
     info["summary"] = (f"INT8 ({layers['int8']} of {layers['quantizable']} layers), {info['summary']}; "
                        f"float and INT8 compared in {report_path.name}")
     return info
+
+
+def report_path_of(model: Path) -> Path:
+    """Where the float-against-INT8 report of `model` goes: beside it, `<model file name>.json` (an INT8
+    ONNX file and an INT8 IR of one checkpoint keep their own)."""
+    return model.with_name(model.name + ".json")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """TensorRT engine export (`detect export --format tensorrt`): the ONNX graph of onnx.py (postprocess and
 NMS inside) parsed by TensorRT's ONNX parser and built into an engine for the GPU of this machine, in
-fp32 (TF32 switched off, so that the engine keeps PyTorch's detections as tightly as the CPU runtimes). An engine runs only on the GPU model and TensorRT version it
-was built with. The export's metadata (class names, config, input size) goes beside it, in
-`<engine>.json` (detect/backends/tensorrt_backend.py reads both). Where TensorRT or a GPU is missing,
-the export is one line saying which.
+fp32 (TF32 switched off, so that the engine keeps PyTorch's detections as tightly as the CPU
+runtimes). An engine runs only on the GPU model and TensorRT version it was built with. The export's
+metadata (class names, config, input size) goes beside it, in `<engine>.json`
+(detect/backends/tensorrt_backend.py reads both). Where TensorRT or a GPU is missing, the export is
+one line saying which.
 
 A free batch (`--dynamic-batch`) becomes an optimisation profile from 1 to MAX_DYNAMIC_BATCH images
 (tuned for --batch-size).

@@ -17,6 +17,7 @@ import torch
 
 from detect.errors import DetectError
 from detect.evaluation.evaluator import DetectionEvaluator
+from detect.export.int8 import report_path_of
 from detect.infer import Detector
 from tests.infer.conftest import CLASS_NAMES
 from tests.infer.test_infer import run_cli
@@ -61,7 +62,7 @@ def test_int8_export_keeps_the_float_detections(format, checkpoints, data_overri
                                     "8", "--dynamic-batch", "--output", str(output), *sets(data_overrides)], capsys)
     assert code == 0, stderr
     assert "fp32:" in stdout and "int8:" in stdout and "images/s" in stdout and f"wrote {output}" in stdout
-    report = json.loads(output.with_suffix(".json").read_text())
+    report = json.loads(report_path_of(output).read_text())
     assert [row["precision"] for row in report["rows"]] == ["fp32", "int8"]
     assert report["calibration_images"] == 8 and report["split"] == "val" and report["num_images"] == 4
     assert report["quantized"]["int8"] == report["quantized"]["quantizable"] > 0
@@ -131,4 +132,4 @@ def test_what_cannot_be_quantized_is_one_line_and_no_file(checkpoints, data_over
     with pytest.raises(DetectError, match=message) as caught:
         int8_module.export_int8("onnx", checkpoints["ssd"], output, calibration=2, overrides=data_overrides)
     assert "\n" not in str(caught.value)
-    assert not output.exists() and not output.with_suffix(".json").exists()
+    assert not output.exists() and not report_path_of(output).exists()
