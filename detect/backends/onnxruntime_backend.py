@@ -28,6 +28,9 @@ class OnnxRuntimeModel(ExportedGraph):
         except ImportError:
             raise DetectError("--backend onnxruntime needs onnxruntime: pip install -e '.[export]'") from None
         options = onnxruntime.SessionOptions()
+        # Its threads sleep between runs instead of spinning: spinning threads take the cores from the
+        # preprocessing between batches (SSDlite320 through Detector on 2 cores: 94 -> 106 to 113 images/s).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads is not None:
             options.intra_op_num_threads = threads
         try:

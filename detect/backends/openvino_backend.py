@@ -31,30 +31,65 @@ def require_openvino():
 
 
 class OpenVinoModel(ExportedGraph):
-    """An exported detector compiled by OpenVINO for the CPU."""
+    """An exported detector compiled by OpenVINO for the CPU.
+
+    A batch runs as parallel parts, one per CPU stream (OpenVINO's THROUGHPUT hint: on 2 cores, two
+    streams of one thread each), each part compiled for its exact shape: both measured faster than one
+    request on the whole batch with a free batch size (docs/benchmarks.md, "Deployment"). A graph
+    exported with a fixed batch size runs whole, one request at a time."""
 
     def __init__(self, path: str | Path, threads: int | None = None):
         super().__init__()
         openvino = require_openvino()
-        core = openvino.Core()
+        self.core = openvino.Core()
         try:
-            model = core.read_model(str(path))
+            self.model = self.core.read_model(str(path))
         except Exception as error:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses for bad files
             first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
             raise DetectError(f"{path}: not a readable OpenVINO or ONNX model: {first_line}") from None
-        self.metadata = read_metadata(model, Path(path))
-        shape = model.input("images").get_partial_shape()
+        self.metadata = read_metadata(self.model, Path(path))
+        shape = self.model.input("images").get_partial_shape()
         self.batch_size = None if shape[0].is_dynamic else shape[0].get_length()
         self.height, self.width = shape[2].get_length(), shape[3].get_length()
-        settings = {"INFERENCE_PRECISION_HINT": "f32"}
+        self.settings = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "THROUGHPUT"}
         if threads is not None:
-            settings["INFERENCE_NUM_THREADS"] = int(threads)
-        self.compiled = core.compile_model(model, "CPU", settings)
-        self.request = self.compiled.create_infer_request()
+            self.settings["INFERENCE_NUM_THREADS"] = int(threads)
+        self.compiled_by_batch: dict[int, object] = {}  # part size -> the model compiled for it
+        self.requests_by_batch: dict[int, list] = {}  # part size -> its infer requests
+        self.streams = int(self._compiled(self.batch_size or 1).get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+
+    def _compiled(self, batch: int):
+        if batch not in self.compiled_by_batch:
+            model = self.model
+            if self.batch_size is None:
+                model = self.model.clone()
+                model.reshape({port.get_any_name(): [batch, *port.get_partial_shape()[1:]] for port in model.inputs})
+            compiled = self.core.compile_model(model, "CPU", self.settings)
+            self.compiled_by_batch[batch] = compiled
+            self.requests_by_batch[batch] = []
+        return self.compiled_by_batch[batch]
+
+    def _request(self, batch: int, slot: int):
+        """The `slot`-th infer request of the model compiled for `batch` (one per part running at once)."""
+        compiled, requests = self._compiled(batch), self.requests_by_batch[batch]
+        while len(requests) <= slot:
+            requests.append(compiled.create_infer_request())
+        return requests[slot]
 
     def run_graph(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        results = self.request.infer(feeds)
-        return [np.array(results[self.compiled.output(name)]) for name in OUTPUT_NAMES]
+        count = len(feeds["images"])
+        size = count if self.batch_size is not None else -(-count // max(1, min(self.streams, count)))
+        running = []
+        for slot, start in enumerate(range(0, count, size)):
+            batch = min(size, count - start)
+            request = self._request(batch, slot)
+            request.start_async({name: np.ascontiguousarray(array[start:start + batch]) for name, array in feeds.items()})
+            running.append((request, self.compiled_by_batch[batch]))
+        parts = []
+        for request, compiled in running:
+            request.wait()
+            parts.append([np.array(request.get_tensor(compiled.output(name)).data, copy=True) for name in OUTPUT_NAMES])
+        return [np.concatenate([part[index] for part in parts]) for index in range(len(OUTPUT_NAMES))]
 
 
 def read_metadata(model, path: Path) -> dict[str, str]:
