@@ -83,7 +83,8 @@ class OpenVinoModel(ExportedGraph):
         for slot, start in enumerate(range(0, count, size)):
             batch = min(size, count - start)
             request = self._request(batch, slot)
-            request.start_async({name: np.ascontiguousarray(array[start:start + batch]) for name, array in feeds.items()})
+            part = {name: np.ascontiguousarray(array[start:start + batch]) for name, array in feeds.items()}
+            request.start_async(part)
             running.append((request, self.compiled_by_batch[batch]))
         parts = []
         for request, compiled in running:
