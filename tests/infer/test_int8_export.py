@@ -102,6 +102,24 @@ def test_postprocess_and_nms_stay_float(checkpoints, data_overrides, tmp_path):
     assert nms and not any(set(node.input) & dequantized for node in nms)
 
 
+def test_openvino_leaves_the_postprocess_float(checkpoints, data_overrides, tmp_path):
+    """In the INT8 IR, every quantized input (FakeQuantize, or int8 weights) feeds a node of the network;
+    none feeds the postprocess, which the export traces outside the network's modules."""
+    pytest.importorskip("nncf", reason="OpenVINO INT8 needs the openvino extra: pip install -e '.[openvino]'")
+    import openvino
+
+    from detect.export.int8 import export_int8
+
+    output = tmp_path / "ssd.int8.xml"
+    export_int8("openvino", checkpoints["ssd"], output, calibration=4, overrides=data_overrides)
+    model = openvino.Core().read_model(str(output))
+    quantizers = [op for op in model.get_ops() if op.get_type_name() == "FakeQuantize"]
+    assert quantizers
+    for quantizer in quantizers:
+        for target in quantizer.output(0).get_target_inputs():
+            assert target.get_node().get_friendly_name().startswith("/model/"), quantizer.get_friendly_name()
+
+
 def test_calibration_takes_the_whole_split_when_it_is_smaller(checkpoints, data_overrides, tmp_path):
     from detect.export.int8 import export_int8
 
