@@ -43,3 +43,17 @@ def test_the_api_serves_the_onnx_backend(onnx_model):
 def test_onnx_backend_on_a_gpu_device_is_refused(checkpoint):
     with pytest.raises(DetectError, match="--backend onnxruntime runs on the CPU"):
         load_served_model(checkpoint, device="cuda", backend="onnxruntime")
+
+
+def test_an_exported_file_is_served_by_the_backend_its_suffix_names(checkpoint, served_model, tmp_path):
+    """`detect serve model.onnx` (backend auto): onnxruntime, the checkpoint's detections; the training
+    metadata an exported file does not keep is reported as null."""
+    from detect.export import export_onnx
+
+    path = tmp_path / "tiny.onnx"
+    export_onnx(checkpoint, path, dynamic_batch=True)
+    served = load_served_model(path, device="cpu")
+    assert served.info["backend"] == "onnxruntime" and served.info["checkpoint"]["epoch"] is None
+    images = [noise_image(50, 70, seed=1)]
+    ours, reference = served.predict(images)[0], served_model.predict(images)[0]
+    assert len(ours) == len(reference) > 0 and ours.class_names == reference.class_names
