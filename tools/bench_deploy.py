@@ -1,7 +1,7 @@
 """Deployment table: one checkpoint on every CPU runtime and precision, mAP and speed side by side.
 
     python tools/bench_deploy.py runs/main_job/train/best.pt [--out runs/bench_deploy] [--calibration 300] \
-        [--set data.root=...] [--batch-size 8] [--threads N] [--json FILE]
+        [--image-size H,W] [--set data.root=...] [--batch-size 8] [--threads N] [--json FILE]
 
 Exports the checkpoint (free batch) to ONNX and OpenVINO IR in fp32, and to both in INT8 (`detect
 export --int8`: onnxruntime QDQ, OpenVINO NNCF, calibrated on --calibration training images), into
@@ -32,6 +32,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--out", type=Path, default=Path("runs/bench_deploy"))
     parser.add_argument("--calibration", type=int, default=300)
+    parser.add_argument("--image-size", default=None, help="H,W of the exported graphs (keep-ratio configs; "
+                                                           "default: the padded max size, as detect export)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--batch-size", type=int, default=None, help="default: eval.batch_size")
     parser.add_argument("--threads", type=int, default=None, help="torch's CPU threads (default: torch's)")
@@ -42,18 +44,19 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def export_all(args) -> list[Path]:
     """The four exported files in args.out (each written again on every run), with the INT8 reports."""
-    from detect.export import EXPORTERS
+    from detect.export import EXPORTERS, parse_image_size
     from detect.export.int8 import export_int8
 
     args.out.mkdir(parents=True, exist_ok=True)
+    options = {"dynamic_batch": True, "image_size": parse_image_size(args.image_size)}
     files = []
     for name, format, int8 in EXPORTS:
         path = args.out / name
         print(f"exporting {path} ...", file=sys.stderr)
         if int8:
-            export_int8(format, args.checkpoint, path, args.calibration, args.overrides, dynamic_batch=True)
+            export_int8(format, args.checkpoint, path, args.calibration, args.overrides, **options)
         else:
-            EXPORTERS.get(format)(args.checkpoint, path, dynamic_batch=True)
+            EXPORTERS.get(format)(args.checkpoint, path, **options)
         files.append(path)
     return files
 
