@@ -221,7 +221,9 @@ def quantize_openvino(float_onnx: Path, output: Path, feeds: list[dict]) -> dict
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
-    nncf.set_log_level(logging.ERROR)
+    # Its own logger only: nncf.set_log_level would also set the level of every handler on that logger,
+    # and those can be handlers the application installed.
+    logging.getLogger("nncf").setLevel(logging.ERROR)
     model = openvino.convert_model(str(float_onnx))
     ranges = AdvancedQuantizationParameters(activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX)
     try:
