@@ -168,3 +168,31 @@ def test_ssdlite_peer_is_torchvisions_with_our_weights(bench_speed, one_thread):
         # The best 20: further down, scores of untrained weights come within rounding of each other.
         assert torch.equal(a["labels"][:20], b["labels"][:20])
         torch.testing.assert_close(a["boxes"][:20], b["boxes"][:20], atol=1e-3, rtol=0)
+
+
+def test_model_files_of_any_backend_are_timed(bench_speed, tmp_path, capsys, one_thread):
+    """--model-file: a checkpoint (torch) and its exported ONNX file (onnxruntime), each a row named by
+    backend and precision, with no torchvision peer."""
+    pytest.importorskip("onnxruntime", reason="needs the export extra")
+    from detect.config import config_to_dict, load_config
+    from detect.export import export_onnx
+    from detect.models.build import build_model
+
+    config = load_config("synthetic_ssd", ["input.size=64", "model.ssd.aspect_ratios=[[2],[2],[2]]"])
+    torch.manual_seed(0)
+    model = build_model(config.model, config.input, 3).eval()
+    checkpoint = tmp_path / "tiny.pt"
+    torch.save({"model": model.state_dict(), "config": config_to_dict(config), "class_names": ["a", "b", "c"]},
+               checkpoint)
+    exported = tmp_path / "tiny.onnx"
+    export_onnx(checkpoint, exported, dynamic_batch=True)
+    out = tmp_path / "files.json"
+    assert bench_speed.main(["--model-file", str(checkpoint), "--model-file", str(exported), "--device", "cpu",
+                             "--dtype", "fp32", "--batch-size", "2", "--warmup", "1", "--repeats", "2",
+                             "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["mode"] for row in rows] == ["torch fp32", "onnxruntime fp32"]
+    for row in rows:
+        assert row["ours"]["images_per_s"] > 0 and row["torchvision"] is None and row["image_size"] == [64, 64]
+    assert rows[0]["ours"]["detections_per_image"] == pytest.approx(rows[1]["ours"]["detections_per_image"])
+    assert capsys.readouterr().out.count("\n| ") == 2

@@ -42,6 +42,10 @@ loading is excluded (batches are made on the device beforehand). `--dtype bf16` 
 autocast. Peak memory (CUDA) is measured with only the model being timed on the device.
 `--profile DIR` writes, per row and model, a table of the top ops of one step (torch.profiler).
 
+`--model-file FILE` (repeatable) times a model file of any backend (a checkpoint, or what `detect export`
+wrote: .onnx, OpenVINO .xml, TensorRT .engine, fp32 or INT8) on the same kind of batches at its config's
+input size (its exported H x W), forward plus postprocess; these rows have no torchvision peer.
+
 `--mode onnxruntime` and `--mode openvino` (included in `all` on the CPU in fp32, openvino where it is
 installed): our model exported to ONNX (detect export: model, postprocess and NMS, batch fixed at the
 benchmark's) run by that runtime on the CPU (detect.backends), against torchvision's eager inference
@@ -106,6 +110,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: torch's); 1 on a CPU shared with other jobs")
+    parser.add_argument("--model-file", dest="model_files", type=Path, action="append", default=[],
+                        help="also time this model file (checkpoint, .onnx, .xml, .engine) through its backend; "
+                             "repeatable; with --model-file only, no --model runs unless named")
+    parser.add_argument("--backend", default="auto", help="--model-file's backend (default: by its suffix)")
     parser.add_argument("--json", type=Path, default=None, help="write the rows here")
     parser.add_argument("--profile", type=Path, default=None, help="write top-op tables of one step here")
     parser.add_argument("--sync-report", action="store_true",
@@ -311,6 +319,37 @@ def run_exported(ours, batches, args, cfg, backend: str) -> dict:
     return result
 
 
+def measure_file(path: Path, args, device: torch.device) -> dict:
+    """A model file timed through its backend (detect.backends: checkpoint, ONNX, OpenVINO IR, TensorRT
+    engine, fp32 or INT8) on the benchmark's batches at its config's input size, forward plus
+    postprocess as `detect infer` runs it. No torchvision peer: the row's ratio is empty."""
+    from detect.backends import load_model_file, resolve_backend
+
+    backend = resolve_backend(path, args.backend)
+    loaded = load_model_file(path, backend, device if backend == "torch" else "auto",
+                             None if backend in ("torch", "tensorrt") else {"threads": torch.get_num_threads()})
+    cfg, model = loaded.config, loaded.model
+    run_device = device if backend == "torch" else torch.device("cpu")  # graphs take host inputs
+    if backend == "torch":
+        model = fold_batchnorm(model)
+    batch_size = args.batch_size or cfg.eval.batch_size
+    if cfg.input.resize == "fixed":
+        height = width = cfg.input.size
+    else:
+        height, width = getattr(model, "height", cfg.input.max_size), getattr(model, "width", cfg.input.max_size)
+    batches = speed.make_batches(2, batch_size, height, width, len(loaded.class_names), run_device,
+                                 vary_sizes=cfg.input.resize == "keep_ratio", size_divisible=cfg.input.size_divisible,
+                                 seed=args.seed)
+    step = infer_step_fn(model, True, run_device, args.dtype if backend == "torch" else "fp32")
+    result = speed.summarise(speed.time_steps(step, batches, args.warmup, args.repeats, run_device), batch_size)
+    result["peak_mem_mib"] = None
+    result["detections_per_image"] = sum(len(d["boxes"]) for d in step(batches[0])) / batch_size
+    precision = getattr(model, "metadata", {}).get("precision", "fp32")
+    return {"model": str(path), "backbone": cfg.model.backbone, "mode": f"{backend} {precision}",
+            "batch_size": batch_size, "image_size": [height, width], "dtype": args.dtype, "device": str(run_device),
+            "shared_weights": None, "ours": result, "torchvision": None, "ratio": None}
+
+
 def run_one(model, is_ours, mode, batches, args, device, cfg, name, label) -> dict:
     training = mode == "train"
     if is_ours and not training:
@@ -388,23 +427,27 @@ def markdown_table(rows: list[dict]) -> str:
               "| ours peak MiB | tv peak MiB | ours/tv | cands/img ours, tv | dets/img ours, tv |")
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for row in rows:
-        ours, tv = row["ours"], row["torchvision"]
+        ours, tv = row["ours"], row["torchvision"] or {}  # a --model-file row has no peer
         lines.append(
             f"| {row['model']} | {row['backbone']} | {row['mode']} | {row['batch_size']} | "
             f"{row['image_size'][0]}x{row['image_size'][1]} | {row['dtype']} | {ours['images_per_s']:.1f} | "
-            f"{tv['images_per_s']:.1f} | {ours['ms_per_iter']:.1f} | {tv['ms_per_iter']:.1f} | "
-            f"{_mib(ours)} | {_mib(tv)} | {row['ratio']:.2f} | {_pair(row, 'candidates_per_image')} | "
+            f"{_number(tv, 'images_per_s')} | {ours['ms_per_iter']:.1f} | {_number(tv, 'ms_per_iter')} | "
+            f"{_mib(ours)} | {_mib(tv)} | {_number(row, 'ratio', 2)} | {_pair(row, 'candidates_per_image')} | "
             f"{_pair(row, 'detections_per_image')} |"
         )
     return "\n".join(lines)
 
 
 def _mib(result: dict) -> str:
-    return "-" if result["peak_mem_mib"] is None else f"{result['peak_mem_mib']:.0f}"
+    return "-" if result.get("peak_mem_mib") is None else f"{result['peak_mem_mib']:.0f}"
+
+
+def _number(values: dict, key: str, digits: int = 1) -> str:
+    return "-" if values.get(key) is None else f"{values[key]:.{digits}f}"
 
 
 def _pair(row: dict, key: str) -> str:
-    if key not in row["ours"]:
+    if key not in row["ours"] or not row["torchvision"]:
         return "-"
     return f"{row['ours'][key]:.0f}, {row['torchvision'][key]:.0f}"
 
@@ -428,6 +471,8 @@ def main(argv=None) -> int:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     names = list(MODELS) if args.model == "all" else [args.model]
+    if args.model_files and "--model" not in (sys.argv[1:] if argv is None else argv):
+        names = []  # only the files
     if args.sync_report:
         for name in names:
             print(json.dumps({name: sync_report(name, args)}, indent=2))
@@ -438,6 +483,12 @@ def main(argv=None) -> int:
         rows.extend(measure(name, args, device))
         # Each model's rows as soon as they are measured: a run cut short keeps what it finished.
         print(f"{name}: measured ({len(rows)} rows so far)", file=sys.stderr, flush=True)
+        if args.json is not None:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps({"command": command, "environment": environment(device), "rows": rows},
+                                            indent=2))
+    for path in args.model_files:
+        rows.append(measure_file(path, args, device))
         if args.json is not None:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps({"command": command, "environment": environment(device), "rows": rows},
