@@ -3,7 +3,7 @@ float model's detections by mAP, with its postprocess and NMS in float; the expo
 the float and INT8 figures; what cannot be quantized is one line and no file.
 
 Tolerance, INT8 against float (docs/export.md): the INT8 model's detections scored against the float
-model's (score >= 0.3, as ground truth) reach an mAP@0.5 of at least 0.8 on the validation images of
+model's (score >= 0.3, as ground truth) reach an mAP@0.5 of at least 0.8 on six noise images, for
 this random-weight SSD. The benchmark's bar on trained models is stricter: within 1 point of the float
 mAP (docs/benchmarks.md, "Deployment: backends and INT8")."""
 
