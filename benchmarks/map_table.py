@@ -72,7 +72,6 @@ def checkpoint_candidate(path: str | Path, backend: str = "auto") -> Candidate:
     """A model file's row: a checkpoint run by `backend` (torch; onnxruntime or openvino export it first,
     in float), or an exported file (.onnx, .xml, .engine: fp32 or INT8) run by its own backend."""
     from detect.backends import is_exported_file, load_model_file, resolve_backend
-    from detect.export.temporary import load_model_any
 
     path = Path(path)
     if not path.is_file():  # checked before any row runs, so a typo does not waste the others' time
@@ -80,7 +79,7 @@ def checkpoint_candidate(path: str | Path, backend: str = "auto") -> Candidate:
     backend = resolve_backend(path, "auto" if is_exported_file(path) else backend)
 
     def build(device):
-        loaded = load_model_any(path, backend, device if backend == "torch" else "auto")
+        loaded = load_model_file(path, backend, device if backend == "torch" else "auto")
         return loaded.model, loaded.config.input, loaded.class_names
 
     precision = "fp32"

@@ -8,8 +8,6 @@
 from __future__ import annotations
 
 import contextlib
-import platform
-from pathlib import Path
 
 import torch
 
@@ -44,15 +42,3 @@ def synchronize(device: torch.device | str) -> None:
     device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def cpu_name() -> str:
-    """The CPU's model name (Linux /proc/cpuinfo), else the platform's processor string: what every
-    measured figure names beside it."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()

@@ -323,11 +323,10 @@ def measure_file(path: Path, args, device: torch.device) -> dict:
     """A model file timed through its backend (detect.backends: checkpoint, ONNX, OpenVINO IR, TensorRT
     engine, fp32 or INT8) on the benchmark's batches at its config's input size, forward plus
     postprocess as `detect infer` runs it. No torchvision peer: the row's ratio is empty."""
-    from detect.backends import resolve_backend
-    from detect.export.temporary import load_model_any
+    from detect.backends import load_model_file, resolve_backend
 
     backend = resolve_backend(path, args.backend)
-    loaded = load_model_any(path, backend, device if backend == "torch" else "auto",
+    loaded = load_model_file(path, backend, device if backend == "torch" else "auto",
                              None if backend in ("torch", "tensorrt") else {"threads": torch.get_num_threads()})
     cfg, model = loaded.config, loaded.model
     run_device = device if backend == "torch" else torch.device("cpu")  # graphs take host inputs

@@ -15,7 +15,7 @@ from detect.backends.base import BACKENDS, LoadedModel
 from detect.errors import DetectError
 
 # The files each backend reads as they are. Given a checkpoint, a backend that runs an exported graph
-# (RUNS_ONNX) gets it exported to ONNX first by detect.export.temporary (detect infer, serve, the tools).
+# (RUNS_ONNX) gets it exported to ONNX first (detect.infer.load_detector).
 NATIVE_SUFFIXES = {
     "torch": (".pt", ".pth"),
     "onnxruntime": (".onnx",),
@@ -56,18 +56,25 @@ def resolve_backend(path: str | Path, backend: str | None) -> str:
 
 def load_model_file(path: str | Path, backend: str | None = "auto", device="auto",
                     backend_options: dict | None = None) -> LoadedModel:
-    """A model file as its backend reads it ("auto": by the file's suffix): a checkpoint's PyTorch model
-    (torch, EMA weights where it has them), or an exported file (.onnx, .xml, .engine).
-    `backend_options` go to the backend (onnxruntime, openvino: `threads`). The model follows the
-    detector contract either way. A checkpoint given to a backend that runs exported graphs is refused
-    here; detect.export.temporary exports it on the fly (what `detect infer` and `serve` do)."""
+    """Any model file, loaded by `backend` ("auto": by the file's suffix): a checkpoint's PyTorch model
+    (torch, EMA weights where it has them), or an exported file run by its backend. Given a
+    checkpoint, a backend that runs an ONNX graph (RUNS_ONNX) gets it exported first with a free batch
+    size, to a temporary folder: nothing is written beside the checkpoint. `backend_options` go to the
+    backend (onnxruntime, openvino: `threads`). The model follows the detector contract either way."""
+    import tempfile
+
     backend = resolve_backend(path, backend)
     load = BACKENDS.get(backend)
+    path = Path(path)
     if backend in RUNS_ONNX and not reads_natively(backend, path):
+        from detect.export import export_onnx
+
         if str(device) not in ("auto", "cpu"):
-            load(path, str(device))  # the backend's own one-line refusal comes first
-        raise DetectError(f"{path}: --backend {backend} runs an exported model; export the checkpoint first "
-                          f"(detect export --format {'openvino' if backend == 'openvino' else 'onnx'})")
+            load(path, str(device))  # the backend's own one-line refusal, before exporting anything
+        with tempfile.TemporaryDirectory(prefix="detect-onnx-") as folder:
+            exported = Path(folder) / "model.onnx"
+            export_onnx(path, exported, dynamic_batch=True)
+            return load(exported, device, **(backend_options or {}))  # the graph is held in memory
     return load(path, device, **(backend_options or {}))
 
 

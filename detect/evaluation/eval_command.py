@@ -113,17 +113,6 @@ def evaluate_checkpoint(checkpoint: Path, config_name: str | None, overrides: li
     return Evaluation(config, list(config.data.classes), split, evaluator, results)
 
 
-def checkpoint_data_config(checkpoint: str | Path, overrides=()) -> Config:
-    """The checkpoint's own config with `overrides`, reading the parts its run drew (detect/data/splits.py):
-    the data a checkpoint was trained and validated on, as `detect eval` reads it."""
-    from detect.checkpoints import config_from_checkpoint, load_checkpoint
-
-    checkpoint = Path(checkpoint)
-    saved = config_from_checkpoint(load_checkpoint(checkpoint), checkpoint)
-    config = saved_config_with_overrides(saved, list(overrides))
-    return with_run_split_lists(config, saved, checkpoint, given=False)
-
-
 def with_run_split_lists(config: Config, ckpt_config: Config, checkpoint: Path, given: bool) -> Config:
     """A checkpoint of a run that drew its validation part is scored on that run's part: the lists in
     the checkpoint's folder (splits/), else those its config names (detect/data/splits.py). A config

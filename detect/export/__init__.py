@@ -1,8 +1,7 @@
 """Export formats, one module each, registered in EXPORTERS (detect/export/base.py); `detect export
 --format NAME` picks one: `onnx` (the model with its postprocess, NMS included: onnx.py), `openvino`
 (that graph as OpenVINO IR: openvino.py) and `tensorrt` (an engine built from it on a GPU machine:
-tensorrt.py). `--int8` quantizes the onnx and openvino graphs (int8.py, its report int8_report.py, both
-fed by graph_inputs.py). temporary.py runs a checkpoint on a graph backend by exporting it on the fly. A
+tensorrt.py). `--int8` quantizes the onnx and openvino graphs (int8.py, its report int8_report.py). A
 new format is one module here that registers itself, and its name in the import below.
 """
 

@@ -10,9 +10,8 @@ Only the trunk and the heads run in INT8; box decoding, the postprocess and NMS 
   and the elementwise and decoding ops (FLOAT_OPS: the RPN's proposal decoding is inside the network)
   left out of its scope.
 Calibration: N images (default 300, all of them when the split has fewer) of the checkpoint's training
-split, drawn with a fixed seed, through the eval pipeline of the model's config (the loader's resize and
-collate, then normalization) and zero-padded to the graph's H x W, exactly what the graph sees at
-inference. A model the runtime cannot quantize or
+split, drawn with a fixed seed, through the eval preprocessing (`Detector.preprocess`) and zero-padded
+to the graph's H x W, exactly what the graph sees at inference. A model the runtime cannot quantize or
 run after quantizing is one line naming the layer and the reason, and nothing is written.
 
     info = export_int8("onnx", checkpoint, output, calibration=300, overrides=[], dynamic_batch=True)
@@ -30,6 +29,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch.nn.functional as F
 
 from detect.errors import DetectError
 
@@ -95,15 +95,12 @@ def report_path_of(model: Path) -> Path:
 def calibration_feeds(checkpoint: str | Path, float_onnx: Path, count: int, overrides=()) -> list[dict]:
     """Up to `count` images of the checkpoint's training split as the graph's input feeds (batches of
     the graph's batch size, or of one for a free batch)."""
-    from torch.utils.data import Subset
-
     from detect.backends.onnxruntime_backend import load_onnxruntime
     from detect.data.build import build_dataset
-    from detect.evaluation.eval_command import checkpoint_data_config
-    from detect.export.graph_inputs import graph_batches
+    from detect.infer.detector import Detector
 
     loaded = load_onnxruntime(float_onnx, "cpu")
-    graph, config = loaded.model, loaded.config
+    graph = loaded.model
     data_config = checkpoint_data_config(checkpoint, overrides)
     try:
         dataset = build_dataset(data_config.data, data_config.data.train_split, training=False)
@@ -111,16 +108,31 @@ def calibration_feeds(checkpoint: str | Path, float_onnx: Path, count: int, over
         raise DetectError(f"--int8 calibrates on the training split of the checkpoint's data: {error} (point at it "
                           f"with --set data.root=...)") from None
     picks = np.random.default_rng(CALIBRATION_SEED).permutation(len(dataset))[:count]
+    detector = Detector(graph, loaded.config, loaded.class_names, device="cpu")
     step = graph.batch_size or 1
-    picks = picks[:len(picks) - len(picks) % step]
-    if len(picks) == 0:
+    feeds = []
+    for start in range(0, len(picks) - step + 1, step):
+        images = [dataset[int(index)][0] for index in picks[start:start + step]]
+        batch, image_sizes, _ = detector.preprocess(images)
+        batch = F.pad(batch, (0, graph.width - batch.shape[3], 0, graph.height - batch.shape[2]))
+        feeds.append({"images": batch.numpy(), "image_sizes": image_sizes.numpy().astype(np.int64),
+                      "scales": np.ones((len(images), 2), np.float32)})
+    if not feeds:
         raise DetectError(f"--int8: the training split has {len(dataset)} images, fewer than the graph's batch of "
                           f"{step}")
-    feeds = []
-    for batch, image_sizes, _ in graph_batches(Subset(dataset, picks.tolist()), data_config, config, step, graph):
-        feeds.append({"images": batch.numpy(), "image_sizes": image_sizes.numpy().astype(np.int64),
-                      "scales": np.ones((len(batch), 2), np.float32)})
     return feeds
+
+
+def checkpoint_data_config(checkpoint: str | Path, overrides=()):
+    """The checkpoint's own config with `overrides`, reading the parts its run drew (detect/data/splits.py)."""
+    from detect.checkpoints import config_from_checkpoint, load_checkpoint
+    from detect.config import saved_config_with_overrides
+    from detect.evaluation.eval_command import with_run_split_lists
+
+    checkpoint = Path(checkpoint)
+    saved = config_from_checkpoint(load_checkpoint(checkpoint), checkpoint)
+    config = saved_config_with_overrides(saved, list(overrides))
+    return with_run_split_lists(config, saved, checkpoint, given=False)
 
 
 # ---------------------------------------------------------------------------------------------------

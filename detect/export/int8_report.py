@@ -7,27 +7,23 @@ checkpoint's validation split and timed on this machine, side by side in one pro
             "speedup" (INT8 images/s over float)}
 
 mAP: `detect eval`'s (detect.evaluation.eval_command) at the config's eval.metric and eval.iou_thresh
-(COCO: AP50). Speed: images/s of the model alone (forward and postprocess, the graph's whole run) on
-batches of 8 of the split's first 64 images, prepared beforehand, after one untimed batch; both models
-on the same batches, as tools/eval_map.py's "img/s model".
+(COCO: AP50). Speed: images/s of `Detector` calls (eval preprocessing, the graph, postprocess) on
+batches of 8 of the split's first 64 images, after one untimed batch; both models on the same images.
 """
 
 from __future__ import annotations
 
+import platform
 import time
 from pathlib import Path
 
-from torch.utils.data import Subset
-
-from detect.device import cpu_name
-from detect.evaluation.eval_command import checkpoint_data_config
+from detect.export.int8 import checkpoint_data_config
 
 SPEED_IMAGES = 64
 SPEED_BATCH = 8
 
 
 def compare_precisions(checkpoint, float_model: Path, int8_model: Path, backend: str, overrides=()) -> dict:
-    from detect.backends import load_model_file
     from detect.data.build import build_dataset
     from detect.evaluation.eval_command import evaluate_checkpoint
 
@@ -37,16 +33,14 @@ def compare_precisions(checkpoint, float_model: Path, int8_model: Path, backend:
         if data_config.data.split_lists else list(overrides)
     split = data_config.data.val_split
     dataset = build_dataset(data_config.data, split, training=False)
+    images = [dataset[index][0] for index in range(min(SPEED_IMAGES, len(dataset)))]
     rows, metric = [], None
     for precision, path in (("fp32", float_model), ("int8", int8_model)):
         evaluation = evaluate_checkpoint(Path(path), None, data_overrides, split, None, "cpu", backend)
         metric, value = headline(evaluation)
-        loaded = load_model_file(path, backend, "cpu")
-        first = Subset(dataset, range(min(SPEED_IMAGES, len(dataset))))
-        rows.append({"precision": precision, "map": value,
-                     "images_per_s": images_per_second(loaded.model, first, data_config, loaded.config)})
+        rows.append({"precision": precision, "map": value, "images_per_s": images_per_second(path, backend, images)})
     return {"backend": backend, "metric": metric, "split": split, "num_images": len(dataset),
-            "machine": cpu_name(), "rows": rows, "map_change": 100 * (rows[1]["map"] - rows[0]["map"]),
+            "machine": machine_name(), "rows": rows, "map_change": 100 * (rows[1]["map"] - rows[0]["map"]),
             "speedup": rows[1]["images_per_s"] / rows[0]["images_per_s"]}
 
 
@@ -59,16 +53,26 @@ def headline(evaluation) -> tuple[str, float]:
     return f"{name} mAP@{config.eval.iou_thresh:g}", float(results[name]["map"])
 
 
-def images_per_second(graph, raw_dataset, data_config, model_config) -> float:
-    from detect.evaluation.predict import predict_batch
-    from detect.export.graph_inputs import graph_batches
+def images_per_second(path, backend: str, images: list) -> float:
+    from detect.infer.detector import Detector
 
-    batches = list(graph_batches(raw_dataset, data_config, model_config, SPEED_BATCH, graph))
-    predict_batch(graph, *batches[0])  # untimed: the runtime's first-call set-up
+    detector = Detector.from_file(path, backend=backend, device="cpu", batch_size=SPEED_BATCH)
+    detector.detect_arrays(images[:SPEED_BATCH])  # untimed: the runtime's first-call set-up
     started = time.perf_counter()
-    for batch in batches:
-        predict_batch(graph, *batch)
-    return sum(len(batch[0]) for batch in batches) / (time.perf_counter() - started)
+    for start in range(0, len(images), SPEED_BATCH):
+        detector.detect_arrays(images[start:start + SPEED_BATCH])
+    return len(images) / (time.perf_counter() - started)
+
+
+def machine_name() -> str:
+    """The CPU's model name (Linux), else the platform's processor string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def format_report(report: dict) -> str:

@@ -277,8 +277,8 @@ def load_detector(checkpoint: str | Path, backend: str | None = "auto", device: 
     with a free batch size, to a temporary folder (nothing is written beside the checkpoint).
     `backend_options` go to the backend (onnxruntime, openvino: `threads`), `options` to the Detector.
     One-line DetectError for an unknown backend or a device the backend cannot use."""
-    from detect.export.temporary import load_model_any
+    from detect.backends import load_model_file
 
-    loaded = load_model_any(checkpoint, backend, device, backend_options)
+    loaded = load_model_file(checkpoint, backend, device, backend_options)
     return Detector(loaded.model, loaded.config, loaded.class_names, device=loaded.device,
                     category_ids=loaded.category_ids, **options)

@@ -110,15 +110,3 @@ def test_openvino_errors_are_one_line(checkpoints, tmp_path):
         Detector.from_file(checkpoints["ssd"], backend="openvino", device="cuda")
     with pytest.raises(DetectError, match="none.xml: model file not found"):
         Detector.from_file(tmp_path / "none.xml")
-
-
-def test_a_checkpoint_is_exported_on_the_fly_only_above_the_backends(checkpoints):
-    """detect.backends reads files as they are; detect.export.temporary exports a checkpoint for a graph
-    backend (what infer and serve use), so the backends never import the exporter."""
-    from detect.backends import load_model_file
-    from detect.export.temporary import load_model_any
-
-    with pytest.raises(DetectError, match="export the checkpoint first"):
-        load_model_file(checkpoints["ssd"], "openvino", "cpu")
-    loaded = load_model_any(checkpoints["ssd"], "openvino", "cpu")
-    assert isinstance(loaded.model, OpenVinoModel) and loaded.class_names == CLASS_NAMES
