@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.coco_eval_set import coco_eval_set  # noqa: E402
+from detect.device import cpu_name  # noqa: E402
 
 BACKENDS = ("numpy", "pycocotools", "faster-coco-eval")
 
@@ -71,16 +71,6 @@ def run_one(backend: str, gt_path: Path, results_path: Path) -> dict:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"backend": backend, "seconds": seconds, "peak_mib": (peak - before) / 1024,
             "stats": [float(v) for v in np.asarray(stats)]}
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv=None) -> None:

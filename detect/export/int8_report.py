@@ -13,10 +13,10 @@ batches of 8 of the split's first 64 images, after one untimed batch; both model
 
 from __future__ import annotations
 
-import platform
 import time
 from pathlib import Path
 
+from detect.device import cpu_name
 from detect.export.int8 import checkpoint_data_config
 
 SPEED_IMAGES = 64
@@ -40,7 +40,7 @@ def compare_precisions(checkpoint, float_model: Path, int8_model: Path, backend:
         metric, value = headline(evaluation)
         rows.append({"precision": precision, "map": value, "images_per_s": images_per_second(path, backend, images)})
     return {"backend": backend, "metric": metric, "split": split, "num_images": len(dataset),
-            "machine": machine_name(), "rows": rows, "map_change": 100 * (rows[1]["map"] - rows[0]["map"]),
+            "machine": cpu_name(), "rows": rows, "map_change": 100 * (rows[1]["map"] - rows[0]["map"]),
             "speedup": rows[1]["images_per_s"] / rows[0]["images_per_s"]}
 
 
@@ -62,17 +62,6 @@ def images_per_second(path, backend: str, images: list) -> float:
     for start in range(0, len(images), SPEED_BATCH):
         detector.detect_arrays(images[start:start + SPEED_BATCH])
     return len(images) / (time.perf_counter() - started)
-
-
-def machine_name() -> str:
-    """The CPU's model name (Linux), else the platform's processor string."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def format_report(report: dict) -> str:
