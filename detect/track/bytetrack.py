@@ -2,7 +2,8 @@
 
 The rules are ByteTrack's (Zhang et al., 2022, "ByteTrack: Multi-Object Tracking by Associating Every
 Detection Box"), with its default settings (`track.*` in the config):
-1. Every track's box is predicted into the frame (constant-velocity Kalman filter, kalman.py).
+1. Every track's box is predicted into the frame (constant-velocity Kalman filter, kalman.py); a track
+   unseen in the last frame keeps its size.
 2. Confirmed and lost tracks are matched to the confident detections (score >= high_score) by IoU,
    optimally (the Hungarian method, scipy's linear_sum_assignment), pairs below match_iou left apart.
 3. Confirmed tracks still unmatched are matched to the unsure detections (low_score <= score <
@@ -133,6 +134,11 @@ class ByteTracker:
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         scores, labels = np.asarray(scores, np.float64).reshape(-1), np.asarray(labels, np.int64).reshape(-1)
         for track in self.tracks:
+            if track.last_frame < self.frame - 1:
+                # Unseen: keep its last size. An object shrinking as it goes behind another would else be
+                # predicted ever smaller while hidden, and its box would no longer meet it when it shows
+                # again (ByteTrack stops the height's velocity of a lost track the same way).
+                track.mean[6:8] = 0.0
             track.mean, track.covariance = kalman.predict(track.mean, track.covariance)
         usable = distinct(boxes, scores, cfg.duplicate_iou)
         high = np.flatnonzero(usable & (scores >= cfg.high_score))

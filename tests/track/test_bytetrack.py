@@ -48,6 +48,19 @@ def test_two_crossing_objects_of_one_class_keep_their_ids():
     assert ids[39] == {0: 1, 1: 2} and [t.track_id for t in tracker.all_tracks()] == [1, 2]
 
 
+def test_a_track_unseen_keeps_its_size_and_is_taken_up_again():
+    # An object shrinking about a fixed centre (as one going behind another can seem to), its height down 3 px
+    # a frame to 33 px, then hidden for 12 frames and seen again as it was last: its track kept the last
+    # size while unseen (not 3 px less each frame, nothing left after 11), so it takes the object up again.
+    shrinking = [[([100 + 1.5 * t, 100 + 1.5 * t, 160 - 1.5 * t, 160 - 1.5 * t], 0.9, 1)] for t in range(10)]
+    last_seen = shrinking[-1][0][0]
+    ids, tracker = run(shrinking + [[]] * 12 + [[(last_seen, 0.9, 1)]] * 3)
+    assert ids[22] == {0: 1} and [t.track_id for t in tracker.all_tracks()] == [1]
+    ids, tracker = run(shrinking + [[]] * 12)
+    predicted = tracker.tracks[0].box
+    assert predicted[3] - predicted[1] == pytest.approx(33, abs=3)
+
+
 def test_a_low_score_detection_keeps_a_track_and_ids_are_never_reused():
     frames = [[(box_at(10 + 4 * t, 50), 0.9 if t < 5 or t > 9 else 0.3, 2)] for t in range(15)]
     ids, _ = run(frames)
