@@ -40,7 +40,7 @@ def test_two_crossing_objects_of_one_class_keep_their_ids():
     frames = [[(box_at(10 + 6 * t, 100), 0.9, 1), (box_at(250 - 6 * t, 104), 0.8, 1)] for t in range(40)]
     ids, _ = run(frames, duplicate_iou=1.0)  # both detections kept while they overlap
     assert all(frame == {0: 1, 1: 2} for frame in ids)
-    # By default the weaker of two boxes overlapping at IoU >= 0.5 is a duplicate: while they overlap that
+    # By default the weaker of two boxes overlapping at IoU >= 0.35 is a duplicate: while they overlap that
     # much only one is tracked, and both come out of the crossing with the ids they went in with.
     ids, tracker = run(frames)
     overlapping = [t for t in range(40) if len(ids[t]) == 1]
