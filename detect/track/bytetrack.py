@@ -141,6 +141,7 @@ class ByteTracker:
                 track.mean[6:8] = 0.0
             track.mean, track.covariance = kalman.predict(track.mean, track.covariance)
         usable = distinct(boxes, scores, cfg.duplicate_iou)
+        self._crowded = self._overlapping(boxes, usable & (scores >= cfg.high_score))
         high = np.flatnonzero(usable & (scores >= cfg.high_score))
         low = np.flatnonzero(usable & (scores >= cfg.low_score) & (scores < cfg.high_score))
         confirmed = [t for t in self.tracks if t.confirmed]
@@ -187,7 +188,7 @@ class ByteTracker:
             track.score, track.last_frame = float(scores[index]), self.frame
             track.frames_seen += 1
             track.label_votes[int(labels[index])] += scores[index]
-            if self.features is not None:
+            if self.features is not None and not self._crowded(index, track):
                 seen = self.features[index]
                 track.feature = seen if track.feature is None else 0.9 * track.feature + 0.1 * seen
             track.label = track.label_votes.most_common(1)[0][0]  # the class the detections mostly say
@@ -195,6 +196,26 @@ class ByteTracker:
                 self._confirm(track)
             if track.confirmed:
                 taken[index] = track
+
+    def _overlapping(self, boxes: np.ndarray, confident: np.ndarray):
+        """-> crowded(detection index, its track) -> bool: whether the detection overlaps another confident
+        detection of this frame or another confirmed track's predicted box at IoU > appearance_overlap_iou."""
+        limit = self.cfg.appearance_overlap_iou
+        if self.features is None or limit >= 1.0:
+            return lambda index, track: False
+        confirmed = [t for t in self.tracks if t.confirmed]
+        with_detections = iou_matrix(boxes, boxes[confident])
+        with_detections[np.flatnonzero(confident), np.arange(int(confident.sum()))] = 0.0  # not with itself
+        with_tracks = iou_matrix(boxes, np.stack([t.box for t in confirmed]) if confirmed else np.zeros((0, 4)))
+        column = {id(t): j for j, t in enumerate(confirmed)}
+
+        def crowded(index: int, track: Track) -> bool:
+            near_tracks = with_tracks[index].copy()
+            if id(track) in column:
+                near_tracks[column[id(track)]] = 0.0
+            return bool(np.any(with_detections[index] > limit) or np.any(near_tracks > limit))
+
+        return crowded
 
     def _features(self, indices: np.ndarray) -> np.ndarray | None:
         return None if self.features is None else self.features[indices]

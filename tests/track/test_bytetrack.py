@@ -118,3 +118,23 @@ def test_appearance_keeps_apart_two_objects_whose_boxes_trade_places():
             for index, track_id in zip(tracked.detection_index, tracked.track_ids):
                 colour_of.setdefault(int(track_id), set()).add(found[index][1])
         assert all(len(colours) == 1 for colours in colour_of.values()) == same, (weight, colour_of)
+
+
+def test_a_track_learns_its_look_only_where_no_other_box_overlaps_it():
+    # A track alone, then for 5 frames overlapped by a second detection whose middle shows another colour: its
+    # histogram stays as it was alone; set to learn from every match, it takes the mixed colours in.
+    alone, mixed, other = np.eye(64, dtype=np.float32)[:3]
+
+    def final_feature(overlap_iou):
+        tracker = ByteTracker(TrackConfig(appearance_overlap_iou=overlap_iou, duplicate_iou=1.0))
+        for t in range(10):
+            boxes, features = [box_at(100 + 2 * t, 100)], [alone if t < 5 else mixed]
+            if t >= 5:
+                boxes.append(box_at(110 + 2 * t, 100))  # IoU about 0.6 with the first
+                features.append(other)
+            tracker.update(np.array(boxes, np.float32), [0.9] * len(boxes), [1] * len(boxes), np.stack(features))
+        return next(t for t in tracker.tracks if t.track_id == 1).feature
+
+    np.testing.assert_allclose(final_feature(0.1), alone)
+    learned = final_feature(1.0)
+    assert learned[1] == pytest.approx(1 - 0.9 ** 5, abs=1e-6) and learned[0] == pytest.approx(0.9 ** 5, abs=1e-6)
