@@ -331,17 +331,17 @@ class TrackConfig(Section):
     duplicate_iou: float = Field(0.35, gt=0.0, le=1.0)
     """A detection overlapping a more confident one (any class) this much is a duplicate: it takes no track
     (1: keep all). 0.35 was chosen on synthetic clips of seeds 1 to 10 (tools/bench_tracking.py --seed N):
-    mean MOTA 0.779 and IDF1 0.833, against 0.756 and 0.832 at 0.5, 0.781 and 0.829 at 0.3."""
+    mean MOTA 0.779 and IDF1 0.842, against 0.756 and 0.830 at 0.5, 0.781 and 0.839 at 0.3."""
     appearance_weight: float = Field(1.0, ge=0.0)
     """Weigh a colour-histogram distance (detect/track/appearance.py) against IoU when confident detections
     are matched to tracks; 0: boxes alone (ByteTrack). 1 was chosen on synthetic clips of seeds 1 to 10
     (tools/bench_tracking.py --seed N), with appearance_overlap_iou 0.1: mean IDF1 0.842, against 0.839 at
-    0.5, 0.835 at 2 and 0.798 with boxes alone."""
+    0.5, 0.841 at 2 and 0.821 with boxes alone."""
     appearance_overlap_iou: float = Field(0.1, ge=0.0, le=1.0)
     """A track's colour histogram learns only from detections that overlap no other box (another confident
     detection, another track's predicted box) at a higher IoU: where two shapes overlap, the middle of a box
     may show the other one, and a histogram that learned it follows the wrong shape when they part. 1: learn
-    from every match. On seeds 1 to 10, any value from 0 to 0.3 gave mean IDF1 0.842, against 0.833 at 1."""
+    from every match. On seeds 1 to 10, any value from 0 to 0.3 gave mean IDF1 0.842, against 0.832 at 1."""
     max_appearance_distance: float = Field(1.0, ge=0.0, le=1.0)
     """With appearance_weight above 0: a track and a detection whose histograms differ more are never
     matched (1: no limit)."""

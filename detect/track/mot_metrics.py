@@ -7,8 +7,10 @@
 The ground truth: `frame,id,left,top,width,height,conf,class,visibility` lines (1-based frames), as
 `detect data synth --video` writes them. The tracker's output: the JSONL of `detect infer --track`
 (frame 0-based; detections with a track_id are the hypotheses). A hypothesis matches an object at IoU
->= 0.5, whatever the class. `detector_recall` is the share of ground-truth boxes that some detection of
-the frame (tracked or not) covers at IoU >= 0.5: the bound the detector puts on the tracker.
+>= 0.5, whatever the class. `detector_recall` is the share of ground-truth boxes that some detection
+written for the frame covers at IoU >= 0.5: the bound the detector puts on the tracker. The JSONL holds
+the detections above the score threshold and the tracked ones below it, so a tracker that keeps more
+tracks on unsure detections moves this share a little too.
 """
 
 from __future__ import annotations
