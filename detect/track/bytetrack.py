@@ -47,7 +47,8 @@ class Track:
     last_frame: int = 0
     first_frame: int = 0
     label_votes: Counter = field(default_factory=Counter)  # the classes of its detections (class-agnostic matching)
-    feature: np.ndarray | None = None  # colour histogram, a running mean over its matches (appearance.py)
+    feature: np.ndarray | None = None  # colour histogram (appearance.py): a running mean over its matches that
+    # no other box overlapped (track.appearance_overlap_iou)
 
     @property
     def box(self) -> np.ndarray:
