@@ -90,8 +90,17 @@ def loaded_from_metadata(model: ExportedGraph, path, device: str = "cpu"):
     from detect.backends.base import LoadedModel
     from detect.config import validate_saved_config
 
-    if "config" not in model.metadata:
-        raise DetectError(f"{path}: no 'config' in its metadata; export it again with this version of detect export")
-    config = validate_saved_config(json.loads(model.metadata["config"]))
-    category_ids = json.loads(model.metadata["category_ids"]) if "category_ids" in model.metadata else None
-    return LoadedModel(model, config, json.loads(model.metadata["class_names"]), category_ids, device)
+    for key in ("config", "class_names"):
+        if key not in model.metadata:
+            raise DetectError(f"{path}: no '{key}' in its metadata; export it again with this version of detect export")
+    config = validate_saved_config(metadata_json(model.metadata, "config", path))
+    category_ids = metadata_json(model.metadata, "category_ids", path) if "category_ids" in model.metadata else None
+    return LoadedModel(model, config, metadata_json(model.metadata, "class_names", path), category_ids, device)
+
+
+def metadata_json(metadata: dict, key: str, path):
+    """One JSON value of an exported graph's metadata; a one-line DetectError when it does not parse."""
+    try:
+        return json.loads(metadata[key])
+    except (TypeError, ValueError):
+        raise DetectError(f"{path}: its metadata '{key}' is not valid JSON; export it again") from None

@@ -37,6 +37,21 @@ def metadata_path(engine: Path) -> Path:
     return engine.with_name(engine.name + ".json")
 
 
+def read_engine_metadata(engine: Path) -> dict:
+    """The metadata written beside an engine (`<engine>.json`, detect/export/tensorrt.py): a dict of strings.
+    One-line DetectError when it is missing or not a JSON object."""
+    path = metadata_path(engine)
+    try:
+        metadata = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DetectError(f"{path}: not found; an engine needs the metadata detect export writes beside it") from None
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise DetectError(f"{path}: not readable as JSON ({type(error).__name__})") from None
+    if not isinstance(metadata, dict):
+        raise DetectError(f"{path}: expected a JSON object of metadata, got {type(metadata).__name__}")
+    return metadata
+
+
 class TensorRTModel(ExportedGraph):
     """A deserialized engine; inputs and outputs pass through CUDA tensors that torch allocates."""
 
@@ -49,7 +64,7 @@ class TensorRTModel(ExportedGraph):
         if self.engine is None:
             raise DetectError(f"{path}: not an engine this TensorRT ({tensorrt.__version__}) can load")
         self.context = self.engine.create_execution_context()
-        self.metadata = json.loads(metadata_path(path).read_text())
+        self.metadata = read_engine_metadata(path)
         shape = tuple(self.engine.get_tensor_shape("images"))
         self.batch_size = None if shape[0] < 0 else int(shape[0])
         self.height, self.width = int(shape[2]), int(shape[3])

@@ -120,6 +120,24 @@ def test_backend_errors_are_one_line(checkpoints, tmp_path, capsys):
         OnnxRuntimeModel.forward(None, torch.zeros(1, 3, 8, 8), torch.ones(1, 2), targets=[{}])
 
 
+def test_graph_metadata_that_is_missing_or_corrupt_is_one_line(checkpoints, tmp_path):
+    from types import SimpleNamespace
+
+    from detect.backends.graph_model import loaded_from_metadata
+
+    path = tmp_path / "model.onnx"
+    good = {"config": json.dumps(config_to_dict(load_config("synthetic_ssd"))), "class_names": json.dumps(CLASS_NAMES)}
+    assert loaded_from_metadata(SimpleNamespace(metadata=good), path).class_names == CLASS_NAMES
+    cases = [({"class_names": good["class_names"]}, "no 'config' in its metadata"),
+             ({"config": good["config"]}, "no 'class_names' in its metadata"),
+             ({**good, "config": "{cut short"}, "its metadata 'config' is not valid JSON"),
+             ({**good, "category_ids": "[1, 2"}, "its metadata 'category_ids' is not valid JSON")]
+    for metadata, message in cases:
+        with pytest.raises(DetectError, match=message) as caught:
+            loaded_from_metadata(SimpleNamespace(metadata=metadata), path)
+        assert str(caught.value).startswith(str(path)) and "\n" not in str(caught.value)
+
+
 def test_an_empty_batch_is_answered_without_running_a_dynamic_batch_graph(checkpoints, tmp_path):
     """onnxruntime refuses batch 0 in the graph's reshapes (docs/export.md): the backend answers it
     with empty outputs of the graph's shapes, and the Detector with no detections."""

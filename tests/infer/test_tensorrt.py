@@ -42,3 +42,19 @@ def test_tensorrt_engine_matches_pytorch(checkpoints, tmp_path, capsys):
     expected = Detector.from_file(checkpoints["ssd"], device="cpu", score_threshold=0.3)(images)
     found = Detector.from_file(engine, score_threshold=0.3)(images)  # auto: .engine is TensorRT's
     assert_same_detections(found, expected)
+
+
+def test_engine_metadata_that_is_missing_or_corrupt_is_one_line(tmp_path):
+    """The metadata beside an engine is read before anything needs TensorRT, so this runs anywhere."""
+    from detect.backends.tensorrt_backend import read_engine_metadata
+
+    engine = tmp_path / "ssd.engine"
+    with pytest.raises(DetectError, match=r"ssd\.engine\.json: not found"):
+        read_engine_metadata(engine)
+    for text, message in [("{not json", "not readable as JSON"), ("[1, 2]", "expected a JSON object")]:
+        engine.with_name("ssd.engine.json").write_text(text)
+        with pytest.raises(DetectError, match=message) as caught:
+            read_engine_metadata(engine)
+        assert "\n" not in str(caught.value)
+    engine.with_name("ssd.engine.json").write_text('{"class_names": "[\\"a\\"]"}')
+    assert read_engine_metadata(engine) == {"class_names": '["a"]'}
