@@ -84,6 +84,9 @@ def checkpoint_candidate(path: str | Path, backend: str = "auto") -> Candidate:
 
     precision = "fp32"
     if is_exported_file(path):
+        # Loaded here for its metadata, dropped, and loaded again by the row: an exported OpenVINO model kept
+        # in `build` from here to the end of the run made the test process die of a segmentation fault in a
+        # later test (the cause is not found).
         precision = getattr(load_model_file(path, backend, "auto").model, "metadata", {}).get("precision", "fp32")
     return Candidate(f"{path} ({backend}, {precision})", "checkpoint", str(path), build, backend, precision)
 

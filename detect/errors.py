@@ -15,3 +15,8 @@ class DataError(DetectError):
 
 class CheckpointError(DetectError):
     """A checkpoint file that is missing or cannot be read."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of a library's error message (or its type's name): what a one-line message quotes."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -37,3 +37,11 @@ def test_every_runtime_and_precision_in_one_table(tmp_path, capsys):
     assert all(entry["calibration_images"] == 4 for entry in report["int8_reports"].values())
     table = [line for line in captured.out.splitlines() if line.startswith("| ")]
     assert len(table) == 6 and table[1].rstrip(" |").endswith("1.00x")  # header, then PyTorch's row first
+
+
+@pytest.mark.parametrize("option", ["--calibration", "--threads", "--batch-size", "--max-images"])
+def test_counts_below_one_are_refused_before_anything_runs(option, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exited:
+        load_tool("bench_deploy").main([str(tmp_path / "none.pt"), "--out", str(tmp_path / "out"), option, "0"])
+    assert exited.value.code == 2 and f"{option} must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

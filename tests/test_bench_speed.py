@@ -196,3 +196,11 @@ def test_model_files_of_any_backend_are_timed(bench_speed, tmp_path, capsys, one
         assert row["ours"]["images_per_s"] > 0 and row["torchvision"] is None and row["image_size"] == [64, 64]
     assert rows[0]["ours"]["detections_per_image"] == pytest.approx(rows[1]["ours"]["detections_per_image"])
     assert capsys.readouterr().out.count("\n| ") == 2
+
+
+def test_a_model_file_that_cannot_be_read_is_a_one_line_error(bench_speed, tmp_path, capsys):
+    for path, message in [(tmp_path / "none.onnx", "none.onnx: ONNX file not found"),
+                          (tmp_path / "model.tflite", "model.tflite: no backend reads '.tflite' files")]:
+        assert bench_speed.main(["--model-file", str(path), "--device", "cpu", "--dtype", "fp32"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and message in err and "\n" not in err

@@ -39,7 +39,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch's CPU threads (default: torch's)")
     parser.add_argument("--max-images", type=int, default=None)
     parser.add_argument("--json", dest="json_out", type=Path, default=None, help="default: OUT/deploy.json")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for name in ("calibration", "batch_size", "threads", "max_images"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    return args
 
 
 def export_all(args) -> list[Path]:

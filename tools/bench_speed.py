@@ -73,6 +73,7 @@ from benchmarks.shared_weights import copy_weights  # noqa: E402
 from benchmarks.torchvision_adapter import switch_off_transform  # noqa: E402
 from detect.config import load_config  # noqa: E402
 from detect.device import synchronize  # noqa: E402
+from detect.errors import DetectError  # noqa: E402
 from detect.evaluation.predict import predict_batch  # noqa: E402
 from detect.models.build import build_model  # noqa: E402
 from detect.models.fuse import fold_batchnorm  # noqa: E402
@@ -92,7 +93,8 @@ MODELS = {
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", choices=[*MODELS, "all"], default="all")
+    parser.add_argument("--model", choices=[*MODELS, "all"], default=None,
+                        help="default: all, or none when --model-file is given")
     parser.add_argument("--mode", choices=["train", "infer", *GRAPH_MODES, "all"], default="all",
                         help="all: infer, train, and on the CPU in fp32 onnxruntime and openvino")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the config's train.batch_size")
@@ -470,29 +472,35 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    names = list(MODELS) if args.model == "all" else [args.model]
-    if args.model_files and "--model" not in (sys.argv[1:] if argv is None else argv):
-        names = []  # only the files
+    if args.model == "all" or (args.model is None and not args.model_files):
+        names = list(MODELS)
+    else:
+        names = [args.model] if args.model else []  # --model-file alone: only the files
     if args.sync_report:
         for name in names:
             print(json.dumps({name: sync_report(name, args)}, indent=2))
         return 0
     rows = []
     command = "python tools/bench_speed.py " + " ".join(sys.argv[1:] if argv is None else argv)
+
+    def save_rows() -> None:
+        """Each model's rows as soon as they are measured: a run cut short keeps what it finished."""
+        if args.json is not None:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps({"command": command, "environment": environment(device), "rows": rows},
+                                            indent=2))
+
     for name in names:
         rows.extend(measure(name, args, device))
-        # Each model's rows as soon as they are measured: a run cut short keeps what it finished.
         print(f"{name}: measured ({len(rows)} rows so far)", file=sys.stderr, flush=True)
-        if args.json is not None:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps({"command": command, "environment": environment(device), "rows": rows},
-                                            indent=2))
+        save_rows()
     for path in args.model_files:
-        rows.append(measure_file(path, args, device))
-        if args.json is not None:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps({"command": command, "environment": environment(device), "rows": rows},
-                                            indent=2))
+        try:
+            rows.append(measure_file(path, args, device))
+        except DetectError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        save_rows()
     print(markdown_table(rows))
     return 0
 

@@ -104,3 +104,12 @@ def metadata_json(metadata: dict, key: str, path):
         return json.loads(metadata[key])
     except (TypeError, ValueError):
         raise DetectError(f"{path}: its metadata '{key}' is not valid JSON; export it again") from None
+
+
+def onnx_metadata(path) -> dict[str, str]:
+    """The metadata `detect export` writes into an .onnx file (its metadata_props: key -> JSON string)."""
+    try:
+        import onnx
+    except ImportError:
+        raise DetectError(f"{path}: reading an ONNX file's metadata needs onnx: pip install -e '.[export]'") from None
+    return {prop.key: prop.value for prop in onnx.load(str(path), load_external_data=False).metadata_props}

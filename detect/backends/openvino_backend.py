@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from detect.backends.base import BACKENDS, LoadedModel
-from detect.backends.graph_model import OUTPUT_NAMES, ExportedGraph, loaded_from_metadata
-from detect.errors import DetectError
+from detect.backends.graph_model import OUTPUT_NAMES, ExportedGraph, loaded_from_metadata, onnx_metadata
+from detect.errors import DetectError, first_line
 
 METADATA_KEY = "detect"  # the IR's rt_info section that holds the export's metadata (detect/export/openvino.py)
 
@@ -45,8 +45,7 @@ class OpenVinoModel(ExportedGraph):
         try:
             self.model = self.core.read_model(str(path))
         except Exception as error:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses for bad files
-            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            raise DetectError(f"{path}: not a readable OpenVINO or ONNX model: {first_line}") from None
+            raise DetectError(f"{path}: not a readable OpenVINO or ONNX model: {first_line(error)}") from None
         self.metadata = read_metadata(self.model, Path(path))
         shape = self.model.input("images").get_partial_shape()
         self.batch_size = None if shape[0].is_dynamic else shape[0].get_length()
@@ -96,9 +95,7 @@ class OpenVinoModel(ExportedGraph):
 def read_metadata(model, path: Path) -> dict[str, str]:
     """The export's metadata: from the IR's rt_info, or from an .onnx file's metadata_props."""
     if path.suffix.lower() == ".onnx":
-        import onnx
-
-        return {prop.key: prop.value for prop in onnx.load(str(path), load_external_data=False).metadata_props}
+        return onnx_metadata(path)
     if not model.has_rt_info([METADATA_KEY]):
         return {}
     return {str(key): value.astype(str) for key, value in model.get_rt_info()[METADATA_KEY].items()}

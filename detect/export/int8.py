@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch.nn.functional as F
 
-from detect.errors import DetectError
+from detect.errors import DetectError, first_line
 
 INT8_FORMATS = ("onnx", "openvino")
 DEFAULT_CALIBRATION = 300
@@ -255,7 +255,3 @@ def count_quantized_openvino(model) -> dict:
                    (source.get_source_output() for source in op.inputs()))
                for op in layers)
     return {"int8": int8, "quantizable": len(layers)}
-
-
-def first_line(error: Exception) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from detect.errors import DetectError
+from detect.errors import DetectError, first_line
 from detect.export.base import EXPORT_SUFFIXES, EXPORTERS
 from detect.outputs import atomic_output
 
@@ -225,6 +225,5 @@ def check_loads(path: Path, output: Path, opset: int) -> None:
     try:
         onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises its own exception types, one per failure kind
-        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise DetectError(f"{output}: the model exported with opset {opset} does not load in onnxruntime "
-                          f"({first_line}); not written") from None
+                          f"({first_line(error)}); not written") from None

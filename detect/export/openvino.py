@@ -10,6 +10,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from detect.backends.graph_model import onnx_metadata
 from detect.backends.openvino_backend import METADATA_KEY, require_openvino
 from detect.export.base import EXPORT_SUFFIXES, EXPORTERS
 from detect.export.onnx import export_onnx
@@ -35,13 +36,11 @@ def export_openvino(checkpoint: str | Path, output: str | Path, opset: int = 17,
 def save_ir(onnx_path: Path, output: Path, model=None) -> None:
     """Convert `onnx_path` (or save the given converted `model`) to IR at `output`, with the ONNX file's
     metadata; both files appear at once or not at all (written beside, then renamed: .bin first)."""
-    import onnx
-
     openvino = require_openvino()
     if model is None:
         model = openvino.convert_model(str(onnx_path))
-    for prop in onnx.load(str(onnx_path), load_external_data=False).metadata_props:
-        model.set_rt_info(prop.value, [METADATA_KEY, prop.key])
+    for key, value in onnx_metadata(onnx_path).items():
+        model.set_rt_info(value, [METADATA_KEY, key])
     with tempfile.TemporaryDirectory(prefix="detect-ir-", dir=output.parent) as folder:
         staged = Path(folder) / output.name
         openvino.save_model(model, str(staged), compress_to_fp16=False)

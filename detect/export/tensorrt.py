@@ -16,6 +16,7 @@ import json
 import tempfile
 from pathlib import Path
 
+from detect.backends.graph_model import onnx_metadata
 from detect.backends.tensorrt_backend import metadata_path, require_tensorrt
 from detect.errors import DetectError
 from detect.export.base import EXPORT_SUFFIXES, EXPORTERS
@@ -37,9 +38,7 @@ def export_tensorrt(checkpoint: str | Path, output: str | Path, opset: int = 17,
         onnx_path = Path(folder) / "model.onnx"
         info = export_onnx(checkpoint, onnx_path, opset, dynamic_batch, image_size, batch_size)
         engine = build_engine(tensorrt, onnx_path, (info["height"], info["width"]), batch_size, dynamic_batch)
-        import onnx
-
-        metadata = {prop.key: prop.value for prop in onnx.load(str(onnx_path)).metadata_props}
+        metadata = onnx_metadata(onnx_path)
     with atomic_output(metadata_path(output)) as partial:
         Path(partial).write_text(json.dumps(metadata))
     with atomic_output(output) as partial:
