@@ -148,8 +148,7 @@ def resolve_data_config(config_name: str | None, overrides: Sequence[str], check
     split lists of the first checkpoint's run when its validation part was drawn (data.val_fraction)."""
     from detect.backends import is_exported_file, load_model_file
     from detect.checkpoints import config_from_checkpoint, load_checkpoint
-    from detect.config import saved_config_with_overrides
-    from detect.evaluation.eval_command import with_run_split_lists
+    from detect.evaluation.eval_command import model_file_config, with_run_split_lists
 
     if not checkpoints:
         if config_name:
@@ -160,10 +159,10 @@ def resolve_data_config(config_name: str | None, overrides: Sequence[str], check
         saved = load_model_file(first, "auto", "auto").config  # the config an export keeps in its metadata
     else:
         saved = config_from_checkpoint(load_checkpoint(first), first)
-    config = load_config(config_name, list(overrides)) if config_name else saved_config_with_overrides(
-        saved, list(overrides))
+    if not config_name:
+        return model_file_config(saved, overrides, first)
     # A run that drew its validation part is measured on that part (the lists in its folder).
-    return with_run_split_lists(config, saved, first, given=config_name is not None)
+    return with_run_split_lists(load_config(config_name, list(overrides)), saved, first, given=True)
 
 
 # ---------------------------------------------------------------------------------------------------

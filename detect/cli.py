@@ -83,7 +83,8 @@ def config_list() -> None:
 
 @data_app.command("synth")
 def data_synth(
-    out: Path = typer.Argument(..., help="Folder to write the dataset into."),
+    out: Path = typer.Argument(..., help="New or empty folder to write the dataset into (or an earlier "
+                                         "generation, replaced whole)."),
     format: str = typer.Option("voc", "--format", "-f", help="voc, coco or yolo."),
     num_images: int = typer.Option(200, "--num-images", "-n", min=1, help="Number of images in all."),
     image_size: int = typer.Option(320, "--image-size", "-s", min=32, help="Image side in pixels."),
@@ -91,8 +92,9 @@ def data_synth(
     val_fraction: float = typer.Option(0.2, "--val-fraction", min=0.0, max=0.99, help="Share of images in val."),
     video: bool = typer.Option(False, "--video", help="Instead: video clips of moving shapes with a MOTChallenge "
                                                       "ground truth (clip_K.mp4, clip_K.gt.txt)."),
-    clips: int = typer.Option(3, "--clips", min=1, help="--video: number of clips."),
-    frames: int = typer.Option(300, "--frames", min=1, help="--video: frames per clip."),
+    clips: int = typer.Option(3, "--clips", min=1, max=100, help="--video: number of clips."),
+    frames: int = typer.Option(300, "--frames", min=1, max=10_000, help="--video: frames per clip (at most 10,000: "
+                                                                         "400 s)."),
 ) -> None:
     """Generate a synthetic shapes dataset (VOC, COCO or YOLO layout), the offline default; or video clips
     with a tracking ground truth (--video, 640 x 480 at 25 fps)."""
@@ -154,9 +156,11 @@ def data_split(
     from detect.data.splits import LIST_FILES, drawn_keys, split_table, write_split_lists
 
     cfg = _load(config, overrides)
-    fraction = val_fraction or cfg.data.val_fraction or 0.2
+    fraction = val_fraction if val_fraction is not None else (cfg.data.val_fraction or 0.2)
     if not 0.0 < fraction < 1.0:
-        raise DetectError(f"--val-fraction must be between 0 and 1, got {fraction}")
+        raise DetectError(f"--val-fraction must be between 0 and 1 (both left out), got {fraction}")
+    if out.exists() and not out.is_dir():
+        raise DetectError(f"detect data split {out}: is a file; give a folder for train.txt and val.txt")
     written = [out / name for name in LIST_FILES.values() if (out / name).exists()]
     if written:
         raise DetectError(f"{written[0]}: already exists; choose another folder (lists are never overwritten: a "
@@ -265,10 +269,10 @@ def plot_command(
 ) -> None:
     """Draw the loss, learning-rate and mAP curves of one or more runs on one figure."""
     from detect.engine.curves import plot_runs
-    from detect.outputs import refuse_overwrite, writable_file
+    from detect.outputs import refuse_overwrite, writable_image
 
     refuse_overwrite("--out", [out], [run / "metrics.jsonl" for run in runs])
-    writable_file("--out", out)
+    writable_image("--out", out)
     typer.echo(f"wrote {plot_runs(runs, out)}")
 
 
@@ -461,12 +465,17 @@ def export(
     """Export the model with its postprocess (NMS included): ONNX, OpenVINO IR or a TensorRT engine, in
     float or INT8; see docs/export.md for running it. --set reaches the data that --int8 calibrates on."""
     from detect.export import EXPORT_SUFFIXES, EXPORTERS, parse_image_size
-    from detect.outputs import refuse_overwrite, writable_file
+    from detect.export.targets import check_export_target
+    from detect.outputs import writable_file
 
     exporter = EXPORTERS.get(format)
     suffix = EXPORT_SUFFIXES[format]
     target = output or checkpoint.with_suffix(f".int8{suffix}" if int8 else suffix)
-    refuse_overwrite("--output", [target], [checkpoint])
+    if int8:
+        from detect.export.int8 import check_int8_format
+
+        check_int8_format(format)
+    check_export_target(format, target, int8, [checkpoint])
     writable_file("--output", target)
     options = dict(opset=opset, dynamic_batch=dynamic_batch, image_size=parse_image_size(image_size),
                    batch_size=batch_size)

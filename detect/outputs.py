@@ -3,8 +3,11 @@
     refuse_overwrite(option, outputs, inputs)   DetectError when an output is one of the inputs
     writable_folder(option, folder)             creates `folder`; DetectError when it cannot be written
     writable_file(option, path)                 the same for a file's folder; `path` must not be a folder
+    writable_image(option, path)                the same for a drawing, which replaces only an earlier image
     atomic_output(path) as temporary            write to `temporary`, renamed to `path` when done: a kill,
                                                 an error or a full disk never leaves half a file at `path`
+    staged_folder(option, out, own) as staging  the same for a folder of files (a dataset, video clips):
+                                                built in `staging` beside `out`, moved into place whole
 
 `option` is what the user typed to choose the output (`--out`, `--json` ...): the message names it
 together with the path. Commands call these before their long work starts, so a bad output path
@@ -19,7 +22,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from detect.errors import DetectError
 
@@ -60,6 +63,22 @@ def writable_file(option: str, path: str | Path) -> Path:
         raise DetectError(f"{option} {path}: is a folder; give a file name")
     _prepare_folder(option, path.parent, path)
     return path
+
+
+IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")  # PNG, JPEG
+
+
+def writable_image(option: str, path: str | Path) -> Path:
+    """writable_file for a drawing (PNG or JPEG): a file already at `path` is replaced only when it is
+    such an image itself (an earlier drawing), never a checkpoint, a log or any other file."""
+    path = Path(path)
+    if path.is_file():
+        with path.open("rb") as stream:
+            head = stream.read(8)
+        if not head.startswith(IMAGE_SIGNATURES):
+            raise DetectError(f"{option} {path}: exists and is not an image; a drawing replaces only an earlier "
+                              "drawing: choose another name")
+    return writable_file(option, path)
 
 
 def _prepare_folder(option: str, folder: Path, given: Path) -> Path:
@@ -115,6 +134,60 @@ def is_out_of_space(error: BaseException | None, folder: Path) -> bool:
 def out_of_space_message(folder: Path, name: str, note: str = "") -> str:
     """`note`: what the failed write did not lose, e.g. "; the previous last.pt is kept"."""
     return f"no space left on {folder}: {name} not written{note} (free some space, or choose another folder)"
+
+
+def is_empty_folder(folder: Path) -> bool:
+    return folder.is_dir() and next(folder.iterdir(), None) is None
+
+
+def check_new_folder(option: str, out: Path, own: Callable[[Path], bool] | None = None) -> None:
+    """DetectError unless `out` is absent, an empty folder, or (`own(out)`) this command's own earlier
+    output, which it may replace whole: a multi-file output never lands among a user's files."""
+    if out.exists() and not out.is_dir():
+        raise DetectError(f"{option} {out}: is a file; give a new or empty folder")
+    if not out.exists() or is_empty_folder(out) or (own is not None and own(out)):
+        return
+    example = next(out.iterdir()).name
+    raise DetectError(f"{option} {out}: not empty (it holds {example}, ...); write into a new or empty folder")
+
+
+@contextmanager
+def staged_folder(option: str, out: str | Path, own: Callable[[Path], bool] | None = None) -> Iterator[Path]:
+    """Yields a new empty folder beside `out` (`.<name>.tmp<PID>`) to write a multi-file output into.
+    When the block ends without error, it takes the place of `out`; on an error, a kill or a full disk
+    it is removed, and `out` is as it was. `out` must pass check_new_folder (an earlier output that
+    `own` recognises is replaced whole, and only once the new one is complete)."""
+    out = Path(out)
+    check_new_folder(option, out, own)
+    _prepare_folder(option, out.parent, out)
+    staging = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)  # a leftover of a killed run of this same process id
+    try:
+        staging.mkdir()
+        yield staging
+        _move_into_place(staging, out)
+    except (OSError, RuntimeError) as error:
+        if is_out_of_space(error, out.parent):
+            raise OutOfSpaceError(out_of_space_message(out.parent, out.name)) from None
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _move_into_place(staging: Path, out: Path) -> None:
+    """Renames `staging` to `out`; an existing `out` (empty, or an output being replaced) is moved
+    aside first and removed once the new folder is in place."""
+    if not out.exists():
+        os.rename(staging, out)
+        return
+    old = out.with_name(f".{out.name}.old{os.getpid()}")
+    os.rename(out, old)
+    try:
+        os.rename(staging, out)
+    except OSError:
+        os.rename(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def temporary_name(path: Path) -> Path:

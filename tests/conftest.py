@@ -68,3 +68,17 @@ def offline(tmp_path, monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", no_network)
     monkeypatch.setattr(socket.socket, "connect", no_network)
     return tmp_path
+
+
+def run_detect(args, capsys) -> tuple[int, str, str]:
+    """`detect ARGS` in this process: (exit code, standard output, standard error)."""
+    from detect.cli import main
+
+    capsys.readouterr()
+    try:
+        main([str(arg) for arg in args])
+        code = 0
+    except SystemExit as exited:
+        code = exited.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

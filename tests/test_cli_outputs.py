@@ -141,3 +141,79 @@ def test_eval_map_json_is_checked_before_measuring(files, capsys):
     assert tool.main([str(checkpoint), "--json", str(blocker / "b.json")]) == 2
     assert f"cannot create the folder, {blocker} is a file" in capsys.readouterr().err
     assert checkpoint.read_bytes() == b"checkpoint bytes"
+
+
+def test_export_never_writes_its_companion_files_over_an_input_or_a_users_file(files, tmp_path, capsys):
+    """OpenVINO writes model.bin beside model.xml, TensorRT model.engine.json, INT8 its report: each is
+    checked like the model file (a Hugging Face style pytorch_model.bin would get the IR's weights)."""
+    folder = tmp_path / "hub"
+    folder.mkdir()
+    weights = folder / "pytorch_model.bin"
+    weights.write_bytes(b"checkpoint bytes")
+    code, err = run_cli(["export", weights, "--format", "openvino"], capsys)
+    assert_one_line(code, err, f"--output {folder / 'pytorch_model.xml'}: would overwrite the input {weights}")
+    assert weights.read_bytes() == b"checkpoint bytes"
+    checkpoint = files["checkpoint"]
+    notes = tmp_path / "notes.xml"
+    notes.write_text("<notes/>")
+    code, err = run_cli(["export", checkpoint, "--format", "openvino", "--output", notes], capsys)
+    assert_one_line(code, err, f"would replace {notes}, which is not a model an earlier detect export --format "
+                               "openvino wrote there")
+    lone_bin = tmp_path / "model.bin"
+    lone_bin.write_bytes(b"mine")
+    code, err = run_cli(["export", checkpoint, "--format", "openvino", "--output", tmp_path / "model.xml"], capsys)
+    assert_one_line(code, err, f"would replace {lone_bin}")
+    report = tmp_path / "m.int8.onnx.json"
+    report.write_text("{}")
+    code, err = run_cli(["export", checkpoint, "--int8", "--output", tmp_path / "m.int8.onnx"], capsys)
+    assert_one_line(code, err, f"would replace {report}")
+    code, err = run_cli(["export", checkpoint, "--format", "openvino", "--output", tmp_path / "m.onnx"], capsys)
+    assert_one_line(code, err, "--format openvino writes a .xml file; give a name ending in .xml")
+    assert (notes.read_text(), lone_bin.read_bytes(), report.read_text()) == ("<notes/>", b"mine", "{}")
+
+
+def test_plot_never_writes_over_a_checkpoint(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"type": "epoch", "epoch": 1, "loss": 1.0, "lr": 0.1}\n')
+    best = run / "best.pt"
+    best.write_bytes(b"checkpoint bytes")
+    code, err = run_cli(["plot", run, "--out", best], capsys)
+    assert_one_line(code, err, f"--out {best}: exists and is not an image")
+    assert best.read_bytes() == b"checkpoint bytes"
+
+
+def test_convert_refuses_to_write_into_its_own_source(tmp_path, capsys):
+    source = tmp_path / "shapes"
+    assert run_cli(["data", "synth", source, "-n", "6", "-s", "32", "--format", "yolo"], capsys)[0] == 0
+    before = sorted(path for path in source.rglob("*"))
+    for out in (source / "images" / "val" / "conv", source):
+        code, err = run_cli(["data", "convert", out, "--config", "synthetic_ssd", "--set", "data.format=yolo",
+                             "--set", f"data.root={source}", "--set", "data.classes=null", "--to", "yolo"], capsys)
+        assert_one_line(code, err, f"convert {out}: inside the dataset it converts")
+    assert sorted(path for path in source.rglob("*")) == before
+
+
+def test_a_convert_that_fails_half_way_leaves_nothing_and_can_be_run_again(tmp_path, capsys):
+    source, out = tmp_path / "shapes", tmp_path / "out"
+    assert run_cli(["data", "synth", source, "-n", "6", "-s", "32"], capsys)[0] == 0
+    args = ["data", "convert", out, "--config", "synthetic_ssd", "--set", f"data.root={source}", "--to", "coco"]
+    code, err = run_cli([*args, "--splits", "train,nosuch"], capsys)
+    assert code == 2 and "nosuch" in err and not out.exists()
+    assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []
+    assert run_cli([*args, "--splits", "train,val"], capsys)[0] == 0
+    assert sorted(path.name for path in (out / "annotations").iterdir()) == ["instances_train.json",
+                                                                            "instances_val.json"]
+
+
+def test_data_split_refuses_a_zero_fraction_and_a_file(tmp_path, capsys):
+    source = tmp_path / "shapes"
+    assert run_cli(["data", "synth", source, "-n", "6", "-s", "32"], capsys)[0] == 0
+    args = ["--config", "synthetic_ssd", "--set", f"data.root={source}"]
+    code, err = run_cli(["data", "split", tmp_path / "lists", *args, "--val-fraction", "0"], capsys)
+    assert_one_line(code, err, "--val-fraction must be between 0 and 1 (both left out), got 0.0")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("mine")
+    code, err = run_cli(["data", "split", blocker, *args], capsys)
+    assert_one_line(code, err, f"detect data split {blocker}: is a file")
+    assert blocker.read_text() == "mine" and not (tmp_path / "lists").exists()

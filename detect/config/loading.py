@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from detect.config.model_sections import ALL_MODEL_KEYS, MODEL_SECTIONS, FasterRCNNModelConfig
 from detect.config.schema import RESIZE_KEYS, Config, other_resize_keys
 from detect.errors import ConfigError
+from detect.text_files import MAX_YAML_FILE_BYTES, YAMLExpansionError, parse_yaml
 
 
 def builtin_config_dir() -> Path:
@@ -53,9 +54,18 @@ def resolve_config_path(name_or_path: str, relative_to: Path | None = None) -> P
     )
 
 
+def read_config_text(path: Path) -> str:
+    """The file's text, unless it is larger than any config (MAX_YAML_FILE_BYTES)."""
+    size = path.stat().st_size
+    if size > MAX_YAML_FILE_BYTES:
+        raise ConfigError(f"{path}: {size / 2**20:.0f} MiB, larger than any config (at most "
+                          f"{MAX_YAML_FILE_BYTES >> 20} MiB); not read")
+    return path.read_text()
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = parse_yaml(read_config_text(path))
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
@@ -101,7 +111,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not sep or not key or any(not part for part in key.split(".")):
         raise ConfigError(f"--set '{text}': expected key.sub=value, e.g. --set train.epochs=20")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = parse_yaml(raw) if raw.strip() else ""
+    except YAMLExpansionError as error:
+        raise ConfigError(f"--set '{key}': the value is refused: {error.problem}") from None
     except yaml.YAMLError:
         value = raw
     return key.split("."), value

@@ -30,6 +30,7 @@ import numpy as np
 from detect.data.box_formats import xyxy_to_voc, xyxy_to_xywh
 from detect.data.yolo import data_yaml, label_line
 from detect.errors import DataError
+from detect.outputs import check_new_folder, staged_folder
 
 TARGETS = ("voc", "coco", "yolo")
 
@@ -42,23 +43,38 @@ def convert_dataset(data_cfg, splits: list[str], out: str | Path, to: str, copy:
     if to not in TARGETS:
         raise DataError(f"--to {to}: choose from {', '.join(TARGETS)}")
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise DataError(f"{out}: not empty; convert writes into a new or empty folder")
+    root = Path(data_cfg.root)
+    refuse_inside_source(out, [root if root.is_dir() else root.parent])
+    check_new_folder("convert", out)
     data_cfg = with_class_names(data_cfg)
+    # Every split is read (and checked) before anything is written.
+    samples_of = {split: build_dataset(data_cfg, split, training=False).samples for split in splits}
+    refuse_inside_source(out, {sample.image_path.parent for samples in samples_of.values() for sample in samples})
     summary = {"images": {}, "objects": {}, "classes": list(data_cfg.classes), "dropped_flags": {}}
-    writer = {"voc": _VOCWriter, "coco": _COCOWriter, "yolo": _YOLOWriter}[to](out, list(data_cfg.classes), copy)
-    for split in splits:
-        dataset = build_dataset(data_cfg, split, training=False)
-        samples = dataset.samples
-        writer.write_split(split, samples)
-        summary["images"][split] = len(samples)
-        summary["objects"][split] = sum(len(sample.labels) for sample in samples)
-        for flag, kept_by in (("difficult", "voc"), ("iscrowd", "coco")):
-            count = sum(int(getattr(sample, flag).sum()) for sample in samples)
-            if count and to != kept_by:
-                summary["dropped_flags"][flag] = summary["dropped_flags"].get(flag, 0) + count
-    writer.finish()
+    with staged_folder("convert", out) as staging:
+        writer = {"voc": _VOCWriter, "coco": _COCOWriter, "yolo": _YOLOWriter}[to](staging, list(data_cfg.classes),
+                                                                                   copy)
+        for split, samples in samples_of.items():
+            writer.write_split(split, samples)
+            summary["images"][split] = len(samples)
+            summary["objects"][split] = sum(len(sample.labels) for sample in samples)
+            for flag, kept_by in (("difficult", "voc"), ("iscrowd", "coco")):
+                count = sum(int(getattr(sample, flag).sum()) for sample in samples)
+                if count and to != kept_by:
+                    summary["dropped_flags"][flag] = summary["dropped_flags"].get(flag, 0) + count
+        writer.finish()
     return summary
+
+
+def refuse_inside_source(out: Path, source_folders) -> None:
+    """DataError when `out` is one of the folders the dataset is read from, or inside one: what convert
+    writes there would be read back as part of the source (its images in the source's splits)."""
+    resolved = Path(os.path.realpath(out))
+    for folder in source_folders:
+        folder = Path(os.path.realpath(folder))
+        if resolved == folder or folder in resolved.parents:
+            raise DataError(f"convert {out}: inside the dataset it converts ({folder}); the copy would become part "
+                            "of its source; write it outside")
 
 
 class _Writer:

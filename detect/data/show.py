@@ -13,7 +13,7 @@ from detect.config import Config
 from detect.data.normalize import to_pixels
 from detect.draw import draw_boxes, make_grid
 from detect.errors import DataError
-from detect.outputs import refuse_overwrite
+from detect.outputs import refuse_overwrite, writable_image
 
 
 def show_samples(cfg: Config, split: str, num: int, out: Path, seed: int = 0, train: bool = True,
@@ -39,7 +39,7 @@ def show_samples(cfg: Config, split: str, num: int, out: Path, seed: int = 0, tr
     grid = make_grid(tiles, columns=math.ceil(math.sqrt(len(tiles))))
     out = Path(out)
     refuse_overwrite("--out", [out], input_files(raw_dataset))
-    out.parent.mkdir(parents=True, exist_ok=True)
+    writable_image("--out", out)  # a drawing replaces only an earlier drawing, never a checkpoint or a log
     if not cv2.imwrite(str(out), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)):
         raise DataError(f"{out}: cannot write the image (is the extension .png or .jpg?)")
     return out

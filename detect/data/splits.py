@@ -28,8 +28,9 @@ import numpy as np
 from detect.data.dataset import DetectionDataset
 from detect.data.problems import ProblemLog
 from detect.errors import DataError
+from detect.outputs import atomic_output
 from detect.tables import markdown_table
-from detect.text_files import read_text
+from detect.text_files import MAX_LIST_FILE_BYTES, read_lines
 
 LIST_FILES = {"train": "train.txt", "val": "val.txt"}
 SPLITS_FOLDER = "splits"  # a run folder's lists
@@ -178,7 +179,7 @@ def read_split_list(path: Path) -> list[str]:
     if not path.is_file():
         raise DataError(f"{path}: split list not found (data.split_lists names a folder holding train.txt and "
                         f"val.txt; detect data split writes them)")
-    keys = [line.strip() for line in read_text(path, "split list").splitlines() if line.strip()]
+    keys = [line.strip() for line in read_lines(path, "split list", MAX_LIST_FILE_BYTES) if line.strip()]
     repeated = [key for key, count in Counter(keys).items() if count > 1]
     if repeated:
         raise DataError(f"{path}: image '{repeated[0]}' is listed {Counter(keys)[repeated[0]]} times")
@@ -186,9 +187,13 @@ def read_split_list(path: Path) -> list[str]:
 
 
 def write_split_lists(folder: Path, train_keys: list[str], val_keys: list[str]) -> None:
+    """Both lists, or neither: each is written to a temporary file first, and both are renamed into
+    place only when both are whole."""
     folder.mkdir(parents=True, exist_ok=True)
-    for name, keys in (("train", train_keys), ("val", val_keys)):
-        (folder / LIST_FILES[name]).write_text("".join(f"{key}\n" for key in keys))
+    with atomic_output(folder / LIST_FILES["train"]) as train_file, \
+            atomic_output(folder / LIST_FILES["val"]) as val_file:
+        train_file.write_text("".join(f"{key}\n" for key in train_keys))
+        val_file.write_text("".join(f"{key}\n" for key in val_keys))
 
 
 def run_split_lists(run_folder: Path, saved_data: dict) -> Path | None:

@@ -1,7 +1,9 @@
 """A synthetic shapes dataset, the offline default: coloured shapes on textured, noisy backgrounds.
 
-`data.format: synthetic` generates it in VOC layout in `data.root` (`data.synth` settings) unless a
-VOC dataset is already there, then reads it as VOC. `generate_synthetic(out, format="voc"|"coco"|"yolo", ...)` writes
+`data.format: synthetic` reads the VOC dataset in `data.root`, and generates one there first (the
+`data.synth` settings, said in one line) only where the folder is absent, empty, or holds an earlier
+generation: never over a user's files. A model file's config never generates (`existing_data_only`).
+`generate_synthetic(out, format="voc"|"coco"|"yolo", ...)` writes
 - VOC:  out/Annotations/<id>.xml, out/JPEGImages/<id>.jpg, out/ImageSets/Main/{train,val}.txt
 - COCO: out/annotations/instances_{train,val}.json, images in out/train/ and out/val/
 - YOLO: out/data.yaml, out/images/{train,val}/<id>.jpg, out/labels/{train,val}/<id>.txt
@@ -11,11 +13,16 @@ Five classes (SYNTHETIC_CLASSES) with varied colour, aspect (0.5..2), rotation a
 about one image in ten has no objects. Each box is the tight box of the object's visible pixels, taken
 from the drawn mask. Everything comes from one numpy Generator seeded with `seed`, and JPEGs are
 written by OpenCV at a fixed quality, so the same seed writes the same bytes.
+
+Every generation is built in a folder beside `out` and moved into place whole (detect.outputs.
+staged_folder), with a marker file (MARKER: what was generated, its settings and every file written):
+a folder is replaced by a new generation only when it holds nothing but such an earlier one.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import cv2
@@ -24,6 +31,10 @@ import numpy as np
 from detect.data.formats import DATASET_FORMATS
 from detect.data.voc import VOCDataset, build_voc
 from detect.data.yolo import data_yaml, label_line
+from detect.errors import DataError
+from detect.outputs import staged_folder
+
+log = logging.getLogger(__name__)
 
 SYNTHETIC_CLASSES = ["circle", "square", "triangle", "star", "ring"]
 
@@ -32,6 +43,7 @@ EMPTY_IMAGE_FRACTION = 0.1
 MAX_OBJECTS = 6
 MIN_VISIBLE_FRACTION = 0.5  # an earlier shape may be covered, but never by more than half
 SIZE_RANGE = (0.05, 0.6)  # shape size as a fraction of the image side
+MARKER = ".detect-synthetic.json"
 
 
 def generate_synthetic(
@@ -41,11 +53,29 @@ def generate_synthetic(
     image_size: int = 320,
     seed: int = 0,
     val_fraction: float = 0.2,
+    option: str = "detect data synth",
 ) -> dict:
-    """Writes the dataset; returns {num_images, num_train, num_val, num_objects, classes}."""
+    """Writes the dataset into `out` (absent, empty, or an earlier generation, which it replaces whole);
+    returns {num_images, num_train, num_val, num_objects, classes}. `option` names `out` in errors."""
     if format not in WRITERS:
         raise ValueError(f"format must be one of {', '.join(WRITERS)}, got {format!r}")
-    out = Path(out)
+    settings = {"format": format, "num_images": num_images, "image_size": image_size, "seed": seed,
+                "val_fraction": val_fraction}
+    with staged_folder(option, out, own=is_earlier_generation) as staging:
+        splits = draw_dataset(num_images, image_size, seed, val_fraction)
+        WRITERS[format](staging, splits, image_size)
+        write_marker(staging, "images", settings)
+    return {
+        "num_images": num_images,
+        "num_train": len(splits["train"]),
+        "num_val": len(splits["val"]),
+        "num_objects": sum(len(item[2]) for items in splits.values() for item in items),
+        "classes": list(SYNTHETIC_CLASSES),
+    }
+
+
+def draw_dataset(num_images: int, image_size: int, seed: int, val_fraction: float) -> dict:
+    """{"train": [...], "val": [...]} of (image id, image BGR, boxes, labels, areas), all from `seed`."""
     rng = np.random.default_rng(seed)
     num_val = int(round(num_images * val_fraction))
     val_indices = set(rng.permutation(num_images)[:num_val].tolist())
@@ -54,14 +84,40 @@ def generate_synthetic(
         image, boxes, labels, areas = draw_image(rng, image_size)
         split = "val" if index in val_indices else "train"
         splits[split].append((f"{index:06d}", image, boxes, labels, areas))
-    WRITERS[format](out, splits, image_size)
-    return {
-        "num_images": num_images,
-        "num_train": len(splits["train"]),
-        "num_val": len(splits["val"]),
-        "num_objects": sum(len(item[2]) for items in splits.values() for item in items),
-        "classes": list(SYNTHETIC_CLASSES),
-    }
+    return splits
+
+
+# ---------------------------------------------------------------------------------------------------
+# the marker of a generation
+
+
+def write_marker(folder: Path, kind: str, settings: dict) -> None:
+    """MARKER in `folder`: {"generated_by", "kind" (images or video), "settings", "files"} with every
+    file under `folder` (paths relative to it, "/"-separated)."""
+    files = sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*") if not path.is_dir())
+    record = {"generated_by": "detect data synth", "kind": kind, "settings": settings, "files": files}
+    (folder / MARKER).write_text(json.dumps(record, indent=1) + "\n")
+
+
+def read_marker(folder: Path) -> dict | None:
+    """The marker's record, or None where there is none or it is not one of ours."""
+    try:
+        record = json.loads((Path(folder) / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("files"), list):
+        return None
+    return record
+
+
+def is_earlier_generation(folder: Path) -> bool:
+    """True when `folder` holds an earlier generation and nothing else: every file in it is one the
+    marker lists (a file a user added since makes it theirs)."""
+    record = read_marker(folder)
+    if record is None:
+        return False
+    listed = set(record["files"]) | {MARKER}
+    return all(path.relative_to(folder).as_posix() in listed for path in Path(folder).rglob("*") if not path.is_dir())
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -287,13 +343,39 @@ def build_synthetic(data_cfg, split: str, keep_difficult: bool) -> VOCDataset:
     return build_voc(data_cfg, split, keep_difficult)
 
 
+def has_voc_layout(root: Path) -> bool:
+    return (root / "ImageSets" / "Main").is_dir() and (root / "Annotations").is_dir()
+
+
 def ensure_synthetic(data_cfg) -> None:
-    """Generates the synthetic dataset (VOC layout) in `data.root` unless one is already there."""
+    """Generates the synthetic dataset (VOC layout) in `data.root` unless a VOC dataset is already there:
+    only into an absent or empty folder, or over an earlier generation; a folder of other files is a
+    one-line DataError (a mistyped data.root or format must not turn a user's folder into shapes)."""
     root = Path(data_cfg.root)
-    if (root / "ImageSets" / "Main").is_dir() and (root / "Annotations").is_dir():
+    if has_voc_layout(root):
         return
+    if root.exists() and not (root.is_dir() and (next(root.iterdir(), None) is None or is_earlier_generation(root))):
+        raise DataError(f"data.root {root}: holds no VOC dataset (ImageSets/Main and Annotations) to read, and "
+                        "data.format synthetic generates only into a new or empty folder; check data.root, or "
+                        "set data.format to the format of the data there")
     synth = data_cfg.synth
+    log.warning(f"data.root {root}: no dataset there; generating the synthetic shapes ({synth.num_images} images "
+                f"of {synth.image_size} px, seed {synth.seed}) into it")
     generate_synthetic(
         root, format="voc", num_images=synth.num_images, image_size=synth.image_size, seed=synth.seed,
-        val_fraction=synth.val_fraction,
+        val_fraction=synth.val_fraction, option="data.root",
     )
+
+
+def existing_data_only(data_cfg, source: str | Path):
+    """`data_cfg` as read from a model file (`source`): synthetic data is read where it is, as VOC, and
+    never generated, since a file handed to us must not decide where we write. A DataError when
+    `data.root` holds no dataset (the user names the data to score on)."""
+    if data_cfg.format != "synthetic":
+        return data_cfg
+    root = Path(data_cfg.root)
+    if not has_voc_layout(root):
+        raise DataError(f"{source}: its config's data (synthetic shapes in {root}) is not there, and data is never "
+                        "generated from a model file's config; name the data with --config (and --set data.root=...)")
+    classes = data_cfg.classes if data_cfg.classes is not None else list(SYNTHETIC_CLASSES)
+    return data_cfg.model_copy(update={"format": "voc", "classes": classes})

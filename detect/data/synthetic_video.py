@@ -22,7 +22,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from detect.data.synthetic import SYNTHETIC_CLASSES, add_noise, draw_background, unit_polygon
+from detect.data.synthetic import (
+    SYNTHETIC_CLASSES,
+    add_noise,
+    draw_background,
+    is_earlier_generation,
+    unit_polygon,
+    write_marker,
+)
+from detect.outputs import staged_folder
 
 MIN_VISIBLE = 0.3  # share of an object's pixels that must show for it to be in the ground truth
 SIZE_RANGE = (0.1, 0.3)  # object size as a fraction of the frame height
@@ -157,12 +165,15 @@ def _in_view(obj: MovingObject, width: int, height: int) -> bool:
 
 def generate_video_clips(out: str | Path, num_clips: int = 3, frames: int = 300, width: int = 640,
                          height: int = 480, seed: int = 0) -> dict:
-    """`out/clip_<k>.mp4` and `out/clip_<k>.gt.txt` for k < num_clips; returns totals."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    """`out/clip_<k>.mp4` and `out/clip_<k>.gt.txt` for k < num_clips; returns totals. Like the image
+    datasets, built beside `out` and moved into place whole (`out`: absent, empty, or an earlier
+    generation)."""
     totals = {"clips": num_clips, "frames": 0, "objects": 0, "boxes": 0}
-    for k in range(num_clips):
-        summary = generate_clip(out / f"clip_{k}.mp4", frames, width, height, seed * 1000 + k)
-        for key in ("frames", "objects", "boxes"):
-            totals[key] += summary[key]
+    settings = {"clips": num_clips, "frames": frames, "width": width, "height": height, "seed": seed}
+    with staged_folder("detect data synth --video", out, own=is_earlier_generation) as staging:
+        for k in range(num_clips):
+            summary = generate_clip(staging / f"clip_{k}.mp4", frames, width, height, seed * 1000 + k)
+            for key in ("frames", "objects", "boxes"):
+                totals[key] += summary[key]
+        write_marker(staging, "video", settings)
     return totals

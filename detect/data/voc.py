@@ -25,7 +25,7 @@ from detect.data.formats import DATASET_FORMATS
 from detect.data.problems import ProblemLog
 from detect.data.splits import draws_splits
 from detect.errors import DataError
-from detect.text_files import read_text
+from detect.text_files import MAX_LABEL_FILE_BYTES, MAX_LIST_FILE_BYTES, read_lines
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -94,7 +94,7 @@ def read_split_ids(folder: Path, split_name: str) -> list[str]:
             raise DataError(f"{folder}: VOC dataset folder not found")
         raise DataError(f"{split_file}: VOC split file not found{hint}")
     # A line may carry a second column (the per-class lists do); the id is the first word.
-    return [line.split()[0] for line in read_text(split_file, "VOC split file").splitlines() if line.strip()]
+    return [line.split()[0] for line in read_lines(split_file, "VOC split file", MAX_LIST_FILE_BYTES) if line.strip()]
 
 
 def is_devkit(folder: Path) -> bool:
@@ -175,6 +175,11 @@ def index_images(image_dir: Path) -> dict[str, Path]:
 def parse_voc_xml(xml_path: Path, log: ProblemLog):
     """-> (size (h, w) or None, names [N], voc_boxes float [N, 4], difficult bool [N]), or None when skipped."""
     try:
+        size_bytes = xml_path.stat().st_size
+        if size_bytes > MAX_LABEL_FILE_BYTES:
+            log.error(xml_path, f"{size_bytes / 2**20:.0f} MiB, larger than any annotation file (at most "
+                                f"{MAX_LABEL_FILE_BYTES >> 20} MiB); not read", "malformed_annotation")
+            return None
         root = ET.parse(xml_path).getroot()
     except FileNotFoundError:
         log.error(xml_path, "annotation file not found", "missing_annotation")

@@ -35,7 +35,14 @@ from detect.data.image_header import file_header_size
 from detect.data.problems import ProblemLog
 from detect.data.voc import IMAGE_EXTENSIONS
 from detect.errors import DataError
-from detect.text_files import read_text
+from detect.text_files import (
+    MAX_LABEL_FILE_BYTES,
+    MAX_LIST_FILE_BYTES,
+    MAX_YAML_FILE_BYTES,
+    parse_yaml,
+    read_lines,
+    read_text,
+)
 
 DATA_FILES = ("data.yaml", "data.yml")
 ROUNDING = 1e-3  # how far (a fraction of the image side) a box may reach past the border: rounding
@@ -89,11 +96,12 @@ def find_data_file(root: Path) -> Path:
 
 def read_data_file(path: Path) -> dict:
     try:
-        spec = yaml.safe_load(read_text(path, "data.yaml"))
+        spec = parse_yaml(read_text(path, "data.yaml", MAX_YAML_FILE_BYTES))
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise DataError(f"{path}: not valid YAML{where}") from None
+        problem = getattr(error, "problem", None)
+        raise DataError(f"{path}: not valid YAML{where}" + (f" ({problem})" if problem else "")) from None
     if not isinstance(spec, dict):
         raise DataError(f"{path}: expected a mapping with names and the split folders")
     return spec
@@ -121,7 +129,7 @@ def split_images(entry, base: Path, data_file: Path) -> list[Path]:
         if path.is_dir():
             images += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
         elif path.is_file() and path.suffix == ".txt":
-            for line in read_text(path, "image list").splitlines():
+            for line in read_lines(path, "image list", MAX_LIST_FILE_BYTES):
                 line = line.strip()
                 if line:
                     listed = path.parent / line[2:] if line.startswith("./") else Path(line)
@@ -157,7 +165,12 @@ def _sample(image: Path, base: Path, names: list[str], label_of: dict, unknown_c
     labels_path = label_file(image)
     boxes, labels = [], []
     if labels_path.is_file():
-        for number, line in enumerate(read_text(labels_path, "label file").splitlines(), start=1):
+        try:
+            lines = list(enumerate(read_lines(labels_path, "label file", MAX_LABEL_FILE_BYTES), start=1))
+        except DataError as error:
+            log.error(labels_path, str(error).removeprefix(f"{labels_path}: "), "malformed_annotation")
+            return None
+        for number, line in lines:
             parsed = _parse_line(line, number, labels_path, len(names), log)
             if parsed is None:
                 continue

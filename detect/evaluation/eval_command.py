@@ -91,10 +91,13 @@ def evaluate_checkpoint(checkpoint: Path, config_name: str | None, overrides: li
     loaded = load_model_file(checkpoint, backend, device)
     torch_device = loaded.device if backend == "torch" else torch.device("cpu")  # graphs take host inputs
     model, ckpt_config, class_names = loaded.model, loaded.config, loaded.class_names
-    config = load_config(config_name, overrides) if config_name else saved_config_with_overrides(ckpt_config, overrides)
-    if config.data.classes is None:
-        config = config.model_copy(update={"data": config.data.model_copy(update={"classes": list(class_names)})})
-    config = with_run_split_lists(config, ckpt_config, checkpoint, given=config_name is not None)
+    if config_name:
+        config = load_config(config_name, overrides)
+        if config.data.classes is None:
+            config = config.model_copy(update={"data": config.data.model_copy(update={"classes": list(class_names)})})
+        config = with_run_split_lists(config, ckpt_config, checkpoint, given=True)
+    else:
+        config = model_file_config(ckpt_config, overrides, checkpoint, class_names)
     label_map = label_map_by_name(class_names, config.data.classes, checkpoint)
     metrics = metrics_of(metric, config)
     split = split or config.data.val_split
@@ -111,6 +114,23 @@ def evaluate_checkpoint(checkpoint: Path, config_name: str | None, overrides: li
     skipped.add(dataset_errors(loader.dataset.raw), split)
     results = {**evaluator.evaluate(), "skipped": summary(skipped.skipped)}
     return Evaluation(config, list(config.data.classes), split, evaluator, results)
+
+
+def model_file_config(saved: Config, overrides, model_file: Path, class_names: list[str] | None = None) -> Config:
+    """The config a model file (checkpoint or export) holds, with `overrides`: its classes (`class_names`
+    where it names none), the parts its run drew (with_run_split_lists), and its data only read where
+    it is, never generated (detect.data.synthetic.existing_data_only), unless the user named the
+    folder (`--set data.root=...`): a file handed to us never decides where we write."""
+    from detect.data.synthetic import existing_data_only
+
+    config = saved_config_with_overrides(saved, list(overrides))
+    data = config.data
+    if data.classes is None and class_names is not None:
+        data = data.model_copy(update={"classes": list(class_names)})
+    if not any(str(item).partition("=")[0].strip() == "data.root" for item in overrides):
+        data = existing_data_only(data, model_file)
+    config = config.model_copy(update={"data": data})
+    return with_run_split_lists(config, saved, Path(model_file), given=False)
 
 
 def with_run_split_lists(config: Config, ckpt_config: Config, checkpoint: Path, given: bool) -> Config:

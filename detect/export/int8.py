@@ -53,8 +53,7 @@ def export_int8(format: str, checkpoint: str | Path, output: str | Path, calibra
     from detect.export.int8_report import compare_precisions
     from detect.export.onnx import export_onnx
 
-    if format not in INT8_FORMATS:
-        raise DetectError(f"--int8: quantization is for --format {' or '.join(INT8_FORMATS)}, not {format}")
+    check_int8_format(format)
     if calibration < 1:
         raise DetectError(f"--calibration {calibration}: give at least one image")
     output = Path(output)
@@ -80,6 +79,11 @@ def export_int8(format: str, checkpoint: str | Path, output: str | Path, calibra
     info["summary"] = (f"INT8 ({layers['int8']} of {layers['quantizable']} layers), {info['summary']}; "
                        f"float and INT8 compared in {report_path.name}")
     return info
+
+
+def check_int8_format(format: str) -> None:
+    if format not in INT8_FORMATS:
+        raise DetectError(f"--int8: quantization is for --format {' or '.join(INT8_FORMATS)}, not {format}")
 
 
 def report_path_of(model: Path) -> Path:
@@ -124,15 +128,12 @@ def calibration_feeds(checkpoint: str | Path, float_onnx: Path, count: int, over
 
 
 def checkpoint_data_config(checkpoint: str | Path, overrides=()):
-    """The checkpoint's own config with `overrides`, reading the parts its run drew (detect/data/splits.py)."""
+    """The checkpoint's own config with `overrides` (see eval_command.model_file_config)."""
     from detect.checkpoints import config_from_checkpoint, load_checkpoint
-    from detect.config import saved_config_with_overrides
-    from detect.evaluation.eval_command import with_run_split_lists
+    from detect.evaluation.eval_command import model_file_config
 
     checkpoint = Path(checkpoint)
-    saved = config_from_checkpoint(load_checkpoint(checkpoint), checkpoint)
-    config = saved_config_with_overrides(saved, list(overrides))
-    return with_run_split_lists(config, saved, checkpoint, given=False)
+    return model_file_config(config_from_checkpoint(load_checkpoint(checkpoint), checkpoint), overrides, checkpoint)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from detect.config import DataConfig
 from detect.data.build import build_dataset
 from detect.data.convert import convert_dataset
 from detect.data.synthetic import SYNTHETIC_CLASSES, generate_synthetic
-from detect.errors import DataError
+from detect.errors import DataError, DetectError
 
 
 def voc_with_difficult(tmp_path):
@@ -96,7 +96,7 @@ def test_coco_to_yolo_to_coco_within_a_millionth_of_the_image_and_crowd_kept_to_
                     "coco")
     assert_same(read(DataConfig(format="coco", root=str(tmp_path / "back")), "val"), read(source, "val"),
                 atol=1e-6 * 64 + 1e-5, flags=())
-    with pytest.raises(DataError, match="not empty"):
+    with pytest.raises(DetectError, match="not empty"):
         convert_dataset(source, ["train"], tmp_path / "back", "voc")
     with pytest.raises(DataError, match="--to tfrecord: choose from voc, coco, yolo"):
         convert_dataset(source, ["train"], tmp_path / "other", "tfrecord")
