@@ -187,8 +187,11 @@ def data_stats(
     from detect.data.stats import split_boxes
     from detect.data.stats_report import format_stats, plot_stats
     from detect.models.anchor_fit import anchor_fit
+    from detect.outputs import writable_folder
 
     cfg = _load(config, overrides)
+    if plots is not None:  # before the statistics are printed, not after
+        writable_folder("--plots", plots)
     data_cfg = with_class_names(cfg.data)
     for name in [split] if split else list(dict.fromkeys([cfg.data.train_split, cfg.data.val_split])):
         boxes = split_boxes(build_dataset(data_cfg, name), cfg.input, name)
@@ -207,13 +210,14 @@ def data_check(
     overrides: Optional[List[str]] = SetOption,
 ) -> None:
     """Read every image and annotation of a split; print a summary and every problem (exit 1 on errors)."""
-    from detect.data.check import check_split, format_report
+    from detect.data.check import check_split, format_report, training_class_names
 
     cfg = _load(config, overrides)
     splits = [split] if split else list(dict.fromkeys([cfg.data.train_split, cfg.data.val_split]))
+    data_cfg = training_class_names(cfg.data)
     num_errors = 0
     for name in splits:
-        report = check_split(cfg.data, name)
+        report = check_split(data_cfg, name)
         typer.echo(format_report(report))
         num_errors += report.num_errors
     if num_errors:
@@ -412,7 +416,12 @@ def infer(
     from detect.outputs import writable_folder
     from detect.video_writer import CODECS
 
-    parse_sources(sources)  # a missing path fails now, before the model loads
+    _, videos = parse_sources(sources)  # a missing path fails now, before the model loads
+    if track_settings and not track:
+        raise DetectError("--track-set sets the tracker, which runs with --track only; add --track")
+    if track and not videos:
+        raise DetectError("--track follows objects across the frames of a video, and the sources hold only "
+                          "images; give a video, a camera or a stream, or leave out --track")
     writable_folder("--out", out)
     if codec not in CODECS:
         raise DetectError(f"--codec must be one of {', '.join(CODECS)}, got '{codec}'")

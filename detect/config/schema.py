@@ -5,6 +5,7 @@ sections are in model_sections.py, the base of every section in section.py.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
@@ -282,6 +283,22 @@ class TrainConfig(Section):
     class_weights: Literal["none", "auto"] | list[float] = "none"
     """Class imbalance: weights of the classification loss per foreground class, in label order (background
     keeps 1). auto: 1 / sqrt(boxes of the class in the training split), scaled to a mean of 1; none: all 1."""
+
+    @field_validator("class_weights", mode="before")
+    @classmethod
+    def _weights_usable(cls, weights):
+        """A list of weights: finite numbers of 0 or more, not all 0 (the loss would learn no class)."""
+        if not isinstance(weights, (list, tuple)):
+            return weights
+        for position, weight in enumerate(weights, start=1):
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+                raise ValueError(f"weight {position} is {weight!r}, not a number")
+            if not math.isfinite(weight) or weight < 0:
+                raise ValueError(f"weight {position} is {weight}; each weight is a finite number of 0 or more")
+        if weights and not any(weights):
+            raise ValueError("every weight is 0, so no class would be learned; give at least one weight above 0 "
+                             "(or none, or auto)")
+        return weights
     patience: int | None = Field(None, ge=1)
     """Early stopping: end the run once this many epochs have passed since the best validation mAP (best.pt
     holds that model); null: train all epochs. A run stopped so is not trained on by `--resume` unless

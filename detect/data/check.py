@@ -14,6 +14,7 @@ import numpy as np
 from detect.config import DataConfig
 from detect.data.dataset import DetectionDataset
 from detect.data.problems import Problem
+from detect.errors import DataError
 
 
 @dataclass
@@ -32,6 +33,20 @@ class SplitReport:
     @property
     def num_errors(self) -> int:
         return sum(problem.severity == "error" for problem in self.problems)
+
+
+def training_class_names(data_cfg: DataConfig) -> DataConfig:
+    """`data_cfg` with the class list training would use (build.with_class_names): every split is
+    checked against the training split's classes, as training reads them, so that a class only the
+    validation split has is the same error here as there. Where the training split cannot give its
+    names, `data_cfg` as it is (its own scan reports why)."""
+    from detect.data.build import with_class_names
+
+    try:
+        return with_class_names(data_cfg.model_copy(update={"on_error": "skip"})).model_copy(
+            update={"on_error": data_cfg.on_error})
+    except DataError:
+        return data_cfg
 
 
 def check_split(data_cfg: DataConfig, split: str) -> SplitReport:
@@ -57,6 +72,10 @@ def scan_dataset(dataset: DetectionDataset, split: str) -> SplitReport:
     report.problems = list(dataset.problems)
     if report.num_images == 0:  # training on it would fail; checking it must not pass
         report.problems.append(Problem(dataset.source, f"split '{split}' has no images", "error", "empty_split"))
+    no_objects = dataset.no_objects_error(split)
+    if no_objects is not None:
+        message = str(no_objects).removeprefix(f"{dataset.source}: ")
+        report.problems.append(Problem(dataset.source, message, "error", "no_objects"))
     return report
 
 

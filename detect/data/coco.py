@@ -72,7 +72,7 @@ class COCODataset(DetectionDataset):
         valid = validate_coco(data, self.annotation_file, log)
         self.coco = index_with_pycocotools(valid)
         categories = sorted(self.coco.loadCats(self.coco.getCatIds()), key=lambda category: category["id"])
-        categories = without_group_categories(categories, self.coco)
+        categories = without_group_categories(categories, self.coco, log, self.annotation_file)
         categories = select_categories(categories, classes, self.annotation_file)
         self.category_map = CategoryMap([category["id"] for category in categories])
         class_names = [category["name"] for category in categories]
@@ -336,12 +336,22 @@ def index_with_pycocotools(data: dict) -> COCO:
     return coco
 
 
-def without_group_categories(categories: list[dict], coco: COCO) -> list[dict]:
+def without_group_categories(categories: list[dict], coco: COCO, log: ProblemLog | None = None,
+                             path: Path | None = None) -> list[dict]:
     """Without the categories that only name a group of others (Roboflow's exports start with one, id 0,
-    the supercategory of every class, never on an object): they are not classes to detect."""
-    groups = {category.get("supercategory") for category in categories}
-    return [category for category in categories
-            if not (category["name"] in groups and not coco.getAnnIds(catIds=[category["id"]]))]
+    the supercategory of every class, never on an object): they are not classes to detect. A group is
+    the supercategory of at least one other category and has no objects of its own; a category that
+    is only its own supercategory (many exporters write each class so) is a class, with or without
+    objects in this split. Each category left out is said in `log` (a warning on `path`)."""
+    groups = [category for category in categories if not coco.getAnnIds(catIds=[category["id"]])
+              and any(other["id"] != category["id"] and other.get("supercategory") == category["name"]
+                      for other in categories)]
+    if log is not None:
+        for group in groups:
+            log.warning(path, f"category '{group['name']}' (id {group['id']}) names a group of the others and has "
+                              "no objects: not read as a class", "group_category")
+    group_ids = {group["id"] for group in groups}
+    return [category for category in categories if category["id"] not in group_ids]
 
 
 def select_categories(categories: list[dict], classes: list[str] | None, path: Path) -> list[dict]:

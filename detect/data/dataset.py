@@ -85,6 +85,9 @@ class DetectionDataset(torch.utils.data.Dataset):
         self.log = log
         # False for training targets: VOC trains without the objects marked difficult by default.
         self.keep_difficult = keep_difficult
+        # (image, the label file it would have) of images read without objects because that file is
+        # missing (YOLO, flat VOC): the hint when a split has no objects at all
+        self.unlabelled: list[tuple[Path, Path]] = []
 
     @property
     def source(self) -> str:
@@ -98,6 +101,27 @@ class DetectionDataset(torch.utils.data.Dataset):
         hint = (f" ({skipped} problems left out under data.on_error: skip; detect data check lists them)"
                 if skipped else "")
         return DataError(f"{where}: split '{split}' has no images{hint}")
+
+    def no_objects_error(self, split: str) -> DataError | None:
+        """The one-line error for a split whose images hold not one object (training on it learns
+        nothing, scoring it means nothing); None when it has objects, or no images at all."""
+        if not self.samples or any(len(sample.labels) for sample in self.samples):
+            return None
+        hint = ""
+        if self.unlabelled and len(self.unlabelled) == len(self.samples):
+            image, label_file = self.unlabelled[0]
+            hint = f": no image has a label file (the labels of {image} would be in {label_file})"
+        elif self.log.num_errors:
+            hint = (f" ({self.log.num_errors} problems left out under data.on_error: skip; detect data check "
+                    "lists them)")
+        return DataError(f"{self.source}: split '{split}' has {len(self.samples)} images and not one object{hint}")
+
+    def report_unlabelled(self, where: Path) -> None:
+        """A warning with the count when some (not all) images have no label file."""
+        if self.unlabelled and len(self.unlabelled) < len(self.samples):
+            image, label_file = self.unlabelled[0]
+            self.log.warning(where, f"{len(self.unlabelled)} of {len(self.samples)} images have no label file and are "
+                                    f"read as images without objects (e.g. {image}: no {label_file})", "missing_label")
 
     @property
     def on_error(self) -> Literal["raise", "skip"]:

@@ -219,6 +219,10 @@ def build_dataloader(data_cfg: DataConfig, input_cfg: InputConfig, augment_cfg: 
     if len(raw_dataset) == 0:
         error = getattr(raw_dataset, "empty_split_error", None)
         raise error(split) if error is not None else DataError(f"{data_cfg.root}: split '{split}' has no images")
+    # Images but not one object: training on it learns nothing, scoring it means nothing.
+    no_objects = getattr(raw_dataset, "no_objects_error", lambda split: None)(split)
+    if no_objects is not None:
+        raise no_objects
     transforms = build_transforms(input_cfg, augment_cfg, train=train)
     transforms.set_seed(seed)  # the main process's stream, used when num_workers == 0
     dataset = TransformedDataset(raw_dataset, transforms)

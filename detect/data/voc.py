@@ -62,6 +62,9 @@ class VOCDataset(DetectionDataset):
         self.source_files = [split_source(folder, name) for folder, name in split_parts(Path(root), split)]
         self.root = Path(root)
         self.split = split
+        # A flat folder's image without XML is read without objects (parse_flat_split marks it so).
+        self.unlabelled = [(image, image.with_suffix(".xml")) for image, xml, *_ in parsed if xml == image]
+        self.report_unlabelled(self.source_files[0])
 
 
 @DATASET_FORMATS.register("voc")
@@ -146,7 +149,8 @@ def parse_flat_split(folder: Path, split_name: str, log: ProblemLog, whole_folde
                             f"{', '.join(present) or 'none'}); name a split folder in data.train_split / "
                             f"val_split, or set data.val_fraction to draw a validation part from the images")
     entries = []
-    for image_path in sorted(p for p in split_dir.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS):
+    images = sorted(p for p in split_dir.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+    for image_path in images:
         image_id = image_path.relative_to(split_dir).with_suffix("").as_posix()
         beside = image_path.with_suffix(".xml")
         apart = image_path.parent.parent / "Annotations" / f"{image_path.stem}.xml"
@@ -158,7 +162,16 @@ def parse_flat_split(folder: Path, split_name: str, log: ProblemLog, whole_folde
         entry = parse_voc_xml(xml_path, log)
         if entry is not None:
             entries.append((image_path, xml_path, image_id, *entry))
+    report_orphans(sorted(split_dir.rglob("*.xml")), {entry[1] for entry in entries}, split_dir, log)
     return entries
+
+
+def report_orphans(label_files: list[Path], used: set[Path], where: Path, log: ProblemLog) -> None:
+    """One warning with the count of the label files (XML, YOLO .txt) that no image of the split uses."""
+    orphans = [path for path in label_files if path not in used]
+    if orphans:
+        log.warning(where, f"{len(orphans)} label files have no image and are not read (e.g. {orphans[0]})",
+                    "orphan_label")
 
 
 def index_images(image_dir: Path) -> dict[str, Path]:
@@ -255,8 +268,18 @@ def parse_object(obj: ET.Element, index: int, xml_path: Path, log: ProblemLog):
             "degenerate_box",
         )
         return None
-    difficult = (obj.findtext("difficult") or "0").strip() in ("1", "true", "True")
+    text = (obj.findtext("difficult") or "0").strip()
+    difficult = DIFFICULT_SPELLINGS.get(text.lower())
+    if difficult is None:
+        log.error(xml_path, f"object {index} ({name}): <difficult> is {text!r}; write 0 or 1 (or true / false, "
+                            "yes / no)", "bad_field")
+        return None
     return name, values, difficult
+
+
+# <difficult>'s values as annotation tools write them (the empty element reads as 0).
+DIFFICULT_SPELLINGS = {"": False, "0": False, "0.0": False, "false": False, "no": False,
+                       "1": True, "1.0": True, "true": True, "yes": True}
 
 
 def to_sample(entry: tuple, classes: list[str], unknown_class: str, log: ProblemLog) -> Sample:

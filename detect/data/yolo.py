@@ -23,6 +23,7 @@ are labelled by those names (label order), and a class of `names` not among them
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ from detect.data.dataset import DetectionDataset, Sample
 from detect.data.formats import DATASET_FORMATS
 from detect.data.image_header import file_header_size
 from detect.data.problems import ProblemLog
-from detect.data.voc import IMAGE_EXTENSIONS
+from detect.data.voc import IMAGE_EXTENSIONS, report_orphans
 from detect.errors import DataError
 from detect.text_files import (
     MAX_LABEL_FILE_BYTES,
@@ -58,12 +59,20 @@ class YOLODataset(DetectionDataset):
         data_file = find_data_file(Path(root))
         spec = read_data_file(data_file)
         names = class_names(spec, data_file)
-        base = Path(spec.get("path") or ".")
+        path_entry = spec.get("path") or "."
+        if not isinstance(path_entry, str):
+            raise DataError(f"{data_file}: path must be a folder (a string), got {path_entry!r}")
+        base = Path(path_entry)
         base = base if base.is_absolute() else (data_file.parent / base)
         if split not in spec or spec[split] in (None, ""):
             present = [key for key in ("train", "val", "test") if spec.get(key)]
             raise DataError(f"{data_file}: no '{split}' split (it lists {', '.join(present) or 'none'})")
-        images = split_images(spec[split], base, data_file)
+        listed = split_images(spec[split], base, data_file)
+        images = list(dict.fromkeys(listed))  # an image listed twice is one image, not two
+        if len(images) < len(listed):
+            repeated = next(path for path, count in Counter(listed).items() if count > 1)
+            log.warning(data_file, f"split '{split}' lists {len(listed) - len(images)} images more than once; each is "
+                                   f"read once (e.g. {repeated})", "duplicate_image")
         classes = list(classes) if classes is not None else names
         strangers = [name for name in classes if name not in names]
         if strangers:
@@ -76,6 +85,14 @@ class YOLODataset(DetectionDataset):
         super().__init__([sample for sample in samples if sample is not None], classes, log)
         self.source_files = [data_file]
         self.root, self.split = base, split
+        label_files = {Path(sample.source) for sample in self.samples}
+        self.unlabelled = [(sample.image_path, Path(sample.source)) for sample in self.samples
+                           if not Path(sample.source).is_file()]
+        self.report_unlabelled(data_file)
+        # labelImg keeps the class list as classes.txt among the label files: not an orphan.
+        found = sorted(path for folder in {path.parent for path in label_files} if folder.is_dir()
+                       for path in folder.glob("*.txt") if path.name != "classes.txt")
+        report_orphans(found, label_files, data_file, log)
 
 
 @DATASET_FORMATS.register("yolo")
@@ -117,7 +134,13 @@ def class_names(spec: dict, path: Path) -> list[str]:
         names = [names[i] for i in ids]
     if not isinstance(names, list) or not names or not all(isinstance(n, (str, int)) for n in names):
         raise DataError(f"{path}: names must list the class names (a list, or a mapping from 0-based ids)")
-    return [str(name) for name in names]
+    names = [str(name) for name in names]
+    repeated = next((name for name, count in Counter(names).items() if count > 1), None)
+    if repeated is not None:
+        ids = [index for index, name in enumerate(names) if name == repeated]
+        raise DataError(f"{path}: names gives '{repeated}' to the ids {', '.join(map(str, ids))}; each class needs "
+                        "a name of its own")
+    return names
 
 
 def split_images(entry, base: Path, data_file: Path) -> list[Path]:

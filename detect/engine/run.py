@@ -44,7 +44,7 @@ from detect.engine.run_folder import (
     resume_run_dir,
 )
 from detect.engine.session import make_session
-from detect.engine.train import fit
+from detect.engine.train import fit, nothing_left
 from detect.engine.train_state import restore
 from detect.errors import CheckpointError, DetectError
 from detect.outputs import writable_folder
@@ -109,6 +109,9 @@ def _train_in_run_folder(config: Config, output_dir, device: torch.device, resum
         session.category_ids = dataset_category_ids(train_loader)
         if checkpoint is not None:
             restore(session, checkpoint)  # refuses weights that do not fit, before anything is written
+            finished = nothing_left(session)
+            if finished is not None:
+                raise DetectError(f"{checkpoint_path}: nothing to resume: {finished}")
         # From here on the run writes into its folder.
         if dist_utils.is_main() and checkpoint is not None:
             if in_place:

@@ -256,6 +256,19 @@ def fit(session: TrainSession, train_loader, val_loader=None) -> dict | None:
     return results
 
 
+def nothing_left(session: TrainSession) -> str | None:
+    """Why a resumed run would train nothing (all its epochs done, or stopped early), or None."""
+    config, state = session.config, session.state
+    if state.epoch_end_due:
+        return None
+    if state.epoch >= config.train.epochs:
+        return (f"the run has trained all its {config.train.epochs} epochs; to train on, raise train.epochs "
+                f"(e.g. --set train.epochs={config.train.epochs * 2})")
+    if patience_spent(session):
+        return f"it stopped early at epoch {state.epoch} ({early_stop_reason(session)}); raise train.patience to go on"
+    return None
+
+
 def patience_spent(session: TrainSession) -> bool:
     """train.patience epochs have passed since the best validation mAP."""
     patience, state = session.config.train.patience, session.state

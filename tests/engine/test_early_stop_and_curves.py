@@ -19,7 +19,7 @@ def train(tmp_path, capsys, run_dir, *overrides, resume=False):
     return run(args + (["--resume", "auto"] if resume else []), capsys)
 
 
-def test_a_stalled_run_stops_and_its_resume_does_not_train_on(tmp_path, capsys, monkeypatch):
+def test_a_stalled_run_stops_and_its_resume_says_so_and_writes_nothing(tmp_path, capsys, monkeypatch):
     """Validation mAPs of 0.5 and then lower: the best stays at epoch 1, patience 2 ends the run after
     epoch 3 of 10."""
     import detect.engine.train as train_module
@@ -37,10 +37,12 @@ def test_a_stalled_run_stops_and_its_resume_does_not_train_on(tmp_path, capsys, 
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records if r["type"] == "early_stop"] == [3]
 
+    files_before = {path: path.stat().st_mtime_ns for path in run_dir.rglob("*")}
     code, out, err = train(tmp_path, capsys, run_dir, *stalled, resume=True)
-    assert code == 0, err
-    assert load_checkpoint(run_dir / "last.pt")["epoch"] == 3
-    assert "stopped early at epoch 3" in (run_dir / "train.log").read_text()
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{run_dir / 'last.pt'}: nothing to resume: it stopped early at epoch 3" in err
+    # Said, and nothing written: no new TensorBoard file, log line or checkpoint.
+    assert {path: path.stat().st_mtime_ns for path in run_dir.rglob("*")} == files_before
     code, out, err = train(tmp_path, capsys, run_dir, "train.epochs=10", "train.patience=3", "train.eval_every=1",
                            resume=True)
     assert code == 0, err
@@ -75,3 +77,16 @@ def test_results_csv_and_curves_png_hold_every_epoch(tmp_path, capsys):
     assert figure.read_bytes()[:8] == PNG
     code, _, err = run(["plot", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.png")], capsys)
     assert code != 0 and "no metrics.jsonl here" in err
+
+
+def test_resuming_a_run_that_trained_all_its_epochs_says_so_and_writes_nothing(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    code, _, err = train(tmp_path, capsys, run_dir, "train.epochs=1")
+    assert code == 0, err
+    files_before = {path: path.stat().st_mtime_ns for path in run_dir.rglob("*")}
+    code, _, err = train(tmp_path, capsys, run_dir, "train.epochs=1", resume=True)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "nothing to resume: the run has trained all its 1 epochs; to train on, raise train.epochs" in err
+    assert {path: path.stat().st_mtime_ns for path in run_dir.rglob("*")} == files_before
+    code, _, err = train(tmp_path, capsys, run_dir, "train.epochs=2", resume=True)
+    assert code == 0 and load_checkpoint(run_dir / "last.pt")["epoch"] == 2, err

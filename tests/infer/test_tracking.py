@@ -94,6 +94,20 @@ def test_cli_infer_track_writes_the_tracks_table(checkpoints, tmp_path, capsys):
     assert (out / "clip.tracks.csv").read_text().startswith("track_id,class_name,first_frame,last_frame,frames_seen")
 
 
+def test_track_options_that_would_be_ignored_are_one_line(checkpoints, tmp_path, capsys):
+    from tests.conftest import run_detect
+    from tests.data.conftest import write_image
+
+    image = write_image(tmp_path / "photos" / "a.jpg", 48, 64)
+    clip = write_video(tmp_path / "clip.mp4", frames=2, size=(64, 48))
+    out = tmp_path / "out"
+    code, _, err = run_detect(["infer", checkpoints["ssd"], image.parent, "--out", out, "--track"], capsys)
+    assert code == 2 and "--track follows objects across the frames of a video, and the sources hold only images" in err
+    code, _, err = run_detect(["infer", checkpoints["ssd"], clip, "--out", out, "--track-set", "nonsense=1"], capsys)
+    assert code == 2 and "--track-set sets the tracker, which runs with --track only; add --track" in err
+    assert not out.exists()
+
+
 def test_the_tracking_benchmark_runs_end_to_end(checkpoints, tmp_path, capsys):
     pytest.importorskip("motmetrics", reason="motmetrics is in the dev extra (pip install '.[dev]')")
     from tests.conftest import load_tool
