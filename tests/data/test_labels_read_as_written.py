@@ -36,7 +36,8 @@ def test_roboflows_group_category_is_dropped_and_said(tmp_path):
     root = tmp_path / "rf"
     write_image(root / "train" / "1.jpg", 48, 64)
     categories = [{"id": 0, "name": "animals", "supercategory": "none"},
-                  {"id": 1, "name": "cat", "supercategory": "animals"}, {"id": 2, "name": "dog", "supercategory": "animals"}]
+                  {"id": 1, "name": "cat", "supercategory": "animals"},
+                  {"id": 2, "name": "dog", "supercategory": "animals"}]
     annotations = [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 10, 20], "area": 200, "iscrowd": 0}]
     images = [{"id": 1, "file_name": "1.jpg", "width": 64, "height": 48}]
     (root / "train" / "_annotations.coco.json").write_text(json.dumps(coco_json(images, annotations, categories)))

@@ -38,8 +38,8 @@ def test_synthetic_config_refuses_a_folder_of_user_files(tmp_path, capsys):
 def test_synthetic_config_generates_into_a_new_folder_and_says_so(tmp_path, capsys, caplog):
     root = tmp_path / "typo"
     code, _, err = run_detect(["data", "check", "--config", "synthetic_ssd", "--set", f"data.root={root}",
-                            "--set", "data.synth.num_images=6", "--set", "data.synth.image_size=48", "--split", "train"],
-                             capsys)
+                               "--set", "data.synth.num_images=6", "--set", "data.synth.image_size=48",
+                               "--split", "train"], capsys)
     assert code == 0, err
     said = [record.getMessage() for record in caplog.records if "generating" in record.getMessage()]
     assert said == [f"data.root {root}: no dataset there; generating the synthetic shapes (6 images of 48 px, "
