@@ -20,11 +20,13 @@ from typing import Mapping, Sequence
 from detect.config import Config, load_config
 
 
-def override_strings(overrides: Mapping[str, object] | Sequence[str] | None) -> list[str]:
-    """A mapping {key: value} or "key=value" strings -> the --set strings (values written as JSON, which
-    the config's YAML parsing reads back as the same numbers, lists, booleans and null)."""
+def override_strings(overrides: Mapping[str, object] | Sequence[str] | str | None) -> list[str]:
+    """A mapping {key: value}, "key=value" strings or one such string -> the --set strings (values written
+    as JSON, which the config's YAML parsing reads back as the same numbers, lists, booleans and null)."""
     if overrides is None:
         return []
+    if isinstance(overrides, str):  # one "key=value", not a sequence of its characters
+        return [overrides]
     if isinstance(overrides, Mapping):
         return [f"{key}={value if isinstance(value, str) else json.dumps(value)}" for key, value in overrides.items()]
     return [str(item) for item in overrides]

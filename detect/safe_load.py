@@ -32,6 +32,9 @@ LEGACY_NUMPY_GLOBALS = [
 def safe_torch_load(path: str | Path, what: str, map_location="cpu"):
     """The object in `path`, loaded with weights_only. `what` names the file's kind in errors
     ("checkpoint", "state dict"). Refused or unreadable files raise a one-line CheckpointError."""
+    foreign = not_a_torch_file(path)
+    if foreign is not None:
+        raise CheckpointError(f"{path}: not a readable {what}: {foreign}")
     try:
         with torch.serialization.safe_globals(LEGACY_NUMPY_GLOBALS):
             return torch.load(path, map_location=map_location, weights_only=True)
@@ -43,6 +46,29 @@ def safe_torch_load(path: str | Path, what: str, map_location="cpu"):
         raise CheckpointError(f"{path}: not a readable {what} ({unpickler_reason(error)})") from None
     except Exception as error:  # torch raises many types for truncated or foreign files
         raise CheckpointError(f"{path}: not a readable {what} ({first_line(error)})") from None
+
+
+# torch.save writes a zip archive; files of torch before 1.6 (and torch.save(_use_new_zipfile_serialization=
+# False)) start with a pickle's protocol byte.
+TORCH_FILE_STARTS = (b"PK\x03\x04", b"\x80")
+
+
+def not_a_torch_file(path: str | Path) -> str | None:
+    """What `path` is instead, when its first bytes show it is no file torch.save wrote (empty, text,
+    another format); None when it may be one (torch then decides)."""
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(64)
+    except OSError:
+        return None  # torch.load reports the missing or unreadable file
+    if not head:
+        return "the file is empty (0 bytes)"
+    if head.startswith(TORCH_FILE_STARTS):
+        return None
+    text = head.decode("utf-8", errors="replace").splitlines()[0][:40] if head.strip() else ""
+    if text.isprintable() and text:
+        return f"it is text (it starts with {text!r}), not a file torch.save wrote"
+    return f"it starts with the bytes {head[:8].hex(' ')}, where a file torch.save wrote starts as a zip archive"
 
 
 def refused_global(message: str) -> str | None:

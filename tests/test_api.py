@@ -36,3 +36,10 @@ def test_overrides_as_a_mapping_read_back_as_the_same_values():
 def test_a_bad_override_raises_the_one_line_error():
     with pytest.raises(DetectError, match="train.epochs"):
         detect.train("synthetic_ssd", overrides={"train.epochs": 0})
+
+
+def test_one_override_string_is_one_override():
+    assert override_strings("train.epochs=1") == ["train.epochs=1"]
+    from detect.api import resolve_config
+
+    assert resolve_config("synthetic_ssd", "train.epochs=3").train.epochs == 3

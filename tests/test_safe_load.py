@@ -146,3 +146,16 @@ def test_cli_commands_refuse_a_hostile_checkpoint_in_one_line(tmp_path, command)
     assert result.returncode != 0
     assert "refused to load" in result.stderr and "Traceback" not in result.stderr
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("content, said", [
+    (b"model weights: see the README\n", "it is text (it starts with 'model weights: see the README')"),
+    (b"", "the file is empty (0 bytes)"),
+    (b"\x00\x01\x02\x03\x04\x05\x06\x07\x08", "it starts with the bytes 00 01 02 03 04 05 06 07"),
+])
+def test_a_file_torch_never_wrote_is_named_for_what_it_is(tmp_path, content, said):
+    path = tmp_path / "best.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError) as raised:
+        load_checkpoint(path)
+    assert str(raised.value).startswith(f"{path}: not a readable checkpoint: {said}")

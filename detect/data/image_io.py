@@ -20,6 +20,7 @@ whose header no parser understands are refused before any pixel is decoded.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -119,12 +120,21 @@ def missing_share(image: np.ndarray) -> float:
     return missing / grey.size
 
 
+def missing_image_message(path: Path) -> str:
+    """Why `path` cannot be opened, where it is missing: a link (convert's default) names what it pointed
+    at, since the source moving is the usual cause."""
+    if Path(path).is_symlink():
+        return (f"a link to {os.readlink(path)}, which is not there (the images it linked to moved or were "
+                "deleted; convert with --copy to keep copies)")
+    return "image file not found"
+
+
 def read_image_bytes(path: Path) -> bytes:
     """The file's bytes; DataError when it is missing, unreadable or empty."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise DataError(f"{path}: image file not found") from None
+        raise DataError(f"{path}: {missing_image_message(path)}") from None
     except OSError as error:
         raise DataError(f"{path}: cannot read image file ({error.strerror or error})") from None
     if len(data) == 0:

@@ -33,6 +33,7 @@ from detect.data.coco import CategoryMap
 from detect.data.dataset import DetectionDataset, Sample
 from detect.data.formats import DATASET_FORMATS
 from detect.data.image_header import file_header_size
+from detect.data.image_io import missing_image_message
 from detect.data.problems import ProblemLog
 from detect.data.voc import IMAGE_EXTENSIONS, report_orphans
 from detect.errors import DataError
@@ -177,8 +178,11 @@ def _sample(image: Path, base: Path, names: list[str], label_of: dict, unknown_c
             log: ProblemLog) -> Sample | None:
     try:
         size = file_header_size(image)
-    except OSError:
-        log.error(image, "image file not found or unreadable", "missing_image")
+    except FileNotFoundError:
+        log.error(image, missing_image_message(image), "missing_image")
+        return None
+    except OSError as error:
+        log.error(image, f"cannot read the image file ({error.strerror or error})", "missing_image")
         return None
     if size is None:
         log.error(image, "not an image whose size its header gives (JPEG, PNG, BMP, GIF, TIFF, WebP, PNM)",

@@ -42,11 +42,18 @@ def epoch_rows(metrics_path: Path) -> list[dict]:
     rows = []
     for epoch in sorted(epochs):
         record, evaluation = epochs[epoch], evals.get(epoch, {})
-        terms = {key.removeprefix("mean_"): value for key, value in record.items() if key.startswith("mean_")}
-        rows.append({"epoch": epoch, "step": record.get("step"), "train_seconds": record.get("seconds"),
-                     "loss": sum(terms.values()) if terms else None, **terms, "lr": record.get("lr"),
-                     "map": evaluation.get("map"), "eval_seconds": evaluation.get("seconds")})
+        terms = {key.removeprefix("mean_"): _number(value) for key, value in record.items() if key.startswith("mean_")}
+        terms = {key: value for key, value in terms.items() if value is not None}
+        rows.append({"epoch": epoch, "step": _number(record.get("step")),
+                     "train_seconds": _number(record.get("seconds")),
+                     "loss": sum(terms.values()) if terms else None, **terms, "lr": _number(record.get("lr")),
+                     "map": _number(evaluation.get("map")), "eval_seconds": _number(evaluation.get("seconds"))})
     return rows
+
+
+def _number(value) -> float | int | None:
+    """A record's value if it is a number; None for anything else an edited or foreign file holds."""
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def write_run_files(run_dir: Path) -> list[Path]:

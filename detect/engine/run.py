@@ -84,8 +84,9 @@ def _train_in_run_folder(config: Config, output_dir, device: torch.device, resum
                          config_file: Path | None) -> Path:
     """Everything that may refuse the run happens before its first write: a refused command leaves
     the folders as they were (no config.yaml, no log, no TensorBoard file)."""
-    run_dir, checkpoint, checkpoint_path, in_place = open_run_folder(config, output_dir, resume)
-    with lock_run_folder(run_dir) if dist_utils.is_main() else contextlib.nullcontext():
+    run_dir, checkpoint, checkpoint_path, in_place, new_folders = open_run_folder(config, output_dir, resume)
+    with lock_run_folder(run_dir) if dist_utils.is_main() else contextlib.nullcontext(), \
+            removed_if_refused(new_folders) as started:
         if dist_utils.is_main():  # under the lock: a run starting beside this one cannot pass the check too
             check_run_folder(run_dir, config, config_file, resuming_in_place=in_place)
             if "mlflow" in config.train.loggers:
@@ -113,6 +114,7 @@ def _train_in_run_folder(config: Config, output_dir, device: torch.device, resum
             if finished is not None:
                 raise DetectError(f"{checkpoint_path}: nothing to resume: {finished}")
         # From here on the run writes into its folder.
+        started()
         if dist_utils.is_main() and checkpoint is not None:
             if in_place:
                 forget_lost_records(run_dir / "metrics.jsonl", checkpoint)
@@ -161,9 +163,25 @@ def stop_loader_workers(*loaders) -> None:
             loader._iterator = None
 
 
+@contextlib.contextmanager
+def removed_if_refused(new_folders: list[Path]):
+    """Yields `started()`, to call once the run writes into its folder: a run refused before that (bad
+    data, a resume with nothing to do) removes the folders it created, if they are still empty."""
+    written = []
+    try:
+        yield lambda: written.append(True)
+    except BaseException:
+        if not written:
+            for folder in new_folders:  # deepest first
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+        raise
+
+
 def open_run_folder(config: Config, output_dir, resume: str | None):
     """(run folder, checkpoint dict to resume or None, its path or None, whether the resume goes on in
-    the checkpoint's own folder); the folder created on rank 0, and nothing else written."""
+    the checkpoint's own folder, the folders created for it, deepest first); the folder created on rank
+    0, and nothing else written."""
     checkpoint = checkpoint_path = None
     if resume is not None:
         checkpoint_path = find_resume_checkpoint(config, resume, output_dir)
@@ -174,9 +192,10 @@ def open_run_folder(config: Config, output_dir, resume: str | None):
         run_dir = new_run_dir(config, output_dir)
     run_dir = Path(dist_utils.broadcast_object(str(run_dir)))
     in_place = checkpoint_path is not None and continues_in_place(run_dir, checkpoint_path)
+    new_folders = [folder for folder in [run_dir, *run_dir.absolute().parents] if not folder.exists()]
     if dist_utils.is_main():
         writable_folder("--output-dir", run_dir)
-    return run_dir, checkpoint, checkpoint_path, in_place
+    return run_dir, checkpoint, checkpoint_path, in_place, new_folders if dist_utils.is_main() else []
 
 
 def with_dataset_classes(config: Config, train_loader) -> Config:

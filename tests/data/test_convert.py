@@ -100,3 +100,40 @@ def test_coco_to_yolo_to_coco_within_a_millionth_of_the_image_and_crowd_kept_to_
         convert_dataset(source, ["train"], tmp_path / "back", "voc")
     with pytest.raises(DataError, match="--to tfrecord: choose from voc, coco, yolo"):
         convert_dataset(source, ["train"], tmp_path / "other", "tfrecord")
+
+
+def test_a_link_whose_image_moved_is_named_as_a_link(tmp_path, capsys):
+    source, linked = tmp_path / "shapes", tmp_path / "linked"
+    generate_synthetic(source, format="yolo", num_images=5, image_size=32)
+    convert_dataset(DataConfig(format="yolo", root=str(source)), ["train", "val"], linked, "voc")
+    source.rename(tmp_path / "moved")
+    with pytest.raises(SystemExit):
+        main(["data", "check", "--config", "synthetic_ssd", "--set", "data.format=voc", "--set", f"data.root={linked}",
+              "--split", "train"])
+    out = capsys.readouterr().out
+    assert f"a link to {source}" in out and "which is not there (the images it linked to moved or were deleted" in out
+
+
+def test_convert_onto_a_file_or_a_full_disk_is_one_line(tmp_path, monkeypatch, capsys):
+    import errno
+
+    source = tmp_path / "shapes"
+    generate_synthetic(source, format="voc", num_images=5, image_size=32)
+    args = ["data", "convert", "--config", "synthetic_ssd", "--set", f"data.root={source}", "--to", "yolo"]
+    blocker = tmp_path / "a_file"
+    blocker.write_text("mine")
+    with pytest.raises(SystemExit) as exited:
+        main([*args[:2], str(blocker), *args[2:]])
+    assert exited.value.code == 2 and f"convert {blocker}: is a file" in capsys.readouterr().err
+    assert blocker.read_text() == "mine"
+
+    def full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("detect.data.convert.os.symlink", full)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exited:
+        main([*args[:2], str(out), *args[2:]])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.count("\n") == 1 and f"no space left on {tmp_path}: out not written" in err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a_file", "shapes"]

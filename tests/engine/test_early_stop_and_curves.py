@@ -90,3 +90,27 @@ def test_resuming_a_run_that_trained_all_its_epochs_says_so_and_writes_nothing(t
     assert {path: path.stat().st_mtime_ns for path in run_dir.rglob("*")} == files_before
     code, _, err = train(tmp_path, capsys, run_dir, "train.epochs=2", resume=True)
     assert code == 0 and load_checkpoint(run_dir / "last.pt")["epoch"] == 2, err
+
+
+def test_a_refused_run_leaves_no_folder_behind(tmp_path, capsys):
+    from tests.data.conftest import write_image
+
+    data = tmp_path / "unlabelled"
+    write_image(data / "images" / "train" / "a.jpg", 32, 32)
+    (data / "data.yaml").write_text("train: images/train\nval: images/train\nnames: [thing]\n")
+    run_dir = tmp_path / "runs" / "nested" / "run"
+    code, _, err = run(["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(run_dir),
+                        *sets(f"data.root={data}", "data.format=yolo", "data.classes=null")], capsys)
+    assert code == 2 and "not one object" in err, err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_plot_reads_past_values_that_are_not_numbers(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "metrics.jsonl").write_text(
+        '{"type": "epoch", "epoch": 1, "mean_loss_cls": "abc", "mean_loss_box": 0.5, "lr": null}\n'
+        '{"type": "epoch", "epoch": 2, "mean_loss_cls": 1.0, "mean_loss_box": 0.4, "lr": 0.1, "step": "x"}\n')
+    code, out, err = run(["plot", str(run_dir), "--out", str(tmp_path / "curves.png")], capsys)
+    assert code == 0, err
+    assert (tmp_path / "curves.png").read_bytes()[:8] == PNG
