@@ -17,7 +17,7 @@ import numpy as np
 
 from detect.backends.base import BACKENDS, LoadedModel
 from detect.backends.graph_model import OUTPUT_NAMES, ExportedGraph, loaded_from_metadata, onnx_metadata
-from detect.errors import DetectError, first_line
+from detect.errors import DetectError, reason_line
 
 METADATA_KEY = "detect"  # the IR's rt_info section that holds the export's metadata (detect/export/openvino.py)
 
@@ -45,7 +45,7 @@ class OpenVinoModel(ExportedGraph):
         try:
             self.model = self.core.read_model(str(path))
         except Exception as error:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses for bad files
-            raise DetectError(f"{path}: not a readable OpenVINO or ONNX model: {first_line(error)}") from None
+            raise DetectError(f"{path}: not a readable OpenVINO or ONNX model: {reason_line(error)}") from None
         self.metadata = read_metadata(self.model, Path(path))
         shape = self.model.input("images").get_partial_shape()
         self.batch_size = None if shape[0].is_dynamic else shape[0].get_length()
@@ -55,7 +55,11 @@ class OpenVinoModel(ExportedGraph):
             self.settings["INFERENCE_NUM_THREADS"] = int(threads)
         self.compiled_by_batch: dict[int, object] = {}  # part size -> the model compiled for it
         self.requests_by_batch: dict[int, list] = {}  # part size -> its infer requests
-        self.streams = int(self._compiled(self.batch_size or 1).get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        try:
+            first = self._compiled(self.batch_size or 1)
+        except Exception as error:  # noqa: BLE001 - weights that do not fit the graph fail here, not at reading
+            raise DetectError(f"{path}: OpenVINO cannot compile this model: {reason_line(error)}") from None
+        self.streams = int(first.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
 
     def _compiled(self, batch: int):
         if batch not in self.compiled_by_batch:

@@ -2,9 +2,11 @@
 the run logs as a metric (per step, and per epoch), and best.pt, config.yaml, curves.png and results.csv
 as artifacts when the run ends.
 
-Where: MLFLOW_TRACKING_URI when set (a server, a database), else the folder `mlruns/` in the working
-directory as a local file store (MLflow keeps that store working but in maintenance: we opt in to it
-with MLFLOW_ALLOW_FILE_STORE, so nothing needs a server or a network). The experiment is the config's
+Where: MLFLOW_TRACKING_URI when set (a server, a database, a folder), else the folder `mlruns/` in the
+working directory as a local file store (MLflow keeps file stores working but in maintenance: we opt in
+with MLFLOW_ALLOW_FILE_STORE, so nothing needs a server or a network). The store is checked once before
+the run writes anything (check_tracking_store): a server that does not answer in 5 s, or a folder that
+cannot be written, is one line. The experiment is the config's
 name, the MLflow run is named after the run folder. The run folder keeps the MLflow run id
 (`mlflow_run_id`), so `--resume` in place continues the same MLflow run.
 
@@ -15,23 +17,66 @@ from __future__ import annotations
 
 import os
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from detect.config import Config, config_to_dict
 from detect.engine.resume_check import flatten
-from detect.errors import ConfigError
+from detect.errors import ConfigError, DetectError
+from detect.outputs import writable_folder
 
 RUN_ID_FILE = "mlflow_run_id"
 ARTIFACTS = ("best.pt", "config.yaml", "curves.png", "results.csv")
 PARAM_VALUE_LIMIT = 6000  # MLflow's longest param value
 
 
+STORE_TIMEOUT_S = 5.0  # how long the check before a run waits for a tracking server to answer
+
+
 def tracking_uri() -> str:
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        return uri
-    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-    return Path("mlruns").resolve().as_uri()
+    """MLFLOW_TRACKING_URI, else ./mlruns; a file store (a file: URI or a plain path, ours or the
+    user's) is opted in to, as MLflow asks of every file store now."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or Path("mlruns").resolve().as_uri()
+    if store_folder(uri) is not None:
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    return uri
+
+
+def store_folder(uri: str) -> Path | None:
+    """The folder of a file store (`file:///...` or a plain path), None for any other store."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        return Path(url2pathname(parsed.path))
+    return Path(uri) if parsed.scheme == "" or len(parsed.scheme) == 1 else None  # `C:` is a Windows drive
+
+
+def check_tracking_store() -> None:
+    """Before a run writes anything: mlflow is installed and its store can be used, checked once and
+    quickly (a server that does not answer would otherwise cost minutes of MLflow's retries, after the
+    run folder is written). A ConfigError naming the store otherwise."""
+    require_mlflow()
+    uri = tracking_uri()
+    folder = store_folder(uri)
+    if folder is not None:
+        existing = next(path for path in [folder, *folder.absolute().parents] if path.exists())
+        try:
+            writable_folder("MLflow store", existing)
+        except DetectError as error:
+            raise ConfigError(f"{error} (the MLflow store {uri}; set MLFLOW_TRACKING_URI, or leave mlflow out of "
+                              "train.loggers)") from None
+        return
+    if urlparse(uri).scheme in ("http", "https"):
+        try:
+            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=STORE_TIMEOUT_S).close()
+        except urllib.error.HTTPError:
+            return  # it answered: a server is there
+        except (OSError, ValueError) as error:
+            reason = getattr(error, "reason", None) or error
+            raise ConfigError(f"MLFLOW_TRACKING_URI {uri}: no server answered within {STORE_TIMEOUT_S:.0f} s "
+                              f"({reason}); start it, correct the URI, or leave mlflow out of train.loggers") from None
 
 
 def require_mlflow() -> None:

@@ -31,7 +31,7 @@ from detect.engine import distributed as dist_utils
 from detect.engine.imbalance import class_weights, imbalance_lines
 from detect.engine.interrupt import stop_on_sigterm
 from detect.engine.logger import RunLogger
-from detect.engine.mlflow_sink import MlflowSink, require_mlflow
+from detect.engine.mlflow_sink import MlflowSink, check_tracking_store
 from detect.engine.resume_check import check_resumable, describe
 from detect.engine.run_folder import (
     carry_records,
@@ -90,7 +90,7 @@ def _train_in_run_folder(config: Config, output_dir, device: torch.device, resum
         if dist_utils.is_main():  # under the lock: a run starting beside this one cannot pass the check too
             check_run_folder(run_dir, config, config_file, resuming_in_place=in_place)
             if "mlflow" in config.train.loggers:
-                require_mlflow()
+                check_tracking_store()
         seed_everything(config.train.seed, config.train.deterministic)
         config = with_checkpoint_split_lists(config, checkpoint, checkpoint_path)
         train_loader, val_loader = build_loaders(config, dist_utils.is_distributed())

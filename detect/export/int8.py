@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch.nn.functional as F
 
-from detect.errors import DetectError, first_line
+from detect.errors import DetectError, first_line, reason_line
 
 INT8_FORMATS = ("onnx", "openvino")
 DEFAULT_CALIBRATION = 300
@@ -242,7 +242,7 @@ def quantize_openvino(float_onnx: Path, output: Path, feeds: list[dict]) -> dict
         try:
             OpenVinoModel(staged).run_graph(feeds[0])
         except Exception as error:  # noqa: BLE001 - OpenVINO's RuntimeError subclasses
-            raise DetectError(f"OpenVINO cannot run the quantized model: {first_line(error)}; nothing "
+            raise DetectError(f"OpenVINO cannot run the quantized model: {reason_line(error)}; nothing "
                               f"written") from None
         move_ir(staged, output)
     return count_quantized_openvino(quantized)

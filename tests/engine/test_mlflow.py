@@ -14,8 +14,8 @@ def test_a_run_and_its_resume_log_to_one_mlflow_run(tmp_path, capsys, monkeypatc
     from mlflow.tracking import MlflowClient
 
     store = (tmp_path / "mlruns").as_uri()
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)  # a file: URI of the user's works without MLflow's opt-in
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
     run_dir = tmp_path / "run"
     args = ["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(run_dir),
             *sets(f"data.root={tmp_path / 'shapes'}", *TINY, "train.loggers=[csv, mlflow]", "train.eval_every=1",
@@ -55,3 +55,36 @@ def test_without_mlflow_the_run_is_refused_before_it_writes(tmp_path, capsys, mo
                         *sets(f"data.root={tmp_path / 'shapes'}", *TINY, "train.loggers=[mlflow]")], capsys)
     assert code != 0 and "pip install 'detect[mlflow]'" in err and err.count("\n") == 1
     assert not run_dir.exists() or not any(run_dir.iterdir())
+
+
+def test_a_store_that_cannot_be_used_is_one_line_before_the_run_writes(tmp_path, capsys, monkeypatch):
+    import time
+
+    from detect import outputs
+
+    run_dir = tmp_path / "run"
+    args = ["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(run_dir),
+            *sets(f"data.root={tmp_path / 'shapes'}", *TINY, "train.loggers=[mlflow]")]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # the discard port: nothing answers
+    started = time.perf_counter()
+    code, _, err = run(args, capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "MLFLOW_TRACKING_URI http://127.0.0.1:9: no server answered within 5 s" in err
+    assert time.perf_counter() - started < 60  # not MLflow's minutes of retries
+    assert not run_dir.exists()
+
+    store = tmp_path / "store"
+    store.mkdir()
+    probe = outputs.tempfile.TemporaryFile
+
+    def store_refuses(*args, dir=None, **kwargs):  # a read-only folder, as root meets it
+        if dir is not None and store.samefile(dir):
+            raise PermissionError(13, "Permission denied")
+        return probe(*args, dir=dir, **kwargs)
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", str(store))
+    monkeypatch.setattr(outputs.tempfile, "TemporaryFile", store_refuses)
+    code, _, err = run(args, capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"MLflow store {store}: cannot write there (Permission denied)" in err
+    assert not run_dir.exists()

@@ -104,8 +104,29 @@ def test_openvino_errors_are_one_line(checkpoints, tmp_path):
     not_ir.with_suffix(".bin").write_bytes(b"")
     with pytest.raises(DetectError, match="bad.xml: not a readable OpenVINO or ONNX model") as caught:
         Detector.from_file(not_ir)
-    assert "\n" not in str(caught.value)
+    assert "\n" not in str(caught.value) and "Exception from" not in str(caught.value)
     with pytest.raises(DetectError, match="--backend openvino runs on the CPU"):
         Detector.from_file(checkpoints["ssd"], backend="openvino", device="cuda")
     with pytest.raises(DetectError, match="none.xml: model file not found"):
         Detector.from_file(tmp_path / "none.xml")
+
+
+def test_openvino_load_errors_say_why(checkpoints, tmp_path, capsys):
+    """OpenVINO's first lines name its source files; the message quotes the line with the reason."""
+    from tests.conftest import run_detect
+    from tests.data.conftest import voc_xml
+
+    model = tmp_path / "m.xml"
+    code, _, err = run_detect(["export", checkpoints["ssd"], "--format", "openvino", "--output", model], capsys)
+    assert code == 0, err
+    weights = model.with_suffix(".bin")
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated
+    with pytest.raises(DetectError) as caught:
+        Detector.from_file(model)
+    assert str(caught.value) == f"{model}: not a readable OpenVINO or ONNX model: Incorrect weights in bin file!"
+    annotation = tmp_path / "a.xml"
+    annotation.write_text(voc_xml([("cat", 1, 1, 5, 5)]))
+    annotation.with_suffix(".bin").write_bytes(b"")
+    with pytest.raises(DetectError) as caught:
+        Detector.from_file(annotation)
+    assert "Unable to read the model" in str(caught.value), caught.value
