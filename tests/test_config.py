@@ -331,3 +331,16 @@ def test_a_config_holds_the_sections_of_its_own_detector_only():
                                           rf"one of {', '.join(MODEL_SECTIONS)}$"):
         load_config("synthetic_ssd", ["model.arch=yolo"])
     assert load_config("synthetic_ssd", ["model.arch=ssdlite"]).model.arch == "ssdlite"
+
+
+@pytest.mark.parametrize("weights, said", [
+    ("[.nan, 1, 1]", "weight 1 is nan; each weight is a finite number of 0 or more"),
+    ("[1, -1, 1]", "weight 2 is -1; each weight is a finite number of 0 or more"),
+    ("[1, x, 1]", "weight 2 is 'x', not a number"),
+    ("[0, 0, 0]", "every weight is 0, so no class would be learned"),
+])
+def test_class_weights_that_cannot_train_name_the_weight(weights, said):
+    with pytest.raises(ConfigError) as raised:
+        load_config("synthetic_ssd", [f"train.class_weights={weights}"])
+    assert said in str(raised.value) and "must be one of" not in str(raised.value)
+    assert load_config("synthetic_ssd", ["train.class_weights=[0, 1, 2.5]"]).train.class_weights == [0, 1, 2.5]
