@@ -7,7 +7,7 @@ dotted name is `backbone` or `trunk` (Faster R-CNN: `backbone.trunk.*`, `backbon
 `trunk.*`). Frozen parameters (requires_grad False) are left out.
 
 The schedule is a LambdaLR stepped once per optimiser step: linear warmup from `warmup_factor` to 1
-over `warmup_iters` steps, multiplied by the decay (multistep/step with milestones in epochs,
+over `warmup_iters` steps (at most a tenth of the run: `warmup_steps`), multiplied by the decay (multistep/step with milestones in epochs,
 cosine down to `min_lr_ratio`, or constant).
 """
 
@@ -71,11 +71,23 @@ def build_optimizer(model: nn.Module, train_cfg: TrainConfig, world_size: int = 
     return torch.optim.AdamW(groups, lr=lr)
 
 
+# Warmup takes at most this share of a run's steps: a short run (two epochs of 15 steps, say) asking for
+# the 100 to 1,000 steps written for VOC-sized runs would otherwise end before it leaves warmup.
+MAX_WARMUP_SHARE = 0.1
+
+
+def warmup_steps(train_cfg: TrainConfig, steps_per_epoch: int) -> int:
+    """train.warmup_iters, capped at MAX_WARMUP_SHARE of the run's optimiser steps."""
+    total = max(1, train_cfg.epochs * max(1, steps_per_epoch))
+    return min(train_cfg.warmup_iters, max(1, math.ceil(MAX_WARMUP_SHARE * total)))
+
+
 def lr_factor(step: int, train_cfg: TrainConfig, steps_per_epoch: int) -> float:
     """The multiplier of the base learning rate after `step` optimiser steps."""
     warmup = 1.0
-    if step < train_cfg.warmup_iters:
-        alpha = step / train_cfg.warmup_iters
+    warmup_iters = warmup_steps(train_cfg, steps_per_epoch) if train_cfg.warmup_iters else 0
+    if step < warmup_iters:
+        alpha = step / warmup_iters
         warmup = train_cfg.warmup_factor * (1 - alpha) + alpha
     if train_cfg.scheduler == "multistep":
         passed = sum(step >= milestone * steps_per_epoch for milestone in train_cfg.milestones)

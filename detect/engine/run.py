@@ -257,6 +257,20 @@ def log_start(session, num_train_images: int, steps_per_epoch: int) -> None:
         f"{num_train_images} train images, {steps_per_epoch} steps/epoch; "
         f"device {session.device} x {dist_utils.world_size()}")
     session.logger.info(lr_message(config.train, dist_utils.world_size()))
+    warmup = warmup_message(config.train, steps_per_epoch)
+    if warmup is not None:
+        session.logger.info(warmup)
+
+
+def warmup_message(train_cfg, steps_per_epoch: int) -> str | None:
+    """Said when train.warmup_iters asks for more than its share of the run (optim.warmup_steps)."""
+    from detect.engine.optim import MAX_WARMUP_SHARE, warmup_steps
+
+    steps = warmup_steps(train_cfg, steps_per_epoch)
+    if steps >= train_cfg.warmup_iters:
+        return None
+    return (f"warmup: {steps} steps, not train.warmup_iters {train_cfg.warmup_iters}: warmup takes at most "
+            f"{MAX_WARMUP_SHARE:.0%} of the run's {train_cfg.epochs * steps_per_epoch} steps")
 
 
 def lr_message(train_cfg, world_size: int) -> str:

@@ -106,3 +106,16 @@ def test_the_optimizer_starts_at_the_scaled_rate():
     train_cfg = load_config("synthetic_ssd", ["train.batch_size=4"]).train  # lr 0.01 for 8: half
     model = torch.nn.Linear(2, 2)
     assert [group["lr"] for group in build_optimizer(model, train_cfg).param_groups] == pytest.approx([0.005] * 2)
+
+
+def test_warmup_takes_at_most_a_tenth_of_a_short_run():
+    from detect.engine.run import warmup_message
+
+    short = TrainConfig(epochs=2, warmup_iters=100, warmup_factor=0.001, scheduler="constant")
+    assert [round(lr_factor(step, short, 15), 4) for step in (0, 1, 2, 3, 29)] == [0.001, 0.334, 0.667, 1.0, 1.0]
+    assert warmup_message(short, 15) == ("warmup: 3 steps, not train.warmup_iters 100: warmup takes at most 10% of "
+                                         "the run's 30 steps")
+    long = short.model_copy(update={"epochs": 100})
+    assert lr_factor(99, long, 15) < 1.0 and lr_factor(100, long, 15) == 1.0
+    assert warmup_message(long, 15) is None
+    assert lr_factor(0, short.model_copy(update={"warmup_iters": 0}), 15) == 1.0
