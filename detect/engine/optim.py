@@ -7,8 +7,8 @@ dotted name is `backbone` or `trunk` (Faster R-CNN: `backbone.trunk.*`, `backbon
 `trunk.*`). Frozen parameters (requires_grad False) are left out.
 
 The schedule is a LambdaLR stepped once per optimiser step: linear warmup from `warmup_factor` to 1
-over `warmup_iters` steps (at most a tenth of the run: `warmup_steps`), multiplied by the decay (multistep/step with milestones in epochs,
-cosine down to `min_lr_ratio`, or constant).
+over `warmup_iters` steps (at most a tenth of the run: `warmup_steps`), multiplied by the decay
+(multistep/step with milestones in epochs, cosine down to `min_lr_ratio`, or constant).
 """
 
 from __future__ import annotations
