@@ -7,6 +7,7 @@ the traceback instead.
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -252,18 +253,58 @@ def data_show(
 
 @app.command("train")
 def train_command(
-    config: str = ConfigOption,
+    data: Optional[Path] = typer.Option(
+        None, "--data", "-d", help="Your dataset: a VOC devkit, a folder of images and VOC XML (labelImg), a YOLO "
+                                   "data.yaml or its folder, a COCO JSON file or folder, a Roboflow export. Its "
+                                   "format, splits and classes are found from its files."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="A detector preset: detect models lists them "
+                                                                    "(default with --data: ssdlite320)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Passes over the training images."),
+    time_minutes: Optional[float] = typer.Option(
+        None, "--time", min=0.1, help="Instead of --epochs: train for this many minutes, the schedule fitted to them; "
+                                      "the run ends within them with its best model."),
+    image_size: Optional[int] = typer.Option(None, "--image-size", min=32, help="Input size (the shorter side for "
+                                                                                "Faster R-CNN)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", min=1, help="Images per step."),
+    weights: Optional[str] = typer.Option(
+        None, "--weights", help="Starting weights: imagenet, coco, none or a FILE (default: the preset's where they "
+                                "can be had, else random)."),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="Instead of --model: a config name (e.g. "
+                                                                      "voc_faster_rcnn) or YAML path."),
     overrides: Optional[List[str]] = SetOption,
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="Run folder (default: "
                                                                                "runs/<config>/<timestamp>/)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     resume: Optional[str] = typer.Option(None, "--resume", help="last.pt path, or 'auto': the run folder's last.pt."),
 ) -> None:
-    """Train a detector; under torchrun, on every process (DistributedDataParallel)."""
+    """Train a detector on your data (--data), or as a config says (--config); under torchrun, on every
+    process (DistributedDataParallel)."""
     from detect.engine.run import run_training
+    from detect.run_config import resolve_run_config
 
-    cfg = _load(config, overrides)
-    run_training(cfg, output_dir=output_dir, device=device, resume=resume, config_file=_config_file(config))
+    if data is None and model is None and epochs is None and time_minutes is None and image_size is None \
+            and batch_size is None and weights is None:
+        if config is None:
+            raise DetectError("detect train: give --data PATH (your dataset) or --config NAME")
+        cfg = _load(config, overrides)
+    else:
+        cfg, lines = resolve_run_config(config, data, model, epochs, time_minutes, image_size, batch_size, weights,
+                                        overrides)
+        for line in lines:
+            typer.echo(line)
+    run_training(cfg, output_dir=output_dir, device=device, resume=resume, config_file=_config_file(config),
+                 started=_state.get("started"))
+
+
+@app.command("models")
+def models_command() -> None:
+    """The detector presets of detect train --model, with what each is for and its measured CPU speed."""
+    from detect.config.presets import DEFAULT_PRESET, PRESETS
+
+    for name, preset in PRESETS.items():
+        default = " (default)" if name == DEFAULT_PRESET else ""
+        typer.echo(f"{name}{default}: {preset.what}")
+        typer.echo(f"    config {preset.base}; {preset.speed}")
 
 
 @app.command("plot")
@@ -550,6 +591,7 @@ def serve(
 def main(argv: Optional[List[str]] = None) -> None:
     """Console entry point: runs the typer app, turning user errors into one-line messages."""
     args = list(sys.argv[1:] if argv is None else argv)
+    _state["started"] = time.perf_counter()  # `train --time` counts from here
     try:
         # Standalone mode: click prints usage errors itself (exit 2) and exits with the command's code.
         app(args=args, prog_name="detect")

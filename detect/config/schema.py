@@ -212,6 +212,10 @@ class TrainConfig(Section):
 
     epochs: int = Field(12, ge=1)
     """Passes over the training split."""
+    time_minutes: float | None = Field(None, gt=0)
+    """A wall-clock budget for the run, in minutes (`detect train --time`): the run ends within it with its best
+    model, `epochs` and `eval_every` fitted to it from the measured speed of the first steps and the cost of
+    validation (detect/engine/time_budget.py); a resumed run keeps the schedule fitted. null: `epochs`."""
     batch_size: int = Field(8, ge=1)
     """Images per step (per process under torchrun)."""
     lr: float = Field(0.01, gt=0.0)

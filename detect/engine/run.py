@@ -16,6 +16,7 @@ import math
 import os
 import random
 import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,7 @@ from detect.engine.run_folder import (
     resume_run_dir,
 )
 from detect.engine.session import make_session
+from detect.engine.time_budget import TimeBudget, apply_schedule
 from detect.engine.train import fit, nothing_left
 from detect.engine.train_state import restore
 from detect.errors import CheckpointError, DetectError
@@ -51,13 +53,15 @@ from detect.outputs import writable_folder
 
 
 def run_training(config: Config, output_dir: str | Path | None = None, device: str = "auto",
-                 resume: str | None = None, config_file: Path | None = None) -> Path:
+                 resume: str | None = None, config_file: Path | None = None, started: float | None = None) -> Path:
     """Trains from a config; returns the run folder. `config_file`: the YAML the config was read
-    from, which the run folder's files must not replace."""
+    from, which the run folder's files must not replace. `started`: time.perf_counter() when the
+    command started, from which a time budget (train.time_minutes) counts; default: now."""
+    started = time.perf_counter() if started is None else started
     torch_device = dist_utils.init_distributed(resolve_device(device))
     previous_handler = stop_on_sigterm()
     try:
-        run_dir = _train_in_run_folder(config, output_dir, torch_device, resume, config_file)
+        run_dir = _train_in_run_folder(config, output_dir, torch_device, resume, config_file, started)
     except torch.OutOfMemoryError:
         raise DetectError(out_of_memory_message(config)) from None
     except RuntimeError as error:
@@ -81,12 +85,12 @@ def out_of_memory_message(config: Config) -> str:
 
 
 def _train_in_run_folder(config: Config, output_dir, device: torch.device, resume: str | None,
-                         config_file: Path | None) -> Path:
+                         config_file: Path | None, started: float) -> Path:
     """Everything that may refuse the run happens before its first write: a refused command leaves
     the folders as they were (no config.yaml, no log, no TensorBoard file)."""
     run_dir, checkpoint, checkpoint_path, in_place, new_folders = open_run_folder(config, output_dir, resume)
     with lock_run_folder(run_dir) if dist_utils.is_main() else contextlib.nullcontext(), \
-            removed_if_refused(new_folders) as started:
+            removed_if_refused(new_folders) as writing_starts:
         if dist_utils.is_main():  # under the lock: a run starting beside this one cannot pass the check too
             check_run_folder(run_dir, config, config_file, resuming_in_place=in_place)
             if "mlflow" in config.train.loggers:
@@ -107,14 +111,19 @@ def _train_in_run_folder(config: Config, output_dir, device: torch.device, resum
             model.set_class_weights(weights)
         steps_per_epoch = math.ceil(len(train_loader) / config.train.accumulate)
         session = make_session(config, model, config.data.classes, device, steps_per_epoch, run_dir)
+        if config.train.time_minutes is not None and checkpoint is None:
+            session.budget = TimeBudget(config.train.time_minutes * 60, started, steps_per_epoch,
+                                        len(val_loader.dataset) if val_loader is not None else 0,
+                                        config.train.batch_size * config.train.accumulate)
         session.category_ids = dataset_category_ids(train_loader)
         if checkpoint is not None:
             restore(session, checkpoint)  # refuses weights that do not fit, before anything is written
+            keep_fitted_schedule(session, checkpoint)
             finished = nothing_left(session)
             if finished is not None:
                 raise DetectError(f"{checkpoint_path}: nothing to resume: {finished}")
         # From here on the run writes into its folder.
-        started()
+        writing_starts()
         if dist_utils.is_main() and checkpoint is not None:
             if in_place:
                 forget_lost_records(run_dir / "metrics.jsonl", checkpoint)
@@ -163,9 +172,19 @@ def stop_loader_workers(*loaders) -> None:
             loader._iterator = None
 
 
+def keep_fitted_schedule(session, checkpoint: dict) -> None:
+    """A resumed run with a time budget trains the schedule its checkpoint was fitted to (the epochs and
+    evaluation interval in the checkpoint's config), not the command line's placeholder epochs."""
+    saved = (checkpoint.get("config") or {}).get("train") or {}
+    if session.config.train.time_minutes is None or not saved.get("time_minutes"):
+        return
+    apply_schedule(session, int(saved.get("epochs", session.config.train.epochs)),
+                   int(saved.get("eval_every", session.config.train.eval_every)))
+
+
 @contextlib.contextmanager
 def removed_if_refused(new_folders: list[Path]):
-    """Yields `started()`, to call once the run writes into its folder: a run refused before that (bad
+    """Yields a function to call once the run writes into its folder: a run refused before that (bad
     data, a resume with nothing to do) removes the folders it created, if they are still empty."""
     written = []
     try:

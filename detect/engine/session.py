@@ -64,6 +64,9 @@ class TrainSession:
     boundary_rng: dict | None = None
     # What data.on_error: skip left out, reported to train.log and metrics.jsonl as it is found.
     skip_report: SkipReport = field(default_factory=SkipReport)
+    steps_per_epoch: int = 1  # optimiser steps in an epoch (the schedule is in epochs)
+    # train.time_minutes: what fits the schedule to the budget (detect.engine.time_budget), or None
+    budget: object | None = None
 
     def autocast(self):
         return autocast_context(self.config, self.device)
@@ -100,5 +103,5 @@ def make_session(config: Config, model: nn.Module, class_names: Sequence[str], d
     return TrainSession(
         config=config, class_names=list(class_names), module=module, model=runner, optimizer=optimizer,
         scheduler=scheduler, device=device, scaler=make_scaler(config, device), ema=ema,
-        logger=logger or RunLogger(None), run_dir=run_dir,
+        logger=logger or RunLogger(None), run_dir=run_dir, steps_per_epoch=max(1, steps_per_epoch),
     )

@@ -132,6 +132,8 @@ def train_one_epoch(session: TrainSession, loader) -> dict[str, float]:
             if not boundary:
                 continue
             optimizer_step(session)
+            if session.budget is not None:
+                session.budget.after_step(session)
             # Counted only once the step is taken: an interruption inside an accumulation group
             # replays the whole group on resume (its gradients were not saved).
             state.batch_in_epoch = index + 1
@@ -227,18 +229,22 @@ def fit(session: TrainSession, train_loader, val_loader=None) -> dict | None:
     last.pt every epoch and best.pt on a better validation mAP; stops early once train.patience epochs
     pass without a better one. Returns the last evaluation's results. Ctrl-C writes last.pt
     (mid-epoch) and re-raises KeyboardInterrupt."""
-    config, state = session.config, session.state
+    state = session.state
     results = None
     if not state.epoch_end_due and patience_spent(session):
         session.logger.info(f"stopped early at epoch {state.epoch} ({early_stop_reason(session)}); not training "
                             f"on: raise train.patience to continue")
         return None
     try:
-        while state.epoch < config.train.epochs or state.epoch_end_due:
+        # session.config, read again each epoch: a time budget fits train.epochs as the run goes
+        while state.epoch < session.config.train.epochs or state.epoch_end_due:
             if not state.epoch_end_due:
+                started = time.perf_counter()
                 train_epoch_and_log(session, train_loader)
+                if session.budget is not None:
+                    session.budget.before_epoch_end(session, time.perf_counter() - started)
             results = end_epoch(session, val_loader) or results
-            if patience_spent(session) and state.epoch < config.train.epochs:
+            if patience_spent(session) and state.epoch < session.config.train.epochs:
                 session.logger.info(f"early stop after epoch {state.epoch}: {early_stop_reason(session)}")
                 session.logger.record({"type": "early_stop", "epoch": state.epoch, "step": state.step,
                                        "best_epoch": state.best_epoch, "best_map": state.best_metric})
@@ -312,8 +318,13 @@ def end_epoch(session: TrainSession, val_loader) -> dict | None:
     results = None
     last_epoch = state.epoch == train_cfg.epochs
     due = train_cfg.eval_every > 0 and state.epoch % train_cfg.eval_every == 0
-    if val_loader is not None and (due or last_epoch):
+    # A time budget measures the validation's cost at once (and keeps an early best.pt).
+    budget_measures = session.budget is not None and session.budget.eval_seconds is None
+    if val_loader is not None and (due or last_epoch or budget_measures):
+        started = time.perf_counter()
         results = run_evaluation(session, val_loader)
+        if session.budget is not None:
+            session.budget.after_evaluation(session, time.perf_counter() - started)
         score = headline_map(results)
         if score is not None and (state.best_metric is None or score > state.best_metric):
             save(session, "best.pt", state=replace(state, best_metric=score, best_epoch=state.epoch,

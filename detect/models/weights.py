@@ -410,3 +410,19 @@ def ssdlite_has_reduced_tail(state_dict: dict, backbone: str) -> bool:
     layer takes the last layer's channels: half the full tail's). torchvision's COCO SSDlite has it."""
     first_extra = state_dict.get("trunk.extra.0.0.0.weight")
     return first_extra is not None and first_extra.shape[1] != MOBILENET_V3_FULL_TAIL[backbone]
+
+
+def starting_weight_file(model_cfg) -> Path | None:
+    """The torch hub cache file that `model.pretrained` imagenet or coco reads (present or not), or None
+    when it names none of torchvision's files (none, a path, a trunk without ImageNet weights here)."""
+    from detect.models.backbones.weight_files import IMAGENET_WEIGHTS, hub_weight_file
+
+    if model_cfg.pretrained == "coco":
+        mapping = mapping_for(model_cfg.arch, model_cfg.backbone)
+        return hub_weight_file(mapping.coco_weights.url) if mapping and mapping.coco_weights else None
+    if model_cfg.pretrained == "imagenet":
+        # The trunk a backbone is built on: the longest name of IMAGENET_WEIGHTS it starts with
+        # (mobilenet_v3_large_320_fpn -> mobilenet_v3_large, resnet50_fpn -> resnet50).
+        trunks = sorted((name for name in IMAGENET_WEIGHTS if model_cfg.backbone.startswith(name)), key=len)
+        return hub_weight_file(IMAGENET_WEIGHTS[trunks[-1]].url) if trunks else None
+    return None
