@@ -480,6 +480,11 @@ def infer(
     if summary.videos:
         parts.append(f"{summary.videos} videos ({summary.frames} frames)")
     typer.echo(f"{', '.join(parts)}: {summary.detections} detections in {summary.seconds:.1f} s; results in {out}")
+    if summary.detections == 0 and (summary.images or summary.frames):
+        best = getattr(detector, "best_score", None)
+        typer.echo("hint: the model gave no candidates at all" if best is None else
+                   f"hint: no detection scored --score-threshold {score_threshold:g} or more; the best score was "
+                   f"{best:.3f} (a lower -t shows more; a model trained longer scores higher)")
 
 
 def _track_config(settings: Optional[List[str]]):

@@ -125,6 +125,9 @@ class Detector:
         # For inference only: BatchNorm folded into the convolutions before it (detect/models/fuse.py).
         self.model = fold_batchnorm(model).to(self.device)
         self.score_threshold = float(score_threshold)
+        # The highest score of any candidate the model gave so far, under the threshold too (None: none):
+        # what `detect infer` quotes when no detection reaches the threshold.
+        self.best_score: float | None = None
         self.classes = self._class_filter(classes)
         self.batch_size = int(batch_size)
         self.max_pixels = max_pixels  # image files whose header declares more are refused undecoded
@@ -216,9 +219,13 @@ class Detector:
     def _to_detections(self, prediction: dict, image_size, threshold: float, keep_labels) -> Detections:
         scores = prediction["scores"].float()
         labels = prediction["labels"]
-        keep = scores >= threshold
+        considered = torch.ones_like(scores, dtype=torch.bool)
         if keep_labels is not None:
-            keep &= torch.isin(labels, torch.as_tensor(sorted(keep_labels), device=labels.device))
+            considered = torch.isin(labels, torch.as_tensor(sorted(keep_labels), device=labels.device))
+        if bool(considered.any()):  # for the hint when nothing reaches the threshold (best_score)
+            best = float(scores[considered].max())
+            self.best_score = best if self.best_score is None else max(self.best_score, best)
+        keep = considered & (scores >= threshold)
         boxes = prediction["boxes"][keep].float().cpu().numpy()
         labels = labels[keep].cpu().numpy().astype(np.int64)
         names = [self.class_names[label - 1] if 0 < label <= len(self.class_names) else str(label) for label in labels]

@@ -476,3 +476,20 @@ def test_cli_infer_bounds_the_frames_a_video_batch_holds(checkpoints, tmp_path, 
     assert code == 0, err
     assert calls == [4, 4, 2] and "1 videos (10 frames)" in stdout
     assert "clip: 4 frames per model call instead of --batch-size 100000" in caplog.text
+
+
+def test_no_detection_above_the_threshold_says_the_best_score(checkpoints, tmp_path, capsys):
+    from tests.conftest import run_detect
+    from tests.data.conftest import write_image
+
+    image = write_image(tmp_path / "a.jpg", 64, 64)
+    code, out, err = run_detect(["infer", checkpoints["ssd"], image, "--out", tmp_path / "out", "-t", "1.0",
+                                 "--device", "cpu", "-q"], capsys)
+    assert code == 0, err
+    assert ": 0 detections in" in out
+    hint = out.strip().splitlines()[-1]
+    assert hint.startswith("hint: no detection scored --score-threshold 1 or more; the best score was 0.")
+    best = float(hint.split("the best score was ")[1].split()[0])
+    code, out, err = run_detect(["infer", checkpoints["ssd"], image, "--out", tmp_path / "out2", "-t", str(best),
+                                 "--device", "cpu", "-q"], capsys)
+    assert code == 0 and ": 0 detections" not in out and "hint" not in out, out
