@@ -5,7 +5,8 @@ instead of being cut off mid-way.
     budget = TimeBudget(minutes, started=time.perf_counter(), steps_per_epoch, val_images)
     budget.after_step(session)                   in the first epoch: times PROBE_STEPS steps, then fits
     budget.after_evaluation(session, seconds)    the first validation's cost, measured: fits again
-    budget.before_epoch_end(session, seconds)    the last epoch that fits: the run ends after it
+    budget.before_epoch_end(session, seconds)    after each epoch: fits again from the measured epochs;
+                                                 the last epoch that fits ends the run
 
 Fitting sets `train.epochs` (and `train.eval_every`, so that validation takes about a tenth of the
 budget and happens EVALUATIONS times) in the session's config and re-bases the schedule on it
@@ -76,8 +77,11 @@ class TimeBudget:
             self.epoch_seconds + (epoch_seconds - self.epoch_seconds) / self.epochs_timed)
         if self.step_seconds is None:  # an epoch shorter than the probe: time it whole
             self.step_seconds = epoch_seconds / max(1, self.steps_per_epoch)
-            self.fit(session)
-        state, train_cfg = session.state, session.config.train
+        state = session.state
+        if state.epoch >= session.config.train.epochs:
+            return
+        self.fit(session)  # from the epochs measured so far: a machine busier or freer than at the start
+        train_cfg = session.config.train
         if state.epoch >= train_cfg.epochs:
             return
         # Another epoch is trained unless it would end past the budget by more than half an epoch

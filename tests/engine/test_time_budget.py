@@ -63,17 +63,17 @@ def test_the_schedule_follows_the_fitted_length():
     assert session.optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)  # the decay completed
 
 
-def test_an_epoch_that_would_end_past_the_budget_is_not_started():
+def test_each_epoch_end_fits_again_and_the_last_that_fits_ends_the_run():
     session = fake_session(epochs=10, step=50)
     session.state.epoch = 5
     budget = TimeBudget(120.0, time.perf_counter() - 104.0, steps_per_epoch=10, val_images=40, batch_size=16)
     budget.step_seconds, budget.eval_seconds = 1.0, 2.0
-    budget.before_epoch_end(session, 10.0)  # 12 s left after the reserve: another epoch and validation fit
-    assert session.config.train.epochs == 10
+    budget.before_epoch_end(session, 10.0)  # 10 s left for training: one more epoch and its validation
+    assert session.config.train.epochs == 6
     budget.started -= 6.0
-    budget.before_epoch_end(session, 10.0)  # 6 s left: they would end 6 s past it, more than half an epoch
+    budget.before_epoch_end(session, 10.0)  # 4 s left: this epoch is the last
     assert session.config.train.epochs == 5
-    assert "--time: ending after epoch 5" in session.logger.lines[-1]
+    assert session.logger.lines[-1].startswith("--time 2 min: 5 epochs of 10.0 s")
 
 
 def test_a_timed_run_trains_its_fitted_schedule_and_its_resume_keeps_it(tmp_path, capsys):
