@@ -31,6 +31,11 @@ app.add_typer(data_app, name="data")
 _state = {"debug": False}
 
 ConfigOption = typer.Option(..., "--config", "-c", help="Config name (e.g. voc_faster_rcnn) or YAML path.")
+DataConfigOption = typer.Option(None, "--config", "-c", help="Config name (e.g. voc_faster_rcnn) or YAML path; with "
+                                                            "--data, the model's settings (default: ssdlite320's).")
+DataOption = typer.Option(None, "--data", "-d", help="Your dataset (a VOC devkit, a labelImg folder, a YOLO data.yaml, "
+                                                     "a COCO JSON or folder): its format, splits and classes found "
+                                                     "from its files.")
 SetOption = typer.Option(None, "--set", help="Override a config key, e.g. --set train.epochs=20 (repeatable).")
 
 
@@ -47,6 +52,20 @@ def _load(config: str, overrides: Optional[List[str]]):
     from detect.config import load_config
 
     return load_config(config, overrides or [])
+
+
+def _data_load(config: Optional[str], data: Optional[Path], overrides: Optional[List[str]]):
+    """The config of a data command: --config as it is, or with --data the data found there (and
+    --config, or the default preset, for the input size and the model's boxes)."""
+    if data is None:
+        if config is None:
+            raise DetectError("give --data PATH (your dataset) or --config NAME")
+        return _load(config, overrides)
+    from detect.run_config import resolve_run_config
+
+    cfg, lines = resolve_run_config(config, data, overrides=overrides, training=False)
+    typer.echo(lines[0], err=True)  # what was found, beside the command's own output
+    return cfg
 
 
 def _config_file(config: Optional[str]) -> Optional[Path]:
@@ -123,7 +142,8 @@ def data_synth(
 @data_app.command("convert")
 def data_convert(
     out: Path = typer.Argument(..., help="New (or empty) folder to write the converted dataset into."),
-    config: str = ConfigOption,
+    config: Optional[str] = DataConfigOption,
+    data: Optional[Path] = DataOption,
     to: str = typer.Option(..., "--to", help="voc, coco or yolo."),
     splits: Optional[str] = typer.Option(None, "--splits", help="Comma-separated splits (default: train and val)."),
     copy: bool = typer.Option(False, "--copy", help="Copy the images (default: symbolic links to them)."),
@@ -132,7 +152,7 @@ def data_convert(
     """Write the config's dataset (any readable format) as VOC, COCO or YOLO, classes and splits kept."""
     from detect.data.convert import convert_dataset
 
-    cfg = _load(config, overrides)
+    cfg = _data_load(config, data, overrides)
     names = [s.strip() for s in splits.split(",") if s.strip()] if splits else list(
         dict.fromkeys([cfg.data.train_split, cfg.data.val_split]))
     summary = convert_dataset(cfg.data, names, out, to, copy)
@@ -146,7 +166,8 @@ def data_convert(
 @data_app.command("split")
 def data_split(
     out: Path = typer.Argument(..., help="Folder to write train.txt and val.txt into."),
-    config: str = ConfigOption,
+    config: Optional[str] = DataConfigOption,
+    data: Optional[Path] = DataOption,
     val_fraction: Optional[float] = typer.Option(None, "--val-fraction", min=0.0, max=1.0,
                                                  help="Share of images in val (default: data.val_fraction, else 0.2)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the draw (default: data.split_seed)."),
@@ -156,7 +177,7 @@ def data_split(
     from detect.data.build import build_split_pool
     from detect.data.splits import LIST_FILES, drawn_keys, split_table, write_split_lists
 
-    cfg = _load(config, overrides)
+    cfg = _data_load(config, data, overrides)
     fraction = val_fraction if val_fraction is not None else (cfg.data.val_fraction or 0.2)
     if not 0.0 < fraction < 1.0:
         raise DetectError(f"--val-fraction must be between 0 and 1 (both left out), got {fraction}")
@@ -177,7 +198,8 @@ def data_split(
 
 @data_app.command("stats")
 def data_stats(
-    config: str = ConfigOption,
+    config: Optional[str] = DataConfigOption,
+    data: Optional[Path] = DataOption,
     split: Optional[str] = typer.Option(None, "--split", help="Split to describe (default: train and val splits)."),
     plots: Optional[Path] = typer.Option(None, "--plots", help="Folder to write box-size and best-IoU histograms "
                                                                "into (PNG)."),
@@ -190,7 +212,7 @@ def data_stats(
     from detect.models.anchor_fit import anchor_fit
     from detect.outputs import writable_folder
 
-    cfg = _load(config, overrides)
+    cfg = _data_load(config, data, overrides)
     if plots is not None:  # before the statistics are printed, not after
         writable_folder("--plots", plots)
     data_cfg = with_class_names(cfg.data)
@@ -206,14 +228,15 @@ def data_stats(
 
 @data_app.command("check")
 def data_check(
-    config: str = ConfigOption,
+    config: Optional[str] = DataConfigOption,
+    data: Optional[Path] = DataOption,
     split: Optional[str] = typer.Option(None, "--split", help="Split to scan (default: train and val splits)."),
     overrides: Optional[List[str]] = SetOption,
 ) -> None:
     """Read every image and annotation of a split; print a summary and every problem (exit 1 on errors)."""
     from detect.data.check import check_split, format_report, training_class_names
 
-    cfg = _load(config, overrides)
+    cfg = _data_load(config, data, overrides)
     splits = [split] if split else list(dict.fromkeys([cfg.data.train_split, cfg.data.val_split]))
     data_cfg = training_class_names(cfg.data)
     num_errors = 0
@@ -228,7 +251,8 @@ def data_check(
 
 @data_app.command("show")
 def data_show(
-    config: str = ConfigOption,
+    config: Optional[str] = DataConfigOption,
+    data: Optional[Path] = DataOption,
     split: Optional[str] = typer.Option(None, "--split", help="Split to draw from (default: the train split)."),
     num: int = typer.Option(16, "--num", "-n", min=1, help="Number of samples."),
     out: Path = typer.Option(Path("grid.png"), "--out", "-o", help="Image file to write (PNG)."),
@@ -240,7 +264,7 @@ def data_show(
     from detect.data.show import show_samples
     from detect.outputs import refuse_overwrite, writable_file
 
-    cfg = _load(config, overrides)
+    cfg = _data_load(config, data, overrides)
     refuse_overwrite("--out", [out], [_config_file(config)])
     writable_file("--out", out)
     path = show_samples(cfg, split or cfg.data.train_split, num, out, seed=seed, train=not eval_pipeline)
@@ -333,6 +357,8 @@ def eval_command(
                                                                          "(image_id, category_id, bbox xywh, score)."),
     config: Optional[str] = typer.Option(None, "--config", "-c", help="Config name or YAML path (default with a "
                                                                       "checkpoint: its own config)."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Score on this dataset (any form detect train "
+                                                                   "--data reads), not the model's own data."),
     split: Optional[str] = typer.Option(None, "--split", help="Split to evaluate on (default: data.val_split)."),
     metric: Optional[str] = typer.Option(None, "--metric", help="voc07, voc12, coco or all (default: eval.metric)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the numbers to this JSON file."),
@@ -366,6 +392,13 @@ def eval_command(
         raise DetectError(f"--unknown-class must be raise or skip, got '{unknown_class}'")
     if coco_backend is not None:
         overrides = [*(overrides or []), f"eval.coco_backend={coco_backend}"]
+    if data is not None:
+        from detect.config.presets import data_overrides
+        from detect.data.discover import discover_data
+
+        found = discover_data(data)
+        typer.echo(f"data: {data} is {found.what}", err=True)
+        overrides = [*data_overrides(found.settings), *(overrides or [])]
     if checkpoint is not None:
         from detect.evaluation.eval_command import evaluate_checkpoint
 
@@ -374,8 +407,12 @@ def eval_command(
     else:
         from detect.evaluation.eval_command import evaluate_detections
 
+        if config is None and data is None:
+            raise DetectError("detect eval --detections needs --data or --config (the dataset to score against)")
         if config is None:
-            raise DetectError("detect eval --detections needs --config (the dataset to score against)")
+            from detect.config.presets import DEFAULT_PRESET, PRESETS
+
+            config = PRESETS.get(DEFAULT_PRESET).base  # its data settings are all --data's
         evaluation = evaluate_detections(detections, config, overrides or [], split, metric, unknown_class)
         source = str(detections)
     cfg, class_names, split, results = evaluation.config, evaluation.class_names, evaluation.split, evaluation.results

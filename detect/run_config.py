@@ -26,13 +26,14 @@ DOWNLOAD_PROBE_SECONDS = 3.0
 def resolve_run_config(config: str | None = None, data: str | Path | None = None, model: str | None = None,
                        epochs: int | None = None, time_minutes: float | None = None, image_size: int | None = None,
                        batch_size: int | None = None, weights: str | None = None,
-                       overrides: list[str] | None = None) -> tuple[Config, list[str]]:
+                       overrides: list[str] | None = None, training: bool = True) -> tuple[Config, list[str]]:
+    """(config, the lines to say); `training=False` (the data commands) leaves the starting weights alone."""
     if config is not None and model is not None:
         raise DetectError("--config and --model both choose the detector; give one of them")
     if epochs is not None and time_minutes is not None:
         raise DetectError("--epochs and --time both set the run's length; give one of them")
     if config is None and model is None and data is None:
-        raise DetectError("detect train: give --data PATH (your dataset; --model picks the detector) or --config")
+        raise DetectError("give --data PATH (your dataset; --model picks the detector) or --config NAME")
     lines: list[str] = []
     sets: list[str] = []
     preset = PRESETS.get(model or DEFAULT_PRESET) if config is None else None
@@ -51,6 +52,8 @@ def resolve_run_config(config: str | None = None, data: str | Path | None = None
     resolved = load_config(base, [*sets, *(overrides or [])])
     if preset is not None:
         resolved = resolved.model_copy(update={"name": preset.name})
+    if not training:
+        return resolved, lines
     if weights is None and preset is not None and not any(item.startswith("model.pretrained=")
                                                           for item in overrides or []):
         resolved, line = available_weights(resolved)
