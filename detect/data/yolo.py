@@ -262,7 +262,8 @@ def label_line(class_id: int, box, width: int, height: int, decimals: int = 8) -
 
 
 def data_yaml(splits: list[str], names: list[str]) -> str:
-    """data.yaml for images/<split>/ folders beside it."""
-    lines = ["path: ."] + [f"{split}: images/{split}" for split in splits] + ["names:"]
+    """data.yaml for images/<split>/ folders beside it. No `path:` key: both readers then take the file's
+    own folder (Ultralytics reads a relative `path`, even `.`, from its datasets folder instead)."""
+    lines = [f"{split}: images/{split}" for split in splits] + ["names:"]
     lines += [f"  {index}: {json.dumps(name)}" for index, name in enumerate(names)]
     return "\n".join(lines) + "\n"
