@@ -1,6 +1,7 @@
 """Training and evaluation from Python: what `detect train` and `detect eval` do, as functions.
 
     import detect
+    run = detect.train(data="~/labels", time=3)                # your data, three minutes (see detect train)
     run = detect.train("synthetic_ssd", overrides={"train.epochs": 2}, output_dir="runs/try")
     run["run_dir"], run["metrics"]          # the run folder; its last validation (dict, see below)
     results = detect.evaluate(run["run_dir"] / "best.pt", split="val")
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from detect.config import Config, load_config
+from detect.errors import DetectError
 
 
 def override_strings(overrides: Mapping[str, object] | Sequence[str] | str | None) -> list[str]:
@@ -40,13 +42,28 @@ def resolve_config(config: str | Path | Config, overrides) -> Config:
     return load_config(str(config), override_strings(overrides))
 
 
-def train(config: str | Path | Config, overrides=None, output_dir: str | Path | None = None,
-          device: str = "auto", resume: str | None = None) -> dict:
-    """Trains like `detect train`; returns {"run_dir": Path, "metrics": dict | None, "best_map": float | None}."""
+def train(config: str | Path | Config | None = None, overrides=None, output_dir: str | Path | None = None,
+          device: str = "auto", resume: str | None = None, *, data: str | Path | None = None,
+          model: str | None = None, epochs: int | None = None, time: float | None = None,
+          image_size: int | None = None, batch_size: int | None = None, weights: str | None = None) -> dict:
+    """Trains like `detect train`, with its options as keywords (`detect.train(data="~/labels", time=3)`:
+    `time` in minutes); returns {"run_dir": Path, "metrics": dict | None, "best_map": float | None}."""
     from detect.checkpoints import load_checkpoint
     from detect.engine.run import run_training
 
-    resolved = resolve_config(config, overrides)
+    shortcuts = dict(data=data, model=model, epochs=epochs, time_minutes=time, image_size=image_size,
+                     batch_size=batch_size, weights=weights)
+    if any(value is not None for value in shortcuts.values()) and not isinstance(config, Config):
+        from detect.run_config import resolve_run_config
+
+        resolved, lines = resolve_run_config(str(config) if config is not None else None,
+                                             overrides=override_strings(overrides), **shortcuts)
+        for line in lines:
+            print(line)
+    elif config is None:
+        raise DetectError("detect.train: give data= (your dataset) or a config")
+    else:
+        resolved = resolve_config(config, overrides)
     config_file = Path(config) if isinstance(config, (str, Path)) and Path(config).suffix in (".yaml", ".yml") else None
     run_dir = Path(run_training(resolved, output_dir=output_dir, device=device, resume=resume,
                                 config_file=config_file))

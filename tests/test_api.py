@@ -43,3 +43,15 @@ def test_one_override_string_is_one_override():
     from detect.api import resolve_config
 
     assert resolve_config("synthetic_ssd", "train.epochs=3").train.epochs == 3
+
+
+def test_train_takes_the_commands_shortcuts(tmp_path, capsys):
+    from detect.data.synthetic import generate_synthetic
+
+    generate_synthetic(tmp_path / "mine", format="yolo", num_images=12, image_size=64, seed=1, val_fraction=0.34)
+    run = detect.train(data=tmp_path / "mine", epochs=1, image_size=64, batch_size=4, weights="none",
+                       overrides={"data.num_workers": 0, "eval.batch_size": 4}, output_dir=tmp_path / "run")
+    assert run["run_dir"] == tmp_path / "run" and run["metrics"] is not None
+    assert "data: " in capsys.readouterr().out
+    with pytest.raises(DetectError, match="give data="):
+        detect.train()

@@ -63,6 +63,12 @@ def load_model_file(path: str | Path, backend: str | None = "auto", device="auto
     backend (onnxruntime, openvino: `threads`). The model follows the detector contract either way."""
     import tempfile
 
+    from detect.backends.ready_models import load_ready_model, ready_model_name
+
+    if ready_model_name(path) is not None:  # `<preset>_coco`: torchvision's COCO weights, no file of ours
+        if backend not in (None, "auto", "torch"):
+            raise DetectError(f"{path}: a ready model runs on --backend torch; export it to run it elsewhere")
+        return load_ready_model(str(path), device)
     backend = resolve_backend(path, backend)
     load = BACKENDS.get(backend)
     path = Path(path)

@@ -33,6 +33,9 @@ class Preset:
     what: str  # one line: the model (parameters with 20 classes), and what it is for
     images_per_s: float  # measured CPU inference speed (SPEED_MACHINE)
     overrides: tuple[str, ...] = field(default_factory=tuple)
+    # The config whose input scaling and boxes are torchvision's, for its COCO weights (`<name>_coco`,
+    # detect/backends/ready_models.py); None: `base` is already.
+    coco_base: str | None = None
 
     @property
     def speed(self) -> str:
@@ -57,7 +60,7 @@ register(Preset(
 register(Preset(
     "ssd300", "voc_ssd300",
     "SSD300, VGG16, 26.3 M parameters: the classic SSD, for a GPU", 3.1,
-    ("train.epochs=40", "train.eval_every=5", "eval.metric=voc07")))
+    ("train.epochs=40", "train.eval_every=5", "eval.metric=voc07"), coco_base="voc_ssd300_coco"))
 register(Preset(
     "frcnn_mobilenet320", "voc_faster_rcnn_mobilenet320",
     "Faster R-CNN, MobileNetV3-Large FPN at 320 px, 19.0 M parameters: two-stage, fast enough for a CPU", 20.0,

@@ -169,8 +169,11 @@ FINDERS = (_find_yolo, _find_devkit, _find_coco, _find_labelimg)
 
 
 def _with_defaults(settings: dict) -> dict:
-    """What --data sets, with the keys a config written for other data must not keep."""
-    return {"classes": None, "split_lists": None, "annotations": None, "image_dir": None, **settings}
+    """What --data sets, with the keys a config written for other data must not keep. A user's data is
+    read with data.on_error: skip: a degenerate box or an unreadable image (real datasets have a few)
+    is left out, counted and named in train.log, not a stop at the first."""
+    return {"classes": None, "split_lists": None, "annotations": None, "image_dir": None, "on_error": "skip",
+            **settings}
 
 
 def _split_words(train: str, val: str | None) -> str:

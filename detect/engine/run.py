@@ -104,6 +104,8 @@ def _train_in_run_folder(config: Config, output_dir, device: torch.device, resum
         if checkpoint is not None:
             check_same_classes(checkpoint, config.data.classes, checkpoint_path)
             changes = check_resumable(checkpoint, config, checkpoint_path)
+            if config.train.time_minutes is not None:  # a timed run keeps its fitted length (keep_fitted_schedule)
+                changes = [change for change in changes if change[0] not in ("train.epochs", "train.eval_every")]
         model = build_starting_model(config, len(config.data.classes))
         train_samples = _dataset_attribute(train_loader.dataset, "samples") or []
         weights = class_weights(config.train.class_weights, train_samples, config.data.classes)

@@ -426,3 +426,9 @@ def starting_weight_file(model_cfg) -> Path | None:
         trunks = sorted((name for name in IMAGENET_WEIGHTS if model_cfg.backbone.startswith(name)), key=len)
         return hub_weight_file(IMAGENET_WEIGHTS[trunks[-1]].url) if trunks else None
     return None
+
+
+def coco_categories(arch: str, backbone: str) -> list[str]:
+    """torchvision's category names of its COCO detector of this architecture, indexed by COCO category
+    id (0: background, "N/A": ids COCO leaves unused); ConfigError where it has none."""
+    return list(_coco_enum(arch, backbone).meta["categories"])

@@ -49,18 +49,22 @@ def load_served_model(checkpoint: str | Path, device: str = "auto", backend: str
     exported graph), and the metadata `GET /v1/model` reports (epoch, step, best_metric: None for an
     exported file, which does not keep them)."""
     from detect.backends import is_exported_file, resolve_backend
+    from detect.backends.ready_models import ready_model_name
     from detect.checkpoints import load_checkpoint
     from detect.infer import load_detector
+    from detect.models.weights import starting_weight_file
 
     path = Path(checkpoint)
-    backend = resolve_backend(path, backend)
+    ready = ready_model_name(path) is not None  # `<preset>_coco`: torchvision's weights file, no checkpoint
+    backend = "torch" if ready and backend in (None, "auto") else resolve_backend(path, backend)
     metadata = dict.fromkeys(("epoch", "step", "best_metric"))
-    if not is_exported_file(path):
+    if not ready and not is_exported_file(path):
         state = load_checkpoint(path)  # the training metadata; the weights are built by the Detector below
         metadata = {key: state.get(key) for key in metadata}
         del state
     detector = load_detector(path, backend, device)
-    return ServedModel(detector, name=path.name, info={**model_info(detector, path, metadata), "backend": backend})
+    weights = starting_weight_file(detector.config.model) if ready else path
+    return ServedModel(detector, name=path.name, info={**model_info(detector, weights, metadata), "backend": backend})
 
 
 def model_info(detector: Detector, path: Path, metadata: dict[str, Any]) -> dict[str, Any]:

@@ -27,6 +27,7 @@ def test_a_voc_devkit(shapes):
     found = discover_data(shapes["voc"])
     assert (found.format, found.settings["train_split"], found.settings["val_split"]) == ("voc", "train", "val")
     assert found.settings["val_fraction"] is None and found.settings["classes"] is None
+    assert found.settings["on_error"] == "skip"  # a bad object of a user's data is left out and counted
     assert found.what == "a VOC devkit (train / val)"
 
 

@@ -79,13 +79,13 @@ def test_each_epoch_end_fits_again_and_the_last_that_fits_ends_the_run():
 def test_a_timed_run_trains_its_fitted_schedule_and_its_resume_keeps_it(tmp_path, capsys):
     run_dir = tmp_path / "run"
     args = ["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(run_dir),
-            *sets(f"data.root={tmp_path / 'shapes'}", *TINY, "train.time_minutes=0.25")]
+            *sets(f"data.root={tmp_path / 'shapes'}", *TINY, "train.time_minutes=0.12")]
     started = time.perf_counter()
     code, out, err = run(args, capsys)
     assert code == 0, err
     assert time.perf_counter() - started < 60
     log = (run_dir / "train.log").read_text()
-    assert "--time 0.25 min:" in log
+    assert "--time 0.12 min:" in log
     last = torch.load(run_dir / "last.pt", weights_only=False)
     fitted = last["config"]["train"]
     assert last["epoch"] == fitted["epochs"] and (run_dir / "best.pt").is_file()
