@@ -114,8 +114,9 @@ def _train_in_run_folder(config: Config, output_dir, device: torch.device, resum
         steps_per_epoch = math.ceil(len(train_loader) / config.train.accumulate)
         session = make_session(config, model, config.data.classes, device, steps_per_epoch, run_dir)
         if config.train.time_minutes is not None and checkpoint is None:
-            session.budget = TimeBudget(config.train.time_minutes * 60, started, steps_per_epoch,
-                                        len(val_loader.dataset) if val_loader is not None else 0,
+            budget_seconds = config.train.time_minutes * 60
+            val_images = len(val_loader.dataset) if val_loader is not None else 0
+            session.budget = TimeBudget(budget_seconds, started, steps_per_epoch, val_images,
                                         config.train.batch_size * config.train.accumulate)
         session.category_ids = dataset_category_ids(train_loader)
         if checkpoint is not None:
@@ -178,10 +179,11 @@ def keep_fitted_schedule(session, checkpoint: dict) -> None:
     """A resumed run with a time budget trains the schedule its checkpoint was fitted to (the epochs and
     evaluation interval in the checkpoint's config), not the command line's placeholder epochs."""
     saved = (checkpoint.get("config") or {}).get("train") or {}
-    if session.config.train.time_minutes is None or not saved.get("time_minutes"):
+    train_cfg = session.config.train
+    if train_cfg.time_minutes is None or not saved.get("time_minutes"):
         return
-    apply_schedule(session, int(saved.get("epochs", session.config.train.epochs)),
-                   int(saved.get("eval_every", session.config.train.eval_every)))
+    epochs, eval_every = saved.get("epochs", train_cfg.epochs), saved.get("eval_every", train_cfg.eval_every)
+    apply_schedule(session, int(epochs), int(eval_every))
 
 
 @contextlib.contextmanager
