@@ -32,7 +32,7 @@ from detect.data.formats import DATASET_FORMATS
 from detect.data.voc import VOCDataset, build_voc
 from detect.data.yolo import data_yaml, label_line
 from detect.errors import DataError
-from detect.outputs import staged_folder
+from detect.outputs import is_empty_folder, staged_folder
 
 log = logging.getLogger(__name__)
 
@@ -354,7 +354,7 @@ def ensure_synthetic(data_cfg) -> None:
     root = Path(data_cfg.root)
     if has_voc_layout(root):
         return
-    if root.exists() and not (root.is_dir() and (next(root.iterdir(), None) is None or is_earlier_generation(root))):
+    if root.exists() and not (is_empty_folder(root) or (root.is_dir() and is_earlier_generation(root))):
         raise DataError(f"data.root {root}: holds no VOC dataset (ImageSets/Main and Annotations) to read, and "
                         "data.format synthetic generates only into a new or empty folder; check data.root, or "
                         "set data.format to the format of the data there")
