@@ -37,6 +37,9 @@ DataOption = typer.Option(None, "--data", "-d", help="Your dataset (a VOC devkit
                                                      "a COCO JSON or folder): its format, splits and classes found "
                                                      "from its files.")
 SetOption = typer.Option(None, "--set", help="Override a config key, e.g. --set train.epochs=20 (repeatable).")
+ReadyWeightsOption = typer.Option(
+    None, "--weights", help="With a ready model (ssdlite320_coco, ...): torchvision's COCO weight file, under its "
+                            "published name, read instead of the hub cache (offline).")
 
 
 @app.callback()
@@ -372,6 +375,7 @@ def eval_command(
                                      "the same numbers, slower). Sets eval.coco_backend."),
     backend: str = typer.Option("auto", "--backend", help="What runs the model: auto (by its file's suffix), torch, "
                                                            "onnxruntime, openvino or tensorrt."),
+    weights: Optional[Path] = ReadyWeightsOption,
     overrides: Optional[List[str]] = SetOption,
 ) -> None:
     """Evaluate a checkpoint (or a detections file) on a split; print per-class AP and mAP.
@@ -387,7 +391,7 @@ def eval_command(
 
     if (checkpoint is None) == (detections is None):
         raise DetectError("detect eval: give a checkpoint or --detections FILE (one of them)")
-    _check_eval_outputs(json_out, plots, [checkpoint, detections, _config_file(config)])
+    _check_eval_outputs(json_out, plots, [checkpoint, detections, _config_file(config), weights])
     if unknown_class not in ("raise", "skip"):
         raise DetectError(f"--unknown-class must be raise or skip, got '{unknown_class}'")
     if coco_backend is not None:
@@ -402,10 +406,14 @@ def eval_command(
     if checkpoint is not None:
         from detect.evaluation.eval_command import evaluate_checkpoint
 
-        evaluation = evaluate_checkpoint(checkpoint, config, overrides or [], split, metric, device, backend)
+        evaluation = evaluate_checkpoint(checkpoint, config, overrides or [], split, metric, device, backend,
+                                         weights)
         source = str(checkpoint)
     else:
         from detect.evaluation.eval_command import evaluate_detections
+
+        if weights is not None:
+            raise DetectError("--weights goes with a ready model (<preset>_coco), not with --detections")
 
         if config is None and data is None:
             raise DetectError("detect eval --detections needs --data or --config (the dataset to score against)")
@@ -487,6 +495,7 @@ def infer(
                                                       "JSONL and the drawing, a tracks.csv per video)."),
     track_settings: Optional[List[str]] = typer.Option(None, "--track-set", help="A tracker setting, "
                                                        "key=value (track.* in docs/config.md); repeatable."),
+    weights: Optional[Path] = ReadyWeightsOption,
 ) -> None:
     """Detect objects in images, folders, globs, videos, cameras and streams; write annotated copies."""
     from detect.infer import load_detector, run_inference
@@ -506,11 +515,11 @@ def infer(
     track_cfg = _track_config(track_settings) if track else None
     # Tracking needs the unsure detections too (ByteTrack): the model runs at track.low_score.
     model_threshold = min(score_threshold, track_cfg.low_score) if track_cfg is not None else score_threshold
-    detector = load_detector(checkpoint, backend, device, score_threshold=model_threshold, classes=classes,
-                             batch_size=batch_size, max_pixels=max_pixels)
+    detector = load_detector(checkpoint, backend, device, weights=weights, score_threshold=model_threshold,
+                             classes=classes, batch_size=batch_size, max_pixels=max_pixels)
     summary = run_inference(detector, sources, out, write_json=json_out, max_frames=max_frames, progress=not quiet,
-                            inputs=[checkpoint], tracking=(track_cfg, score_threshold) if track_cfg else None,
-                            codec=codec)
+                            inputs=[checkpoint, *([weights] if weights else [])],
+                            tracking=(track_cfg, score_threshold) if track_cfg else None, codec=codec)
     parts = []
     if summary.images or summary.skipped:
         parts.append(f"{summary.images} images" + (f" ({len(summary.skipped)} skipped)" if summary.skipped else ""))
@@ -613,6 +622,7 @@ def serve(
     max_held_pixels: int = typer.Option(
         4 * DEFAULT_MAX_PIXELS, "--max-held-pixels", min=1,
         help="Decoded pixels of all requests in flight (503 above)."),
+    weights: Optional[Path] = ReadyWeightsOption,
 ) -> None:
     """Serve the detector over HTTP: JSON API (/v1/detect, /docs), web page (/), Prometheus /metrics."""
     import logging
@@ -624,7 +634,7 @@ def serve(
     settings = ServeSettings(max_batch=max_batch, max_wait_ms=max_wait_ms, queue_capacity=max(max_queue, max_batch),
                              max_upload_mb=max_upload_mb, api_key=api_key or None, max_pixels=max_pixels,
                              max_request_pixels=max_request_pixels, max_held_pixels=max_held_pixels)
-    run_server(checkpoint, host=host, port=port, device=device, settings=settings, backend=backend)
+    run_server(checkpoint, host=host, port=port, device=device, settings=settings, backend=backend, weights=weights)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ machine, both from random weights, both scored by our evaluator (VOC07 mAP@0.5 a
 
     python tools/compare_peer.py --data ../shared/data/raccoon --time 3 --peer-time 10 \\
         --peer-python /path/to/venv/bin/python [--out runs/compare_peer]
+    python tools/compare_peer.py --data ../shared/data/raccoon --time 3 --name lr0.04 --set train.lr=0.04
 
 Ours: `detect train --data DIR --time MINUTES --weights none` (the default preset, nothing else set),
 scored with `detect eval best.pt --metric all`. The peer: the same split written as YOLO
@@ -11,9 +12,10 @@ defaults otherwise (640 px, batch 16, no pretrained weights, nothing downloaded)
 `--peer-python` (Ultralytics is a benchmark dependency only, in its own environment: its
 opencv-python would clash with ours). Its best.pt predicts the validation images (conf 0.001, at
 most 300 boxes, its default NMS IoU 0.7), and `detect eval --detections` scores those boxes against
-the original annotations. Wall times are the commands' own, start to end. Prints one table and writes
-`<out>/compare.json`. A run already in `<out>` (ours or the peer's, with its wall time) is scored again,
-not trained again.
+the original annotations. Wall times are the commands' own, start to end. Prints one table and adds
+its rows to `<out>/compare.json`. `--model` and `--set` change our run (the defaults study in
+docs/benchmarks.md runs one arm per call, each named by `--name`). A run already in `<out>` (ours or the
+peer's, with its wall time) is scored again, not trained again.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from detect.config.presets import DEFAULT_PRESET  # noqa: E402
 
 PEER_SCRIPT = r"""
 import json, sys
@@ -91,6 +95,10 @@ def parse_args(argv=None):
     parser.add_argument("--peer-time", type=float, default=None, help="the peer's budget, minutes (default: --time)")
     parser.add_argument("--peer-python", type=Path, default=None, help="a Python with ultralytics (none: ours only)")
     parser.add_argument("--out", type=Path, default=Path("runs/compare_peer"))
+    parser.add_argument("--model", default=None, help="our preset (default: the default preset)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting for our run (repeatable): the arms of the defaults study")
+    parser.add_argument("--name", default=None, help="our run's folder under OUT/DATA (default: ours_<time>min)")
     return parser.parse_args(argv)
 
 
@@ -99,16 +107,21 @@ def main(argv=None) -> int:
     out = args.out / args.data.name
     out.mkdir(parents=True, exist_ok=True)
     rows = {}
-    ours = out / f"ours_{args.time:g}min"
-    wall_file = out / f"ours_{args.time:g}min.wall_seconds.json"
+    name = args.name or f"ours_{args.time:g}min"
+    ours = out / name
+    wall_file = out / f"{name}.wall_seconds.json"
     if wall_file.is_file() and (ours / "best.pt").is_file():  # trained by an earlier call: scored again
         seconds = json.loads(wall_file.read_text())
     else:
+        choices = (["--model", args.model] if args.model else []) + [
+            word for setting in args.overrides for word in ("--set", setting)]
         seconds = run(detect_command("train", "--data", args.data, "--time", args.time, "--weights", "none",
-                                     "--output-dir", ours), out / f"ours_{args.time:g}min.log")
+                                     "--output-dir", ours, *choices), out / f"{name}.log")
         wall_file.write_text(json.dumps(seconds))
     run(detect_command("eval", ours / "best.pt", "--metric", "all", "--json", ours / "eval.json"), ours / "eval.log")
-    rows[f"detect ssdlite320, --time {args.time:g}"] = {"wall_s": seconds, **scores(ours / "eval.json")}
+    settings = "".join(f" {setting}" for setting in args.overrides)
+    rows[f"detect {args.model or DEFAULT_PRESET}, --time {args.time:g}{settings}"] = {
+        "wall_s": seconds, **scores(ours / "eval.json")}
     if args.peer_python is not None:
         peer_time = args.peer_time or args.time
         yolo_data = out / "yolo_data"
@@ -134,7 +147,8 @@ def main(argv=None) -> int:
     print("|---|---|---|---|")
     for name, row in rows.items():
         print(f"| {name} | {row['wall_s'] / 60:.2f} min | {row['voc07']:.1f} | {row['coco_ap']:.1f} |")
-    (out / "compare.json").write_text(json.dumps(rows, indent=2))
+    earlier = json.loads((out / "compare.json").read_text()) if (out / "compare.json").is_file() else {}
+    (out / "compare.json").write_text(json.dumps({**earlier, **rows}, indent=2))  # every arm run so far
     return 0
 
 

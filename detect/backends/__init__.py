@@ -55,12 +55,14 @@ def resolve_backend(path: str | Path, backend: str | None) -> str:
 
 
 def load_model_file(path: str | Path, backend: str | None = "auto", device="auto",
-                    backend_options: dict | None = None) -> LoadedModel:
+                    backend_options: dict | None = None, weights: str | Path | None = None) -> LoadedModel:
     """Any model file, loaded by `backend` ("auto": by the file's suffix): a checkpoint's PyTorch model
     (torch, EMA weights where it has them), or an exported file run by its backend. Given a
     checkpoint, a backend that runs an ONNX graph (RUNS_ONNX) gets it exported first with a free batch
     size, to a temporary folder: nothing is written beside the checkpoint. `backend_options` go to the
-    backend (onnxruntime, openvino: `threads`). The model follows the detector contract either way."""
+    backend (onnxruntime, openvino: `threads`). `weights`: the weight file of a ready model
+    (`<preset>_coco`, detect/backends/ready_models.py) read instead of the hub cache's. The model follows the
+    detector contract either way."""
     import tempfile
 
     from detect.backends.ready_models import load_ready_model, ready_model_name
@@ -68,7 +70,10 @@ def load_model_file(path: str | Path, backend: str | None = "auto", device="auto
     if ready_model_name(path) is not None:  # `<preset>_coco`: torchvision's COCO weights, no file of ours
         if backend not in (None, "auto", "torch"):
             raise DetectError(f"{path}: a ready model runs on --backend torch; export it to run it elsewhere")
-        return load_ready_model(str(path), device)
+        return load_ready_model(str(path), device, weights)
+    if weights is not None:
+        raise DetectError(f"--weights names the weight file of a ready model (<preset>_coco); {path} is a model file "
+                          f"of its own: leave --weights out")
     backend = resolve_backend(path, backend)
     load = BACKENDS.get(backend)
     path = Path(path)

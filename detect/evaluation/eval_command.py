@@ -74,11 +74,13 @@ def relabel(detections: list[dict], label_map: torch.Tensor | None) -> list[dict
 
 
 def evaluate_checkpoint(checkpoint: Path, config_name: str | None, overrides: list[str], split: str | None,
-                        metric: str | None, device: str = "auto", backend: str = "torch") -> Evaluation:
+                        metric: str | None, device: str = "auto", backend: str = "torch",
+                        weights: Path | None = None) -> Evaluation:
     """The checkpoint's model on a split. The data config is the checkpoint's own unless
     `config_name` is given; the model always comes from the checkpoint. `backend` runs it
     (detect.backends: "auto" picks by the file's suffix): an exported .onnx / .xml / .engine file is
-    scored like the checkpoint it came from, with the config its metadata holds.
+    scored like the checkpoint it came from, with the config its metadata holds. `weights`: a ready
+    model's weight file (`<preset>_coco`, detect/backends/ready_models.py).
 
     Classes travel by name: the data is read with the checkpoint's class list unless `data.classes`
     names others; then the model's labels are mapped to them by name (a subset or another order is
@@ -88,7 +90,7 @@ def evaluate_checkpoint(checkpoint: Path, config_name: str | None, overrides: li
     from detect.evaluation.evaluate import run_detector
 
     backend = resolve_backend(checkpoint, backend)
-    loaded = load_model_file(checkpoint, backend, device)
+    loaded = load_model_file(checkpoint, backend, device, weights=weights)
     torch_device = loaded.device if backend == "torch" else torch.device("cpu")  # graphs take host inputs
     model, ckpt_config, class_names = loaded.model, loaded.config, loaded.class_names
     if config_name:

@@ -141,13 +141,14 @@ class Detector:
 
     @classmethod
     def from_file(cls, path: str | Path, backend: str | None = "auto", device: str | torch.device = "auto",
-                  threads: int | None = None, **options) -> "Detector":
+                  threads: int | None = None, weights: str | Path | None = None, **options) -> "Detector":
         """Any model file behind one interface: a checkpoint (.pt), an ONNX graph (.onnx, fp32 or INT8),
         OpenVINO IR (.xml) or a TensorRT engine (.engine), run by `backend` ("auto": by the suffix; a
         checkpoint runs on onnxruntime or openvino once exported to a temporary folder). `threads`:
-        the CPU threads of onnxruntime or OpenVINO."""
+        the CPU threads of onnxruntime or OpenVINO. A ready model, `<preset>_coco` (e.g. "ssdlite320_coco"),
+        runs torchvision's COCO weights from the hub cache, or from `weights` (its file) offline."""
         backend_options = {"threads": threads} if threads is not None else None
-        return load_detector(path, backend, device, backend_options, **options)
+        return load_detector(path, backend, device, backend_options, weights, **options)
 
     # -----------------------------------------------------------------------------------------------
 
@@ -276,16 +277,17 @@ def _no_objects(image: np.ndarray) -> dict:
 
 
 def load_detector(checkpoint: str | Path, backend: str | None = "auto", device: str | torch.device = "auto",
-                  backend_options: dict | None = None, **options) -> Detector:
+                  backend_options: dict | None = None, weights: str | Path | None = None, **options) -> Detector:
     """The `Detector` of `detect infer`, `detect serve`, the tools and the Python API, for any model file
     and a registered backend (detect.backends: `torch`, `onnxruntime`, `openvino`, `tensorrt`); "auto"
     (or None) picks the backend by the file's suffix (.pt torch, .onnx onnxruntime, .xml openvino,
     .engine tensorrt). A backend that runs an ONNX graph, given a checkpoint, gets it exported first
     with a free batch size, to a temporary folder (nothing is written beside the checkpoint).
-    `backend_options` go to the backend (onnxruntime, openvino: `threads`), `options` to the Detector.
+    `backend_options` go to the backend (onnxruntime, openvino: `threads`), `options` to the Detector;
+    `weights`: a ready model's weight file (`<preset>_coco`, read from it instead of the hub cache).
     One-line DetectError for an unknown backend or a device the backend cannot use."""
     from detect.backends import load_model_file
 
-    loaded = load_model_file(checkpoint, backend, device, backend_options)
+    loaded = load_model_file(checkpoint, backend, device, backend_options, weights)
     return Detector(loaded.model, loaded.config, loaded.class_names, device=loaded.device,
                     category_ids=loaded.category_ids, **options)

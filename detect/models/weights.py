@@ -5,7 +5,8 @@
            taken from the torch hub cache, downloaded there when missing; offline, a one-line error
            names the file and where to put it)
     PATH   a torchvision detection state dict of the same architecture, a state dict of ours, or a
-           detect checkpoint (its `model` weights and `class_names`)
+           detect checkpoint (its `model` weights and `class_names`); torchvision's COCO file under its
+           published name (e.g. ssdlite320_mobilenet_v3_large_coco-a79551df.pth) reads as `coco` does
 (`none`, `imagenet` and a classification state dict are the trunk's business:
 detect/models/backbones/weight_files.py.)
 
@@ -255,10 +256,20 @@ def read_detector_weights(pretrained: str, arch: str, backbone: str) -> Detector
             have = ", ".join(f"{a} {b}" for a, b in MAPPINGS)
             raise CheckpointError(f"{path}: a torchvision detector's state dict, but backbone '{backbone}' with "
                                   f"model.arch {arch} has no torchvision twin (those with one: {have})")
+        if is_published_coco_file(path, mapping):  # torchvision's own file: its rows are COCO's categories
+            return DetectorWeights(mapping.to_ours(loaded), list(mapping.coco_weights.meta["categories"])[1:],
+                                   str(path), mapping.coco_frozen_bn_eps)
         return DetectorWeights(mapping.to_ours(loaded), None, str(path))
     if any(rows.keys(loaded) for family in DETECTORS.values() for rows in family.class_rows):
         return DetectorWeights(dict(loaded), None, str(path))  # ours
     return None  # a classification state dict: the trunk loads it
+
+
+def is_published_coco_file(path: Path, mapping: DetectorMapping) -> bool:
+    """Whether `path` is torchvision's COCO weight file of `mapping`'s twin, by its published name (which
+    carries the start of the file's SHA-256): such a file, copied from a hub cache on a networked machine,
+    is read as `pretrained: coco` is, with COCO's category names and the twin's norm eps."""
+    return mapping.coco_weights is not None and path.name == Path(mapping.coco_weights.url).name
 
 
 def _coco_detector_weights(arch: str, backbone: str) -> DetectorWeights:

@@ -44,10 +44,11 @@ class ServedModel:
         return class_labels(classes, self.class_names)
 
 
-def load_served_model(checkpoint: str | Path, device: str = "auto", backend: str = "auto") -> ServedModel:
+def load_served_model(checkpoint: str | Path, device: str = "auto", backend: str = "auto",
+                      weights: str | Path | None = None) -> ServedModel:
     """Load the model file once: the Detector (for onnxruntime and openvino given a checkpoint, its
     exported graph), and the metadata `GET /v1/model` reports (epoch, step, best_metric: None for an
-    exported file, which does not keep them)."""
+    exported file, which does not keep them). `weights`: a ready model's weight file (`<preset>_coco`)."""
     from detect.backends import is_exported_file, resolve_backend
     from detect.backends.ready_models import ready_model_name
     from detect.checkpoints import load_checkpoint
@@ -62,9 +63,10 @@ def load_served_model(checkpoint: str | Path, device: str = "auto", backend: str
         state = load_checkpoint(path)  # the training metadata; the weights are built by the Detector below
         metadata = {key: state.get(key) for key in metadata}
         del state
-    detector = load_detector(path, backend, device)
-    weights = starting_weight_file(detector.config.model) if ready else path
-    return ServedModel(detector, name=path.name, info={**model_info(detector, weights, metadata), "backend": backend})
+    detector = load_detector(path, backend, device, weights=weights)
+    weight_file = (Path(weights) if weights else starting_weight_file(detector.config.model)) if ready else path
+    return ServedModel(detector, name=path.name,
+                       info={**model_info(detector, weight_file, metadata), "backend": backend})
 
 
 def model_info(detector: Detector, path: Path, metadata: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 
 
 def run_server(checkpoint: Path, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
-               settings: ServeSettings | None = None, backend: str = "auto") -> None:
+               settings: ServeSettings | None = None, backend: str = "auto", weights: Path | None = None) -> None:
     """Blocks until the server is stopped (Ctrl-C)."""
     import uvicorn
 
@@ -21,7 +21,7 @@ def run_server(checkpoint: Path, host: str = "127.0.0.1", port: int = 8000, devi
     if not _is_loopback(host) and not settings.api_key:
         log.warning("serving on %s without an API key: anyone who can reach it can use it "
                     "(set --api-key or DETECT_API_KEY)", host)
-    model = load_served_model(checkpoint, device, backend)
+    model = load_served_model(checkpoint, device, backend, weights)
     app = create_app(model, settings)
     print(f"detect serve: {model.name} ({model.info['arch']}, {len(model.class_names)} classes) on "
           f"{model.info['device']} with {model.info['backend']}; page at http://{_url_host(host)}:{port}/, "
