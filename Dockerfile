@@ -1,6 +1,6 @@
 # detect on CUDA. Build:  docker build -t detect .
 # Run:    docker run --gpus all --shm-size 8g -v $PWD/data:/data -v $PWD/runs:/runs detect \
-#             train --config voc_faster_rcnn --set data.root=/data/VOCdevkit --output-dir /runs/voc
+#             train --config voc_faster_rcnn --set data.root=/data/VOCdevkit --out /runs/voc
 # The base image brings CUDA, cuDNN, torch and torchvision; pip keeps them and adds the rest.
 FROM pytorch/pytorch:2.9.1-cuda12.8-cudnn9-runtime
 

@@ -13,6 +13,7 @@ from typing import List, Optional
 
 import typer
 
+from detect.cli_choices import CocoBackend, Codec, Metric, Preset, UnknownClass
 from detect.data.image_header import DEFAULT_MAX_PIXELS
 from detect.errors import DetectError
 
@@ -22,9 +23,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help renders as written: "[x, y, w, h]" is text, not markup
 )
-config_app = typer.Typer(help="Show and check configurations.", no_args_is_help=True)
-data_app = typer.Typer(help="Make, check and look at datasets.", no_args_is_help=True)
+config_app = typer.Typer(help="Show and check configurations.", no_args_is_help=True, rich_markup_mode=None)
+data_app = typer.Typer(help="Make, check and look at datasets.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
 
@@ -42,11 +44,31 @@ ReadyWeightsOption = typer.Option(
                             "published name, read instead of the hub cache (offline).")
 
 
+# Options of the whole command line: accepted anywhere in it (main moves them in front of the command).
+GLOBAL_FLAGS = {"--debug": "--debug", "--quiet": "--quiet", "-q": "--quiet"}
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from detect import __version__
+
+        typer.echo(f"detect {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors.")) -> None:
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors (anywhere on the line)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars (anywhere on the line)."),
+    version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                 help="Print detect's version and exit."),
+) -> None:
     import logging
 
+    from detect import progress
+
     _state["debug"] = debug
+    progress.set_quiet(quiet)
     # Warnings of the modules below (a skipped image, a truncated JPEG read) as one "warning:" line.
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
 
@@ -69,6 +91,17 @@ def _data_load(config: Optional[str], data: Optional[Path], overrides: Optional[
     cfg, lines = resolve_run_config(config, data, overrides=overrides, training=False)
     typer.echo(lines[0], err=True)  # what was found, beside the command's own output
     return cfg
+
+
+def _renamed(old: str, old_value, new: str, new_value):
+    """The value of an option renamed from `old` to `new` (the old spelling works for one more release,
+    with a one-line notice); both given is an error."""
+    if old_value is None:
+        return new_value
+    if new_value is not None:
+        raise DetectError(f"{old} is the old name of {new}; give {new} only")
+    typer.echo(f"warning: {old} is deprecated and goes in the next release; use {new}", err=True)
+    return old_value
 
 
 def _config_file(config: Optional[str]) -> Optional[Path]:
@@ -108,7 +141,8 @@ def config_list() -> None:
 def data_synth(
     out: Path = typer.Argument(..., help="New or empty folder to write the dataset into (or an earlier "
                                          "generation, replaced whole)."),
-    format: str = typer.Option("voc", "--format", "-f", help="voc, coco or yolo."),
+    format: str = typer.Option("voc", "--format", "-f",
+                               help="The dataset format to write."),
     num_images: int = typer.Option(200, "--num-images", "-n", min=1, help="Number of images in all."),
     image_size: int = typer.Option(320, "--image-size", "-s", min=32, help="Image side in pixels."),
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same bytes."),
@@ -147,7 +181,10 @@ def data_convert(
     out: Path = typer.Argument(..., help="New (or empty) folder to write the converted dataset into."),
     config: Optional[str] = DataConfigOption,
     data: Optional[Path] = DataOption,
-    to: str = typer.Option(..., "--to", help="voc, coco or yolo."),
+    format: Optional[str] = typer.Option(None, "--format", "-f",
+                                         help="The dataset format to write."),
+    to: Optional[str] = typer.Option(None, "--to", hidden=True,
+                                     help="Deprecated: --format."),
     splits: Optional[str] = typer.Option(None, "--splits", help="Comma-separated splits (default: train and val)."),
     copy: bool = typer.Option(False, "--copy", help="Copy the images (default: symbolic links to them)."),
     overrides: Optional[List[str]] = SetOption,
@@ -155,6 +192,9 @@ def data_convert(
     """Write the config's dataset (any readable format) as VOC, COCO or YOLO, classes and splits kept."""
     from detect.data.convert import convert_dataset
 
+    to = _renamed("--to", to, "--format", format)
+    if to is None:
+        raise DetectError("detect data convert: give --format (the dataset format to write)")
     cfg = _data_load(config, data, overrides)
     names = [s.strip() for s in splits.split(",") if s.strip()] if splits else list(
         dict.fromkeys([cfg.data.train_split, cfg.data.val_split]))
@@ -284,8 +324,9 @@ def train_command(
         None, "--data", "-d", help="Your dataset: a VOC devkit, a folder of images and VOC XML (labelImg), a YOLO "
                                    "data.yaml or its folder, a COCO JSON file or folder, a Roboflow export. Its "
                                    "format, splits and classes are found from its files."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="A detector preset: detect models lists them "
-                                                                    "(default with --data: ssdlite320)."),
+    model: Optional[Preset] = typer.Option(None, "--model", "-m",
+                                        help="A detector preset: detect models says what each is for (default "
+                                             "with --data: ssdlite320)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Passes over the training images."),
     time_minutes: Optional[float] = typer.Option(
         None, "--time", min=0.1, help="Instead of --epochs: train for this many minutes, the schedule fitted to them; "
@@ -299,8 +340,8 @@ def train_command(
     config: Optional[str] = typer.Option(None, "--config", "-c", help="Instead of --model: a config name (e.g. "
                                                                       "voc_faster_rcnn) or YAML path."),
     overrides: Optional[List[str]] = SetOption,
-    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="Run folder (default: "
-                                                                               "runs/<config>/<timestamp>/)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default: runs/<config>/<timestamp>/)."),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", hidden=True, help="Deprecated: --out."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     resume: Optional[str] = typer.Option(None, "--resume", help="last.pt path, or 'auto': the run folder's last.pt."),
 ) -> None:
@@ -309,6 +350,7 @@ def train_command(
     from detect.engine.run import run_training
     from detect.run_config import resolve_run_config
 
+    out = _renamed("--output-dir", output_dir, "--out", out)
     if data is None and model is None and epochs is None and time_minutes is None and image_size is None \
             and batch_size is None and weights is None:
         if config is None:
@@ -319,7 +361,7 @@ def train_command(
                                         overrides)
         for line in lines:
             typer.echo(line)
-    run_training(cfg, output_dir=output_dir, device=device, resume=resume, config_file=_config_file(config),
+    run_training(cfg, output_dir=out, device=device, resume=resume, config_file=_config_file(config),
                  started=_state.get("started"))
 
 
@@ -363,18 +405,21 @@ def eval_command(
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Score on this dataset (any form detect train "
                                                                    "--data reads), not the model's own data."),
     split: Optional[str] = typer.Option(None, "--split", help="Split to evaluate on (default: data.val_split)."),
-    metric: Optional[str] = typer.Option(None, "--metric", help="voc07, voc12, coco or all (default: eval.metric)."),
+    metric: Optional[Metric] = typer.Option(None, "--metric",
+                                         help="The metric (default: eval.metric)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the numbers to this JSON file."),
     plots: Optional[Path] = typer.Option(None, "--plots", help="Write PR curves and a confusion matrix (PNG) here."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (with a checkpoint)."),
-    unknown_class: str = typer.Option(
-        "raise", "--unknown-class", help="With --detections: a detection of a class not in data.classes is an error "
-                                         "(raise) or left out and counted (skip)."),
-    coco_backend: Optional[str] = typer.Option(
-        None, "--coco-backend", help="What computes the COCO metric: numpy (default) or pycocotools (the reference; "
-                                     "the same numbers, slower). Sets eval.coco_backend."),
-    backend: str = typer.Option("auto", "--backend", help="What runs the model: auto (by its file's suffix), torch, "
-                                                           "onnxruntime, openvino or tensorrt."),
+    unknown_class: UnknownClass = typer.Option(
+        "raise", "--unknown-class",
+        help="With --detections: a detection of a class not in data.classes is an error (raise) or left out and "
+             "counted (skip)."),
+    coco_backend: Optional[CocoBackend] = typer.Option(
+        None, "--coco-backend",
+        help="What computes the COCO metric: numpy (default) or pycocotools (the reference; the same numbers, "
+             "slower). Sets eval.coco_backend."),
+    backend: str = typer.Option("auto", "--backend",
+                                help="What runs the model: auto (by its file's suffix) or a backend."),
     weights: Optional[Path] = ReadyWeightsOption,
     overrides: Optional[List[str]] = SetOption,
 ) -> None:
@@ -392,8 +437,6 @@ def eval_command(
     if (checkpoint is None) == (detections is None):
         raise DetectError("detect eval: give a checkpoint or --detections FILE (one of them)")
     _check_eval_outputs(json_out, plots, [checkpoint, detections, _config_file(config), weights])
-    if unknown_class not in ("raise", "skip"):
-        raise DetectError(f"--unknown-class must be raise or skip, got '{unknown_class}'")
     if coco_backend is not None:
         overrides = [*(overrides or []), f"eval.coco_backend={coco_backend}"]
     if data is not None:
@@ -483,14 +526,15 @@ def infer(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Stop each video or stream after this "
                                                                                "many frames."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     backend: str = typer.Option(
-        "auto", "--backend", help="auto (by the model file's suffix: .pt torch, .onnx onnxruntime, .xml openvino, "
+        "auto", "--backend",
+        help="auto (by the model file's suffix: .pt torch, .onnx onnxruntime, .xml openvino, "
         ".engine tensorrt), or one of them; onnxruntime and openvino given a .pt export it first."),
     max_pixels: int = typer.Option(
         DEFAULT_MAX_PIXELS, "--max-pixels", min=1, help="Skip an image whose header declares more pixels (before "
                                                         "decoding it)."),
-    codec: str = typer.Option("h264", "--codec", help="Video output codec: h264 (plays in browsers), hevc or mpeg4."),
+    codec: Codec = typer.Option("h264", "--codec",
+                              help="Video output codec (h264 plays in browsers)."),
     track: bool = typer.Option(False, "--track", help="Videos: follow objects across frames (track ids in the "
                                                       "JSONL and the drawing, a tracks.csv per video)."),
     track_settings: Optional[List[str]] = typer.Option(None, "--track-set", help="A tracker setting, "
@@ -498,10 +542,10 @@ def infer(
     weights: Optional[Path] = ReadyWeightsOption,
 ) -> None:
     """Detect objects in images, folders, globs, videos, cameras and streams; write annotated copies."""
+    from detect import progress
     from detect.infer import load_detector, run_inference
     from detect.infer.sources import parse_sources
     from detect.outputs import writable_folder
-    from detect.video_writer import CODECS
 
     _, videos = parse_sources(sources)  # a missing path fails now, before the model loads
     if track_settings and not track:
@@ -510,14 +554,13 @@ def infer(
         raise DetectError("--track follows objects across the frames of a video, and the sources hold only "
                           "images; give a video, a camera or a stream, or leave out --track")
     writable_folder("--out", out)
-    if codec not in CODECS:
-        raise DetectError(f"--codec must be one of {', '.join(CODECS)}, got '{codec}'")
     track_cfg = _track_config(track_settings) if track else None
     # Tracking needs the unsure detections too (ByteTrack): the model runs at track.low_score.
     model_threshold = min(score_threshold, track_cfg.low_score) if track_cfg is not None else score_threshold
     detector = load_detector(checkpoint, backend, device, weights=weights, score_threshold=model_threshold,
                              classes=classes, batch_size=batch_size, max_pixels=max_pixels)
-    summary = run_inference(detector, sources, out, write_json=json_out, max_frames=max_frames, progress=not quiet,
+    summary = run_inference(detector, sources, out, write_json=json_out, max_frames=max_frames,
+                            progress=progress.bars_enabled(),
                             inputs=[checkpoint, *([weights] if weights else [])],
                             tracking=(track_cfg, score_threshold) if track_cfg else None, codec=codec)
     parts = []
@@ -545,9 +588,10 @@ def _track_config(settings: Optional[List[str]]):
 def export(
     checkpoint: Path = typer.Argument(..., help="Checkpoint written by detect train (.pt)."),
     format: str = typer.Option("onnx", "--format", "-f",
-                               help="Export format: onnx, or another registered in detect/export/."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file (default: next to the checkpoint, "
-                                                                       "with the format's suffix)."),
+                               help="The model format to write (registered in detect/export/)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file (default: next to the checkpoint, with "
+                                                                 "the format's suffix)."),
+    output: Optional[Path] = typer.Option(None, "--output", hidden=True, help="Deprecated: --out."),
     dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="Let the batch size vary at run time."),
     opset: int = typer.Option(
         17, "--opset", help="ONNX opset (one outside the supported range is refused, naming it); the written model "
@@ -569,15 +613,16 @@ def export(
     from detect.export.targets import check_export_target
     from detect.outputs import writable_file
 
+    out = _renamed("--output", output, "--out", out)
     exporter = EXPORTERS.get(format)
     suffix = EXPORT_SUFFIXES[format]
-    target = output or checkpoint.with_suffix(f".int8{suffix}" if int8 else suffix)
+    target = out or checkpoint.with_suffix(f".int8{suffix}" if int8 else suffix)
     if int8:
         from detect.export.int8 import check_int8_format
 
         check_int8_format(format)
     check_export_target(format, target, int8, [checkpoint])
-    writable_file("--output", target)
+    writable_file("--out", target)
     options = dict(opset=opset, dynamic_batch=dynamic_batch, image_size=parse_image_size(image_size),
                    batch_size=batch_size)
     if int8:
@@ -611,7 +656,8 @@ def serve(
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="DETECT_API_KEY", show_envvar=True,
                                           help="Require this key (X-API-Key header) on /v1/* and /metrics."),
     backend: str = typer.Option(
-        "auto", "--backend", help="auto (by the model file's suffix), torch, onnxruntime or openvino (a .pt exported "
+        "auto", "--backend",
+        help="auto (by the model file's suffix), torch, onnxruntime or openvino (a .pt exported "
                                   "at start-up, on the CPU), tensorrt."),
     max_pixels: int = typer.Option(
         DEFAULT_MAX_PIXELS, "--max-pixels", min=1, help="Largest image, in pixels, read from its header before "
@@ -640,18 +686,45 @@ def serve(
 # ---------------------------------------------------------------------------------------------------
 
 
+# click's errors, as the installed typer has them (its own copy of click from typer 0.20 on, click before).
+CLICK_ERRORS = {cls.__name__: cls for cls in typer.BadParameter.__mro__}
+
+
+def hoisted_global_flags(args: List[str]) -> List[str]:
+    """`args` with --debug and --quiet (-q) moved in front of the command wherever they stand (not past a
+    lone `--`), so that `detect infer m.pt a.jpg --quiet` means what `detect --quiet infer ...` does."""
+    end = args.index("--") if "--" in args else len(args)
+    flags = dict.fromkeys(GLOBAL_FLAGS[arg] for arg in args[:end] if arg in GLOBAL_FLAGS)
+    return [*flags, *(arg for arg in args[:end] if arg not in GLOBAL_FLAGS), *args[end:]]
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     """Console entry point: runs the typer app, turning user errors into one-line messages."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = hoisted_global_flags(list(sys.argv[1:] if argv is None else argv))
     _state["started"] = time.perf_counter()  # `train --time` counts from here
     try:
-        # Standalone mode: click prints usage errors itself (exit 2) and exits with the command's code.
-        app(args=args, prog_name="detect")
+        # Not click's standalone mode: a usage error (a wrong choice, an unknown option) is one line here too.
+        code = app(args=args, prog_name="detect", standalone_mode=False)
+    except CLICK_ERRORS["UsageError"] as error:
+        if type(error).__name__ == "NoArgsIsHelpError":  # `detect data` alone: its help
+            error.show()
+            sys.exit(2)
+        command = error.ctx.command_path if error.ctx is not None else "detect"
+        message = error.format_message().replace("Value error, ", "")  # typer's wording of a wrong choice
+        typer.echo(f"error: {command}: {message} (see {command} --help)", err=True)
+        sys.exit(2)
+    except CLICK_ERRORS["ClickException"] as error:
+        typer.echo(f"error: {error.format_message()}", err=True)
+        sys.exit(error.exit_code)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(1)
     except DetectError as error:
         if "--debug" in args:
             raise
         typer.echo(f"error: {error}", err=True)
         sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)  # as click's standalone mode ends (typer.Exit gives a code)
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ def test_usage_error_exits_2():
 ])
 def test_train_refuses_a_senseless_number_before_any_work(override, key, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["train", "--config", "voc_ssd300", "--output-dir", str(tmp_path / "run"), "--set", override])
+        main(["train", "--config", "voc_ssd300", "--out", str(tmp_path / "run"), "--set", override])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: bad value for '{key}' in --set {override}:") and "\n" not in err

@@ -47,11 +47,11 @@ def files(tmp_path):
 
 def test_export_refuses_to_replace_its_checkpoint(files, capsys):
     checkpoint = files["checkpoint"]
-    code, err = run_cli(["export", checkpoint, "--output", checkpoint], capsys)
-    assert_one_line(code, err, f"--output {checkpoint}: would overwrite the input {checkpoint}")
+    code, err = run_cli(["export", checkpoint, "--out", checkpoint], capsys)
+    assert_one_line(code, err, f"--out {checkpoint}: would overwrite the input {checkpoint}")
     through_a_new_folder = checkpoint.parent / "new" / ".." / checkpoint.name  # `new` would be created first
-    code, err = run_cli(["export", checkpoint, "--output", through_a_new_folder], capsys)
-    assert_one_line(code, err, f"--output {through_a_new_folder}: would overwrite the input {checkpoint}")
+    code, err = run_cli(["export", checkpoint, "--out", through_a_new_folder], capsys)
+    assert_one_line(code, err, f"--out {through_a_new_folder}: would overwrite the input {checkpoint}")
     assert checkpoint.read_bytes() == b"checkpoint bytes"
 
 
@@ -69,8 +69,8 @@ def test_eval_refuses_to_replace_its_inputs(files, tmp_path, capsys):
 def test_train_refuses_a_run_folder_whose_files_replace_its_config(files, capsys):
     config = files["config"]
     before = config.read_text()
-    code, err = run_cli(["train", "--config", config, "--device", "cpu", "--output-dir", config.parent], capsys)
-    assert_one_line(code, err, f"--output-dir {config.parent}: would overwrite the input {config}")
+    code, err = run_cli(["train", "--config", config, "--device", "cpu", "--out", config.parent], capsys)
+    assert_one_line(code, err, f"--out {config.parent}: would overwrite the input {config}")
     assert config.read_text() == before
 
 
@@ -93,12 +93,12 @@ def test_outputs_under_a_file_are_one_line(files, capsys):
     checkpoint, image, config, blocker = files["checkpoint"], files["image"], files["config"], files["blocker"]
     under = blocker / "sub"
     cases = [
-        (["export", checkpoint, "--output", under / "m.onnx"], "--output"),
+        (["export", checkpoint, "--out", under / "m.onnx"], "--out"),
         (["eval", checkpoint, "--json", under / "r.json"], "--json"),
         (["eval", checkpoint, "--plots", under], "--plots"),
         (["infer", checkpoint, image, "--out", under], "--out"),
         (["data", "show", "--config", config, "--out", under / "grid.png"], "--out"),
-        (["train", "--config", config, "--device", "cpu", "--output-dir", under], "--output-dir"),
+        (["train", "--config", config, "--device", "cpu", "--out", under], "--out"),
     ]
     for args, option in cases:
         code, err = run_cli(args, capsys)
@@ -120,12 +120,12 @@ def test_outputs_in_a_read_only_folder_are_one_line(files, tmp_path, monkeypatch
     checkpoint, image, config = files["checkpoint"], files["image"], files["config"]
     read_only = tmp_path / "read_only"
     cases = [
-        (["export", checkpoint, "--output", read_only / "m.onnx"], f"--output {read_only / 'm.onnx'}"),
+        (["export", checkpoint, "--out", read_only / "m.onnx"], f"--out {read_only / 'm.onnx'}"),
         (["eval", checkpoint, "--json", read_only / "r.json"], f"--json {read_only / 'r.json'}"),
         (["eval", checkpoint, "--plots", read_only], f"--plots {read_only}"),
         (["infer", checkpoint, image, "--out", read_only], f"--out {read_only}"),
         (["data", "show", "--config", config, "--out", read_only / "grid.png"], f"--out {read_only / 'grid.png'}"),
-        (["train", "--config", config, "--device", "cpu", "--output-dir", read_only], f"--output-dir {read_only}"),
+        (["train", "--config", config, "--device", "cpu", "--out", read_only], f"--out {read_only}"),
     ]
     for args, named in cases:
         code, err = run_cli(args, capsys)
@@ -151,23 +151,23 @@ def test_export_never_writes_its_companion_files_over_an_input_or_a_users_file(f
     weights = folder / "pytorch_model.bin"
     weights.write_bytes(b"checkpoint bytes")
     code, err = run_cli(["export", weights, "--format", "openvino"], capsys)
-    assert_one_line(code, err, f"--output {folder / 'pytorch_model.xml'}: would overwrite the input {weights}")
+    assert_one_line(code, err, f"--out {folder / 'pytorch_model.xml'}: would overwrite the input {weights}")
     assert weights.read_bytes() == b"checkpoint bytes"
     checkpoint = files["checkpoint"]
     notes = tmp_path / "notes.xml"
     notes.write_text("<notes/>")
-    code, err = run_cli(["export", checkpoint, "--format", "openvino", "--output", notes], capsys)
+    code, err = run_cli(["export", checkpoint, "--format", "openvino", "--out", notes], capsys)
     assert_one_line(code, err, f"would replace {notes}, which is not a model an earlier detect export --format "
                                "openvino wrote there")
     lone_bin = tmp_path / "model.bin"
     lone_bin.write_bytes(b"mine")
-    code, err = run_cli(["export", checkpoint, "--format", "openvino", "--output", tmp_path / "model.xml"], capsys)
+    code, err = run_cli(["export", checkpoint, "--format", "openvino", "--out", tmp_path / "model.xml"], capsys)
     assert_one_line(code, err, f"would replace {lone_bin}")
     report = tmp_path / "m.int8.onnx.json"
     report.write_text("{}")
-    code, err = run_cli(["export", checkpoint, "--int8", "--output", tmp_path / "m.int8.onnx"], capsys)
+    code, err = run_cli(["export", checkpoint, "--int8", "--out", tmp_path / "m.int8.onnx"], capsys)
     assert_one_line(code, err, f"would replace {report}")
-    code, err = run_cli(["export", checkpoint, "--format", "openvino", "--output", tmp_path / "m.onnx"], capsys)
+    code, err = run_cli(["export", checkpoint, "--format", "openvino", "--out", tmp_path / "m.onnx"], capsys)
     assert_one_line(code, err, "--format openvino writes a .xml file; give a name ending in .xml")
     assert (notes.read_text(), lone_bin.read_bytes(), report.read_text()) == ("<notes/>", b"mine", "{}")
 
@@ -189,7 +189,7 @@ def test_convert_refuses_to_write_into_its_own_source(tmp_path, capsys):
     before = sorted(path for path in source.rglob("*"))
     for out in (source / "images" / "val" / "conv", source):
         code, err = run_cli(["data", "convert", out, "--config", "synthetic_ssd", "--set", "data.format=yolo",
-                             "--set", f"data.root={source}", "--set", "data.classes=null", "--to", "yolo"], capsys)
+                             "--set", f"data.root={source}", "--set", "data.classes=null", "--format", "yolo"], capsys)
         assert_one_line(code, err, f"convert {out}: inside the dataset it converts")
     assert sorted(path for path in source.rglob("*")) == before
 
@@ -197,7 +197,7 @@ def test_convert_refuses_to_write_into_its_own_source(tmp_path, capsys):
 def test_a_convert_that_fails_half_way_leaves_nothing_and_can_be_run_again(tmp_path, capsys):
     source, out = tmp_path / "shapes", tmp_path / "out"
     assert run_cli(["data", "synth", source, "-n", "6", "-s", "32"], capsys)[0] == 0
-    args = ["data", "convert", out, "--config", "synthetic_ssd", "--set", f"data.root={source}", "--to", "coco"]
+    args = ["data", "convert", out, "--config", "synthetic_ssd", "--set", f"data.root={source}", "--format", "coco"]
     code, err = run_cli([*args, "--splits", "train,nosuch"], capsys)
     assert code == 2 and "nosuch" in err and not out.exists()
     assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []

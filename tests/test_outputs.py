@@ -20,9 +20,9 @@ def test_an_output_that_is_an_input_is_refused_through_links_and_dots(tmp_path):
     for output in (source, tmp_path / "sub" / ".." / "model.pt", tmp_path / "link.pt", tmp_path / "hard.pt"):
         (tmp_path / "sub").mkdir(exist_ok=True)
         with pytest.raises(
-            DetectError, match=f"--output {output}: would overwrite the input {source}; choose another path"):
-            refuse_overwrite("--output", [output], [None, source])
-    refuse_overwrite("--output", [tmp_path / "model.onnx", tmp_path / "new" / "model.pt"], [source])
+            DetectError, match=f"--out {output}: would overwrite the input {source}; choose another path"):
+            refuse_overwrite("--out", [output], [None, source])
+    refuse_overwrite("--out", [tmp_path / "model.onnx", tmp_path / "new" / "model.pt"], [source])
     assert source.read_bytes() == b"weights"
 
 
@@ -32,8 +32,8 @@ def test_an_output_through_a_folder_not_yet_created_and_dots_is_refused(tmp_path
     source = tmp_path / "model.pt"
     source.write_bytes(b"weights")
     output = tmp_path / "new" / "deeper" / ".." / ".." / "model.pt"
-    with pytest.raises(DetectError, match=f"--output {output}: would overwrite the input {source}"):
-        refuse_overwrite("--output", [output], [source])
+    with pytest.raises(DetectError, match=f"--out {output}: would overwrite the input {source}"):
+        refuse_overwrite("--out", [output], [source])
     assert not (tmp_path / "new").exists()
 
 
@@ -58,8 +58,8 @@ def test_a_folder_under_a_file_is_one_line(tmp_path):
 
 
 def test_a_folder_given_as_a_file_is_refused(tmp_path):
-    with pytest.raises(DetectError, match=f"^--output {tmp_path}: is a folder; give a file name$"):
-        writable_file("--output", tmp_path)
+    with pytest.raises(DetectError, match=f"^--out {tmp_path}: is a folder; give a file name$"):
+        writable_file("--out", tmp_path)
 
 
 def test_a_folder_that_refuses_writes_is_one_line(tmp_path, monkeypatch):

@@ -35,7 +35,7 @@ def forms(tmp_path_factory):
 @pytest.mark.parametrize("form", ["voc devkit", "labelImg folder", "yolo data.yaml", "coco json"])
 def test_train_on_each_form_of_ones_own_data(forms, form, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    code, out, err = run_detect(["train", "--data", forms[form], *QUICK, "--device", "cpu", "--output-dir", run_dir],
+    code, out, err = run_detect(["train", "--data", forms[form], *QUICK, "--device", "cpu", "--out", run_dir],
                                 capsys)
     assert code == 0, err
     assert out.startswith(f"data: {forms[form]} is a")

@@ -128,9 +128,9 @@ def test_an_earlier_versions_numpy_rng_state_still_loads(tmp_path):
 @pytest.mark.parametrize("command", [
     ["eval", "{ckpt}"],
     ["infer", "{ckpt}", "{image}"],
-    ["export", "{ckpt}", "--output", "{tmp}/model.onnx"],
-    ["train", "--config", "synthetic_ssd", "--resume", "{ckpt}", "--output-dir", "{tmp}/run"],
-    ["train", "--config", "synthetic_ssd", "--output-dir", "{tmp}/run", "--set", "model.pretrained={ckpt}",
+    ["export", "{ckpt}", "--out", "{tmp}/model.onnx"],
+    ["train", "--config", "synthetic_ssd", "--resume", "{ckpt}", "--out", "{tmp}/run"],
+    ["train", "--config", "synthetic_ssd", "--out", "{tmp}/run", "--set", "model.pretrained={ckpt}",
      "--set", "data.root={tmp}/shapes", "--set", "data.synth.num_images=4", "--set", "data.synth.image_size=32"],
     ["serve", "{ckpt}", "--device", "cpu", "--port", "8765"],
     ["infer", "{ckpt}", "{image}", "--backend", "onnxruntime"],

@@ -46,7 +46,7 @@ def train(run_dir: Path, config: str, overrides: list[str]) -> dict:
     done = last_evaluation(run_dir) if (run_dir / "last.pt").is_file() else None
     if done is None:
         command = [sys.executable, "-m", "detect", "train", "--config", config, "--device", "cpu",
-                   "--output-dir", str(run_dir)]
+                   "--out", str(run_dir)]
         for override in overrides:
             command += ["--set", override]
         print(" ".join(shlex.quote(part) for part in command), file=sys.stderr, flush=True)

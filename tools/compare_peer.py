@@ -7,7 +7,7 @@ machine, both from random weights, both scored by our evaluator (VOC07 mAP@0.5 a
 
 Ours: `detect train --data DIR --time MINUTES --weights none` (the default preset, nothing else set),
 scored with `detect eval best.pt --metric all`. The peer: the same split written as YOLO
-(`detect data convert --to yolo`), then `yolo11n.yaml` trained with `time=` (hours) and its own
+(`detect data convert --format yolo`), then `yolo11n.yaml` trained with `time=` (hours) and its own
 defaults otherwise (640 px, batch 16, no pretrained weights, nothing downloaded), in the Python of
 `--peer-python` (Ultralytics is a benchmark dependency only, in its own environment: its
 opencv-python would clash with ours). Its best.pt predicts the validation images (conf 0.001, at
@@ -116,7 +116,7 @@ def main(argv=None) -> int:
         choices = (["--model", args.model] if args.model else []) + [
             word for setting in args.overrides for word in ("--set", setting)]
         seconds = run(detect_command("train", "--data", args.data, "--time", args.time, "--weights", "none",
-                                     "--output-dir", ours, *choices), out / f"{name}.log")
+                                     "--out", ours, *choices), out / f"{name}.log")
         wall_file.write_text(json.dumps(seconds))
     run(detect_command("eval", ours / "best.pt", "--metric", "all", "--json", ours / "eval.json"), ours / "eval.log")
     settings = "".join(f" {setting}" for setting in args.overrides)
@@ -126,7 +126,7 @@ def main(argv=None) -> int:
         peer_time = args.peer_time or args.time
         yolo_data = out / "yolo_data"
         if not yolo_data.exists():
-            run(detect_command("data", "convert", yolo_data, "--data", args.data, "--to", "yolo", "--copy"),
+            run(detect_command("data", "convert", yolo_data, "--data", args.data, "--format", "yolo", "--copy"),
                 out / "convert.log")
         peer = out / f"yolo11n_{peer_time:g}min"
         script = out / "peer.py"

@@ -24,7 +24,7 @@ fi
 start=$(date +%s)
 rm -rf "$OUT"
 echo "== training $CONFIG on $DEVICE (run folder $OUT/train)"
-"$PYTHON" -m detect train --config "$CONFIG" --device "$DEVICE" --output-dir "$OUT/train" "$@"
+"$PYTHON" -m detect train --config "$CONFIG" --device "$DEVICE" --out "$OUT/train" "$@"
 echo "== evaluating $OUT/train/best.pt on the validation split"
 "$PYTHON" -m detect eval "$OUT/train/best.pt" --device "$DEVICE" --metric voc07 --json "$OUT/eval.json" "$@"
 root=$("$PYTHON" -m detect config show "$CONFIG" "$@" | "$PYTHON" -c "import sys, yaml; print(yaml.safe_load(sys.stdin)['data']['root'])")

@@ -251,7 +251,7 @@ def _parse_line(line: str, number: int, path: Path, num_classes: int, log: Probl
 
 
 # ---------------------------------------------------------------------------------------------------
-# Writing (detect data synth --format yolo, detect data convert --to yolo)
+# Writing (detect data synth --format yolo, detect data convert --format yolo)
 
 
 def label_line(class_id: int, box, width: int, height: int, decimals: int = 8) -> str:

@@ -217,7 +217,7 @@ def open_run_folder(config: Config, output_dir, resume: str | None):
     in_place = checkpoint_path is not None and continues_in_place(run_dir, checkpoint_path)
     new_folders = [folder for folder in [run_dir, *run_dir.absolute().parents] if not folder.exists()]
     if dist_utils.is_main():
-        writable_folder("--output-dir", run_dir)
+        writable_folder("--out", run_dir)
     return run_dir, checkpoint, checkpoint_path, in_place, new_folders if dist_utils.is_main() else []
 
 

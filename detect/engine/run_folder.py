@@ -1,9 +1,9 @@
 """The run folder: where a run writes, which checkpoint `--resume` continues, and the records a
 resume replays.
 
-    new_run_dir(config, output_dir)                  --output-dir, else runs/<config>/<timestamp>/
+    new_run_dir(config, output_dir)                  --out, else runs/<config>/<timestamp>/
     find_resume_checkpoint(config, resume, output_dir)
-    resume_run_dir(checkpoint_path, output_dir)      the checkpoint's folder, or --output-dir
+    resume_run_dir(checkpoint_path, output_dir)      the checkpoint's folder, or --out
     check_run_folder(run_dir, config, config_file, resuming_in_place)   writable, replaces no input, no
                                                      other run's
     lock_run_folder(run_dir)                         one training at a time in a folder
@@ -38,7 +38,7 @@ def new_run_dir(config: Config, output_dir: str | Path | None) -> Path:
 
 
 def find_resume_checkpoint(config: Config, resume: str, output_dir: str | Path | None) -> Path:
-    """`auto`: the newest checkpoint of --output-dir, else of the newest run folder of this config;
+    """`auto`: the newest checkpoint of --out, else of the newest run folder of this config;
     else a path.
 
     The newest of last.pt and best.pt: both hold the whole training state, and best.pt is written
@@ -63,7 +63,7 @@ RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl")
 
 
 def resume_run_dir(checkpoint_path: Path, output_dir: str | Path | None) -> Path:
-    """Where a resumed run writes: --output-dir when given (the source run is then left as it is),
+    """Where a resumed run writes: --out when given (the source run is then left as it is),
     else the checkpoint's own folder."""
     return Path(output_dir) if output_dir is not None else checkpoint_path.parent
 
@@ -83,10 +83,10 @@ def check_run_folder(run_dir: Path, config: Config, config_file: Path | None, re
         outputs += [run_dir / "last.pt", run_dir / "config.yaml"]
         holds = [name for name in RUN_FILES if (run_dir / name).exists()]
         if holds:
-            raise DetectError(f"--output-dir {run_dir}: already holds a run ({', '.join(holds)}); continue it with "
+            raise DetectError(f"--out {run_dir}: already holds a run ({', '.join(holds)}); continue it with "
                               f"--resume auto, or choose another folder")
-    refuse_overwrite("--output-dir", outputs, [config_file, pretrained], given=run_dir)
-    writable_folder("--output-dir", run_dir)
+    refuse_overwrite("--out", outputs, [config_file, pretrained], given=run_dir)
+    writable_folder("--out", run_dir)
 
 
 @contextmanager
@@ -99,7 +99,7 @@ def lock_run_folder(run_dir: Path) -> Iterator[None]:
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise DetectError(f"--output-dir {run_dir}: another detect train is writing there now; wait for it to "
+            raise DetectError(f"--out {run_dir}: another detect train is writing there now; wait for it to "
                               f"end, or choose another folder") from None
         yield
     finally:

@@ -33,6 +33,7 @@ from detect.engine.session import TrainSession
 from detect.engine.train_state import NonFiniteLossError, save
 from detect.engine.validate import run_evaluation
 from detect.evaluation.evaluate import headline_map
+from detect.progress import bars_enabled
 
 
 def targets_to_device(targets: Sequence[dict], device: torch.device) -> list[dict]:
@@ -109,7 +110,7 @@ def train_one_epoch(session: TrainSession, loader) -> dict[str, float]:
     counted = 0
     window_images, window_start = 0, time.perf_counter()
     progress = tqdm(total=num_batches, initial=skip, desc=f"epoch {epoch + 1}/{train_cfg.epochs}",
-                    disable=not dist_utils.is_main(), dynamic_ncols=True, leave=False)
+                    disable=not (dist_utils.is_main() and bars_enabled()), dynamic_ncols=True, leave=False)
     try:
         for index, (images, targets) in enumerate(loader):
             if index < skip:

@@ -41,6 +41,7 @@ from typing import Sequence
 import numpy as np
 
 from detect.errors import DataError
+from detect.progress import bars_enabled
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
 RECALL_THRESHOLDS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
@@ -81,7 +82,7 @@ def evaluate_coco_boxes(dataset: dict, results: Sequence[dict], image_ids: Seque
     gt_bounds = np.searchsorted(gt["category"], np.arange(K + 1))
     dt_bounds = np.searchsorted(dt["category"], np.arange(K + 1))
     chunks = _category_chunks(gt, dt, K, len(image_ids))
-    if progress:
+    if progress and bars_enabled():
         from tqdm import tqdm
 
         chunks = tqdm(chunks, desc="COCO AP", unit="chunk")

@@ -7,7 +7,7 @@ over an existing file that is not an earlier export of the same format at the sa
 An export writes more than its model file: OpenVINO's weights (`model.bin` beside `model.xml`), the
 metadata beside a TensorRT engine (`model.engine.json`), the INT8 report (`<model file>.json`). Each
 of them is checked, so that `detect export DIR/pytorch_model.bin --format openvino` cannot write its
-weights over the checkpoint it reads, and `--output notes.xml` cannot replace a user's XML file.
+weights over the checkpoint it reads, and `--out notes.xml` cannot replace a user's XML file.
 """
 
 from __future__ import annotations
@@ -65,13 +65,13 @@ def check_export_target(format: str, target: Path, int8: bool, inputs) -> None:
         for source in (Path(item) for item in inputs if item is not None):
             if same_file(path, source):
                 written = f" (with {path.name}, written beside it)" if path != target else ""
-                raise DetectError(f"--output {target}: would overwrite the input {source}{written}; choose another "
+                raise DetectError(f"--out {target}: would overwrite the input {source}{written}; choose another "
                                   "name")
     suffix = EXPORT_SUFFIXES[format]
     if target.suffix != suffix:
-        raise DetectError(f"--output {target}: --format {format} writes a {suffix} file; give a name ending in "
+        raise DetectError(f"--out {target}: --format {format} writes a {suffix} file; give a name ending in "
                           f"{suffix}")
     existing = [path for path in files if path.exists() or path.is_symlink()]
     if existing and not is_earlier_export(format, target):
-        raise DetectError(f"--output {target}: would replace {existing[0]}, which is not a model an earlier "
+        raise DetectError(f"--out {target}: would replace {existing[0]}, which is not a model an earlier "
                           f"detect export --format {format} wrote there; choose another name")

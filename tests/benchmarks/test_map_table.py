@@ -160,7 +160,7 @@ def test_a_run_on_yolo_data_with_a_drawn_validation_part_is_measured_on_that_par
     root = tmp_path / "yolo"
     generate_synthetic(root, format="yolo", num_images=12, image_size=64, seed=3, val_fraction=0.0)
     run_dir = tmp_path / "run"
-    code, _, err = run(["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(run_dir),
+    code, _, err = run(["train", "--config", "synthetic_ssd", "--device", "cpu", "--out", str(run_dir),
                         *sets("data.format=yolo", f"data.root={root}", "data.val_fraction=0.25", *TINY)], capsys)
     assert code == 0, err
     val_ids = (run_dir / "splits" / "val.txt").read_text().split()

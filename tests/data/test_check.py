@@ -70,7 +70,7 @@ def test_data_check_and_train_refuse_an_empty_split(tmp_path: Path, capsys):
     out = capsys.readouterr().out
     assert f"error: {root / 'ImageSets' / 'Main' / 'val.txt'}: split 'val' has no images" in out
     empty_train = [*sets, "--set", "data.train_split=val"]
-    assert run_cli(["train", "--config", "voc_faster_rcnn", "--device", "cpu", "--output-dir", str(tmp_path / "run"),
+    assert run_cli(["train", "--config", "voc_faster_rcnn", "--device", "cpu", "--out", str(tmp_path / "run"),
                     *empty_train]) == 2
     err = capsys.readouterr().err
     assert err.strip() == f"error: {root / 'ImageSets' / 'Main' / 'val.txt'}: split 'val' has no images"

@@ -75,7 +75,7 @@ def test_a_roboflow_export_reads_without_its_group_category(tmp_path):
 def test_each_trains_an_epoch_and_evaluates_through_the_cli(tmp_path, capsys, make, data_format):
     root = make(tmp_path)
     run_dir = tmp_path / "run"
-    code, _, err = run(["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(run_dir),
+    code, _, err = run(["train", "--config", "synthetic_ssd", "--device", "cpu", "--out", str(run_dir),
                         *sets(f"data.format={data_format}", f"data.root={root}", *TINY)], capsys)
     assert code == 0, err
     out_json = tmp_path / "eval.json"

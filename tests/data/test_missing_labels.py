@@ -27,7 +27,7 @@ def test_images_without_any_label_file_fail_check_and_train(tmp_path, capsys):
     assert (f"split 'train' has 3 images and not one object: no image has a label file (the labels of "
             f"{root / 'images' / 'train' / '0.jpg'} would be in {root / 'labels' / 'train' / '0.txt'})") in out
     run = tmp_path / "run"
-    code, _, err = run_detect(["train", *config, "--set", "train.epochs=1", "--device", "cpu", "--output-dir", run],
+    code, _, err = run_detect(["train", *config, "--set", "train.epochs=1", "--device", "cpu", "--out", run],
                               capsys)
     assert code == 2 and err.count("\n") == 1 and "has 3 images and not one object" in err, err
     assert not (run / "best.pt").exists()

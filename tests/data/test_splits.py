@@ -120,7 +120,7 @@ def test_a_run_keeps_its_drawn_parts_on_resume_and_in_eval(tmp_path, capsys):
     root = one_folder(tmp_path, num_images=12)
     run_dir = tmp_path / "run"
     data = sets("data.format=voc", f"data.root={root}", "data.val_fraction=0.5", *TINY)
-    code, _, err = run(["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(run_dir),
+    code, _, err = run(["train", "--config", "synthetic_ssd", "--device", "cpu", "--out", str(run_dir),
                         *data], capsys)
     assert code == 0, err
     val_keys = (run_dir / "splits" / "val.txt").read_text().split()
@@ -135,7 +135,7 @@ def test_a_run_keeps_its_drawn_parts_on_resume_and_in_eval(tmp_path, capsys):
         shutil.copy(path, root / f"new_{path.name}")
         xml = extra / "Annotations" / f"{path.stem}.xml"
         shutil.copy(xml, root / f"new_{xml.name}")
-    code, _, err = run(["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(run_dir),
+    code, _, err = run(["train", "--config", "synthetic_ssd", "--device", "cpu", "--out", str(run_dir),
                         "--resume", "auto", *data, "--set", "train.epochs=2"], capsys)
     assert code == 0, err
     assert (run_dir / "splits" / "val.txt").read_text().split() == val_keys

@@ -144,7 +144,7 @@ def test_a_yolo_trained_model_writes_and_reads_yolo_class_ids(tmp_path, capsys):
     from tests.engine.test_eval_checks import TINY, infer_json_then_score, run, sets
 
     generate_synthetic(tmp_path / "shapes", format="yolo", num_images=12, image_size=64, seed=3, val_fraction=0.5)
-    code, _, err = run(["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(tmp_path / "run"),
+    code, _, err = run(["train", "--config", "synthetic_ssd", "--device", "cpu", "--out", str(tmp_path / "run"),
                         *sets("data.format=yolo", f"data.root={tmp_path / 'shapes'}", *TINY)], capsys)
     assert code == 0, err
     direct, results, scored = infer_json_then_score(tmp_path / "run" / "last.pt",

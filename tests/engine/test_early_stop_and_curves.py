@@ -14,7 +14,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def train(tmp_path, capsys, run_dir, *overrides, resume=False):
-    args = ["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(run_dir),
+    args = ["train", "--config", "synthetic_ssd", "--device", "cpu", "--out", str(run_dir),
             *sets(f"data.root={tmp_path / 'shapes'}", *TINY, *overrides)]
     return run(args + (["--resume", "auto"] if resume else []), capsys)
 
@@ -99,7 +99,7 @@ def test_a_refused_run_leaves_no_folder_behind(tmp_path, capsys):
     write_image(data / "images" / "train" / "a.jpg", 32, 32)
     (data / "data.yaml").write_text("train: images/train\nval: images/train\nnames: [thing]\n")
     run_dir = tmp_path / "runs" / "nested" / "run"
-    code, _, err = run(["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(run_dir),
+    code, _, err = run(["train", "--config", "synthetic_ssd", "--device", "cpu", "--out", str(run_dir),
                         *sets(f"data.root={data}", "data.format=yolo", "data.classes=null")], capsys)
     assert code == 2 and "not one object" in err, err
     assert not (tmp_path / "runs").exists()

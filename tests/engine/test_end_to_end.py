@@ -34,7 +34,7 @@ def test_train_then_eval_checkpoint(tmp_path, config, capsys):
     sets = [f"data.root={tmp_path / 'shapes'}"] + TINY + ARCH[config]
     set_args = [arg for value in sets for arg in ("--set", value)]
     run_dir = tmp_path / "run"
-    assert run_cli(["train", "--config", config, "--device", "cpu", "--output-dir", str(run_dir), *set_args]) == 0
+    assert run_cli(["train", "--config", config, "--device", "cpu", "--out", str(run_dir), *set_args]) == 0
     assert {"config.yaml", "train.log", "metrics.jsonl", "last.pt", "best.pt"} <= {p.name for p in run_dir.iterdir()}
     checkpoint = load_checkpoint(run_dir / "best.pt")
     assert checkpoint["class_names"] == ["circle", "square", "triangle", "star", "ring"]

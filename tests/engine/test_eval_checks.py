@@ -42,7 +42,7 @@ def trained(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny_ssd")
     root = folder / "shapes"
     with pytest.raises(SystemExit) as exited:
-        main(["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(folder / "run"),
+        main(["train", "--config", "synthetic_ssd", "--device", "cpu", "--out", str(folder / "run"),
               *sets(f"data.root={root}", *TINY)])
     assert exited.value.code in (0, None)
     return folder / "run", root
@@ -108,7 +108,7 @@ def test_resume_with_the_classes_reordered_is_refused(trained, tmp_path, capsys)
     run_dir, root = trained
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
-    code, _, err = run(["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(copy),
+    code, _, err = run(["train", "--config", "synthetic_ssd", "--device", "cpu", "--out", str(copy),
                         "--resume", "auto", *sets(f"data.root={root}", *TINY, "train.epochs=2",
                                                   "data.classes=[ring,circle,square,triangle,star]")], capsys)
     assert code == 2 and "Traceback" not in err
@@ -124,13 +124,13 @@ def test_checkpoint_with_nonfinite_weights_is_refused_by_eval_infer_export_and_a
     bad = save_checkpoint(state, tmp_path / "nan.pt")
     image = str(root / "JPEGImages" / "000000.jpg")
     for args in (["eval", str(bad), "--device", "cpu"], ["infer", str(bad), image, "--out", str(tmp_path / "o")],
-                 ["export", str(bad), "--output", str(tmp_path / "nan.onnx")]):
+                 ["export", str(bad), "--out", str(tmp_path / "nan.onnx")]):
         code, _, err = run(args, capsys)
         assert code == 2, args
         assert err.strip().startswith(f"error: {bad}: 1 model weight tensor(s) hold NaN or infinite values (first: "
                                       f"{name})")
         assert "\n" not in err.strip()
-    code, _, err = run(["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(tmp_path / "run"),
+    code, _, err = run(["train", "--config", "synthetic_ssd", "--device", "cpu", "--out", str(tmp_path / "run"),
                         *sets(f"data.root={root}", *TINY, f"model.pretrained={bad}")], capsys)
     assert code == 2 and not (tmp_path / "run" / "last.pt").exists()
     assert err.strip() == (f"error: model.pretrained {bad}: 1 weight tensor(s) hold NaN or infinite values "
@@ -160,7 +160,7 @@ def trained_coco(tmp_path_factory):
     root = folder / "shapes_coco"
     generate_synthetic(root, format="coco", num_images=12, image_size=64, seed=3, val_fraction=0.5)
     with pytest.raises(SystemExit) as exited:
-        main(["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(folder / "run"),
+        main(["train", "--config", "synthetic_ssd", "--device", "cpu", "--out", str(folder / "run"),
               *sets(f"data.root={root}", "data.format=coco", *TINY)])
     assert exited.value.code in (0, None)
     return folder / "run", root
@@ -235,7 +235,7 @@ def test_resume_into_another_output_dir_leaves_the_source_run_alone(trained, tmp
     before = snapshot(source)
     target = tmp_path / "continued"
     code, _, err = run(["train", "--config", "synthetic_ssd", "--device", "cpu", "--resume", str(source / "last.pt"),
-                        "--output-dir", str(target), *sets(f"data.root={root}", *TINY, "train.epochs=2")], capsys)
+                        "--out", str(target), *sets(f"data.root={root}", *TINY, "train.epochs=2")], capsys)
     assert code == 0, err
     assert snapshot(source) == before
     assert {"last.pt", "best.pt", "config.yaml", "train.log", "metrics.jsonl"} <= {p.name for p in target.iterdir()}
@@ -259,7 +259,7 @@ def test_a_refused_resume_changes_nothing(trained, tmp_path, capsys, change, mes
     source = tmp_path / "source"
     shutil.copytree(run_dir, source)
     before = snapshot(source)
-    for extra in ([], ["--output-dir", str(tmp_path / "elsewhere")]):
+    for extra in ([], ["--out", str(tmp_path / "elsewhere")]):
         code, _, err = run(["train", "--config", "synthetic_ssd", "--device", "cpu", "--resume",
                             str(source / "last.pt"), *extra, *sets(f"data.root={root}", *TINY, change)], capsys)
         assert code == 2 and "Traceback" not in err and err.count("\n") == 1
@@ -274,15 +274,15 @@ def test_a_new_run_never_writes_into_a_folder_holding_a_run(trained, tmp_path, c
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
     before = snapshot(copy)
-    code, _, err = run(["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(copy),
+    code, _, err = run(["train", "--config", "synthetic_ssd", "--device", "cpu", "--out", str(copy),
                         *sets(f"data.root={root}", *TINY)], capsys)
-    assert code == 2 and err.strip() == (f"error: --output-dir {copy}: already holds a run (last.pt, best.pt, "
+    assert code == 2 and err.strip() == (f"error: --out {copy}: already holds a run (last.pt, best.pt, "
                                          f"metrics.jsonl); continue it with --resume auto, or choose another folder")
     assert snapshot(copy) == before
 
 
 def test_a_second_training_into_a_folder_in_use_is_refused(trained, tmp_path, capsys):
-    """Two `detect train` into one --output-dir, the second started while the first runs."""
+    """Two `detect train` into one --out, the second started while the first runs."""
     import signal
     import subprocess
     import sys
@@ -291,18 +291,18 @@ def test_a_second_training_into_a_folder_in_use_is_refused(trained, tmp_path, ca
     _, root = trained
     folder = tmp_path / "run"
     first = subprocess.Popen([sys.executable, "-m", "detect", "train", "--config", "synthetic_ssd", "--device", "cpu",
-                              "--output-dir", str(folder), *sets(f"data.root={root}", *TINY, "train.epochs=200")],
+                              "--out", str(folder), *sets(f"data.root={root}", *TINY, "train.epochs=200")],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
         while not (folder / "config.yaml").exists() and time.monotonic() < deadline and first.poll() is None:
             time.sleep(0.1)
         assert first.poll() is None, first.stderr.read()
-        code, _, err = run(["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(folder),
+        code, _, err = run(["train", "--config", "synthetic_ssd", "--device", "cpu", "--out", str(folder),
                             *sets(f"data.root={root}", *TINY)], capsys)
-        assert code == 2 and err.strip() == (f"error: --output-dir {folder}: another detect train is writing there "
+        assert code == 2 and err.strip() == (f"error: --out {folder}: another detect train is writing there "
                                              f"now; wait for it to end, or choose another folder")
-        code, _, err = run(["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(folder),
+        code, _, err = run(["train", "--config", "synthetic_ssd", "--device", "cpu", "--out", str(folder),
                             "--resume", "auto", *sets(f"data.root={root}", *TINY)], capsys)
         assert code == 2 and ("another detect train is writing there now" in err or "no last.pt" in err), err
     finally:
@@ -329,7 +329,7 @@ def test_a_full_disk_stops_training_in_one_line_that_the_log_has_too(trained, tm
     _, root = trained
     folder = tmp_path / "full"
     done = run_on_full_disk(["train", "--config", "synthetic_ssd", "--device", "cpu",
-                             "--output-dir", str(folder / "run"),
+                             "--out", str(folder / "run"),
                              *sets(f"data.root={root}", *TINY[:-1], "data.num_workers=2", "train.epochs=3")],
                             folder, "3m", timeout=120)
     message = f"no space left on {folder / 'run'}: last.pt not written (free some space, or choose another folder)"
@@ -347,7 +347,7 @@ def test_a_full_disk_keeps_the_previous_checkpoint(trained, tmp_path):
     checkpoint_bytes = (run_dir / "last.pt").stat().st_size
     folder = tmp_path / "full"
     done = run_on_full_disk(["train", "--config", "synthetic_ssd", "--device", "cpu",
-                             "--output-dir", str(folder / "run"),
+                             "--out", str(folder / "run"),
                              *sets(f"data.root={root}", *TINY[:-1], "train.epochs=3")], folder,
                             f"{int(checkpoint_bytes * 1.5) // 1024}k", timeout=120)
     assert done.returncode == 2, done.stderr

@@ -68,7 +68,7 @@ def test_a_run_with_every_imbalance_option_trains_and_says_what_it_does(tmp_path
     from tests.engine.test_eval_checks import TINY, run, sets
 
     run_dir = tmp_path / "run"
-    code, _, err = run(["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(run_dir),
+    code, _, err = run(["train", "--config", "synthetic_ssd", "--device", "cpu", "--out", str(run_dir),
                         *sets(f"data.root={tmp_path / 'shapes'}", *TINY, "data.repeat_factor_threshold=1.0",
                               "train.class_weights=auto", "model.ssd.cls_loss=focal")], capsys)
     assert code == 0, err

@@ -17,7 +17,7 @@ def test_a_run_and_its_resume_log_to_one_mlflow_run(tmp_path, capsys, monkeypatc
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)  # a file: URI of the user's works without MLflow's opt-in
     monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
     run_dir = tmp_path / "run"
-    args = ["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(run_dir),
+    args = ["train", "--config", "synthetic_ssd", "--device", "cpu", "--out", str(run_dir),
             *sets(f"data.root={tmp_path / 'shapes'}", *TINY, "train.loggers=[csv, mlflow]", "train.eval_every=1",
                  "train.log_every=1")]
     code, _, err = run(args, capsys)
@@ -51,7 +51,7 @@ def test_without_mlflow_the_run_is_refused_before_it_writes(tmp_path, capsys, mo
 
     monkeypatch.setattr(builtins, "__import__", no_mlflow)
     run_dir = tmp_path / "run"
-    code, _, err = run(["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(run_dir),
+    code, _, err = run(["train", "--config", "synthetic_ssd", "--device", "cpu", "--out", str(run_dir),
                         *sets(f"data.root={tmp_path / 'shapes'}", *TINY, "train.loggers=[mlflow]")], capsys)
     assert code != 0 and "pip install 'detect[mlflow]'" in err and err.count("\n") == 1
     assert not run_dir.exists() or not any(run_dir.iterdir())
@@ -63,7 +63,7 @@ def test_a_store_that_cannot_be_used_is_one_line_before_the_run_writes(tmp_path,
     from detect import outputs
 
     run_dir = tmp_path / "run"
-    args = ["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(run_dir),
+    args = ["train", "--config", "synthetic_ssd", "--device", "cpu", "--out", str(run_dir),
             *sets(f"data.root={tmp_path / 'shapes'}", *TINY, "train.loggers=[mlflow]")]
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # the discard port: nothing answers
     started = time.perf_counter()

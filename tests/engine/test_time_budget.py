@@ -78,7 +78,7 @@ def test_each_epoch_end_fits_again_and_the_last_that_fits_ends_the_run():
 
 def test_a_timed_run_trains_its_fitted_schedule_and_its_resume_keeps_it(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    args = ["train", "--config", "synthetic_ssd", "--device", "cpu", "--output-dir", str(run_dir),
+    args = ["train", "--config", "synthetic_ssd", "--device", "cpu", "--out", str(run_dir),
             *sets(f"data.root={tmp_path / 'shapes'}", *TINY, "train.time_minutes=0.12")]
     started = time.perf_counter()
     code, out, err = run(args, capsys)

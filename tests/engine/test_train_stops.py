@@ -165,7 +165,7 @@ def test_a_stop_signal_to_the_process_group_stops_like_one_to_the_trainer(tmp_pa
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "NO_ALBUMENTATIONS_UPDATE": "1"}
     process = subprocess.Popen(
         [sys.executable, "-m", "detect", "train", "--config", "synthetic_faster_rcnn", "--device", "cpu",
-         "--output-dir", str(run_dir), *sets],
+         "--out", str(run_dir), *sets],
         cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,  # its own process group, as under `timeout` or a scheduler
         # Ctrl-C reaches it as in a terminal, also when this test runs where SIGINT is ignored (a

@@ -166,7 +166,7 @@ def test_input_size_rules(tiny_models):
 
 def test_cli_export(checkpoints, tmp_path, capsys):
     output = tmp_path / "frcnn.onnx"
-    code, stdout, _ = run_cli(["export", str(checkpoints["faster_rcnn"]), "--output", str(output),
+    code, stdout, _ = run_cli(["export", str(checkpoints["faster_rcnn"]), "--out", str(output),
                                "--image-size", "64,96", "--opset", "17"], capsys)
     assert code == 0 and "[1, 3, 64, 96]" in stdout and output.is_file()
     inputs = onnx.load(str(output)).graph.input
@@ -178,7 +178,7 @@ def test_cli_export(checkpoints, tmp_path, capsys):
         (["--format", "tflite"], "--format tflite: unknown export format; choose from onnx"),
     ]:
         code, _, stderr = run_cli(
-            ["export", str(checkpoints["ssd"]), *args, "--output", str(tmp_path / "x.onnx")], capsys)
+            ["export", str(checkpoints["ssd"]), *args, "--out", str(tmp_path / "x.onnx")], capsys)
         assert code == 2 and message in stderr and stderr.count("\n") == 1, stderr
         assert not (tmp_path / "x.onnx").exists()
 
@@ -192,7 +192,7 @@ def test_cli_export_says_wrote_only_for_a_model_that_loads(checkpoints, tmp_path
 
     monkeypatch.setattr(onnxruntime, "InferenceSession", refuse)
     output = tmp_path / "ssd.onnx"
-    code, stdout, stderr = run_cli(["export", str(checkpoints["ssd"]), "--output", str(output)], capsys)
+    code, stdout, stderr = run_cli(["export", str(checkpoints["ssd"]), "--out", str(output)], capsys)
     assert code == 2 and "wrote" not in stdout
     assert stderr.strip() == (f"error: {output}: the model exported with opset 17 does not load in onnxruntime "
                               f"([ONNXRuntimeError] : 9 : NOT_IMPLEMENTED : Could not find an implementation for "
@@ -205,7 +205,7 @@ def test_cli_export_to_a_full_disk_is_one_line_and_leaves_nothing(checkpoints, t
 
     folder = tmp_path / "full"
     output = folder / "ssd.onnx"
-    done = run_on_full_disk(["export", str(checkpoints["ssd"]), "--output", str(output)], folder, "64k")
+    done = run_on_full_disk(["export", str(checkpoints["ssd"]), "--out", str(output)], folder, "64k")
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.strip() == (f"error: no space left on {folder}: ssd.onnx not written (free some space, or "
                                    f"choose another folder)")

@@ -59,7 +59,7 @@ def test_int8_export_keeps_the_float_detections(format, checkpoints, data_overri
         pytest.importorskip("nncf", reason="OpenVINO INT8 needs the openvino extra: pip install -e '.[openvino]'")
     output = tmp_path / f"ssd.int8{FORMATS[format]}"
     code, stdout, stderr = run_cli(["export", str(checkpoints["ssd"]), "--format", format, "--int8", "--calibration",
-                                    "8", "--dynamic-batch", "--output", str(output), *sets(data_overrides)], capsys)
+                                    "8", "--dynamic-batch", "--out", str(output), *sets(data_overrides)], capsys)
     assert code == 0, stderr
     assert "fp32:" in stdout and "int8:" in stdout and "images/s" in stdout and f"wrote {output}" in stdout
     report = json.loads(report_path_of(output).read_text())
@@ -138,7 +138,7 @@ def test_what_cannot_be_quantized_is_one_line_and_no_file(checkpoints, data_over
          "--int8 calibrates on the training split of the checkpoint's data"),
     ]
     for extra, message in cases:
-        code, _, stderr = run_cli(["export", str(checkpoints["ssd"]), "--int8", "--output", str(output), *extra],
+        code, _, stderr = run_cli(["export", str(checkpoints["ssd"]), "--int8", "--out", str(output), *extra],
                                   capsys)
         assert code == 2 and message in stderr and stderr.count("\n") == 1, stderr
 

@@ -35,7 +35,7 @@ def test_eval_of_a_model_file_never_generates_its_data(tiny_models, tmp_path, ca
     before = snapshot(victim)
     checkpoint = checkpoint_naming(victim, tiny_models, tmp_path)
     onnx_file = tmp_path / "planted.onnx"
-    code, _, err = run_detect(["export", checkpoint, "--output", onnx_file], capsys)
+    code, _, err = run_detect(["export", checkpoint, "--out", onnx_file], capsys)
     assert code == 0, err
     for model_file in (checkpoint, onnx_file):
         code, _, err = run_detect(["eval", model_file, "--device", "cpu"], capsys)
@@ -66,10 +66,10 @@ def test_eval_of_a_model_file_reads_its_synthetic_data_where_it_is_or_where_the_
 def test_an_export_replaces_its_own_earlier_export(checkpoints, tmp_path, capsys):
     target = tmp_path / "model.onnx"
     for _ in range(2):
-        code, _, err = run_detect(["export", checkpoints["ssd"], "--output", target], capsys)
+        code, _, err = run_detect(["export", checkpoints["ssd"], "--out", target], capsys)
         assert code == 0, err
     foreign = tmp_path / "foreign.onnx"
     foreign.write_bytes(b"not an onnx file of ours")
-    code, _, err = run_detect(["export", checkpoints["ssd"], "--output", foreign], capsys)
+    code, _, err = run_detect(["export", checkpoints["ssd"], "--out", foreign], capsys)
     assert code == 2 and f"would replace {foreign}, which is not a model an earlier detect export" in err
     assert foreign.read_bytes() == b"not an onnx file of ours"

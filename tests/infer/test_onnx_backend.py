@@ -87,7 +87,7 @@ def test_cli_infer_with_onnxruntime(checkpoints, tmp_path, capsys):
     image = tmp_path / "img.png"
     cv2.imwrite(str(image), noise_image(40, 50, seed=0))
     onnx_path = tmp_path / "ssd.onnx"
-    assert run_cli(["export", str(checkpoints["ssd"]), "--output", str(onnx_path), "--dynamic-batch"], capsys)[0] == 0
+    assert run_cli(["export", str(checkpoints["ssd"]), "--out", str(onnx_path), "--dynamic-batch"], capsys)[0] == 0
     outputs = {}
     for backend, model_path in (("torch", checkpoints["ssd"]), ("onnxruntime", onnx_path)):
         out = tmp_path / backend

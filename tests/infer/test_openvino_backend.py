@@ -79,7 +79,7 @@ def test_cli_export_and_infer_with_openvino(checkpoints, tmp_path, capsys):
     image = tmp_path / "img.png"
     cv2.imwrite(str(image), noise_image(40, 50, seed=0))
     ir_path = tmp_path / "ssd.xml"
-    code, stdout, _ = run_cli(["export", str(checkpoints["ssd"]), "--format", "openvino", "--output", str(ir_path),
+    code, stdout, _ = run_cli(["export", str(checkpoints["ssd"]), "--format", "openvino", "--out", str(ir_path),
                                "--dynamic-batch"], capsys)
     assert code == 0 and "OpenVINO IR" in stdout
     assert ir_path.is_file() and ir_path.with_suffix(".bin").is_file()
@@ -117,7 +117,7 @@ def test_openvino_load_errors_say_why(checkpoints, tmp_path, capsys):
     from tests.data.conftest import voc_xml
 
     model = tmp_path / "m.xml"
-    code, _, err = run_detect(["export", checkpoints["ssd"], "--format", "openvino", "--output", model], capsys)
+    code, _, err = run_detect(["export", checkpoints["ssd"], "--format", "openvino", "--out", model], capsys)
     assert code == 0, err
     weights = model.with_suffix(".bin")
     weights.write_bytes(weights.read_bytes()[:100])  # truncated

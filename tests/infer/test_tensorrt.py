@@ -19,7 +19,7 @@ HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None and torch.cuda.i
 
 @pytest.mark.skipif(HAS_TENSORRT, reason="checks the refusal where TensorRT or a GPU is missing")
 def test_without_tensorrt_export_and_backend_are_one_line(checkpoints, tmp_path, capsys):
-    code, _, stderr = run_cli(["export", str(checkpoints["ssd"]), "--format", "tensorrt", "--output",
+    code, _, stderr = run_cli(["export", str(checkpoints["ssd"]), "--format", "tensorrt", "--out",
                                str(tmp_path / "ssd.engine")], capsys)
     assert code == 2 and stderr.count("\n") == 1
     assert "TensorRT is not installed" in stderr or "TensorRT needs a CUDA GPU" in stderr
@@ -35,7 +35,7 @@ def test_tensorrt_engine_matches_pytorch(checkpoints, tmp_path, capsys):
 
     engine = tmp_path / "ssd.engine"
     code, stdout, stderr = run_cli(["export", str(checkpoints["ssd"]), "--format", "tensorrt", "--dynamic-batch",
-                                    "--output", str(engine)], capsys)
+                                    "--out", str(engine)], capsys)
     assert code == 0, stderr
     assert engine.is_file() and engine.with_name("ssd.engine.json").is_file()
     images = [noise_image(60, 80, seed=1), noise_image(90, 50, seed=2), noise_image(64, 64, seed=3)]
