@@ -40,10 +40,10 @@ from benchmarks.torchvision_adapter import TorchvisionAdapter
 from benchmarks.zoo import build_named_detector, torchvision_detection_names
 from detect.config import Config, InputConfig, load_config
 from detect.data.normalize import batch_to_device
+from detect.detections.predict import predict_batch
 from detect.device import autocast_context, resolve_device, synchronize
 from detect.errors import CheckpointError, ConfigError, DetectError
 from detect.evaluation.evaluator import DetectionEvaluator
-from detect.evaluation.predict import predict_batch
 
 METRICS = ("voc07", "voc12", "coco")
 ROW_KEYS = ("name", "kind", "source", "backend", "precision", "num_images", "num_params", "voc07_map", "voc12_map",
@@ -71,7 +71,8 @@ class Candidate:
 def checkpoint_candidate(path: str | Path, backend: str = "auto") -> Candidate:
     """A model file's row: a checkpoint run by `backend` (torch; onnxruntime or openvino export it first,
     in float), or an exported file (.onnx, .xml, .engine: fp32 or INT8) run by its own backend."""
-    from detect.backends import is_exported_file, load_model_file, resolve_backend
+    from detect.backends import is_exported_file, resolve_backend
+    from detect.export.load import load_model_file
 
     path = Path(path)
     if not path.is_file():  # checked before any row runs, so a typo does not waste the others' time
@@ -146,9 +147,10 @@ def _build_peer(path, data_config: Config, class_names):
 def resolve_data_config(config_name: str | None, overrides: Sequence[str], checkpoints: Sequence[str | Path]) -> Config:
     """`--config` with `--set` applied, else the first checkpoint's own config with them; either reads the
     split lists of the first checkpoint's run when its validation part was drawn (data.val_fraction)."""
-    from detect.backends import is_exported_file, load_model_file
+    from detect.backends import is_exported_file
     from detect.checkpoints import config_from_checkpoint, load_checkpoint
-    from detect.evaluation.eval_command import model_file_config, with_run_split_lists
+    from detect.data.model_file_config import model_file_config, with_split_lists_of_run
+    from detect.export.load import load_model_file
 
     if not checkpoints:
         if config_name:
@@ -162,7 +164,7 @@ def resolve_data_config(config_name: str | None, overrides: Sequence[str], check
     if not config_name:
         return model_file_config(saved, overrides, first)
     # A run that drew its validation part is measured on that part (the lists in its folder).
-    return with_run_split_lists(load_config(config_name, list(overrides)), saved, first, given=True)
+    return with_split_lists_of_run(load_config(config_name, list(overrides)), saved, first, given=True)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -176,7 +178,7 @@ def _to_device(batch, device: torch.device, input_cfg: InputConfig):
 
 
 def _timed_detect(model, device_batch, device, autocast) -> float:
-    """Seconds of one forward + postprocess (detect.evaluation.predict.predict_batch), the device
+    """Seconds of one forward + postprocess (detect.detections.predict.predict_batch), the device
     synchronised before and after."""
     synchronize(device)
     start = time.perf_counter()

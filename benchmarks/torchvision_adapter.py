@@ -101,7 +101,7 @@ def _channels(values: Sequence[float]) -> torch.Tensor:
 
 def pad_detections(per_image: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """B dicts {boxes [K_i, 4], scores [K_i], labels [K_i]} (best first), as torchvision's detectors
-    return them -> the padded detections of our contract (detect/models/detections.py), D = max K_i."""
+    return them -> the padded detections of our contract (detect/detections/padded.py), D = max K_i."""
     device = per_image[0]["scores"].device if per_image else torch.device("cpu")
     counts = torch.tensor([len(found["scores"]) for found in per_image], dtype=torch.int64, device=device)
     return {

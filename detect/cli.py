@@ -626,8 +626,7 @@ def export(
     options = dict(opset=opset, dynamic_batch=dynamic_batch, image_size=parse_image_size(image_size),
                    batch_size=batch_size)
     if int8:
-        from detect.export.int8 import export_int8
-        from detect.export.int8_report import format_report
+        from detect.evaluation.int8_report import export_int8, format_report
 
         info = export_int8(format, checkpoint, target, calibration, overrides or [], **options)
         typer.echo(format_report(info["report"]))

@@ -11,7 +11,7 @@ import torch
 
 from benchmarks.shared_weights import copy_weights
 from benchmarks.speed import make_batches
-from detect.models.detections import split_detections
+from detect.detections.padded import split_detections
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from detect.config import Config
-from detect.models.detections import split_detections
+from detect.detections.padded import split_detections
 from tests.conftest import load_tool
 from tests.engine import doubles
 

@@ -49,8 +49,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def export_all(args) -> list[Path]:
     """The four exported files in args.out (each written again on every run), with the INT8 reports."""
+    from detect.evaluation.int8_report import export_int8
     from detect.export import EXPORTERS, parse_image_size
-    from detect.export.int8 import export_int8
 
     args.out.mkdir(parents=True, exist_ok=True)
     options = {"dynamic_batch": True, "image_size": parse_image_size(args.image_size)}

@@ -72,9 +72,9 @@ from benchmarks.peers import build_peer  # noqa: E402
 from benchmarks.shared_weights import copy_weights  # noqa: E402
 from benchmarks.torchvision_adapter import switch_off_transform  # noqa: E402
 from detect.config import load_config  # noqa: E402
+from detect.detections.predict import predict_batch  # noqa: E402
 from detect.device import synchronize  # noqa: E402
 from detect.errors import DetectError  # noqa: E402
-from detect.evaluation.predict import predict_batch  # noqa: E402
 from detect.models.build import build_model  # noqa: E402
 from detect.models.fuse import fold_batchnorm  # noqa: E402
 
@@ -298,8 +298,8 @@ def run_exported(ours, batches, args, cfg, backend: str) -> dict:
     OpenVINO, detect.backends) on the CPU, with torch's thread count."""
     import tempfile
 
-    from detect.backends import load_model_file
     from detect.export import export_model
+    from detect.export.load import load_model_file
 
     images = batches[0]["images"]
     class_names = [f"class{i}" for i in range(1, args.num_classes + 1)]
@@ -325,7 +325,8 @@ def measure_file(path: Path, args, device: torch.device) -> dict:
     """A model file timed through its backend (detect.backends: checkpoint, ONNX, OpenVINO IR, TensorRT
     engine, fp32 or INT8) on the benchmark's batches at its config's input size, forward plus
     postprocess as `detect infer` runs it. No torchvision peer: the row's ratio is empty."""
-    from detect.backends import load_model_file, resolve_backend
+    from detect.backends import resolve_backend
+    from detect.export.load import load_model_file
 
     backend = resolve_backend(path, args.backend)
     loaded = load_model_file(path, backend, device if backend == "torch" else "auto",

@@ -19,9 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 
 from benchmarks.peers import torchvision_ssd300  # noqa: E402
 from detect.config import SSDConfig  # noqa: E402
+from detect.detections.padded import split_detections  # noqa: E402
 from detect.device import synchronize  # noqa: E402
 from detect.models.default_boxes import box_scales, default_boxes  # noqa: E402
-from detect.models.detections import split_detections  # noqa: E402
 from detect.models.ssd_postprocess import postprocess_detections  # noqa: E402
 
 

@@ -11,11 +11,12 @@ the file suffixes it reads in NATIVE_SUFFIXES.
 from pathlib import Path
 
 from detect.backends import onnxruntime_backend, openvino_backend, tensorrt_backend, torch_backend  # noqa: F401
-from detect.backends.base import BACKENDS, LoadedModel
+from detect.backends.base import BACKENDS
+from detect.detections.loaded import LoadedModel
 from detect.errors import DetectError
 
 # The files each backend reads as they are. Given a checkpoint, a backend that runs an exported graph
-# (RUNS_ONNX) gets it exported to ONNX first (detect.infer.load_detector).
+# (RUNS_ONNX) gets it exported to ONNX first (detect.export.load_model_file).
 NATIVE_SUFFIXES = {
     "torch": (".pt", ".pth"),
     "onnxruntime": (".onnx",),
@@ -54,17 +55,13 @@ def resolve_backend(path: str | Path, backend: str | None) -> str:
     return backend
 
 
-def load_model_file(path: str | Path, backend: str | None = "auto", device="auto",
+def read_model_file(path: str | Path, backend: str | None = "auto", device="auto",
                     backend_options: dict | None = None, weights: str | Path | None = None) -> LoadedModel:
-    """Any model file, loaded by `backend` ("auto": by the file's suffix): a checkpoint's PyTorch model
-    (torch, EMA weights where it has them), or an exported file run by its backend. Given a
-    checkpoint, a backend that runs an ONNX graph (RUNS_ONNX) gets it exported first with a free batch
-    size, to a temporary folder: nothing is written beside the checkpoint. `backend_options` go to the
-    backend (onnxruntime, openvino: `threads`). `weights`: the weight file of a ready model
-    (`<preset>_coco`, detect/backends/ready_models.py) read instead of the hub cache's. The model follows the
-    detector contract either way."""
-    import tempfile
-
+    """A model file as it is, loaded by `backend` ("auto": by the file's suffix): a checkpoint's PyTorch
+    model (torch, EMA weights where it has them), a ready model (`<preset>_coco`, detect/backends/ready_models.py;
+    `weights`: its weight file, read instead of the hub cache's), or an exported file run by its backend.
+    `backend_options` go to the backend (onnxruntime, openvino: `threads`). The backends only read files: a
+    checkpoint for a graph runtime is exported first by detect.export.load_model_file, which the commands call."""
     from detect.backends.ready_models import load_ready_model, ready_model_name
 
     if ready_model_name(path) is not None:  # `<preset>_coco`: torchvision's COCO weights, no file of ours
@@ -75,19 +72,11 @@ def load_model_file(path: str | Path, backend: str | None = "auto", device="auto
         raise DetectError(f"--weights names the weight file of a ready model (<preset>_coco); {path} is a model file "
                           f"of its own: leave --weights out")
     backend = resolve_backend(path, backend)
-    load = BACKENDS.get(backend)
-    path = Path(path)
-    if backend in RUNS_ONNX and not reads_natively(backend, path):
-        from detect.export import export_onnx
-
-        if str(device) not in ("auto", "cpu"):
-            load(path, str(device))  # the backend's own one-line refusal, before exporting anything
-        with tempfile.TemporaryDirectory(prefix="detect-onnx-") as folder:
-            exported = Path(folder) / "model.onnx"
-            export_onnx(path, exported, dynamic_batch=True)
-            return load(exported, device, **(backend_options or {}))  # the graph is held in memory
-    return load(path, device, **(backend_options or {}))
+    if backend in RUNS_ONNX and not reads_natively(backend, Path(path)):
+        raise DetectError(f"{path}: {backend} runs an exported graph; export it first (detect export), or load it with "
+                          f"detect.export.load_model_file, which does")
+    return BACKENDS.get(backend)(Path(path), device, **(backend_options or {}))
 
 
 __all__ = ["BACKENDS", "LoadedModel", "NATIVE_SUFFIXES", "RUNS_ONNX", "backend_for_file", "is_exported_file",
-           "load_model_file", "reads_natively", "resolve_backend"]
+           "read_model_file", "reads_natively", "resolve_backend"]

@@ -1,5 +1,5 @@
-"""What the backends that run an exported graph share (onnxruntime, OpenVINO): the graph of `detect
-export` (detect/export/onnx.py: model, postprocess and NMS in one graph) behind our model contract, so
+"""What the backends that run an exported graph share (onnxruntime, OpenVINO, TensorRT): the graph of
+`detect export` (its contract: detect/detections/graph.py) behind our model contract, so
 `Detector` (detect/infer/detector.py) runs it exactly as the PyTorch model: same eval preprocessing,
 same per-image results.
 
@@ -16,16 +16,13 @@ metadata (the export's key -> JSON string), and runs one chunk in `run_graph`.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from detect.detections.graph import padded_from_graph
 from detect.errors import DetectError
-
-OUTPUT_NAMES = ("boxes", "scores", "labels", "num_detections")
 
 
 class ExportedGraph(nn.Module):
@@ -79,37 +76,5 @@ class ExportedGraph(nn.Module):
 
     @torch.no_grad()
     def postprocess(self, outputs: dict, image_sizes: torch.Tensor, scales: torch.Tensor) -> dict:
-        """The graph's padded detections (detect/models/detections.py), boxes in original pixels."""
-        boxes = outputs["boxes"] / scales.float().cpu().repeat(1, 2).unsqueeze(1)
-        return {"boxes": boxes, "scores": outputs["scores"], "labels": outputs["labels"].long(),
-                "num": outputs["num_detections"].long()}
-
-
-def loaded_from_metadata(model: ExportedGraph, path, device: str = "cpu"):
-    """The LoadedModel of an exported graph: config, class names and category ids from its metadata."""
-    from detect.backends.base import LoadedModel
-    from detect.config import validate_saved_config
-
-    for key in ("config", "class_names"):
-        if key not in model.metadata:
-            raise DetectError(f"{path}: no '{key}' in its metadata; export it again with this version of detect export")
-    config = validate_saved_config(metadata_json(model.metadata, "config", path))
-    category_ids = metadata_json(model.metadata, "category_ids", path) if "category_ids" in model.metadata else None
-    return LoadedModel(model, config, metadata_json(model.metadata, "class_names", path), category_ids, device)
-
-
-def metadata_json(metadata: dict, key: str, path):
-    """One JSON value of an exported graph's metadata; a one-line DetectError when it does not parse."""
-    try:
-        return json.loads(metadata[key])
-    except (TypeError, ValueError):
-        raise DetectError(f"{path}: its metadata '{key}' is not valid JSON; export it again") from None
-
-
-def onnx_metadata(path) -> dict[str, str]:
-    """The metadata `detect export` writes into an .onnx file (its metadata_props: key -> JSON string)."""
-    try:
-        import onnx
-    except ImportError:
-        raise DetectError(f"{path}: reading an ONNX file's metadata needs onnx: pip install -e '.[export]'") from None
-    return {prop.key: prop.value for prop in onnx.load(str(path), load_external_data=False).metadata_props}
+        """The graph's padded detections (detect/detections/padded.py), boxes in original pixels."""
+        return padded_from_graph(outputs, scales)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from detect.backends.base import LoadedModel
+from detect.detections.loaded import LoadedModel
 
 SUFFIX = "_coco"
 

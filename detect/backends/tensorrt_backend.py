@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from detect.backends.base import BACKENDS, LoadedModel
-from detect.backends.graph_model import OUTPUT_NAMES, ExportedGraph, loaded_from_metadata
+from detect.backends.base import BACKENDS
+from detect.backends.graph_model import ExportedGraph
+from detect.detections.graph import OUTPUT_NAMES, loaded_from_metadata
+from detect.detections.loaded import LoadedModel
 from detect.errors import DetectError
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from detect.backends.base import BACKENDS, LoadedModel
+from detect.backends.base import BACKENDS
+from detect.detections.loaded import LoadedModel
 
 
 @BACKENDS.register("torch")

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
-from detect.config import Config, load_config, saved_config_with_overrides
+from detect.config import Config, load_config
 from detect.data.dataset import skipped_in
+from detect.data.model_file_config import model_file_config, with_split_lists_of_run
 from detect.data.skip_report import SkipReport, dataset_errors, summary
-from detect.data.splits import draws_splits, run_split_lists
 from detect.device import autocast_context
 from detect.errors import CheckpointError, DetectError
 from detect.evaluation.evaluator import DetectionEvaluator, evaluator_for_dataset, parse_metrics
@@ -85,9 +85,10 @@ def evaluate_checkpoint(checkpoint: Path, config_name: str | None, overrides: li
     Classes travel by name: the data is read with the checkpoint's class list unless `data.classes`
     names others; then the model's labels are mapped to them by name (a subset or another order is
     scored as such), and a class the model does not know is refused."""
-    from detect.backends import load_model_file, resolve_backend
+    from detect.backends import resolve_backend
     from detect.data.loader import build_dataloader
     from detect.evaluation.evaluate import run_detector
+    from detect.export.load import load_model_file
 
     backend = resolve_backend(checkpoint, backend)
     loaded = load_model_file(checkpoint, backend, device, weights=weights)
@@ -97,7 +98,7 @@ def evaluate_checkpoint(checkpoint: Path, config_name: str | None, overrides: li
         config = load_config(config_name, overrides)
         if config.data.classes is None:
             config = config.model_copy(update={"data": config.data.model_copy(update={"classes": list(class_names)})})
-        config = with_run_split_lists(config, ckpt_config, checkpoint, given=True)
+        config = with_split_lists_of_run(config, ckpt_config, checkpoint, given=True)
     else:
         config = model_file_config(ckpt_config, overrides, checkpoint, class_names)
     label_map = label_map_by_name(class_names, config.data.classes, checkpoint)
@@ -116,35 +117,6 @@ def evaluate_checkpoint(checkpoint: Path, config_name: str | None, overrides: li
     skipped.add(dataset_errors(loader.dataset.raw), split)
     results = {**evaluator.evaluate(), "skipped": summary(skipped.skipped)}
     return Evaluation(config, list(config.data.classes), split, evaluator, results)
-
-
-def model_file_config(saved: Config, overrides, model_file: Path, class_names: list[str] | None = None) -> Config:
-    """The config a model file (checkpoint or export) holds, with `overrides`: its classes (`class_names`
-    where it names none), the parts its run drew (with_run_split_lists), and its data only read where
-    it is, never generated (detect.data.synthetic.existing_data_only), unless the user named the
-    folder (`--set data.root=...`): a file handed to us never decides where we write."""
-    from detect.data.synthetic import existing_data_only
-
-    config = saved_config_with_overrides(saved, list(overrides))
-    data = config.data
-    if data.classes is None and class_names is not None:
-        data = data.model_copy(update={"classes": list(class_names)})
-    if not any(str(item).partition("=")[0].strip() == "data.root" for item in overrides):
-        data = existing_data_only(data, model_file)
-    config = config.model_copy(update={"data": data})
-    return with_run_split_lists(config, saved, Path(model_file), given=False)
-
-
-def with_run_split_lists(config: Config, ckpt_config: Config, checkpoint: Path, given: bool) -> Config:
-    """A checkpoint of a run that drew its validation part is scored on that run's part: the lists in
-    the checkpoint's folder (splits/), else those its config names (detect/data/splits.py). A config
-    given on the command line keeps the lists it names itself."""
-    if not draws_splits(config.data) or (given and config.data.split_lists is not None):
-        return config
-    lists = run_split_lists(checkpoint.parent, {"split_lists": ckpt_config.data.split_lists})
-    if lists is None:
-        return config
-    return config.model_copy(update={"data": config.data.model_copy(update={"split_lists": str(lists)})})
 
 
 def evaluate_detections(detections: Path, config_name: str, overrides: list[str], split: str | None,

@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from detect.data.dataset import skipped_in
+from detect.detections.predict import predict
 from detect.evaluation.coco import DEFAULT_COCO_BACKEND
 from detect.evaluation.evaluator import DetectionEvaluator
-from detect.evaluation.predict import predict
 
 GT_KEYS = ("labels", "difficult", "iscrowd", "image_id", "orig_size", "skipped")
 
@@ -40,7 +40,7 @@ def ground_truth_in_original_pixels(targets: Sequence[dict]) -> list[dict]:
 def run_detector(model: nn.Module, loader, device: torch.device, autocast=None,
                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None):
     """Yields (detections, ground truths) per batch, both lists of per-image dicts in original pixels
-    on the host; detections from detect.evaluation.predict (`mean` / `std`: the model's input.mean /
+    on the host; detections from detect.detections.predict (`mean` / `std`: the model's input.mean /
     input.std, for loaders that send uint8 pixels; see detect.data.normalize)."""
     was_training = model.training
     model.eval()

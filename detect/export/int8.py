@@ -10,19 +10,21 @@ Only the trunk and the heads run in INT8; box decoding, the postprocess and NMS 
   and the elementwise and decoding ops (FLOAT_OPS: the RPN's proposal decoding is inside the network)
   left out of its scope.
 Calibration: N images (default 300, all of them when the split has fewer) of the checkpoint's training
-split, drawn with a fixed seed, through the eval preprocessing (`Detector.preprocess`) and zero-padded
-to the graph's H x W, exactly what the graph sees at inference. A model the runtime cannot quantize or
-run after quantizing is one line naming the layer and the reason, and nothing is written.
+split, drawn with a fixed seed, through the eval preprocessing (detect/detections/eval_inputs.py, as
+`Detector.preprocess`) and zero-padded to the graph's H x W, exactly what the graph sees at inference.
+A model the runtime cannot quantize or run after quantizing is one line naming the layer and the
+reason, and nothing is written.
 
-    info = export_int8("onnx", checkpoint, output, calibration=300, overrides=[], dynamic_batch=True)
-        -> export_onnx's info, plus "quantized" (layers in INT8 / quantizable layers) and "report"
-           (detect/export/int8_report.py: float and INT8 mAP@0.5 and images/s), also written to
-           <output>.json beside the model (report_path_of)
+    info = quantize_checkpoint("onnx", checkpoint, output, folder, calibration=300, overrides=[],
+                               dynamic_batch=True)
+        -> export_onnx's info, plus "quantized" (layers in INT8 / quantizable layers) and the float model
+           written into `folder`; `detect export --int8` calls detect.evaluation.int8_report.export_int8,
+           which adds the float-against-INT8 report (mAP@0.5 and images/s), written to <output>.json
+           beside the model (report_path_of)
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import tempfile
@@ -46,38 +48,31 @@ FLOAT_OPS = ["Multiply", "Add", "Subtract", "Divide", "Exp", "Concat", "Sigmoid"
 POSTPROCESS = r"^(?!/model/).*"
 
 
-def export_int8(format: str, checkpoint: str | Path, output: str | Path, calibration: int = DEFAULT_CALIBRATION,
-                overrides=(), **export_options) -> dict:
-    """Export `checkpoint` in float to a temporary folder, quantize it for `format`'s runtime, write
-    the INT8 model to `output` and the float-against-INT8 report beside it."""
-    from detect.export.int8_report import compare_precisions
+def quantize_checkpoint(format: str, checkpoint: str | Path, output: str | Path, folder: Path,
+                        calibration: int = DEFAULT_CALIBRATION, overrides=(), **export_options) -> dict:
+    """Export `checkpoint` in float into `folder`, quantize it for `format`'s runtime and write the INT8
+    model to `output`: export_onnx's info plus "quantized" (layers in INT8 / quantizable layers),
+    "float_model" (the float file of that runtime, in `folder`), "backend" (the runtime) and
+    "calibration_images". detect.evaluation.int8_report.export_int8 adds the float-against-INT8 report."""
     from detect.export.onnx import export_onnx
 
     check_int8_format(format)
     if calibration < 1:
         raise DetectError(f"--calibration {calibration}: give at least one image")
     output = Path(output)
-    with tempfile.TemporaryDirectory(prefix="detect-int8-") as folder:
-        float_onnx = Path(folder) / "float.onnx"
-        info = export_onnx(checkpoint, float_onnx, **export_options)
-        feeds = calibration_feeds(checkpoint, float_onnx, calibration, overrides)
-        if format == "onnx":
-            info["quantized"] = quantize_onnx(float_onnx, output, feeds)
-            float_model, backend = float_onnx, "onnxruntime"
-        else:
-            from detect.export.openvino import save_ir
+    float_onnx = Path(folder) / "float.onnx"
+    info = export_onnx(checkpoint, float_onnx, **export_options)
+    feeds = calibration_feeds(checkpoint, float_onnx, calibration, overrides)
+    if format == "onnx":
+        info["quantized"] = quantize_onnx(float_onnx, output, feeds)
+        info["float_model"], info["backend"] = float_onnx, "onnxruntime"
+    else:
+        from detect.export.openvino import save_ir
 
-            info["quantized"] = quantize_openvino(float_onnx, output, feeds)
-            float_model, backend = Path(folder) / "float.xml", "openvino"
-            save_ir(float_onnx, float_model)
-        report = compare_precisions(checkpoint, float_model, output, backend, overrides)
-    report.update(calibration_images=sum(len(feed["images"]) for feed in feeds), quantized=info["quantized"])
-    report_path = report_path_of(output)
-    report_path.write_text(json.dumps(report, indent=2) + "\n")
-    info["report"], info["report_path"] = report, report_path
-    layers = info["quantized"]
-    info["summary"] = (f"INT8 ({layers['int8']} of {layers['quantizable']} layers), {info['summary']}; "
-                       f"float and INT8 compared in {report_path.name}")
+        info["quantized"] = quantize_openvino(float_onnx, output, feeds)
+        info["float_model"], info["backend"] = Path(folder) / "float.xml", "openvino"
+        save_ir(float_onnx, info["float_model"])
+    info["calibration_images"] = sum(len(feed["images"]) for feed in feeds)
     return info
 
 
@@ -101,7 +96,7 @@ def calibration_feeds(checkpoint: str | Path, float_onnx: Path, count: int, over
     the graph's batch size, or of one for a free batch)."""
     from detect.backends.onnxruntime_backend import load_onnxruntime
     from detect.data.build import build_dataset
-    from detect.infer.detector import Detector
+    from detect.detections.eval_inputs import eval_transform, graph_inputs, prepared
 
     loaded = load_onnxruntime(float_onnx, "cpu")
     graph = loaded.model
@@ -112,12 +107,12 @@ def calibration_feeds(checkpoint: str | Path, float_onnx: Path, count: int, over
         raise DetectError(f"--int8 calibrates on the training split of the checkpoint's data: {error} (point at it "
                           f"with --set data.root=...)") from None
     picks = np.random.default_rng(CALIBRATION_SEED).permutation(len(dataset))[:count]
-    detector = Detector(graph, loaded.config, loaded.class_names, device="cpu")
+    transform = eval_transform(loaded.config)
     step = graph.batch_size or 1
     feeds = []
     for start in range(0, len(picks) - step + 1, step):
         images = [dataset[int(index)][0] for index in picks[start:start + step]]
-        batch, image_sizes, _ = detector.preprocess(images)
+        batch, image_sizes, _ = graph_inputs([prepared(image, transform) for image in images], loaded.config.input)
         batch = F.pad(batch, (0, graph.width - batch.shape[3], 0, graph.height - batch.shape[2]))
         feeds.append({"images": batch.numpy(), "image_sizes": image_sizes.numpy().astype(np.int64),
                       "scales": np.ones((len(images), 2), np.float32)})
@@ -128,9 +123,9 @@ def calibration_feeds(checkpoint: str | Path, float_onnx: Path, count: int, over
 
 
 def checkpoint_data_config(checkpoint: str | Path, overrides=()):
-    """The checkpoint's own config with `overrides` (see eval_command.model_file_config)."""
+    """The checkpoint's own config with `overrides` (detect/data/model_file_config.py)."""
     from detect.checkpoints import config_from_checkpoint, load_checkpoint
-    from detect.evaluation.eval_command import model_file_config
+    from detect.data.model_file_config import model_file_config
 
     checkpoint = Path(checkpoint)
     return model_file_config(config_from_checkpoint(load_checkpoint(checkpoint), checkpoint), overrides, checkpoint)

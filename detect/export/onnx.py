@@ -21,20 +21,20 @@ for keep-ratio configs (Faster R-CNN) `--image-size H,W`, by default the padded 
 (`input.max_size` rounded up to `input.size_divisible`, square), which holds any resized image.
 B is fixed at the traced batch size unless `dynamic_batch`.
 
-The graph is the prediction path itself (detect.evaluation.predict.padded_predictions): the model's
+The graph is the prediction path itself (detect.detections.predict.padded_predictions): the model's
 forward and its postprocess, which both detectors write in a form that tracing keeps. Their NMS
 becomes ONNX NonMaxSuppression (detect/models/nms.py), and the padded detections are the outputs.
 """
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from detect.detections.graph import INPUT_NAMES, OUTPUT_NAMES
 from detect.errors import DetectError, first_line
 from detect.export.base import EXPORT_SUFFIXES, EXPORTERS
 from detect.outputs import atomic_output
@@ -58,7 +58,7 @@ class ExportableDetector(nn.Module):
         self.model = model
 
     def forward(self, images: torch.Tensor, image_sizes: torch.Tensor, scales: torch.Tensor):
-        from detect.evaluation.predict import padded_predictions
+        from detect.detections.predict import padded_predictions
 
         found = padded_predictions(self.model, images, image_sizes, scales)
         return found["boxes"], found["scores"], found["labels"], found["num"]
@@ -152,8 +152,7 @@ def export_model(
         max_detections = module(images, image_sizes, scales)[1].shape[1]
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    input_names = ["images", "image_sizes", "scales"]
-    output_names = ["boxes", "scores", "labels", "num_detections"]
+    input_names, output_names = list(INPUT_NAMES), list(OUTPUT_NAMES)  # the contract's (detections/graph.py)
     dynamic_axes = {name: {0: "batch"} for name in input_names + output_names} if dynamic_batch else None
     with atomic_output(output) as temporary:  # a failed or refused export leaves no .onnx behind
         with warnings.catch_warnings(), torch.no_grad():
@@ -185,25 +184,13 @@ def torchscript_export(module, inputs, path: Path, opset, input_names, output_na
 
 def add_metadata(path: Path, config, class_names: list[str], height: int, width: int,
                  category_ids: list[int] | None, max_detections: int) -> None:
+    """The contract's metadata (detect/detections/graph.py) into the ONNX file's metadata_props."""
     import onnx
 
-    from detect.config import config_to_dict
+    from detect.detections.graph import graph_metadata
 
     graph = onnx.load(str(path))
-    metadata = {
-        "class_names": json.dumps(list(class_names)),
-        "mean": json.dumps(list(config.input.mean)),
-        "std": json.dumps(list(config.input.std)),
-        "resize": config.input.resize,
-        "input_size": json.dumps([height, width]),
-        "max_detections": str(int(max_detections)),  # D, which a free-batch graph's output shapes do not state
-        "arch": config.model.arch,
-        # The whole resolved config: `detect infer --backend onnxruntime` rebuilds the eval pipeline from it.
-        "config": json.dumps(config_to_dict(config)),
-    }
-    if category_ids is not None:
-        metadata["category_ids"] = json.dumps([int(i) for i in category_ids])
-    for key, value in metadata.items():
+    for key, value in graph_metadata(config, class_names, height, width, category_ids, max_detections).items():
         graph.metadata_props.add(key=key, value=value)
     onnx.save(graph, str(path))
 

@@ -10,8 +10,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from detect.backends.graph_model import onnx_metadata
 from detect.backends.openvino_backend import METADATA_KEY, require_openvino
+from detect.detections.graph import onnx_metadata
 from detect.export.base import EXPORT_SUFFIXES, EXPORTERS
 from detect.export.onnx import export_onnx
 

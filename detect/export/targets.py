@@ -44,7 +44,7 @@ def is_earlier_export(format: str, target: Path) -> bool:
         return False
     try:
         if format == "onnx":
-            from detect.backends.graph_model import onnx_metadata
+            from detect.detections.graph import onnx_metadata
 
             return "class_names" in onnx_metadata(target)
         if format == "openvino":

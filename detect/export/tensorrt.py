@@ -16,8 +16,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from detect.backends.graph_model import onnx_metadata
 from detect.backends.tensorrt_backend import metadata_path, require_tensorrt
+from detect.detections.graph import onnx_metadata
 from detect.errors import DetectError
 from detect.export.base import EXPORT_SUFFIXES, EXPORTERS
 from detect.export.onnx import export_onnx

@@ -9,7 +9,7 @@ Preprocessing is the checkpoint config's eval pipeline (resize and normalize, as
 padded to multiples of `input.size_divisible` like a training batch; with `input.normalize_on: device`
 (the default) the batch travels to the device as uint8 and is normalized there, as in training and
 `detect eval` (detect.data.normalize), so both settings give the model the same input. Detections
-come from detect.evaluation.predict, the prediction path of `detect eval` (its autocast: bf16 or fp16 on
+come from detect.detections.predict, the prediction path of `detect eval` (its autocast: bf16 or fp16 on
 CUDA when `train.amp`, float32 on CPU), so boxes are xyxy in the original image's pixels. `run_inference` (the
 CLI) writes annotated images, annotated videos, and the detections as JSON (images) and JSONL
 (video frames).
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from detect.data.image_header import DEFAULT_MAX_PIXELS
-from detect.data.normalize import batch_to_device
+from detect.detections.eval_inputs import collated, eval_transform, graph_inputs, prepared
 from detect.device import autocast_context, resolve_device
 from detect.errors import DetectError
 
@@ -114,7 +114,6 @@ class Detector:
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ):
         from detect.config import Config, validate_saved_config
-        from detect.data.transforms import build_transforms
         from detect.models.fuse import fold_batchnorm
 
         self.config = config if isinstance(config, Config) else validate_saved_config(dict(config))
@@ -131,7 +130,7 @@ class Detector:
         self.classes = self._class_filter(classes)
         self.batch_size = int(batch_size)
         self.max_pixels = max_pixels  # image files whose header declares more are refused undecoded
-        self._transform = build_transforms(self.config.input, self.config.augment, train=False)
+        self._transform = eval_transform(self.config)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto", **options) -> "Detector":
@@ -191,26 +190,20 @@ class Detector:
     def prepare(self, image: np.ndarray) -> tuple[torch.Tensor, dict]:
         """One HxWx3 uint8 RGB array through the eval pipeline: (image [3, h, w], uint8 pixels or
         float32 normalized as input.normalize_on says, target with image_size and scale)."""
-        return self._transform(image, _no_objects(image))
+        return prepared(image, self._transform)
 
     def preprocess(self, images: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The eval pipeline and the collate of `detect eval`: HxWx3 uint8 RGB arrays ->
         (images float32 [B, 3, H, W] normalized, zero-padded to multiples of input.size_divisible;
         image_sizes int64 [B, 2] (h, w) after resize; scales float32 [B, 2] (sx, sy)), on the host.
         This is the exported ONNX model's input (detect/export/onnx.py), whatever input.normalize_on says."""
-        batch, targets = self._collate([self.prepare(image) for image in images])
-        return batch_to_device(batch, targets, torch.device("cpu"), self.config.input.mean, self.config.input.std)
-
-    def _collate(self, samples: list) -> tuple[torch.Tensor, list[dict]]:
-        from detect.data.loader import collate
-
-        return collate(samples, self.config.input.size_divisible)
+        return graph_inputs([self.prepare(image) for image in images], self.config.input)
 
     @torch.inference_mode()
     def _detect_batch(self, images: list[np.ndarray], samples: list, threshold: float, keep_labels) -> list[Detections]:
-        from detect.evaluation.predict import predict
+        from detect.detections.predict import predict
 
-        batch, targets = self._collate(samples)
+        batch, targets = collated(samples, self.config.input)
         # As `detect eval`: normalized on the device, bf16/fp16 autocast on CUDA with train.amp.
         predictions = predict(self.model, batch, targets, self.device, self.config.input.mean, self.config.input.std,
                               lambda: autocast_context(self.config, self.device))
@@ -269,13 +262,6 @@ def as_rgb_array(item, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarra
     return np.ascontiguousarray(array[:, :, :3])
 
 
-def _no_objects(image: np.ndarray) -> dict:
-    """A raw target with no boxes: what the eval pipeline needs besides the image."""
-    height, width = image.shape[:2]
-    return {"boxes": np.zeros((0, 4), np.float32), "labels": np.zeros(0, np.int64), "difficult": np.zeros(0, bool),
-            "iscrowd": np.zeros(0, bool), "image_id": None, "orig_size": (height, width)}
-
-
 def load_detector(checkpoint: str | Path, backend: str | None = "auto", device: str | torch.device = "auto",
                   backend_options: dict | None = None, weights: str | Path | None = None, **options) -> Detector:
     """The `Detector` of `detect infer`, `detect serve`, the tools and the Python API, for any model file
@@ -286,7 +272,7 @@ def load_detector(checkpoint: str | Path, backend: str | None = "auto", device: 
     `backend_options` go to the backend (onnxruntime, openvino: `threads`), `options` to the Detector;
     `weights`: a ready model's weight file (`<preset>_coco`, read from it instead of the hub cache).
     One-line DetectError for an unknown backend or a device the backend cannot use."""
-    from detect.backends import load_model_file
+    from detect.export.load import load_model_file
 
     loaded = load_model_file(checkpoint, backend, device, backend_options, weights)
     return Detector(loaded.model, loaded.config, loaded.class_names, device=loaded.device,

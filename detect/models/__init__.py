@@ -19,7 +19,7 @@ The contract every detector keeps (Faster R-CNN in faster_rcnn.py, SSD in ssd.py
                      descending, labels int64 [B, D] in 1..C, num int64 [B]}; per-image lists are
                      cut from them at the edges (detections.split_detections)
 
-Everything that predicts goes through detect.evaluation.predict; both detectors share the box primitives
+Everything that predicts goes through detect.detections.predict; both detectors share the box primitives
 (boxes.py: coder, IoU, clipping, padded ground truth; matcher.py; nms.py).
 
 `model.num_classes` is C, the number of foreground classes. Every detector is a DetectionModel

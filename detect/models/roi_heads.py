@@ -5,7 +5,7 @@ Training:  roi_heads(features [B, C, Hf, Wf], proposals [B, P, 4], proposal_vali
            -> {"loss_classifier", "loss_box_reg"}
 Inference: roi_heads(features, proposals, proposal_valid)
            -> {"rois" [B, P, 4], "roi_valid" [B, P], "class_logits" [B, P, C+1], "box_deltas" [B, P, C, 4]}
-           roi_heads.postprocess(outputs, image_sizes, scales) -> padded detections (models/detections.py)
+           roi_heads.postprocess(outputs, image_sizes, scales) -> padded detections (detections/padded.py)
 
 Class 0 is background; box regression is class-specific for the C foreground classes.
 
@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import roi_pool
 
+from detect.detections.padded import padded_detections, to_original_pixels
 from detect.models.boxes import box_iou, clip_boxes, decode, encode
-from detect.models.detections import padded_detections
 from detect.models.matcher import POSITIVE, match, sample_balanced
 from detect.models.nms import batched_nms_by_offset
 from detect.models.roi_align import roi_align_batched
@@ -215,7 +215,7 @@ def postprocess_detections(
     detections_per_img: int,
 ) -> dict[str, torch.Tensor]:
     """Decode per class, clip, threshold, class-wise NMS and top-k for the whole batch: the padded
-    detections (detect/models/detections.py), boxes in original image pixels (resized / scale,
+    detections (detect/detections/padded.py), boxes in original image pixels (resized / scale,
     clipped to the original size). D = min(detections_per_img, R x C).
 
     Written so that tracing keeps it (ONNX export traces this very function): the NMS offset comes
@@ -243,7 +243,7 @@ def postprocess_detections(
     top_boxes = boxes.reshape(batch, -1, 4).gather(1, top[..., None].expand(-1, -1, 4))
     top_labels = top % num_classes + 1
     scale = scales.to(top_boxes.dtype)
-    top_boxes = top_boxes / scale.repeat(1, 2)[:, None, :]
+    top_boxes = to_original_pixels(top_boxes, scale)
     orig_sizes = image_sizes.to(top_boxes.dtype) / scale.flip(1)  # (h, w) = resized (h, w) / (sy, sx)
     top_boxes = clip_boxes(top_boxes, orig_sizes[:, 0], orig_sizes[:, 1])
     kept = torch.isfinite(top_scores)  # kept ones come first

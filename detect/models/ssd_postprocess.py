@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import torch
 
+from detect.detections.padded import padded_detections, to_original_pixels
 from detect.models.boxes import decode, variance_weights
-from detect.models.detections import padded_detections
 from detect.models.nms import sorted_groups_nms
 
 
@@ -34,7 +34,7 @@ def postprocess_detections(
     detections_per_img: int = 200,
     variances: tuple[float, float] = (0.1, 0.2),
 ) -> dict[str, torch.Tensor]:
-    """Detections of the batch, padded (detect/models/detections.py), boxes in original pixels.
+    """Detections of the batch, padded (detect/detections/padded.py), boxes in original pixels.
 
     cls_logits [B, A, C + 1] (index 0 background); box_regression [B, A, 4]; priors [A, 4] xyxy in
     the input's pixels; image_sizes int [B, 2] (h, w) of the valid region; scales [B, 2] (sx, sy)
@@ -59,6 +59,6 @@ def postprocess_detections(
     kept_scores = top_scores.masked_fill(~keep, -1.0).reshape(batch, -1)
     final_scores, final_index = kept_scores.topk(min(detections_per_img, kept_scores.shape[1]), dim=1)
     final_boxes = torch.gather(candidate_boxes.reshape(batch, -1, 4), 1, final_index.unsqueeze(-1).expand(-1, -1, 4))
-    final_boxes = final_boxes / scales.to(final_boxes.dtype).repeat(1, 2).unsqueeze(1)
+    final_boxes = to_original_pixels(final_boxes, scales.to(final_boxes.dtype))
     final_labels = final_index // k + 1
     return padded_detections(final_boxes, final_scores, final_labels, final_scores >= 0)  # kept ones first

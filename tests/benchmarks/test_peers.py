@@ -9,7 +9,7 @@ import torch
 from benchmarks.peers import build_peer, build_torchvision_faster_rcnn
 from benchmarks.torchvision_adapter import TorchvisionAdapter
 from detect.config import Config, InputConfig, model_section
-from detect.models.detections import split_detections
+from detect.detections.padded import split_detections
 from tests.models.overfit_utils import shapes_batch
 from tests.models.test_faster_rcnn import LOSS_KEYS, SMALL
 

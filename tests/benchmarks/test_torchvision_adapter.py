@@ -8,7 +8,7 @@ import torch
 import torchvision
 
 from benchmarks.torchvision_adapter import TorchvisionAdapter, pad_detections, switch_off_transform
-from detect.models.detections import split_detections
+from detect.detections.padded import split_detections
 
 OURS_MEAN, OURS_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 

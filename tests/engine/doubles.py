@@ -85,7 +85,7 @@ class TinyDetector(nn.Module):
     def postprocess(self, outputs, image_sizes, scales):
         scores, labels = outputs["logits"].softmax(1).max(1)
         boxes = outputs["boxes"] / scales.to(outputs["boxes"]).repeat(1, 2)
-        # One detection per image: padded detections with D = 1 (detect/models/detections.py).
+        # One detection per image: padded detections with D = 1 (detect/detections/padded.py).
         return {"boxes": boxes[:, None], "scores": scores[:, None], "labels": labels[:, None] + 1,
                 "num": torch.ones_like(labels)}
 

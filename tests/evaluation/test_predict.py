@@ -7,9 +7,9 @@ import torch
 
 from detect.config import load_config
 from detect.data.normalize import normalize_batch
-from detect.evaluation.predict import padded_predictions, predict, predict_batch
+from detect.detections.padded import split_detections
+from detect.detections.predict import padded_predictions, predict, predict_batch
 from detect.models.build import build_model
-from detect.models.detections import split_detections
 
 TINY_SSD = ["input.size=64", "model.ssd.aspect_ratios=[[2.0],[2.0],[2.0]]", "model.ssd.score_threshold=0.2"]
 

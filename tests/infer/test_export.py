@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from detect.config import load_config
+from detect.detections.predict import predict_batch
 from detect.errors import DetectError
-from detect.evaluation.predict import predict_batch
 from detect.export import export_input_size, export_model, parse_image_size
 from detect.infer import Detector
 from detect.models.build import build_model

@@ -80,7 +80,8 @@ def test_int8_export_keeps_the_float_detections(format, checkpoints, data_overri
 def test_postprocess_and_nms_stay_float(checkpoints, data_overrides, tmp_path):
     """In the INT8 ONNX graph, values are quantized only where a convolution (or matrix product) reads or
     writes them: box decoding, the postprocess and NMS compute in float."""
-    from detect.export.int8 import QUANTIZED_ONNX_OPS, export_int8
+    from detect.evaluation.int8_report import export_int8
+    from detect.export.int8 import QUANTIZED_ONNX_OPS
 
     output = tmp_path / "ssd.int8.onnx"
     export_int8("onnx", checkpoints["ssd"], output, calibration=4, overrides=data_overrides)
@@ -108,7 +109,7 @@ def test_openvino_leaves_the_postprocess_float(checkpoints, data_overrides, tmp_
     pytest.importorskip("nncf", reason="OpenVINO INT8 needs the openvino extra: pip install -e '.[openvino]'")
     import openvino
 
-    from detect.export.int8 import export_int8
+    from detect.evaluation.int8_report import export_int8
 
     output = tmp_path / "ssd.int8.xml"
     export_int8("openvino", checkpoints["ssd"], output, calibration=4, overrides=data_overrides)
@@ -121,7 +122,7 @@ def test_openvino_leaves_the_postprocess_float(checkpoints, data_overrides, tmp_
 
 
 def test_calibration_takes_the_whole_split_when_it_is_smaller(checkpoints, data_overrides, tmp_path):
-    from detect.export.int8 import export_int8
+    from detect.evaluation.int8_report import export_int8
 
     info = export_int8("onnx", checkpoints["ssd"], tmp_path / "ssd.int8.onnx", calibration=1000,
                        overrides=data_overrides)
@@ -129,7 +130,7 @@ def test_calibration_takes_the_whole_split_when_it_is_smaller(checkpoints, data_
 
 
 def test_what_cannot_be_quantized_is_one_line_and_no_file(checkpoints, data_overrides, tmp_path, monkeypatch, capsys):
-    from detect.export import int8 as int8_module
+    from detect.evaluation import int8_report
 
     output = tmp_path / "ssd.int8.onnx"
     cases = [
@@ -148,6 +149,6 @@ def test_what_cannot_be_quantized_is_one_line_and_no_file(checkpoints, data_over
     monkeypatch.setattr("onnxruntime.quantization.quantize_static", refuses)
     message = "onnxruntime cannot quantize this model: Conv node /trunk/conv1/Conv"
     with pytest.raises(DetectError, match=message) as caught:
-        int8_module.export_int8("onnx", checkpoints["ssd"], output, calibration=2, overrides=data_overrides)
+        int8_report.export_int8("onnx", checkpoints["ssd"], output, calibration=2, overrides=data_overrides)
     assert "\n" not in str(caught.value)
     assert not output.exists() and not report_path_of(output).exists()

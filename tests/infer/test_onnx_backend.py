@@ -123,7 +123,7 @@ def test_backend_errors_are_one_line(checkpoints, tmp_path, capsys):
 def test_graph_metadata_that_is_missing_or_corrupt_is_one_line(checkpoints, tmp_path):
     from types import SimpleNamespace
 
-    from detect.backends.graph_model import loaded_from_metadata
+    from detect.detections.graph import loaded_from_metadata
 
     path = tmp_path / "model.onnx"
     good = {"config": json.dumps(config_to_dict(load_config("synthetic_ssd"))), "class_names": json.dumps(CLASS_NAMES)}

@@ -32,7 +32,7 @@ def coco_ssdlite_in_cache(tmp_path, monkeypatch):
 
 
 def test_a_ready_model_has_cocos_classes_and_the_cached_weights(coco_ssdlite_in_cache):
-    from detect.backends import load_model_file
+    from detect.export.load import load_model_file
 
     detector = Detector.from_file("ssdlite320_coco", device="cpu")
     assert len(detector.class_names) == 80 and detector.class_names[:3] == ["person", "bicycle", "car"]
@@ -80,7 +80,7 @@ def coco_ssdlite_file(tmp_path, monkeypatch):
 
 
 def test_weights_file_runs_a_ready_model_offline(coco_ssdlite_file, tmp_path, capsys):
-    from detect.backends import load_model_file
+    from detect.export.load import load_model_file
 
     path, theirs = coco_ssdlite_file
     loaded = load_model_file("ssdlite320_coco", weights=path)

@@ -10,8 +10,8 @@ import torch
 
 from detect.config import InputConfig
 from detect.config.model_sections import MODEL_SECTIONS
+from detect.detections.padded import split_detections
 from detect.models.build import build_model
-from detect.models.detections import split_detections
 from tests.models.overfit_utils import shapes_batch
 
 pytestmark = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from detect.models.detections import padded_detections, split_detections
+from detect.detections.padded import padded_detections, split_detections
 
 
 def test_padded_detections_zero_the_empty_slots_and_split_cuts_each_image():

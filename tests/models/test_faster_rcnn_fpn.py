@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from detect.config import InputConfig, load_config, model_section
+from detect.detections.padded import split_detections
 from detect.errors import ConfigError
 from detect.models.build import build_model
-from detect.models.detections import split_detections
 from detect.models.nms import nms_per_image
 from tests.models.overfit_utils import shapes_batch
 

@@ -11,12 +11,12 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from benchmarks.torchvision_adapter import switch_off_transform
 from detect.config import load_config
+from detect.detections.padded import split_detections
 from detect.errors import ConfigError
 from detect.models.backbones import build_backbone
 from detect.models.backbones.mobilenet_v3 import mobilenet_v3_stage_starts
 from detect.models.backbones.weight_files import DETECTOR_WEIGHTS
 from detect.models.build import build_model
-from detect.models.detections import split_detections
 from detect.models.weights import MAPPINGS
 from tests.models.overfit_utils import shapes_batch
 from tests.models.round_trip import assert_round_trips, coco_weight_file, settle_batchnorm

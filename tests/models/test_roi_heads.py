@@ -10,8 +10,8 @@ from torch import nn
 from torchvision.models.detection._utils import BoxCoder
 from torchvision.ops import batched_nms, box_iou, roi_align, roi_pool
 
+from detect.detections.padded import split_detections
 from detect.models.boxes import decode, pad_ground_truth
-from detect.models.detections import split_detections
 from detect.models.roi_heads import (
     RoIHeads,
     fast_rcnn_losses,

@@ -8,11 +8,11 @@ import torch
 from torchvision.ops import box_iou
 
 from detect.config import InputConfig, SSDConfig, SSDModelConfig, load_config
+from detect.detections.padded import split_detections
 from detect.errors import ConfigError
 from detect.models.backbones import vgg
 from detect.models.build import build_model
 from detect.models.default_boxes import box_scales
-from detect.models.detections import split_detections
 from detect.models.ssd import SSD, build_ssd
 
 STEPS_TINY = 40

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torchvision.ops import clip_boxes_to_image, nms
 
+from detect.detections.padded import split_detections
 from detect.models.boxes import decode, variance_weights
 from detect.models.default_boxes import box_scales, default_boxes
-from detect.models.detections import split_detections
 from detect.models.ssd_postprocess import postprocess_detections
 
 NUM_CLASSES = 4

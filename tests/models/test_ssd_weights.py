@@ -11,9 +11,9 @@ import torchvision
 
 from benchmarks.torchvision_adapter import switch_off_transform
 from detect.config import load_config
+from detect.detections.padded import split_detections
 from detect.errors import ConfigError
 from detect.models.build import build_model
-from detect.models.detections import split_detections
 from detect.models.weights import MAPPINGS
 from tests.models.round_trip import coco_weight_file
 

@@ -9,11 +9,11 @@ import torchvision
 
 from benchmarks.torchvision_adapter import switch_off_transform
 from detect.config import load_config
+from detect.detections.padded import split_detections
 from detect.errors import CheckpointError, ConfigError
 from detect.models import weights
 from detect.models.backbones.mobilenet_v3 import MobileNetV3Trunk
 from detect.models.build import build_model
-from detect.models.detections import split_detections
 
 NUM_CLASSES = 4  # foreground; torchvision's model gets 5 with background
 

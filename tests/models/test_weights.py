@@ -9,10 +9,10 @@ import torchvision
 
 from benchmarks.torchvision_adapter import switch_off_transform
 from detect.config import FasterRCNNModelConfig, InputConfig, model_section
+from detect.detections.padded import split_detections
 from detect.errors import CheckpointError, ConfigError
 from detect.models.backbones.freezing import frozen_batchnorm
 from detect.models.build import build_model
-from detect.models.detections import split_detections
 from detect.models.weights import MAPPINGS, load_detector_weights, read_detector_weights
 from tests.models.round_trip import assert_round_trips, coco_weight_file, settle_batchnorm
 

@@ -14,7 +14,7 @@ infer), the benchmarks and ONNX export all predict through it.
 
     padded_predictions(model, images, image_sizes, scales, autocast)
         -> padded detections {boxes [B, D, 4], scores [B, D], labels [B, D], num [B]}
-           (detect/models/detections.py): forward under autocast, head outputs cast to float32,
+           (detect/detections/padded.py): forward under autocast, head outputs cast to float32,
            postprocess. Tracing keeps it: `detect export` traces exactly this.
 
 `autocast` is a function returning a context manager (detect.device.autocast_context for a
@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from detect.data.normalize import batch_to_device
-from detect.models.detections import split_detections
+from detect.detections.padded import split_detections
 
 
 def padded_predictions(model: nn.Module, images: torch.Tensor, image_sizes: torch.Tensor, scales: torch.Tensor,

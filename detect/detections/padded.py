@@ -8,6 +8,8 @@
 Slots past `num` are zero (box 0, score 0, label 0). D is the detector's `detections_per_img` (or
 fewer where it has fewer candidates). Per-image lists are cut from this at the edges
 (`split_detections`): evaluation, `Detector`, the benchmarks; ONNX export returns it as it is.
+Boxes come back to the original image's pixels in one place, `to_original_pixels`: inside both
+detectors' postprocess (and so inside an exported graph), and for a graph fed `scales` of 1.
 """
 
 from __future__ import annotations
@@ -28,3 +30,10 @@ def split_detections(detections: dict[str, torch.Tensor]) -> list[dict[str, torc
     counts = detections["num"].tolist()
     return [{key: detections[key][index, :count] for key in ("boxes", "scores", "labels")}
             for index, count in enumerate(counts)]
+
+
+def to_original_pixels(boxes: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """boxes [B, D, 4] xyxy in resized pixels, scales [B, 2] (sx, sy) in the boxes' dtype, with resized =
+    original * scale -> the boxes in original pixels. Tracing keeps it; the caller casts `scales` (once,
+    where it uses them for more), so that an exported graph holds one cast."""
+    return boxes / scales.repeat(1, 2).unsqueeze(1)

@@ -1,26 +1,51 @@
 """What INT8 costs and gains: the float and the INT8 model of `detect export --int8` scored on the
-checkpoint's validation split and timed on this machine, side by side in one process.
+checkpoint's validation split and timed on this machine, side by side in one process. It measures, so it
+sits above the export room (detect/export/int8.py quantizes) and the Detector it times with.
+
+    info = export_int8(format, checkpoint, output, calibration=300, overrides=[], **export_options)
+        -> detect.export.int8.quantize_checkpoint's info plus "report" (below), also written to
+           <output>.json beside the model (report_path_of), and "report_path"
 
     report = compare_precisions(checkpoint, float_model, int8_model, backend, overrides)
         -> {"backend", "metric" (e.g. "voc07 mAP@0.5"), "split", "num_images", "machine",
             "rows": [{"precision": "fp32" | "int8", "map", "images_per_s"}], "map_change" (points),
             "speedup" (INT8 images/s over float)}
 
-mAP: `detect eval`'s (detect.evaluation.eval_command) at the config's eval.metric and eval.iou_thresh
+mAP: `detect eval`'s (eval_command.py) at the config's eval.metric and eval.iou_thresh
 (COCO: AP50). Speed: images/s of `Detector` calls (eval preprocessing, the graph, postprocess) on
 batches of 8 of the split's first 64 images, after one untimed batch; both models on the same images.
 """
 
 from __future__ import annotations
 
+import json
+import tempfile
 import time
 from pathlib import Path
 
 from detect.device import cpu_name
-from detect.export.int8 import checkpoint_data_config
+from detect.export.int8 import DEFAULT_CALIBRATION, checkpoint_data_config, quantize_checkpoint, report_path_of
 
 SPEED_IMAGES = 64
 SPEED_BATCH = 8
+
+
+def export_int8(format: str, checkpoint: str | Path, output: str | Path, calibration: int = DEFAULT_CALIBRATION,
+                overrides=(), **export_options) -> dict:
+    """Quantize `checkpoint` for `format`'s runtime into `output` and write the float-against-INT8 report
+    beside it (see the module docstring)."""
+    output = Path(output)
+    with tempfile.TemporaryDirectory(prefix="detect-int8-") as folder:
+        info = quantize_checkpoint(format, checkpoint, output, Path(folder), calibration, overrides, **export_options)
+        report = compare_precisions(checkpoint, info.pop("float_model"), output, info.pop("backend"), overrides)
+    report.update(calibration_images=info.pop("calibration_images"), quantized=info["quantized"])
+    report_path = report_path_of(output)
+    report_path.write_text(json.dumps(report, indent=2) + "\n")
+    info["report"], info["report_path"] = report, report_path
+    layers = info["quantized"]
+    info["summary"] = (f"INT8 ({layers['int8']} of {layers['quantizable']} layers), {info['summary']}; "
+                       f"float and INT8 compared in {report_path.name}")
+    return info
 
 
 def compare_precisions(checkpoint, float_model: Path, int8_model: Path, backend: str, overrides=()) -> dict:
