@@ -540,11 +540,15 @@ def infer(
     track_settings: Optional[List[str]] = typer.Option(None, "--track-set", help="A tracker setting, "
                                                        "key=value (track.* in docs/config.md); repeatable."),
     weights: Optional[Path] = ReadyWeightsOption,
+    gt: Optional[Path] = typer.Option(None, "--gt", help="With --track and one video: its ground truth "
+                                      "(MOTChallenge lines, as detect data synth --video writes them); prints MOTA, "
+                                      "IDF1, HOTA and what tracking adds to the time per frame."),
 ) -> None:
     """Detect objects in images, folders, globs, videos, cameras and streams; write annotated copies."""
     from detect import progress
     from detect.infer import load_detector, run_inference
     from detect.infer.sources import parse_sources
+    from detect.infer.tracking import model_threshold, track_config
     from detect.outputs import writable_folder
 
     _, videos = parse_sources(sources)  # a missing path fails now, before the model loads
@@ -554,10 +558,12 @@ def infer(
         raise DetectError("--track follows objects across the frames of a video, and the sources hold only "
                           "images; give a video, a camera or a stream, or leave out --track")
     writable_folder("--out", out)
-    track_cfg = _track_config(track_settings) if track else None
+    track_cfg = track_config(track_settings) if track else None
+    if gt is not None:
+        _check_gt(gt, track, videos)
     # Tracking needs the unsure detections too (ByteTrack): the model runs at track.low_score.
-    model_threshold = min(score_threshold, track_cfg.low_score) if track_cfg is not None else score_threshold
-    detector = load_detector(checkpoint, backend, device, weights=weights, score_threshold=model_threshold,
+    threshold = model_threshold(score_threshold, track_cfg) if track_cfg is not None else score_threshold
+    detector = load_detector(checkpoint, backend, device, weights=weights, score_threshold=threshold,
                              classes=classes, batch_size=batch_size, max_pixels=max_pixels)
     summary = run_inference(detector, sources, out, write_json=json_out, max_frames=max_frames,
                             progress=progress.bars_enabled(),
@@ -569,6 +575,10 @@ def infer(
     if summary.videos:
         parts.append(f"{summary.videos} videos ({summary.frames} frames)")
     typer.echo(f"{', '.join(parts)}: {summary.detections} detections in {summary.seconds:.1f} s; results in {out}")
+    if gt is not None:
+        from detect.track.mot_metrics import format_scores, score_video
+
+        typer.echo(format_scores(score_video(gt, out / f"{videos[0].name}.jsonl"), summary))
     if summary.detections == 0 and (summary.images or summary.frames):
         best = getattr(detector, "best_score", None)
         typer.echo("hint: the model gave no candidates at all" if best is None else
@@ -576,12 +586,13 @@ def infer(
                    f"{best:.3f} (a lower -t shows more; a model trained longer scores higher)")
 
 
-def _track_config(settings: Optional[List[str]]):
-    """track.* settings from --track-set key=value (the key with or without `track.`)."""
-    from detect.config import Config, saved_config_with_overrides
-
-    overrides = [f"track.{item.removeprefix('track.')}" for item in settings or []]
-    return saved_config_with_overrides(Config(), overrides).track
+def _check_gt(gt: Path, track: bool, videos: list) -> None:
+    if not track:
+        raise DetectError("--gt scores the tracks of a video; add --track")
+    if len(videos) != 1:
+        raise DetectError(f"--gt is the ground truth of one video; the sources hold {len(videos)}")
+    if not gt.is_file():
+        raise DetectError(f"--gt {gt}: no such file")
 
 
 @app.command("export")

@@ -38,6 +38,7 @@ class InferenceSummary:
     detections: int = 0
     outputs: list[Path] = field(default_factory=list)
     seconds: float = 0.0
+    tracker_seconds: float = 0.0  # with tracking: the share of `seconds` spent tracking (VideoTracking.seconds)
 
 
 def run_inference(
@@ -215,6 +216,7 @@ def _infer_video(detector: Detector, video, out_dir: Path, summary: InferenceSum
     summary.outputs += [output.video_path, output.jsonl_path]
     if tracks is not None:
         summary.outputs.append(tracks.write_csv(out_dir / f"{video.name}.tracks.csv"))
+        summary.tracker_seconds += tracks.seconds
 
 
 # The most pixels of video frames one model call takes (with their preprocessed copies, they are what

@@ -1,10 +1,13 @@
 """`detect infer --track`: a video's detections with track ids, drawn with their ids and trails, and the
 video's tracks.csv. One VideoTracking per video (ids restart at 1 in each).
 
+    track_cfg = track_config(["high_score=0.6"])   --track-set key=value -> the track config section
+    threshold = model_threshold(score_threshold, track_cfg)   what the detector runs at
     tracking = VideoTracking(track_cfg, score_threshold)
     found = tracking.track(found)          frame by frame, in order: Detections with track_ids
     frame = tracking.draw(frame, found)    boxes labelled "#id class score", each track's recent path
     tracking.write_csv(path)               track_id, class_name, first_frame, last_frame, frames_seen
+    tracking.seconds                       the time spent tracking (association and appearance)
 
 The detector runs at track.low_score (ByteTrack's unsure detections keep tracks alive); what is
 reported is every detection in a confirmed track, and the others that reach the user's
@@ -14,6 +17,7 @@ reported is every detection in a confirmed track, and the others that reach the 
 from __future__ import annotations
 
 import csv
+import time
 from collections import deque
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +32,19 @@ from detect.track.appearance import BINS, colour_histograms
 from detect.track.bytetrack import ByteTracker
 
 
+def track_config(settings: list[str] | None):
+    """The track config section with `settings` (key=value, the key with or without `track.`)."""
+    from detect.config import Config, saved_config_with_overrides
+
+    overrides = [f"track.{item.removeprefix('track.')}" for item in settings or []]
+    return saved_config_with_overrides(Config(), overrides).track
+
+
+def model_threshold(score_threshold: float, track_cfg) -> float:
+    """The score the detector runs at when tracking: the unsure detections too (ByteTrack's low score)."""
+    return min(score_threshold, track_cfg.low_score)
+
+
 class VideoTracking:
     def __init__(self, track_cfg, score_threshold: float, class_names: list[str]) -> None:
         self.tracker = ByteTracker(track_cfg)
@@ -35,8 +52,16 @@ class VideoTracking:
         self.class_names = list(class_names)
         self.trail_length = track_cfg.trail
         self.trails: dict[int, deque] = {}
+        self.seconds = 0.0  # spent in track(): what tracking adds to the time per frame
 
     def track(self, found: Detections, frame_rgb: np.ndarray | None = None) -> Detections:
+        started = time.perf_counter()
+        try:
+            return self._track(found, frame_rgb)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def _track(self, found: Detections, frame_rgb: np.ndarray | None) -> Detections:
         features = None
         if frame_rgb is not None and self.tracker.cfg.appearance_weight > 0:
             # Only confident detections are matched by appearance: histograms of the others are not needed.

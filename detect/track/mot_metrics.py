@@ -1,8 +1,13 @@
-"""Tracking scored against a MOTChallenge ground truth with the standard CLEAR-MOT and identity metrics
-(Bernardin and Stiefelhagen, 2008; Ristani et al., 2016), as the motmetrics library computes them.
+"""Tracking scored against a MOTChallenge ground truth (`detect infer VIDEO --track --gt FILE`): the
+standard CLEAR-MOT and identity metrics (Bernardin and Stiefelhagen, 2008; Ristani et al., 2016), as the
+motmetrics library computes them, and HOTA (Luiten et al., IJCV 2021) as the trackeval package does.
 
-    scores = score_video(gt_txt, tracked_jsonl) -> {mota, idf1, num_switches, recall, precision, ...,
-                                                    detector_recall, num_frames, num_objects}
+    scores = score_video(gt_txt, tracked_jsonl) -> {mota, idf1, hota, deta, assa, num_switches, recall,
+                                                    precision, ..., detector_recall, num_frames, num_objects}
+    print(format_scores(scores, summary))          the lines `detect infer --gt` prints
+
+HOTA is None where trackeval is not installed (`pip install --no-deps trackeval`: its other requirements
+are ours, and its opencv-python would replace our headless OpenCV, which HOTA does not use).
 
 The ground truth: `frame,id,left,top,width,height,conf,class,visibility` lines (1-based frames), as
 `detect data synth --video` writes them. The tracker's output: the JSONL of `detect infer --track`
@@ -77,8 +82,53 @@ def score_video(gt_path: Path, tracked_path: Path) -> dict:
         total += len(objects)
     summary = motmetrics.metrics.create().compute(accumulator, metrics=list(METRICS), name="video")
     scores = {name: float(summary[name].iloc[0]) for name in METRICS}
-    return {**scores, "detector_recall": covered / total if total else 0.0, "num_frames": len(tracked),
-            "num_objects": total}
+    return {**scores, **hota_scores(gt, tracked), "detector_recall": covered / total if total else 0.0,
+            "num_frames": len(tracked), "num_objects": total}
+
+
+def hota_scores(gt: dict[int, list], tracked: dict[int, list[dict]]) -> dict:
+    """{hota, deta, assa}: trackeval's HOTA, DetA and AssA (means over its 19 localisation thresholds,
+    IoU 0.05 to 0.95), every tracked box a hypothesis whatever its class; all None without trackeval."""
+    try:
+        from trackeval.metrics import HOTA
+    except ImportError:
+        return dict.fromkeys(("hota", "deta", "assa"))
+    frames = range(max([*gt, *tracked], default=-1) + 1)
+    gt_ids = [[object_id for object_id, _ in gt.get(frame, [])] for frame in frames]
+    hyp_ids = [[d["track_id"] for d in tracked.get(frame, []) if d.get("track_id") is not None] for frame in frames]
+    gt_index = {object_id: index for index, object_id in enumerate(sorted({i for ids in gt_ids for i in ids}))}
+    hyp_index = {track_id: index for index, track_id in enumerate(sorted({i for ids in hyp_ids for i in ids}))}
+    similarity = []
+    for frame in frames:
+        gt_boxes = np.array([box for _, box in gt.get(frame, [])], float).reshape(-1, 4)
+        hyp_boxes = np.array([d["box"] for d in tracked.get(frame, []) if d.get("track_id") is not None],
+                             float).reshape(-1, 4)
+        similarity.append(iou_matrix(gt_boxes, hyp_boxes))
+    data = {  # trackeval's sequence data: ids numbered 0.. in order, one IoU matrix per frame
+        "num_timesteps": len(frames), "num_gt_ids": len(gt_index), "num_tracker_ids": len(hyp_index),
+        "num_gt_dets": sum(map(len, gt_ids)), "num_tracker_dets": sum(map(len, hyp_ids)),
+        "gt_ids": [np.array([gt_index[i] for i in ids], int) for ids in gt_ids],
+        "tracker_ids": [np.array([hyp_index[i] for i in ids], int) for ids in hyp_ids],
+        "similarity_scores": similarity,
+    }
+    result = HOTA().eval_sequence(data)
+    return {name: float(np.mean(result[key])) for name, key in (("hota", "HOTA"), ("deta", "DetA"), ("assa", "AssA"))}
+
+
+def format_scores(scores: dict, summary=None) -> str:
+    """The lines of `detect infer --track --gt`: the scores, and what tracking adds to the time per frame
+    (`summary`: the run's InferenceSummary, its tracker_seconds within seconds)."""
+    hota = "HOTA needs trackeval (pip install --no-deps trackeval)" if scores["hota"] is None else (
+        f"HOTA {100 * scores['hota']:.1f} % (DetA {100 * scores['deta']:.1f}, AssA {100 * scores['assa']:.1f})")
+    lines = [f"tracking: MOTA {100 * scores['mota']:.1f} %, IDF1 {100 * scores['idf1']:.1f} %, {hota}; "
+             f"{int(scores['num_switches'])} ID switches over {int(scores['num_unique_objects'])} objects in "
+             f"{scores['num_frames']} frames; the detector found {100 * scores['detector_recall']:.1f} % of the boxes"]
+    if summary is not None and summary.frames:
+        others = max(summary.seconds - summary.tracker_seconds, 1e-9)
+        tracking_ms = 1000 * summary.tracker_seconds / summary.frames
+        lines.append(f"time per frame: {1000 * summary.seconds / summary.frames:.1f} ms, of which tracking "
+                     f"{tracking_ms:.2f} ms (+{100 * summary.tracker_seconds / others:.1f} % over detecting alone)")
+    return "\n".join(lines)
 
 
 def matched_count(iou: np.ndarray, threshold: float = 0.5) -> int:

@@ -72,12 +72,45 @@ def test_a_tracked_video_writes_ids_and_tracks_csv(tmp_path):
 
 
 def test_track_settings_from_the_command_line(tmp_path):
-    from detect.cli import _track_config
     from detect.errors import DetectError
+    from detect.infer.tracking import model_threshold, track_config
 
-    assert _track_config(["lost_buffer=5", "track.high_score=0.6"]) == TrackConfig(lost_buffer=5, high_score=0.6)
+    assert track_config(["lost_buffer=5", "track.high_score=0.6"]) == TrackConfig(lost_buffer=5, high_score=0.6)
     with pytest.raises(DetectError, match="track.low_score"):
-        _track_config(["low_score=0.9"])
+        track_config(["low_score=0.9"])
+    assert model_threshold(0.5, TrackConfig(low_score=0.1)) == 0.1 and model_threshold(0.05, TrackConfig()) == 0.05
+
+
+def test_the_tracker_time_is_counted_apart(tmp_path):
+    clip = write_video(tmp_path / "clip.avi", frames=8, fps=10.0, size=(240, 120))
+    summary = run_inference(ScriptedDetector(), [str(clip)], tmp_path / "out", progress=False,
+                            tracking=(TrackConfig(), 0.5))
+    assert 0.0 < summary.tracker_seconds < summary.seconds
+    untracked = run_inference(ScriptedDetector(), [str(clip)], tmp_path / "plain", progress=False)
+    assert untracked.tracker_seconds == 0.0
+
+
+def test_infer_scores_a_tracked_video_against_its_ground_truth(checkpoints, tmp_path, capsys):
+    pytest.importorskip("motmetrics", reason="motmetrics is in the dev extra (pip install '.[dev]')")
+    from detect.data.synthetic_video import generate_video_clips
+    from tests.conftest import run_detect
+
+    generate_video_clips(tmp_path / "clips", num_clips=1, frames=8, width=96, height=64, seed=1)
+    clip, gt = tmp_path / "clips" / "clip_0.mp4", tmp_path / "clips" / "clip_0.gt.txt"
+    code, out, err = run_detect(["infer", checkpoints["ssd"], clip, "--track", "--gt", gt, "--out",
+                                 tmp_path / "out", "--device", "cpu", "-q"], capsys)
+    assert code == 0, err
+    assert "tracking: MOTA " in out and "IDF1 " in out and "HOTA" in out and "ID switches" in out
+    assert "time per frame: " in out and "of which tracking" in out
+    second = tmp_path / "second.mp4"
+    second.write_bytes(clip.read_bytes())
+    for args, message in [
+        (["--gt", gt], "--gt scores the tracks of a video; add --track"),
+        (["--track", "--gt", tmp_path / "absent.txt"], "no such file"),
+        (["--track", "--gt", gt, second], "--gt is the ground truth of one video; the sources hold 2"),
+    ]:
+        code, _, err = run_detect(["infer", checkpoints["ssd"], clip, "--out", tmp_path / "o2", *args], capsys)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_cli_infer_track_writes_the_tracks_table(checkpoints, tmp_path, capsys):
