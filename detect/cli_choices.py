@@ -16,7 +16,7 @@ from detect.config.presets import PRESETS
 from detect.config.schema import EvalConfig
 from detect.video_writer import CODECS
 
-Metric = EvalConfig.model_fields["metric"].annotation  # Literal["voc07", "voc12", "coco", "all"]
+Metric = EvalConfig.model_fields["metric"].annotation  # detect/metric_names.py: the names and "all"
 CocoBackend = EvalConfig.model_fields["coco_backend"].annotation
 Preset = Literal[tuple(PRESETS)]
 Codec = Literal[tuple(CODECS)]

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serial
 
 from detect.config.model_sections import FasterRCNNModelConfig, ModelConfig
 from detect.config.section import Section, all_positive
+from detect.metric_names import MetricName
 
 # The largest image side a config may ask for: beyond it a typo (an extra zero) would only show as an
 # out-of-memory error deep inside the first step.
@@ -322,7 +323,7 @@ class TrainConfig(Section):
 class EvalConfig(Section):
     """Validation during training and `detect eval`."""
 
-    metric: Literal["voc07", "voc12", "coco", "all"] = "voc07"
+    metric: MetricName = "voc07"
     """Metric for validation and `detect eval`: voc07 (11-point), voc12 (all-point), coco, or all."""
     batch_size: int = Field(8, ge=1)
     """Images per batch during evaluation."""

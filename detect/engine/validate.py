@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from detect.engine import distributed as dist_utils
 from detect.evaluation.evaluate import evaluate, headline_map, run_detector
+from detect.metric_names import VOC_METRICS
 
 if TYPE_CHECKING:
     from detect.engine.session import TrainSession
@@ -26,7 +27,7 @@ def run_evaluation(session: TrainSession, val_loader) -> dict:
     score = headline_map(results)
     seconds = time.perf_counter() - started
     record = {"type": "eval", "epoch": state.epoch, "step": state.step, "map": score, "seconds": seconds}
-    for name in ("voc07", "voc12"):
+    for name in VOC_METRICS:
         if name in results:
             record[name] = {"map": results[name]["map"], "ap": results[name]["ap"]}
     if "coco" in results:

@@ -41,6 +41,7 @@ from typing import Sequence
 import numpy as np
 
 from detect.errors import DataError
+from detect.iou import coco_paired_iou
 from detect.progress import bars_enabled
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
@@ -183,7 +184,7 @@ def _match(gt: dict, dt: dict, num_categories: int):
     det = np.repeat(np.arange(N), per_detection)
     entry_start = np.concatenate([[0], np.cumsum(per_detection)])[:-1]
     gt_row = gt_start[dt_pair][det] + (np.arange(len(det)) - entry_start[det])
-    iou = _box_iou(dt["box"][det], gt["box"][gt_row], gt["crowd"][gt_row])
+    iou = coco_paired_iou(dt["box"][det], gt["box"][gt_row], gt["crowd"][gt_row])
     relevant = np.zeros(N, bool)
     relevant[det[iou >= IOU_THRESHOLDS[0]]] = True
 
@@ -248,21 +249,6 @@ def _match_group(rows, row_pair, entry_start, per_detection, iou, gt_start, gt_c
         match_ignored[area, threshold, det_row] = lanes_ignored[lane, pair_slot, chosen]
         match_nonzero[area, threshold, det_row] = nonzero[pair_slot, chosen]
         taken[lane, pair_slot, chosen] = True
-
-
-def _box_iou(dt_box: np.ndarray, gt_box: np.ndarray, gt_crowd: np.ndarray) -> np.ndarray:
-    """[N] IoU of each (detection, ground truth) row pair as pycocotools' bbIou computes it (double
-    precision, the same operations in the same order); a crowd region's union is the detection's area."""
-    dx, dy, dw, dh = dt_box.T
-    gx, gy, gw, gh = gt_box.T
-    w = np.fmin(dw + dx, gw + gx) - np.fmax(dx, gx)
-    h = np.fmin(dh + dy, gh + gy) - np.fmax(dy, gy)
-    inter = w * h
-    dt_area, gt_area = dw * dh, gw * gh
-    union = np.where(gt_crowd, dt_area, dt_area + gt_area - inter)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        iou = inter / union
-    return np.where((w > 0) & (h > 0), iou, 0.0)
 
 
 # ---------------------------------------------------------------------------------------------------

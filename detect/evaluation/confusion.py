@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from detect.evaluation.pairs import paired_iou, pairs_by_key
+from detect.evaluation.pairs import pairs_by_key
 from detect.evaluation.voc import VOCInputs
+from detect.iou import paired_iou
 
 # Detections scoring at least this enter the confusion matrix of `detect eval --plots`: the matrix
 # shows what a deployed detector would report, not the low-score tail that AP integrates over.

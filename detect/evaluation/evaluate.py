@@ -15,6 +15,7 @@ from detect.data.dataset import skipped_in
 from detect.detections.predict import predict
 from detect.evaluation.coco import DEFAULT_COCO_BACKEND
 from detect.evaluation.evaluator import DetectionEvaluator
+from detect.metric_names import HEADLINE_ORDER
 
 GT_KEYS = ("labels", "difficult", "iscrowd", "image_id", "orig_size", "skipped")
 
@@ -70,10 +71,8 @@ def evaluate(model: nn.Module, loader, class_names: Sequence[str], device: torch
 
 
 def headline_map(results: dict) -> float | None:
-    """The one number used to pick best.pt: VOC07 mAP, else VOC12, else COCO AP50."""
-    for name in ("voc07", "voc12"):
+    """The one number used to pick best.pt: VOC07 mAP, else VOC12, else COCO AP50 (HEADLINE_ORDER)."""
+    for name in HEADLINE_ORDER:
         if name in results:
-            return results[name]["map"]
-    if "coco" in results:
-        return results["coco"].get("AP50")
+            return results[name].get("AP50") if name == "coco" else results[name]["map"]
     return None

@@ -32,9 +32,11 @@ from detect.evaluation.coco import (
 )
 from detect.evaluation.coco_eval import CocoBoxEvaluation
 from detect.evaluation.voc import ClassCurve, VOCInputs, ap_from_curves, class_curves
+from detect.metric_names import METRICS as METRIC_REGISTRY
+from detect.metric_names import VOC_METRICS
 from detect.tables import markdown_table
 
-METRICS = ("voc07", "voc12", "coco")
+METRICS = tuple(METRIC_REGISTRY)  # detect/metric_names.py
 
 
 def parse_metrics(metrics: str | Iterable[str]) -> tuple[str, ...]:
@@ -175,12 +177,12 @@ class DetectionEvaluator:
 
     def evaluate(self) -> dict:
         results: dict = {"num_images": len(self.images())}
-        if "voc07" in self.metrics or "voc12" in self.metrics:
+        if any(name in self.metrics for name in VOC_METRICS):
             curves = self.class_curves()
             num_gt = {name: curve.num_gt for name, curve in zip(self.class_names, curves)}
-            for name, eleven_point in (("voc07", True), ("voc12", False)):
+            for name in VOC_METRICS:
                 if name in self.metrics:
-                    aps, mean_ap = ap_from_curves(curves, eleven_point)
+                    aps, mean_ap = ap_from_curves(curves, METRIC_REGISTRY[name].eleven_point)
                     results[name] = {"map": mean_ap, "ap": dict(zip(self.class_names, aps)), "num_gt": num_gt}
         if "coco" in self.metrics:
             evaluation = self.evaluate_coco()
@@ -227,7 +229,7 @@ def _concat(arrays: list[np.ndarray], empty_shape: tuple, dtype) -> np.ndarray:
 def format_results(results: dict, class_names: Sequence[str] | None = None) -> str:
     """The evaluate() dict as text: a markdown table of per-class AP (one column per VOC metric), the
     mAP row, and the COCO numbers. A class without ground truth shows "no gt"."""
-    voc_names = [name for name in ("voc07", "voc12") if name in results]
+    voc_names = [name for name in VOC_METRICS if name in results]
     lines = []
     if voc_names:
         first = results[voc_names[0]]

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from detect.device import cpu_name
 from detect.export.int8 import DEFAULT_CALIBRATION, checkpoint_data_config, quantize_checkpoint, report_path_of
+from detect.metric_names import HEADLINE_ORDER
 
 SPEED_IMAGES = 64
 SPEED_BATCH = 8
@@ -72,7 +73,7 @@ def compare_precisions(checkpoint, float_model: Path, int8_model: Path, backend:
 def headline(evaluation) -> tuple[str, float]:
     """(its name, the value) of the evaluation's mAP at eval.iou_thresh; for COCO, AP50."""
     config, results = evaluation.config, evaluation.results
-    name = [key for key in ("voc07", "voc12", "coco") if key in results][0]
+    name = [key for key in HEADLINE_ORDER if key in results][0]
     if name == "coco":
         return "COCO AP50", float(results["coco"]["AP50"])
     return f"{name} mAP@{config.eval.iou_thresh:g}", float(results[name]["map"])

@@ -28,19 +28,6 @@ def pairs_by_key(det_keys: np.ndarray, gt_keys: np.ndarray) -> tuple[np.ndarray,
     return det_index, gt_index
 
 
-def paired_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """Elementwise IoU of two xyxy box arrays [P, 4] -> float64 [P] (0 where a union is empty)."""
-    a = boxes_a.astype(np.float64, copy=False)
-    b = boxes_b.astype(np.float64, copy=False)
-    width = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
-    height = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
-    intersection = width * height
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a + area_b - intersection
-    return np.divide(intersection, union, out=np.zeros_like(intersection), where=union > 0)
-
-
 def best_gt_per_detection(
     det_index: np.ndarray, gt_index: np.ndarray, ious: np.ndarray, num_dets: int
 ) -> tuple[np.ndarray, np.ndarray]:

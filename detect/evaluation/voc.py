@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detect.evaluation.pairs import best_gt_per_detection, paired_iou, pairs_by_key
+from detect.evaluation.pairs import best_gt_per_detection, pairs_by_key
+from detect.iou import paired_iou
 
 # The VOC2007 11 recall points 0, 0.1, ..., 1, written as k/10 so that a recall of exactly 3/10
 # reaches the point 0.3 (np.arange(0, 1.1, 0.1) gives 0.30000000000000004).

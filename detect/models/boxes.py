@@ -1,4 +1,5 @@
-"""Box primitives shared by every detector: the box coder, IoU, clipping, and padded ground truth.
+"""Box primitives shared by every detector: the box coder, clipping, and padded ground truth (IoU:
+detect/iou.py).
 
 Boxes are absolute xyxy float tensors. All functions work on whole batches.
 
@@ -75,26 +76,6 @@ def clip_boxes(boxes: torch.Tensor, heights: torch.Tensor, widths: torch.Tensor)
     x2 = torch.minimum(boxes[..., 2].clamp(min=0), max_x)
     y2 = torch.minimum(boxes[..., 3].clamp(min=0), max_y)
     return torch.stack([x1, y1, x2, y2], dim=-1)
-
-
-def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
-    """IoU of every pair within each batch entry: [..., N, 4] x [..., M, 4] -> [..., N, M].
-
-    Leading dims broadcast (priors [A, 4] against ground truth [B, G, 4] -> [B, A, G] after an
-    unsqueeze); an empty union gives 0. torchvision.ops.box_iou is the [N, 4] x [M, 4] case. For
-    matching and NMS: its in-place arithmetic (for memory) is not for boxes that need gradients.
-    """
-    area1 = (boxes1[..., 2] - boxes1[..., 0]).clamp(min=0) * (boxes1[..., 3] - boxes1[..., 1]).clamp(min=0)
-    area2 = (boxes2[..., 2] - boxes2[..., 0]).clamp(min=0) * (boxes2[..., 3] - boxes2[..., 1]).clamp(min=0)
-    # Width and height of the intersections, each [..., N, M], clamped in place: no [..., N, M, 2]
-    # corner tensors (SSD's postprocess takes this over thousands of 200 x 200 groups).
-    width = torch.minimum(boxes1[..., :, None, 2], boxes2[..., None, :, 2]) \
-        - torch.maximum(boxes1[..., :, None, 0], boxes2[..., None, :, 0])
-    height = torch.minimum(boxes1[..., :, None, 3], boxes2[..., None, :, 3]) \
-        - torch.maximum(boxes1[..., :, None, 1], boxes2[..., None, :, 1])
-    inter = width.clamp_(min=0).mul_(height.clamp_(min=0))
-    union = (area1[..., :, None] + area2[..., None, :]).sub_(inter)
-    return inter.div_(union.clamp_(min=1e-12))  # an empty union has no intersection: 0 / 1e-12
 
 
 def pad_ground_truth(targets: list[dict], device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

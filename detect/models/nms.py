@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torchvision.ops import batched_nms, nms
 
-from detect.models.boxes import box_iou
+from detect.iou import box_iou
 from detect.models.tracing import is_exporting
 
 ROUNDS_PER_CHECK = 4  # cluster_nms rounds between convergence checks (SSD300 outputs: about 6 rounds)

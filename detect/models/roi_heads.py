@@ -24,7 +24,8 @@ from torch import nn
 from torchvision.ops import roi_pool
 
 from detect.detections.padded import padded_detections, to_original_pixels
-from detect.models.boxes import box_iou, clip_boxes, decode, encode
+from detect.iou import box_iou
+from detect.models.boxes import clip_boxes, decode, encode
 from detect.models.matcher import POSITIVE, match, sample_balanced
 from detect.models.nms import batched_nms_by_offset
 from detect.models.roi_align import roi_align_batched

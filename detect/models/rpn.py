@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from detect.iou import box_iou
 from detect.models.anchors import AnchorGenerator
-from detect.models.boxes import box_iou, clip_boxes, decode, encode
+from detect.models.boxes import clip_boxes, decode, encode
 from detect.models.matcher import POSITIVE, match, sample_balanced
 from detect.models.nms import nms_per_image
 

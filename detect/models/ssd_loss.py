@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from detect.models.boxes import box_iou, encode, pad_ground_truth, variance_weights
+from detect.iou import box_iou
+from detect.models.boxes import encode, pad_ground_truth, variance_weights
 from detect.models.matcher import POSITIVE, claim_best_references, match
 
 

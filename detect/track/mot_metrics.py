@@ -28,7 +28,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from detect.errors import DetectError
-from detect.track.bytetrack import iou_matrix
+from detect.iou import iou_matrix
 
 METRICS = ("mota", "motp", "idf1", "num_switches", "recall", "precision", "mostly_tracked", "mostly_lost",
            "num_unique_objects", "num_fragmentations")

@@ -7,11 +7,9 @@ import math
 
 import torch
 from torchvision.models.detection._utils import BoxCoder
-from torchvision.ops import box_iou as torchvision_box_iou
 
 from detect.models.boxes import (
     DELTA_CLAMP,
-    box_iou,
     clip_boxes,
     decode,
     encode,
@@ -75,22 +73,6 @@ def test_ssd_variances_divide_the_offsets_and_round_trip():
 def test_encoding_an_empty_box_is_finite():
     reference = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
     assert torch.isfinite(encode(torch.zeros(1, 4), reference, (10.0, 10.0, 5.0, 5.0))).all()
-
-
-def test_box_iou_equals_torchvision_with_batch_dims_and_broadcasting():
-    generator = torch.Generator().manual_seed(3)
-    first, second = _random_boxes(30, generator).reshape(2, 15, 4), _random_boxes(14, generator).reshape(2, 7, 4)
-    iou = box_iou(first, second)
-    assert iou.shape == (2, 15, 7)
-    for i in range(2):
-        torch.testing.assert_close(iou[i], torchvision_box_iou(first[i], second[i]))
-    shared = _random_boxes(9, generator)  # SSD's default boxes: one set for the whole batch
-    torch.testing.assert_close(box_iou(shared[None], second)[1], torchvision_box_iou(shared, second[1]))
-
-
-def test_box_iou_of_empty_boxes_is_zero():
-    empty = torch.zeros(1, 2, 4)
-    assert torch.equal(box_iou(empty, empty), torch.zeros(1, 2, 2))
 
 
 def test_pad_ground_truth_with_an_empty_image():

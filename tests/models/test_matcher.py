@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from detect.models.boxes import box_iou, pad_ground_truth
+from detect.iou import box_iou
+from detect.models.boxes import pad_ground_truth
 from detect.models.matcher import IGNORE, NEGATIVE, POSITIVE, claim_best_references, match, sample_balanced
 
 

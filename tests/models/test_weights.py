@@ -237,7 +237,13 @@ def test_coco_weights_set_frozen_batchnorm_eps_to_zero_as_torchvision_does(torch
     ours = build_model(_fpn_config(pretrained="coco"), InputConfig(), 3, names).eval()
     norms = [m for m in ours.modules() if isinstance(m, FrozenBatchNorm2d)]
     assert len(norms) > 50 and all(norm.eps == 0.0 for norm in norms)
-    as_file = build_model(_fpn_config(pretrained=str(cached)), InputConfig(), 3, names).eval()
+    # The same file under its published name is read as COCO's (an offline copy of the cache's); under
+    # another name it is any state dict, its norms left as built.
+    published = build_model(_fpn_config(pretrained=str(cached)), InputConfig(), 3, names).eval()
+    assert all(m.eps == 0.0 for m in published.modules() if isinstance(m, FrozenBatchNorm2d))
+    renamed = cached.with_name("my_weights.pth")
+    renamed.write_bytes(cached.read_bytes())
+    as_file = build_model(_fpn_config(pretrained=str(renamed)), InputConfig(), 3, names).eval()
     assert all(m.eps == 1e-5 for m in as_file.modules() if isinstance(m, FrozenBatchNorm2d))  # not COCO's file
 
     switch_off_transform(theirs)

@@ -106,7 +106,7 @@ def test_motmetrics_and_trackeval_agree_on_mota_and_idf1(clip, tmp_path):
     import numpy as np
     from trackeval.metrics import CLEAR, Identity
 
-    from detect.track.bytetrack import iou_matrix
+    from detect.iou import iou_matrix
     from detect.track.mot_metrics import read_tracked
 
     gt_path = clip.with_suffix(".gt.txt")
