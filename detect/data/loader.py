@@ -153,6 +153,41 @@ class GroupedBatchSampler(BatchSampler):
         return count // self.batch_size if self.drop_last else math.ceil(count / self.batch_size)
 
 
+class NoLoneLastBatch(Sampler):
+    """Training batches with a last batch of one image joined to the batch before it. A split of N images
+    in batches of B ends with one image whenever N % B == 1 (205 images in batches of 4, 161 in 16), and
+    BatchNorm in training cannot normalize a single image's 1 x 1 maps (MobileNetV3's squeeze-excite
+    layers): the step would fail. Every image is still seen each epoch."""
+
+    def __init__(self, batches: BatchSampler) -> None:
+        self.batches = batches
+
+    @property
+    def sampler(self) -> Sampler:
+        """The index sampler underneath (training calls its set_epoch)."""
+        return self.batches.sampler
+
+    @property
+    def batch_size(self) -> int:
+        return self.batches.batch_size
+
+    def __iter__(self) -> Iterator[list[int]]:
+        previous = None
+        for batch in self.batches:
+            if previous is not None and len(batch) == 1:
+                batch, previous = previous + batch, None
+            if previous is not None:
+                yield previous
+            previous = batch
+        if previous is not None:
+            yield previous
+
+    def __len__(self) -> int:
+        count, size = len(self.batches.sampler), self.batches.batch_size
+        lone = count % size == 1 and count > size and not self.batches.drop_last
+        return len(self.batches) - int(lone)
+
+
 # ---------------------------------------------------------------------------------------------------
 # The DataLoader
 
@@ -240,6 +275,8 @@ def build_dataloader(data_cfg: DataConfig, input_cfg: InputConfig, augment_cfg: 
         batch_sampler = GroupedBatchSampler(sampler, aspect_ratios(raw_dataset), batch_size, drop_last=False)
     else:
         batch_sampler = BatchSampler(sampler, batch_size, drop_last=False)
+    if train and batch_size > 1:
+        batch_sampler = NoLoneLastBatch(batch_sampler)
     workers = resolve_num_workers(data_cfg.num_workers)
     return DataLoader(
         dataset,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from detect.config import AugmentConfig, DataConfig, InputConfig
@@ -180,3 +181,29 @@ def test_no_builtin_config_asks_a_two_core_machine_for_more_workers_than_it_has(
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
     asked = {name: resolve_num_workers(load_config(name).data.num_workers) for name in builtin_config_names()}
     assert {name: workers for name, workers in asked.items() if workers > 2} == {}
+
+
+@pytest.mark.parametrize("count, size, expected", [(9, 4, [4, 5]), (8, 4, [4, 4]), (10, 4, [4, 4, 2]), (1, 4, [1]),
+                                                   (205, 4, [4] * 50 + [5])])
+def test_a_lone_last_training_image_joins_the_batch_before(count, size, expected):
+    from torch.utils.data import BatchSampler, SequentialSampler
+
+    from detect.data.loader import NoLoneLastBatch
+
+    batches = NoLoneLastBatch(BatchSampler(SequentialSampler(range(count)), size, drop_last=False))
+    found = list(batches)
+    assert [len(batch) for batch in found] == expected and len(batches) == len(expected)
+    assert sorted(index for batch in found for index in batch) == list(range(count))  # every image, once
+    assert isinstance(batches.sampler, SequentialSampler) and batches.batch_size == size
+
+
+def test_the_training_loader_never_ends_on_one_image(tmp_path):
+    from detect.config import load_config
+    from detect.data.loader import build_dataloader
+    from detect.data.synthetic import generate_synthetic
+
+    generate_synthetic(tmp_path / "voc", format="voc", num_images=11, image_size=64, val_fraction=0.2)
+    config = load_config("synthetic_ssd", [f"data.root={tmp_path / 'voc'}", "data.num_workers=0"])
+    loader = build_dataloader(config.data, config.input, config.augment, config.data.train_split, True, 4)
+    sizes = [len(targets) for _, targets in loader]
+    assert len(loader.dataset) % 4 == 1 and sizes[-1] > 1 and len(sizes) == len(loader)
