@@ -104,6 +104,14 @@ def _renamed(old: str, old_value, new: str, new_value):
     return old_value
 
 
+def _output_folder(positional: Optional[Path], out: Optional[Path], command: str) -> Path:
+    """The folder a data command writes: -o/--out (a positional OUT still works, with a notice)."""
+    folder = _renamed("a positional OUT", positional, "-o/--out", out)
+    if folder is None:
+        raise DetectError(f"{command}: give the folder to write with -o/--out")
+    return folder
+
+
 def _config_file(config: Optional[str]) -> Optional[Path]:
     """The YAML file a --config names (None for a built-in name): an input no output may replace."""
     return Path(config) if config is not None and Path(config).is_file() else None
@@ -139,8 +147,9 @@ def config_list() -> None:
 
 @data_app.command("synth")
 def data_synth(
-    out: Path = typer.Argument(..., help="New or empty folder to write the dataset into (or an earlier "
-                                         "generation, replaced whole)."),
+    out_positional: Optional[Path] = typer.Argument(None, hidden=True, metavar="OUT", help="Deprecated: -o/--out."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="New or empty folder to write the dataset into (or "
+                                                                 "an earlier generation, replaced whole)."),
     format: str = typer.Option("voc", "--format", "-f",
                                help="The dataset format to write."),
     num_images: int = typer.Option(200, "--num-images", "-n", min=1, help="Number of images in all."),
@@ -155,8 +164,11 @@ def data_synth(
 ) -> None:
     """Generate a synthetic shapes dataset (VOC, COCO or YOLO layout), the offline default; or video clips
     with a tracking ground truth (--video, 640 x 480 at 25 fps)."""
-    from detect.data.synthetic import generate_synthetic
+    from detect.data.synthetic import WRITERS, generate_synthetic
 
+    out = _output_folder(out_positional, out, "detect data synth")
+    if format not in WRITERS:
+        raise DetectError(f"--format must be one of {', '.join(WRITERS)}, got '{format}'")
     if video:
         from detect.data.synthetic_video import generate_video_clips
 
@@ -165,8 +177,6 @@ def data_synth(
                    f"{totals['boxes']} ground-truth boxes) to {out}")
         return
 
-    if format not in ("voc", "coco", "yolo"):
-        raise DetectError(f"--format must be voc, coco or yolo, got '{format}'")
     summary = generate_synthetic(
         out, format=format, num_images=num_images, image_size=image_size, seed=seed, val_fraction=val_fraction
     )
@@ -178,7 +188,9 @@ def data_synth(
 
 @data_app.command("convert")
 def data_convert(
-    out: Path = typer.Argument(..., help="New (or empty) folder to write the converted dataset into."),
+    out_positional: Optional[Path] = typer.Argument(None, hidden=True, metavar="OUT", help="Deprecated: -o/--out."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="New (or empty) folder to write the converted "
+                                                                 "dataset into."),
     config: Optional[str] = DataConfigOption,
     data: Optional[Path] = DataOption,
     format: Optional[str] = typer.Option(None, "--format", "-f",
@@ -192,6 +204,7 @@ def data_convert(
     """Write the config's dataset (any readable format) as VOC, COCO or YOLO, classes and splits kept."""
     from detect.data.convert import convert_dataset
 
+    out = _output_folder(out_positional, out, "detect data convert")
     to = _renamed("--to", to, "--format", format)
     if to is None:
         raise DetectError("detect data convert: give --format (the dataset format to write)")
@@ -208,7 +221,8 @@ def data_convert(
 
 @data_app.command("split")
 def data_split(
-    out: Path = typer.Argument(..., help="Folder to write train.txt and val.txt into."),
+    out_positional: Optional[Path] = typer.Argument(None, hidden=True, metavar="OUT", help="Deprecated: -o/--out."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder to write train.txt and val.txt into."),
     config: Optional[str] = DataConfigOption,
     data: Optional[Path] = DataOption,
     val_fraction: Optional[float] = typer.Option(None, "--val-fraction", min=0.0, max=1.0,
@@ -220,12 +234,14 @@ def data_split(
     from detect.data.build import build_split_pool
     from detect.data.splits import LIST_FILES, drawn_keys, split_table, write_split_lists
 
+    out = _output_folder(out_positional, out, "detect data split")
+
     cfg = _data_load(config, data, overrides)
     fraction = val_fraction if val_fraction is not None else (cfg.data.val_fraction or 0.2)
     if not 0.0 < fraction < 1.0:
         raise DetectError(f"--val-fraction must be between 0 and 1 (both left out), got {fraction}")
     if out.exists() and not out.is_dir():
-        raise DetectError(f"detect data split {out}: is a file; give a folder for train.txt and val.txt")
+        raise DetectError(f"detect data split -o {out}: is a file; give a folder for train.txt and val.txt")
     written = [out / name for name in LIST_FILES.values() if (out / name).exists()]
     if written:
         raise DetectError(f"{written[0]}: already exists; choose another folder (lists are never overwritten: a "
@@ -297,7 +313,9 @@ def data_show(
     config: Optional[str] = DataConfigOption,
     data: Optional[Path] = DataOption,
     split: Optional[str] = typer.Option(None, "--split", help="Split to draw from (default: the train split)."),
-    num: int = typer.Option(16, "--num", "-n", min=1, help="Number of samples."),
+    num_images: Optional[int] = typer.Option(None, "--num-images", "-n", min=1,
+                                             help="Number of samples (default 16)."),
+    num: Optional[int] = typer.Option(None, "--num", min=1, hidden=True, help="Deprecated: --num-images."),
     out: Path = typer.Option(Path("grid.png"), "--out", "-o", help="Image file to write (PNG)."),
     seed: int = typer.Option(0, "--seed", help="Seed for picking samples and augmenting them."),
     eval_pipeline: bool = typer.Option(False, "--eval", help="Use the eval pipeline (resize only) instead."),
@@ -310,7 +328,8 @@ def data_show(
     cfg = _data_load(config, data, overrides)
     refuse_overwrite("--out", [out], [_config_file(config)])
     writable_file("--out", out)
-    path = show_samples(cfg, split or cfg.data.train_split, num, out, seed=seed, train=not eval_pipeline)
+    count = _renamed("--num", num, "--num-images", num_images) or 16
+    path = show_samples(cfg, split or cfg.data.train_split, count, out, seed=seed, train=not eval_pipeline)
     typer.echo(f"wrote {path}")
 
 

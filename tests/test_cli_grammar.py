@@ -63,13 +63,13 @@ def test_help_lists_the_choices_and_renders_as_written(capsys):
 def test_old_option_names_work_for_a_release_with_a_notice(tmp_path, capsys):
     data = tmp_path / "voc"
     generate_synthetic(data, format="voc", num_images=6, image_size=64)
-    code, _, err = run_detect(["data", "convert", tmp_path / "yolo", "--data", data, "--to", "yolo"], capsys)
+    code, _, err = run_detect(["data", "convert", "-o", tmp_path / "yolo", "--data", data, "--to", "yolo"], capsys)
     assert code == 0 and (tmp_path / "yolo" / "data.yaml").is_file()
     assert "warning: --to is deprecated and goes in the next release; use --format" in err
-    code, _, err = run_detect(["data", "convert", tmp_path / "coco", "--data", data, "--format", "coco"], capsys)
+    code, _, err = run_detect(["data", "convert", "-o", tmp_path / "coco", "--data", data, "--format", "coco"], capsys)
     assert code == 0 and "deprecated" not in err
-    code, _, err = run_detect(["data", "convert", tmp_path / "x", "--data", data, "--to", "coco", "--format", "coco"],
-                              capsys)
+    code, _, err = run_detect(["data", "convert", "-o", tmp_path / "x", "--data", data, "--to", "coco", "--format",
+                               "coco"], capsys)
     assert code == 2 and "--to is the old name of --format; give --format only" in err
-    code, _, err = run_detect(["data", "convert", tmp_path / "x", "--data", data], capsys)
+    code, _, err = run_detect(["data", "convert", "-o", tmp_path / "x", "--data", data], capsys)
     assert code == 2 and "give --format" in err

@@ -79,7 +79,7 @@ def test_data_show_refuses_to_replace_its_config_or_its_data(files, tmp_path, ca
     code, err = run_cli(["data", "show", "--config", config, "--out", config], capsys)
     assert_one_line(code, err, f"--out {config}: would overwrite the input {config}")
     root = tmp_path / "shapes"
-    assert run_cli(["data", "synth", root, "-n", "4", "-s", "32"], capsys)[0] == 0
+    assert run_cli(["data", "synth", "-o", root, "-n", "4", "-s", "32"], capsys)[0] == 0
     shown = (root / "ImageSets" / "Main" / "train.txt").read_text().split()[0]
     image, xml = root / "JPEGImages" / f"{shown}.jpg", root / "Annotations" / f"{shown}.xml"
     before = image.read_bytes(), xml.read_bytes()
@@ -185,10 +185,10 @@ def test_plot_never_writes_over_a_checkpoint(tmp_path, capsys):
 
 def test_convert_refuses_to_write_into_its_own_source(tmp_path, capsys):
     source = tmp_path / "shapes"
-    assert run_cli(["data", "synth", source, "-n", "6", "-s", "32", "--format", "yolo"], capsys)[0] == 0
+    assert run_cli(["data", "synth", "-o", source, "-n", "6", "-s", "32", "--format", "yolo"], capsys)[0] == 0
     before = sorted(path for path in source.rglob("*"))
     for out in (source / "images" / "val" / "conv", source):
-        code, err = run_cli(["data", "convert", out, "--config", "synthetic_ssd", "--set", "data.format=yolo",
+        code, err = run_cli(["data", "convert", "-o", out, "--config", "synthetic_ssd", "--set", "data.format=yolo",
                              "--set", f"data.root={source}", "--set", "data.classes=null", "--format", "yolo"], capsys)
         assert_one_line(code, err, f"convert {out}: inside the dataset it converts")
     assert sorted(path for path in source.rglob("*")) == before
@@ -196,8 +196,9 @@ def test_convert_refuses_to_write_into_its_own_source(tmp_path, capsys):
 
 def test_a_convert_that_fails_half_way_leaves_nothing_and_can_be_run_again(tmp_path, capsys):
     source, out = tmp_path / "shapes", tmp_path / "out"
-    assert run_cli(["data", "synth", source, "-n", "6", "-s", "32"], capsys)[0] == 0
-    args = ["data", "convert", out, "--config", "synthetic_ssd", "--set", f"data.root={source}", "--format", "coco"]
+    assert run_cli(["data", "synth", "-o", source, "-n", "6", "-s", "32"], capsys)[0] == 0
+    args = ["data", "convert", "-o", out, "--config", "synthetic_ssd", "--set", f"data.root={source}", "--format",
+            "coco"]
     code, err = run_cli([*args, "--splits", "train,nosuch"], capsys)
     assert code == 2 and "nosuch" in err and not out.exists()
     assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []
@@ -208,12 +209,12 @@ def test_a_convert_that_fails_half_way_leaves_nothing_and_can_be_run_again(tmp_p
 
 def test_data_split_refuses_a_zero_fraction_and_a_file(tmp_path, capsys):
     source = tmp_path / "shapes"
-    assert run_cli(["data", "synth", source, "-n", "6", "-s", "32"], capsys)[0] == 0
+    assert run_cli(["data", "synth", "-o", source, "-n", "6", "-s", "32"], capsys)[0] == 0
     args = ["--config", "synthetic_ssd", "--set", f"data.root={source}"]
-    code, err = run_cli(["data", "split", tmp_path / "lists", *args, "--val-fraction", "0"], capsys)
+    code, err = run_cli(["data", "split", "-o", tmp_path / "lists", *args, "--val-fraction", "0"], capsys)
     assert_one_line(code, err, "--val-fraction must be between 0 and 1 (both left out), got 0.0")
     blocker = tmp_path / "a_file"
     blocker.write_text("mine")
-    code, err = run_cli(["data", "split", blocker, *args], capsys)
-    assert_one_line(code, err, f"detect data split {blocker}: is a file")
+    code, err = run_cli(["data", "split", "-o", blocker, *args], capsys)
+    assert_one_line(code, err, f"detect data split -o {blocker}: is a file")
     assert blocker.read_text() == "mine" and not (tmp_path / "lists").exists()

@@ -39,13 +39,13 @@ def commands(data: str) -> list[tuple[list[str], list[str]]]:
     """(arguments, the outputs they name, relative to the folder)."""
     config = ["--config", "synthetic_ssd", "--set", f"data.root={data}"]
     return [
-        (["data", "synth", data, "-n", "16", "-s", "64", "--seed", "3"], [data]),
-        (["data", "synth", "clips", "--video", "--clips", "1", "--frames", "4"], ["clips"]),
+        (["data", "synth", "-o", data, "-n", "16", "-s", "64", "--seed", "3"], [data]),
+        (["data", "synth", "-o", "clips", "--video", "--clips", "1", "--frames", "4"], ["clips"]),
         (["data", "check", *config], []),
         (["data", "stats", *config, "--plots", "stats"], ["stats"]),
         (["data", "show", *config, "--num", "2", "--out", "grid.png"], ["grid.png"]),
-        (["data", "split", "lists", *config], ["lists"]),
-        (["data", "convert", "as_yolo", *config, "--format", "yolo"], ["as_yolo"]),
+        (["data", "split", "-o", "lists", *config], ["lists"]),
+        (["data", "convert", "-o", "as_yolo", *config, "--format", "yolo"], ["as_yolo"]),
         (["train", *config, *sets(TINY_SSD), "--device", "cpu", "--out", "run"], ["run"]),
         (["plot", "run", "--out", "curves.png"], ["curves.png"]),
         (["eval", "run/best.pt", "--device", "cpu", "--json", "eval.json", "--plots", "eval_plots"],
@@ -56,7 +56,7 @@ def commands(data: str) -> list[tuple[list[str], list[str]]]:
         (["eval", "model.onnx", "--json", "eval_onnx.json"], ["eval_onnx.json"]),
         (["infer", "model.onnx", "clips/clip_0.mp4", "--track", "--out", "tracked", "-q"], ["tracked"]),
         # Run again: each replaces only its own earlier output.
-        (["data", "synth", "clips", "--video", "--clips", "1", "--frames", "3"], ["clips"]),
+        (["data", "synth", "-o", "clips", "--video", "--clips", "1", "--frames", "3"], ["clips"]),
         (["export", "run/best.pt", "--out", "model.onnx"], ["model.onnx"]),
         (["plot", "run", "--out", "curves.png"], ["curves.png"]),
     ]
@@ -67,15 +67,15 @@ def refused(data: str) -> list[list[str]]:
     changes nothing at all (run after the walk, in the folder it left)."""
     config = ["--config", "synthetic_ssd", "--set", f"data.root={data}"]
     return [
-        ["data", "synth", "run"],
-        ["data", "synth", "mine.txt"],
-        ["data", "synth", "clips2", "--video", "--frames", "100000"],
+        ["data", "synth", "-o", "run"],
+        ["data", "synth", "-o", "mine.txt"],
+        ["data", "synth", "-o", "clips2", "--video", "--frames", "100000"],
         ["data", "check", "--config", "synthetic_ssd", "--set", "data.root=infer"],
-        ["data", "convert", f"{data}/JPEGImages/copy", *config, "--format", "voc"],
-        ["data", "convert", "as_yolo", *config, "--format", "coco"],
+        ["data", "convert", "-o", f"{data}/JPEGImages/copy", *config, "--format", "voc"],
+        ["data", "convert", "-o", "as_yolo", *config, "--format", "coco"],
         ["data", "show", *config, "--out", "run/last.pt"],
         ["data", "stats", *config, "--plots", "mine.txt"],
-        ["data", "split", "mine.txt", *config],
+        ["data", "split", "-o", "mine.txt", *config],
         ["plot", "run", "--out", "run/best.pt"],
         ["eval", "run/best.pt", "--json", "run/best.pt"],
         ["export", "hub/pytorch_model.bin", "--format", "openvino"],

@@ -126,7 +126,7 @@ def main(argv=None) -> int:
         peer_time = args.peer_time or args.time
         yolo_data = out / "yolo_data"
         if not yolo_data.exists():
-            run(detect_command("data", "convert", yolo_data, "--data", args.data, "--format", "yolo", "--copy"),
+            run(detect_command("data", "convert", "-o", yolo_data, "--data", args.data, "--format", "yolo", "--copy"),
                 out / "convert.log")
         peer = out / f"yolo11n_{peer_time:g}min"
         script = out / "peer.py"

@@ -178,7 +178,7 @@ def subset(pool: DetectionDataset, keys: list[str], split: str, list_file: Path 
 def read_split_list(path: Path) -> list[str]:
     if not path.is_file():
         raise DataError(f"{path}: split list not found (data.split_lists names a folder holding train.txt and "
-                        f"val.txt; detect data split writes them)")
+                        f"val.txt; detect data split -o writes them)")
     keys = [line.strip() for line in read_lines(path, "split list", MAX_LIST_FILE_BYTES) if line.strip()]
     repeated = [key for key, count in Counter(keys).items() if count > 1]
     if repeated:

@@ -53,7 +53,7 @@ def generate_synthetic(
     image_size: int = 320,
     seed: int = 0,
     val_fraction: float = 0.2,
-    option: str = "detect data synth",
+    option: str = "detect data synth -o",
 ) -> dict:
     """Writes the dataset into `out` (absent, empty, or an earlier generation, which it replaces whole);
     returns {num_images, num_train, num_val, num_objects, classes}. `option` names `out` in errors."""

@@ -87,7 +87,7 @@ def test_coco_to_yolo_to_coco_within_a_millionth_of_the_image_and_crowd_kept_to_
     assert_same(read(DataConfig(format="coco", root=str(tmp_path / "as_coco")), "train"), read(source, "train"),
                 atol=1e-4)  # COCO to COCO keeps iscrowd
     with pytest.raises(SystemExit) as exited:
-        main(["data", "convert", str(tmp_path / "as_yolo"), "--config", "synthetic_ssd", "--format", "yolo",
+        main(["data", "convert", "-o", str(tmp_path / "as_yolo"), "--config", "synthetic_ssd", "--format", "yolo",
               "--set", "data.format=coco", "--set", f"data.root={tmp_path / 'coco'}", "--set", "data.classes=null"])
     assert exited.value.code in (0, None)
     out = capsys.readouterr().out

@@ -16,7 +16,7 @@ from detect.errors import DataError
 
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory) -> dict[str, Path]:
-    """The same 10 synthetic images in the three layouts detect data synth writes."""
+    """The same 10 synthetic images in the three layouts detect data synth -o writes."""
     folder = tmp_path_factory.mktemp("forms")
     for form in ("voc", "coco", "yolo"):
         generate_synthetic(folder / form, format=form, num_images=10, image_size=32)

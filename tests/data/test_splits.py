@@ -103,7 +103,7 @@ def test_the_drawn_part_needs_its_own_name():
 def test_data_split_writes_lists_that_a_config_reads_and_never_overwrites_them(tmp_path, capsys):
     root = one_folder(tmp_path)
     lists = tmp_path / "lists"
-    args = ["data", "split", str(lists), "--config", "synthetic_ssd", "--val-fraction", "0.3",
+    args = ["data", "split", "-o", str(lists), "--config", "synthetic_ssd", "--val-fraction", "0.3",
             *sets("data.format=voc", f"data.root={root}")]
     code, out, err = run(args, capsys)
     assert code == 0, err

@@ -50,22 +50,23 @@ def test_synthetic_config_generates_into_a_new_folder_and_says_so(tmp_path, caps
 def test_data_synth_refuses_a_folder_of_user_files(tmp_path, capsys):
     root = users_voc_without_image_sets(tmp_path / "mine")
     before = snapshot(root)
-    code, _, err = run_detect(["data", "synth", root, "-n", "4", "-s", "32"], capsys)
+    code, _, err = run_detect(["data", "synth", "-o", root, "-n", "4", "-s", "32"], capsys)
     assert code == 2 and err.count("\n") == 1, err
-    assert f"detect data synth {root}: not empty" in err
+    assert f"detect data synth -o {root}: not empty" in err
     assert snapshot(root) == before
 
 
 def test_data_synth_replaces_its_own_generation_but_not_once_a_user_added_a_file(tmp_path, capsys):
     root = tmp_path / "shapes"
-    assert run_detect(["data", "synth", root, "-n", "4", "-s", "32", "--seed", "1"], capsys)[0] == 0
-    assert run_detect(["data", "synth", root, "-n", "6", "-s", "32", "--seed", "2", "--format", "yolo"], capsys)[0] == 0
+    assert run_detect(["data", "synth", "-o", root, "-n", "4", "-s", "32", "--seed", "1"], capsys)[0] == 0
+    assert run_detect(["data", "synth", "-o", root, "-n", "6", "-s", "32", "--seed", "2", "--format", "yolo"],
+                      capsys)[0] == 0
     assert read_marker(root)["settings"] == {"format": "yolo", "num_images": 6, "image_size": 32, "seed": 2,
                                              "val_fraction": 0.2}
     assert not (root / "JPEGImages").exists()  # the earlier generation went whole
     (root / "notes.txt").write_text("mine")
     before = snapshot(root)
-    code, _, err = run_detect(["data", "synth", root, "-n", "4", "-s", "32"], capsys)
+    code, _, err = run_detect(["data", "synth", "-o", root, "-n", "4", "-s", "32"], capsys)
     assert code == 2 and "not empty" in err
     assert snapshot(root) == before
 
@@ -109,5 +110,5 @@ def test_video_clips_are_built_whole_and_frames_are_bounded(tmp_path, monkeypatc
     with pytest.raises(KeyboardInterrupt):
         synthetic_video.generate_video_clips(out, num_clips=2, frames=2, width=64, height=48)
     assert not out.exists() and list(tmp_path.iterdir()) == []
-    code, _, err = run_detect(["data", "synth", out, "--video", "--frames", "100000"], capsys)
+    code, _, err = run_detect(["data", "synth", "-o", out, "--video", "--frames", "100000"], capsys)
     assert code == 2 and "less than or equal to 10000" in err

@@ -127,7 +127,7 @@ def test_data_yaml_forms_list_files_and_mapped_names(tmp_path):
 
 def test_synth_yolo_then_check_through_the_cli(tmp_path, capsys):
     with pytest.raises(SystemExit) as exited:
-        main(["data", "synth", str(tmp_path / "shapes"), "--format", "yolo", "--num-images", "10", "--image-size",
+        main(["data", "synth", "-o", str(tmp_path / "shapes"), "--format", "yolo", "--num-images", "10", "--image-size",
               "64"])
     assert exited.value.code in (0, None)
     with pytest.raises(SystemExit) as exited:

@@ -51,7 +51,7 @@ def test_eval_of_a_model_file_never_generates_its_data(tiny_models, tmp_path, ca
 def test_eval_of_a_model_file_reads_its_synthetic_data_where_it_is_or_where_the_user_says(tiny_models, tmp_path,
                                                                                           capsys):
     shapes = tmp_path / "shapes"
-    assert run_detect(["data", "synth", shapes, "-n", "6", "-s", "64"], capsys)[0] == 0
+    assert run_detect(["data", "synth", "-o", shapes, "-n", "6", "-s", "64"], capsys)[0] == 0
     code, out, err = run_detect(["eval", checkpoint_naming(shapes, tiny_models, tmp_path), "--device", "cpu"], capsys)
     assert code == 0, err
     assert "on voc split 'val'" in out  # read as the VOC folder it is
