@@ -338,6 +338,8 @@ class TrackConfig(Section):
     """Tracking in videos (`detect infer --track`): ByteTrack's association rules and defaults (Zhang et al.,
     2022), see detect/track/bytetrack.py."""
 
+    tracker: str = "bytetrack"
+    """The tracker (registered in detect/track/registry.py): bytetrack, the one written here."""
     high_score: float = Field(0.5, gt=0.0, le=1.0)
     """Detections at least this confident are matched first and may start tracks."""
     low_score: float = Field(0.1, ge=0.0, le=1.0)

@@ -28,8 +28,8 @@ import numpy as np
 from detect.draw import class_colour, draw_boxes
 from detect.infer.detector import Detections
 from detect.outputs import atomic_output
+from detect.track import TRACKERS
 from detect.track.appearance import BINS, colour_histograms
-from detect.track.bytetrack import ByteTracker
 
 
 def track_config(settings: list[str] | None):
@@ -47,7 +47,7 @@ def model_threshold(score_threshold: float, track_cfg) -> float:
 
 class VideoTracking:
     def __init__(self, track_cfg, score_threshold: float, class_names: list[str]) -> None:
-        self.tracker = ByteTracker(track_cfg)
+        self.tracker = TRACKERS.get(track_cfg.tracker)(track_cfg)
         self.score_threshold = score_threshold
         self.class_names = list(class_names)
         self.trail_length = track_cfg.trail

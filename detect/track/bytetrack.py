@@ -34,6 +34,7 @@ from scipy.optimize import linear_sum_assignment
 
 from detect.iou import iou_matrix
 from detect.track import appearance, kalman
+from detect.track.registry import TRACKERS
 
 
 @dataclass
@@ -106,6 +107,7 @@ def match(tracks: list[Track], boxes: np.ndarray, labels: np.ndarray, min_iou: f
             [j for j in range(len(boxes)) if j not in matched_dets])
 
 
+@TRACKERS.register("bytetrack")
 class ByteTracker:
     def __init__(self, track_cfg) -> None:
         self.cfg = track_cfg

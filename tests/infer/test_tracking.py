@@ -79,6 +79,10 @@ def test_track_settings_from_the_command_line(tmp_path):
     with pytest.raises(DetectError, match="track.low_score"):
         track_config(["low_score=0.9"])
     assert model_threshold(0.5, TrackConfig(low_score=0.1)) == 0.1 and model_threshold(0.05, TrackConfig()) == 0.05
+    from detect.infer.tracking import VideoTracking
+
+    with pytest.raises(DetectError, match="track.tracker sort: unknown tracker; choose from bytetrack"):
+        VideoTracking(track_config(["tracker=sort"]), 0.5, NAMES)
 
 
 def test_the_tracker_time_is_counted_apart(tmp_path):
