@@ -2,7 +2,7 @@
 (the checkpoint's model), `onnxruntime` and `openvino` (an exported graph on the CPU) and `tensorrt`
 (an engine on an NVIDIA GPU). Each loads a `LoadedModel`; `detect.infer.Detector` runs any of them the
 same way. A new runtime is one module here that registers itself, its name in the import below, and
-the file suffixes it reads in NATIVE_SUFFIXES.
+the file suffixes it reads declared beside it (base.reads_files).
 
     loaded = BACKENDS.get("onnxruntime")(path, device)
     backend = backend_for_file("model.xml")   # "openvino": what "auto" picks for a file
@@ -11,19 +11,9 @@ the file suffixes it reads in NATIVE_SUFFIXES.
 from pathlib import Path
 
 from detect.backends import onnxruntime_backend, openvino_backend, tensorrt_backend, torch_backend  # noqa: F401
-from detect.backends.base import BACKENDS
+from detect.backends.base import BACKENDS, NATIVE_SUFFIXES, RUNS_ONNX
 from detect.detections.loaded import LoadedModel
 from detect.errors import DetectError
-
-# The files each backend reads as they are. Given a checkpoint, a backend that runs an exported graph
-# (RUNS_ONNX) gets it exported to ONNX first (detect.export.load_model_file).
-NATIVE_SUFFIXES = {
-    "torch": (".pt", ".pth"),
-    "onnxruntime": (".onnx",),
-    "openvino": (".xml", ".onnx"),
-    "tensorrt": (".engine", ".plan"),
-}
-RUNS_ONNX = ("onnxruntime", "openvino")
 
 
 def backend_for_file(path: str | Path) -> str:

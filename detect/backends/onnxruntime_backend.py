@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from detect.backends.base import BACKENDS
+from detect.backends.base import BACKENDS, reads_files
 from detect.backends.graph_model import ExportedGraph
 from detect.detections.graph import OUTPUT_NAMES, loaded_from_metadata
 from detect.detections.loaded import LoadedModel
@@ -47,6 +47,9 @@ class OnnxRuntimeModel(ExportedGraph):
 
     def run_graph(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self.session.run(list(OUTPUT_NAMES), feeds)
+
+
+reads_files("onnxruntime", (".onnx",), runs_onnx=True)
 
 
 @BACKENDS.register("onnxruntime")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from detect.backends.base import BACKENDS
+from detect.backends.base import BACKENDS, reads_files
 from detect.backends.graph_model import ExportedGraph
 from detect.detections.graph import OUTPUT_NAMES, loaded_from_metadata, onnx_metadata
 from detect.detections.loaded import LoadedModel
@@ -105,6 +105,9 @@ def read_metadata(model, path: Path) -> dict[str, str]:
     if not model.has_rt_info([METADATA_KEY]):
         return {}
     return {str(key): value.astype(str) for key, value in model.get_rt_info()[METADATA_KEY].items()}
+
+
+reads_files("openvino", (".xml", ".onnx"), runs_onnx=True)
 
 
 @BACKENDS.register("openvino")

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from detect.backends.base import BACKENDS
+from detect.backends.base import BACKENDS, reads_files
 from detect.backends.graph_model import ExportedGraph
 from detect.detections.graph import OUTPUT_NAMES, loaded_from_metadata
 from detect.detections.loaded import LoadedModel
@@ -86,6 +86,9 @@ class TensorRTModel(ExportedGraph):
             raise DetectError("TensorRT: the engine failed to run")
         stream.synchronize()
         return [outputs[name].cpu().numpy() for name in OUTPUT_NAMES]
+
+
+reads_files("tensorrt", (".engine", ".plan"))
 
 
 @BACKENDS.register("tensorrt")

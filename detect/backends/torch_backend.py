@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from detect.backends.base import BACKENDS
+from detect.backends.base import BACKENDS, reads_files
 from detect.detections.loaded import LoadedModel
+
+reads_files("torch", (".pt", ".pth"))
 
 
 @BACKENDS.register("torch")
