@@ -84,7 +84,7 @@ def test_data_show_refuses_to_replace_its_config_or_its_data(files, tmp_path, ca
     image, xml = root / "JPEGImages" / f"{shown}.jpg", root / "Annotations" / f"{shown}.xml"
     before = image.read_bytes(), xml.read_bytes()
     for target in (image, xml):
-        code, err = run_cli(["data", "show", "--config", config, "--num", "4", "--out", target], capsys)
+        code, err = run_cli(["data", "show", "--config", config, "-n", "4", "--out", target], capsys)
         assert_one_line(code, err, f"--out {target}: would overwrite the input {target}")
     assert (image.read_bytes(), xml.read_bytes()) == before
 

@@ -43,7 +43,7 @@ def commands(data: str) -> list[tuple[list[str], list[str]]]:
         (["data", "synth", "-o", "clips", "--video", "--clips", "1", "--frames", "4"], ["clips"]),
         (["data", "check", *config], []),
         (["data", "stats", *config, "--plots", "stats"], ["stats"]),
-        (["data", "show", *config, "--num", "2", "--out", "grid.png"], ["grid.png"]),
+        (["data", "show", *config, "-n", "2", "--out", "grid.png"], ["grid.png"]),
         (["data", "split", "-o", "lists", *config], ["lists"]),
         (["data", "convert", "-o", "as_yolo", *config, "--format", "yolo"], ["as_yolo"]),
         (["train", *config, *sets(TINY_SSD), "--device", "cpu", "--out", "run"], ["run"]),

@@ -123,7 +123,7 @@ def test_convert_onto_a_file_or_a_full_disk_is_one_line(tmp_path, monkeypatch, c
     blocker = tmp_path / "a_file"
     blocker.write_text("mine")
     with pytest.raises(SystemExit) as exited:
-        main([*args[:2], str(blocker), *args[2:]])
+        main([*args[:2], "-o", str(blocker), *args[2:]])
     assert exited.value.code == 2 and f"convert {blocker}: is a file" in capsys.readouterr().err
     assert blocker.read_text() == "mine"
 
@@ -133,7 +133,7 @@ def test_convert_onto_a_file_or_a_full_disk_is_one_line(tmp_path, monkeypatch, c
     monkeypatch.setattr("detect.data.convert.os.symlink", full)
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as exited:
-        main([*args[:2], str(out), *args[2:]])
+        main([*args[:2], "-o", str(out), *args[2:]])
     err = capsys.readouterr().err
     assert exited.value.code == 2 and err.count("\n") == 1 and f"no space left on {tmp_path}: out not written" in err
     assert sorted(path.name for path in tmp_path.iterdir()) == ["a_file", "shapes"]
