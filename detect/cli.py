@@ -612,6 +612,10 @@ def _check_gt(gt: Path, track: bool, videos: list) -> None:
         raise DetectError(f"--gt is the ground truth of one video; the sources hold {len(videos)}")
     if not gt.is_file():
         raise DetectError(f"--gt {gt}: no such file")
+    try:  # before the video runs, not after
+        import motmetrics  # noqa: F401
+    except ImportError:
+        raise DetectError("--gt: scoring tracks needs motmetrics: pip install motmetrics") from None
 
 
 @app.command("export")
